@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# unlatch developer entry point: set up a fresh machine, run the demo, run every test.
+#
+#   bash scripts/dev.sh demo    set up, then start a relay + desktop on embedded defaults
+#   bash scripts/dev.sh test    set up, then lint, type-check and run every test
+#   bash scripts/dev.sh setup   only set up (.venv, npm packages, browser, services)
+#
+# Idempotent: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+
+apt_updated=0
+apt_install() {
+  # Install the named Debian packages that are missing.
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || { echo "need Debian packages: ${missing[*]}" >&2; return 1; }
+  if [ $apt_updated = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  log "installing Debian packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+setup_system() {
+  apt_install chromium
+  command -v npm >/dev/null || apt_install nodejs npm
+  command -v redis-server >/dev/null || apt_install redis-server || true
+  command -v pg_ctlcluster >/dev/null || apt_install postgresql || true
+  command -v chromium >/dev/null || { echo "chromium is required for the browser tests" >&2; exit 1; }
+}
+
+start_services() {
+  # Redis and PostgreSQL on 127.0.0.1 for the scale-out tests (issue: relay at scale).
+  if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    log "starting redis on 127.0.0.1:6379"
+    mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+  fi
+  if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+    if command -v pg_ctlcluster >/dev/null && ls /etc/postgresql >/dev/null 2>&1; then
+      log "starting postgresql on 127.0.0.1:5432"
+      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+    fi
+  fi
+}
+
+setup_python() {
+  if [ ! -x "$PY" ]; then
+    log "creating .venv"
+    python3 -m venv "$VENV"
+  fi
+  local stamp="$VENV/.unlatch-installed"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    log "installing unlatch and its dependencies into .venv"
+    "$PY" -m pip install -q --upgrade pip >/dev/null
+    "$PY" -m pip install -q -e ".[dev]"
+    touch "$stamp"
+  fi
+}
+
+setup_web() {
+  if [ -f web/phone/package.json ]; then
+    if [ ! -d web/phone/node_modules ] || [ web/phone/package-lock.json -nt web/phone/node_modules ]; then
+      log "installing the phone app's npm packages (lockfile)"
+      (cd web/phone && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    log "building the phone app"
+    (cd web/phone && npm run --silent build)
+  fi
+}
+
+setup() { setup_system; start_services; setup_python; setup_web; }
+
+run_tests() {
+  log "ruff"
+  "$VENV/bin/ruff" check unlatch tests bench
+  log "mypy"
+  "$VENV/bin/mypy"
+  if [ -f web/phone/package.json ]; then
+    log "JavaScript tests (node --test)"
+    (cd web/phone && npm test --silent)
+  fi
+  log "pytest"
+  set +e
+  "$VENV/bin/python" -m pytest "$@"
+  local rc=$?
+  set -e
+  if [ $rc = 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi
+  exit $rc
+}
+
+cmd=${1:-help}
+shift || true
+case "$cmd" in
+  setup) setup ;;
+  test) setup; run_tests "$@" ;;
+  demo) setup; exec "$VENV/bin/unlatch" demo "$@" ;;
+  *) sed -n '2,8p' "$0"; exit 2 ;;
+esac

@@ -1,0 +1,6 @@
+"""Allow ``python -m unlatch``."""
+
+from unlatch.cli import main
+
+if __name__ == "__main__":
+    main()
