@@ -1,0 +1,645 @@
+"""The vault: an SQLite file of AEAD-encrypted items and key slots.
+
+A :class:`Vault` handle starts locked (:meth:`Vault.open`) and becomes
+unlocked when a key slot yields the vault key (master password, or any
+caller-provided key-encryption key for phone / passkey slots). Items are
+sealed with AES-256-GCM under a per-item key ``HKDF(vault key, item id)``;
+the AAD binds vault id, item id and item version, and an HMAC "manifest"
+over every ``(item id, version)`` pair catches rows that were deleted,
+added, or rolled back to an older copy. See docs/vault.md for the layout.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import sqlite3
+import struct
+import time
+from collections.abc import Iterable, Mapping
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+from unlatch.vault import crypto, items, kdf, schema, slots
+from unlatch.vault.crypto import AeadFailure
+from unlatch.vault.errors import (
+    AmbiguousItemError,
+    CorruptVaultError,
+    InvalidItemError,
+    ItemIntegrityError,
+    ItemNotFoundError,
+    LastPasswordSlotError,
+    SlotNotFoundError,
+    VaultExistsError,
+    VaultLockedError,
+    WrongKeyError,
+    WrongPasswordError,
+)
+from unlatch.vault.items import Item
+from unlatch.vault.kdf import KdfParams
+from unlatch.vault.slots import KIND_PASSWORD, InvalidSlotError, SlotInfo, SlotMeta
+
+VAULT_ID_LEN = 16
+MAX_MIN_PASSWORD = 8
+MAX_PASSWORD_CHARS = 1024
+MAX_CIPHERTEXT = items.MAX_PLAINTEXT + items.PAD_TO + 16
+EDITABLE_FIELDS = ("title", "username", "password", "urls", "notes", "tags", "totp_secret")
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _new_id() -> str:
+    return crypto.random_bytes(16).hex()
+
+
+def check_password(password: str) -> None:
+    """A master password: 8-1024 characters (length is what matters, not classes)."""
+    if not isinstance(password, str) or len(password) < MAX_MIN_PASSWORD:
+        raise InvalidSlotError(
+            f"the master password must be at least {MAX_MIN_PASSWORD} characters"
+        )
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise InvalidSlotError(f"the master password must be at most {MAX_PASSWORD_CHARS} chars")
+
+
+class Vault:
+    """A handle on one vault file; locked until a slot yields the key."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, meta: Mapping[str, str]) -> None:
+        self.path = path
+        self._conn = conn
+        try:
+            self.vault_id = bytes.fromhex(meta.get("vault_id", ""))
+        except ValueError:
+            self.vault_id = b""
+        if len(self.vault_id) != VAULT_ID_LEN:
+            conn.close()
+            raise CorruptVaultError(f"{path} has no valid vault id")
+        self._key: bytearray | None = None
+        self._cache: dict[tuple[str, int], Item] = {}
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def create(
+        cls, path: Path | str, password: str, *, kdf_params: KdfParams | None = None
+    ) -> Vault:
+        """Create a new vault at ``path`` with one master-password slot; returned unlocked.
+
+        ``kdf_params`` defaults to :func:`unlatch.vault.kdf.calibrate` (~0.5 s,
+        >= 64 MiB). Explicit params are still refused below the OWASP minimum.
+        The file is built under a temporary name and linked into place, so a
+        crash never leaves a half-made vault at ``path``.
+        """
+        path = Path(path)
+        check_password(password)
+        params = kdf_params or kdf.calibrate()
+        params.check()
+        if path.exists():
+            raise VaultExistsError(f"a vault already exists at {path}")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{_new_id()[:12]}.creating")
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        key = bytearray(crypto.random_bytes(crypto.KEY_LEN))
+        try:
+            conn = schema.connect(tmp)
+            try:
+                schema.migrate(conn, 0)
+                vault_id = crypto.random_bytes(VAULT_ID_LEN)
+                with schema.write_txn(conn):
+                    conn.executemany(
+                        "INSERT INTO meta (key, value) VALUES (?, ?)",
+                        [("vault_id", vault_id.hex()), ("created_at", str(_now()))],
+                    )
+                    _insert_password_slot(
+                        conn, vault_id, bytes(key), password, params, "master password"
+                    )
+                    _store_manifest(conn, _manifest_mac(bytes(key), vault_id, []))
+            finally:
+                conn.close()
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise VaultExistsError(f"a vault already exists at {path}") from None
+            _fsync_dir(path.parent)
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+        vault = cls.open(path)
+        vault._key = key
+        return vault
+
+    @classmethod
+    def open(cls, path: Path | str) -> Vault:
+        """Open (locked) and validate: SQLite header, format marker, schema version.
+
+        Raises :class:`~unlatch.vault.errors.VaultNotFoundError`,
+        :class:`~unlatch.vault.errors.NotAVaultError`,
+        :class:`~unlatch.vault.errors.CorruptVaultError` or
+        :class:`~unlatch.vault.errors.UnsupportedSchemaError`. Older schemas
+        are migrated in place (one transaction per step).
+        """
+        path = Path(path)
+        schema.check_file(path)
+        # Validate through a read-only connection first: a foreign SQLite file
+        # must not be switched to WAL mode (or otherwise touched) by us.
+        try:
+            ro = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            raise CorruptVaultError(f"cannot open {path}: {exc}") from None
+        try:
+            meta = schema.read_meta(ro, path)
+            version = schema.schema_version(meta, path)
+            schema.quick_check(ro, path)
+        finally:
+            ro.close()
+        try:
+            conn = schema.connect(path)
+        except sqlite3.DatabaseError as exc:
+            raise CorruptVaultError(f"cannot open {path}: {exc}") from None
+        try:
+            if version < schema.SCHEMA_VERSION:
+                schema.migrate(conn, version)
+            meta = schema.read_meta(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(path, conn, meta)
+
+    @property
+    def is_unlocked(self) -> bool:
+        """True while the vault key is held in memory."""
+        return self._key is not None
+
+    def lock(self) -> None:
+        """Drop the vault key and every decrypted item (best effort wipe of the key bytes)."""
+        if self._key is not None:
+            for i in range(len(self._key)):
+                self._key[i] = 0
+        self._key = None
+        self._cache.clear()
+
+    def close(self) -> None:
+        """Lock and close the file."""
+        self.lock()
+        self._conn.close()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------------- slots
+
+    def unlock_with_password(self, password: str) -> None:
+        """Try every password slot; :class:`WrongPasswordError` if none opens."""
+        if not isinstance(password, str) or len(password) > MAX_PASSWORD_CHARS:
+            raise WrongPasswordError()
+        for slot_id in self._slot_ids(KIND_PASSWORD):
+            key = self._try_password_slot(slot_id, password)
+            if key is not None:
+                self._set_key(key)
+                return
+        raise WrongPasswordError()
+
+    def unlock_with_slot(self, slot_id: str, kek: bytes) -> None:
+        """Unwrap with a caller-computed 32-byte KEK (phone, passkey...)."""
+        row = self._slot_row(slot_id)
+        key = self._unwrap(row, kek)
+        if key is None:
+            raise WrongKeyError(f"the key does not open slot {row['label']!r} ({row['kind']})")
+        self._set_key(key)
+
+    def list_slots(self) -> list[SlotInfo]:
+        """Every slot (works while locked: the UI offers the unlock methods)."""
+        rows = self._conn.execute(
+            "SELECT id, kind, label, created_at, meta FROM slots ORDER BY created_at, id"
+        ).fetchall()
+        return [_slot_info(r) for r in rows]
+
+    def find_slots(self, kind: str) -> list[SlotInfo]:
+        """The slots of one kind (e.g. every paired phone)."""
+        return [s for s in self.list_slots() if s.kind == kind]
+
+    def add_slot(self, kind: str, label: str, kek: bytes, meta: SlotMeta | None = None) -> str:
+        """Wrap the vault key under ``kek`` in a new slot; returns its id.
+
+        For generic kinds (``phone``, ``passkey``...): the caller derives the
+        32-byte KEK; only its wrapping of the vault key is stored.
+        """
+        slots.check_kind(kind)
+        if kind == KIND_PASSWORD:
+            raise InvalidSlotError("use add_password_slot for a master-password slot")
+        if not isinstance(kek, bytes | bytearray) or len(kek) != crypto.KEY_LEN:
+            raise InvalidSlotError("a key-encryption key must be 32 bytes")
+        label = slots.check_label(label)
+        meta_text = slots.encode_meta(meta or {})
+        key = self._require_key()
+        slot_id = _new_id()
+        nonce, wrapped = crypto.seal(bytes(kek), key, slots.slot_aad(self.vault_id, slot_id, kind))
+        with schema.write_txn(self._conn):
+            self._conn.execute(
+                "INSERT INTO slots (id, kind, label, created_at, meta, nonce, wrapped_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (slot_id, kind, label, _now(), meta_text, nonce, wrapped),
+            )
+        return slot_id
+
+    def add_password_slot(
+        self, password: str, label: str = "master password", *, kdf_params: KdfParams | None = None
+    ) -> str:
+        """A further master-password slot (e.g. a recovery passphrase)."""
+        check_password(password)
+        params = kdf_params or kdf.calibrate()
+        params.check()
+        key = self._require_key()
+        with schema.write_txn(self._conn):
+            return _insert_password_slot(
+                self._conn, self.vault_id, key, password, params, slots.check_label(label)
+            )
+
+    def rename_slot(self, slot_id: str, label: str) -> None:
+        """Change a slot's human label (not part of the AAD: no rewrap needed)."""
+        self._require_key()
+        label = slots.check_label(label)
+        with schema.write_txn(self._conn):
+            cur = self._conn.execute("UPDATE slots SET label = ? WHERE id = ?", (label, slot_id))
+            if cur.rowcount != 1:
+                raise SlotNotFoundError(f"no key slot {slot_id}")
+
+    def remove_slot(self, slot_id: str) -> None:
+        """Delete a slot. The last password slot is refused: it is the recovery path."""
+        self._require_key()
+        with schema.write_txn(self._conn):
+            row = self._conn.execute("SELECT kind FROM slots WHERE id = ?", (slot_id,)).fetchone()
+            if row is None:
+                raise SlotNotFoundError(f"no key slot {slot_id}")
+            if row[0] == KIND_PASSWORD:
+                (count,) = self._conn.execute(
+                    "SELECT COUNT(*) FROM slots WHERE kind = ?", (KIND_PASSWORD,)
+                ).fetchone()
+                if count <= 1:
+                    raise LastPasswordSlotError(
+                        "refusing to remove the last master-password slot: the master "
+                        "password is how you recover the vault if your phone and "
+                        "passkeys are lost (change it with `unlatch passwd` instead)"
+                    )
+            self._conn.execute("DELETE FROM slots WHERE id = ?", (slot_id,))
+
+    def change_password(self, old: str, new: str, *, kdf_params: KdfParams | None = None) -> None:
+        """Rewrap only the password slot that ``old`` opens, under ``new``.
+
+        Other slots (phones, passkeys) keep working untouched. The slot's
+        Argon2 parameters stay unless ``kdf_params`` is given; the salt is new.
+        """
+        check_password(new)
+        for slot_id in self._slot_ids(KIND_PASSWORD):
+            key = self._try_password_slot(slot_id, old)
+            if key is None:
+                continue
+            row = self._slot_row(slot_id)
+            params = kdf_params or _params_from_meta(slots.decode_meta(row["meta"]))
+            params.check()
+            meta, kek = _password_kek(new, params)
+            nonce, wrapped = crypto.seal(
+                kek, key, slots.slot_aad(self.vault_id, slot_id, KIND_PASSWORD)
+            )
+            with schema.write_txn(self._conn):
+                self._conn.execute(
+                    "UPDATE slots SET meta = ?, nonce = ?, wrapped_key = ? WHERE id = ?",
+                    (slots.encode_meta(meta), nonce, wrapped, slot_id),
+                )
+            return
+        raise WrongPasswordError("the current master password is wrong")
+
+    # -------------------------------------------------------------------- items
+
+    def add_item(self, item: Item) -> Item:
+        """Store a new item (id, version and times assigned here); returns it."""
+        key = self._require_key()
+        now = _now()
+        new = Item.from_dict(
+            {**item.to_dict(), "id": _new_id(), "version": 1, "created_at": now, "updated_at": now}
+        )
+        new.validate()
+        nonce, ct = self._seal_item(key, new)
+        with schema.write_txn(self._conn):
+            self._check_manifest(key)
+            self._conn.execute(
+                "INSERT INTO items (id, version, nonce, ciphertext) VALUES (?, ?, ?, ?)",
+                (new.id, new.version, nonce, ct),
+            )
+            self._update_manifest(key)
+        return new
+
+    def update_item(self, item_id: str, changes: Mapping[str, Any]) -> Item:
+        """Apply ``changes`` (a subset of :data:`EDITABLE_FIELDS`); bumps the version."""
+        key = self._require_key()
+        unknown = set(changes) - set(EDITABLE_FIELDS)
+        if unknown:
+            raise InvalidItemError(f"unknown item field(s): {', '.join(sorted(unknown))}")
+        with schema.write_txn(self._conn):
+            self._check_manifest(key)
+            current = self._load_item(key, item_id)
+            data = {**current.to_dict(), **changes}
+            data.update(version=current.version + 1, updated_at=max(_now(), current.updated_at))
+            new = Item.from_dict(data)
+            new.validate()
+            nonce, ct = self._seal_item(key, new)
+            self._conn.execute(
+                "UPDATE items SET version = ?, nonce = ?, ciphertext = ? WHERE id = ?",
+                (new.version, nonce, ct, new.id),
+            )
+            self._update_manifest(key)
+        return new
+
+    def delete_item(self, item_id: str) -> None:
+        """Remove an item for good."""
+        key = self._require_key()
+        with schema.write_txn(self._conn):
+            self._check_manifest(key)
+            cur = self._conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
+            if cur.rowcount != 1:
+                raise ItemNotFoundError(f"no item with id {item_id}")
+            self._update_manifest(key)
+
+    def get_item(self, item_id: str) -> Item:
+        """One item by id, authenticated."""
+        key = self._require_key()
+        self._check_manifest(key)
+        return self._load_item(key, item_id)
+
+    def items(self) -> list[Item]:
+        """Every item, decrypted and authenticated, sorted by title.
+
+        Raises :class:`ItemIntegrityError` naming the damaged items rather
+        than silently leaving them out.
+        """
+        key = self._require_key()
+        self._check_manifest(key)
+        rows = self._conn.execute("SELECT id, version, nonce, ciphertext FROM items").fetchall()
+        result: list[Item] = []
+        damaged: list[str] = []
+        for item_id, version, nonce, ct in rows:
+            try:
+                result.append(self._decrypt_row(key, item_id, version, nonce, ct))
+            except ItemIntegrityError:
+                damaged.append(str(item_id))
+        if damaged:
+            raise ItemIntegrityError(
+                f"{len(damaged)} item(s) failed their integrity check (tampered or "
+                f"damaged): {', '.join(sorted(damaged)[:5])}" + (" ..." if len(damaged) > 5 else "")
+            )
+        result.sort(key=lambda i: (i.title.casefold(), i.id))
+        return result
+
+    def search(self, query: str = "", tag: str | None = None) -> list[Item]:
+        """Items whose title, username, URLs or tags contain ``query`` (case-insensitive).
+
+        There is no plaintext index on disk, so this decrypts every item
+        (cached in memory until :meth:`lock`); see bench/bench_vault.py.
+        """
+        found = [i for i in self.items() if not query or i.matches(query)]
+        if tag is not None:
+            found = [i for i in found if tag.casefold() in (t.casefold() for t in i.tags)]
+        return found
+
+    def find(self, title_or_id: str) -> Item:
+        """The one item whose id is ``title_or_id`` or whose title equals it (any case)."""
+        key = self._require_key()
+        if self._conn.execute("SELECT 1 FROM items WHERE id = ?", (title_or_id,)).fetchone():
+            return self.get_item(title_or_id)
+        wanted = title_or_id.casefold()
+        matches = [i for i in self.items() if i.title.casefold() == wanted]
+        del key
+        if not matches:
+            raise ItemNotFoundError(f"no item titled {title_or_id!r} (see `unlatch list`)")
+        if len(matches) > 1:
+            ids = ", ".join(i.id for i in matches)
+            raise AmbiguousItemError(
+                f"{len(matches)} items are titled {title_or_id!r}; use an id instead: {ids}"
+            )
+        return matches[0]
+
+    def count_items(self) -> int:
+        """Number of items (no key needed: ids are not secret)."""
+        (n,) = self._conn.execute("SELECT COUNT(*) FROM items").fetchone()
+        return int(n)
+
+    # ---------------------------------------------------------------- internals
+
+    def _require_key(self) -> bytes:
+        if self._key is None:
+            raise VaultLockedError()
+        return bytes(self._key)
+
+    def _set_key(self, key: bytes) -> None:
+        self.lock()
+        self._key = bytearray(key)
+
+    def _slot_ids(self, kind: str) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT id FROM slots WHERE kind = ? ORDER BY created_at, id", (kind,)
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def _slot_row(self, slot_id: str) -> dict[str, Any]:
+        cur = self._conn.execute(
+            "SELECT id, kind, label, created_at, meta, nonce, wrapped_key FROM slots WHERE id = ?",
+            (slot_id,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            raise SlotNotFoundError(f"no key slot {slot_id}")
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def _unwrap(self, row: Mapping[str, Any], kek: bytes) -> bytes | None:
+        if not isinstance(kek, bytes | bytearray) or len(kek) != crypto.KEY_LEN:
+            return None
+        aad = slots.slot_aad(self.vault_id, str(row["id"]), str(row["kind"]))
+        try:
+            key = crypto.open_sealed(
+                bytes(kek), bytes(row["nonce"]), bytes(row["wrapped_key"]), aad
+            )
+        except AeadFailure:
+            return None
+        return key if len(key) == crypto.KEY_LEN else None
+
+    def _try_password_slot(self, slot_id: str, password: str) -> bytes | None:
+        row = self._slot_row(slot_id)
+        meta = slots.decode_meta(row["meta"])
+        params = _params_from_meta(meta)
+        salt = _salt_from_meta(meta)
+        try:
+            kek = _kek_from_argon(kdf.derive(password, salt, params))
+        except ValueError:
+            return None
+        return self._unwrap(row, kek)
+
+    def _item_key(self, key: bytes, item_id: str) -> bytes:
+        return crypto.hkdf(key, crypto.LABEL_ITEM_KEY, crypto.lp(self.vault_id, item_id.encode()))
+
+    def _item_aad(self, item_id: str, version: int) -> bytes:
+        return crypto.lp(
+            crypto.LABEL_ITEM_AAD, self.vault_id, item_id.encode(), struct.pack(">Q", version)
+        )
+
+    def _seal_item(self, key: bytes, item: Item) -> tuple[bytes, bytes]:
+        return crypto.seal(
+            self._item_key(key, item.id), items.encode(item), self._item_aad(item.id, item.version)
+        )
+
+    def _load_item(self, key: bytes, item_id: str) -> Item:
+        row = self._conn.execute(
+            "SELECT id, version, nonce, ciphertext FROM items WHERE id = ?", (item_id,)
+        ).fetchone()
+        if row is None:
+            raise ItemNotFoundError(f"no item with id {item_id}")
+        return self._decrypt_row(key, *row)
+
+    def _decrypt_row(self, key: bytes, item_id: Any, version: Any, nonce: Any, ct: Any) -> Item:
+        if not (
+            isinstance(item_id, str)
+            and isinstance(version, int)
+            and isinstance(nonce, bytes)
+            and isinstance(ct, bytes)
+        ):
+            raise ItemIntegrityError(f"item {item_id!s:.40} is malformed")
+        cached = self._cache.get((item_id, version))
+        if cached is not None:
+            # Filled only after authentication; the ciphertext of an (id, version)
+            # pair cannot change without the version changing.
+            return cached.copy()
+        if len(ct) > MAX_CIPHERTEXT or not 0 <= version < 2**63:
+            raise ItemIntegrityError(f"item {item_id} is malformed")
+        try:
+            plaintext = crypto.open_sealed(
+                self._item_key(key, item_id), nonce, ct, self._item_aad(item_id, version)
+            )
+        except AeadFailure:
+            raise ItemIntegrityError(
+                f"item {item_id} failed its integrity check: it was tampered with, swapped "
+                "or rolled back (not shown)"
+            ) from None
+        try:
+            item = items.decode(plaintext, item_id, version)
+        except InvalidItemError as exc:
+            raise ItemIntegrityError(str(exc)) from None
+        self._cache[(item_id, version)] = item
+        return item.copy()
+
+    def _manifest_rows(self) -> list[tuple[str, int]]:
+        return [
+            (str(i), int(v))
+            for i, v in self._conn.execute("SELECT id, version FROM items ORDER BY id")
+        ]
+
+    def _check_manifest(self, key: bytes) -> None:
+        stored = self._conn.execute("SELECT value FROM meta WHERE key = 'manifest_mac'").fetchone()
+        expected = _manifest_mac(key, self.vault_id, self._manifest_rows())
+        try:
+            ok = stored is not None and hmac.compare_digest(bytes.fromhex(stored[0]), expected)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ItemIntegrityError(
+                "the vault's item list failed its integrity check: items were removed, "
+                "added or rolled back outside unlatch"
+            )
+
+    def _update_manifest(self, key: bytes) -> None:
+        _store_manifest(self._conn, _manifest_mac(key, self.vault_id, self._manifest_rows()))
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def _manifest_mac(key: bytes, vault_id: bytes, rows: Iterable[tuple[str, int]]) -> bytes:
+    mac_key = crypto.hkdf(key, crypto.LABEL_MANIFEST_KEY, vault_id)
+    mac = hmac.new(mac_key, crypto.lp(crypto.LABEL_MANIFEST, vault_id), sha256)
+    for item_id, version in rows:
+        mac.update(crypto.lp(item_id.encode(), struct.pack(">Q", version)))
+    return mac.digest()
+
+
+def _store_manifest(conn: sqlite3.Connection, mac: bytes) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('manifest_mac', ?)", (mac.hex(),)
+    )
+
+
+def _kek_from_argon(argon_output: bytes) -> bytes:
+    return crypto.hkdf(argon_output, crypto.LABEL_PASSWORD_KEK)
+
+
+def _password_kek(password: str, params: KdfParams) -> tuple[SlotMeta, bytes]:
+    salt = crypto.random_bytes(kdf.SALT_LEN)
+    meta: SlotMeta = {
+        "kdf": "argon2id",
+        "m": params.memory_kib,
+        "t": params.time_cost,
+        "p": params.parallelism,
+        "salt": base64.b64encode(salt).decode("ascii"),
+    }
+    return meta, _kek_from_argon(kdf.derive(password, salt, params))
+
+
+def _insert_password_slot(
+    conn: sqlite3.Connection,
+    vault_id: bytes,
+    key: bytes,
+    password: str,
+    params: KdfParams,
+    label: str,
+) -> str:
+    slot_id = _new_id()
+    meta, kek = _password_kek(password, params)
+    nonce, wrapped = crypto.seal(kek, key, slots.slot_aad(vault_id, slot_id, KIND_PASSWORD))
+    conn.execute(
+        "INSERT INTO slots (id, kind, label, created_at, meta, nonce, wrapped_key)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (slot_id, KIND_PASSWORD, label, _now(), slots.encode_meta(meta), nonce, wrapped),
+    )
+    return slot_id
+
+
+def _params_from_meta(meta: SlotMeta) -> KdfParams:
+    try:
+        if meta.get("kdf") != "argon2id":
+            raise ValueError
+        params = KdfParams(int(meta["m"]), int(meta["t"]), int(meta["p"]))
+    except (KeyError, ValueError, TypeError):
+        raise CorruptVaultError("a password slot has damaged Argon2id parameters") from None
+    params.check()
+    return params
+
+
+def _salt_from_meta(meta: SlotMeta) -> bytes:
+    try:
+        salt = base64.b64decode(str(meta["salt"]), validate=True)
+    except (KeyError, binascii.Error):
+        raise CorruptVaultError("a password slot has a damaged salt") from None
+    if not 8 <= len(salt) <= 64:
+        raise CorruptVaultError("a password slot has a damaged salt")
+    return salt
+
+
+def _slot_info(row: tuple[Any, ...]) -> SlotInfo:
+    slot_id, kind, label, created_at, meta = row
+    return SlotInfo(
+        str(slot_id), str(kind), str(label), int(created_at), slots.decode_meta(str(meta))
+    )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
