@@ -1,0 +1,322 @@
+"""Regenerate the protocol test vectors: ``python tests/vectors/generate.py``.
+
+Every vector is produced by the Python implementation from fixed seeds. A
+deterministic random stream (SHA-256 in counter mode over a named seed) stands
+in for ``os.urandom``; each step records its random draws in order, so another
+implementation (the phone app's JavaScript) can replay exactly the same
+draws, and every intermediate value, so a mismatch points at the step that
+differs. ``tests/test_vector_protocol.py`` checks that the files on disk equal
+a fresh generation, and replays them through the public API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from unlatch.protocol import (
+    DesktopPairing,
+    DesktopUnlock,
+    KeyPair,
+    PhonePairing,
+    PhoneUnlock,
+    UnlockMode,
+    app_link,
+    bare_link,
+    phone_slot_kek,
+)
+from unlatch.protocol import keyschedule as ks
+from unlatch.protocol.constants import Label, MessageType
+from unlatch.protocol.encoding import header, transcript
+from unlatch.protocol.messages import PairingHello
+from unlatch.protocol.primitives import hpke_open
+
+HERE = Path(__file__).parent
+APP_URL = "https://relay.example/app/"
+RELAY_URL = "https://relay.example"
+
+
+class Draws:
+    """A seeded stream of random bytes that records each draw."""
+
+    def __init__(self, seed: str) -> None:
+        self._seed = hashlib.sha256(seed.encode()).digest()
+        self._counter = 0
+        self.log: list[str] = []
+
+    def __call__(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            out += hashlib.sha256(self._seed + self._counter.to_bytes(8, "big")).digest()
+            self._counter += 1
+        value = out[:n]
+        self.log.append(value.hex())
+        return value
+
+    def take_log(self) -> list[str]:
+        log, self.log = self.log, []
+        return log
+
+
+def h(b: bytes) -> str:
+    return b.hex()
+
+
+def keys_dict(keys: ks.PairingKeys) -> dict[str, str]:
+    return {name: h(getattr(keys, name)) for name in keys.__dataclass_fields__}
+
+
+def pairing_vector(rng: Draws) -> tuple[dict[str, Any], Any, Any, KeyPair, bytes]:
+    desktop_seed = rng(32)
+    phone_seed = rng(32)
+    desktop = KeyPair.derive(desktop_seed)
+    phone = KeyPair.derive(phone_seed)
+    identities = rng.take_log()
+
+    now = 1_764_000_000
+    dp = DesktopPairing(desktop, RELAY_URL, now=now, ttl=600, rng=rng)
+    offer_draws = rng.take_log()
+    pp = PhonePairing(
+        app_link(APP_URL, dp.offer_bytes), phone, "Ada's phone", "phone-dev-1", now=now + 5, rng=rng
+    )
+    hello_draws = rng.take_log()
+    pending = dp.receive_hello(pp.hello_bytes, now=now + 6)
+    accept, drec, share = dp.confirm("Ada's laptop", "desktop-dev-1", now=now + 20, rng=rng)
+    accept_draws = rng.take_log()
+    prec = pp.receive_accept(accept, now=now + 21)
+
+    o = dp.offer
+    th = ks.pairing_transcript_hash(
+        o.channel_id, o.desktop_pk, o.relay_url, o.expires_at, pp.hello_bytes
+    )
+    hello = PairingHello.decode(pp.hello_bytes)
+    _, root = hpke_open(
+        recipient=desktop,
+        enc=hello.enc,
+        info=ks.hello_info(o.channel_id, o.desktop_pk, o.relay_url, o.expires_at),
+        aad=header(MessageType.PAIRING_HELLO),
+        ciphertext=hello.ciphertext,
+        psk=ks.pairing_psk(o.pairing_secret, o.channel_id),
+        psk_id=Label.PAIR_PSK_ID,
+        export_context=ks.root_export_context(th),
+        what="vector hello",
+    )
+    vector = {
+        "description": "Pairing: offer QR, hello (HPKE mode_psk), verification code, accept",
+        "inputs": {
+            "desktop_identity_seed": h(desktop_seed),
+            "phone_identity_seed": h(phone_seed),
+            "relay_url": RELAY_URL,
+            "app_url": APP_URL,
+            "now_offer": now,
+            "pairing_ttl": 600,
+            "now_hello": now + 5,
+            "now_confirm": now + 20,
+            "now_accept": now + 21,
+            "phone_name": "Ada's phone",
+            "phone_device_id": "phone-dev-1",
+            "desktop_name": "Ada's laptop",
+            "desktop_device_id": "desktop-dev-1",
+        },
+        "draws": {
+            "identities": identities,
+            "offer": offer_draws,
+            "hello": hello_draws,
+            "accept": accept_draws,
+        },
+        "intermediate": {
+            "desktop_pk": h(desktop.public),
+            "desktop_sk": h(desktop.private_bytes()),
+            "phone_pk": h(phone.public),
+            "phone_sk": h(phone.private_bytes()),
+            "pairing_psk": h(ks.pairing_psk(o.pairing_secret, o.channel_id)),
+            "pairing_psk_id": h(Label.PAIR_PSK_ID),
+            "hello_info": h(ks.hello_info(o.channel_id, o.desktop_pk, o.relay_url, o.expires_at)),
+            "transcript_hash": h(th),
+            "root_export_context": h(ks.root_export_context(th)),
+            "verification_code": pending.verification_code,
+            "pairing_keys": keys_dict(drec.keys),
+            "pairing_root": h(root),
+            "accept_key": h(ks.accept_key(root)),
+            "accept_aad": h(ks.accept_aad(th)),
+            "phone_share": h(share),
+        },
+        "messages": {
+            "offer": h(dp.offer_bytes),
+            "offer_link": app_link(APP_URL, dp.offer_bytes),
+            "offer_bare": bare_link(dp.offer_bytes),
+            "hello": h(pp.hello_bytes),
+            "accept": h(accept),
+        },
+        "records": {"desktop": drec.to_dict(), "phone": prec.to_dict()},
+    }
+    assert prec.keys == drec.keys and pp.verification_code == pending.verification_code
+    return vector, drec, prec, phone, share
+
+
+def unlock_vector(
+    name: str,
+    description: str,
+    rng: Draws,
+    drec: Any,
+    prec: Any,
+    phone: KeyPair,
+    mode: UnlockMode,
+    answer: Callable[[PhoneUnlock, DesktopUnlock, Draws], bytes],
+    now: int,
+) -> dict[str, Any]:
+    du = DesktopUnlock(drec, now=now, ttl=120, mode=mode, rng=rng)
+    request_draws = rng.take_log()
+    pushed = PhoneUnlock.open_push(du.push_bytes, [prec], now=now + 1)
+    if mode is UnlockMode.SCAN:
+        pu = PhoneUnlock.from_qr(app_link(APP_URL, du.qr_bytes), [prec], phone, now=now + 3)
+    else:
+        pu = PhoneUnlock.from_push(pushed, phone)
+    seen = pu.seen()
+    du.receive_seen(seen, now=now + 4)
+    reply = answer(pu, du, rng)
+    reply_draws = rng.take_log()
+    outcome = du.receive_reply(reply, now=now + 6)
+    keys = drec.keys
+    p = du.params
+    return {
+        "name": name,
+        "description": description,
+        "inputs": {
+            "now_request": now,
+            "ttl": 120,
+            "mode": int(mode),
+            "now_push": now + 1,
+            "now_scan": now + 3,
+            "now_reply": now + 5,
+            "now_receive": now + 6,
+        },
+        "draws": {"request": request_draws, "reply": reply_draws},
+        "intermediate": {
+            "request_id": h(p.request_id),
+            "ephemeral_pk": h(p.ephemeral_pk),
+            "qr_secret": h(du._qr_secret),
+            "number": du.number,
+            "choices": list(pushed.choices),
+            "qr_mac_input": h(ks.qr_mac_input(keys.pairing_id, du._qr_secret, p)),
+            "push_aad": h(ks.push_aad(b"UL\x01\x11", keys.routing_id)),
+            "push_plaintext_len": 128,
+            "seen_mac_input": h(ks.seen_mac_input(keys.pairing_id, p.request_id, du._qr_secret)),
+            "unlock_psk": h(ks.unlock_psk(keys, p.request_id, du._qr_secret)),
+            "unlock_psk_id": h(Label.UNLOCK_PSK_ID),
+            "reply_info": h(ks.reply_info(keys.pairing_id, p)),
+            "reply_aad": h(b"UL\x01\x13" + p.request_id),
+        },
+        "messages": {
+            "qr": h(du.qr_bytes),
+            "qr_link": app_link(APP_URL, du.qr_bytes),
+            "qr_bare": bare_link(du.qr_bytes),
+            "push": h(du.push_bytes),
+            "seen": h(seen),
+            "reply": h(reply),
+        },
+        "outcome": {
+            "state": du.state.value,
+            "verdict": outcome.verdict.name.lower() if hasattr(outcome, "verdict") else "approve",
+            "phone_share": h(outcome.phone_share) if hasattr(outcome, "phone_share") else None,
+        },
+    }
+
+
+def build() -> dict[str, Any]:
+    rng = Draws("unlatch test vectors v1")
+    pairing, drec, prec, phone, share = pairing_vector(rng)
+    unlocks = [
+        unlock_vector(
+            "scan_approve",
+            "Scan the QR, approve: K_P reaches the desktop",
+            rng,
+            drec,
+            prec,
+            phone,
+            UnlockMode.SCAN,
+            lambda pu, du, r: pu.approve(now=du.params.created_at + 5, rng=r),
+            1_764_000_100,
+        ),
+        unlock_vector(
+            "scan_deny",
+            "Scan the QR, deny: same size as an approval, no share",
+            rng,
+            drec,
+            prec,
+            phone,
+            UnlockMode.SCAN,
+            lambda pu, du, r: pu.deny(now=du.params.created_at + 5, rng=r),
+            1_764_000_300,
+        ),
+        unlock_vector(
+            "scan_not_me",
+            "Scan, 'I did not ask for this'",
+            rng,
+            drec,
+            prec,
+            phone,
+            UnlockMode.SCAN,
+            lambda pu, du, r: pu.deny(now=du.params.created_at + 5, not_me=True, rng=r),
+            1_764_000_500,
+        ),
+        unlock_vector(
+            "number_match_approve",
+            "Approve from the notification, right number",
+            rng,
+            drec,
+            prec,
+            phone,
+            UnlockMode.NUMBER_MATCH,
+            lambda pu, du, r: pu.approve(now=du.params.created_at + 5, choice=du.number, rng=r),
+            1_764_000_700,
+        ),
+        unlock_vector(
+            "number_match_wrong",
+            "Approve from the notification, wrong number",
+            rng,
+            drec,
+            prec,
+            phone,
+            UnlockMode.NUMBER_MATCH,
+            lambda pu, du, r: pu.approve(
+                now=du.params.created_at + 5,
+                choice=next(c for c in pu.choices if c != du.number),
+                rng=r,
+            ),
+            1_764_000_900,
+        ),
+    ]
+    local_secret = hashlib.sha256(b"vector local secret").digest()
+    slot = {
+        "description": "Phone slot KEK: HKDF(K_P, salt=K_L, info=transcript(label, pairing_id))",
+        "phone_share": h(share),
+        "local_secret": h(local_secret),
+        "pairing_id": h(drec.keys.pairing_id),
+        "info": h(transcript(Label.SLOT_PHONE, drec.keys.pairing_id)),
+        "kek": h(phone_slot_kek(share, local_secret, drec.keys.pairing_id)),
+    }
+    return {
+        "pairing.json": {"version": 1, "suite": {"kem": 32, "kdf": 1, "aead": 2}, **pairing},
+        "unlock.json": {"version": 1, "pairing_records": pairing["records"], "vectors": unlocks},
+        "slots.json": {"version": 1, "phone_slot": slot},
+    }
+
+
+def render(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    for name, doc in build().items():
+        (HERE / name).write_text(render(doc), encoding="utf-8")
+        print(f"wrote {HERE / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
