@@ -104,7 +104,7 @@ def test_largest_payload_fills_exactly_one_4096_byte_message() -> None:
 
 def test_one_byte_too_many_is_refused_with_a_typed_error() -> None:
     ua_key = ec.generate_private_key(ec.SECP256R1())
-    with pytest.raises(PayloadTooLarge, match="3994 bytes.*at most 3993"):
+    with pytest.raises(PayloadTooLarge, match=r"3994 bytes.*at most 3993"):
         encryption.encrypt(b"x" * (MAX_PLAINTEXT + 1), _public_bytes(ua_key), b"k" * 16)
 
 

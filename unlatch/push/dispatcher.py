@@ -42,6 +42,31 @@ from unlatch.push.vapid import DEFAULT_TOKEN_LIFETIME, VapidKeys, check_subject
 
 log = logging.getLogger(__name__)
 
+
+class _RedactEndpointPaths(logging.Filter):
+    """Cut ``httpx``'s "HTTP Request: POST <url>" log lines down to the origin.
+
+    httpx logs every request's full URL at INFO, and a push endpoint's path
+    is a capability (anyone holding it can push to that phone), so a relay
+    logging at INFO would otherwise write every phone's capability to disk.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 2:
+            url = record.args[1]
+            if isinstance(url, httpx.URL) and url.raw_path not in (b"", b"/"):
+                record.args = (record.args[0], url.copy_with(raw_path=b"/..."), *record.args[2:])
+        return True
+
+
+def _install_log_redaction() -> None:
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactEndpointPaths) for f in httpx_log.filters):
+        httpx_log.addFilter(_RedactEndpointPaths())
+
+
+_install_log_redaction()
+
 PushOutcome = Literal["delivered", "gone", "failed"]
 URGENCIES = ("very-low", "low", "normal", "high")
 MAX_TTL = 28 * 24 * 3600  # four weeks: what the large push services keep at most
