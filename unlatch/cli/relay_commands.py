@@ -1,0 +1,98 @@
+"""``unlatch relay``: run the relay server ("the service") on this machine."""
+
+from __future__ import annotations
+
+import click
+
+from unlatch.cli import main
+
+
+@main.command("relay")
+@click.option(
+    "--host", default=None, help="Address to listen on (default 127.0.0.1; 0.0.0.0 for all)."
+)
+@click.option("--port", type=int, default=None, help="TCP port (default 8470).")
+@click.option(
+    "--db",
+    default=None,
+    help="Store URL: sqlite:///PATH or a file path (default: $UNLATCH_HOME/relay/relay.db).",
+)
+@click.option("--bus", default=None, help="Bus URL (default memory://, one process).")
+@click.option(
+    "--public-url", default=None, help="The URL phones and desktops use (default http://HOST:PORT)."
+)
+@click.option(
+    "--trusted-proxy",
+    multiple=True,
+    help="CIDR of a reverse proxy whose X-Forwarded-For/Forwarded is believed (repeatable).",
+)
+@click.option(
+    "--cert",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="TLS certificate chain (PEM) for direct HTTPS.",
+)
+@click.option(
+    "--key",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="TLS private key (PEM), with --cert.",
+)
+@click.option(
+    "--no-push",
+    is_flag=True,
+    default=False,
+    help="Disable Web Push/UnifiedPush (WebSocket listeners only).",
+)
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Log level (JSON lines on stderr).",
+)
+def relay_command(
+    host: str | None,
+    port: int | None,
+    db: str | None,
+    bus: str | None,
+    public_url: str | None,
+    trusted_proxy: tuple[str, ...],
+    cert: str | None,
+    key: str | None,
+    no_push: bool,
+    log_level: str | None,
+) -> None:
+    """Run the zero-knowledge relay between desktops and their paired phones.
+
+    It carries only opaque (end-to-end encrypted) messages, wakes phones by
+    Web Push / UnifiedPush, and serves the phone app under /app/. Settings come
+    from the [relay] section of the config file and UNLATCH_RELAY_* variables;
+    options here win. See docs/relay.md.
+
+    \b
+    Examples:
+      unlatch relay
+      unlatch relay --host 0.0.0.0 --public-url https://relay.example.org \\
+          --trusted-proxy 127.0.0.1/32
+      unlatch relay --db sqlite:///var/lib/unlatch/relay.db --port 9000
+      unlatch relay --cert fullchain.pem --key privkey.pem --host 0.0.0.0 --port 443
+      UNLATCH_RELAY_RATE_UNLOCK_PAIRING=20/60 unlatch relay
+    """
+    from unlatch.relay.config import load_config
+    from unlatch.relay.server import run
+
+    overrides = {
+        "host": host,
+        "port": port,
+        "db": db,
+        "bus": bus,
+        "public_url": public_url,
+        "trusted_proxy": trusted_proxy,
+        "cert": cert,
+        "key": key,
+        "log_level": log_level,
+        "push_enabled": False if no_push else None,
+    }
+    config = load_config(overrides)
+    click.echo(f"unlatch relay on {config.public_url} (store {config.db.split('?')[0]})", err=True)
+    run(config)

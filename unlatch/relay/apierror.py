@@ -1,0 +1,69 @@
+"""The one exception routes raise to answer a client with a 4xx JSON error.
+
+Every refusal in the relay becomes ``{"error": code, "message": text}`` with
+a fixed status, so clients (the Python client's typed errors, the PWA) switch
+on ``error`` and show ``message``. Messages never quote client input.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class ApiError(Exception):
+    """An expected refusal: status, stable code, human message, extra JSON fields."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        **extra: object,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        self.extra = extra
+
+    def body(self) -> dict[str, object]:
+        data: dict[str, object] = {"error": self.code, "message": self.message}
+        if self.retry_after is not None:
+            data["retry_after"] = self.retry_after_seconds
+        data.update(self.extra)
+        return data
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """Whole seconds for the Retry-After header (at least 1)."""
+        return max(1, math.ceil(self.retry_after or 0))
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "bad_request", message)
+
+
+def too_large(message: str) -> ApiError:
+    return ApiError(413, "too_large", message)
+
+
+def unauthorized(
+    message: str = "authenticate first (missing, unknown or expired session)",
+) -> ApiError:
+    return ApiError(401, "unauthorized", message)
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, "forbidden", message)
+
+
+def unknown_channel() -> ApiError:
+    return ApiError(404, "unknown_channel", "no such channel on this relay")

@@ -1,0 +1,417 @@
+"""The relay's ASGI application (Starlette): HTTP routes, WebSockets, the PWA, operations.
+
+Routes only parse and bound input (:mod:`unlatch.relay.validate`) and call
+:class:`~unlatch.relay.service.RelayService`; the API is documented in
+docs/relay.md and listed in ``/openapi.json`` (:mod:`unlatch.relay.openapi`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import traceback
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from unlatch import __version__
+from unlatch.push import InvalidPushTarget
+from unlatch.relay.apierror import ApiError, bad_request
+from unlatch.relay.bus import open_bus
+from unlatch.relay.config import RelayConfig
+from unlatch.relay.logs import log
+from unlatch.relay.metrics import RelayMetrics
+from unlatch.relay.models import Device, DeviceKind
+from unlatch.relay.proxy import client_address
+from unlatch.relay.push_gateway import parse_target
+from unlatch.relay.ratelimit import open_limiter
+from unlatch.relay.service import RelayService, message_json
+from unlatch.relay.static import PhoneApp
+from unlatch.relay.store import open_store
+from unlatch.relay.validate import Fields, bearer_token, path_id, query_int, read_json
+from unlatch.relay.ws import Sockets
+
+MAX_PAIRING_MESSAGE = 4096
+MAX_PUSH_PAYLOAD = 1024
+MAX_SEEN = 256
+MAX_REPLY = 1024
+MAX_WAIT = 30
+API_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
+
+
+def ok(data: dict[str, Any], status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status, headers=API_HEADERS)
+
+
+class Relay:
+    """Everything one relay process holds: config, service, sockets, metrics."""
+
+    def __init__(self, config: RelayConfig) -> None:
+        self.config = config
+        self.metrics = RelayMetrics()
+        self.service = RelayService(
+            config,
+            open_store(config.db),
+            open_bus(config.bus),
+            open_limiter(config.bus),
+            self.metrics,
+        )
+        self.sockets = Sockets(self.service)
+
+    # helpers -------------------------------------------------------------------
+    def client_ip(self, request: Request) -> str:
+        peer = request.client.host if request.client else None
+        return client_address(peer, request.scope.get("headers", []), self.config.trusted_networks)
+
+    async def device(self, request: Request, kind: DeviceKind | None = None) -> Device:
+        device = await self.service.authenticate(bearer_token(request))
+        if kind is not None and device.kind != kind:
+            raise ApiError(403, "forbidden", f"only a {kind} may do this")
+        return device
+
+    # auth and devices -------------------------------------------------------------
+    async def auth_challenge(self, request: Request) -> Response:
+        Fields(await read_json(request), set())
+        return ok(await self.service.issue_challenge(self.client_ip(request)))
+
+    async def auth_session(self, request: Request) -> Response:
+        f = Fields(await read_json(request), {"public_key", "kind", "challenge", "signature"})
+        public_key = f.b64("public_key", exact=65)
+        kind = f.choice("kind", ("desktop", "phone"))
+        challenge = f.b64("challenge", exact=32)
+        signature = f.b64("signature", exact=64)
+        result = await self.service.open_session(
+            public_key, "desktop" if kind == "desktop" else "phone", challenge, signature
+        )
+        return ok(result)
+
+    async def device_me(self, request: Request) -> Response:
+        device = await self.device(request)
+        push = None
+        if device.push_target:
+            push = {
+                "type": device.push_target.get("kind"),
+                "endpoint": device.push_target.get("endpoint"),
+            }
+        return ok(
+            {
+                "device_id": device.device_id,
+                "kind": device.kind,
+                "created_at": device.created_at,
+                "push": push,
+            }
+        )
+
+    async def push_target(self, request: Request) -> Response:
+        device = await self.device(request, "phone")
+        if request.method == "DELETE":
+            await self.service.set_push_target(device, None)
+            return ok({"ok": True})
+        body = await read_json(request)
+        try:
+            target = parse_target(body)
+        except InvalidPushTarget as exc:
+            raise bad_request(str(exc)) from None
+        await self.service.set_push_target(device, target.to_json())
+        return ok({"ok": True})
+
+    async def vapid_key(self, request: Request) -> Response:
+        if self.service.push is None:
+            raise ApiError(503, "push_unavailable", "push is disabled on this relay")
+        return ok({"public_key": self.service.push.public_key_b64url})
+
+    # pairing channels -----------------------------------------------------------------
+    async def pairing_create(self, request: Request) -> Response:
+        device = await self.device(request)
+        f = Fields(await read_json(request), {"channel_id", "ttl"})
+        channel_id = f.b64("channel_id", exact=16)
+        ttl = f.opt_int("ttl", 1, self.config.pairing_ttl)
+        ch = await self.service.create_pairing_channel(device, channel_id, ttl)
+        return ok({"channel_id": request_b64(channel_id), "expires_at": ch.expires_at}, 201)
+
+    async def pairing_post(self, request: Request) -> Response:
+        msg_type = request.path_params["msg_type"]
+        if msg_type not in ("hello", "accept"):
+            raise ApiError(404, "not_found", "no such route")
+        device = await self.device(request)
+        channel_id = path_id(request, "channel_id")
+        f = Fields(await read_json(request), {"data"})
+        data = f.b64("data", max_len=MAX_PAIRING_MESSAGE)
+        msg = await self.service.post_pairing(device, channel_id, msg_type, data)
+        return ok({"seq": msg.seq}, 202)
+
+    async def pairing_wait(self, request: Request) -> Response:
+        return await self._wait(request, "pairing")
+
+    async def pairing_delete(self, request: Request) -> Response:
+        device = await self.device(request)
+        await self.service.close_channel(device, path_id(request, "channel_id"), "pairing")
+        return ok({"ok": True})
+
+    async def _wait(self, request: Request, kind: Any) -> Response:
+        device = await self.device(request)
+        channel_id = path_id(request, "channel_id")
+        after = query_int(request, "after", 0, 0, 2**31)
+        timeout = query_int(request, "timeout", 25, 0, MAX_WAIT)
+        msgs, ch = await self.service.wait(device, channel_id, kind, after, float(timeout))
+        now = time.time()
+        return ok(
+            {
+                "messages": [message_json(m) for m in msgs],
+                "state": self.service.state_of(ch, now),
+                "expires_at": ch.expires_at if ch else None,
+            }
+        )
+
+    # pairings ----------------------------------------------------------------------------
+    async def pairings_register(self, request: Request) -> Response:
+        device = await self.device(request)
+        f = Fields(await read_json(request), {"routing_id", "peer_device_id"})
+        routing_id = f.b64("routing_id", exact=16)
+        peer = f.text("peer_device_id", max_len=22)
+        return ok(await self.service.register_pairing(device, routing_id, peer))
+
+    async def pairings_list(self, request: Request) -> Response:
+        device = await self.device(request)
+        return ok({"pairings": await self.service.list_pairings(device)})
+
+    async def pairings_delete(self, request: Request) -> Response:
+        device = await self.device(request)
+        await self.service.delete_pairing(device, path_id(request, "routing_id"))
+        return ok({"ok": True})
+
+    async def pairings_block(self, request: Request) -> Response:
+        action = request.path_params["action"]
+        if action not in ("block", "unblock"):
+            raise ApiError(404, "not_found", "no such route")
+        device = await self.device(request)
+        Fields(await read_json(request), set())
+        routing_id = path_id(request, "routing_id")
+        return ok(await self.service.set_blocked(device, routing_id, action == "block"))
+
+    # unlock channels ------------------------------------------------------------------------
+    async def unlock_create(self, request: Request) -> Response:
+        device = await self.device(request)
+        f = Fields(await read_json(request), {"request_id", "routing_id", "push", "ttl"})
+        request_id = f.b64("request_id", exact=16)
+        routing_id = f.b64("routing_id", exact=16)
+        push = f.b64("push", max_len=MAX_PUSH_PAYLOAD)
+        ttl = f.opt_int("ttl", 1, self.config.unlock_ttl)
+        result = await self.service.create_unlock(
+            device,
+            request_id,
+            routing_id,
+            push,
+            ttl,
+            self.client_ip(request),
+            request.headers.get("user-agent", "")[:200],
+        )
+        return ok(result, 201)
+
+    async def unlock_pending(self, request: Request) -> Response:
+        device = await self.device(request)
+        return ok({"requests": await self.service.pending_unlock(device)})
+
+    async def unlock_get(self, request: Request) -> Response:
+        device = await self.device(request)
+        return ok(await self.service.get_unlock(device, path_id(request, "channel_id")))
+
+    async def unlock_post(self, request: Request) -> Response:
+        msg_type = request.path_params["msg_type"]
+        if msg_type not in ("seen", "reply"):
+            raise ApiError(404, "not_found", "no such route")
+        device = await self.device(request)
+        channel_id = path_id(request, "channel_id")
+        f = Fields(await read_json(request), {"data"})
+        data = f.b64("data", max_len=MAX_SEEN if msg_type == "seen" else MAX_REPLY)
+        msg = await self.service.post_unlock(device, channel_id, msg_type, data)
+        return ok({"seq": msg.seq}, 202)
+
+    async def unlock_wait(self, request: Request) -> Response:
+        return await self._wait(request, "unlock")
+
+    async def unlock_delete(self, request: Request) -> Response:
+        device = await self.device(request)
+        await self.service.close_channel(device, path_id(request, "channel_id"), "unlock")
+        return ok({"ok": True})
+
+    # operations -----------------------------------------------------------------------------
+    async def healthz(self, request: Request) -> Response:
+        try:
+            await self.service.store.ping()
+        except Exception as exc:  # noqa: BLE001 - report, never crash, on a sick store
+            log("health check failed", logging.ERROR, error=type(exc).__name__)
+            return JSONResponse({"ok": False, "error": "store_unavailable"}, status_code=503)
+        return ok({"ok": True, "version": __version__})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        counts = await self.service.store.count_open_channels()
+        for kind, n in counts.items():
+            self.metrics.channels_open.labels(kind).set(n)
+        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def openapi(self, request: Request) -> Response:
+        from unlatch.relay.openapi import openapi_document
+
+        return ok(openapi_document(self.config.public_url))
+
+    async def root(self, request: Request) -> Response:
+        return RedirectResponse("/app/", status_code=307)
+
+    # WebSockets ---------------------------------------------------------------------------------
+    async def ws_pairing(self, websocket: WebSocket) -> None:
+        await self.sockets.channel(websocket, "pairing")
+
+    async def ws_unlock(self, websocket: WebSocket) -> None:
+        await self.sockets.channel(websocket, "unlock")
+
+    async def ws_listen(self, websocket: WebSocket) -> None:
+        await self.sockets.listen(websocket)
+
+    def routes(self) -> list[Any]:
+        return [
+            Route("/", self.root, methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/v1/auth/challenge", self.auth_challenge, methods=["POST"]),
+            Route("/v1/auth/session", self.auth_session, methods=["POST"]),
+            Route("/v1/devices/me", self.device_me, methods=["GET"]),
+            Route("/v1/devices/me/push", self.push_target, methods=["PUT", "DELETE"]),
+            Route("/v1/push/vapid-public-key", self.vapid_key, methods=["GET"]),
+            Route("/v1/pairing", self.pairing_create, methods=["POST"]),
+            Route("/v1/pairing/{channel_id}/wait", self.pairing_wait, methods=["GET"]),
+            Route("/v1/pairing/{channel_id}/{msg_type}", self.pairing_post, methods=["POST"]),
+            Route("/v1/pairing/{channel_id}", self.pairing_delete, methods=["DELETE"]),
+            WebSocketRoute("/v1/pairing/{channel_id}/ws", self.ws_pairing),
+            Route("/v1/pairings", self.pairings_register, methods=["POST"]),
+            Route("/v1/pairings", self.pairings_list, methods=["GET"]),
+            Route("/v1/pairings/{routing_id}", self.pairings_delete, methods=["DELETE"]),
+            Route("/v1/pairings/{routing_id}/{action}", self.pairings_block, methods=["POST"]),
+            Route("/v1/unlock", self.unlock_create, methods=["POST"]),
+            Route("/v1/unlock/pending", self.unlock_pending, methods=["GET"]),
+            Route("/v1/unlock/{channel_id}/wait", self.unlock_wait, methods=["GET"]),
+            Route("/v1/unlock/{channel_id}/{msg_type}", self.unlock_post, methods=["POST"]),
+            Route("/v1/unlock/{channel_id}", self.unlock_get, methods=["GET"]),
+            Route("/v1/unlock/{channel_id}", self.unlock_delete, methods=["DELETE"]),
+            WebSocketRoute("/v1/unlock/{channel_id}/ws", self.ws_unlock),
+            WebSocketRoute("/v1/listen", self.ws_listen),
+            Mount("/app", app=PhoneApp(), name="app"),
+        ]
+
+
+def request_b64(raw: bytes) -> str:
+    from unlatch.relay.codec import b64e
+
+    return b64e(raw)
+
+
+class AccessLog:
+    """Outermost middleware: access log + metrics, and a JSON 500 for real faults.
+
+    Logs the route *template* (never ids, query strings or bodies). An
+    unexpected exception is logged by type and code location only, and the
+    client gets ``{"error": "internal"}``: no traceback leaves the process.
+    """
+
+    def __init__(self, app: ASGIApp, relay: Relay) -> None:
+        self.app = app
+        self.relay = relay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.monotonic()
+        status = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:  # noqa: BLE001 - turn any fault into a JSON 500, no traceback
+            frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            where = f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}" if frame else "?"
+            log("internal error", logging.ERROR, error=f"{type(exc).__name__} at {where}")
+            if status == 0:
+                status = 500
+                response = JSONResponse(
+                    {"error": "internal", "message": "the relay failed; try again"}, status_code=500
+                )
+                with contextlib.suppress(Exception):
+                    await response(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            if template == "/app":
+                template = "/app/*"
+            self.relay.metrics.http_requests.labels(template, str(status)).inc()
+            log(
+                "http",
+                logging.INFO if status < 500 else logging.ERROR,
+                method=scope.get("method"),
+                route=template,
+                status=status,
+                ms=round((time.monotonic() - start) * 1000, 1),
+            )
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(
+        exc.body(), status_code=exc.status, headers={**API_HEADERS, **exc.headers()}
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+    message = {404: "no such route", 405: "method not allowed on this route"}.get(
+        exc.status_code, str(exc.detail)
+    )
+    return JSONResponse(
+        {"error": code, "message": message}, status_code=exc.status_code, headers=API_HEADERS
+    )
+
+
+def create_app(config: RelayConfig) -> Starlette:
+    """The relay's ASGI app; ``app.state.relay`` is the :class:`Relay`."""
+    relay = Relay(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await relay.service.start()
+        log(
+            "relay started",
+            public_url=config.public_url,
+            tls=bool(config.cert),
+            trusted_proxies=len(config.trusted_networks),
+            version=__version__,
+        )
+        try:
+            yield
+        finally:
+            await relay.sockets.notify_shutdown(0.5)
+            await relay.service.stop()
+            log("relay stopped")
+
+    app = Starlette(
+        routes=relay.routes(),
+        lifespan=lifespan,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+    )
+    app.state.relay = relay
+    app.add_middleware(AccessLog, relay=relay)
+    return app

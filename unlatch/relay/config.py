@@ -1,0 +1,163 @@
+"""The relay's settings: built-in defaults < ``[relay]`` in the config file <
+``UNLATCH_RELAY_*`` environment variables < command-line options.
+
+Every value is checked here, once, so a typo in the file is a clear startup
+error instead of a surprise under load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unlatch import config as unlatch_config
+from unlatch import paths
+from unlatch.relay.auth import canonical_origin
+from unlatch.relay.errors import RelayConfigError
+from unlatch.relay.proxy import Network, parse_networks
+from unlatch.relay.ratelimit import Rule
+
+DEFAULT_PORT = 8470
+
+
+@dataclass
+class RelayConfig:
+    """Everything the relay process needs to know."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    db: str = ""  # empty: sqlite file under paths.subdir("relay")
+    bus: str = "memory://"
+    public_url: str = ""  # empty: http(s)://host:port
+    trusted_proxy: list[str] = field(default_factory=list)
+    cert: str = ""
+    key: str = ""
+    vapid_key: str = ""  # empty: vapid.pem under paths.subdir("relay")
+    push_subject: str = ""  # VAPID "sub": mailto: or https: (default from public_url)
+    push_enabled: bool = True
+    log_level: str = "info"
+    # life times, seconds
+    unlock_ttl: int = 120
+    pairing_ttl: int = 600
+    session_ttl: int = 3600
+    challenge_ttl: int = 60
+    tombstone_ttl: int = 900
+    sweep_interval: float = 1.0
+    shutdown_grace: float = 5.0
+    # caps
+    max_pending_unlock: int = 16
+    max_pending_pairing: int = 8
+    # rate limits, BURST/SECONDS
+    rate_unlock_pairing: str = "6/300"
+    rate_unlock_device: str = "30/300"
+    rate_unlock_ip: str = "60/60"
+    rate_push: str = "10/300"
+    rate_auth_ip: str = "60/60"
+
+    # derived, filled by finalize()
+    origin: str = ""
+    trusted_networks: list[Network] = field(default_factory=list)
+    rules: dict[str, Rule] = field(default_factory=dict)
+
+    def finalize(self) -> RelayConfig:
+        """Fill defaults that depend on other values and validate everything."""
+        if not 0 < self.port < 65536:
+            raise RelayConfigError(f"port {self.port} is out of range")
+        if not self.db:
+            self.db = "sqlite:///" + str(paths.subdir("relay") / "relay.db")
+        if not self.vapid_key:
+            self.vapid_key = str(paths.subdir("relay") / "vapid.pem")
+        if bool(self.cert) != bool(self.key):
+            raise RelayConfigError("--cert and --key go together")
+        for name in ("cert", "key"):
+            value = getattr(self, name)
+            if value and not Path(value).is_file():
+                raise RelayConfigError(f"--{name} {value}: no such file")
+        scheme = "https" if self.cert else "http"
+        if not self.public_url:
+            host = self.host
+            if host in ("0.0.0.0", "::", ""):
+                host = "127.0.0.1"
+            if ":" in host:
+                host = f"[{host}]"
+            self.public_url = f"{scheme}://{host}:{self.port}"
+        try:
+            self.origin = canonical_origin(self.public_url)
+        except ValueError:
+            raise RelayConfigError(
+                f"--public-url {self.public_url!r} is not an http(s) URL"
+            ) from None
+        self.public_url = self.public_url.rstrip("/")
+        if not self.push_subject:
+            self.push_subject = (
+                self.origin
+                if self.origin.startswith("https://")
+                else "mailto:relay@unlatch.invalid"
+            )
+        try:
+            self.trusted_networks = parse_networks(self.trusted_proxy)
+            self.rules = {
+                "unlock_pairing": Rule.parse(self.rate_unlock_pairing),
+                "unlock_device": Rule.parse(self.rate_unlock_device),
+                "unlock_ip": Rule.parse(self.rate_unlock_ip),
+                "push": Rule.parse(self.rate_push),
+                "auth_ip": Rule.parse(self.rate_auth_ip),
+            }
+        except ValueError as exc:
+            raise RelayConfigError(str(exc)) from None
+        for name in ("unlock_ttl", "pairing_ttl", "session_ttl", "challenge_ttl", "tombstone_ttl"):
+            if getattr(self, name) <= 0:
+                raise RelayConfigError(f"{name} must be positive")
+        if self.unlock_ttl > 600 or self.pairing_ttl > 3600:
+            raise RelayConfigError("unlock_ttl must be <= 600 s and pairing_ttl <= 3600 s")
+        if self.max_pending_unlock < 1 or self.max_pending_pairing < 1:
+            raise RelayConfigError("max_pending_* must be >= 1")
+        return self
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RelayConfig)}
+_DERIVED = {"origin", "trusted_networks", "rules"}
+
+
+def _convert(name: str, value: Any) -> Any:
+    default = _FIELDS[name].default
+    if name == "trusted_proxy":
+        if isinstance(value, str):
+            return [v for v in value.replace(",", " ").split() if v]
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        raise RelayConfigError("trusted_proxy must be a list of CIDRs")
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except (TypeError, ValueError):
+        raise RelayConfigError(f"relay setting {name} = {value!r} is not valid") from None
+    return str(value)
+
+
+def load_config(overrides: dict[str, Any] | None = None) -> RelayConfig:
+    """File + environment (``[relay]`` / ``UNLATCH_RELAY_*``) + explicit overrides."""
+    values: dict[str, Any] = {}
+    for key, value in unlatch_config.load_section("relay").items():
+        name = key.replace("-", "_").lower()
+        if name not in _FIELDS or name in _DERIVED:
+            raise RelayConfigError(f"unknown relay setting {key!r}")
+        values[name] = _convert(name, value)
+    for key, value in (overrides or {}).items():
+        if value is None or value == () or value == []:
+            continue
+        values[key] = _convert(key, list(value) if isinstance(value, tuple) else value)
+    return RelayConfig(**values).finalize()

@@ -1,0 +1,102 @@
+"""Structured JSON logs that never carry payloads, tokens or secrets.
+
+Call sites pass only fields from a known-safe vocabulary (event names,
+shortened ids, sizes, statuses); :func:`log` drops any other field name, so a
+careless ``data=`` or ``token=`` can never reach the log by accident.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+LOGGER = logging.getLogger("unlatch.relay")
+
+SAFE_FIELDS = frozenset(
+    {
+        "route",
+        "method",
+        "status",
+        "ms",
+        "client",
+        "device",
+        "kind",
+        "channel",
+        "routing",
+        "size",
+        "outcome",
+        "scope",
+        "retry_after",
+        "count",
+        "host",
+        "port",
+        "public_url",
+        "db",
+        "bus",
+        "reason",
+        "endpoint_host",
+        "listeners",
+        "push",
+        "error",
+        "websockets",
+        "removed",
+        "version",
+        "tls",
+        "trusted_proxies",
+    }
+)
+
+
+def short(value: str | bytes | None) -> str | None:
+    """A shortened id for logs: enough to correlate lines, useless to anyone else."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        from unlatch.relay.codec import b64e
+
+        value = b64e(value)
+    return value[:8]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, event and the safe fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info and record.exc_info[0] is not None:
+            # The exception type only: messages and tracebacks could quote input.
+            entry["exception"] = record.exc_info[0].__name__
+        return json.dumps(entry, separators=(",", ":"), default=str)
+
+
+def setup_logging(level: str = "info") -> None:
+    """Send the relay's and uvicorn's logs as JSON lines to stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def log(event: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log ``event`` with only whitelisted fields."""
+    if not LOGGER.isEnabledFor(level):
+        return
+    safe = {k: v for k, v in fields.items() if k in SAFE_FIELDS and v is not None}
+    LOGGER.log(level, event, extra={"fields": safe, "t": time.time()})

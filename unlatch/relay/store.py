@@ -1,0 +1,190 @@
+"""The storage interface of the relay.
+
+Everything a relay node must share with the others lives behind :class:`Store`:
+devices, challenges, session-token hashes, channels with their messages, and
+pairings. Routes never touch a database; they call the service, which calls
+these async methods. A backend (SQLite here, PostgreSQL later) must make each
+method atomic on its own: the single-use rules (one ``hello`` owner, one
+``reply``) rely on :meth:`Store.claim_channel` and :meth:`Store.add_message`
+being compare-and-set operations, which is what makes them hold across nodes.
+"""
+
+from __future__ import annotations
+
+import abc
+from enum import StrEnum
+from typing import Any
+
+from unlatch.relay.models import Channel, ChannelKind, Device, DeviceKind, Message, PairingView
+
+
+class CreateResult(StrEnum):
+    """Outcome of :meth:`Store.create_channel`."""
+
+    CREATED = "created"
+    EXISTS = "exists"
+    TOO_MANY = "too_many"
+
+
+class AddResult(StrEnum):
+    """Outcome of :meth:`Store.add_message`."""
+
+    ADDED = "added"
+    DUPLICATE = "duplicate"  # this message type is already on the channel
+    NOT_OPEN = "not_open"  # unknown, expired or closed channel
+
+
+class PairResult(StrEnum):
+    """Outcome of :meth:`Store.register_pairing`."""
+
+    PENDING = "pending"
+    LINKED = "linked"
+    CONFLICT = "conflict"
+
+
+class Store(abc.ABC):
+    """Async persistence for one relay (or many nodes sharing one database)."""
+
+    # lifecycle -------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create/migrate the schema."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise if the store cannot answer (used by /healthz)."""
+
+    # challenges and sessions ------------------------------------------------
+    @abc.abstractmethod
+    async def put_challenge(self, challenge: bytes, expires_at: float) -> None:
+        """Remember a freshly issued challenge."""
+
+    @abc.abstractmethod
+    async def take_challenge(self, challenge: bytes, now: float) -> bool:
+        """Consume a challenge: True once if it exists and has not expired."""
+
+    @abc.abstractmethod
+    async def put_session(self, token_hash: bytes, device_id: str, expires_at: float) -> None:
+        """Store the hash of a new session token."""
+
+    @abc.abstractmethod
+    async def get_session(self, token_hash: bytes, now: float) -> str | None:
+        """The device id of a live session, or None."""
+
+    # devices ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def register_device(
+        self, device_id: str, public_key: bytes, kind: DeviceKind, now: float
+    ) -> Device:
+        """Insert the device if new; return the stored record (its kind may differ)."""
+
+    @abc.abstractmethod
+    async def get_device(self, device_id: str) -> Device | None:
+        """A device by id."""
+
+    @abc.abstractmethod
+    async def set_push_target(
+        self, device_id: str, target: dict[str, Any] | None, *, only_if_endpoint: str | None = None
+    ) -> bool:
+        """Replace (or clear) the push target; ``only_if_endpoint`` makes it a compare-and-set."""
+
+    # channels -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_channel(self, channel: Channel, max_open_per_creator: int) -> CreateResult:
+        """Insert an open channel unless the id exists or the creator has too many open."""
+
+    @abc.abstractmethod
+    async def get_channel(self, channel_id: bytes) -> Channel | None:
+        """A channel (open, or a tombstone) by id."""
+
+    @abc.abstractmethod
+    async def claim_channel(self, channel_id: bytes, peer: str) -> bool:
+        """Set the channel's peer if unset; True if it is now ``peer``."""
+
+    @abc.abstractmethod
+    async def add_message(
+        self, channel_id: bytes, msg_type: str, sender: str, data: bytes, now: float
+    ) -> tuple[AddResult, Message | None]:
+        """Append a message if the channel is live and has no message of this type."""
+
+    @abc.abstractmethod
+    async def messages_after(self, channel_id: bytes, after: int) -> list[Message]:
+        """Messages with ``seq > after`` in order."""
+
+    @abc.abstractmethod
+    async def close_channel(self, channel_id: bytes, now: float) -> bool:
+        """Mark closed and drop its payloads; True if it was open."""
+
+    @abc.abstractmethod
+    async def expire_channels(self, now: float, grace: float) -> list[bytes]:
+        """Expire open channels past their life, drop payloads, return their ids.
+
+        A channel that already holds messages keeps them ``grace`` seconds past
+        its expiry (no new posts are accepted), so a reply posted just before
+        expiry still reaches a desktop that is reconnecting.
+        """
+
+    @abc.abstractmethod
+    async def purge(self, now: float, tombstone_before: float) -> int:
+        """Delete old tombstones, expired challenges and sessions; return rows removed."""
+
+    @abc.abstractmethod
+    async def open_unlock_for_peer(self, peer: str, now: float) -> list[Channel]:
+        """Live unlock channels addressed to this phone that have no reply yet."""
+
+    @abc.abstractmethod
+    async def count_open_channels(self) -> dict[ChannelKind, int]:
+        """Open channels by kind (for metrics)."""
+
+    # pairings ---------------------------------------------------------------------
+    @abc.abstractmethod
+    async def register_pairing(
+        self, routing_id: bytes, device_id: str, peer_device_id: str, kind: DeviceKind, now: float
+    ) -> PairResult:
+        """Record one side of a pairing; LINKED when both sides match."""
+
+    @abc.abstractmethod
+    async def list_pairings(self, device_id: str) -> list[PairingView]:
+        """This device's pairings."""
+
+    @abc.abstractmethod
+    async def get_pairing(self, routing_id: bytes, device_id: str) -> PairingView | None:
+        """This device's view of one pairing."""
+
+    @abc.abstractmethod
+    async def delete_pairing(self, routing_id: bytes, device_id: str) -> bool:
+        """Unpair: remove both sides' entries if ``device_id`` is a party."""
+
+    @abc.abstractmethod
+    async def set_blocked(self, routing_id: bytes, phone_id: str, blocked: bool) -> bool:
+        """Set the phone's block flag on its entry; False if it has no such entry."""
+
+
+def open_store(url: str) -> Store:
+    """Pick a backend by URL: ``sqlite:///abs/path`` or a file path (PostgreSQL slots in here)."""
+    from unlatch.relay.errors import RelayConfigError
+
+    if url.startswith(("postgresql://", "postgres://")):
+        import importlib
+
+        try:
+            module = importlib.import_module("unlatch.relay.store_postgres")
+        except ImportError:
+            raise RelayConfigError("this relay has no PostgreSQL backend installed") from None
+        store: Store = module.PostgresStore(url)
+        return store
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite://") :]
+    elif "://" in url:
+        raise RelayConfigError(f"unsupported --db URL (expected sqlite:///PATH or a file): {url}")
+    else:
+        path = url
+    if not path:
+        raise RelayConfigError("--db needs a file path, e.g. sqlite:///var/lib/unlatch/relay.db")
+    from unlatch.relay.store_sqlite import SQLiteStore
+
+    return SQLiteStore(path)

@@ -1,0 +1,494 @@
+"""The embedded SQLite :class:`~unlatch.relay.store.Store` (the default).
+
+One connection used from one dedicated thread: every method runs as a single
+function there, so each is atomic without explicit locking, and the event loop
+never blocks on disk. WAL mode keeps reads cheap; ``synchronous=NORMAL`` is
+enough because everything here is short-lived (a lost channel after a power cut
+costs a retry, not data).
+
+Payloads are wiped (set to NULL / rows deleted) as soon as a channel is closed
+or expires; only a small tombstone stays so that late posts get "expired"
+rather than "unknown".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from unlatch.relay.models import (
+    Channel,
+    ChannelKind,
+    ChannelState,
+    Device,
+    DeviceKind,
+    Message,
+    PairingView,
+)
+from unlatch.relay.store import AddResult, CreateResult, PairResult, Store
+
+T = TypeVar("T")
+
+SCHEMA = """
+PRAGMA journal_mode=WAL;
+PRAGMA synchronous=NORMAL;
+PRAGMA foreign_keys=ON;
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    push_target TEXT
+);
+CREATE TABLE IF NOT EXISTS challenges (
+    challenge BLOB PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash BLOB PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
+CREATE TABLE IF NOT EXISTS channels (
+    channel_id BLOB PRIMARY KEY,
+    kind TEXT NOT NULL,
+    creator TEXT NOT NULL,
+    peer TEXT,
+    routing_id BLOB,
+    push BLOB,
+    meta TEXT,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    closed_at REAL
+);
+CREATE INDEX IF NOT EXISTS channels_creator ON channels (creator, state);
+CREATE INDEX IF NOT EXISTS channels_peer ON channels (peer, state);
+CREATE INDEX IF NOT EXISTS channels_expiry ON channels (state, expires_at);
+CREATE TABLE IF NOT EXISTS messages (
+    channel_id BLOB NOT NULL REFERENCES channels (channel_id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    data BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (channel_id, seq),
+    UNIQUE (channel_id, type)
+);
+CREATE TABLE IF NOT EXISTS pairings (
+    routing_id BLOB NOT NULL,
+    device_id TEXT NOT NULL,
+    peer_device_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (routing_id, device_id)
+);
+CREATE INDEX IF NOT EXISTS pairings_device ON pairings (device_id);
+"""
+
+
+def _channel(row: sqlite3.Row) -> Channel:
+    return Channel(
+        channel_id=row["channel_id"],
+        kind=row["kind"],
+        creator=row["creator"],
+        peer=row["peer"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        state=ChannelState(row["state"]),
+        routing_id=row["routing_id"],
+        push=row["push"],
+        meta=json.loads(row["meta"]) if row["meta"] else {},
+    )
+
+
+class SQLiteStore(Store):
+    """SQLite file store; ``path`` is created (0600) with its parent directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+
+        def call() -> T:
+            db = self._db
+            if db is None:
+                raise RuntimeError("store is not open")
+            with db:  # one transaction per method
+                return fn(db)
+
+        return await loop.run_in_executor(self._executor, call)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self.path.exists():
+                self.path.touch(mode=0o600)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.executescript(SCHEMA)
+            db.isolation_level = "DEFERRED"
+            self._db = db
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        def disconnect() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, disconnect)
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1").fetchone())
+
+    # challenges and sessions ------------------------------------------------
+    async def put_challenge(self, challenge: bytes, expires_at: float) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO challenges VALUES (?, ?)", (challenge, expires_at)
+            )
+        )
+
+    async def take_challenge(self, challenge: bytes, now: float) -> bool:
+        def fn(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "DELETE FROM challenges WHERE challenge = ? AND expires_at > ?", (challenge, now)
+            )
+            return cur.rowcount == 1
+
+        return await self._run(fn)
+
+    async def put_session(self, token_hash: bytes, device_id: str, expires_at: float) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?)", (token_hash, device_id, expires_at)
+            )
+        )
+
+    async def get_session(self, token_hash: bytes, now: float) -> str | None:
+        def fn(db: sqlite3.Connection) -> str | None:
+            row = db.execute(
+                "SELECT device_id FROM sessions WHERE token_hash = ? AND expires_at > ?",
+                (token_hash, now),
+            ).fetchone()
+            return None if row is None else cast(str, row[0])
+
+        return await self._run(fn)
+
+    # devices ------------------------------------------------------------------
+    async def register_device(
+        self, device_id: str, public_key: bytes, kind: DeviceKind, now: float
+    ) -> Device:
+        def fn(db: sqlite3.Connection) -> Device:
+            db.execute(
+                "INSERT OR IGNORE INTO devices (device_id, public_key, kind, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (device_id, public_key, kind, now),
+            )
+            return self._device(db, device_id)  # type: ignore[return-value]
+
+        return await self._run(fn)
+
+    @staticmethod
+    def _device(db: sqlite3.Connection, device_id: str) -> Device | None:
+        row = db.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        if row is None:
+            return None
+        return Device(
+            device_id=row["device_id"],
+            public_key=row["public_key"],
+            kind=row["kind"],
+            created_at=row["created_at"],
+            push_target=json.loads(row["push_target"]) if row["push_target"] else None,
+        )
+
+    async def get_device(self, device_id: str) -> Device | None:
+        return await self._run(lambda db: self._device(db, device_id))
+
+    async def set_push_target(
+        self, device_id: str, target: dict[str, Any] | None, *, only_if_endpoint: str | None = None
+    ) -> bool:
+        value = json.dumps(target) if target is not None else None
+
+        def fn(db: sqlite3.Connection) -> bool:
+            if only_if_endpoint is None:
+                cur = db.execute(
+                    "UPDATE devices SET push_target = ? WHERE device_id = ?", (value, device_id)
+                )
+            else:
+                cur = db.execute(
+                    "UPDATE devices SET push_target = ? WHERE device_id = ?"
+                    " AND json_extract(push_target, '$.endpoint') = ?",
+                    (value, device_id, only_if_endpoint),
+                )
+            return cur.rowcount == 1
+
+        return await self._run(fn)
+
+    # channels -------------------------------------------------------------------
+    async def create_channel(self, channel: Channel, max_open_per_creator: int) -> CreateResult:
+        def fn(db: sqlite3.Connection) -> CreateResult:
+            if db.execute(
+                "SELECT 1 FROM channels WHERE channel_id = ?", (channel.channel_id,)
+            ).fetchone():
+                return CreateResult.EXISTS
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM channels WHERE creator = ? AND kind = ? AND state = 'open'"
+                " AND expires_at > ?",
+                (channel.creator, channel.kind, channel.created_at),
+            ).fetchone()
+            if count >= max_open_per_creator:
+                return CreateResult.TOO_MANY
+            db.execute(
+                "INSERT INTO channels (channel_id, kind, creator, peer, routing_id, push, meta,"
+                " created_at, expires_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+                (
+                    channel.channel_id,
+                    channel.kind,
+                    channel.creator,
+                    channel.peer,
+                    channel.routing_id,
+                    channel.push,
+                    json.dumps(channel.meta) if channel.meta else None,
+                    channel.created_at,
+                    channel.expires_at,
+                ),
+            )
+            return CreateResult.CREATED
+
+        return await self._run(fn)
+
+    async def get_channel(self, channel_id: bytes) -> Channel | None:
+        def fn(db: sqlite3.Connection) -> Channel | None:
+            row = db.execute(
+                "SELECT * FROM channels WHERE channel_id = ?", (channel_id,)
+            ).fetchone()
+            return None if row is None else _channel(row)
+
+        return await self._run(fn)
+
+    async def claim_channel(self, channel_id: bytes, peer: str) -> bool:
+        def fn(db: sqlite3.Connection) -> bool:
+            db.execute(
+                "UPDATE channels SET peer = ? WHERE channel_id = ? AND peer IS NULL",
+                (peer, channel_id),
+            )
+            row = db.execute(
+                "SELECT peer FROM channels WHERE channel_id = ?", (channel_id,)
+            ).fetchone()
+            return row is not None and row[0] == peer
+
+        return await self._run(fn)
+
+    async def add_message(
+        self, channel_id: bytes, msg_type: str, sender: str, data: bytes, now: float
+    ) -> tuple[AddResult, Message | None]:
+        def fn(db: sqlite3.Connection) -> tuple[AddResult, Message | None]:
+            row = db.execute(
+                "SELECT 1 FROM channels WHERE channel_id = ? AND state = 'open' AND expires_at > ?",
+                (channel_id, now),
+            ).fetchone()
+            if row is None:
+                return AddResult.NOT_OPEN, None
+            if db.execute(
+                "SELECT 1 FROM messages WHERE channel_id = ? AND type = ?", (channel_id, msg_type)
+            ).fetchone():
+                return AddResult.DUPLICATE, None
+            (seq,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE channel_id = ?", (channel_id,)
+            ).fetchone()
+            db.execute(
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)",
+                (channel_id, seq, msg_type, sender, data, now),
+            )
+            return AddResult.ADDED, Message(channel_id, seq, msg_type, sender, data, now)
+
+        return await self._run(fn)
+
+    async def messages_after(self, channel_id: bytes, after: int) -> list[Message]:
+        def fn(db: sqlite3.Connection) -> list[Message]:
+            rows = db.execute(
+                "SELECT * FROM messages WHERE channel_id = ? AND seq > ? ORDER BY seq",
+                (channel_id, after),
+            ).fetchall()
+            return [
+                Message(
+                    r["channel_id"], r["seq"], r["type"], r["sender"], r["data"], r["created_at"]
+                )
+                for r in rows
+            ]
+
+        return await self._run(fn)
+
+    async def close_channel(self, channel_id: bytes, now: float) -> bool:
+        def fn(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE channels SET state = 'closed', closed_at = ?, push = NULL, meta = NULL"
+                " WHERE channel_id = ? AND state = 'open'",
+                (now, channel_id),
+            )
+            db.execute("DELETE FROM messages WHERE channel_id = ?", (channel_id,))
+            return cur.rowcount == 1
+
+        return await self._run(fn)
+
+    async def expire_channels(self, now: float, grace: float) -> list[bytes]:
+        def fn(db: sqlite3.Connection) -> list[bytes]:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT channel_id FROM channels c WHERE state = 'open' AND expires_at <= ?"
+                    " AND (expires_at <= ? OR NOT EXISTS"
+                    " (SELECT 1 FROM messages m WHERE m.channel_id = c.channel_id))",
+                    (now, now - grace),
+                ).fetchall()
+            ]
+            for cid in ids:
+                db.execute(
+                    "UPDATE channels SET state = 'expired', closed_at = ?, push = NULL, meta = NULL"
+                    " WHERE channel_id = ?",
+                    (now, cid),
+                )
+                db.execute("DELETE FROM messages WHERE channel_id = ?", (cid,))
+            return ids
+
+        return await self._run(fn)
+
+    async def purge(self, now: float, tombstone_before: float) -> int:
+        def fn(db: sqlite3.Connection) -> int:
+            removed = db.execute(
+                "DELETE FROM channels WHERE state != 'open' AND closed_at < ?", (tombstone_before,)
+            ).rowcount
+            removed += db.execute("DELETE FROM challenges WHERE expires_at <= ?", (now,)).rowcount
+            removed += db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
+            return removed
+
+        return await self._run(fn)
+
+    async def open_unlock_for_peer(self, peer: str, now: float) -> list[Channel]:
+        def fn(db: sqlite3.Connection) -> list[Channel]:
+            rows = db.execute(
+                "SELECT * FROM channels c WHERE peer = ? AND kind = 'unlock' AND state = 'open'"
+                " AND expires_at > ? AND NOT EXISTS (SELECT 1 FROM messages m"
+                " WHERE m.channel_id = c.channel_id AND m.type = 'reply') ORDER BY created_at",
+                (peer, now),
+            ).fetchall()
+            return [_channel(r) for r in rows]
+
+        return await self._run(fn)
+
+    async def count_open_channels(self) -> dict[ChannelKind, int]:
+        def fn(db: sqlite3.Connection) -> dict[ChannelKind, int]:
+            counts: dict[ChannelKind, int] = {"pairing": 0, "unlock": 0}
+            for kind, n in db.execute(
+                "SELECT kind, COUNT(*) FROM channels WHERE state = 'open' GROUP BY kind"
+            ).fetchall():
+                counts[kind] = n
+            return counts
+
+        return await self._run(fn)
+
+    # pairings ---------------------------------------------------------------------
+    async def register_pairing(
+        self, routing_id: bytes, device_id: str, peer_device_id: str, kind: DeviceKind, now: float
+    ) -> PairResult:
+        def fn(db: sqlite3.Connection) -> PairResult:
+            rows = db.execute(
+                "SELECT device_id, peer_device_id FROM pairings WHERE routing_id = ?", (routing_id,)
+            ).fetchall()
+            for other, other_peer in rows:
+                if other == device_id and other_peer != peer_device_id:
+                    return PairResult.CONFLICT
+                if other not in (device_id, peer_device_id):
+                    return PairResult.CONFLICT
+                if other == peer_device_id and other_peer != device_id:
+                    return PairResult.CONFLICT
+            db.execute(
+                "INSERT OR IGNORE INTO pairings (routing_id, device_id, peer_device_id, kind,"
+                " created_at) VALUES (?, ?, ?, ?, ?)",
+                (routing_id, device_id, peer_device_id, kind, now),
+            )
+            return PairResult.LINKED if self._linked(db, routing_id) else PairResult.PENDING
+
+        return await self._run(fn)
+
+    @staticmethod
+    def _linked(db: sqlite3.Connection, routing_id: bytes) -> bool:
+        rows = db.execute(
+            "SELECT device_id, peer_device_id, kind FROM pairings WHERE routing_id = ?",
+            (routing_id,),
+        ).fetchall()
+        if len(rows) != 2:
+            return False
+        (a, a_peer, a_kind), (b, b_peer, b_kind) = rows
+        return a_peer == b and b_peer == a and {a_kind, b_kind} == {"desktop", "phone"}
+
+    def _view(self, db: sqlite3.Connection, row: sqlite3.Row) -> PairingView:
+        blocked = db.execute(
+            "SELECT MAX(blocked) FROM pairings WHERE routing_id = ?", (row["routing_id"],)
+        ).fetchone()[0]
+        return PairingView(
+            routing_id=row["routing_id"],
+            peer_device_id=row["peer_device_id"],
+            linked=self._linked(db, row["routing_id"]),
+            blocked=bool(blocked),
+            created_at=row["created_at"],
+        )
+
+    async def list_pairings(self, device_id: str) -> list[PairingView]:
+        def fn(db: sqlite3.Connection) -> list[PairingView]:
+            rows = db.execute(
+                "SELECT * FROM pairings WHERE device_id = ? ORDER BY created_at", (device_id,)
+            ).fetchall()
+            return [self._view(db, r) for r in rows]
+
+        return await self._run(fn)
+
+    async def get_pairing(self, routing_id: bytes, device_id: str) -> PairingView | None:
+        def fn(db: sqlite3.Connection) -> PairingView | None:
+            row = db.execute(
+                "SELECT * FROM pairings WHERE routing_id = ? AND device_id = ?",
+                (routing_id, device_id),
+            ).fetchone()
+            return None if row is None else self._view(db, row)
+
+        return await self._run(fn)
+
+    async def delete_pairing(self, routing_id: bytes, device_id: str) -> bool:
+        def fn(db: sqlite3.Connection) -> bool:
+            if not db.execute(
+                "SELECT 1 FROM pairings WHERE routing_id = ? AND device_id = ?",
+                (routing_id, device_id),
+            ).fetchone():
+                return False
+            db.execute("DELETE FROM pairings WHERE routing_id = ?", (routing_id,))
+            return True
+
+        return await self._run(fn)
+
+    async def set_blocked(self, routing_id: bytes, phone_id: str, blocked: bool) -> bool:
+        def fn(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "UPDATE pairings SET blocked = ? WHERE routing_id = ? AND device_id = ?"
+                " AND kind = 'phone'",
+                (int(blocked), routing_id, phone_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(fn)

@@ -1,0 +1,130 @@
+"""Bounded parsing of request bodies, fields, path ids and query parameters.
+
+Every limit is checked before work is done (sizes before decoding, lengths
+before parsing), and every failure is an :class:`~unlatch.relay.apierror.ApiError`
+that becomes a 4xx JSON answer: nothing a client sends can reach a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+
+from unlatch.relay.apierror import ApiError, bad_request, too_large
+from unlatch.relay.codec import CodecError, b64d
+
+MAX_BODY = 16 * 1024
+ID_LEN = 16
+
+
+async def read_json(request: Request, *, max_body: int = MAX_BODY) -> dict[str, Any]:
+    """The request's JSON object; ``{}`` for an empty body."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise bad_request("invalid Content-Length")
+        if int(length) > max_body:
+            raise too_large(f"request body over {max_body} bytes")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body:
+                raise too_large(f"request body over {max_body} bytes")
+    except ClientDisconnect:
+        raise bad_request("client went away while sending the body") from None
+    if not body.strip():
+        return {}
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    try:
+        obj = json.loads(bytes(body))
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("body is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise bad_request("body must be a JSON object")
+    return obj
+
+
+class Fields:
+    """Typed access to a JSON object's fields; unknown fields are refused."""
+
+    def __init__(self, obj: dict[str, Any], allowed: set[str]) -> None:
+        unknown = [k for k in obj if k not in allowed]
+        if unknown:
+            names = ", ".join(sorted(str(k)[:30] for k in unknown)[:5])
+            raise bad_request(f"unknown field(s): {names}")
+        self.obj = obj
+
+    def b64(self, name: str, *, exact: int | None = None, max_len: int | None = None) -> bytes:
+        value = self.obj.get(name)
+        if value is None:
+            raise bad_request(f"missing field '{name}'")
+        if not isinstance(value, str):
+            raise bad_request(f"'{name}' must be a base64url string")
+        limit = exact if exact is not None else max_len
+        try:
+            raw = b64d(value, max_len=limit)
+        except CodecError as exc:
+            if limit is not None and len(value) > (limit * 4 + 2) // 3:
+                if exact is None:
+                    raise too_large(f"'{name}' is over {limit} bytes") from None
+                raise bad_request(f"'{name}' must be {exact} bytes") from None
+            raise bad_request(f"'{name}': {exc}") from None
+        if exact is not None and len(raw) != exact:
+            raise bad_request(f"'{name}' must be {exact} bytes, not {len(raw)}")
+        return raw
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        value = self.obj.get(name)
+        if value not in choices:
+            raise bad_request(f"'{name}' must be one of: {', '.join(choices)}")
+        return str(value)
+
+    def text(self, name: str, *, max_len: int) -> str:
+        value = self.obj.get(name)
+        if not isinstance(value, str) or not value:
+            raise bad_request(f"'{name}' must be a non-empty string")
+        if len(value) > max_len:
+            raise bad_request(f"'{name}' is too long")
+        return value
+
+    def opt_int(self, name: str, lo: int, hi: int) -> int | None:
+        value = self.obj.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise bad_request(f"'{name}' must be an integer between {lo} and {hi}")
+        return value
+
+
+def path_id(request: Request, name: str) -> bytes:
+    """A 16-byte id from the URL path."""
+    value = request.path_params.get(name, "")
+    try:
+        raw = b64d(value, max_len=ID_LEN)
+    except CodecError:
+        raise bad_request(f"{name} must be 16 bytes of base64url") from None
+    if len(raw) != ID_LEN:
+        raise bad_request(f"{name} must be 16 bytes of base64url")
+    return raw
+
+
+def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or len(value) > 12 or not lo <= int(value) <= hi:
+        raise bad_request(f"query parameter '{name}' must be an integer between {lo} and {hi}")
+    return int(value)
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

@@ -1,0 +1,310 @@
+"""WebSocket endpoints: a desktop waiting on a channel, a phone listening for requests.
+
+Each socket authenticates with its first frame (browsers cannot set headers on
+a WebSocket and tokens never go in URLs). A channel socket subscribes to the
+bus *before* reading the store, then sends every message after the client's
+``after`` (so a reconnecting desktop gets a reply posted while it was away),
+then live ones. Sends are bounded in time so a client that stops reading is
+dropped instead of holding memory. On shutdown every socket is told
+``{"type": "shutdown"}`` and closed with 1012 (service restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from unlatch.relay.apierror import ApiError
+from unlatch.relay.codec import CodecError, b64d, b64e
+from unlatch.relay.logs import log, short
+from unlatch.relay.models import ChannelKind, Device
+from unlatch.relay.service import RelayService, channel_topic, device_topic
+
+AUTH_TIMEOUT = 10.0
+SEND_TIMEOUT = 10.0
+PING_INTERVAL = 25.0
+MAX_CLIENT_FRAME = 2048
+CLOSE_RESTART = 1012
+_CLOSE_FOR_STATUS = {400: 4400, 401: 4401, 403: 4403, 404: 4404, 409: 4409, 410: 4410, 429: 4429}
+
+
+class _Closed(Exception):
+    """The socket is done (client gone, or we closed it)."""
+
+
+class Sockets:
+    """Runs the WebSocket endpoints and tracks them for shutdown."""
+
+    def __init__(self, service: RelayService) -> None:
+        self.service = service
+        self.open_count = 0
+        self._shutdown: asyncio.Future[None] | None = None
+
+    def _shutdown_future(self) -> asyncio.Future[None]:
+        if self._shutdown is None:
+            self._shutdown = asyncio.get_running_loop().create_future()
+            if self.service.shutting_down.is_set():
+                self._shutdown.set_result(None)
+        return self._shutdown
+
+    async def notify_shutdown(self, grace: float) -> None:
+        """Tell every socket to go (1012) and wait up to ``grace`` s for them to close."""
+        self.service.shutting_down.set()
+        fut = self._shutdown_future()
+        if not fut.done():
+            fut.set_result(None)
+        deadline = time.monotonic() + grace
+        while self.open_count and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    @contextlib.contextmanager
+    def _track(self, endpoint: str) -> Iterator[None]:
+        gauge = self.service.metrics.websockets_open.labels(endpoint)
+        gauge.inc()
+        self.open_count += 1
+        try:
+            yield
+        finally:
+            gauge.dec()
+            self.open_count -= 1
+
+    # framing helpers --------------------------------------------------------------
+    @staticmethod
+    async def _send(ws: WebSocket, lock: asyncio.Lock, obj: dict[str, Any]) -> None:
+        if ws.application_state != WebSocketState.CONNECTED:
+            raise _Closed
+        try:
+            async with lock:
+                await asyncio.wait_for(
+                    ws.send_text(json.dumps(obj, separators=(",", ":"))), SEND_TIMEOUT
+                )
+        except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+            raise _Closed from None
+
+    @staticmethod
+    async def _close(ws: WebSocket, code: int, reason: str = "") -> None:
+        with contextlib.suppress(Exception):
+            if ws.application_state == WebSocketState.CONNECTED:
+                await asyncio.wait_for(ws.close(code, reason), 2.0)
+
+    async def _fail(self, ws: WebSocket, lock: asyncio.Lock, err: ApiError) -> None:
+        with contextlib.suppress(_Closed):
+            await self._send(ws, lock, {"type": "error", "error": err.code, "message": err.message})
+        await self._close(ws, _CLOSE_FOR_STATUS.get(err.status, 4400), err.code)
+
+    async def _authenticate(self, ws: WebSocket) -> tuple[Device, dict[str, Any]]:
+        try:
+            msg = await asyncio.wait_for(ws.receive(), AUTH_TIMEOUT)
+        except TimeoutError:
+            raise ApiError(401, "unauthorized", 'send {"type": "auth", ...} first') from None
+        if msg["type"] == "websocket.disconnect":
+            raise _Closed
+        text = msg.get("text") or ""
+        if not text or len(text) > MAX_CLIENT_FRAME:
+            raise ApiError(400, "bad_request", "first frame must be a small JSON auth message")
+        try:
+            hello = json.loads(text)
+        except ValueError:
+            raise ApiError(400, "bad_request", "first frame is not JSON") from None
+        if not isinstance(hello, dict) or hello.get("type") != "auth":
+            raise ApiError(400, "bad_request", 'first frame must be {"type": "auth", "token": ...}')
+        token = hello.get("token")
+        device = await self.service.authenticate(token if isinstance(token, str) else None)
+        return device, hello
+
+    async def _reader(self, ws: WebSocket, lock: asyncio.Lock) -> None:
+        """Consume client frames: answer pings, notice disconnects, ignore the rest."""
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            text = msg.get("text")
+            if text and len(text) <= MAX_CLIENT_FRAME and '"ping"' in text:
+                with contextlib.suppress(ValueError):
+                    if json.loads(text).get("type") == "ping":
+                        await self._send(ws, lock, {"type": "pong"})
+
+    async def _wait(self, get: asyncio.Future[Any], reader: asyncio.Task[None]) -> tuple[bool, Any]:
+        """Wait for a bus event, the client leaving, or shutdown: (keep going?, event)."""
+        shutdown = self._shutdown_future()
+        done, _ = await asyncio.wait({get, reader, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+        if get not in done:
+            get.cancel()
+            return (reader not in done and shutdown not in done), None
+        return True, get.result()
+
+    async def _shutdown_close(self, ws: WebSocket, lock: asyncio.Lock) -> None:
+        with contextlib.suppress(_Closed):
+            await self._send(
+                ws,
+                lock,
+                {
+                    "type": "shutdown",
+                    "reconnect": True,
+                    "message": "the relay is restarting; reconnect and resume",
+                },
+            )
+        await self._close(ws, CLOSE_RESTART, "service restart")
+
+    # endpoints ------------------------------------------------------------------------------
+    async def channel(self, ws: WebSocket, kind: ChannelKind) -> None:
+        """``/v1/pairing/{id}/ws`` and ``/v1/unlock/{id}/ws``."""
+        await ws.accept()
+        lock = asyncio.Lock()
+        with self._track(kind):
+            reader: asyncio.Task[None] | None = None
+            try:
+                try:
+                    channel_id = b64d(ws.path_params.get("channel_id", ""), max_len=16)
+                    if len(channel_id) != 16:
+                        raise CodecError("length")
+                except CodecError:
+                    raise ApiError(
+                        400, "bad_request", "channel id must be 16 bytes of base64url"
+                    ) from None
+                device, hello = await self._authenticate(ws)
+                after = hello.get("after", 0)
+                if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**31:
+                    raise ApiError(400, "bad_request", "'after' must be a non-negative integer")
+                await self.service.channel_for_waiter(device, channel_id, kind)
+                async with self.service.bus.subscribe(channel_topic(channel_id)) as sub:
+                    reader = asyncio.create_task(self._reader(ws, lock))
+                    await self._channel_loop(ws, lock, device, channel_id, after, sub, reader)
+            except ApiError as err:
+                await self._fail(ws, lock, err)
+            except (_Closed, WebSocketDisconnect):
+                pass
+            except Exception as exc:  # noqa: BLE001 - one socket must not take the relay down
+                log("websocket error", logging.ERROR, error=type(exc).__name__)
+                await self._close(ws, 1011)
+            finally:
+                if reader is not None:
+                    reader.cancel()
+                    with contextlib.suppress(BaseException):
+                        await reader
+
+    async def _channel_loop(
+        self,
+        ws: WebSocket,
+        lock: asyncio.Lock,
+        device: Device,
+        channel_id: bytes,
+        after: int,
+        sub: Any,
+        reader: asyncio.Task[None],
+    ) -> None:
+        service = self.service
+        first = True
+        last_sent = time.monotonic()
+        while True:
+            msgs, ch = await service.next_messages(device, channel_id, after)
+            now = time.time()
+            if first:
+                await self._send(
+                    ws,
+                    lock,
+                    {
+                        "type": "ready",
+                        "state": service.state_of(ch, now),
+                        "expires_at": ch.expires_at if ch else None,
+                    },
+                )
+                first = False
+            for m in msgs:
+                await self._send(
+                    ws,
+                    lock,
+                    {
+                        "type": "message",
+                        "seq": m.seq,
+                        "kind": m.type,
+                        "data": b64e(m.data),
+                        "sender": m.sender,
+                        "at": m.created_at,
+                    },
+                )
+                after = m.seq
+                last_sent = time.monotonic()
+            if msgs:
+                service.metrics.messages_delivered.labels("websocket").inc(len(msgs))
+                log("delivered", kind=msgs[-1].type, channel=short(channel_id), count=len(msgs))
+            state = service.state_of(ch, now)
+            if state != "open":
+                await self._send(ws, lock, {"type": state})
+                await self._close(ws, 4410, state)
+                return
+            if self.service.shutting_down.is_set():
+                await self._shutdown_close(ws, lock)
+                return
+            assert ch is not None
+            idle = PING_INTERVAL - (time.monotonic() - last_sent)
+            timeout = max(0.05, min(idle, ch.expires_at - now + 0.05, 5.0))
+            keep, _event = await self._wait(asyncio.ensure_future(sub.get(timeout)), reader)
+            if not keep:
+                if reader.done():
+                    return
+                await self._shutdown_close(ws, lock)
+                return
+            if time.monotonic() - last_sent >= PING_INTERVAL:
+                await self._send(ws, lock, {"type": "ping"})
+                last_sent = time.monotonic()
+
+    async def listen(self, ws: WebSocket) -> None:
+        """``/v1/listen``: a phone in the foreground receives unlock notifications."""
+        await ws.accept()
+        lock = asyncio.Lock()
+        with self._track("listen"):
+            reader: asyncio.Task[None] | None = None
+            try:
+                device, _hello = await self._authenticate(ws)
+                if device.kind != "phone":
+                    raise ApiError(403, "forbidden", "only phones listen for unlock requests")
+                async with self.service.bus.subscribe(device_topic(device.device_id)) as sub:
+                    reader = asyncio.create_task(self._reader(ws, lock))
+                    await self._send(ws, lock, {"type": "ready"})
+                    seen: dict[str, float] = {}
+                    for note in await self.service.pending_unlock(device):
+                        seen[note["request_id"]] = note["expires_at"]
+                        await self._send(ws, lock, note)
+                    last_sent = time.monotonic()
+                    while True:
+                        if self.service.shutting_down.is_set():
+                            await self._shutdown_close(ws, lock)
+                            return
+                        idle = max(0.05, PING_INTERVAL - (time.monotonic() - last_sent))
+                        keep, event = await self._wait(asyncio.ensure_future(sub.get(idle)), reader)
+                        if not keep:
+                            if not reader.done():
+                                await self._shutdown_close(ws, lock)
+                            return
+                        if event and event.get("event") == "unlock":
+                            note = event["notification"]
+                            if note["request_id"] in seen:
+                                continue
+                            now = time.time()
+                            seen = {k: v for k, v in seen.items() if v > now}
+                            seen[note["request_id"]] = note["expires_at"]
+                            await self._send(ws, lock, note)
+                            last_sent = time.monotonic()
+                        elif time.monotonic() - last_sent >= PING_INTERVAL:
+                            await self._send(ws, lock, {"type": "ping"})
+                            last_sent = time.monotonic()
+            except ApiError as err:
+                await self._fail(ws, lock, err)
+            except (_Closed, WebSocketDisconnect):
+                pass
+            except Exception as exc:  # noqa: BLE001 - one socket must not take the relay down
+                log("websocket error", logging.ERROR, error=type(exc).__name__)
+                await self._close(ws, 1011)
+            finally:
+                if reader is not None:
+                    reader.cancel()
+                    with contextlib.suppress(BaseException):
+                        await reader
