@@ -1,0 +1,123 @@
+"""The CLI's side of the agent socket, and starting the agent on demand.
+
+Synchronous on purpose: each CLI command sends one or two requests. When
+no agent answers, :func:`connect` spawns ``python -m unlatch agent start
+--foreground`` detached (own session, output to ``agent.log``) and waits
+for the socket, like ``ssh-agent`` but without the shell dance.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from unlatch.agent import settings, wire
+from unlatch.agent.errors import AgentError, AgentNotRunningError
+
+START_TIMEOUT = 15.0
+
+
+class AgentClient:
+    """One connection to the agent; requests are answered in order."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._file = sock.makefile("rb")
+
+    def call(self, op: str, timeout: float = 120.0, **args: Any) -> Any:
+        """Send ``op`` and return its result, or raise the typed error it reports."""
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.sendall(wire.encode({"op": op, "args": args}))
+            line = self._file.readline(wire.MAX_REPLY + 1)
+        except TimeoutError:
+            raise AgentError(f"the agent did not answer {op!r} within {timeout:.0f} s") from None
+        except OSError as exc:
+            raise AgentError(f"lost the connection to the agent: {exc.strerror}") from None
+        if not line:
+            raise AgentError("the agent closed the connection")
+        if len(line) > wire.MAX_REPLY:
+            raise AgentError("the agent's reply is too large")
+        try:
+            reply = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise AgentError("the agent sent an unreadable reply") from None
+        if not isinstance(reply, dict):
+            raise AgentError("the agent sent an unreadable reply")
+        if not reply.get("ok"):
+            wire.raise_error(reply.get("error"))
+        return reply.get("result")
+
+    def unlock_slot(self, slot_id: str, kek: bytes) -> Any:
+        """Unlock with a KEK (for phone / passkey unlock paths run in the CLI)."""
+        return self.call("unlock_slot", slot_id=slot_id, kek=base64.b64encode(kek).decode())
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._file.close()
+        self._sock.close()
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _try_connect(path: Path) -> AgentClient | None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(os.fspath(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        return None
+    except OSError as exc:
+        sock.close()
+        raise AgentError(f"cannot reach the agent at {path}: {exc.strerror}") from None
+    return AgentClient(sock)
+
+
+def connect(*, start: bool = True, idle_lock: float | None = None) -> AgentClient:
+    """A client for the running agent, starting one if needed (and ``start``)."""
+    path = settings.socket_path()
+    client = _try_connect(path)
+    if client is not None:
+        return client
+    if not start:
+        raise AgentNotRunningError("the agent is not running")
+    spawn(idle_lock)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        client = _try_connect(path)
+        if client is not None:
+            return client
+        time.sleep(0.05)
+    raise AgentError(
+        f"the agent did not start within {START_TIMEOUT:.0f} s (see {settings.log_path()})"
+    )
+
+
+def spawn(idle_lock: float | None = None) -> None:
+    """Start a detached agent process (it exits at once if another one won the race)."""
+    cmd = [sys.executable, "-m", "unlatch", "agent", "start", "--foreground"]
+    if idle_lock is not None:
+        cmd += ["--idle-lock", str(idle_lock)]
+    log_fd = os.open(settings.log_path(), os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+    try:
+        subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        os.close(log_fd)

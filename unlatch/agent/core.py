@@ -1,0 +1,269 @@
+"""AgentCore: the unlocked vault held in memory, independent of any transport.
+
+The Unix-socket server (:mod:`unlatch.agent.server`) and, later, the local
+web UI call these coroutines in the same event loop. Every vault operation
+runs in a worker thread (Argon2id and SQLite block) under one
+:class:`asyncio.Lock`, so operations never interleave and the idle timer
+never locks the vault in the middle of one.
+
+Locking drops the vault key (the :class:`~unlatch.vault.Vault` zeroes its
+``bytearray`` and forgets decrypted items). Python cannot promise that no
+copy of the key survives elsewhere in memory; we drop every reference we
+hold and keep the key in a mutable buffer where practical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from unlatch.agent.errors import NoVaultError
+from unlatch.errors import UnlatchError
+from unlatch.vault import Item, KdfParams, SlotInfo, Vault, VaultLockedError
+from unlatch.vault.errors import VaultNotFoundError
+from unlatch.vault.slots import SlotMeta
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Listener = Callable[[str], None]
+
+
+class AgentCore:
+    """Owns the vault handle, the unlock state and the idle auto-lock timer."""
+
+    def __init__(self, vault_path: Path, idle_lock_seconds: float) -> None:
+        self.vault_path = vault_path
+        self.idle_lock_seconds = idle_lock_seconds
+        self._vault: Vault | None = None
+        self._mutex = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._listeners: list[Listener] = []
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------- state
+
+    @property
+    def is_unlocked(self) -> bool:
+        """True while the vault key is in memory."""
+        return self._vault is not None and self._vault.is_unlocked
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(event)`` on ``"unlocked"``, ``"locked"``, ``"changed"``."""
+        self._listeners.append(listener)
+
+    def _emit(self, event: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a UI callback must never break the agent
+                log.exception("listener failed on %s", event)
+
+    def touch(self) -> None:
+        """Activity: push the idle auto-lock back by ``idle_lock_seconds``."""
+        if not self.is_unlocked or self.idle_lock_seconds <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self.idle_lock_seconds
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        if self._deadline is None:
+            return
+        if loop.time() < self._deadline:  # touched since: sleep until the new deadline
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+            return
+        task = loop.create_task(self.lock(reason="idle"))
+        task.add_done_callback(lambda _t: None)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._deadline = None
+
+    async def status(self) -> dict[str, Any]:
+        """What the CLI's ``status`` and the UI show (no secrets; does not count as activity)."""
+        vault = self._vault
+        exists = self.vault_path.exists()
+        remaining = None
+        if self.is_unlocked and self._deadline is not None:
+            remaining = max(0.0, self._deadline - asyncio.get_running_loop().time())
+        slots: list[dict[str, Any]] = []
+        items = None
+        error = None
+        if exists:
+            async with self._mutex:
+                try:
+                    vault = await asyncio.to_thread(self._open_vault)
+                    slots = [_slot_dict(s) for s in await asyncio.to_thread(vault.list_slots)]
+                    items = await asyncio.to_thread(vault.count_items)
+                except VaultNotFoundError:
+                    exists = False
+                except UnlatchError as exc:
+                    error = str(exc)
+        return {
+            "pid": os.getpid(),
+            "vault_path": str(self.vault_path),
+            "vault_exists": exists,
+            "unlocked": self.is_unlocked,
+            "items": items,
+            "slots": slots,
+            "idle_lock_seconds": self.idle_lock_seconds,
+            "locks_in_seconds": remaining,
+            "error": error,
+        }
+
+    # --------------------------------------------------------- lock/unlock
+
+    async def init_vault(self, password: str, kdf_params: KdfParams | None = None) -> None:
+        """Create the vault (fails if one exists); it is left unlocked."""
+        async with self._mutex:
+            vault = await asyncio.to_thread(
+                Vault.create, self.vault_path, password, kdf_params=kdf_params
+            )
+            if self._vault is not None:
+                self._vault.close()
+            self._vault = vault
+        self.touch()
+        self._emit("unlocked")
+
+    async def unlock_with_password(self, password: str) -> None:
+        """Unlock with the master password (:class:`WrongPasswordError` otherwise)."""
+        await self._unlock(lambda v: v.unlock_with_password(password))
+
+    async def unlock_with_slot(self, slot_id: str, kek: bytes) -> None:
+        """Unlock with a KEK computed by the caller (phone share + local key, passkey PRF)."""
+        await self._unlock(lambda v: v.unlock_with_slot(slot_id, kek))
+
+    async def _unlock(self, how: Callable[[Vault], None]) -> None:
+        async with self._mutex:
+            vault = await asyncio.to_thread(self._open_vault)
+            await asyncio.to_thread(how, vault)
+        self.touch()
+        self._emit("unlocked")
+
+    async def lock(self, reason: str = "manual") -> bool:
+        """Drop the key; returns whether the vault was unlocked."""
+        async with self._mutex:
+            was = self.is_unlocked
+            if self._vault is not None:
+                self._vault.lock()
+            self._cancel_timer()
+        if was:
+            log.info("vault locked (%s)", reason)
+            self._emit("locked")
+        return was
+
+    async def close(self) -> None:
+        """Lock and close the file (agent shutdown)."""
+        await self.lock(reason="stop")
+        async with self._mutex:
+            if self._vault is not None:
+                self._vault.close()
+                self._vault = None
+
+    # -------------------------------------------------------------- items
+
+    async def with_vault(self, fn: Callable[[Vault], T], *, changes: bool = False) -> T:
+        """Run ``fn(vault)`` in a worker thread on the unlocked vault; counts as activity.
+
+        The extension point for later features (pairing, passkeys) that need
+        an operation not listed here.
+        """
+        async with self._mutex:
+            vault = self._vault
+            if vault is None or not vault.is_unlocked:
+                raise VaultLockedError()
+            result = await asyncio.to_thread(fn, vault)
+        self.touch()
+        if changes:
+            self._emit("changed")
+        return result
+
+    async def add_item(self, item: Item) -> Item:
+        """Store a new item."""
+        return await self.with_vault(lambda v: v.add_item(item), changes=True)
+
+    async def get_item(self, ref: str) -> Item:
+        """The item with this id or (unique) title."""
+        return await self.with_vault(lambda v: v.find(ref))
+
+    async def update_item(self, ref: str, changes: Mapping[str, Any]) -> Item:
+        """Edit the item with this id or title."""
+        return await self.with_vault(lambda v: v.update_item(v.find(ref).id, changes), changes=True)
+
+    async def remove_item(self, ref: str) -> Item:
+        """Delete the item with this id or title; returns what was deleted."""
+
+        def remove(v: Vault) -> Item:
+            item = v.find(ref)
+            v.delete_item(item.id)
+            return item
+
+        return await self.with_vault(remove, changes=True)
+
+    async def search(self, query: str = "", tag: str | None = None) -> list[Item]:
+        """Items matching ``query`` (title, username, URL, tag) and ``tag``."""
+        return await self.with_vault(lambda v: v.search(query, tag))
+
+    async def change_password(
+        self, old: str, new: str, kdf_params: KdfParams | None = None
+    ) -> None:
+        """Rewrap the master-password slot (works locked or unlocked)."""
+        async with self._mutex:
+            vault = await asyncio.to_thread(self._open_vault)
+            await asyncio.to_thread(vault.change_password, old, new, kdf_params=kdf_params)
+        self.touch()
+
+    # -------------------------------------------------------------- slots
+
+    async def list_slots(self) -> list[SlotInfo]:
+        """Every key slot (available while locked)."""
+        async with self._mutex:
+            vault = await asyncio.to_thread(self._open_vault)
+            return await asyncio.to_thread(vault.list_slots)
+
+    async def find_slots(self, kind: str) -> list[SlotInfo]:
+        """The slots of one kind."""
+        return [s for s in await self.list_slots() if s.kind == kind]
+
+    async def add_slot(self, kind: str, label: str, kek: bytes, meta: SlotMeta) -> str:
+        """Wrap the vault key under a new KEK (needs the vault unlocked)."""
+        return await self.with_vault(lambda v: v.add_slot(kind, label, kek, meta), changes=True)
+
+    async def rename_slot(self, slot_id: str, label: str) -> None:
+        """Relabel a slot."""
+        await self.with_vault(lambda v: v.rename_slot(slot_id, label), changes=True)
+
+    async def remove_slot(self, slot_id: str) -> None:
+        """Delete a slot (the last password slot is refused)."""
+        await self.with_vault(lambda v: v.remove_slot(slot_id), changes=True)
+
+    # ----------------------------------------------------------- internal
+
+    def _open_vault(self) -> Vault:
+        """Open the file on first use (runs in a worker thread under the mutex)."""
+        if self._vault is None:
+            if not self.vault_path.exists():
+                raise NoVaultError()
+            self._vault = Vault.open(self.vault_path)
+        return self._vault
+
+
+def _slot_dict(slot: SlotInfo) -> dict[str, Any]:
+    return {
+        "id": slot.id,
+        "kind": slot.kind,
+        "label": slot.label,
+        "created_at": slot.created_at,
+        "meta": dict(slot.meta),
+    }

@@ -1,0 +1,153 @@
+"""Socket operations: each validates its arguments and calls :class:`AgentCore`.
+
+Arguments are checked here (types, lengths) so the core and the vault only
+ever see well-formed values. Listings return item summaries (no password,
+no TOTP secret); only ``get`` returns an item's secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from unlatch.agent.core import AgentCore, _slot_dict
+from unlatch.agent.errors import BadRequestError
+from unlatch.vault import Item, KdfParams
+from unlatch.vault.vault import EDITABLE_FIELDS
+
+Handler = Callable[[AgentCore, dict[str, Any]], Awaitable[Any]]
+MAX_TEXT = 64 * 1024
+
+
+def _text(args: dict[str, Any], name: str, *, required: bool = True, limit: int = MAX_TEXT) -> str:
+    value = args.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadRequestError(f'"{name}" must be a string of at most {limit} characters')
+    return value
+
+
+def _kdf(args: dict[str, Any]) -> KdfParams | None:
+    raw = args.get("kdf")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise BadRequestError('"kdf" must be an object')
+    try:
+        params = KdfParams(
+            int(raw["memory_kib"]), int(raw["time_cost"]), int(raw.get("parallelism", 1))
+        )
+    except (KeyError, TypeError, ValueError):
+        raise BadRequestError('"kdf" needs integer memory_kib and time_cost') from None
+    params.check()
+    return params
+
+
+def summary(item: Item) -> dict[str, Any]:
+    """An item without its password or TOTP secret."""
+    data = item.to_dict()
+    data.pop("password")
+    data["has_totp"] = bool(data.pop("totp_secret"))
+    return data
+
+
+async def status(core: AgentCore, args: dict[str, Any]) -> Any:
+    return await core.status()
+
+
+async def init(core: AgentCore, args: dict[str, Any]) -> Any:
+    await core.init_vault(_text(args, "password", limit=1024), _kdf(args))
+    return await core.status()
+
+
+async def unlock(core: AgentCore, args: dict[str, Any]) -> Any:
+    await core.unlock_with_password(_text(args, "password", limit=1024))
+    return {"unlocked": True}
+
+
+async def unlock_slot(core: AgentCore, args: dict[str, Any]) -> Any:
+    try:
+        kek = base64.b64decode(_text(args, "kek", limit=128), validate=True)
+    except binascii.Error:
+        raise BadRequestError('"kek" must be base64') from None
+    await core.unlock_with_slot(_text(args, "slot_id", limit=64), kek)
+    return {"unlocked": True}
+
+
+async def lock(core: AgentCore, args: dict[str, Any]) -> Any:
+    return {"was_unlocked": await core.lock()}
+
+
+async def add(core: AgentCore, args: dict[str, Any]) -> Any:
+    fields = args.get("item")
+    if not isinstance(fields, dict):
+        raise BadRequestError('"item" must be an object')
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise BadRequestError(f"unknown item field(s): {', '.join(sorted(unknown))}")
+    return summary(await core.add_item(Item.from_dict(fields)))
+
+
+async def get(core: AgentCore, args: dict[str, Any]) -> Any:
+    return (await core.get_item(_text(args, "ref", limit=1024))).to_dict()
+
+
+async def edit(core: AgentCore, args: dict[str, Any]) -> Any:
+    changes = args.get("changes")
+    if not isinstance(changes, dict):
+        raise BadRequestError('"changes" must be an object')
+    return summary(await core.update_item(_text(args, "ref", limit=1024), changes))
+
+
+async def remove(core: AgentCore, args: dict[str, Any]) -> Any:
+    return summary(await core.remove_item(_text(args, "ref", limit=1024)))
+
+
+async def search(core: AgentCore, args: dict[str, Any]) -> Any:
+    tag = args.get("tag")
+    if tag is not None and not isinstance(tag, str):
+        raise BadRequestError('"tag" must be a string')
+    found = await core.search(_text(args, "query", required=False, limit=1024), tag)
+    return [summary(i) for i in found]
+
+
+async def passwd(core: AgentCore, args: dict[str, Any]) -> Any:
+    await core.change_password(
+        _text(args, "old", limit=1024), _text(args, "new", limit=1024), _kdf(args)
+    )
+    return {"changed": True}
+
+
+async def slots(core: AgentCore, args: dict[str, Any]) -> Any:
+    return [_slot_dict(s) for s in await core.list_slots()]
+
+
+async def rename_slot(core: AgentCore, args: dict[str, Any]) -> Any:
+    await core.rename_slot(_text(args, "slot_id", limit=64), _text(args, "label", limit=256))
+    return {"renamed": True}
+
+
+async def remove_slot(core: AgentCore, args: dict[str, Any]) -> Any:
+    await core.remove_slot(_text(args, "slot_id", limit=64))
+    return {"removed": True}
+
+
+HANDLERS: dict[str, Handler] = {
+    "status": status,
+    "init": init,
+    "unlock": unlock,
+    "unlock_slot": unlock_slot,
+    "lock": lock,
+    "add": add,
+    "get": get,
+    "edit": edit,
+    "remove": remove,
+    "search": search,
+    "passwd": passwd,
+    "slots": slots,
+    "rename_slot": rename_slot,
+    "remove_slot": remove_slot,
+}

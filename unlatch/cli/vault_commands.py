@@ -1,0 +1,610 @@
+"""Vault commands: init, unlock, lock, status, add, list, get, edit, rm, generate, passwd.
+
+Each command talks to the agent (:mod:`unlatch.agent.client`), which holds
+the unlocked key and is started on demand. Secrets are read from a hidden
+prompt on a terminal, or from standard input (one per line) otherwise, never
+from command-line arguments (visible in ``ps``).
+
+``unlock`` is built to grow: each unlock path is a module-level function
+(:func:`unlock_with_password` now; phone and passkey paths add theirs).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from unlatch.agent import client
+from unlatch.agent.client import AgentClient
+from unlatch.agent.errors import AgentNotRunningError
+from unlatch.cli import main
+from unlatch.errors import UnlatchError
+from unlatch.vault import generator, totp
+from unlatch.vault.errors import VaultExistsError, VaultLockedError
+from unlatch.vault.location import default_vault_path
+
+FIELDS = ("title", "username", "password", "url", "urls", "notes", "tags", "totp", "id")
+
+
+class InputError(UnlatchError):
+    """Missing or unusable input on the command line or standard input."""
+
+    exit_code = 2
+
+
+# ------------------------------------------------------------------ input
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def read_stdin_line(what: str) -> str:
+    """One line of standard input (the trailing newline removed)."""
+    line = sys.stdin.readline(64 * 1024 + 1)
+    if not line:
+        raise InputError(f"expected {what} on standard input")
+    return line.rstrip("\r\n")
+
+
+def read_secret(what: str, *, from_stdin: bool, confirm: bool = False) -> str:
+    """A secret from stdin (``from_stdin``) or a hidden prompt."""
+    if from_stdin:
+        return read_stdin_line(what)
+    if not _stdin_is_terminal():
+        raise InputError(f"no terminal to ask for {what}: pipe it in with --password-stdin")
+    return str(
+        click.prompt(what[0].upper() + what[1:], hide_input=True, confirmation_prompt=confirm)
+    )
+
+
+def _kdf_args(memory_kib: int | None, time_cost: int | None) -> dict[str, Any]:
+    if memory_kib is None and time_cost is None:
+        return {}
+    if memory_kib is None or time_cost is None:
+        raise InputError("--kdf-memory-kib and --kdf-time go together")
+    return {"kdf": {"memory_kib": memory_kib, "time_cost": time_cost}}
+
+
+def _agent() -> AgentClient:
+    return client.connect(start=True)
+
+
+def _require_unlocked(agent: AgentClient) -> None:
+    """Fail before prompting for anything when the vault is locked."""
+    info = agent.call("status")
+    if not info["vault_exists"]:
+        raise InputError("no vault yet: run `unlatch init`")
+    if not info["unlocked"]:
+        raise VaultLockedError()
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+kdf_options = [
+    click.option("--kdf-memory-kib", type=int, hidden=True, help="Argon2id memory (KiB)."),
+    click.option("--kdf-time", type=int, hidden=True, help="Argon2id iterations."),
+]
+
+
+def _with_kdf_options(f: Any) -> Any:
+    for option in reversed(kdf_options):
+        f = option(f)
+    return f
+
+
+# ------------------------------------------------------------------ init / lock
+
+
+@main.command()
+@click.option("--password-stdin", is_flag=True, help="Read the master password from stdin.")
+@_with_kdf_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def init(
+    password_stdin: bool, kdf_memory_kib: int | None, kdf_time: int | None, as_json: bool
+) -> None:
+    """Create the vault and set its master password (the vault stays unlocked).
+
+    Argon2id is calibrated on this machine to about 0.5 s and at least 64 MiB.
+    The master password is your recovery path: phones and passkeys added later
+    are extra ways in, never a replacement.
+
+    \b
+    Examples:
+      unlatch init
+      printf '%s\\n' "$PASSWORD" | unlatch init --password-stdin
+    """
+    kdf = _kdf_args(kdf_memory_kib, kdf_time)
+    path = default_vault_path()
+    if path.exists():
+        raise VaultExistsError(f"a vault already exists at {path}")
+    password = read_secret("new master password", from_stdin=password_stdin, confirm=True)
+    with _agent() as agent:
+        info = agent.call("init", password=password, **kdf)
+    (slot,) = [s for s in info["slots"] if s["kind"] == "password"]
+    meta = slot["meta"]
+    if as_json:
+        _echo_json({"vault_path": info["vault_path"], "unlocked": True, "kdf": meta})
+        return
+    click.echo(f"vault created at {info['vault_path']} (unlocked)")
+    click.echo(f"master password: Argon2id m={meta['m']} KiB, t={meta['t']}, p={meta['p']}")
+
+
+def unlock_with_password(agent: AgentClient, *, password_stdin: bool) -> None:
+    """The master-password unlock path."""
+    password = read_secret("master password", from_stdin=password_stdin)
+    agent.call("unlock", password=password)
+
+
+@main.command()
+@click.option("--password-stdin", is_flag=True, help="Read the master password from stdin.")
+def unlock(password_stdin: bool) -> None:
+    """Unlock the vault (the agent keeps it unlocked until idle or `unlatch lock`).
+
+    \b
+    Examples:
+      unlatch unlock
+      unlatch unlock --password-stdin < password-file
+    """
+    with _agent() as agent:
+        info = agent.call("status")
+        if not info["vault_exists"]:
+            raise InputError("no vault yet: run `unlatch init`")
+        if info["unlocked"]:
+            click.echo("vault is already unlocked")
+            return
+        unlock_with_password(agent, password_stdin=password_stdin)
+    click.echo("vault unlocked")
+
+
+@main.command()
+def lock() -> None:
+    """Lock the vault now: the agent forgets the key.
+
+    \b
+    Example:
+      unlatch lock
+    """
+    try:
+        with client.connect(start=False) as agent:
+            agent.call("lock")
+    except AgentNotRunningError:
+        pass
+    click.echo("vault locked")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """Show whether the vault exists and is unlocked, and its unlock methods.
+
+    Does not start the agent, and does not count as activity for auto-lock.
+
+    \b
+    Examples:
+      unlatch status
+      unlatch status --json | jq .unlocked
+    """
+    try:
+        with client.connect(start=False) as agent:
+            info = agent.call("status")
+        info["agent_running"] = True
+    except AgentNotRunningError:
+        path = default_vault_path()
+        info = {
+            "agent_running": False,
+            "vault_path": str(path),
+            "vault_exists": path.exists(),
+            "unlocked": False,
+        }
+    if as_json:
+        _echo_json(info)
+        return
+    if not info["vault_exists"]:
+        click.echo(f"no vault at {info['vault_path']}: run `unlatch init`")
+        return
+    items = info.get("items")
+    click.echo(f"vault: {info['vault_path']}" + (f" ({items} items)" if items is not None else ""))
+    if info.get("error"):
+        click.echo(f"problem: {info['error']}")
+    if info["unlocked"]:
+        left = info.get("locks_in_seconds")
+        suffix = f" (auto-lock in {_duration(left)})" if left is not None else ""
+        click.echo(f"state: unlocked{suffix}")
+    else:
+        click.echo("state: locked")
+    if info["agent_running"]:
+        click.echo(f"agent: running (pid {info['pid']})")
+        methods = [
+            "master password" if s["kind"] == "password" else f"{s['kind']} {s['label']!r}"
+            for s in info.get("slots", [])
+        ]
+        click.echo("unlock methods: " + ", ".join(methods))
+    else:
+        click.echo("agent: not running")
+
+
+# ------------------------------------------------------------------ items
+
+
+def _generated(length: int, passphrase: bool, words: int) -> str:
+    if passphrase:
+        g = generator.generate_passphrase(words)
+    else:
+        g = generator.generate_password(length)
+    click.echo(
+        f"generated a {g.entropy_bits:.0f}-bit {'passphrase' if passphrase else 'password'}",
+        err=True,
+    )
+    return g.value
+
+
+def _item_password(*, generate: bool, length: int, passphrase: bool, words: int) -> str:
+    if generate:
+        return _generated(length, passphrase, words)
+    if _stdin_is_terminal():
+        return str(
+            click.prompt(
+                "Password for the item",
+                hide_input=True,
+                confirmation_prompt=True,
+                default="",
+                show_default=False,
+            )
+        )
+    return read_stdin_line("the item's password")
+
+
+def _totp_secret() -> str:
+    if _stdin_is_terminal():
+        secret = str(click.prompt("TOTP secret (base32 or otpauth:// URI)", hide_input=True))
+    else:
+        secret = read_stdin_line("the TOTP secret")
+    totp.parse(secret)
+    return secret
+
+
+generate_options = [
+    click.option("--generate", is_flag=True, help="Generate the password."),
+    click.option(
+        "--length",
+        type=int,
+        default=generator.DEFAULT_LENGTH,
+        show_default=True,
+        help="Generated password length.",
+    ),
+    click.option("--passphrase", is_flag=True, help="Generate a passphrase of words instead."),
+    click.option(
+        "--words",
+        type=int,
+        default=generator.DEFAULT_WORDS,
+        show_default=True,
+        help="Words in a generated passphrase.",
+    ),
+]
+
+
+def _with_generate_options(f: Any) -> Any:
+    for option in reversed(generate_options):
+        f = option(f)
+    return f
+
+
+@main.command()
+@click.argument("title")
+@click.option("--username", "-u", default="", help="Login name.")
+@click.option("--url", "urls", multiple=True, help="Site address (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
+@click.option("--notes", default="", help="Free text.")
+@click.option(
+    "--totp",
+    "with_totp",
+    is_flag=True,
+    help="Also store a TOTP secret (prompted, or the next stdin line).",
+)
+@_with_generate_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def add(
+    title: str,
+    username: str,
+    urls: tuple[str, ...],
+    tags: tuple[str, ...],
+    notes: str,
+    with_totp: bool,
+    generate: bool,
+    length: int,
+    passphrase: bool,
+    words: int,
+    as_json: bool,
+) -> None:
+    """Add an item. Its password comes from a prompt, stdin, or --generate.
+
+    When stdin is not a terminal, its first line is the password (unless
+    --generate) and, with --totp, the next line is the TOTP secret.
+
+    \b
+    Examples:
+      unlatch add github -u alice --url https://github.com --generate
+      printf 'hunter2\\n' | unlatch add forum -u bob
+      unlatch add bank --tag money --totp
+    """
+    with _agent() as agent:
+        _require_unlocked(agent)
+        password = _item_password(
+            generate=generate, length=length, passphrase=passphrase, words=words
+        )
+        secret = _totp_secret() if with_totp else ""
+        item = {
+            "title": title,
+            "username": username,
+            "password": password,
+            "urls": list(urls),
+            "notes": notes,
+            "tags": list(tags),
+            "totp_secret": secret,
+        }
+        added = agent.call("add", item=item)
+    if as_json:
+        _echo_json(added)
+    else:
+        click.echo(f"added {added['title']!r} ({added['id']})")
+
+
+@main.command("list")
+@click.argument("query", required=False, default="")
+@click.option("--tag", default=None, help="Only items with this tag.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (no secrets).")
+def list_items(query: str, tag: str | None, as_json: bool) -> None:
+    """List items, optionally only those matching QUERY (title, username, URL or tag).
+
+    \b
+    Examples:
+      unlatch list
+      unlatch list github
+      unlatch list --tag work --json
+    """
+    with _agent() as agent:
+        found = agent.call("search", query=query, tag=tag)
+    if as_json:
+        _echo_json(found)
+        return
+    if not found:
+        click.echo("no items" + (f" matching {query!r}" if query else ""), err=True)
+        return
+    width = min(40, max(len(i["title"]) for i in found))
+    for i in found:
+        url = i["urls"][0] if i["urls"] else ""
+        tags = " ".join(f"#{t}" for t in i["tags"])
+        line = f"{i['title']:<{width}}  {i['username']:<24}  {url}  {tags}"
+        click.echo(line.rstrip())
+
+
+def _field_value(item: dict[str, Any], field: str) -> str:
+    if field == "totp":
+        if not item["totp_secret"]:
+            raise InputError(f"{item['title']!r} has no TOTP secret")
+        return totp.current_code(item["totp_secret"])[0]
+    if field == "url":
+        return item["urls"][0] if item["urls"] else ""
+    value = item[field]
+    return "\n".join(value) if isinstance(value, list) else str(value)
+
+
+@main.command()
+@click.argument("ref", metavar="TITLE")
+@click.option(
+    "--field",
+    "-f",
+    type=click.Choice(FIELDS),
+    default=None,
+    help="Print only this field (e.g. password, totp for the current code).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with secrets).")
+def get(ref: str, field: str | None, as_json: bool) -> None:
+    """Show an item, by title (any case) or id. The password is shown only with --field.
+
+    \b
+    Examples:
+      unlatch get github
+      unlatch get github --field password | xclip
+      unlatch get bank --field totp
+    """
+    with _agent() as agent:
+        item = agent.call("get", ref=ref)
+    code, valid = totp.current_code(item["totp_secret"]) if item["totp_secret"] else ("", 0)
+    if field is not None:
+        click.echo(_field_value(item, field))
+        return
+    if as_json:
+        _echo_json({**item, "totp": {"code": code, "valid_seconds": valid} if code else None})
+        return
+    click.echo(f"title:    {item['title']}")
+    click.echo(f"username: {item['username']}")
+    click.echo(
+        f"password: {'********  (unlatch get ... --field password)' if item['password'] else ''}"
+    )
+    for url in item["urls"]:
+        click.echo(f"url:      {url}")
+    if item["tags"]:
+        click.echo(f"tags:     {', '.join(item['tags'])}")
+    if code:
+        click.echo(f"totp:     {code}  (valid {valid} s)")
+    if item["notes"]:
+        click.echo("notes:")
+        for line in item["notes"].splitlines():
+            click.echo(f"  {line}")
+    click.echo(f"id:       {item['id']}  (version {item['version']})")
+
+
+@main.command()
+@click.argument("ref", metavar="TITLE")
+@click.option("--title", "new_title", default=None, help="New title.")
+@click.option("--username", "-u", default=None, help="New login name.")
+@click.option("--url", "urls", multiple=True, help="Replace the URLs (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="Replace the tags (repeatable).")
+@click.option("--notes", default=None, help="Replace the notes.")
+@click.option(
+    "--password",
+    "new_password",
+    is_flag=True,
+    help="Set a new password (prompted, or the first stdin line).",
+)
+@click.option("--totp", "with_totp", is_flag=True, help="Set a new TOTP secret.")
+@click.option("--clear-totp", is_flag=True, help="Remove the TOTP secret.")
+@_with_generate_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def edit(
+    ref: str,
+    new_title: str | None,
+    username: str | None,
+    urls: tuple[str, ...],
+    tags: tuple[str, ...],
+    notes: str | None,
+    new_password: bool,
+    with_totp: bool,
+    clear_totp: bool,
+    generate: bool,
+    length: int,
+    passphrase: bool,
+    words: int,
+    as_json: bool,
+) -> None:
+    """Change fields of an item (found by title or id).
+
+    \b
+    Examples:
+      unlatch edit github --username alice2
+      unlatch edit github --generate --length 32
+      printf 'new-secret\\n' | unlatch edit forum --password
+      unlatch edit github --url https://github.com --url https://gist.github.com
+    """
+    changes: dict[str, Any] = {}
+    for name, value in (("title", new_title), ("username", username), ("notes", notes)):
+        if value is not None:
+            changes[name] = value
+    if urls:
+        changes["urls"] = list(urls)
+    if tags:
+        changes["tags"] = list(tags)
+    if with_totp and clear_totp:
+        raise InputError("--totp and --clear-totp contradict each other")
+    with _agent() as agent:
+        _require_unlocked(agent)
+        if generate or new_password:
+            changes["password"] = _item_password(
+                generate=generate, length=length, passphrase=passphrase, words=words
+            )
+        if with_totp:
+            changes["totp_secret"] = _totp_secret()
+        if clear_totp:
+            changes["totp_secret"] = ""
+        if not changes:
+            raise InputError("nothing to change: see `unlatch edit --help`")
+        edited = agent.call("edit", ref=ref, changes=changes)
+    if as_json:
+        _echo_json(edited)
+    else:
+        click.echo(f"updated {edited['title']!r} (version {edited['version']})")
+
+
+@main.command()
+@click.argument("ref", metavar="TITLE")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def rm(ref: str, yes: bool) -> None:
+    """Delete an item (found by title or id). Asks first unless --yes.
+
+    \b
+    Examples:
+      unlatch rm old-forum
+      unlatch rm 3f2a...c9 --yes
+    """
+    with _agent() as agent:
+        item = agent.call("get", ref=ref)
+        if not yes:
+            if not _stdin_is_terminal():
+                raise InputError("not a terminal: add --yes to delete without asking")
+            click.confirm(f"Delete {item['title']!r} ({item['id']})?", abort=True)
+        agent.call("remove", ref=item["id"])
+    click.echo(f"deleted {item['title']!r}")
+
+
+@main.command()
+@click.option("--length", "-l", type=int, default=generator.DEFAULT_LENGTH, show_default=True)
+@click.option("--no-lower", is_flag=True, help="No lowercase letters.")
+@click.option("--no-upper", is_flag=True, help="No uppercase letters.")
+@click.option("--no-digits", is_flag=True, help="No digits.")
+@click.option("--no-symbols", is_flag=True, help="No symbols.")
+@click.option("--passphrase", is_flag=True, help="Words instead of characters.")
+@click.option("--words", type=int, default=generator.DEFAULT_WORDS, show_default=True)
+@click.option("--separator", default="-", show_default=True, help="Between passphrase words.")
+@click.option("--json", "as_json", is_flag=True, help="Print value and entropy as JSON.")
+def generate(
+    length: int,
+    no_lower: bool,
+    no_upper: bool,
+    no_digits: bool,
+    no_symbols: bool,
+    passphrase: bool,
+    words: int,
+    separator: str,
+    as_json: bool,
+) -> None:
+    """Print a random password (or passphrase) and its entropy in bits (on stderr).
+
+    Needs no vault. Each chosen character set appears at least once.
+
+    \b
+    Examples:
+      unlatch generate
+      unlatch generate --length 16 --no-symbols
+      unlatch generate --passphrase --words 7
+    """
+    if passphrase:
+        g = generator.generate_passphrase(words, separator)
+    else:
+        g = generator.generate_password(
+            length,
+            lower=not no_lower,
+            upper=not no_upper,
+            digits=not no_digits,
+            symbols=not no_symbols,
+        )
+    if as_json:
+        _echo_json({"value": g.value, "entropy_bits": round(g.entropy_bits, 2)})
+        return
+    click.echo(g.value)
+    click.echo(f"entropy: {g.entropy_bits:.1f} bits", err=True)
+
+
+@main.command()
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the current then the new password from stdin (two lines).",
+)
+@_with_kdf_options
+def passwd(password_stdin: bool, kdf_memory_kib: int | None, kdf_time: int | None) -> None:
+    """Change the master password. Only its key slot is rewrapped; phones and passkeys
+    keep working.
+
+    \b
+    Examples:
+      unlatch passwd
+      printf '%s\\n%s\\n' "$OLD" "$NEW" | unlatch passwd --password-stdin
+    """
+    kdf = _kdf_args(kdf_memory_kib, kdf_time)
+    old = read_secret("current master password", from_stdin=password_stdin)
+    new = read_secret("new master password", from_stdin=password_stdin, confirm=True)
+    with _agent() as agent:
+        agent.call("passwd", old=old, new=new, **kdf)
+    click.echo("master password changed")
