@@ -1,3 +1,3 @@
 """Shared pytest configuration: fixtures provided as plugins."""
 
-pytest_plugins = ["fixtures.push_endpoint", "fixtures.vault"]
+pytest_plugins = ["fixtures.push_endpoint", "fixtures.vault", "fixtures.protocol", "fixtures.relay"]

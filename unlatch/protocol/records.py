@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Self
 
+from unlatch.protocol.constants import ID_LEN, KEY_LEN
 from unlatch.protocol.encoding import b64d, b64e
 from unlatch.protocol.errors import MalformedMessage
 from unlatch.protocol.keyschedule import PairingKeys
@@ -25,14 +26,18 @@ def _keys_to_dict(keys: PairingKeys) -> dict[str, str]:
 
 
 def _keys_from_dict(data: dict[str, Any]) -> PairingKeys:
-    return PairingKeys(**{name: _bytes(data, name) for name in _KEY_FIELDS})
+    sizes = {"pairing_id": ID_LEN, "routing_id": ID_LEN}
+    return PairingKeys(**{n: _bytes(data, n, sizes.get(n, KEY_LEN)) for n in _KEY_FIELDS})
 
 
-def _bytes(data: dict[str, Any], name: str) -> bytes:
+def _bytes(data: dict[str, Any], name: str, size: int = KEY_LEN) -> bytes:
     value = data.get(name)
     if not isinstance(value, str):
         raise MalformedMessage(f"pairing record lacks {name}")
-    return b64d(value, name)
+    raw = b64d(value, name)
+    if len(raw) != size:
+        raise MalformedMessage(f"pairing record field {name} must be {size} bytes")
+    return raw
 
 
 def _text(data: dict[str, Any], name: str) -> str:

@@ -1,0 +1,386 @@
+"""A malicious relay (and other attackers) against the protocol.
+
+The relay sits between the roles and can read, drop, replay, reorder, alter
+and inject every message. Each test below plays one of those moves and checks
+that it is refused with the right error and that the desktop never obtains
+the phone's share K_P (design brief, section 3, properties 1-5).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+from fixtures.protocol import NOW, RELAY, Paired, make_pairing
+
+from unlatch.protocol import (
+    AlreadyAnswered,
+    Approved,
+    AuthenticationFailed,
+    DesktopPairing,
+    DesktopUnlock,
+    KeyPair,
+    MalformedMessage,
+    PhonePairing,
+    PhoneUnlock,
+    ProtocolError,
+    RequestExpired,
+    UnexpectedMessage,
+    UnknownPairing,
+    UnlockMode,
+    UnlockState,
+    UnsupportedVersion,
+    WrongRequest,
+)
+from unlatch.protocol.constants import ID_LEN, MAX_MESSAGE_BYTES, Label
+from unlatch.protocol.encoding import b64e, header
+from unlatch.protocol.keyschedule import qr_mac_input, reply_info, unlock_psk
+from unlatch.protocol.messages import RequestParams, UnlockQR, UnlockReply
+from unlatch.protocol.primitives import hpke_seal, mac
+
+T = NOW + 500
+
+
+def flips(data: bytes) -> list[bytes]:
+    """Every single-bit variant of ``data``."""
+    out = []
+    for i in range(len(data)):
+        for bit in range(8):
+            changed = bytearray(data)
+            changed[i] ^= 1 << bit
+            out.append(bytes(changed))
+    return out
+
+
+def fresh_request(paired: Paired, **kw: object) -> tuple[DesktopUnlock, PhoneUnlock]:
+    du = DesktopUnlock(paired.desktop, now=T, **kw)  # type: ignore[arg-type]
+    pu = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+    return du, pu
+
+
+# ------------------------------------------------------------------ bit flips
+
+
+def test_every_bit_flip_of_the_hello_is_refused() -> None:
+    desktop = KeyPair.generate(os.urandom)
+    phone = KeyPair.generate(os.urandom)
+    dp = DesktopPairing(desktop, RELAY, now=NOW)
+    pp = PhonePairing(dp.offer_bytes, phone, "Phone", "phone-1", now=NOW)
+    for bad in flips(pp.hello_bytes):
+        fresh = DesktopPairing.__new__(DesktopPairing)
+        fresh.__dict__.update(dp.__dict__)
+        with pytest.raises(ProtocolError):
+            fresh.receive_hello(bad, now=NOW)
+    assert dp.receive_hello(pp.hello_bytes, now=NOW).verification_code == pp.verification_code
+
+
+def test_every_bit_flip_of_the_accept_is_refused() -> None:
+    dp = DesktopPairing(KeyPair.generate(os.urandom), RELAY, now=NOW)
+    pp = PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "P", "p", now=NOW)
+    dp.receive_hello(pp.hello_bytes, now=NOW)
+    accept, _, _ = dp.confirm("D", "d", now=NOW)
+    root, th = pp._root, pp._th
+    for bad in flips(accept):
+        pp._root, pp._th = root, th
+        pp.state = type(pp.state).WAITING_ACCEPT
+        with pytest.raises(ProtocolError):
+            pp.receive_accept(bad, now=NOW)
+    pp._root, pp._th, pp.state = root, th, type(pp.state).WAITING_ACCEPT
+    assert pp.receive_accept(accept, now=NOW).phone_share
+
+
+def test_every_bit_flip_of_the_push_is_refused(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T)
+    for bad in flips(du.push_bytes):
+        with pytest.raises(ProtocolError):
+            PhoneUnlock.open_push(bad, [paired.phone], now=T)
+
+
+def test_every_bit_flip_of_the_qr_is_refused(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T)
+    for bad in flips(du.qr_bytes):
+        with pytest.raises(ProtocolError):
+            PhoneUnlock.from_qr(bad, [paired.phone], paired.phone_identity, now=T)
+
+
+def test_every_bit_flip_of_the_seen_notice_is_refused(paired: Paired) -> None:
+    du, pu = fresh_request(paired)
+    for bad in flips(pu.seen()):
+        with pytest.raises(ProtocolError):
+            du.receive_seen(bad, now=T)
+    assert du.state is UnlockState.WAITING
+
+
+def test_every_bit_flip_of_the_reply_is_refused_and_releases_nothing(paired: Paired) -> None:
+    """Each flipped reply goes to the request it was made for; none yields K_P.
+
+    Layout: header 0..4, len 4..6, request id 6..22, len 22..24, enc 24..56,
+    len 56..58, ciphertext 58.. A flip in the framing or the id is refused
+    without touching the request; a flip in enc or ciphertext fails
+    authentication and burns the request.
+    """
+    du, pu = fresh_request(paired)
+    reply = pu.approve(now=T)
+    rid_field = range(6, 6 + ID_LEN)
+    crypto_fields = [*range(24, 56), *range(58, len(reply))]
+    for index, bad in enumerate(flips(reply)):
+        byte = index // 8
+        du2 = DesktopUnlock.__new__(DesktopUnlock)  # re-arm the same request each time
+        du2.__dict__.update(du.__dict__)
+        with pytest.raises(ProtocolError) as info:
+            du2.receive_reply(bad, now=T)
+        if byte in crypto_fields:
+            assert isinstance(info.value, AuthenticationFailed)
+            assert du2.state is UnlockState.FAILED and du2._ephemeral is None
+        elif byte in rid_field:
+            assert isinstance(info.value, WrongRequest)
+            assert du2.state is UnlockState.WAITING
+        else:
+            assert isinstance(info.value, MalformedMessage | UnsupportedVersion | UnexpectedMessage)
+            assert du2.state is UnlockState.WAITING
+    assert du.receive_reply(reply, now=T) == Approved(paired.share)
+
+
+# ------------------------------------------------------------------ replays, swaps, reflection
+
+
+def test_replayed_old_reply_is_refused(paired: Paired) -> None:
+    old_du, old_pu = fresh_request(paired)
+    old_reply = old_pu.approve(now=T)
+    assert old_du.receive_reply(old_reply, now=T) == Approved(paired.share)
+    with pytest.raises(AlreadyAnswered):
+        old_du.receive_reply(old_reply, now=T)  # same request: single use
+    new_du = DesktopUnlock(paired.desktop, now=T + 10)
+    with pytest.raises(WrongRequest):
+        new_du.receive_reply(old_reply, now=T + 10)  # new request: different id
+    assert new_du.state is UnlockState.WAITING
+
+
+def test_second_answer_is_refused(paired: Paired) -> None:
+    du, pu = fresh_request(paired)
+    deny = pu.deny(now=T)
+    du.receive_reply(deny, now=T)
+    # The relay forges a second "answer" by re-encrypting nothing it knows; even a
+    # genuine second reply (from a second scan of the same QR) is refused.
+    pu2 = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+    with pytest.raises(AlreadyAnswered):
+        du.receive_reply(pu2.approve(now=T), now=T)
+    assert du.state is UnlockState.DENIED
+
+
+def test_swapped_request_ids_are_refused(paired: Paired) -> None:
+    _, a_pu = fresh_request(paired)
+    b_du, _ = fresh_request(paired)
+    reply_a = UnlockReply.decode(a_pu.approve(now=T))
+    relabelled = UnlockReply(b_du.request_id, reply_a.enc, reply_a.ciphertext).encode()
+    with pytest.raises(AuthenticationFailed):
+        b_du.receive_reply(relabelled, now=T)
+    assert b_du.state is UnlockState.FAILED and b_du._ephemeral is None
+
+
+@pytest.mark.parametrize("which", ["push", "qr", "seen"])
+def test_reflected_messages_are_refused(paired: Paired, which: str) -> None:
+    du, pu = fresh_request(paired)
+    data = {"push": du.push_bytes, "qr": du.qr_bytes, "seen": pu.seen()}[which]
+    with pytest.raises(UnexpectedMessage):
+        du.receive_reply(data, now=T)
+    assert du.state is UnlockState.WAITING
+
+
+def test_reflected_hello_is_not_an_accept() -> None:
+    dp = DesktopPairing(KeyPair.generate(os.urandom), RELAY, now=NOW)
+    pp = PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "P", "p", now=NOW)
+    with pytest.raises(UnexpectedMessage):
+        pp.receive_accept(pp.hello_bytes, now=NOW)
+
+
+# ------------------------------------------------------------------ other phones, revocation
+
+
+def test_reply_from_another_phone_that_saw_the_qr_is_refused(paired: Paired) -> None:
+    """The strongest outsider: knows the QR and every symmetric pairing key, not the phone's key."""
+    du = DesktopUnlock(paired.desktop, now=T)
+    intruder = KeyPair.generate(os.urandom)
+    forged = PhoneUnlock(paired.phone, intruder, du.params, du.qr.qr_secret).approve(now=T)
+    with pytest.raises(AuthenticationFailed):
+        du.receive_reply(forged, now=T)
+    assert du.state is UnlockState.FAILED
+
+
+def test_relay_cannot_forge_a_reply_without_the_qr_secret(paired: Paired) -> None:
+    """Even holding the phone's static key, a reply needs the fresh QR secret."""
+    du = DesktopUnlock(paired.desktop, now=T)
+    guessed = PhoneUnlock(paired.phone, paired.phone_identity, du.params, os.urandom(16))
+    with pytest.raises(AuthenticationFailed):
+        du.receive_reply(guessed.approve(now=T), now=T)
+
+
+def test_revoked_phone_cannot_answer_a_new_pairing() -> None:
+    desktop = KeyPair.generate(os.urandom)
+    old = make_pairing(desktop_identity=desktop)
+    new = make_pairing(desktop_identity=desktop)  # the desktop re-paired; old record deleted
+    du = DesktopUnlock(new.desktop, now=T)
+    with pytest.raises(UnknownPairing):
+        PhoneUnlock.from_qr(du.qr_bytes, [old.phone], old.phone_identity, now=T)
+    # Forcing the old phone's answer onto the new request fails authentication.
+    forced = PhoneUnlock(old.phone, old.phone_identity, du.params, du.qr.qr_secret)
+    with pytest.raises(AuthenticationFailed):
+        du.receive_reply(forced.approve(now=T), now=T)
+
+
+# ------------------------------------------------------------------ phishing QR
+
+
+def test_qr_from_an_unpaired_desktop_is_refused(paired: Paired) -> None:
+    other = make_pairing()  # another desktop, paired with some other phone
+    du = DesktopUnlock(other.desktop, now=T)
+    with pytest.raises(UnknownPairing) as info:
+        PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+    assert "not made by a desktop paired with this phone" in str(info.value)
+
+
+def test_forged_qr_naming_a_real_pairing_is_refused(paired: Paired) -> None:
+    """An attacker who knows the pairing id (e.g. saw an old QR) but not its MAC key."""
+    params = RequestParams(
+        os.urandom(16), KeyPair.generate(os.urandom).public, T, 120, UnlockMode.SCAN
+    )
+    q = os.urandom(16)
+    tag = mac(os.urandom(32), qr_mac_input(paired.phone.pairing_id, q, params))
+    forged = UnlockQR(
+        paired.phone.pairing_id, params.request_id, q, params.ephemeral_pk, T, 120, tag
+    ).encode()
+    with pytest.raises(AuthenticationFailed):
+        PhoneUnlock.from_qr(forged, [paired.phone], paired.phone_identity, now=T)
+
+
+def test_relay_cannot_forge_a_push(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T)
+    genuine = du.push_bytes
+    forged = genuine[:-60] + os.urandom(60)
+    with pytest.raises(AuthenticationFailed):
+        PhoneUnlock.open_push(forged, [paired.phone], now=T)
+
+
+# ------------------------------------------------------------------ expiry
+
+
+def test_expired_request_is_refused_by_both_sides(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T, ttl=120)
+    with pytest.raises(RequestExpired):
+        PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T + 200)
+    pu = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T + 100)
+    with pytest.raises(RequestExpired):
+        pu.approve(now=T + 200)  # the user waited too long on the approve screen
+    reply = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T).approve(
+        now=T
+    )
+    with pytest.raises(RequestExpired):
+        du.receive_reply(reply, now=T + 121)  # held back by the relay until too late
+    assert du.state is UnlockState.EXPIRED
+
+
+def test_request_from_the_future_is_refused(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T + 3600)
+    with pytest.raises(RequestExpired):
+        PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+
+
+# ------------------------------------------------------------------ sizes
+
+
+@pytest.mark.parametrize("which", ["push", "qr", "seen", "reply"])
+def test_truncated_and_oversized_messages_are_refused(paired: Paired, which: str) -> None:
+    du, pu = fresh_request(paired)
+    data = {
+        "push": du.push_bytes,
+        "qr": du.qr_bytes,
+        "seen": pu.seen(),
+        "reply": pu.approve(now=T),
+    }[which]
+    parse: Callable[[bytes], object] = {
+        "push": lambda b: PhoneUnlock.open_push(b, [paired.phone], now=T),
+        "qr": lambda b: PhoneUnlock.from_qr(b, [paired.phone], paired.phone_identity, now=T),
+        "seen": lambda b: du.receive_seen(b, now=T),
+        "reply": lambda b: du.receive_reply(b, now=T),
+    }[which]
+    for cut in range(len(data)):
+        with pytest.raises(MalformedMessage):
+            parse(data[:cut])
+    for extra in (b"\x00", os.urandom(MAX_MESSAGE_BYTES)):
+        with pytest.raises(MalformedMessage):
+            parse(data + extra)
+    assert du.state is UnlockState.WAITING
+
+
+def test_other_protocol_versions_are_refused(paired: Paired) -> None:
+    du, pu = fresh_request(paired)
+    reply = pu.approve(now=T)
+    with pytest.raises(UnsupportedVersion):
+        du.receive_reply(reply[:2] + b"\x02" + reply[3:], now=T)
+
+
+# ------------------------------------------------------------------ what the relay sees
+
+
+def test_relay_visible_bytes_contain_no_secret(paired: Paired) -> None:
+    """Property 1: nothing the relay carries contains a key, a share or a QR secret."""
+    desktop = KeyPair.generate(os.urandom)
+    phone = KeyPair.generate(os.urandom)
+    dp = DesktopPairing(desktop, RELAY, now=NOW)
+    pp = PhonePairing(dp.offer_bytes, phone, "P", "p", now=NOW)
+    dp.receive_hello(pp.hello_bytes, now=NOW)
+    accept, drec, share = dp.confirm("D", "d", now=NOW)
+    prec = pp.receive_accept(accept, now=NOW)
+    carried = [pp.hello_bytes, accept]
+    secrets = [share, dp.offer.pairing_secret, desktop.private_bytes(), phone.private_bytes()]
+    secrets += [
+        getattr(drec.keys, k)
+        for k in ("request_mac_key", "push_key", "seen_mac_key", "unlock_psk_key", "pairing_id")
+    ]
+    for mode in UnlockMode:
+        du = DesktopUnlock(drec, now=T, mode=mode)
+        pushed = PhoneUnlock.open_push(du.push_bytes, [prec], now=T)
+        pu = (
+            PhoneUnlock.from_qr(du.qr_bytes, [prec], phone, now=T)
+            if mode is UnlockMode.SCAN
+            else PhoneUnlock.from_push(pushed, phone)
+        )
+        reply = pu.approve(now=T, choice=du.number)
+        carried += [du.push_bytes, pu.seen(), reply]
+        secrets += [du.qr.qr_secret, unlock_psk(drec.keys, du.request_id, du.qr.qr_secret)]
+        assert du.receive_reply(reply, now=T) == Approved(share)
+    blob = b"".join(carried)
+    text = "".join(b64e(c) for c in carried)
+    for secret in secrets:
+        for window in (secret, secret[:8], secret[-8:]):
+            assert window not in blob
+        assert b64e(secret) not in text
+
+
+def test_leaked_pairing_qr_plus_relay_mitm_shows_different_codes() -> None:
+    """If an attacker photographed the pairing QR and controls the relay, the codes differ."""
+    dp = DesktopPairing(KeyPair.generate(os.urandom), RELAY, now=NOW)
+    victim = PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "V", "v", now=NOW)
+    attacker = PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "V", "v", now=NOW)
+    shown_on_desktop = dp.receive_hello(attacker.hello_bytes, now=NOW).verification_code
+    assert shown_on_desktop != victim.verification_code  # the user refuses to confirm
+
+
+def test_reply_bound_to_mode_and_times(paired: Paired) -> None:
+    """A reply made for other request parameters (e.g. a longer ttl) does not open."""
+    du = DesktopUnlock(paired.desktop, now=T, ttl=60)
+    altered = RequestParams(du.params.request_id, du.params.ephemeral_pk, T, 600, UnlockMode.SCAN)
+    keys = paired.phone.keys
+    enc, ct, _ = hpke_seal(
+        recipient_pk=du.params.ephemeral_pk,
+        info=reply_info(keys.pairing_id, altered),
+        aad=header(UnlockReply.TYPE) + du.request_id,
+        plaintext=b"\x01" + paired.share + bytes(31),
+        psk=unlock_psk(keys, du.request_id, du.qr.qr_secret),
+        psk_id=Label.UNLOCK_PSK_ID,
+        ephemeral_seed=os.urandom(32),
+        sender=paired.phone_identity,
+    )
+    with pytest.raises(AuthenticationFailed):
+        du.receive_reply(UnlockReply(du.request_id, enc, ct).encode(), now=T)

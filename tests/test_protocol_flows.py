@@ -1,0 +1,222 @@
+"""The protocol's happy paths and state machines, role by role."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from fixtures.protocol import NOW, RELAY, Paired, make_pairing
+
+from unlatch.protocol import (
+    AlreadyAnswered,
+    Approved,
+    Denied,
+    DesktopPairing,
+    DesktopUnlock,
+    InvalidState,
+    KeyPair,
+    PairingState,
+    PhonePairing,
+    PhoneUnlock,
+    ReplayGuard,
+    RequestExpired,
+    UnlockMode,
+    UnlockState,
+    app_link,
+    bare_link,
+    parse_link,
+    phone_slot_kek,
+)
+from unlatch.protocol.constants import REPLY_PLAINTEXT_LEN, TAG_LEN
+from unlatch.protocol.errors import MalformedMessage
+
+T = NOW + 100
+
+
+def test_pairing_gives_both_sides_the_same_keys(paired: Paired) -> None:
+    assert paired.desktop.keys == paired.phone.keys
+    assert paired.phone.phone_share == paired.share
+    assert paired.desktop.phone_pk == paired.phone_identity.public
+    assert paired.phone.desktop_pk == paired.desktop_identity.public
+    assert paired.phone.desktop_name == "Desktop"
+    assert paired.desktop.phone_name == "Phone"
+
+
+def test_pairing_records_round_trip(paired: Paired) -> None:
+    from unlatch.protocol import DesktopPairingRecord, PhonePairingRecord
+
+    assert DesktopPairingRecord.from_dict(paired.desktop.to_dict()) == paired.desktop
+    assert PhonePairingRecord.from_dict(paired.phone.to_dict()) == paired.phone
+
+
+def test_desktop_pairing_states() -> None:
+    dp = DesktopPairing(KeyPair.generate(os.urandom), RELAY, now=NOW)
+    assert dp.state is PairingState.WAITING_HELLO
+    with pytest.raises(InvalidState):
+        dp.confirm("d", "d", now=NOW)
+    pp = PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "p", "p", now=NOW)
+    dp.receive_hello(pp.hello_bytes, now=NOW)
+    assert dp.state is PairingState.AWAITING_CONFIRM
+    with pytest.raises(InvalidState):
+        dp.receive_hello(pp.hello_bytes, now=NOW)  # a second phone cannot take over
+    dp.reject()
+    assert dp.state is PairingState.FAILED
+    with pytest.raises(InvalidState):
+        dp.confirm("d", "d", now=NOW)
+
+
+def test_pairing_offer_expires() -> None:
+    dp = DesktopPairing(KeyPair.generate(os.urandom), RELAY, now=NOW, ttl=60)
+    with pytest.raises(RequestExpired):
+        PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "p", "p", now=NOW + 61)
+    pp = PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "p", "p", now=NOW + 59)
+    with pytest.raises(RequestExpired):
+        dp.receive_hello(pp.hello_bytes, now=NOW + 61)
+
+
+def test_scan_unlock_approve(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T)
+    pushed = PhoneUnlock.open_push(du.push_bytes, [paired.phone], now=T + 1)
+    assert pushed.pairing.desktop_name == "Desktop"
+    assert pushed.params.request_id == du.request_id
+    assert pushed.qr_secret == b"" and pushed.choices == ()
+    pu = PhoneUnlock.from_qr(
+        app_link(RELAY + "/app/", du.qr_bytes), [paired.phone], paired.phone_identity, now=T + 2
+    )
+    assert pu.remaining(now=T + 2) == 118
+    du.receive_seen(pu.seen(), now=T + 3)
+    assert du.state is UnlockState.SEEN
+    outcome = du.receive_reply(pu.approve(now=T + 4), now=T + 5)
+    assert outcome == Approved(paired.share)
+    assert du.state is UnlockState.APPROVED
+
+
+@pytest.mark.parametrize("not_me", [False, True])
+def test_scan_unlock_deny(paired: Paired, not_me: bool) -> None:
+    du = DesktopUnlock(paired.desktop, now=T)
+    pu = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+    outcome = du.receive_reply(pu.deny(now=T, not_me=not_me), now=T)
+    assert isinstance(outcome, Denied) and outcome.not_me is not_me
+    assert du.state is UnlockState.DENIED
+
+
+def test_approve_and_deny_have_the_same_size(paired: Paired) -> None:
+    sizes = set()
+    for answer in ("approve", "deny", "not_me"):
+        du = DesktopUnlock(paired.desktop, now=T)
+        pu = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+        reply = (
+            pu.approve(now=T) if answer == "approve" else pu.deny(now=T, not_me=answer == "not_me")
+        )
+        sizes.add(len(reply))
+    assert sizes == {4 + 3 * 2 + 16 + 32 + REPLY_PLAINTEXT_LEN + TAG_LEN}
+
+
+def test_number_matching_right_and_wrong(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T, mode=UnlockMode.NUMBER_MATCH)
+    assert du.number is not None
+    pushed = PhoneUnlock.open_push(du.push_bytes, [paired.phone], now=T)
+    pu = PhoneUnlock.from_push(pushed, paired.phone_identity)
+    assert du.number in pu.choices and len(set(pu.choices)) == 3
+    with pytest.raises(InvalidState):
+        pu.approve(now=T)  # must pick a number
+    assert du.receive_reply(pu.approve(now=T, choice=du.number), now=T) == Approved(paired.share)
+
+    du2 = DesktopUnlock(paired.desktop, now=T, mode=UnlockMode.NUMBER_MATCH)
+    pu2 = PhoneUnlock.from_push(
+        PhoneUnlock.open_push(du2.push_bytes, [paired.phone], now=T), paired.phone_identity
+    )
+    wrong = next(c for c in pu2.choices if c != du2.number)
+    reply = pu2.approve(now=T, choice=wrong)
+    assert pu2.approved_share_sent is False
+    outcome = du2.receive_reply(reply, now=T)
+    assert isinstance(outcome, Denied) and outcome.wrong_number
+
+
+def test_scan_mode_push_cannot_be_answered_without_the_qr(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T)
+    pushed = PhoneUnlock.open_push(du.push_bytes, [paired.phone], now=T)
+    with pytest.raises(InvalidState):
+        PhoneUnlock.from_push(pushed, paired.phone_identity)
+
+
+def test_push_payloads_have_one_size_whatever_the_mode(paired: Paired) -> None:
+    scan = DesktopUnlock(paired.desktop, now=T).push_bytes
+    number = DesktopUnlock(paired.desktop, now=T, mode=UnlockMode.NUMBER_MATCH).push_bytes
+    assert len(scan) == len(number)
+
+
+def test_desktop_request_expires_and_drops_its_key(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T, ttl=30)
+    pu = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+    reply = pu.approve(now=T + 10)
+    assert du.check_expiry(now=T + 31)
+    assert du.state is UnlockState.EXPIRED and du._ephemeral is None
+    with pytest.raises(AlreadyAnswered):
+        du.receive_reply(reply, now=T + 31)
+
+
+def test_cancel_drops_the_ephemeral_key(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T)
+    du.cancel()
+    assert du.state is UnlockState.CANCELLED and du._ephemeral is None
+
+
+def test_phone_answers_once(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T)
+    pu = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+    pu.approve(now=T)
+    with pytest.raises(AlreadyAnswered):
+        pu.deny(now=T)
+
+
+def test_replay_guard_persists_and_prunes() -> None:
+    guard = ReplayGuard()
+    rid = os.urandom(16)
+    guard.check(rid)
+    guard.remember(rid, T + 120, now=T)
+    with pytest.raises(AlreadyAnswered):
+        guard.check(rid)
+    restored = ReplayGuard.from_dict(guard.to_dict())
+    with pytest.raises(AlreadyAnswered):
+        restored.check(rid)
+    restored.prune(now=T + 1000)
+    restored.check(rid)
+    assert len(restored) == 0
+    with pytest.raises(MalformedMessage):
+        ReplayGuard.from_dict({"not base64!": 1})
+
+
+def test_links_round_trip_and_reject_garbage(paired: Paired) -> None:
+    msg = DesktopUnlock(paired.desktop, now=T).qr_bytes
+    assert parse_link(app_link("https://r.example/app/", msg)) == msg
+    assert parse_link(bare_link(msg)) == msg
+    assert parse_link("  " + bare_link(msg).upper()[:8].lower() + bare_link(msg)[8:]) == msg
+    for bad in (
+        "",
+        "https://r.example/app/",
+        "https://r.example/app/#x=abc",
+        "unlatch:",
+        "unlatch:***",
+        "a" * 5000,
+    ):
+        with pytest.raises(MalformedMessage):
+            parse_link(bad)
+
+
+def test_phone_slot_kek_needs_both_secrets(paired: Paired) -> None:
+    local = os.urandom(32)
+    kek = phone_slot_kek(paired.share, local, paired.desktop.pairing_id)
+    assert kek != phone_slot_kek(paired.share, os.urandom(32), paired.desktop.pairing_id)
+    assert kek != phone_slot_kek(os.urandom(32), local, paired.desktop.pairing_id)
+    assert kek != phone_slot_kek(paired.share, local, os.urandom(16))
+
+
+def test_two_pairings_of_one_phone_are_independent() -> None:
+    phone = KeyPair.generate(os.urandom)
+    a, b = make_pairing(phone_identity=phone), make_pairing(phone_identity=phone)
+    assert a.phone.keys != b.phone.keys and a.share != b.share
+    du = DesktopUnlock(b.desktop, now=T)
+    pu = PhoneUnlock.from_qr(du.qr_bytes, [a.phone, b.phone], phone, now=T)
+    assert pu.pairing == b.phone
+    assert du.receive_reply(pu.approve(now=T), now=T) == Approved(b.share)
