@@ -196,6 +196,22 @@ async def test_other_4xx_fails_without_retry(
     assert len(sub.attempts) == 1
 
 
+async def test_hostile_answers_are_bounded_and_redirects_not_followed(
+    push_service: LocalPushService, dispatcher: PushDispatcher
+) -> None:
+    sub = push_service.subscribe()
+    target = PushTarget.from_json(sub.to_json())
+    sub.answer(400, text="\x1b[31mno\n" + "A" * 1_000_000)
+    result = await dispatcher.send(target, PAYLOAD)
+    assert (result.outcome, result.status) == ("failed", 400)
+    assert len(result.detail) < 250 and "\x1b" not in result.detail and "\n" not in result.detail
+    elsewhere = push_service.subscribe()
+    sub.answer(307, headers={"Location": elsewhere.endpoint})
+    result = await dispatcher.send(target, PAYLOAD)
+    assert (result.outcome, result.status, result.attempts) == ("failed", 307, 1)
+    assert elsewhere.attempts == []
+
+
 async def test_unreachable_push_service_is_retried_then_failed(vapid: VapidKeys) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -57,6 +57,13 @@ def test_unifiedpush_without_keys_round_trips() -> None:
     assert target.to_json() == data
 
 
+def test_relay_api_spelling_type_is_an_alias_of_kind() -> None:
+    data = {"type": "unifiedpush", "endpoint": "https://ntfy.example.org/upX"}
+    assert PushTarget.from_json(data).kind == "unifiedpush"
+    with pytest.raises(InvalidPushTarget, match="different 'kind' and 'type'"):
+        PushTarget.from_json({**data, "kind": "webpush"})
+
+
 def test_loopback_http_is_allowed_for_tests_and_demos() -> None:
     for host in ("127.0.0.1:8080", "localhost", "[::1]:9000"):
         target = PushTarget.from_json(browser_json(endpoint=f"http://{host}/push/x"))

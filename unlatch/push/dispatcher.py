@@ -72,6 +72,7 @@ URGENCIES = ("very-low", "low", "normal", "high")
 MAX_TTL = 28 * 24 * 3600  # four weeks: what the large push services keep at most
 MAX_PLAIN_PAYLOAD = 4096  # UnifiedPush distributors must accept 4096-byte bodies
 MAX_BACKOFF = 8.0
+MAX_ANSWER_BYTES = 4096  # of a push service's answer body that is read
 _TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")  # RFC 8030 section 5.4
 _GONE = frozenset({404, 410})
 _TOKEN_REFRESH_MARGIN = 3600  # re-sign a cached VAPID token an hour before it expires
@@ -118,11 +119,18 @@ def _check_options(ttl: int, urgency: str, topic: str | None) -> None:
         )
 
 
-def _short_reason(response: httpx.Response) -> str:
+def _short_reason(raw: bytes) -> str:
     """A printable, bounded snippet of a push service's error body."""
-    text = response.text[:160] if response.content else ""
+    text = raw[:160].decode("utf-8", errors="replace")
     cleaned = "".join(ch if ch.isprintable() else " " for ch in text).strip()
     return f": {cleaned}" if cleaned else ""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    retry_after: str | None
+    body_start: bytes
 
 
 class PushDispatcher:
@@ -150,7 +158,14 @@ class PushDispatcher:
         self._vapid = vapid
         self._subject = check_subject(subject)
         self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        # Pushes go to a handful of push-service origins; keeping as many
+        # idle connections as may be open avoids a new TCP/TLS handshake per
+        # push in a burst.
+        self._client = client or httpx.AsyncClient(
+            timeout=timeout,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+        )
         self._max_attempts = max_attempts
         self._base_backoff = base_backoff
         self._max_retry_after = max_retry_after
@@ -209,6 +224,22 @@ class PushDispatcher:
         headers["Content-Type"] = "application/octet-stream"
         return headers, payload
 
+    async def _post(self, endpoint: str, headers: dict[str, str], body: bytes) -> _Answer:
+        """POST once; read at most :data:`MAX_ANSWER_BYTES` of the answer.
+
+        The endpoint comes from a phone, so the server behind it is not
+        trusted: its body is read raw (no decompression) and bounded.
+        Redirects are not followed (a 3xx is a refusal), so an endpoint
+        cannot bounce the relay's request elsewhere.
+        """
+        async with self._client.stream("POST", endpoint, headers=headers, content=body) as resp:
+            start = b""
+            async for chunk in resp.aiter_raw():
+                start += chunk
+                if len(start) >= MAX_ANSWER_BYTES:
+                    break
+            return _Answer(resp.status_code, resp.headers.get("Retry-After"), start)
+
     def _backoff(self, attempt: int) -> float:
         """Delay before attempt ``attempt + 1``: exponential with "equal jitter"."""
         delay = min(MAX_BACKOFF, self._base_backoff * (2 ** (attempt - 1)))
@@ -236,12 +267,12 @@ class PushDispatcher:
         for attempt in range(1, self._max_attempts + 1):
             wait: float | None = None
             try:
-                response = await self._client.post(target.endpoint, headers=headers, content=body)
-            except httpx.TransportError as exc:
+                answer = await self._post(target.endpoint, headers, body)
+            except (httpx.HTTPError, httpx.StreamError) as exc:
                 status = None
                 detail = f"could not reach the push service ({type(exc).__name__})"
             else:
-                status = response.status_code
+                status = answer.status
                 if 200 <= status < 300:
                     log.debug(
                         "push delivered origin=%s status=%s attempt=%s", origin, status, attempt
@@ -260,11 +291,11 @@ class PushDispatcher:
                     return PushResult(
                         "failed",
                         status,
-                        f"refused by the push service ({status}){_short_reason(response)}",
+                        f"refused by the push service ({status}){_short_reason(answer.body_start)}",
                         attempt,
                     )
                 detail = f"push service busy or failing ({status})"
-                wait = parse_retry_after(response.headers.get("Retry-After"))
+                wait = parse_retry_after(answer.retry_after)
                 if wait is not None and wait > self._max_retry_after:
                     log.warning("push deferred too long origin=%s retry_after=%.0f", origin, wait)
                     return PushResult(

@@ -29,7 +29,7 @@ KINDS: tuple[PushKind, ...] = ("webpush", "unifiedpush")
 MAX_ENDPOINT_CHARS = 2048
 P256DH_BYTES = 65
 AUTH_BYTES = 16
-_ALLOWED_FIELDS = frozenset({"kind", "endpoint", "keys", "expirationTime"})
+_ALLOWED_FIELDS = frozenset({"kind", "type", "endpoint", "keys", "expirationTime"})
 _ALLOWED_KEY_FIELDS = frozenset({"p256dh", "auth"})
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -180,7 +180,8 @@ class PushTarget:
         """Parse ``{"kind", "endpoint", "keys": {"p256dh", "auth"}}``.
 
         This is ``PushSubscription.toJSON()`` plus ``kind`` (default
-        ``"webpush"``); ``expirationTime`` is accepted and ignored. Unknown
+        ``"webpush"``; ``type`` is accepted as its alias, the relay API's
+        spelling); ``expirationTime`` is accepted and ignored. Unknown
         fields are refused so a client bug shows up at registration, not as
         a silent loss of pushes later.
         """
@@ -190,7 +191,9 @@ class PushTarget:
         unknown = sorted(str(k)[:40] for k in obj if k not in _ALLOWED_FIELDS)
         if unknown:
             raise InvalidPushTarget(f"push target has unknown field(s): {', '.join(unknown[:5])}")
-        kind = obj.get("kind", "webpush")
+        kind = obj.get("kind", obj.get("type", "webpush"))
+        if "kind" in obj and "type" in obj and obj["kind"] != obj["type"]:
+            raise InvalidPushTarget("push target has different 'kind' and 'type'; give one")
         if kind not in KINDS:
             raise InvalidPushTarget(
                 f"push target kind must be one of {', '.join(KINDS)}, not {str(kind)[:40]!r}"
