@@ -131,3 +131,15 @@ def test_lifetime_and_subject_are_bounded() -> None:
     for bad in ("", "x@y.z", "mailto:", "http://insecure.example", "https://"):
         with pytest.raises(VapidError, match="VAPID subject"):
             keys.sign_token("https://a.example", bad)
+
+
+def test_tokens_also_verify_with_py_vapid() -> None:
+    """A second, independent verifier: the reference Python VAPID library."""
+    from py_vapid import Vapid02
+
+    keys = VapidKeys.generate()
+    header = keys.authorization("https://push.example.net", "mailto:ops@example.org")
+    # py_vapid splits parameters on "," without spaces.
+    assert Vapid02.verify(header.replace(", k=", ",k=")) is True
+    forged = header.split(", k=")[0] + ",k=" + VapidKeys.generate().public_key_b64url
+    assert Vapid02.verify(forged) is False
