@@ -12,6 +12,7 @@ import logging
 import time
 import traceback
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -304,7 +305,11 @@ class Relay:
             Route("/v1/unlock/{channel_id}", self.unlock_delete, methods=["DELETE"]),
             WebSocketRoute("/v1/unlock/{channel_id}/ws", self.ws_unlock),
             WebSocketRoute("/v1/listen", self.ws_listen),
-            Mount("/app", app=PhoneApp(), name="app"),
+            Mount(
+                "/app",
+                app=PhoneApp(Path(self.config.app_dir) if self.config.app_dir else None),
+                name="app",
+            ),
         ]
 
 

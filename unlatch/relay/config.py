@@ -37,6 +37,7 @@ class RelayConfig:
     vapid_key: str = ""  # empty: vapid.pem under paths.subdir("relay")
     push_subject: str = ""  # VAPID "sub": mailto: or https: (default from public_url)
     push_enabled: bool = True
+    app_dir: str = ""  # empty: the packaged/built phone PWA (unlatch.paths.web_dir("phone"))
     log_level: str = "info"
     # life times, seconds
     unlock_ttl: int = 120

@@ -80,10 +80,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, separators=(",", ":"), default=str)
 
 
+class _DropConnectionChatter(logging.Filter):
+    """uvicorn logs each WebSocket's full path (with channel ids) at INFO: drop those lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "uvicorn.error" or record.levelno > logging.INFO:
+            return True
+        text = str(record.msg)
+        return not (text.startswith(("connection ", '%s - "WebSocket')) or "WebSocket /" in text)
+
+
 def setup_logging(level: str = "info") -> None:
     """Send the relay's and uvicorn's logs as JSON lines to stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(_DropConnectionChatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -8,7 +8,8 @@ costs a retry, not data).
 
 Payloads are wiped (set to NULL / rows deleted) as soon as a channel is closed
 or expires; only a small tombstone stays so that late posts get "expired"
-rather than "unknown".
+rather than "unknown". ``secure_delete`` overwrites freed pages with zeros, so
+deleted ciphertext does not linger in the file either.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ T = TypeVar("T")
 SCHEMA = """
 PRAGMA journal_mode=WAL;
 PRAGMA synchronous=NORMAL;
+PRAGMA secure_delete=ON;
 PRAGMA foreign_keys=ON;
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (

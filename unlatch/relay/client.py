@@ -1,0 +1,649 @@
+"""The async Python client of the relay, used by the desktop agent and the Python phone.
+
+It speaks the API of docs/relay.md: signs in with the device's
+:class:`~unlatch.relay.device_key.DeviceKey` (a signed challenge bound to the
+relay's origin; the session token is kept in memory only), and turns every
+refusal into a typed :class:`~unlatch.relay.errors.RelayError`.
+
+Waiting is built to *always* deliver: :meth:`RelayClient.channel_messages`
+listens on a WebSocket, and when the socket drops or the relay restarts it
+reconnects with ``after=<last seq>`` so a reply posted meanwhile is still
+delivered; when WebSockets do not work at all (a proxy that refuses upgrades)
+it falls back to long-polling. Payloads are opaque bytes in and out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from unlatch import __version__
+from unlatch.relay.auth import auth_message, canonical_origin
+from unlatch.relay.codec import CodecError, b64d, b64e
+from unlatch.relay.device_key import DeviceKey
+from unlatch.relay.errors import (
+    ERROR_CLASSES,
+    AlreadyAnswered,
+    AlreadyPosted,
+    AuthFailed,
+    ChannelExpired,
+    ChannelGone,
+    RateLimited,
+    RelayError,
+    RelayUnavailable,
+    TooManyPending,
+)
+
+DeviceKindT = Literal["desktop", "phone"]
+ChannelKindT = Literal["pairing", "unlock"]
+LONG_POLL = 25
+MAX_FRAME = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ChannelMessage:
+    """A message from the other party of a channel (opaque ``data``)."""
+
+    seq: int
+    type: str
+    data: bytes
+    sender: str
+    at: float
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> ChannelMessage:
+        try:
+            return cls(
+                seq=int(obj["seq"]),
+                type=str(obj["type"]),
+                data=b64d(obj["data"], max_len=MAX_FRAME),
+                sender=str(obj["sender"]),
+                at=float(obj["at"]),
+            )
+        except (KeyError, TypeError, ValueError, CodecError):
+            raise RelayError("the relay sent a malformed message", code="protocol") from None
+
+
+@dataclass(frozen=True)
+class UnlockNotification:
+    """An unlock request as the phone sees it: the desktop's opaque bytes + relay metadata."""
+
+    request_id: bytes
+    routing_id: bytes
+    push: bytes
+    created_at: float
+    expires_at: float
+    requester_address: str
+    requester_user_agent: str
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> UnlockNotification:
+        try:
+            requester = obj.get("requester") or {}
+            return cls(
+                request_id=b64d(obj["request_id"], max_len=16),
+                routing_id=b64d(obj["routing_id"], max_len=16),
+                push=b64d(obj["push"], max_len=4096),
+                created_at=float(obj["created_at"]),
+                expires_at=float(obj["expires_at"]),
+                requester_address=str(requester.get("address", ""))[:100],
+                requester_user_agent=str(requester.get("user_agent", ""))[:200],
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, CodecError):
+            raise RelayError("the relay sent a malformed notification", code="protocol") from None
+
+
+@dataclass(frozen=True)
+class PairingInfo:
+    """One of this device's pairings on the relay."""
+
+    routing_id: bytes
+    peer_device_id: str
+    linked: bool
+    blocked: bool
+    created_at: float
+
+
+class _Reconnect(Exception):
+    """The socket dropped or the relay is restarting: reconnect and resume."""
+
+
+class _NoWebSocket(Exception):
+    """WebSockets do not work on this path: fall back to long-polling."""
+
+
+def _error_from(status: int, body: Any, headers: httpx.Headers | None = None) -> RelayError:
+    code = "error"
+    message = f"the relay answered {status}"
+    if isinstance(body, dict):
+        code = str(body.get("error", code))[:40]
+        message = str(body.get("message", message))[:300]
+    if status == 429:
+        retry = 1.0
+        raw: Any = headers.get("retry-after") if headers is not None else None
+        if raw is None and isinstance(body, dict):
+            raw = body.get("retry_after")
+        with contextlib.suppress(TypeError, ValueError):
+            retry = float(raw) if raw is not None else retry
+        cls_rl = TooManyPending if code == "too_many_pending" else RateLimited
+        return cls_rl(message, retry_after=retry, status=status, code=code)
+    if status >= 500:
+        return RelayUnavailable(message, status=status, code=code)
+    cls = ERROR_CLASSES.get(code, RelayError)
+    return cls(message, status=status, code=code)
+
+
+class RelayClient:
+    """One device's connection to one relay.
+
+    ``kind`` is fixed per key ("desktop" or "phone"). Use as an async context
+    manager, or call :meth:`aclose`. ``prefer_websocket=False`` forces the
+    long-poll path (tests, or networks that block WebSockets).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        key: DeviceKey,
+        kind: DeviceKindT,
+        *,
+        timeout: float = 10.0,
+        user_agent: str | None = None,
+        prefer_websocket: bool = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.origin = canonical_origin(self.base_url)
+        self.key = key
+        self.kind: DeviceKindT = kind
+        self.prefer_websocket = prefer_websocket
+        self._timeout = timeout
+        self._user_agent = user_agent or f"unlatch-{kind}/{__version__}"
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, read=LONG_POLL + timeout),
+            headers={"user-agent": self._user_agent},
+            follow_redirects=False,
+        )
+        self._token: str | None = None
+        self._login_lock = asyncio.Lock()
+        ws_base = self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        self._ws_base = ws_base
+
+    @property
+    def device_id(self) -> str:
+        return self.key.device_id
+
+    async def __aenter__(self) -> RelayClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # transport ----------------------------------------------------------------
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        read_timeout: float | None = None,
+    ) -> Any:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        timeout = None
+        if read_timeout is not None:
+            timeout = httpx.Timeout(self._timeout, read=read_timeout)
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                json=body,
+                params=params,
+                headers=headers,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TransportError as exc:
+            raise RelayUnavailable(
+                f"cannot reach the relay at {self.base_url} ({type(exc).__name__})"
+            ) from None
+        try:
+            data = response.json() if response.content else {}
+        except ValueError:
+            data = None
+        if response.status_code >= 400:
+            raise _error_from(response.status_code, data, response.headers)
+        return data
+
+    async def login(self) -> str:
+        """Open a session: sign the relay's challenge with the device key."""
+        async with self._login_lock:
+            challenge_resp = await self._send("POST", "/v1/auth/challenge", {})
+            try:
+                challenge = b64d(challenge_resp["challenge"], max_len=64)
+            except (KeyError, TypeError, CodecError):
+                raise RelayError("the relay sent a malformed challenge", code="protocol") from None
+            signature = self.key.sign(auth_message(self.origin, challenge, self.key.public_key_raw))
+            session = await self._send(
+                "POST",
+                "/v1/auth/session",
+                {
+                    "public_key": b64e(self.key.public_key_raw),
+                    "kind": self.kind,
+                    "challenge": b64e(challenge),
+                    "signature": b64e(signature),
+                },
+            )
+            token = session.get("token") if isinstance(session, dict) else None
+            if not isinstance(token, str):
+                raise RelayError("the relay sent a malformed session", code="protocol")
+            self._token = token
+            return token
+
+    async def _token_now(self) -> str:
+        return self._token or await self.login()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        read_timeout: float | None = None,
+    ) -> Any:
+        """An authenticated call; signs in (again) when the session is missing or expired."""
+        token = await self._token_now()
+        try:
+            return await self._send(
+                method, path, body, params, token=token, read_timeout=read_timeout
+            )
+        except AuthFailed as exc:
+            if exc.code != "unauthorized":
+                raise
+            self._token = None
+            token = await self._token_now()
+            return await self._send(
+                method, path, body, params, token=token, read_timeout=read_timeout
+            )
+
+    # devices ------------------------------------------------------------------------
+    async def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/v1/devices/me")
+        return result
+
+    async def set_push_target(self, target: dict[str, Any] | None) -> None:
+        """Register/replace (or with None remove) this phone's push target."""
+        if target is None:
+            await self.request("DELETE", "/v1/devices/me/push")
+        else:
+            await self.request("PUT", "/v1/devices/me/push", target)
+
+    async def vapid_public_key(self) -> str:
+        data = await self._send("GET", "/v1/push/vapid-public-key")
+        return str(data["public_key"])
+
+    # pairing channels -------------------------------------------------------------------
+    async def create_pairing_channel(self, channel_id: bytes, ttl: int | None = None) -> float:
+        """Create the pairing channel (desktop); returns its expiry time."""
+        body: dict[str, Any] = {"channel_id": b64e(channel_id)}
+        if ttl is not None:
+            body["ttl"] = ttl
+        data = await self.request("POST", "/v1/pairing", body)
+        return float(data["expires_at"])
+
+    async def post_hello(self, channel_id: bytes, data: bytes) -> None:
+        await self.request("POST", f"/v1/pairing/{b64e(channel_id)}/hello", {"data": b64e(data)})
+
+    async def post_accept(self, channel_id: bytes, data: bytes) -> None:
+        await self.request("POST", f"/v1/pairing/{b64e(channel_id)}/accept", {"data": b64e(data)})
+
+    async def wait_pairing_message(self, channel_id: bytes, *, timeout: float) -> ChannelMessage:
+        """The other side's message (``hello`` for the desktop, ``accept`` for the phone)."""
+        async for msg in self.channel_messages("pairing", channel_id, timeout=timeout):
+            return msg
+        raise ChannelExpired("the pairing channel ended without a message", code="expired")
+
+    async def close_pairing_channel(self, channel_id: bytes) -> None:
+        with contextlib.suppress(ChannelGone, ChannelExpired):
+            await self.request("DELETE", f"/v1/pairing/{b64e(channel_id)}")
+
+    # pairings -------------------------------------------------------------------------------
+    async def register_pairing(self, routing_id: bytes, peer_device_id: str) -> str:
+        """Register this side of a pairing; returns "linked" or "pending"."""
+        data = await self.request(
+            "POST",
+            "/v1/pairings",
+            {"routing_id": b64e(routing_id), "peer_device_id": peer_device_id},
+        )
+        return str(data["state"])
+
+    async def list_pairings(self) -> list[PairingInfo]:
+        data = await self.request("GET", "/v1/pairings")
+        return [
+            PairingInfo(
+                routing_id=b64d(p["routing_id"], max_len=16),
+                peer_device_id=str(p["peer_device_id"]),
+                linked=p["state"] == "linked",
+                blocked=bool(p["blocked"]),
+                created_at=float(p["created_at"]),
+            )
+            for p in data["pairings"]
+        ]
+
+    async def delete_pairing(self, routing_id: bytes) -> None:
+        await self.request("DELETE", f"/v1/pairings/{b64e(routing_id)}")
+
+    async def block(self, routing_id: bytes) -> None:
+        """ "I did not ask for this": refuse further requests from that desktop (phone)."""
+        await self.request("POST", f"/v1/pairings/{b64e(routing_id)}/block", {})
+
+    async def unblock(self, routing_id: bytes) -> None:
+        """Re-confirm a blocked desktop (phone)."""
+        await self.request("POST", f"/v1/pairings/{b64e(routing_id)}/unblock", {})
+
+    # unlock channels: desktop -----------------------------------------------------------------
+    async def create_unlock(
+        self, request_id: bytes, routing_id: bytes, push: bytes, ttl: int | None = None
+    ) -> dict[str, Any]:
+        """Create the unlock channel and wake the phone; returns the relay's answer."""
+        body: dict[str, Any] = {
+            "request_id": b64e(request_id),
+            "routing_id": b64e(routing_id),
+            "push": b64e(push),
+        }
+        if ttl is not None:
+            body["ttl"] = ttl
+        result: dict[str, Any] = await self.request("POST", "/v1/unlock", body)
+        return result
+
+    async def wait_reply(
+        self,
+        request_id: bytes,
+        *,
+        timeout: float,
+        on_seen: Callable[[bytes], Awaitable[None] | None] | None = None,
+        acknowledge: bool = True,
+    ) -> bytes:
+        """Wait for the phone's reply (``on_seen`` gets a ``seen``), then close the channel."""
+        async for msg in self.channel_messages("unlock", request_id, timeout=timeout):
+            if msg.type == "seen" and on_seen is not None:
+                result = on_seen(msg.data)
+                if asyncio.iscoroutine(result):
+                    await result
+            elif msg.type == "reply":
+                if acknowledge:
+                    await self.close_unlock(request_id)
+                return msg.data
+        raise ChannelExpired("the unlock request expired without a reply", code="expired")
+
+    async def close_unlock(self, request_id: bytes) -> None:
+        """Acknowledge/cancel: the relay deletes the channel."""
+        with contextlib.suppress(ChannelGone, ChannelExpired):
+            await self.request("DELETE", f"/v1/unlock/{b64e(request_id)}")
+
+    # unlock channels: phone --------------------------------------
+    async def get_unlock(self, request_id: bytes) -> UnlockNotification:
+        return UnlockNotification.from_json(
+            await self.request("GET", f"/v1/unlock/{b64e(request_id)}")
+        )
+
+    async def pending_unlocks(self) -> list[UnlockNotification]:
+        data = await self.request("GET", "/v1/unlock/pending")
+        return [UnlockNotification.from_json(n) for n in data["requests"]]
+
+    async def post_seen(self, request_id: bytes, data: bytes) -> None:
+        await self._post_once(f"/v1/unlock/{b64e(request_id)}/seen", data)
+
+    async def post_reply(self, request_id: bytes, data: bytes) -> None:
+        await self._post_once(f"/v1/unlock/{b64e(request_id)}/reply", data)
+
+    async def _post_once(self, path: str, data: bytes) -> None:
+        """Post with retries on a lost connection.
+
+        Only this phone may post on the channel, so "already posted" after a
+        retry means an earlier attempt did land: that counts as success.
+        """
+        for attempt in range(3):
+            try:
+                await self.request("POST", path, {"data": b64e(data)})
+                return
+            except RelayUnavailable:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.3 * (attempt + 1))
+            except AlreadyPosted:
+                if attempt == 0:
+                    raise
+                return
+
+    # waiting -----------------------------------------------------
+    async def channel_messages(
+        self, kind: ChannelKindT, channel_id: bytes, *, timeout: float, after: int = 0
+    ) -> AsyncIterator[ChannelMessage]:
+        """Yield the other party's messages until the channel ends or ``timeout`` passes.
+
+        Reconnects and resumes after drops and relay restarts; falls back to
+        long-polling when WebSockets fail. Raises :class:`ChannelExpired` /
+        :class:`ChannelGone` when the channel ends, :class:`RelayUnavailable`
+        if the relay stays unreachable until the deadline.
+        """
+        deadline = time.monotonic() + timeout
+        use_ws = self.prefer_websocket
+        ws_failures = 0
+        backoff = 0.2
+        last_error: RelayError | None = None
+        while time.monotonic() < deadline:
+            try:
+                if use_ws:
+                    source = self._ws_channel(kind, channel_id, after, deadline)
+                else:
+                    source = self._poll_channel(kind, channel_id, after, deadline)
+                async for msg in source:
+                    after = msg.seq
+                    backoff = 0.2
+                    yield msg
+                return  # deadline reached inside the source
+            except _NoWebSocket:
+                ws_failures += 1
+                if ws_failures >= 2:
+                    use_ws = False
+            except _Reconnect:
+                pass
+            except RelayUnavailable as exc:
+                last_error = exc
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(min(backoff, remaining) * (0.75 + random.random() / 2))
+            backoff = min(backoff * 2, 3.0)
+        if last_error is not None:
+            raise last_error
+
+    async def _poll_channel(
+        self, kind: ChannelKindT, channel_id: bytes, after: int, deadline: float
+    ) -> AsyncIterator[ChannelMessage]:
+        path = f"/v1/{kind}/{b64e(channel_id)}/wait"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            wait = int(min(LONG_POLL, max(remaining, 0)))
+            data = await self.request(
+                "GET",
+                path,
+                params={"after": after, "timeout": wait},
+                read_timeout=wait + self._timeout,
+            )
+            for raw in data.get("messages", []):
+                msg = ChannelMessage.from_json(raw)
+                after = msg.seq
+                yield msg
+            state = data.get("state")
+            if state == "expired":
+                raise ChannelExpired("the channel has expired", code="expired")
+            if state == "closed":
+                raise ChannelGone("the channel was closed", code="closed")
+
+    async def _ws_connect(self, path: str) -> ClientConnection:
+        try:
+            return await connect(
+                self._ws_base + path,
+                open_timeout=self._timeout,
+                max_size=MAX_FRAME,
+                user_agent_header=self._user_agent,
+                ping_interval=20,
+                ping_timeout=20,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status >= 500:
+                raise _Reconnect from None
+            raise _NoWebSocket from None
+        except InvalidHandshake:
+            raise _NoWebSocket from None
+        except (OSError, TimeoutError):
+            raise RelayUnavailable(f"cannot reach the relay at {self.base_url}") from None
+
+    async def _ws_open(self, path: str, hello: dict[str, Any]) -> ClientConnection:
+        """Connect and authenticate; re-login once if the session expired."""
+        for attempt in range(2):
+            ws = await self._ws_connect(path)
+            try:
+                await ws.send(
+                    json.dumps({"type": "auth", "token": await self._token_now(), **hello})
+                )
+                first = json.loads(await asyncio.wait_for(ws.recv(), self._timeout))
+            except (ConnectionClosed, TimeoutError, ValueError):
+                await ws.close()
+                raise _Reconnect from None
+            if first.get("type") == "ready":
+                return ws
+            await ws.close()
+            if first.get("type") == "error":
+                err = _error_from(
+                    {"unauthorized": 401, "forbidden": 403, "unknown_channel": 404}.get(
+                        first.get("error"),
+                        410 if first.get("error") in ("expired", "closed") else 400,
+                    ),
+                    first,
+                )
+                if isinstance(err, AuthFailed) and attempt == 0:
+                    self._token = None
+                    continue
+                raise err
+            raise _Reconnect
+        raise AuthFailed("the relay refused this device's session", code="unauthorized")
+
+    async def _ws_channel(
+        self, kind: ChannelKindT, channel_id: bytes, after: int, deadline: float
+    ) -> AsyncIterator[ChannelMessage]:
+        ws = await self._ws_open(f"/v1/{kind}/{b64e(channel_id)}/ws", {"after": after})
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), remaining)
+                except TimeoutError:
+                    return
+                except ConnectionClosed:
+                    raise _Reconnect from None
+                try:
+                    frame = json.loads(raw)
+                except ValueError:
+                    continue
+                ftype = frame.get("type") if isinstance(frame, dict) else None
+                if ftype == "message":
+                    yield ChannelMessage.from_json({**frame, "type": frame.get("kind")})
+                elif ftype == "expired":
+                    raise ChannelExpired("the channel has expired", code="expired")
+                elif ftype == "closed":
+                    raise ChannelGone("the channel was closed", code="closed")
+                elif ftype == "shutdown":
+                    raise _Reconnect
+                elif ftype == "ping":
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.send('{"type":"pong"}')
+        finally:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    async def listen(self, *, poll_interval: float = 3.0) -> AsyncIterator[UnlockNotification]:
+        """Yield unlock requests for this phone as they arrive, forever (cancel to stop).
+
+        Uses the ``/v1/listen`` WebSocket, reconnecting after drops and relay
+        restarts; falls back to polling ``/v1/unlock/pending`` when WebSockets
+        fail. Each request is yielded once.
+        """
+        seen: dict[bytes, float] = {}
+        use_ws = self.prefer_websocket
+        ws_failures = 0
+        backoff = 0.2
+
+        def fresh(note: UnlockNotification) -> bool:
+            now = time.time()
+            for rid in [r for r, exp in seen.items() if exp < now - 60]:
+                del seen[rid]
+            if note.request_id in seen:
+                return False
+            seen[note.request_id] = note.expires_at
+            return True
+
+        while True:
+            try:
+                if use_ws:
+                    ws = await self._ws_open("/v1/listen", {})
+                    try:
+                        async for raw in ws:
+                            frame = json.loads(raw)
+                            if isinstance(frame, dict) and frame.get("type") == "unlock":
+                                note = UnlockNotification.from_json(frame)
+                                if fresh(note):
+                                    backoff = 0.2
+                                    yield note
+                            elif isinstance(frame, dict) and frame.get("type") == "ping":
+                                await ws.send('{"type":"pong"}')
+                    except (ConnectionClosed, ValueError):
+                        pass
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await ws.close()
+                else:
+                    for note in await self.pending_unlocks():
+                        if fresh(note):
+                            yield note
+                    await asyncio.sleep(poll_interval)
+                    continue
+            except _NoWebSocket:
+                ws_failures += 1
+                if ws_failures >= 2:
+                    use_ws = False
+                continue
+            except (_Reconnect, RelayUnavailable):
+                pass
+            await asyncio.sleep(backoff * (0.75 + random.random() / 2))
+            backoff = min(backoff * 2, 3.0)
+
+
+__all__ = [
+    "AlreadyAnswered",
+    "ChannelMessage",
+    "PairingInfo",
+    "RelayClient",
+    "UnlockNotification",
+]
