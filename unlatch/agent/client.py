@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,15 @@ class AgentClient:
         self._sock = sock
         self._file = sock.makefile("rb")
 
-    def call(self, op: str, timeout: float = 120.0, **args: Any) -> Any:
+    def call(self, op: str, **args: Any) -> Any:
+        """Send ``op`` with keyword arguments; see :meth:`request`."""
+        return self.request(op, args)
+
+    def request(
+        self, op: str, args: Mapping[str, Any] | None = None, timeout: float = 120.0
+    ) -> Any:
         """Send ``op`` and return its result, or raise the typed error it reports."""
+        args = dict(args or {})
         self._sock.settimeout(timeout)
         try:
             self._sock.sendall(wire.encode({"op": op, "args": args}))

@@ -181,6 +181,8 @@ class AgentCore:
         """
         async with self._mutex:
             vault = self._vault
+            if vault is None and not self.vault_path.exists():
+                raise NoVaultError()
             if vault is None or not vault.is_unlocked:
                 raise VaultLockedError()
             result = await asyncio.to_thread(fn, vault)

@@ -68,12 +68,15 @@ async def unlock(core: AgentCore, args: dict[str, Any]) -> Any:
     return {"unlocked": True}
 
 
-async def unlock_slot(core: AgentCore, args: dict[str, Any]) -> Any:
+def _kek(args: dict[str, Any]) -> bytes:
     try:
-        kek = base64.b64decode(_text(args, "kek", limit=128), validate=True)
+        return base64.b64decode(_text(args, "kek", limit=128), validate=True)
     except binascii.Error:
         raise BadRequestError('"kek" must be base64') from None
-    await core.unlock_with_slot(_text(args, "slot_id", limit=64), kek)
+
+
+async def unlock_slot(core: AgentCore, args: dict[str, Any]) -> Any:
+    await core.unlock_with_slot(_text(args, "slot_id", limit=64), _kek(args))
     return {"unlocked": True}
 
 
@@ -125,6 +128,16 @@ async def slots(core: AgentCore, args: dict[str, Any]) -> Any:
     return [_slot_dict(s) for s in await core.list_slots()]
 
 
+async def add_slot(core: AgentCore, args: dict[str, Any]) -> Any:
+    meta = args.get("meta", {})
+    if not isinstance(meta, dict):
+        raise BadRequestError('"meta" must be an object')
+    slot_id = await core.add_slot(
+        _text(args, "kind", limit=32), _text(args, "label", limit=256), _kek(args), meta
+    )
+    return {"slot_id": slot_id}
+
+
 async def rename_slot(core: AgentCore, args: dict[str, Any]) -> Any:
     await core.rename_slot(_text(args, "slot_id", limit=64), _text(args, "label", limit=256))
     return {"renamed": True}
@@ -148,6 +161,7 @@ HANDLERS: dict[str, Handler] = {
     "search": search,
     "passwd": passwd,
     "slots": slots,
+    "add_slot": add_slot,
     "rename_slot": rename_slot,
     "remove_slot": remove_slot,
 }

@@ -1,0 +1,65 @@
+"""``unlatch agent ...`` through the real CLI: on-demand start, socket modes, idle lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+
+from fixtures.vault import PASSWORD, Cli
+
+
+def test_agent_start_status_stop_and_socket_modes(cli: Cli) -> None:
+    assert "not running" in cli("agent", "status", check=True).stdout
+    assert "agent is not running" in cli("agent", "stop", check=True).stdout
+    out = cli("agent", "start", "--idle-lock", "120", check=True).stdout
+    assert "agent started" in out and "idle lock 120 s" in out
+    assert "already running" in cli("agent", "start", check=True).stdout
+    info = json.loads(cli("agent", "status", "--json", check=True).stdout)
+    assert info["running"] is True and info["idle_lock_seconds"] == 120
+
+    sock = cli.home / "desktop" / "agent.sock"
+    assert stat.S_ISSOCK(os.stat(sock).st_mode)
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(sock.parent).st_mode) == 0o700
+
+    cli("agent", "stop", check=True)
+    assert not sock.exists()
+    for _ in range(100):  # the process is gone too
+        try:
+            os.kill(info["pid"], 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("agent process still alive after stop")
+
+
+def test_idle_auto_lock_from_environment(cli: Cli) -> None:
+    cli.env["UNLATCH_AGENT_IDLE_LOCK_SECONDS"] = "1.5"
+    cli.init()
+    assert json.loads(cli("status", "--json").stdout)["idle_lock_seconds"] == 1.5
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not json.loads(cli("status", "--json").stdout)["unlocked"]:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("vault did not auto-lock")
+    assert "vault is locked" in cli("list").stderr
+    log = (cli.home / "desktop" / "agent.log").read_text()
+    assert "vault locked (idle)" in log
+    assert PASSWORD not in log
+
+
+def test_idle_lock_from_config_file_and_bad_values(cli: Cli) -> None:
+    (cli.home / "config.toml").write_text("[agent]\nidle_lock_seconds = 42\n")
+    cli("agent", "start", check=True)
+    assert json.loads(cli("status", "--json").stdout)["idle_lock_seconds"] == 42
+    cli("agent", "stop", check=True)
+    proc = cli("agent", "start", "--idle-lock", "-5")
+    assert proc.returncode != 0 and "idle lock must be 0" in proc.stderr
+    (cli.home / "config.toml").write_text("[agent]\nidle_lock_seconds = 'soon'\n")
+    proc = cli("agent", "start")
+    assert proc.returncode != 0 and "number of seconds" in proc.stderr

@@ -1,0 +1,231 @@
+"""Every vault command through the real CLI (``python -m unlatch``) in a temporary home."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+from fixtures.vault import KDF_ARGS, PASSWORD, Cli
+
+from unlatch.vault import totp
+
+TOTP_SECRET = "JBSWY3DPEHPK3PXP"
+
+
+def no_traceback(proc) -> None:  # type: ignore[no-untyped-def]
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+
+
+def test_init_unlock_lock_status(cli: Cli) -> None:
+    proc = cli("status")
+    assert "run `unlatch init`" in proc.stdout
+    proc = cli("list")
+    assert proc.returncode != 0 and "no vault yet: run `unlatch init`" in proc.stderr
+
+    proc = cli("init", "--password-stdin", *KDF_ARGS, "--json", input=PASSWORD + "\n", check=True)
+    info = json.loads(proc.stdout)
+    assert info["unlocked"] is True and info["kdf"]["m"] == 19456 and info["kdf"]["t"] == 2
+    assert (cli.home / "desktop" / "vault.db").is_file()
+
+    status = json.loads(cli("status", "--json", check=True).stdout)
+    assert status["unlocked"] is True and status["agent_running"] is True
+    assert status["items"] == 0 and 590 <= status["locks_in_seconds"] <= 600
+    assert "state: unlocked" in cli("status", check=True).stdout
+
+    proc = cli("init", "--password-stdin", *KDF_ARGS, input=PASSWORD + "\n")
+    assert proc.returncode != 0 and "already exists" in proc.stderr
+
+    assert "vault locked" in cli("lock", check=True).stdout
+    assert json.loads(cli("status", "--json", check=True).stdout)["unlocked"] is False
+    for command in (["list"], ["get", "x"], ["add", "x"], ["rm", "x", "--yes"], ["edit", "x"]):
+        proc = cli(*command, input="pw\n")
+        assert proc.returncode != 0, command
+        assert "vault is locked: run `unlatch unlock`" in proc.stderr, command
+        no_traceback(proc)
+
+    proc = cli("unlock", "--password-stdin", input="wrong password\n")
+    assert proc.returncode != 0 and "wrong master password" in proc.stderr
+    no_traceback(proc)
+    proc = cli("unlock", input="")  # no terminal and no --password-stdin
+    assert proc.returncode != 0 and "--password-stdin" in proc.stderr
+    assert "vault unlocked" in cli("unlock", "--password-stdin", input=PASSWORD + "\n").stdout
+    assert "already unlocked" in cli("unlock", "--password-stdin", input="").stdout
+
+    # Stopping the agent locks the vault; the next command starts a fresh (locked) agent.
+    assert "vault locked" in cli("agent", "stop", check=True).stdout
+    proc = cli("list")
+    assert "vault is locked" in proc.stderr
+
+
+def test_items_add_list_get_edit_rm(cli: Cli) -> None:
+    cli.init()
+    out = cli(
+        "add",
+        "GitHub",
+        "-u",
+        "alice",
+        "--url",
+        "https://github.com",
+        "--tag",
+        "dev",
+        "--json",
+        input="hunter2\n",
+        check=True,
+    ).stdout
+    github = json.loads(out)
+    assert github["title"] == "GitHub" and "password" not in github
+    proc = cli(
+        "add",
+        "Bank",
+        "--generate",
+        "--length",
+        "30",
+        "--totp",
+        "--tag",
+        "money",
+        input=TOTP_SECRET + "\n",
+        check=True,
+    )
+    assert "generated a" in proc.stderr
+    cli("add", "Forum", "-u", "bob", "--notes", "line one\nline two", input="pw\n", check=True)
+
+    listing = cli("list", check=True).stdout.splitlines()
+    assert [line.split()[0] for line in listing] == ["Bank", "Forum", "GitHub"]
+    assert cli("list", "github", check=True).stdout.startswith("GitHub")
+    assert cli("list", "BOB", check=True).stdout.startswith("Forum")
+    tagged = json.loads(cli("list", "--tag", "money", "--json", check=True).stdout)
+    assert [i["title"] for i in tagged] == ["Bank"] and tagged[0]["has_totp"] is True
+    assert all("password" not in i for i in tagged)
+    assert "no items" in cli("list", "nothing-matches").stderr
+
+    assert cli("get", "github", "--field", "password", check=True).stdout == "hunter2\n"
+    assert len(cli("get", "Bank", "-f", "password", check=True).stdout.strip()) == 30
+    shown = cli("get", "GitHub", check=True).stdout
+    assert "username: alice" in shown and "hunter2" not in shown and "url:      https" in shown
+    before = time.time()
+    code = cli("get", "bank", "--field", "totp", check=True).stdout.strip()
+    after = time.time()
+    assert code in {totp.current_code(TOTP_SECRET, at=t)[0] for t in (before, after)}
+    full = json.loads(cli("get", "Bank", "--json", check=True).stdout)
+    assert full["totp_secret"] == TOTP_SECRET and full["totp"]["code"].isdigit()
+    proc = cli("get", "GitHub", "--field", "totp")
+    assert proc.returncode != 0 and "no TOTP secret" in proc.stderr
+
+    cli("edit", "github", "--username", "alice2", "--tag", "dev", "--tag", "work", check=True)
+    cli("edit", "github", "--password", input="new-pass\n", check=True)
+    edited = json.loads(cli("get", github["id"], "--json", check=True).stdout)
+    assert (edited["username"], edited["password"], edited["tags"], edited["version"]) == (
+        "alice2",
+        "new-pass",
+        ["dev", "work"],
+        3,
+    )
+    proc = cli("edit", "github")
+    assert proc.returncode != 0 and "nothing to change" in proc.stderr
+    cli("edit", "Bank", "--clear-totp", check=True)
+    assert json.loads(cli("get", "Bank", "--json", check=True).stdout)["totp"] is None
+
+    proc = cli("rm", "Forum")
+    assert proc.returncode != 0 and "--yes" in proc.stderr
+    assert "deleted 'Forum'" in cli("rm", "forum", "--yes", check=True).stdout
+    proc = cli("get", "Forum")
+    assert proc.returncode != 0 and "no item titled 'Forum'" in proc.stderr
+    no_traceback(proc)
+
+    cli("add", "github", input="x\n", check=True)  # same title, other case
+    proc = cli("get", "GitHub")
+    assert proc.returncode != 0 and "use an id" in proc.stderr
+
+    proc = cli("add", "Bad", "--totp", input="pw\nnot-base32!\n")
+    assert proc.returncode != 0 and "base32" in proc.stderr
+    no_traceback(proc)
+
+
+def test_generate_needs_no_vault(cli: Cli) -> None:
+    proc = cli("generate", "--length", "20", check=True)
+    assert len(proc.stdout.strip()) == 20 and "entropy:" in proc.stderr
+    data = json.loads(cli("generate", "--passphrase", "--words", "4", "--json", check=True).stdout)
+    assert len(data["value"].split("-")) == 4 and data["entropy_bits"] == 44.0
+    digits = cli("generate", "--no-lower", "--no-upper", "--no-symbols", "-l", "12", check=True)
+    assert digits.stdout.strip().isdigit()
+    proc = cli("generate", "--length", "3")
+    assert proc.returncode != 0 and "between 8 and 256" in proc.stderr
+    no_traceback(proc)
+    assert not (cli.home / "desktop" / "vault.db").exists()
+
+
+def test_passwd(cli: Cli) -> None:
+    cli.init()
+    proc = cli("passwd", "--password-stdin", input="wrong one\nnew password 1\n")
+    assert proc.returncode != 0 and "current master password is wrong" in proc.stderr
+    proc = cli("passwd", "--password-stdin", input=PASSWORD + "\nshort\n")
+    assert proc.returncode != 0 and "at least 8" in proc.stderr
+    cli("passwd", "--password-stdin", input=PASSWORD + "\nnew password 1\n", check=True)
+    cli("lock", check=True)
+    assert cli("unlock", "--password-stdin", input=PASSWORD + "\n").returncode != 0
+    cli("unlock", "--password-stdin", input="new password 1\n", check=True)
+
+
+def test_kdf_options_never_go_below_owasp(cli: Cli) -> None:
+    proc = cli(
+        "init",
+        "--password-stdin",
+        "--kdf-memory-kib",
+        "1024",
+        "--kdf-time",
+        "1",
+        input=PASSWORD + "\n",
+    )
+    assert proc.returncode != 0 and "OWASP minimum" in proc.stderr
+    assert not (cli.home / "desktop" / "vault.db").exists()
+    proc = cli("init", "--password-stdin", "--kdf-memory-kib", "19456", input=PASSWORD + "\n")
+    assert proc.returncode != 0 and "go together" in proc.stderr
+
+
+def test_damaged_files_give_clear_errors(cli: Cli) -> None:
+    desktop = cli.home / "desktop"
+    desktop.mkdir(mode=0o700)
+    (desktop / "vault.db").write_bytes(b"this is not a database\n" * 50)
+    proc = cli("unlock", "--password-stdin", input=PASSWORD + "\n")
+    assert proc.returncode != 0 and "not an unlatch vault" in proc.stderr
+    no_traceback(proc)
+    assert "not an unlatch vault" in cli("status", check=True).stdout
+
+
+def test_tampered_item_is_reported_not_shown(cli: Cli) -> None:
+    cli.init()
+    cli("add", "target", input="secret-value\n", check=True)
+    cli("lock", check=True)  # also drops the agent's decrypted-item cache
+    conn = sqlite3.connect(cli.home / "desktop" / "vault.db")
+    (ct,) = conn.execute("SELECT ciphertext FROM items").fetchone()
+    flipped = bytes([ct[0] ^ 0x80]) + ct[1:]
+    conn.execute("UPDATE items SET ciphertext = ?", (flipped,))
+    conn.commit()
+    conn.close()
+    cli("unlock", "--password-stdin", input=PASSWORD + "\n", check=True)
+    for command in (["list"], ["get", "target", "-f", "password"]):
+        proc = cli(*command)
+        assert proc.returncode != 0 and "integrity check" in proc.stderr
+        assert "secret-value" not in proc.stdout + proc.stderr
+        no_traceback(proc)
+
+
+def test_help_teaches_every_command(cli: Cli) -> None:
+    for command in (
+        "init",
+        "unlock",
+        "lock",
+        "status",
+        "add",
+        "list",
+        "get",
+        "edit",
+        "rm",
+        "generate",
+        "passwd",
+        "agent",
+    ):
+        proc = cli(command, "--help", check=True)
+        assert "Example" in proc.stdout, command
+    assert "--kdf-memory-kib" not in cli("init", "--help").stdout  # hidden test knob
