@@ -55,6 +55,11 @@ def _register() -> None:
 
 
 # Each entry is a module under unlatch/cli/ that decorates commands onto `main`.
-_COMMAND_MODULES: list[str] = ["relay_commands", "vault_commands", "agent_commands"]
+_COMMAND_MODULES: list[str] = [
+    "relay_commands",
+    "vault_commands",
+    "agent_commands",
+    "phone_commands",
+]
 
 _register()

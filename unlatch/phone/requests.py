@@ -1,0 +1,102 @@
+"""An unlock request as the phone shows it to its user.
+
+A relay notification carries the desktop's opaque push bytes plus what only
+the relay knows (the requester's network address and user agent). The push is
+decrypted with the pairing's push key (:meth:`PhoneUnlock.open_push`), which
+also proves a paired desktop made it: the relay can neither read nor forge one.
+The correct number of a number-matching request is deliberately *not* part of
+this view: the user must read it on the desktop's screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from unlatch.phone.state import Pairing
+from unlatch.protocol import UnlockMode
+from unlatch.protocol.encoding import b64e
+from unlatch.protocol.messages import RequestParams
+from unlatch.relay.client import UnlockNotification
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """Who asks, when, from where, and how to answer."""
+
+    request_id: str  # base64url, as used by `approve --request`
+    desktop: str  # the user's name for the desktop
+    desktop_id: str  # short pairing id
+    created_at: int
+    expires_at: int
+    mode: str  # "scan" | "number_match"
+    choices: tuple[int, ...] = ()
+    requester_address: str = ""
+    requester_user_agent: str = ""
+    blocked: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        pairing: Pairing,
+        params: RequestParams,
+        choices: tuple[int, ...] = (),
+        note: UnlockNotification | None = None,
+    ) -> RequestView:
+        return cls(
+            request_id=b64e(params.request_id),
+            desktop=pairing.label,
+            desktop_id=pairing.short_id,
+            created_at=params.created_at,
+            expires_at=params.expires_at,
+            mode="number_match" if params.mode is UnlockMode.NUMBER_MATCH else "scan",
+            choices=tuple(choices),
+            requester_address=note.requester_address if note else "",
+            requester_user_agent=note.requester_user_agent if note else "",
+            blocked=pairing.blocked,
+        )
+
+    def with_requester(self, note: UnlockNotification) -> RequestView:
+        return replace(
+            self,
+            requester_address=note.requester_address,
+            requester_user_agent=note.requester_user_agent,
+        )
+
+    def remaining(self, now: int) -> int:
+        return max(0, self.expires_at - now)
+
+    def to_json(self, now: int) -> dict[str, Any]:
+        return {
+            "type": "unlock",
+            "request_id": self.request_id,
+            "desktop": self.desktop,
+            "desktop_id": self.desktop_id,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "remaining": self.remaining(now),
+            "mode": self.mode,
+            "choices": list(self.choices),
+            "requester": {
+                "address": self.requester_address,
+                "user_agent": self.requester_user_agent,
+            },
+        }
+
+    def describe(self, now: int) -> list[str]:
+        """Lines for a terminal: who, when, from where, what to do."""
+        when = datetime.fromtimestamp(self.created_at, UTC).astimezone().strftime("%H:%M:%S")
+        lines = [f"Unlock request from “{self.desktop}” at {when} ({self.remaining(now)} s left)"]
+        origin = self.requester_address or "unknown address"
+        if self.requester_user_agent:
+            origin += f", {self.requester_user_agent}"
+        lines.append(f"  requested from: {origin} (as seen by the relay)")
+        if self.mode == "number_match":
+            picks = " / ".join(str(c) for c in self.choices)
+            lines.append(f"  number matching: pick the number the desktop shows: {picks}")
+            lines.append(f"  unlatch phone approve --request {self.request_id} --number N")
+        else:
+            lines.append("  scan the QR code on the desktop:")
+            lines.append("  unlatch phone approve LINK   (or --qr-image SCREENSHOT.png)")
+        return lines
