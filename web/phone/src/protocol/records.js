@@ -1,0 +1,106 @@
+/**
+ * What each side keeps after pairing, and how it is serialised (mirror of unlatch/protocol/records.py).
+ *
+ * `toDict()` gives the same JSON-friendly dict of base64url strings as the
+ * Python records, so a record made here and one made by the Python phone
+ * client are interchangeable. The phone record holds the unlock share K_P:
+ * the app stores it only encrypted (see src/store.js).
+ */
+
+import { b64d, b64e } from "./encoding.js";
+import { MalformedMessage } from "./errors.js";
+import { PAIRING_KEY_FIELDS } from "./keyschedule.js";
+
+function keysToDict(keys) {
+  return Object.fromEntries(PAIRING_KEY_FIELDS.map((name) => [name, b64e(keys[name])]));
+}
+
+function keysFromDict(data) {
+  return Object.freeze(Object.fromEntries(PAIRING_KEY_FIELDS.map((name) => [name, bytesOf(data, name)])));
+}
+
+function bytesOf(data, name) {
+  const value = data?.[name];
+  if (typeof value !== "string") throw new MalformedMessage(`pairing record lacks ${name}`);
+  return b64d(value, name);
+}
+
+function textOf(data, name) {
+  const value = data?.[name];
+  if (typeof value !== "string") throw new MalformedMessage(`pairing record lacks ${name}`);
+  return value;
+}
+
+function intOf(data, name) {
+  const value = data?.[name];
+  if (!Number.isSafeInteger(value)) throw new MalformedMessage(`pairing record lacks ${name}`);
+  return value;
+}
+
+/** The desktop's view of a paired phone (used here to check vectors and in tests). */
+export class DesktopPairingRecord {
+  constructor({ keys, phonePk, phoneName, phoneDeviceId, createdAt }) {
+    Object.assign(this, { keys, phonePk, phoneName, phoneDeviceId, createdAt });
+    Object.freeze(this);
+  }
+
+  get pairingId() {
+    return this.keys.pairing_id;
+  }
+
+  toDict() {
+    return {
+      ...keysToDict(this.keys),
+      phone_pk: b64e(this.phonePk),
+      phone_name: this.phoneName,
+      phone_device_id: this.phoneDeviceId,
+      created_at: this.createdAt,
+    };
+  }
+
+  static fromDict(data) {
+    return new DesktopPairingRecord({
+      keys: keysFromDict(data),
+      phonePk: bytesOf(data, "phone_pk"),
+      phoneName: textOf(data, "phone_name"),
+      phoneDeviceId: textOf(data, "phone_device_id"),
+      createdAt: intOf(data, "created_at"),
+    });
+  }
+}
+
+/** The phone's view of a paired desktop, including its unlock share K_P. */
+export class PhonePairingRecord {
+  constructor({ keys, desktopPk, desktopName, desktopDeviceId, relayUrl, phoneShare, createdAt }) {
+    Object.assign(this, { keys, desktopPk, desktopName, desktopDeviceId, relayUrl, phoneShare, createdAt });
+    Object.freeze(this);
+  }
+
+  get pairingId() {
+    return this.keys.pairing_id;
+  }
+
+  toDict() {
+    return {
+      ...keysToDict(this.keys),
+      desktop_pk: b64e(this.desktopPk),
+      desktop_name: this.desktopName,
+      desktop_device_id: this.desktopDeviceId,
+      relay_url: this.relayUrl,
+      phone_share: b64e(this.phoneShare),
+      created_at: this.createdAt,
+    };
+  }
+
+  static fromDict(data) {
+    return new PhonePairingRecord({
+      keys: keysFromDict(data),
+      desktopPk: bytesOf(data, "desktop_pk"),
+      desktopName: textOf(data, "desktop_name"),
+      desktopDeviceId: textOf(data, "desktop_device_id"),
+      relayUrl: textOf(data, "relay_url"),
+      phoneShare: bytesOf(data, "phone_share"),
+      createdAt: intOf(data, "created_at"),
+    });
+  }
+}

@@ -1,0 +1,365 @@
+/**
+ * Phone unlock: the desktop's request and the phone's reply, as sans-IO state
+ * machines (mirror of unlatch/protocol/unlock.py).
+ *
+ *     desktop                         relay                    phone
+ *     DesktopUnlock.create(pairing)
+ *       UnlockPush  ---------------->  push / listener ----->  PhoneUnlock.openPush
+ *       UnlockQR    ======== QR code on the desktop's screen =====>  PhoneUnlock.fromQr
+ *                   <----------------  UnlockSeen  <---------  .seen()
+ *                   <----------------  UnlockReply <---------  .approve() / .deny()
+ *     .receiveReply -> {approved: true, phoneShare} | {approved: false, verdict, notMe, wrongNumber}
+ *
+ * The reply is HPKE mode_auth_psk: encrypted to the request's ephemeral key,
+ * authenticated by the phone's static key, keyed by the QR's fresh secret and
+ * bound to the pairing, request id, ephemeral key, times and mode.
+ */
+
+import {
+  CLOCK_SKEW_SECONDS,
+  DEFAULT_UNLOCK_TTL,
+  ID_LEN,
+  KEY_LEN,
+  NONCE_LEN,
+  NUMBER_CHOICES,
+  NUMBER_MAX,
+  NUMBER_MIN,
+  QR_SECRET_LEN,
+  REPLY_PLAINTEXT_LEN,
+  Label,
+  UnlockMode,
+  Verdict,
+} from "./constants.js";
+import { concat, equalBytes, header, u8 } from "./encoding.js";
+import {
+  AlreadyAnswered,
+  InvalidState,
+  MalformedMessage,
+  ProtocolError,
+  RequestExpired,
+  UnknownPairing,
+  WrongRequest,
+} from "./errors.js";
+import { pushAad, qrMacInput, replyInfo, seenMacInput, unlockPsk } from "./keyschedule.js";
+import { parseLink } from "./links.js";
+import { PushPlaintext, UnlockPush, UnlockQR, UnlockReply, UnlockSeen, checkTtl, requestParams } from "./messages.js";
+import { KeyPair, aeadOpen, aeadSeal, hpkeOpen, hpkeSeal, mac, systemRandom, verifyMac } from "./primitives.js";
+
+export const UnlockState = Object.freeze({
+  WAITING: "waiting",
+  SEEN: "seen",
+  APPROVED: "approved",
+  DENIED: "denied",
+  FAILED: "failed",
+  EXPIRED: "expired",
+  CANCELLED: "cancelled",
+});
+
+const FINAL = new Set(["approved", "denied", "failed", "expired", "cancelled"]);
+
+/** Name of a verdict, lower case as in the vectors ("approve", "deny_not_me", ...). */
+export function verdictName(verdict) {
+  return Object.entries(Verdict).find(([, v]) => v === verdict)[0].toLowerCase();
+}
+
+/** A uniform integer in [low, high] by rejection sampling one byte at a time. */
+function uniform(rng, low, high) {
+  const span = high - low + 1;
+  const limit = 256 - (256 % span);
+  for (;;) {
+    const b = rng(1)[0];
+    if (b < limit) return low + (b % span);
+  }
+}
+
+/** The number to show and the shuffled distinct choices the phone offers. */
+function numberChoices(rng) {
+  const choices = [];
+  while (choices.length < NUMBER_CHOICES) {
+    const n = uniform(rng, NUMBER_MIN, NUMBER_MAX);
+    if (!choices.includes(n)) choices.push(n);
+  }
+  const correct = choices[0];
+  for (let i = choices.length - 1; i > 0; i--) {
+    const j = uniform(rng, 0, i);
+    [choices[i], choices[j]] = [choices[j], choices[i]];
+  }
+  return { correct, choices };
+}
+
+/** One unlock request made by the desktop (the app uses it to check vectors and in tests). */
+export class DesktopUnlock {
+  static async create(pairing, { now, ttl = DEFAULT_UNLOCK_TTL, mode = UnlockMode.SCAN, rng = systemRandom }) {
+    checkTtl(ttl);
+    const self = new DesktopUnlock();
+    self.pairing = pairing;
+    self._ephemeral = await KeyPair.generate(rng);
+    self.params = requestParams(rng(ID_LEN), self._ephemeral.public, now, ttl, mode);
+    self._qrSecret = rng(QR_SECRET_LEN);
+    const keys = pairing.keys;
+    self.number = null;
+    let choices = [];
+    if (mode === UnlockMode.NUMBER_MATCH) {
+      const picked = numberChoices(rng);
+      self.number = picked.correct;
+      choices = picked.choices;
+    }
+    const tag = await mac(keys.request_mac_key, qrMacInput(keys.pairing_id, self._qrSecret, self.params));
+    self.qrBytes = UnlockQR.encode({
+      pairingId: keys.pairing_id,
+      requestId: self.params.requestId,
+      qrSecret: self._qrSecret,
+      ephemeralPk: self.params.ephemeralPk,
+      createdAt: now,
+      ttl,
+      mac: tag,
+    });
+    const pushSecret = mode === UnlockMode.NUMBER_MATCH ? self._qrSecret : new Uint8Array(0);
+    const plaintext = PushPlaintext.encode({ params: self.params, qrSecret: pushSecret, number: self.number, choices });
+    const nonce = rng(NONCE_LEN);
+    const aad = pushAad(header(UnlockPush.TYPE), keys.routing_id);
+    self.pushBytes = UnlockPush.encode({
+      routingId: keys.routing_id,
+      nonce,
+      ciphertext: await aeadSeal(keys.push_key, nonce, plaintext, aad),
+    });
+    self.state = UnlockState.WAITING;
+    return self;
+  }
+
+  get requestId() {
+    return this.params.requestId;
+  }
+
+  get expiresAt() {
+    return this.params.expiresAt;
+  }
+
+  _finish(state) {
+    this._ephemeral = null; // the only copy of the ephemeral private key
+    this.state = state;
+  }
+
+  _checkOpen(now) {
+    if (FINAL.has(this.state)) throw new AlreadyAnswered(`this unlock request is already ${this.state}`);
+    if (now > this.params.expiresAt) {
+      this._finish(UnlockState.EXPIRED);
+      throw new RequestExpired("the unlock request expired: make a new one");
+    }
+  }
+
+  checkExpiry({ now }) {
+    if (!FINAL.has(this.state) && now > this.params.expiresAt) this._finish(UnlockState.EXPIRED);
+    return this.state === UnlockState.EXPIRED;
+  }
+
+  cancel() {
+    if (!FINAL.has(this.state)) this._finish(UnlockState.CANCELLED);
+  }
+
+  /** The phone reports a scan. Only a status: it changes nothing else. */
+  async receiveSeen(data, { now }) {
+    const seen = UnlockSeen.decode(data);
+    if (!equalBytes(seen.requestId, this.requestId)) throw new WrongRequest("scan notice is for another request");
+    this._checkOpen(now);
+    const keys = this.pairing.keys;
+    await verifyMac(
+      keys.seen_mac_key,
+      seenMacInput(keys.pairing_id, this.requestId, this._qrSecret),
+      seen.mac,
+      "scan notice",
+    );
+    this.state = UnlockState.SEEN;
+  }
+
+  /** Decrypt the phone's reply; the first reply for this request ends it, whatever it says. */
+  async receiveReply(data, { now }) {
+    const reply = UnlockReply.decode(data);
+    if (!equalBytes(reply.requestId, this.requestId)) throw new WrongRequest("reply is for another request");
+    this._checkOpen(now);
+    const keys = this.pairing.keys;
+    let outcome;
+    try {
+      const { plaintext } = await hpkeOpen({
+        recipient: this._ephemeral,
+        enc: reply.enc,
+        info: replyInfo(keys.pairing_id, this.params),
+        aad: concat(header(UnlockReply.TYPE), reply.requestId),
+        ciphertext: reply.ciphertext,
+        psk: await unlockPsk(keys, this.requestId, this._qrSecret),
+        pskId: Label.UNLOCK_PSK_ID,
+        senderPk: this.pairing.phonePk,
+        what: "unlock reply",
+      });
+      outcome = parseReplyPlaintext(plaintext);
+    } catch (err) {
+      if (err instanceof ProtocolError) this._finish(UnlockState.FAILED);
+      throw err;
+    }
+    this._finish(outcome.approved ? UnlockState.APPROVED : UnlockState.DENIED);
+    return outcome;
+  }
+}
+
+function parseReplyPlaintext(plaintext) {
+  if (plaintext.length !== REPLY_PLAINTEXT_LEN) throw new MalformedMessage("unlock reply contents have the wrong size");
+  const verdict = plaintext[0];
+  const share = plaintext.slice(1, 1 + KEY_LEN);
+  const padding = plaintext.slice(1 + KEY_LEN);
+  if (padding.some((b) => b !== 0)) throw new MalformedMessage("unlock reply padding is not zero");
+  if (verdict === Verdict.APPROVE) return Object.freeze({ approved: true, verdict, phoneShare: share });
+  if ([Verdict.DENY, Verdict.DENY_NOT_ME, Verdict.WRONG_NUMBER].includes(verdict)) {
+    if (share.some((b) => b !== 0)) throw new MalformedMessage("a denial must not carry a share");
+    return Object.freeze({
+      approved: false,
+      verdict,
+      notMe: verdict === Verdict.DENY_NOT_ME,
+      wrongNumber: verdict === Verdict.WRONG_NUMBER,
+    });
+  }
+  throw new MalformedMessage(`unknown verdict ${verdict}`);
+}
+
+function replyPlaintext(verdict, share) {
+  const out = new Uint8Array(REPLY_PLAINTEXT_LEN);
+  out[0] = verdict;
+  out.set(share, 1);
+  return out;
+}
+
+function findPairing(pairings, { pairingId = null, routingId = null }) {
+  for (const record of pairings) {
+    if (pairingId !== null && equalBytes(record.pairingId, pairingId)) return record;
+    if (routingId !== null && equalBytes(record.keys.routing_id, routingId)) return record;
+  }
+  throw new UnknownPairing(
+    "this QR code was not made by a desktop paired with this phone: " +
+      "nothing was sent (if you did not expect it, someone may be trying to trick you)",
+  );
+}
+
+function checkTime(params, now) {
+  if (params.createdAt > now + CLOCK_SKEW_SECONDS) {
+    throw new RequestExpired("the request's time is in the future: check the clocks");
+  }
+  if (now > Number(params.expiresAt) + CLOCK_SKEW_SECONDS) {
+    throw new RequestExpired("this unlock request has expired: ask the desktop for a new one");
+  }
+}
+
+/** The phone's answer to one request (from a scanned QR, or a number-matching push). */
+export class PhoneUnlock {
+  constructor(pairing, identity, params, qrSecret, { number = null, choices = [] } = {}) {
+    this.pairing = pairing;
+    this._identity = identity;
+    this.params = params;
+    this._qrSecret = qrSecret;
+    this._number = number;
+    this.choices = choices;
+    this.answered = false;
+    this.approvedShareSent = false;
+  }
+
+  /** Check a scanned QR: a paired desktop made it, untampered, and it is fresh. */
+  static async fromQr(qr, pairings, identity, { now }) {
+    const raw = typeof qr === "string" ? parseLink(qr) : qr;
+    const msg = UnlockQR.decode(raw);
+    const pairing = findPairing(pairings, { pairingId: msg.pairingId });
+    const params = requestParams(msg.requestId, msg.ephemeralPk, msg.createdAt, msg.ttl, UnlockMode.SCAN);
+    await verifyMac(
+      pairing.keys.request_mac_key,
+      qrMacInput(pairing.pairingId, msg.qrSecret, params),
+      msg.mac,
+      "unlock QR code (it was not made by your paired desktop)",
+    );
+    checkTime(params, now);
+    return new PhoneUnlock(pairing, identity, params, msg.qrSecret);
+  }
+
+  /**
+   * Decrypt a notification from the relay (it can neither read nor forge one).
+   * Returns {pairing, params, qrSecret, number, choices}.
+   */
+  static async openPush(data, pairings, { now }) {
+    const push = UnlockPush.decode(data);
+    const pairing = findPairing(pairings, { routingId: push.routingId });
+    const aad = pushAad(header(UnlockPush.TYPE), push.routingId);
+    const plaintext = await aeadOpen(pairing.keys.push_key, push.nonce, push.ciphertext, aad, "unlock notification");
+    const c = PushPlaintext.decode(plaintext);
+    checkTime(c.params, now);
+    return Object.freeze({ pairing, params: c.params, qrSecret: c.qrSecret, number: c.number, choices: c.choices });
+  }
+
+  /** Answer a number-matching request straight from its notification. */
+  static fromPush(pushed, identity) {
+    if (pushed.params.mode !== UnlockMode.NUMBER_MATCH) {
+      throw new InvalidState("this request must be approved by scanning the desktop's QR code");
+    }
+    return new PhoneUnlock(pushed.pairing, identity, pushed.params, pushed.qrSecret, {
+      number: pushed.number,
+      choices: pushed.choices,
+    });
+  }
+
+  get requestId() {
+    return this.params.requestId;
+  }
+
+  get needsNumber() {
+    return this.params.mode === UnlockMode.NUMBER_MATCH;
+  }
+
+  /** Seconds left before the request expires (never negative). */
+  remaining({ now }) {
+    return Math.max(0, Number(this.params.expiresAt) - now);
+  }
+
+  /** The optional "QR scanned" notice for the desktop's live status. */
+  async seen() {
+    const keys = this.pairing.keys;
+    const tag = await mac(keys.seen_mac_key, seenMacInput(keys.pairing_id, this.requestId, this._qrSecret));
+    return UnlockSeen.encode({ requestId: this.requestId, mac: tag });
+  }
+
+  /**
+   * Release K_P to the desktop. With number matching, `choice` is the user's
+   * pick; a wrong pick releases nothing (the reply says WRONG_NUMBER): check
+   * `approvedShareSent` afterwards to tell the user which happened.
+   */
+  async approve({ now, choice = null, rng = systemRandom }) {
+    if (this.needsNumber) {
+      if (choice === null || !this.choices.includes(choice)) throw new InvalidState("pick one of the numbers offered");
+      if (!equalBytes(u8(choice), u8(this._number ?? 0))) {
+        this.approvedShareSent = false;
+        return this._reply(Verdict.WRONG_NUMBER, new Uint8Array(KEY_LEN), now, rng);
+      }
+    } else if (choice !== null) {
+      throw new InvalidState("scan-mode requests take no number");
+    }
+    this.approvedShareSent = true;
+    return this._reply(Verdict.APPROVE, this.pairing.phoneShare, now, rng);
+  }
+
+  /** Refuse; `notMe`: the user did not ask for this (the app also blocks the pairing on the relay). */
+  async deny({ now, notMe = false, rng = systemRandom }) {
+    return this._reply(notMe ? Verdict.DENY_NOT_ME : Verdict.DENY, new Uint8Array(KEY_LEN), now, rng);
+  }
+
+  async _reply(verdict, share, now, rng) {
+    if (this.answered) throw new AlreadyAnswered("this request was already answered");
+    checkTime(this.params, now);
+    const keys = this.pairing.keys;
+    const { enc, ciphertext } = await hpkeSeal({
+      recipientPk: this.params.ephemeralPk,
+      info: replyInfo(keys.pairing_id, this.params),
+      aad: concat(header(UnlockReply.TYPE), this.requestId),
+      plaintext: replyPlaintext(verdict, share),
+      psk: await unlockPsk(keys, this.requestId, this._qrSecret),
+      pskId: Label.UNLOCK_PSK_ID,
+      ephemeralSeed: rng(KEY_LEN),
+      sender: this._identity,
+    });
+    this.answered = true;
+    return UnlockReply.encode({ requestId: this.requestId, enc, ciphertext });
+  }
+}

@@ -1,0 +1,150 @@
+/** Replays tests/vectors/unlock.json (every request, push, seen, reply and outcome) and slots.json. */
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import {
+  DesktopPairingRecord,
+  DesktopUnlock,
+  KeyPair,
+  Label,
+  PhonePairingRecord,
+  PhoneUnlock,
+  ReplayGuard,
+  AlreadyAnswered,
+  UnlockMode,
+  UnlockState,
+  appLink,
+  bareLink,
+  concat,
+  hex,
+  header,
+  phoneSlotKek,
+  pushAad,
+  qrMacInput,
+  replyInfo,
+  seenMacInput,
+  unhex,
+  unlockPsk,
+  verdictName,
+  MessageType,
+} from "../src/protocol/index.js";
+import { assertBytes, loadVector, replayRng } from "./helpers.js";
+
+const U = loadVector("unlock.json");
+const P = loadVector("pairing.json");
+const S = loadVector("slots.json");
+const APP_URL = P.inputs.app_url;
+
+async function fixtures() {
+  const drec = DesktopPairingRecord.fromDict(U.pairing_records.desktop);
+  const prec = PhonePairingRecord.fromDict(U.pairing_records.phone);
+  const phone = await KeyPair.fromPrivateBytes(unhex(P.intermediate.phone_sk));
+  return { drec, prec, phone };
+}
+
+function answer(v, pu, du, rng) {
+  const now = v.inputs.now_reply;
+  switch (v.name) {
+    case "scan_approve":
+      return pu.approve({ now, rng });
+    case "scan_deny":
+      return pu.deny({ now, rng });
+    case "scan_not_me":
+      return pu.deny({ now, notMe: true, rng });
+    case "number_match_approve":
+      return pu.approve({ now, choice: du.number, rng });
+    case "number_match_wrong":
+      return pu.approve({ now, choice: pu.choices.find((c) => c !== du.number), rng });
+    default:
+      throw new Error(`unknown vector ${v.name}`);
+  }
+}
+
+assert.equal(U.vectors.length, 5);
+
+for (const v of U.vectors) {
+  test(`unlock vector ${v.name}: every message and outcome byte for byte`, async () => {
+    const { drec, prec, phone } = await fixtures();
+    const I = v.inputs;
+    const X = v.intermediate;
+    const requestRng = replayRng(v.draws.request);
+    const du = await DesktopUnlock.create(drec, { now: I.now_request, ttl: I.ttl, mode: I.mode, rng: requestRng });
+    requestRng.done();
+    assertBytes(du.requestId, X.request_id, "request_id");
+    assertBytes(du.params.ephemeralPk, X.ephemeral_pk, "ephemeral_pk");
+    assertBytes(du._qrSecret, X.qr_secret, "qr_secret");
+    assert.equal(du.number, X.number);
+    assertBytes(du.qrBytes, v.messages.qr, "qr");
+    assert.equal(appLink(APP_URL, du.qrBytes), v.messages.qr_link);
+    assert.equal(bareLink(du.qrBytes), v.messages.qr_bare);
+    assertBytes(du.pushBytes, v.messages.push, "push");
+
+    const keys = drec.keys;
+    assertBytes(qrMacInput(keys.pairing_id, du._qrSecret, du.params), X.qr_mac_input, "qr_mac_input");
+    assertBytes(pushAad(header(MessageType.UNLOCK_PUSH), keys.routing_id), X.push_aad, "push_aad");
+    assertBytes(seenMacInput(keys.pairing_id, du.requestId, du._qrSecret), X.seen_mac_input, "seen_mac_input");
+    assertBytes(await unlockPsk(keys, du.requestId, du._qrSecret), X.unlock_psk, "unlock_psk");
+    assertBytes(Label.UNLOCK_PSK_ID, X.unlock_psk_id, "unlock_psk_id");
+    assertBytes(replyInfo(keys.pairing_id, du.params), X.reply_info, "reply_info");
+    assertBytes(concat(header(MessageType.UNLOCK_REPLY), du.requestId), X.reply_aad, "reply_aad");
+
+    // The phone opens the vector's push (not our own re-encoding of it).
+    const pushed = await PhoneUnlock.openPush(unhex(v.messages.push), [prec], { now: I.now_push });
+    assert.deepEqual(pushed.choices, X.choices);
+    assert.equal(pushed.params.mode, I.mode);
+    assert.equal(pushed.params.createdAt, I.now_request);
+    assert.equal(pushed.params.ttl, I.ttl);
+    assertBytes(pushed.params.requestId, X.request_id, "pushed request_id");
+    assert.equal(pushed.pairing.desktopName, P.inputs.desktop_name);
+    const pu =
+      I.mode === UnlockMode.SCAN
+        ? await PhoneUnlock.fromQr(v.messages.qr_link, [prec], phone, { now: I.now_scan })
+        : PhoneUnlock.fromPush(pushed, phone);
+    assert.equal(pu.remaining({ now: I.now_scan }), I.now_request + I.ttl - I.now_scan);
+    const seen = await pu.seen();
+    assertBytes(seen, v.messages.seen, "seen");
+    await du.receiveSeen(unhex(v.messages.seen), { now: I.now_scan + 1 });
+    assert.equal(du.state, UnlockState.SEEN);
+
+    const replyRng = replayRng(v.draws.reply);
+    const reply = await answer(v, pu, du, replyRng);
+    replyRng.done();
+    assertBytes(reply, v.messages.reply, "reply");
+
+    const outcome = await du.receiveReply(unhex(v.messages.reply), { now: I.now_receive });
+    assert.equal(du.state, v.outcome.state);
+    assert.equal(verdictName(outcome.verdict), v.outcome.verdict);
+    if (v.outcome.phone_share === null) {
+      assert.equal(outcome.approved, false);
+      assert.equal(pu.approvedShareSent, false);
+    } else {
+      assert.equal(outcome.approved, true);
+      assertBytes(outcome.phoneShare, v.outcome.phone_share, "released phone share");
+      assert.equal(pu.approvedShareSent, true);
+    }
+    // Single use on both sides.
+    await assert.rejects(du.receiveReply(unhex(v.messages.reply), { now: I.now_receive }), AlreadyAnswered);
+    await assert.rejects(pu.deny({ now: I.now_reply }), AlreadyAnswered);
+  });
+}
+
+test("phone slot KEK matches slots.json", async () => {
+  const s = S.phone_slot;
+  const kek = await phoneSlotKek(unhex(s.phone_share), unhex(s.local_secret), unhex(s.pairing_id));
+  assertBytes(kek, s.kek, "kek");
+});
+
+test("the replay guard refuses a second answer and survives a round trip", () => {
+  const guard = new ReplayGuard();
+  const rid = unhex(U.vectors[0].intermediate.request_id);
+  guard.check(rid);
+  guard.remember(rid, 1000, { now: 900 });
+  assert.throws(() => guard.check(rid), AlreadyAnswered);
+  const again = ReplayGuard.fromDict(JSON.parse(JSON.stringify(guard.toDict())));
+  assert.throws(() => again.check(rid), AlreadyAnswered);
+  again.prune({ now: 1000 + 31 });
+  again.check(rid);
+  assert.equal(again.size, 0);
+  assert.equal(hex(rid), U.vectors[0].intermediate.request_id);
+});
