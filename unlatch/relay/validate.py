@@ -76,6 +76,8 @@ class Fields:
             raise bad_request(f"'{name}': {exc}") from None
         if exact is not None and len(raw) != exact:
             raise bad_request(f"'{name}' must be {exact} bytes, not {len(raw)}")
+        if not raw:
+            raise bad_request(f"'{name}' must not be empty")
         return raw
 
     def choice(self, name: str, choices: tuple[str, ...]) -> str:

@@ -1,0 +1,379 @@
+"""Abuse of a real relay process: malformed and oversized input, forged auth,
+rate-limit bursts, pending caps, many idle WebSockets and slow clients.
+
+Every refusal must be a 4xx with a JSON error, and the relay must stay up and
+responsive; its log must hold no traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+
+import httpx
+import pytest
+from fixtures.relay import RelayProcess, make_pair
+from websockets.asyncio.client import connect
+
+from unlatch.relay.auth import auth_message
+from unlatch.relay.codec import b64e
+from unlatch.relay.device_key import DeviceKey
+from unlatch.relay.errors import RateLimited, TooManyPending
+
+BIG = "A" * 20000
+
+
+def _cases(
+    pair_routing: str, pairing_id: str, unlock_id: str
+) -> list[tuple[str, str, str, object]]:
+    """(device, method, path, body) for every write path, each with bad bodies."""
+    rid = b64e(os.urandom(16))
+    good16 = b64e(os.urandom(16))
+    writes: list[tuple[str, str, str, dict[str, object]]] = [
+        ("none", "POST", "/v1/auth/challenge", {}),
+        (
+            "none",
+            "POST",
+            "/v1/auth/session",
+            {
+                "public_key": b64e(b"\x04" + os.urandom(64)),
+                "kind": "phone",
+                "challenge": b64e(os.urandom(32)),
+                "signature": b64e(os.urandom(64)),
+            },
+        ),
+        (
+            "phone",
+            "PUT",
+            "/v1/devices/me/push",
+            {"type": "webpush", "endpoint": "https://x.invalid/"},
+        ),
+        ("desktop", "POST", "/v1/pairing", {"channel_id": good16}),
+        ("phone", "POST", f"/v1/pairing/{pairing_id}/hello", {"data": "aGVsbG8"}),
+        ("desktop", "POST", f"/v1/pairing/{pairing_id}/accept", {"data": "aGVsbG8"}),
+        ("desktop", "POST", "/v1/pairings", {"routing_id": good16, "peer_device_id": "x"}),
+        ("phone", "POST", f"/v1/pairings/{pair_routing}/block", {}),
+        ("phone", "POST", f"/v1/pairings/{pair_routing}/unblock", {}),
+        (
+            "desktop",
+            "POST",
+            "/v1/unlock",
+            {"request_id": rid, "routing_id": pair_routing, "push": "eA"},
+        ),
+        ("phone", "POST", f"/v1/unlock/{unlock_id}/seen", {"data": "eA"}),
+        ("phone", "POST", f"/v1/unlock/{unlock_id}/reply", {"data": "eA"}),
+    ]
+    out: list[tuple[str, str, str, object]] = []
+    for who, method, path, good in writes:
+        out.append((who, method, path, b"{not json"))
+        out.append((who, method, path, b"[1, 2, 3]"))
+        out.append((who, method, path, b'"just a string"'))
+        out.append((who, method, path, b"\xff\xfe\x00garbage"))
+        out.append((who, method, path, json.dumps({**good, "extra": 1}).encode()))
+        out.append((who, method, path, json.dumps({"x": BIG}).encode()))  # > 16 KiB body
+        for key, value in good.items():
+            if isinstance(value, str):
+                for bad in ("not base64!", "", BIG[:6000], 12345, None, ["a"], "YQ=="):
+                    out.append((who, method, path, json.dumps({**good, key: bad}).encode()))
+    # path ids that are not 16 bytes of base64url
+    for path in (
+        "/v1/unlock/short/reply",
+        "/v1/unlock/%00%ff/reply",
+        f"/v1/unlock/{'A' * 300}/seen",
+        "/v1/pairing/!!!!/hello",
+        "/v1/pairings/zz/block",
+    ):
+        out.append(("phone", "POST", path, json.dumps({"data": "eA"}).encode()))
+    return out
+
+
+async def test_every_write_path_answers_bad_input_with_4xx_json(relay: RelayProcess) -> None:
+    pair = await make_pair(relay.url)
+    try:
+        pairing_id = os.urandom(16)
+        await pair.desktop.create_pairing_channel(pairing_id)
+        unlock_id = os.urandom(16)
+        await pair.desktop.create_unlock(unlock_id, pair.routing_id, b"p")
+        tokens = {"desktop": await pair.desktop.login(), "phone": await pair.phone.login()}
+        cases = _cases(b64e(pair.routing_id), b64e(pairing_id), b64e(unlock_id))
+        assert len(cases) > 150
+        async with httpx.AsyncClient(base_url=relay.url) as http:
+            for who, method, path, body in cases:
+                headers = {"content-type": "application/json"}
+                if who in tokens:
+                    headers["authorization"] = f"Bearer {tokens[who]}"
+                r = await http.request(method, path, content=body, headers=headers)
+                assert 400 <= r.status_code < 500, (method, path, body[:80], r.status_code, r.text)
+                assert r.headers["content-type"].startswith("application/json"), (path, r.text)
+                err = r.json()
+                assert isinstance(err.get("error"), str) and isinstance(err.get("message"), str)
+            # wrong content type and unauthenticated writes
+            r = await http.post(
+                "/v1/unlock",
+                content=b"data=1",
+                headers={
+                    "content-type": "application/x-www-form-urlencoded",
+                    "authorization": f"Bearer {tokens['desktop']}",
+                },
+            )
+            assert r.status_code == 415 and r.json()["error"] == "unsupported_media_type"
+            r = await http.post("/v1/unlock", json={}, headers={"authorization": "Bearer nope"})
+            assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+            r = await http.post("/v1/nothing-here", json={})
+            assert r.status_code == 404 and r.json()["error"] == "not_found"
+            r = await http.patch("/v1/unlock")
+            assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+            for q in ("after=-1", "after=x", "timeout=999", "timeout=1e3"):
+                r = await http.get(
+                    f"/v1/unlock/{b64e(unlock_id)}/wait?{q}",
+                    headers={"authorization": f"Bearer {tokens['desktop']}"},
+                )
+                assert r.status_code == 400 and r.json()["error"] == "bad_request", q
+            # the real exchange still works after all that
+            assert (await http.get("/healthz")).status_code == 200
+        await pair.phone.post_reply(unlock_id, b"still fine")
+        assert await pair.desktop.wait_reply(unlock_id, timeout=5) == b"still fine"
+    finally:
+        await pair.aclose()
+    logs = relay.logs()
+    assert "Traceback" not in logs
+    assert '"level":"error"' not in logs, [ln for ln in logs.splitlines() if '"error"' in ln][:3]
+
+
+async def test_forged_and_replayed_authentication(relay: RelayProcess) -> None:
+    key = DeviceKey.generate()
+    async with httpx.AsyncClient(base_url=relay.url) as http:
+
+        async def challenge() -> bytes:
+            from unlatch.relay.codec import b64d
+
+            return b64d((await http.post("/v1/auth/challenge")).json()["challenge"])
+
+        async def session(ch: bytes, sig: bytes, pub: bytes | None = None) -> httpx.Response:
+            return await http.post(
+                "/v1/auth/session",
+                json={
+                    "public_key": b64e(pub or key.public_key_raw),
+                    "kind": "desktop",
+                    "challenge": b64e(ch),
+                    "signature": b64e(sig),
+                },
+            )
+
+        ch = await challenge()
+        # a signature for another relay's origin is useless here
+        r = await session(
+            ch, key.sign(auth_message("https://evil.example", ch, key.public_key_raw))
+        )
+        assert r.status_code == 401 and r.json()["error"] == "bad_signature"
+        # the challenge was consumed by that attempt
+        good = key.sign(auth_message(relay.url, ch, key.public_key_raw))
+        r = await session(ch, good)
+        assert r.status_code == 401 and r.json()["error"] == "bad_challenge"
+        # another device's key cannot sign for this public key
+        ch = await challenge()
+        other = DeviceKey.generate()
+        r = await session(ch, other.sign(auth_message(relay.url, ch, key.public_key_raw)))
+        assert r.status_code == 401
+        # a made-up challenge is refused; a real one works once
+        r = await session(
+            os.urandom(32), key.sign(auth_message(relay.url, os.urandom(32), key.public_key_raw))
+        )
+        assert r.status_code == 401 and r.json()["error"] == "bad_challenge"
+        ch = await challenge()
+        sig = key.sign(auth_message(relay.url, ch, key.public_key_raw))
+        r = await session(ch, sig)
+        assert r.status_code == 200 and r.json()["device_id"] == key.device_id
+        r = await session(ch, sig)  # replay
+        assert r.status_code == 401 and r.json()["error"] == "bad_challenge"
+        # not a point on the curve
+        ch = await challenge()
+        r = await session(ch, os.urandom(64), pub=b"\x04" + b"\x01" * 64)
+        assert r.status_code == 400
+        # same key, other kind: refused
+        ch = await challenge()
+        r = await http.post(
+            "/v1/auth/session",
+            json={
+                "public_key": b64e(key.public_key_raw),
+                "kind": "phone",
+                "challenge": b64e(ch),
+                "signature": b64e(key.sign(auth_message(relay.url, ch, key.public_key_raw))),
+            },
+        )
+        assert r.status_code == 403 and r.json()["error"] == "forbidden"
+
+
+async def test_unlock_rate_limits_per_pairing_with_retry_after(relay_factory) -> None:
+    relay = relay_factory(
+        liberal=False,
+        env={"UNLATCH_RELAY_RATE_UNLOCK_PAIRING": "3/60", "UNLATCH_RELAY_RATE_AUTH_IP": "1000/1"},
+    )
+    pair = await make_pair(relay.url)
+    try:
+        for _ in range(3):
+            await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"p")
+        token = await pair.desktop.login()
+        r = httpx.post(
+            f"{relay.url}/v1/unlock",
+            headers={"authorization": f"Bearer {token}"},
+            json={
+                "request_id": b64e(os.urandom(16)),
+                "routing_id": b64e(pair.routing_id),
+                "push": "eA",
+            },
+        )
+        assert r.status_code == 429
+        body = r.json()
+        assert body["error"] == "rate_limited" and body["scope"] == "pairing"
+        assert 1 <= int(r.headers["retry-after"]) <= 20 and body["retry_after"] == int(
+            r.headers["retry-after"]
+        )
+        with pytest.raises(RateLimited) as err:
+            await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"p")
+        assert err.value.retry_after >= 1
+        assert relay.metric("unlatch_relay_rate_limited_total", scope="pairing") == 2
+    finally:
+        await pair.aclose()
+
+
+async def test_rate_limits_per_ip_device_and_push(relay_factory) -> None:
+    relay = relay_factory(
+        liberal=False,
+        env={
+            "UNLATCH_RELAY_RATE_AUTH_IP": "8/60",
+            "UNLATCH_RELAY_RATE_UNLOCK_DEVICE": "2/60",
+            "UNLATCH_RELAY_RATE_UNLOCK_PAIRING": "50/60",
+        },
+    )
+    pair = await make_pair(relay.url)  # uses 2 of the 8 auth tokens
+    try:
+        await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"p")
+        await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"p")
+        with pytest.raises(RateLimited) as err:
+            await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"p")
+        assert err.value.code == "rate_limited" and "device" in str(err.value)
+        codes = [httpx.post(f"{relay.url}/v1/auth/challenge").status_code for _ in range(8)]
+        assert codes.count(429) >= 1 and codes[0] == 200
+        r = httpx.post(f"{relay.url}/v1/auth/challenge")
+        assert r.status_code == 429 and r.json()["scope"] == "ip" and "retry-after" in r.headers
+    finally:
+        await pair.aclose()
+    push_relay = relay_factory(
+        liberal=False,
+        env={"UNLATCH_RELAY_RATE_PUSH": "1/60", "UNLATCH_RELAY_RATE_UNLOCK_PAIRING": "50/60"},
+    )
+    pair = await make_pair(push_relay.url)
+    try:
+        await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"p")
+        with pytest.raises(RateLimited) as err:
+            await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"p")
+        assert "push" in str(err.value)
+    finally:
+        await pair.aclose()
+
+
+async def test_pending_channel_cap(relay_factory) -> None:
+    relay = relay_factory(env={"UNLATCH_RELAY_MAX_PENDING_UNLOCK": "2"})
+    pair = await make_pair(relay.url)
+    try:
+        first = os.urandom(16)
+        await pair.desktop.create_unlock(first, pair.routing_id, b"p")
+        await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"p")
+        with pytest.raises(TooManyPending) as err:
+            await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"p")
+        assert err.value.status == 429
+        await pair.desktop.close_unlock(first)  # closing one frees a slot
+        await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"p")
+    finally:
+        await pair.aclose()
+
+
+async def test_many_idle_websockets_and_slow_clients(relay: RelayProcess) -> None:
+    pair = await make_pair(relay.url)
+    sockets = []
+    stalled: list[socket.socket] = []
+    try:
+        token = await pair.phone.login()
+        ws_url = relay.url.replace("http", "ws") + "/v1/listen"
+
+        async def open_listener() -> object:
+            ws = await connect(ws_url, open_timeout=20)
+            await ws.send(json.dumps({"type": "auth", "token": token}))
+            assert json.loads(await ws.recv())["type"] == "ready"
+            return ws
+
+        for start in range(0, 300, 50):
+            sockets += await asyncio.gather(*(open_listener() for _ in range(50)))
+        assert relay.metric("unlatch_relay_websockets_open", endpoint="listen") == 300
+        # slow clients: half-sent requests and never-read sockets
+        for _ in range(30):
+            s = socket.create_connection(("127.0.0.1", relay.port))
+            s.sendall(b'POST /v1/unlock HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n{"a')
+            stalled.append(s)
+        # the relay stays responsive: health and a full exchange
+        t0 = time.monotonic()
+        async with httpx.AsyncClient() as http:
+            for _ in range(20):
+                assert (await http.get(relay.url + "/healthz")).status_code == 200
+        assert time.monotonic() - t0 < 10
+        rid, reply = os.urandom(16), os.urandom(200)
+        created = await pair.desktop.create_unlock(rid, pair.routing_id, b"p")
+        assert created["notified"]["listeners"] == 300
+        await pair.phone.post_reply(rid, reply)
+        assert await pair.desktop.wait_reply(rid, timeout=10) == reply
+        # every idle listener received the notification (none of them reads fast)
+        got = await asyncio.gather(*(asyncio.wait_for(ws.recv(), 10) for ws in sockets[:50]))
+        assert all(json.loads(g)["request_id"] == b64e(rid) for g in got)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        for s in stalled:
+            s.close()
+        await pair.aclose()
+    deadline = time.monotonic() + 10
+    while relay.metric("unlatch_relay_websockets_open") > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert relay.metric("unlatch_relay_websockets_open") == 0
+
+
+async def test_websocket_protocol_errors_close_cleanly(relay: RelayProcess) -> None:
+    pair = await make_pair(relay.url)
+    try:
+        rid = os.urandom(16)
+        await pair.desktop.create_unlock(rid, pair.routing_id, b"p")
+        base = relay.url.replace("http", "ws")
+        cases = [
+            (f"/v1/unlock/{b64e(rid)}/ws", "not json", 4400),
+            (f"/v1/unlock/{b64e(rid)}/ws", json.dumps({"type": "auth", "token": "bogus"}), 4401),
+            (
+                f"/v1/unlock/{b64e(os.urandom(16))}/ws",
+                json.dumps({"type": "auth", "token": await pair.desktop.login()}),
+                4404,
+            ),
+            (
+                f"/v1/unlock/{b64e(rid)}/ws",  # the phone may not wait on the desktop's channel
+                json.dumps({"type": "auth", "token": await pair.phone.login()}),
+                4403,
+            ),
+            ("/v1/unlock/xyz/ws", json.dumps({"type": "auth", "token": "t"}), 4400),
+            ("/v1/listen", json.dumps({"type": "auth", "token": await pair.desktop.login()}), 4403),
+            (f"/v1/unlock/{b64e(rid)}/ws", "x" * 5000, 4400),
+        ]
+        for path, first, code in cases:
+            ws = await connect(base + path)
+            with contextlib.suppress(Exception):  # the relay may refuse before reading it
+                await ws.send(first)
+            frames = []
+            with pytest.raises(Exception):
+                while True:
+                    frames.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+            assert ws.close_code == code, (path, first[:40], ws.close_code)
+            assert frames and frames[0]["type"] == "error"
+        assert (await asyncio.to_thread(httpx.get, relay.url + "/healthz")).status_code == 200
+    finally:
+        await pair.aclose()
+    assert "Traceback" not in relay.logs()
