@@ -1,0 +1,136 @@
+"""The relay wakes phones through a real local Web Push service (tests/fixtures/push_endpoint.py).
+
+The service checks the relay's VAPID JWT (signature, aud, exp, sub) against the
+subscription's applicationServerKey and decrypts the RFC 8291 body with the
+subscription's private key, so these tests exercise the real push path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import httpx
+from fixtures.relay import RelayProcess, make_pair
+
+from unlatch.relay.codec import b64d, b64e
+
+
+async def _until(predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def _as_relay_target(sub_json: dict) -> dict:
+    """The API's spelling: ``type`` instead of the push layer's ``kind``."""
+    out = {k: v for k, v in sub_json.items() if k != "kind"}
+    out["type"] = sub_json["kind"]
+    return out
+
+
+async def test_webpush_carries_opaque_bytes_and_metadata(relay: RelayProcess, push_service) -> None:
+    vapid = httpx.get(relay.url + "/v1/push/vapid-public-key").json()["public_key"]
+    assert len(b64d(vapid)) == 65
+    sub = push_service.subscribe("webpush", application_server_key=vapid)
+    pair = await make_pair(relay.url)
+    try:
+        await pair.phone.set_push_target(_as_relay_target(sub.to_json()))
+        me = await pair.phone.me()
+        assert me["push"] == {"type": "webpush", "endpoint": sub.endpoint}
+        rid, opaque = os.urandom(16), os.urandom(1024)
+        created = await pair.desktop.create_unlock(rid, pair.routing_id, opaque)
+        assert created["notified"]["push"] == "queued"
+        await _until(lambda: len(sub.delivered) == 1)
+        delivery = sub.delivered[0]
+        assert delivery.claims and delivery.claims["sub"].startswith("mailto:")
+        assert int(delivery.headers["ttl"]) <= 120 and delivery.headers["urgency"] == "high"
+        assert len(delivery.plaintext) < 3 * 1024
+        note = json.loads(delivery.plaintext)
+        assert note["type"] == "unlock" and note["request_id"] == b64e(rid)
+        assert b64d(note["push"]) == opaque
+        assert note["routing_id"] == b64e(pair.routing_id)
+        assert note["requester"]["address"] == "127.0.0.1"
+        assert note["expires_at"] - note["created_at"] <= 120
+        await _until(lambda: relay.metric("unlatch_relay_pushes_total", outcome="delivered") == 1)
+    finally:
+        await pair.aclose()
+
+
+async def test_gone_subscription_is_removed(relay: RelayProcess, push_service) -> None:
+    vapid = httpx.get(relay.url + "/v1/push/vapid-public-key").json()["public_key"]
+    sub = push_service.subscribe("webpush", application_server_key=vapid)
+    sub.answer(410)
+    pair = await make_pair(relay.url)
+    try:
+        await pair.phone.set_push_target(
+            sub.to_json()
+        )  # the push layer's "kind" spelling works too
+        await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"x")
+        await _until(lambda: relay.metric("unlatch_relay_pushes_total", outcome="gone") == 1)
+        deadline = time.monotonic() + 10
+        while (await pair.phone.me())["push"] is not None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        # the next request finds no push target (listeners only)
+        created = await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"x")
+        assert created["notified"]["push"] == "none"
+    finally:
+        await pair.aclose()
+
+
+async def test_unifiedpush_and_failures_are_counted(relay: RelayProcess, push_service) -> None:
+    up = push_service.subscribe("unifiedpush", encrypted=False)
+    pair = await make_pair(relay.url)
+    try:
+        await pair.phone.set_push_target({"type": "unifiedpush", "endpoint": up.endpoint})
+        rid = os.urandom(16)
+        await pair.desktop.create_unlock(rid, pair.routing_id, b"opaque-bytes")
+        await _until(lambda: len(up.delivered) == 1)
+        note = json.loads(up.delivered[0].plaintext)
+        assert note["request_id"] == b64e(rid) and b64d(note["push"]) == b"opaque-bytes"
+        # a push service that keeps failing: retried, then counted as failed; the target stays
+        up.answer(500, times=10)
+        await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"x")
+        await _until(lambda: relay.metric("unlatch_relay_pushes_total", outcome="failed") == 1, 30)
+        assert len(up.attempts) >= 3
+        assert (await pair.phone.me())["push"]["endpoint"] == up.endpoint
+    finally:
+        await pair.aclose()
+
+
+async def test_bad_push_targets_are_refused(relay: RelayProcess) -> None:
+    pair = await make_pair(relay.url)
+    try:
+        token = await pair.phone.login()
+        bad = [
+            {
+                "type": "webpush",
+                "endpoint": "http://push.example.org/x",
+                "keys": {"p256dh": "x", "auth": "y"},
+            },
+            {"type": "webpush", "endpoint": "https://push.example.org/x"},  # keys missing
+            {"type": "carrier-pigeon", "endpoint": "https://push.example.org/x"},
+            {"type": "unifiedpush", "endpoint": "https://user:pw@push.example.org/x"},
+            {"type": "unifiedpush", "endpoint": "https://push.example.org/" + "a" * 3000},
+            {"type": "unifiedpush", "endpoint": "https://push.example.org/x", "kind": "webpush"},
+        ]
+        for target in bad:
+            r = httpx.put(
+                relay.url + "/v1/devices/me/push",
+                json=target,
+                headers={"authorization": f"Bearer {token}"},
+            )
+            assert r.status_code == 400 and r.json()["error"] == "bad_request", target
+        # a desktop cannot register a push target
+        r = httpx.put(
+            relay.url + "/v1/devices/me/push",
+            json={"type": "unifiedpush", "endpoint": "https://push.example.org/x"},
+            headers={"authorization": f"Bearer {await pair.desktop.login()}"},
+        )
+        assert r.status_code == 403
+    finally:
+        await pair.aclose()
