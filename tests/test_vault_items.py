@@ -137,3 +137,13 @@ def test_vault_file_is_private_and_has_no_plaintext(make_vault: MakeVault) -> No
     raw = path.read_bytes()
     for needle in (b"VerySecretTitle", b"hidden-user", b"PlaintextPassword123", b"hidden.example"):
         assert needle not in raw
+
+
+def test_per_item_key_derivation_is_standard_hkdf() -> None:
+    """The fast path (extract once, expand per item) equals RFC 5869 HKDF from cryptography."""
+    from unlatch.vault import crypto
+
+    for _ in range(20):
+        ikm, context = os.urandom(32), os.urandom(48)
+        fast = crypto.hkdf_expand(crypto.hkdf_extract(ikm), crypto.LABEL_ITEM_KEY, context)
+        assert fast == crypto.hkdf(ikm, crypto.LABEL_ITEM_KEY, context)

@@ -7,8 +7,10 @@ so a later format can change a derivation without ambiguity.
 
 from __future__ import annotations
 
+import hmac
 import os
 import struct
+from hashlib import sha256
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -31,9 +33,12 @@ class AeadFailure(Exception):
     """Internal: authentication failed. Callers turn it into a typed vault error."""
 
 
+_U32 = struct.Struct(">I")
+
+
 def lp(*parts: bytes) -> bytes:
     """Length-prefix each part (4-byte big-endian length) and concatenate."""
-    return b"".join(struct.pack(">I", len(p)) + p for p in parts)
+    return b"".join([_U32.pack(len(p)) + p for p in parts])
 
 
 def random_bytes(n: int) -> bytes:
@@ -46,6 +51,20 @@ def hkdf(ikm: bytes, label: bytes, context: bytes = b"", length: int = KEY_LEN) 
     return HKDF(
         algorithm=hashes.SHA256(), length=length, salt=None, info=lp(label, context)
     ).derive(ikm)
+
+
+def hkdf_extract(ikm: bytes) -> bytes:
+    """HKDF-Extract (RFC 5869) with the default all-zero salt: the PRK for :func:`hkdf_expand`."""
+    return hmac.new(b"\0" * 32, ikm, sha256).digest()
+
+
+def hkdf_expand(prk: bytes, label: bytes, context: bytes = b"") -> bytes:
+    """HKDF-Expand (RFC 5869) of one 32-byte block, ``info = lp(label, context)``.
+
+    ``hkdf_expand(hkdf_extract(k), l, c) == hkdf(k, l, c)`` (tested); used
+    where a key is derived per item and the extract step can be done once.
+    """
+    return hmac.new(prk, lp(label, context) + b"\x01", sha256).digest()
 
 
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> tuple[bytes, bytes]:

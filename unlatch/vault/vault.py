@@ -18,7 +18,8 @@ import os
 import sqlite3
 import struct
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,9 @@ class Vault:
             conn.close()
             raise CorruptVaultError(f"{path} has no valid vault id")
         self._key: bytearray | None = None
+        self._items_prk: bytes | None = None
         self._cache: dict[tuple[str, int], Item] = {}
+        self._verified_state: tuple[int, int] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -131,7 +134,9 @@ class Vault:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{tmp}{suffix}").unlink(missing_ok=True)
         vault = cls.open(path)
-        vault._key = key
+        vault._set_key(bytes(key))
+        for i in range(len(key)):
+            key[i] = 0
         return vault
 
     @classmethod
@@ -182,6 +187,8 @@ class Vault:
             for i in range(len(self._key)):
                 self._key[i] = 0
         self._key = None
+        self._items_prk = None
+        self._verified_state = None
         self._cache.clear()
 
     def close(self) -> None:
@@ -329,14 +336,36 @@ class Vault:
         )
         new.validate()
         nonce, ct = self._seal_item(key, new)
-        with schema.write_txn(self._conn):
-            self._check_manifest(key)
+        with self._item_txn(key):
             self._conn.execute(
                 "INSERT INTO items (id, version, nonce, ciphertext) VALUES (?, ?, ?, ?)",
                 (new.id, new.version, nonce, ct),
             )
-            self._update_manifest(key)
         return new
+
+    def add_items(self, new_items: Iterable[Item]) -> list[Item]:
+        """Store many items in one transaction (imports): all land or none do."""
+        key = self._require_key()
+        now = _now()
+        prepared: list[tuple[Item, bytes, bytes]] = []
+        for item in new_items:
+            new = Item.from_dict(
+                {
+                    **item.to_dict(),
+                    "id": _new_id(),
+                    "version": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            new.validate()
+            prepared.append((new, *self._seal_item(key, new)))
+        with self._item_txn(key):
+            self._conn.executemany(
+                "INSERT INTO items (id, version, nonce, ciphertext) VALUES (?, ?, ?, ?)",
+                [(i.id, i.version, nonce, ct) for i, nonce, ct in prepared],
+            )
+        return [i for i, _, _ in prepared]
 
     def update_item(self, item_id: str, changes: Mapping[str, Any]) -> Item:
         """Apply ``changes`` (a subset of :data:`EDITABLE_FIELDS`); bumps the version."""
@@ -344,8 +373,7 @@ class Vault:
         unknown = set(changes) - set(EDITABLE_FIELDS)
         if unknown:
             raise InvalidItemError(f"unknown item field(s): {', '.join(sorted(unknown))}")
-        with schema.write_txn(self._conn):
-            self._check_manifest(key)
+        with self._item_txn(key):
             current = self._load_item(key, item_id)
             data = {**current.to_dict(), **changes}
             data.update(version=current.version + 1, updated_at=max(_now(), current.updated_at))
@@ -356,18 +384,15 @@ class Vault:
                 "UPDATE items SET version = ?, nonce = ?, ciphertext = ? WHERE id = ?",
                 (new.version, nonce, ct, new.id),
             )
-            self._update_manifest(key)
         return new
 
     def delete_item(self, item_id: str) -> None:
         """Remove an item for good."""
         key = self._require_key()
-        with schema.write_txn(self._conn):
-            self._check_manifest(key)
+        with self._item_txn(key):
             cur = self._conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
             if cur.rowcount != 1:
                 raise ItemNotFoundError(f"no item with id {item_id}")
-            self._update_manifest(key)
 
     def get_item(self, item_id: str) -> Item:
         """One item by id, authenticated."""
@@ -381,15 +406,53 @@ class Vault:
         Raises :class:`ItemIntegrityError` naming the damaged items rather
         than silently leaving them out.
         """
+        return [i.copy() for i in self._all_items()]
+
+    def search(self, query: str = "", tag: str | None = None) -> list[Item]:
+        """Items whose title, username, URLs or tags contain ``query`` (case-insensitive).
+
+        There is no plaintext index on disk, so this decrypts every item
+        (cached in memory until :meth:`lock`); see bench/bench_vault.py.
+        """
+        found = [i for i in self._all_items() if not query or i.matches(query)]
+        if tag is not None:
+            wanted = tag.casefold()
+            found = [i for i in found if wanted in (t.casefold() for t in i.tags)]
+        return [i.copy() for i in found]
+
+    def _all_items(self) -> list[Item]:
+        """Authenticated items (shared cache objects: never hand these out uncopied).
+
+        One read transaction (a consistent snapshot): ids and versions first,
+        then ciphertexts only for items not already decrypted and cached.
+        """
         key = self._require_key()
-        self._check_manifest(key)
-        rows = self._conn.execute("SELECT id, version, nonce, ciphertext FROM items").fetchall()
+        self._conn.execute("BEGIN")
+        try:
+            rows = self._manifest_rows()
+            self._check_manifest(key, rows)
+            missing = [r for r in rows if (r[0], r[1]) not in self._cache]
+            fetched: dict[Any, tuple[Any, Any, Any]] = {}
+            if missing:
+                fetched = {
+                    r[0]: (r[1], r[2], r[3])
+                    for r in self._conn.execute("SELECT id, version, nonce, ciphertext FROM items")
+                }
+        finally:
+            self._conn.execute("COMMIT")
         result: list[Item] = []
         damaged: list[str] = []
-        for item_id, version, nonce, ct in rows:
+        for item_id, version in rows:
+            cached = self._cache.get((item_id, version))
+            if cached is not None:
+                result.append(cached)
+                continue
             try:
-                result.append(self._decrypt_row(key, item_id, version, nonce, ct))
-            except ItemIntegrityError:
+                stored_version, nonce, ct = fetched[item_id]
+                if stored_version != version:
+                    raise ItemIntegrityError(f"item {item_id} changed during the read")
+                result.append(self._decrypt_row(key, item_id, version, nonce, ct, copy=False))
+            except (ItemIntegrityError, KeyError):
                 damaged.append(str(item_id))
         if damaged:
             raise ItemIntegrityError(
@@ -399,24 +462,13 @@ class Vault:
         result.sort(key=lambda i: (i.title.casefold(), i.id))
         return result
 
-    def search(self, query: str = "", tag: str | None = None) -> list[Item]:
-        """Items whose title, username, URLs or tags contain ``query`` (case-insensitive).
-
-        There is no plaintext index on disk, so this decrypts every item
-        (cached in memory until :meth:`lock`); see bench/bench_vault.py.
-        """
-        found = [i for i in self.items() if not query or i.matches(query)]
-        if tag is not None:
-            found = [i for i in found if tag.casefold() in (t.casefold() for t in i.tags)]
-        return found
-
     def find(self, title_or_id: str) -> Item:
         """The one item whose id is ``title_or_id`` or whose title equals it (any case)."""
         key = self._require_key()
         if self._conn.execute("SELECT 1 FROM items WHERE id = ?", (title_or_id,)).fetchone():
             return self.get_item(title_or_id)
         wanted = title_or_id.casefold()
-        matches = [i for i in self.items() if i.title.casefold() == wanted]
+        matches = [i.copy() for i in self._all_items() if i.title.casefold() == wanted]
         del key
         if not matches:
             raise ItemNotFoundError(f"no item titled {title_or_id!r} (see `unlatch list`)")
@@ -483,7 +535,10 @@ class Vault:
         return self._unwrap(row, kek)
 
     def _item_key(self, key: bytes, item_id: str) -> bytes:
-        return crypto.hkdf(key, crypto.LABEL_ITEM_KEY, crypto.lp(self.vault_id, item_id.encode()))
+        if self._items_prk is None:
+            self._items_prk = crypto.hkdf_extract(key)
+        context = crypto.lp(self.vault_id, item_id.encode())
+        return crypto.hkdf_expand(self._items_prk, crypto.LABEL_ITEM_KEY, context)
 
     def _item_aad(self, item_id: str, version: int) -> bytes:
         return crypto.lp(
@@ -503,7 +558,9 @@ class Vault:
             raise ItemNotFoundError(f"no item with id {item_id}")
         return self._decrypt_row(key, *row)
 
-    def _decrypt_row(self, key: bytes, item_id: Any, version: Any, nonce: Any, ct: Any) -> Item:
+    def _decrypt_row(
+        self, key: bytes, item_id: Any, version: Any, nonce: Any, ct: Any, *, copy: bool = True
+    ) -> Item:
         if not (
             isinstance(item_id, str)
             and isinstance(version, int)
@@ -515,7 +572,7 @@ class Vault:
         if cached is not None:
             # Filled only after authentication; the ciphertext of an (id, version)
             # pair cannot change without the version changing.
-            return cached.copy()
+            return cached.copy() if copy else cached
         if len(ct) > MAX_CIPHERTEXT or not 0 <= version < 2**63:
             raise ItemIntegrityError(f"item {item_id} is malformed")
         try:
@@ -532,17 +589,33 @@ class Vault:
         except InvalidItemError as exc:
             raise ItemIntegrityError(str(exc)) from None
         self._cache[(item_id, version)] = item
-        return item.copy()
+        return item.copy() if copy else item
 
-    def _manifest_rows(self) -> list[tuple[str, int]]:
-        return [
-            (str(i), int(v))
-            for i, v in self._conn.execute("SELECT id, version FROM items ORDER BY id")
-        ]
+    def _manifest_rows(self) -> list[tuple[Any, Any]]:
+        return self._conn.execute("SELECT id, version FROM items ORDER BY id").fetchall()
 
-    def _check_manifest(self, key: bytes) -> None:
+    def _db_state(self) -> tuple[int, int]:
+        """Changes since: ``data_version`` moves on other connections' commits, ``total_changes``
+        on ours."""
+        (data_version,) = self._conn.execute("PRAGMA data_version").fetchone()
+        return int(data_version), self._conn.total_changes
+
+    def _check_manifest(self, key: bytes, rows: list[tuple[Any, Any]] | None = None) -> None:
+        """Compare the stored manifest MAC with one over ``rows`` (sorted by id) or the table.
+
+        Skipped when nothing was committed to the file since the last check
+        or since our own last write (which recomputed the manifest itself).
+        """
+        state = self._db_state()
+        if state == self._verified_state:
+            return
         stored = self._conn.execute("SELECT value FROM meta WHERE key = 'manifest_mac'").fetchone()
-        expected = _manifest_mac(key, self.vault_id, self._manifest_rows())
+        try:
+            expected = _manifest_mac(
+                key, self.vault_id, self._manifest_rows() if rows is None else rows
+            )
+        except (TypeError, ValueError, struct.error):
+            expected = b""
         try:
             ok = stored is not None and hmac.compare_digest(bytes.fromhex(stored[0]), expected)
         except ValueError:
@@ -552,19 +625,35 @@ class Vault:
                 "the vault's item list failed its integrity check: items were removed, "
                 "added or rolled back outside unlatch"
             )
+        self._verified_state = state
 
-    def _update_manifest(self, key: bytes) -> None:
-        _store_manifest(self._conn, _manifest_mac(key, self.vault_id, self._manifest_rows()))
+    @contextmanager
+    def _item_txn(self, key: bytes) -> Iterator[None]:
+        """A write transaction on items: the manifest is checked first (a tampered list
+        is never laundered by a later write) and recomputed before the commit."""
+        with schema.write_txn(self._conn):
+            self._check_manifest(key)
+            yield
+            _store_manifest(self._conn, _manifest_mac(key, self.vault_id, self._manifest_rows()))
+        self._verified_state = self._db_state()
 
 
 # ------------------------------------------------------------------- helpers
 
 
-def _manifest_mac(key: bytes, vault_id: bytes, rows: Iterable[tuple[str, int]]) -> bytes:
+_U32, _U64 = struct.Struct(">I"), struct.Struct(">Q")
+_EIGHT = _U32.pack(8)
+
+
+def _manifest_mac(key: bytes, vault_id: bytes, rows: Iterable[tuple[Any, Any]]) -> bytes:
+    """HMAC over ``lp(label, vault id)`` then ``lp(item id, u64 version)`` per row, by id."""
     mac_key = crypto.hkdf(key, crypto.LABEL_MANIFEST_KEY, vault_id)
     mac = hmac.new(mac_key, crypto.lp(crypto.LABEL_MANIFEST, vault_id), sha256)
+    parts = []
     for item_id, version in rows:
-        mac.update(crypto.lp(item_id.encode(), struct.pack(">Q", version)))
+        raw = item_id.encode()
+        parts.append(_U32.pack(len(raw)) + raw + _EIGHT + _U64.pack(version))
+    mac.update(b"".join(parts))
     return mac.digest()
 
 
