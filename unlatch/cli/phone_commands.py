@@ -177,7 +177,7 @@ def pair_command(
     text = _link(link, qr_image)
     client = _client(ctx)
     offer = PairingOffer.decode(parse_link(text))
-    if not yes and not as_json:
+    if not yes:
         click.confirm(
             f"Pair with the desktop through the relay {offer.relay_url}?",
             default=True,

@@ -522,6 +522,7 @@ class PhoneClient:
                 result = "not_me" if verdict == "not_me" else "denied"
             # Remember before sending: a crash may lose an answer, never send two.
             with self.store.transaction() as state:
+                state.replay.check(pu.request_id)  # another process may have answered meanwhile
                 state.replay.remember(pu.request_id, pu.params.expires_at, now=now)
             await relay.post_reply(pu.request_id, reply)
             blocked = False

@@ -1,0 +1,181 @@
+"""The phone's sealed state, PIN, QR image decoding and CLI errors (no relay needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import segno
+from click.testing import CliRunner
+from PIL import Image
+
+from unlatch.cli import main
+from unlatch.phone.errors import (
+    NotInitialized,
+    PhoneError,
+    PinRequired,
+    QRImageError,
+    StorageError,
+    UnknownDesktop,
+    WrongPin,
+)
+from unlatch.phone.qrimage import decode_qr_image
+from unlatch.phone.state import Pairing
+from unlatch.phone.store import PhoneStore
+from unlatch.protocol import bare_link
+
+
+def _pairing(paired, label: str) -> Pairing:
+    return Pairing(record=paired.phone, label=label, paired_at=1)
+
+
+def test_init_creates_private_files_and_round_trips(tmp_path: Path, paired) -> None:
+    store = PhoneStore(tmp_path / "p")
+    state, created = store.init("My phone")
+    assert created
+    assert store.init("Other")[1] is False  # never overwrites an existing phone
+    for name in ("device.pem", "storage.key", "state.sealed"):
+        assert (tmp_path / "p" / name).stat().st_mode & 0o777 == 0o600
+    with store.transaction() as s:
+        s.add(_pairing(paired, "Desk"))
+    again = PhoneStore(tmp_path / "p").load()
+    assert again.name == "My phone"
+    assert again.identity.public == state.identity.public
+    assert again.pairings[0].record == paired.phone
+    raw = (tmp_path / "p" / "state.sealed").read_bytes()
+    assert paired.share not in raw and b"Desk" not in raw
+
+
+def test_tampering_is_detected(tmp_path: Path) -> None:
+    home = tmp_path / "p"
+    store = PhoneStore(home)
+    store.init("x")
+    envelope = json.loads((home / "state.sealed").read_text())
+
+    altered = dict(envelope, ciphertext="A" + envelope["ciphertext"][1:])
+    (home / "state.sealed").write_text(json.dumps(altered))
+    with pytest.raises(StorageError, match=r"failed authentication|damaged"):
+        PhoneStore(home).load()
+
+    (home / "state.sealed").write_text(json.dumps(envelope))
+    (home / "storage.key").write_bytes(os.urandom(32))
+    with pytest.raises(StorageError, match="failed authentication"):
+        PhoneStore(home).load()
+
+    (home / "state.sealed").write_bytes(b"\x00garbage")
+    with pytest.raises(StorageError, match="not a sealed"):
+        PhoneStore(home).load()
+
+    with pytest.raises(NotInitialized):
+        PhoneStore(tmp_path / "none").load()
+
+
+def test_pin_seals_the_state_and_its_parameters_are_authenticated(tmp_path: Path) -> None:
+    home = tmp_path / "p"
+    PhoneStore(home).init("x")
+    PhoneStore(home).set_pin("2468")
+    assert PhoneStore(home).pin_protected()
+    with pytest.raises(PinRequired):
+        PhoneStore(home).load()
+    with pytest.raises(WrongPin):
+        PhoneStore(home, pin=lambda: "1357").load()
+    assert PhoneStore(home, pin=lambda: "2468").load().name == "x"
+
+    # An attacker lowering the Argon2id cost in the file breaks the seal.
+    envelope = json.loads((home / "state.sealed").read_text())
+    envelope["kdf"]["time_cost"] = 1
+    (home / "state.sealed").write_text(json.dumps(envelope))
+    with pytest.raises(WrongPin):
+        PhoneStore(home, pin=lambda: "2468").load()
+    envelope["kdf"]["memory_kib"] = 1 << 30  # absurd cost: refused before any work
+    (home / "state.sealed").write_text(json.dumps(envelope))
+    with pytest.raises(StorageError, match="out of bounds"):
+        PhoneStore(home, pin=lambda: "2468").load()
+
+
+def test_pin_shape_and_removal(tmp_path: Path) -> None:
+    home = tmp_path / "p"
+    PhoneStore(home).init("x")
+    with pytest.raises(PhoneError, match="4 to 128"):
+        PhoneStore(home).set_pin("12")
+    PhoneStore(home).set_pin("246810")
+    with pytest.raises(WrongPin):
+        PhoneStore(home, pin=lambda: "000000").set_pin(None)
+    PhoneStore(home, pin=lambda: "246810").set_pin(None)
+    assert not PhoneStore(home).pin_protected()
+    assert PhoneStore(home).load().name == "x"
+
+
+def test_find_by_name_id_and_ambiguity(tmp_path: Path, paired) -> None:
+    from fixtures.protocol import make_pairing
+
+    store = PhoneStore(tmp_path / "p")
+    store.init("x")
+    other = make_pairing()
+    with store.transaction() as s:
+        s.add(_pairing(paired, "Desk"))
+        s.add(_pairing(other, "Desk"))  # renamed to stay unique
+    state = store.load()
+    assert [p.label for p in state.pairings] == ["Desk", "Desk (2)"]
+    assert state.find("desk").record == paired.phone
+    assert state.find(state.pairings[1].short_id).record == other.phone
+    with pytest.raises(UnknownDesktop):
+        state.find("Laptop")
+
+
+def test_qr_image_decoding_and_its_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.png"
+    link = bare_link(b"\x01" * 40)
+    segno.make(link, error="m").save(str(good), scale=4)
+    assert decode_qr_image(good) == link
+
+    other = tmp_path / "other.png"
+    segno.make("https://example.org/", error="m").save(str(other), scale=4)
+    with pytest.raises(QRImageError, match="not an unlatch code"):
+        decode_qr_image(other)
+
+    blank = tmp_path / "blank.png"
+    Image.new("L", (200, 200), 255).save(blank)
+    with pytest.raises(QRImageError, match="no QR code"):
+        decode_qr_image(blank)
+
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(QRImageError, match="not an image"):
+        decode_qr_image(text)
+
+    with pytest.raises(QRImageError, match="cannot read"):
+        decode_qr_image(tmp_path / "missing.png")
+
+
+def test_cli_errors_are_one_line_with_non_zero_exit(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("UNLATCH_HOME", str(tmp_path / "u"))
+    monkeypatch.delenv("UNLATCH_PHONE_HOME", raising=False)
+    monkeypatch.delenv("UNLATCH_PHONE_PIN", raising=False)
+    runner = CliRunner()
+    home = str(tmp_path / "phone")
+    result = runner.invoke(main, ["phone", "--home", home, "list"])
+    assert result.exit_code == 1 and "run `unlatch phone init`" in result.output
+
+    assert runner.invoke(main, ["phone", "--home", home, "init", "--name", "T"]).exit_code == 0
+    result = runner.invoke(main, ["phone", "--home", home, "approve", "unlatch:%%%", "--yes"])
+    assert result.exit_code == 1 and result.output.startswith("unlatch: ")
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+    result = runner.invoke(main, ["phone", "--home", home, "approve"])
+    assert result.exit_code == 2 and "exactly one" in result.output
+
+    blank = tmp_path / "blank.png"
+    Image.new("L", (100, 100), 255).save(blank)
+    result = runner.invoke(main, ["phone", "--home", home, "pair", "--qr-image", str(blank)])
+    assert result.exit_code == 1 and "no QR code" in result.output
+
+    result = runner.invoke(main, ["phone", "--home", home, "rename", "Nope", "New"])
+    assert result.exit_code == 1 and "no paired desktop" in result.output
+
+    # env UNLATCH_PHONE_HOME selects the phone too
+    monkeypatch.setenv("UNLATCH_PHONE_HOME", home)
+    result = runner.invoke(main, ["phone", "init", "--json"])
+    assert json.loads(result.output)["created"] is False
