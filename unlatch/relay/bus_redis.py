@@ -1,0 +1,322 @@
+"""The Redis :class:`~unlatch.relay.bus.Bus`: wake-ups between relay nodes over Redis pub/sub.
+
+Chosen by ``--bus redis://host:port/db?prefix=unlatch:``.
+
+Why pub/sub and not streams: the bus carries *wake-ups*, not messages. Every
+message is committed to the shared store (PostgreSQL) before its event is
+published, and stays there until the desktop acknowledges it or the channel
+expires; a waiter that (re)connects reads the store from ``after=<seq>``. So
+the bus never needs to store or replay anything: a lost event costs latency,
+never a message. Streams would add per-event storage, trimming and consumer
+bookkeeping to guarantee something the store already guarantees. Pub/sub is
+fire-and-forget, costs nothing when nobody listens, and keeps no payload.
+
+How delivery survives failures:
+
+* A waiter subscribes *before* it reads the store, and its Redis SUBSCRIBE is
+  confirmed before :meth:`RedisBus.subscribe` returns (or a short timeout
+  passes), so a post that lands after the read is always announced.
+* Waiters re-read the store at least every ``WAIT_RECHECK`` seconds anyway
+  (:mod:`unlatch.relay.service`), so an event lost in flight (Redis restart,
+  a node's connection dropped) costs at most that long.
+* When this node's subscriber connection comes back after a drop, every local
+  subscriber gets a ``{"event": "resync"}`` wake-up and re-reads the store at
+  once: events published while the connection was down are not needed.
+* A publish that fails (Redis unreachable) is kept in a small outbox and sent
+  when Redis answers again (events older than ``OUTBOX_MAX_AGE`` are dropped).
+* Subscribers on the publishing node are woken directly, without Redis, so a
+  single node keeps working while Redis is down.
+
+A waiting node that restarts loses its sockets; the clients reconnect (to any
+node) with ``after`` and get everything from the store.
+
+One pub/sub connection per node carries all of that node's subscriptions
+(``<prefix>bus:<topic>``); subscriptions are reference-counted, so a thousand
+sockets waiting on one channel cost one SUBSCRIBE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from unlatch.relay.bus import Bus, Event, Subscription, _QueueSubscription
+from unlatch.relay.logs import log
+from unlatch.relay.redis_url import describe, split_redis_url
+
+SUBSCRIBE_WAIT = 1.0  # how long subscribe() waits for Redis to confirm
+PING_EVERY = 5.0  # ping the subscriber connection after this much silence
+DEAD_AFTER = 15.0  # no answer for this long: reconnect
+OUTBOX_SIZE = 1000
+OUTBOX_MAX_AGE = 30.0
+_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+class RedisBus(Bus):
+    """Pub/sub over one Redis server (or a Sentinel-managed primary behind one address)."""
+
+    def __init__(self, url: str, *, queue_size: int = 64) -> None:
+        self.url, self.prefix = split_redis_url(url)
+        self.where = describe(self.url)
+        self.node = secrets.token_hex(8)  # our own publications are delivered locally
+        self._queue_size = queue_size
+        self._local: dict[str, set[_QueueSubscription]] = {}
+        self._confirmed: dict[str, asyncio.Future[None]] = {}
+        self._pubsub: PubSub | None = None
+        self._lock = asyncio.Lock()  # orders (un)subscribe commands and reconnects
+        self._reader: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._outbox: deque[tuple[float, str, str]] = deque(maxlen=OUTBOX_SIZE)
+        self._connected = asyncio.Event()
+        self._last_error = 0.0
+        self.reconnects = 0
+        no_retry = Retry(NoBackoff(), 0)
+        self._cmd = Redis.from_url(
+            self.url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._sub = Redis.from_url(
+            self.url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=None,
+            retry=no_retry,
+        )
+
+    def _channel(self, topic: str) -> str:
+        return f"{self.prefix}bus:{topic}"
+
+    @property
+    def _control(self) -> str:
+        return f"{self.prefix}bus-control"
+
+    # lifecycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read_loop())
+        try:
+            await asyncio.wait_for(self._connected.wait(), 3.0)
+        except TimeoutError:
+            log(
+                "redis bus not connected yet; retrying in background",
+                logging.WARNING,
+                redis=self.where,
+            )
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        for task in list(self._tasks):
+            task.cancel()
+        self._local.clear()
+        for client in (self._cmd, self._sub):
+            with contextlib.suppress(*_REDIS_ERRORS):
+                await client.aclose()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _warn(self, what: str, exc: BaseException) -> None:
+        """Log a Redis failure at most every few seconds (an outage must not flood logs)."""
+        now = time.monotonic()
+        if now - self._last_error > 5.0:
+            self._last_error = now
+            log(what, logging.WARNING, redis=self.where, error=type(exc).__name__)
+
+    # the subscriber connection ------------------------------------------------------
+    async def _read_loop(self) -> None:
+        backoff = 0.1
+        first = True
+        while True:
+            ps = self._sub.pubsub()
+            try:
+                async with self._lock:
+                    channels = [self._channel(t) for t in self._local]
+                    self._confirmed = {
+                        c: asyncio.get_running_loop().create_future() for c in channels
+                    }
+                    await ps.subscribe(self._control, *channels)
+                    self._pubsub = ps
+                self._connected.set()
+                backoff = 0.1
+                if not first:
+                    self.reconnects += 1
+                    log("redis bus reconnected", redis=self.where, topics=len(channels))
+                    self._resync()
+                first = False
+                if self._outbox:
+                    self._spawn(self._flush_outbox())
+                await self._pump(ps)
+            except asyncio.CancelledError:
+                raise
+            except _REDIS_ERRORS as exc:
+                self._warn("redis bus connection lost", exc)
+            finally:
+                self._pubsub = None
+                self._connected.clear()
+                for fut in self._confirmed.values():
+                    if not fut.done():
+                        fut.set_result(None)
+                with contextlib.suppress(*_REDIS_ERRORS):
+                    await ps.aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _pump(self, ps: PubSub) -> None:
+        """Read messages until the connection fails (raises) or goes silent."""
+        last_heard = time.monotonic()
+        pinged = False
+        while True:
+            msg = await ps.get_message(timeout=PING_EVERY)
+            now = time.monotonic()
+            if msg is None:
+                if now - last_heard > DEAD_AFTER:
+                    raise ConnectionError("redis pub/sub connection went silent")
+                if not pinged or now - last_heard > PING_EVERY:
+                    async with self._lock:
+                        await ps.ping()
+                    pinged = True
+                continue
+            last_heard = now
+            pinged = False
+            kind = msg.get("type")
+            channel = msg.get("channel")
+            if kind == "message" and isinstance(channel, str):
+                self._dispatch(channel, msg.get("data"))
+            elif kind == "subscribe" and isinstance(channel, str):
+                fut = self._confirmed.get(channel)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+
+    def _dispatch(self, channel: str, data: Any) -> None:
+        head = f"{self.prefix}bus:"
+        if not channel.startswith(head) or not isinstance(data, str) or len(data) > 65536:
+            return
+        try:
+            envelope = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(envelope, dict) or envelope.get("node") == self.node:
+            return  # ours: already delivered locally
+        event = envelope.get("event")
+        if isinstance(event, dict):
+            self._deliver(channel[len(head) :], event)
+
+    def _deliver(self, topic: str, event: Event) -> int:
+        delivered = 0
+        for sub in list(self._local.get(topic, ())):
+            try:
+                sub.queue.put_nowait(event)
+                delivered += 1
+            except asyncio.QueueFull:
+                continue  # that subscriber re-reads the store on its timer anyway
+        return delivered
+
+    def _resync(self) -> None:
+        """Wake every local subscriber to re-read the store (events may have been missed)."""
+        for topic in list(self._local):
+            self._deliver(topic, {"event": "resync"})
+
+    # publishing --------------------------------------------------------------------
+    async def publish(self, topic: str, event: Event) -> int:
+        """Wake local subscribers directly, other nodes through Redis; never raises.
+
+        Returns local subscribers plus the number of *other nodes* subscribed.
+        """
+        local = self._deliver(topic, event)
+        channel = self._channel(topic)
+        payload = json.dumps({"node": self.node, "event": event}, separators=(",", ":"))
+        try:
+            receivers = int(await self._cmd.publish(channel, payload))
+        except _REDIS_ERRORS as exc:
+            self._warn("redis publish failed; queued", exc)
+            self._outbox.append((time.monotonic(), channel, payload))
+            return local
+        if self._outbox:
+            self._spawn(self._flush_outbox())
+        ours = 1 if topic in self._local and self._pubsub is not None else 0
+        return local + max(0, receivers - ours)
+
+    async def _flush_outbox(self) -> None:
+        while self._outbox:
+            stamp, channel, payload = self._outbox[0]
+            if time.monotonic() - stamp <= OUTBOX_MAX_AGE:
+                try:
+                    await self._cmd.publish(channel, payload)
+                except _REDIS_ERRORS:
+                    return
+            if self._outbox and self._outbox[0][0] == stamp:
+                self._outbox.popleft()
+
+    # subscribing -------------------------------------------------------------------
+    async def _ensure_subscribed(self, topic: str) -> None:
+        channel = self._channel(topic)
+        async with self._lock:
+            ps = self._pubsub
+            if ps is None:
+                return  # disconnected: the reconnect subscribes every local topic, then resyncs
+            fut = self._confirmed.get(channel)
+            if fut is None:
+                fut = asyncio.get_running_loop().create_future()
+                self._confirmed[channel] = fut
+                try:
+                    await ps.subscribe(channel)
+                except _REDIS_ERRORS as exc:
+                    self._warn("redis subscribe failed", exc)
+                    fut.set_result(None)
+                    return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(fut), SUBSCRIBE_WAIT)
+
+    async def _maybe_unsubscribe(self, topic: str) -> None:
+        channel = self._channel(topic)
+        async with self._lock:
+            if topic in self._local:
+                return  # someone subscribed again meanwhile
+            self._confirmed.pop(channel, None)
+            ps = self._pubsub
+            if ps is None:
+                return
+            with contextlib.suppress(*_REDIS_ERRORS):
+                await ps.unsubscribe(channel)
+
+    @contextlib.asynccontextmanager
+    async def _subscribe(self, topic: str) -> AsyncIterator[Subscription]:
+        sub = _QueueSubscription(self._queue_size)
+        self._local.setdefault(topic, set()).add(sub)
+        try:
+            await self._ensure_subscribed(topic)
+            yield sub
+        finally:
+            subs = self._local.get(topic)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._local[topic]
+                    self._spawn(self._maybe_unsubscribe(topic))
+
+    def subscribe(self, topic: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
+        return self._subscribe(topic)
+
+    def subscriber_count(self, topic: str) -> int:
+        """Local subscribers of a topic (for tests and metrics)."""
+        return len(self._local.get(topic, ()))

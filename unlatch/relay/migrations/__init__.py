@@ -1,0 +1,1 @@
+"""Versioned SQL migrations of the relay's PostgreSQL schema (``NNN_name.sql``, in order)."""

@@ -1,0 +1,120 @@
+"""Token buckets shared by every relay node, in Redis (chosen with ``--bus redis://...``).
+
+One Lua script checks all the buckets of a request and takes a token from
+each *only if all* have one, exactly like
+:class:`~unlatch.relay.ratelimit.MemoryRateLimiter`; Redis runs a script
+atomically, so two nodes can never both take the last token. The script reads
+the clock with Redis ``TIME``, so every node measures refills on the same
+clock whatever the skew between the nodes' own clocks. A bucket is a small
+hash that expires once it would be full again, so idle keys cost nothing.
+
+If Redis cannot be reached, the limiter falls back to per-node in-memory
+buckets (and logs it): limits stay in force, each node enforcing them on its
+own share of the traffic, rather than the relay refusing every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from unlatch.relay.logs import log
+from unlatch.relay.ratelimit import Denied, MemoryRateLimiter, RateLimiter, Rule
+from unlatch.relay.redis_url import describe, split_redis_url
+
+# KEYS: the buckets. ARGV: for each bucket burst, rate (tokens/s), ttl (ms).
+# Returns {0, "0"} when every bucket gave a token, else {index, "seconds to wait"}
+# for the bucket that needs the longest wait (strings keep float precision).
+BUCKET_SCRIPT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local levels = {}
+local worst, worst_wait = 0, 0
+for i = 1, #KEYS do
+  local burst = tonumber(ARGV[i * 3 - 2])
+  local rate = tonumber(ARGV[i * 3 - 1])
+  local v = redis.call('HMGET', KEYS[i], 'tokens', 'stamp')
+  local tokens, stamp = tonumber(v[1]), tonumber(v[2])
+  if tokens == nil or stamp == nil then
+    tokens, stamp = burst, now
+  end
+  local level = math.min(burst, tokens + math.max(0, now - stamp) * rate)
+  levels[i] = level
+  if level < 1 then
+    local wait = (1 - level) / rate
+    if wait > worst_wait then
+      worst, worst_wait = i, wait
+    end
+  end
+end
+if worst > 0 then
+  return {worst, tostring(worst_wait)}
+end
+for i = 1, #KEYS do
+  redis.call('HSET', KEYS[i], 'tokens', tostring(levels[i] - 1), 'stamp', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], ARGV[i * 3])
+end
+return {0, '0'}
+"""
+
+_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+class RedisRateLimiter(RateLimiter):
+    """Atomic multi-bucket token bucket in Redis, with an in-memory fallback."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.prefix = split_redis_url(url)
+        self.where = describe(self.url)
+        self._redis = Redis.from_url(
+            self.url,
+            decode_responses=True,
+            socket_connect_timeout=1,
+            socket_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._script = self._redis.register_script(BUCKET_SCRIPT_LUA)
+        self._fallback = MemoryRateLimiter()
+        self._last_warning = 0.0
+        self.fallbacks = 0
+
+    def key(self, key: str) -> str:
+        return f"{self.prefix}rl:{key}"
+
+    async def acquire(self, checks: list[tuple[str, str, Rule]]) -> Denied | None:
+        if not checks:
+            return None
+        keys = [self.key(key) for _scope, key, _rule in checks]
+        args: list[str] = []
+        for _scope, _key, rule in checks:
+            ttl_ms = int(rule.period * 1000) + 1000
+            args += [str(rule.burst), repr(rule.rate), str(ttl_ms)]
+        try:
+            index, wait = await self._script(keys=keys, args=args)
+        except _REDIS_ERRORS as exc:
+            self.fallbacks += 1
+            now = time.monotonic()
+            if now - self._last_warning > 5.0:
+                self._last_warning = now
+                log(
+                    "redis rate limiter unavailable; using per-node limits",
+                    logging.WARNING,
+                    redis=self.where,
+                    error=type(exc).__name__,
+                )
+            return await self._fallback.acquire(checks)
+        index = int(index)
+        if index == 0:
+            return None
+        return Denied(checks[index - 1][0], float(wait))
+
+    async def close(self) -> None:
+        try:
+            await self._redis.aclose()
+        except _REDIS_ERRORS:
+            return

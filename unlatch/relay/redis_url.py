@@ -1,0 +1,40 @@
+"""Parsing of the ``--bus redis://...`` URL shared by the Redis bus and rate limiter.
+
+Our own option ``prefix`` (default ``unlatch:``) namespaces every key and
+pub/sub channel, so several deployments (or test runs) can share one Redis:
+pub/sub channels are global to a Redis server, whatever the database number.
+Every other part of the URL is handed to redis-py unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from unlatch.relay.errors import RelayConfigError
+
+DEFAULT_PREFIX = "unlatch:"
+_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def split_redis_url(url: str) -> tuple[str, str]:
+    """``(url for redis-py, key prefix)``; raises RelayConfigError on a bad prefix."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = DEFAULT_PREFIX
+    rest = []
+    for key, value in query:
+        if key == "prefix":
+            prefix = value
+        else:
+            rest.append((key, value))
+    if not _PREFIX.match(prefix):
+        raise RelayConfigError("--bus: prefix must be 1-64 characters of letters, digits and _.:-")
+    clean = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
+    return clean, prefix
+
+
+def describe(url: str) -> str:
+    """``host:port/db`` of a Redis URL, without credentials (for logs and errors)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
