@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from unlatch.cli import main
@@ -15,9 +17,15 @@ from unlatch.cli import main
 @click.option(
     "--db",
     default=None,
-    help="Store URL: sqlite:///PATH or a file path (default: $UNLATCH_HOME/relay/relay.db).",
+    help="Store URL: sqlite:///PATH, a file path (default: $UNLATCH_HOME/relay/relay.db),"
+    " or postgresql://USER@HOST:PORT/DB for several nodes (docs/deploy.md).",
 )
-@click.option("--bus", default=None, help="Bus URL (default memory://, one process).")
+@click.option(
+    "--bus",
+    default=None,
+    help="Bus URL: memory:// (default, one process) or redis://HOST:PORT/DB[?prefix=P]"
+    " to join nodes (wake-ups and shared rate limits); env UNLATCH_RELAY_BUS.",
+)
 @click.option(
     "--public-url", default=None, help="The URL phones and desktops use (default http://HOST:PORT)."
 )
@@ -77,6 +85,8 @@ def relay_command(
       unlatch relay --db sqlite:///var/lib/unlatch/relay.db --port 9000
       unlatch relay --cert fullchain.pem --key privkey.pem --host 0.0.0.0 --port 443
       UNLATCH_RELAY_RATE_UNLOCK_PAIRING=20/60 unlatch relay
+      unlatch relay --host 10.0.0.5 --public-url https://relay.example.org \\
+          --db postgresql://unlatch@db.internal/unlatch --bus redis://redis.internal:6379/0
     """
     from unlatch.relay.config import load_config
     from unlatch.relay.server import run
@@ -94,5 +104,6 @@ def relay_command(
         "push_enabled": False if no_push else None,
     }
     config = load_config(overrides)
-    click.echo(f"unlatch relay on {config.public_url} (store {config.db.split('?')[0]})", err=True)
+    store = re.sub(r"//[^/@]*@", "//", config.db.split("?")[0])  # never echo a DB password
+    click.echo(f"unlatch relay on {config.public_url} (store {store})", err=True)
     run(config)

@@ -535,7 +535,12 @@ class RelayClient:
             await ws.close()
             if first.get("type") == "error":
                 err = _error_from(
-                    {"unauthorized": 401, "forbidden": 403, "unknown_channel": 404}.get(
+                    {
+                        "unauthorized": 401,
+                        "forbidden": 403,
+                        "unknown_channel": 404,
+                        "store_unavailable": 503,  # a node's database blipped: reconnect
+                    }.get(
                         first.get("error"),
                         410 if first.get("error") in ("expired", "closed") else 400,
                     ),

@@ -30,6 +30,7 @@ from unlatch.relay.service import RelayService, channel_topic, device_topic
 AUTH_TIMEOUT = 10.0
 SEND_TIMEOUT = 10.0
 PING_INTERVAL = 25.0
+LISTEN_RECHECK = 10.0  # a phone listener re-reads its pending requests this often
 MAX_CLIENT_FRAME = 2048
 CLOSE_RESTART = 1012
 _CLOSE_FOR_STATUS = {400: 4400, 401: 4401, 403: 4403, 404: 4404, 409: 4409, 410: 4410, 429: 4429}
@@ -274,12 +275,28 @@ class Sockets:
                         seen[note["request_id"]] = note["expires_at"]
                         await self._send(ws, lock, note)
                     last_sent = time.monotonic()
+                    last_check = time.monotonic()
                     while True:
                         if self.service.shutting_down.is_set():
                             await self._shutdown_close(ws, lock)
                             return
+                        # A bus event can be lost (Redis restart, a node killed between its
+                        # store write and its publish): re-read the store on "resync" and
+                        # every LISTEN_RECHECK seconds, so no request waits on a lost event.
+                        if time.monotonic() - last_check >= LISTEN_RECHECK:
+                            last_check = time.monotonic()
+                            for note in await self.service.pending_unlock(device):
+                                if note["request_id"] not in seen:
+                                    seen[note["request_id"]] = note["expires_at"]
+                                    await self._send(ws, lock, note)
+                                    last_sent = time.monotonic()
                         idle = max(0.05, PING_INTERVAL - (time.monotonic() - last_sent))
+                        recheck_in = LISTEN_RECHECK - (time.monotonic() - last_check)
+                        idle = min(idle, max(0.05, recheck_in))
                         keep, event = await self._wait(asyncio.ensure_future(sub.get(idle)), reader)
+                        if event and event.get("event") == "resync":
+                            last_check = 0.0  # the bus reconnected: re-read now
+                            continue
                         if not keep:
                             if not reader.done():
                                 await self._shutdown_close(ws, lock)
