@@ -1,0 +1,347 @@
+/**
+ * What the app does, apart from drawing screens: start a pairing or an unlock
+ * from a scanned code, answer a request, keep the pending list, subscribe to
+ * Web Push. Screens call these with the shared app context `ctx`.
+ */
+
+import {
+  AlreadyAnswered,
+  MessageType,
+  PairingOffer,
+  PhonePairing,
+  PhoneUnlock,
+  ProtocolError,
+  UnknownPairing,
+  RequestExpired,
+  b64d,
+  b64e,
+  equalBytes,
+  parseLink,
+  peekType,
+} from "../protocol/index.js";
+import { RelayError } from "./relay.js";
+import { nowSeconds } from "./dom.js";
+import { loadPairings, saveReplayGuard, savePairings, kvGet, kvSet } from "./store.js";
+import { verifyUser } from "./webauthn.js";
+
+/** A failure the app explains to the user: a title and a sentence. */
+export class UserFacingError extends Error {
+  constructor(title, message, { kind = "error" } = {}) {
+    super(message);
+    this.title = title;
+    this.kind = kind;
+  }
+}
+
+/** Turn any failure into a UserFacingError with words a person understands. */
+export function explain(err) {
+  if (err instanceof UserFacingError) return err;
+  if (err instanceof UnknownPairing) {
+    return new UserFacingError("Not from your paired desktop", err.message, { kind: "danger" });
+  }
+  if (err instanceof AlreadyAnswered) return new UserFacingError("Already answered", err.message);
+  if (err instanceof RequestExpired) return new UserFacingError("Expired", capitalize(err.message));
+  if (err instanceof ProtocolError) {
+    if (err.code === "authentication_failed") {
+      return new UserFacingError(
+        "This code was tampered with",
+        "It does not verify as coming from your paired desktop, so nothing was sent.",
+        { kind: "danger" },
+      );
+    }
+    return new UserFacingError("Not an unlatch code", capitalize(err.message));
+  }
+  if (err instanceof RelayError) {
+    const messages = {
+      offline: "The relay cannot be reached. Check the network connection and try again.",
+      expired: "The request expired before it was answered. Ask the desktop for a new one.",
+      closed: "The desktop already closed this request.",
+      already_answered: "This request was already answered.",
+      unknown_channel: "The relay does not know this request: the desktop may have cancelled it.",
+      channel_taken: "Another phone is already pairing with this code. Start pairing again on the desktop.",
+      forbidden: "The relay refused: this request or code belongs to another phone.",
+      rate_limited: "Too many attempts: wait a minute and try again.",
+    };
+    return new UserFacingError("The relay said no", messages[err.code] || capitalize(err.message));
+  }
+  return new UserFacingError("Something went wrong", err?.message || String(err));
+}
+
+function capitalize(text) {
+  return text ? text[0].toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".") : text;
+}
+
+export function labelOf(entry) {
+  return entry?.label || entry?.record?.desktopName || "your desktop";
+}
+
+export function entryFor(ctx, record) {
+  return ctx.state.pairings.find((p) => equalBytes(p.record.pairingId, record.pairingId));
+}
+
+/**
+ * A scanned or pasted code, or an opened #m= link: start the right flow.
+ * Pairing offers go to the Pair screen; unlock QR codes to the Approve screen.
+ */
+export async function handleCode(ctx, text) {
+  let bytes;
+  let type;
+  try {
+    bytes = parseLink(text);
+    type = peekType(bytes);
+  } catch (err) {
+    if (err instanceof ProtocolError) {
+      throw new UserFacingError(
+        "Not an unlatch code",
+        "This QR code or link is not from unlatch. Scan the code shown by unlatch on your desktop.",
+      );
+    }
+    throw err;
+  }
+  if (type === MessageType.PAIRING_OFFER) return startPairing(ctx, bytes);
+  if (type === MessageType.UNLOCK_QR) return startUnlockFromQr(ctx, bytes);
+  throw new UserFacingError("Not a code to scan", "This is an unlatch message, but not a QR code for the phone.");
+}
+
+// ------------------------------------------------------------------ pairing
+
+/** Check an offer and open the Pair screen (nothing is sent until the user says so). */
+export async function startPairing(ctx, offerBytes) {
+  const offer = PairingOffer.decode(offerBytes);
+  if (nowSeconds() > offer.expiresAt) {
+    throw new UserFacingError("Pairing code expired", "Ask the desktop for a new pairing code.");
+  }
+  if (offer.relayUrl !== ctx.relay.baseUrl) {
+    throw new UserFacingError(
+      "Another relay",
+      `This pairing code is for the relay at ${offer.relayUrl}, but this app belongs to ${ctx.relay.baseUrl}. ` +
+        "Open the code with the phone's camera app instead: it opens the right app.",
+    );
+  }
+  ctx.state.flow = { kind: "pair", offerBytes, offer, step: "confirm" };
+  ctx.go("#/pair");
+}
+
+/** Post the hello and return the verification code; the Pair screen then waits for the accept. */
+export async function sendHello(ctx, phoneName) {
+  const flow = ctx.state.flow;
+  await ctx.relay.login();
+  const pp = await PhonePairing.create(flow.offerBytes, ctx.state.identity, phoneName, ctx.relay.deviceId, {
+    now: nowSeconds(),
+  });
+  await ctx.relay.postHello(pp.channelId, pp.helloBytes);
+  flow.pp = pp;
+  flow.step = "code";
+  return pp.verificationCode;
+}
+
+/** Wait for the desktop's accept, then make and store the record; returns the new entry. */
+export async function awaitAccept(ctx, signal) {
+  const flow = ctx.state.flow;
+  const pp = flow.pp;
+  const accept = await ctx.relay.waitAccept(pp.channelId, { signal, deadline: pp.offer.expiresAt });
+  const record = await pp.receiveAccept(accept.data, { now: nowSeconds() });
+  if (record.desktopDeviceId !== accept.sender) {
+    throw new UserFacingError(
+      "Pairing refused",
+      "The relay delivered the desktop's answer from another device than the desktop named. Nothing was saved.",
+      { kind: "danger" },
+    );
+  }
+  await ctx.relay.closePairingChannel(pp.channelId);
+  await ctx.relay.registerPairing(record.keys.routing_id, record.desktopDeviceId);
+  const pairings = await loadPairings();
+  const entry = { record, label: record.desktopName, addedAt: nowSeconds() };
+  pairings.push(entry);
+  await savePairings(pairings);
+  ctx.state.pairings = pairings;
+  flow.entry = entry;
+  flow.step = "name";
+  return entry;
+}
+
+export async function renamePairing(ctx, entry, label) {
+  const pairings = await loadPairings();
+  for (const p of pairings) if (equalBytes(p.record.pairingId, entry.record.pairingId)) p.label = label;
+  await savePairings(pairings);
+  ctx.state.pairings = pairings;
+}
+
+export async function unpair(ctx, entry) {
+  try {
+    await ctx.relay.deletePairing(entry.record.keys.routing_id);
+  } catch (err) {
+    if (!(err instanceof RelayError && err.status === 404)) throw err;
+  }
+  const pairings = (await loadPairings()).filter((p) => !equalBytes(p.record.pairingId, entry.record.pairingId));
+  await savePairings(pairings);
+  ctx.state.pairings = pairings;
+}
+
+// ------------------------------------------------------------------ unlock
+
+/** A scanned unlock QR: verify it, tell the desktop it was scanned, open the Approve screen. */
+export async function startUnlockFromQr(ctx, qrBytes) {
+  const records = ctx.state.pairings.map((p) => p.record);
+  const pu = await PhoneUnlock.fromQr(qrBytes, records, ctx.state.identity, { now: nowSeconds() });
+  ctx.state.replay.check(pu.requestId);
+  const notification = await ctx.relay.getUnlock(pu.requestId);
+  if (notification.routing_id !== b64e(pu.pairing.keys.routing_id)) {
+    throw new UserFacingError(
+      "Request refused",
+      "The relay filed this request under another pairing than the QR code names. Nothing was sent.",
+      { kind: "danger" },
+    );
+  }
+  ctx.relay.postSeen(pu.requestId, await pu.seen()).catch(() => null); // status only
+  openApprove(ctx, pu, notification);
+}
+
+/** A number-matching request answered from its notification (no QR). */
+export function startUnlockFromPush(ctx, pending) {
+  const pu = PhoneUnlock.fromPush(pending.pushed, ctx.state.identity);
+  ctx.state.replay.check(pu.requestId);
+  openApprove(ctx, pu, pending.notification);
+}
+
+function openApprove(ctx, pu, notification) {
+  const entry = entryFor(ctx, pu.pairing);
+  ctx.state.flow = { kind: "approve", pu, notification, entry, result: null };
+  ctx.go("#/approve");
+}
+
+/**
+ * Answer the request on the Approve screen: "approve" (with `choice` for
+ * number matching), "deny" or "not_me" (deny, then block the desktop on the relay).
+ */
+export async function answer(ctx, verdict, choice = null) {
+  const flow = ctx.state.flow;
+  const { pu } = flow;
+  if (verdict === "approve" && ctx.state.settings.uvCredentialId) {
+    await verifyUser(ctx.state.settings.uvCredentialId);
+  }
+  const now = nowSeconds();
+  const guard = ctx.state.replay;
+  guard.check(pu.requestId);
+  guard.remember(pu.requestId, pu.params.expiresAt, { now });
+  await saveReplayGuard(guard); // before sending: a crash cannot answer twice
+  let reply;
+  if (verdict === "approve") reply = await pu.approve({ now, choice });
+  else reply = await pu.deny({ now, notMe: verdict === "not_me" });
+  await ctx.relay.postReply(pu.requestId, reply);
+  ctx.state.pending.delete(b64e(pu.requestId));
+  let blocked = false;
+  if (verdict === "not_me") {
+    await ctx.relay.block(pu.pairing.keys.routing_id);
+    blocked = true;
+  }
+  flow.result = {
+    verdict,
+    shareSent: pu.approvedShareSent,
+    blocked,
+  };
+  return flow.result;
+}
+
+// ------------------------------------------------------------------ pending requests
+
+/**
+ * Add a relay notification to the pending list if it opens with one of our
+ * pairings and is still fresh. Returns the pending entry or null.
+ */
+export async function addNotification(ctx, notification) {
+  if (notification?.type !== "unlock" || typeof notification.push !== "string") return null;
+  try {
+    const records = ctx.state.pairings.map((p) => p.record);
+    const pushed = await PhoneUnlock.openPush(b64d(notification.push, "push", 2048), records, { now: nowSeconds() });
+    const rid = b64e(pushed.params.requestId);
+    if (rid !== notification.request_id) return null;
+    try {
+      ctx.state.replay.check(pushed.params.requestId);
+    } catch {
+      return null;
+    }
+    const entry = { notification, pushed, requestId: rid, pairingEntry: entryFor(ctx, pushed.pairing) };
+    ctx.state.pending.set(rid, entry);
+    return entry;
+  } catch (err) {
+    if (err instanceof ProtocolError) return null;
+    throw err;
+  }
+}
+
+export async function refreshPending(ctx) {
+  const now = nowSeconds();
+  for (const [rid, p] of ctx.state.pending) if (Number(p.pushed.params.expiresAt) < now) ctx.state.pending.delete(rid);
+  if (!ctx.state.pairings.length) return;
+  const requests = await ctx.relay.pendingUnlocks();
+  const seen = new Set();
+  for (const n of requests) {
+    seen.add(n.request_id);
+    if (!ctx.state.pending.has(n.request_id)) await addNotification(ctx, n);
+  }
+  for (const rid of ctx.state.pending.keys()) if (!seen.has(rid)) ctx.state.pending.delete(rid);
+}
+
+// ------------------------------------------------------------------ push
+
+/**
+ * Subscribe to Web Push with the relay's VAPID key and register the target.
+ * Returns {enabled, reason}; never throws (a browser without a push service,
+ * like headless Chromium, simply gets enabled=false and a reason to show).
+ */
+export async function enablePush(ctx, { ask = true } = {}) {
+  const status = await (async () => {
+    if (!("serviceWorker" in navigator) || !("PushManager" in globalThis) || !("Notification" in globalThis)) {
+      return {
+        enabled: false,
+        reason: "This browser cannot show notifications for web apps. On an iPhone, add unlatch to the Home Screen first.",
+      };
+    }
+    let permission = Notification.permission;
+    if (permission === "default" && ask) {
+      try {
+        permission = await Notification.requestPermission();
+      } catch {
+        permission = "denied";
+      }
+    }
+    if (permission !== "granted") {
+      return { enabled: false, reason: "Notifications are not allowed for this app. Keep the app open to see requests." };
+    }
+    let vapid;
+    try {
+      vapid = await ctx.relay.vapidPublicKey();
+    } catch {
+      return { enabled: false, reason: "This relay does not send notifications. Keep the app open to see requests." };
+    }
+    try {
+      const reg = await navigator.serviceWorker.ready;
+      let sub = await reg.pushManager.getSubscription();
+      if (sub && !sameKey(sub, vapid)) {
+        await sub.unsubscribe();
+        sub = null;
+      }
+      if (!sub) sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64d(vapid, "key", 200) });
+      await ctx.relay.setPushTarget(sub);
+      return { enabled: true, reason: "" };
+    } catch {
+      return {
+        enabled: false,
+        reason: "This browser could not reach its push service, so requests show only while the app is open.",
+      };
+    }
+  })();
+  await kvSet("push", { ...status, at: nowSeconds() });
+  ctx.state.push = status;
+  return status;
+}
+
+function sameKey(sub, vapid) {
+  const key = sub.options?.applicationServerKey;
+  return !key || b64e(new Uint8Array(key)) === vapid;
+}
+
+export async function loadPushStatus() {
+  return (await kvGet("push")) || { enabled: false, reason: "Notifications have not been set up yet." };
+}

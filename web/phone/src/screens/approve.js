@@ -1,0 +1,163 @@
+/**
+ * Approve screen: which desktop asks, when, from where (what the relay saw),
+ * how long the request lives; Approve / Deny / "I did not ask for this".
+ * With number matching, the user picks the number the desktop shows.
+ */
+
+import { answer, explain, labelOf, startUnlockFromPush } from "../lib/actions.js";
+import { describeUserAgent, formatAgo, formatClock, formatRemaining, h, icon, nowSeconds } from "../lib/dom.js";
+import { busy, button, header, noticeCard } from "./common.js";
+
+export function render(ctx, params) {
+  let flow = ctx.state.flow;
+  const fromList = params.get("request");
+  if ((!flow || flow.kind !== "approve") && fromList && ctx.state.pending.has(fromList)) {
+    try {
+      startUnlockFromPush(ctx, ctx.state.pending.get(fromList));
+      flow = ctx.state.flow;
+    } catch (err) {
+      const e = explain(err);
+      ctx.notify({ title: e.title, message: e.message, kind: e.kind });
+    }
+  }
+  if (!flow || flow.kind !== "approve") {
+    queueMicrotask(() => ctx.go("#/"));
+    return { node: [] };
+  }
+  const { pu, notification } = flow;
+  const label = labelOf(flow.entry);
+  const body = h("div", { class: "approve-body" });
+  let timer = null;
+
+  const showResult = (result) => {
+    clearInterval(timer);
+    const approved = result.verdict === "approve" && result.shareSent;
+    const wrongNumber = result.verdict === "approve" && !result.shareSent;
+    let title;
+    let text;
+    let kind;
+    if (approved) {
+      [title, text, kind] = ["Approved", `${label} is unlocking.`, "ok"];
+    } else if (wrongNumber) {
+      [title, text, kind] = ["Wrong number", "That was not the number on the desktop, so nothing was released. The request is over.", "bad"];
+    } else if (result.blocked) {
+      [title, text, kind] = [
+        `${label} is blocked`,
+        "The request was refused and this desktop cannot send new requests until you unblock it under Desktops.",
+        "bad",
+      ];
+    } else {
+      [title, text, kind] = ["Denied", `${label} was told no. Nothing was released.`, "neutral"];
+    }
+    body.replaceChildren(
+      h(
+        "div",
+        { class: `card center result ${kind}`, id: "approve-result", "data-verdict": result.verdict },
+        h("div", { class: "result-icon" }, icon(approved ? "unlock" : kind === "bad" ? "shield" : "cross")),
+        h("h2", { text: title }),
+        h("p", { class: "muted", text }),
+      ),
+      h("a", { class: "btn primary", href: "#/", id: "approve-done" }, h("span", { text: "Done" })),
+    );
+  };
+
+  const showError = (err) => {
+    const e = explain(err);
+    errorBox.replaceChildren(noticeCard({ title: e.title, message: e.message, kind: e.kind }));
+  };
+
+  const errorBox = h("div", { class: "approve-error" });
+  const countdown = h("strong", { class: "countdown", id: "approve-countdown" });
+  const meter = h("div", { class: "meter" }, h("div", { class: "meter-fill" }));
+  const asked = h("span");
+  const requester = notification.requester || {};
+  const buttons = [];
+
+  const act = (btn, verdict, choice = null) =>
+    busy(
+      btn,
+      async () => {
+        for (const b of buttons) b.disabled = true;
+        const result = await answer(ctx, verdict, choice);
+        showResult(result);
+      },
+      (err) => {
+        showError(err);
+        if (pu.answered) for (const b of buttons) b.disabled = true;
+      },
+    ).finally(() => {
+      if (!pu.answered) for (const b of buttons) b.disabled = false;
+    });
+
+  let actions;
+  if (pu.needsNumber) {
+    const choices = pu.choices.map((n) => {
+      const b = h("button", { class: "btn number", type: "button", "data-number": n, text: String(n) });
+      b.addEventListener("click", () => act(b, "approve", n));
+      buttons.push(b);
+      return b;
+    });
+    actions = [
+      h("p", { class: "pick-title", text: "Tap the number shown on your desktop" }),
+      h("div", { class: "numbers" }, choices),
+    ];
+  } else {
+    const approveBtn = button("Approve", null, { iconName: "unlock", id: "approve" });
+    approveBtn.addEventListener("click", () => act(approveBtn, "approve"));
+    buttons.push(approveBtn);
+    actions = [approveBtn];
+  }
+  const denyBtn = button("Deny", null, { kind: "secondary", iconName: "cross", id: "deny" });
+  denyBtn.addEventListener("click", () => act(denyBtn, "deny"));
+  const notMeBtn = button("I did not ask for this", null, { kind: "danger-link", iconName: "shield", id: "not-me" });
+  notMeBtn.addEventListener("click", () => act(notMeBtn, "not_me"));
+  buttons.push(denyBtn, notMeBtn);
+
+  const total = pu.params.ttl;
+  const tick = () => {
+    const now = nowSeconds();
+    const left = pu.remaining({ now });
+    countdown.textContent = left > 0 ? formatRemaining(left) : "expired";
+    meter.firstChild.style.width = `${Math.max(0, Math.min(100, (left / total) * 100))}%`;
+    meter.classList.toggle("low", left <= 20);
+    asked.textContent = `${formatClock(pu.params.createdAt)} (${formatAgo(now - pu.params.createdAt)})`;
+    if (left <= 0 && !pu.answered) {
+      clearInterval(timer);
+      for (const b of buttons) b.disabled = true;
+      errorBox.replaceChildren(
+        noticeCard({ title: "Expired", message: "This request timed out. Start a new unlock on the desktop.", kind: "warning" }),
+      );
+    }
+  };
+
+  body.replaceChildren(
+    h(
+      "div",
+      { class: "card ask" },
+      h("div", { class: "ask-head" }, h("span", { class: "avatar large" }, icon("laptop")), h("div", {}, h("h2", { id: "approve-desktop", text: label }), h("p", { class: "muted", text: "wants to unlock its vault" }))),
+      h(
+        "dl",
+        { class: "facts" },
+        h("div", {}, h("dt", {}, icon("clock"), "Asked"), h("dd", {}, asked)),
+        h("div", {}, h("dt", {}, icon("globe"), "From"), h("dd", { id: "approve-from", text: requester.address || "unknown" })),
+        h("div", {}, h("dt", {}, icon("laptop"), "App"), h("dd", { text: describeUserAgent(requester.user_agent) })),
+        h("div", {}, h("dt", {}, icon("clock"), "Expires in"), h("dd", {}, countdown)),
+      ),
+      meter,
+    ),
+    errorBox,
+    h("div", { class: "actions" }, ...actions, denyBtn, notMeBtn),
+    h("p", { class: "fineprint", text: "Approve only if you are at this desktop and just asked to unlock it." }),
+  );
+  tick();
+  timer = setInterval(tick, 1000);
+  if (flow.result) showResult(flow.result);
+
+  return {
+    node: [header("Unlock request", null, { back: "#/" }), body],
+    cleanup() {
+      clearInterval(timer);
+      ctx.state.flow = null;
+    },
+  };
+}
