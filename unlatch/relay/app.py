@@ -96,6 +96,7 @@ class Relay:
 
     async def device_me(self, request: Request) -> Response:
         device = await self.device(request)
+        device = await self.service.store.get_device(device.device_id) or device
         push = None
         if device.push_target:
             push = {

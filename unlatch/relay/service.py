@@ -34,6 +34,8 @@ from unlatch.relay.store import AddResult, CreateResult, PairResult, Store
 DELIVERY_GRACE = 60.0  # seconds a channel's messages outlive its expiry for a reconnecting waiter
 WAIT_RECHECK = 5.0  # waiters re-read the store at least this often (a lost bus event costs this)
 MAX_USER_AGENT = 200
+SESSION_CACHE_SIZE = 10_000
+SESSION_CACHE_TTL = 30.0  # never beyond a session's own expiry: see authenticate()
 
 # which message types each side of a channel may post
 PAIRING_TYPES = {"hello": "phone", "accept": "desktop"}
@@ -91,6 +93,7 @@ class RelayService:
         self.metrics = metrics
         self.push: PushGateway | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._sessions: dict[bytes, tuple[Device, float]] = {}
         self.shutting_down = asyncio.Event()
 
     # lifecycle -----------------------------------------------------------------
@@ -212,14 +215,31 @@ class RelayService:
         }
 
     async def authenticate(self, token: str | None) -> Device:
+        """The device of a live session token.
+
+        Sessions are never revoked before they expire and a device's id and
+        kind never change, so a short in-process cache of (token hash ->
+        device) saves two store reads on every request; its only effect is
+        that a session may be honoured up to ``SESSION_CACHE_TTL`` seconds past
+        its expiry on a node that cached it. Fields that do change (the push
+        target) are always read from the store.
+        """
         if not token or len(token) > 256:
             raise unauthorized()
-        device_id = await self.store.get_session(auth.token_hash(token), time.time())
+        digest = auth.token_hash(token)
+        now = time.time()
+        cached = self._sessions.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        device_id = await self.store.get_session(digest, now)
         if device_id is None:
             raise unauthorized()
         device = await self.store.get_device(device_id)
         if device is None:
             raise unauthorized()
+        if len(self._sessions) >= SESSION_CACHE_SIZE:
+            self._sessions.clear()
+        self._sessions[digest] = (replace(device, push_target=None), now + SESSION_CACHE_TTL)
         return device
 
     async def set_push_target(self, device: Device, target: dict[str, Any] | None) -> None:
