@@ -367,8 +367,6 @@ async def test_state_is_sealed_at_rest_and_pin_protects_it(relay, phone) -> None
 
     wrong = await phone.run("list", env={"UNLATCH_PHONE_PIN": "000000"})
     assert wrong.rc != 0 and "wrong PIN" in wrong.err
-    no_pin = await phone.run("list")  # prompts; stdin is empty
-    assert no_pin.rc != 0 and "Work laptop" not in no_pin.out
     ok = await phone.run("list", input="482913\n")
     assert ok.rc == 0 and "Work laptop" in ok.out
 
@@ -451,6 +449,31 @@ async def test_python_api_pair_listen_approve_deny_unpair(relay, tmp_path, monke
     assert answer.verdict == "denied"
     assert (await waiter)[0] == Denied(Verdict.DENY)
 
+    assert await client.set_push("https://push.example.org/up/abc") == 1
+    async with client.relay_client(relay.url) as as_phone:
+        assert (await as_phone.me())["push"] == {
+            "type": "unifiedpush",
+            "endpoint": "https://push.example.org/up/abc",
+        }
+
     await client.unpair("Studio")
     assert client.list_pairings() == []
+    await desktop.relay.aclose()
+
+
+async def test_listen_reconnects_after_a_relay_restart(relay_factory, phone) -> None:
+    first = relay_factory()
+    desktop = Desktop(first.url)
+    await pair(phone, desktop)
+    listener = await phone.start("listen", "--once", "--json", "--timeout", "45")
+    await asyncio.sleep(1.5)
+    first.stop()  # the listener's socket drops (close 1012), it keeps trying
+    await asyncio.sleep(1.0)
+    second = relay_factory(port=first.port, db_path=first.db_path)
+    du = await desktop.request()
+    out, err = await asyncio.wait_for(listener.communicate(), 50)
+    assert listener.returncode == 0, err.decode()
+    (note,) = [json.loads(x) for x in out.decode().splitlines()]
+    assert note["request_id"] == _b64(du.request_id) and note["desktop"] == "Work laptop"
+    assert second.proc.poll() is None
     await desktop.relay.aclose()

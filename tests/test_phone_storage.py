@@ -131,6 +131,17 @@ def test_qr_image_decoding_and_its_errors(tmp_path: Path) -> None:
     segno.make(link, error="m").save(str(good), scale=4)
     assert decode_qr_image(good) == link
 
+    # a QR inside a larger "screenshot", beside another (non-unlatch) code
+    page = Image.new("RGB", (1280, 800), (240, 244, 248))
+    qr = tmp_path / "qr.png"
+    segno.make("https://example.org/help", error="m").save(str(qr), scale=4)
+    page.paste(Image.open(qr).convert("RGB"), (60, 80))
+    app = "http://127.0.0.1:8470/app/#m=" + link.removeprefix("unlatch:")
+    segno.make(app, error="m").save(str(qr), scale=6, dark="#1b2430")
+    page.paste(Image.open(qr).convert("RGB"), (700, 260))
+    page.save(tmp_path / "page.png")
+    assert decode_qr_image(tmp_path / "page.png") == app
+
     other = tmp_path / "other.png"
     segno.make("https://example.org/", error="m").save(str(other), scale=4)
     with pytest.raises(QRImageError, match="not an unlatch code"):

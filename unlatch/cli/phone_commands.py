@@ -23,7 +23,6 @@ import click
 from unlatch.cli import main
 from unlatch.phone.client import HOME_ENV, Answer, Ignored, PairingAttempt, PhoneClient
 from unlatch.phone.errors import UserDeclined
-from unlatch.phone.qrimage import decode_qr_image
 from unlatch.phone.requests import RequestView
 from unlatch.protocol.links import parse_link
 from unlatch.protocol.messages import PairingOffer
@@ -61,6 +60,8 @@ def _link(link: str | None, qr_image: Path | None) -> str:
     if (link is None) == (qr_image is None):
         raise click.UsageError("give either LINK or --qr-image PNG (exactly one)")
     if qr_image is not None:
+        from unlatch.phone.qrimage import decode_qr_image  # Pillow + zxing-cpp only when needed
+
         return decode_qr_image(qr_image)
     assert link is not None
     return link

@@ -6,11 +6,12 @@ after checking that the QR comes from a paired desktop. Its state, including
 each desktop's unlock share, is sealed at rest (see docs/phone-client.md).
 
 Entry points: :class:`~unlatch.phone.client.PhoneClient` (async Python API)
-and ``unlatch phone ...`` (:mod:`unlatch.cli.phone_commands`).
+and ``unlatch phone ...`` (:mod:`unlatch.cli.phone_commands`);
+:func:`unlatch.phone.qrimage.decode_qr_image` reads a QR from a picture
+(imported on demand: Pillow and zxing-cpp are not needed otherwise).
 """
 
 from unlatch.phone.client import Answer, Ignored, PairingAttempt, PairResult, PhoneClient
-from unlatch.phone.qrimage import decode_qr_image
 from unlatch.phone.requests import RequestView
 
 __all__ = [
@@ -20,5 +21,4 @@ __all__ = [
     "PairingAttempt",
     "PhoneClient",
     "RequestView",
-    "decode_qr_image",
 ]

@@ -33,7 +33,13 @@ from unlatch.phone.errors import PairingTimeout, PhoneError, UnknownDesktop
 from unlatch.phone.requests import RequestView
 from unlatch.phone.state import Pairing, PhoneState, clean_name
 from unlatch.phone.store import PhoneStore, PinSource
-from unlatch.protocol import PhonePairing, PhoneUnlock, ProtocolError, UnlockMode
+from unlatch.protocol import (
+    PairingState,
+    PhonePairing,
+    PhoneUnlock,
+    ProtocolError,
+    UnlockMode,
+)
 from unlatch.protocol.encoding import b64d, b64e
 from unlatch.relay.client import RelayClient, UnlockNotification
 from unlatch.relay.errors import (
@@ -172,7 +178,7 @@ class PairingAttempt:
                 pushed = True
             return PairResult(pairing, relay_state, pushed)
         except BaseException:
-            if pp.state.value != "done":
+            if pp.state is not PairingState.DONE:
                 pp.fail()
                 with contextlib.suppress(RelayError):
                     await relay.close_pairing_channel(pp.channel_id)
@@ -221,7 +227,8 @@ class PhoneClient:
         """This phone's id on relays."""
         return self.store.device_key().device_id
 
-    def _relay(self, url: str) -> RelayClient:
+    def relay_client(self, url: str) -> RelayClient:
+        """A relay client signed in (lazily) as this phone; close it after use."""
         return RelayClient(
             url,
             self.store.device_key(),
@@ -273,7 +280,7 @@ class PhoneClient:
             device_key.device_id,
             now=int(time.time()),
         )
-        relay = self._relay(pp.relay_url)
+        relay = self.relay_client(pp.relay_url)
         try:
             await relay.post_hello(pp.channel_id, pp.hello_bytes)
         except BaseException:
@@ -312,7 +319,7 @@ class PhoneClient:
         if not relays:
             raise PhoneError("pair with a desktop first: push targets live on its relay")
         for url in relays:
-            async with self._relay(url) as relay:
+            async with self.relay_client(url) as relay:
                 await self._set_push_on(relay, endpoint)
         return len(relays)
 
@@ -323,7 +330,7 @@ class PhoneClient:
         """
         pairing = self.state().find(desktop)
         try:
-            async with self._relay(pairing.record.relay_url) as relay:
+            async with self.relay_client(pairing.record.relay_url) as relay:
                 await relay.delete_pairing(pairing.routing_id)
         except NotPaired:
             pass  # already gone on the relay (the desktop revoked it first)
@@ -339,7 +346,7 @@ class PhoneClient:
     async def unblock(self, desktop: str) -> dict[str, Any]:
         """Re-confirm a desktop blocked by "I did not ask for this"."""
         pairing = self.state().find(desktop)
-        async with self._relay(pairing.record.relay_url) as relay:
+        async with self.relay_client(pairing.record.relay_url) as relay:
             await relay.unblock(pairing.routing_id)
         with self.store.transaction() as state:
             current = state.find(pairing.short_id)
@@ -351,7 +358,7 @@ class PhoneClient:
         state = self.state()
         out: list[dict[str, Any]] = []
         for url in sorted({p.record.relay_url for p in state.pairings}):
-            async with self._relay(url) as relay:
+            async with self.relay_client(url) as relay:
                 known = {info.routing_id: info for info in await relay.list_pairings()}
             for p in state.pairings:
                 if p.record.relay_url != url:
@@ -402,7 +409,7 @@ class PhoneClient:
 
         async def pump(url: str) -> None:
             try:
-                async with self._relay(url) as relay:
+                async with self.relay_client(url) as relay:
                     async for note in relay.listen():
                         await queue.put(note)
             except asyncio.CancelledError:
@@ -461,7 +468,7 @@ class PhoneClient:
         state.replay.check(rid)
         last: RelayError | None = None
         for url in sorted({p.record.relay_url for p in state.pairings}):
-            async with self._relay(url) as relay:
+            async with self.relay_client(url) as relay:
                 try:
                     note = await relay.get_unlock(rid)
                 except (UnknownChannel, NotPaired, RelayUnavailable) as exc:
@@ -506,7 +513,7 @@ class PhoneClient:
         view = RequestView.build(pairing, pu.params, pu.choices, note)
         if choice is not None and choice not in pu.choices:
             raise PhoneError(f"pick one of the numbers offered: {', '.join(map(str, pu.choices))}")
-        async with self._relay(pairing.record.relay_url) as relay:
+        async with self.relay_client(pairing.record.relay_url) as relay:
             if note is None:  # scanned QR: tell the desktop, learn who asks
                 await relay.post_seen(pu.request_id, pu.seen())
                 with contextlib.suppress(RelayError):
