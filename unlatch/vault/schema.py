@@ -110,7 +110,11 @@ def check_file(path: Path) -> None:
     change_counter, valid_for = header[24:28], header[92:96]
     if page_size < 512 or page_size & (page_size - 1):
         raise CorruptVaultError(f"{path} is damaged (invalid SQLite page size)")
-    if change_counter == valid_for and size < page_size * page_count:
+    # With a non-empty WAL (e.g. after a crash mid-checkpoint) the main file may
+    # legitimately be shorter than page 1 says until SQLite replays the log.
+    wal = Path(f"{path}-wal")
+    wal_pending = wal.exists() and wal.stat().st_size > 0
+    if change_counter == valid_for and not wal_pending and size < page_size * page_count:
         raise CorruptVaultError(
             f"{path} is truncated ({size} bytes, expected {page_size * page_count})"
         )
