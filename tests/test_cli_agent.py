@@ -63,3 +63,24 @@ def test_idle_lock_from_config_file_and_bad_values(cli: Cli) -> None:
     (cli.home / "config.toml").write_text("[agent]\nidle_lock_seconds = 'soon'\n")
     proc = cli("agent", "start")
     assert proc.returncode != 0 and "number of seconds" in proc.stderr
+
+
+def test_killed_agent_is_replaced_and_the_vault_survives(cli: Cli) -> None:
+    """SIGKILL the agent (stale socket left behind): the next command starts a fresh,
+    locked agent and every committed item is still there."""
+    cli.init()
+    cli("add", "kept", input="pw\n", check=True)
+    pid = json.loads(cli("agent", "status", "--json", check=True).stdout)["pid"]
+    os.kill(pid, 9)
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    assert (cli.home / "desktop" / "agent.sock").exists()  # stale
+    assert "vault is locked" in cli("list").stderr
+    cli("unlock", "--password-stdin", input=PASSWORD + "\n", check=True)
+    assert cli("get", "kept", "-f", "password", check=True).stdout == "pw\n"
+    new_pid = json.loads(cli("agent", "status", "--json", check=True).stdout)["pid"]
+    assert new_pid != pid
