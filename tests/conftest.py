@@ -6,4 +6,5 @@ pytest_plugins = [
     "fixtures.protocol",
     "fixtures.relay",
     "fixtures.pwa",
+    "fixtures.desktop",
 ]

@@ -60,6 +60,7 @@ _COMMAND_MODULES: list[str] = [
     "vault_commands",
     "agent_commands",
     "phone_commands",
+    "desktop_commands",
 ]
 
 _register()

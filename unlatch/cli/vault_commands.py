@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -143,13 +144,31 @@ def unlock_with_password(agent: AgentClient, *, password_stdin: bool) -> None:
 
 @main.command()
 @click.option("--password-stdin", is_flag=True, help="Read the master password from stdin.")
-def unlock(password_stdin: bool) -> None:
+@click.option("--phone", "use_phone", is_flag=True, help="Unlock with a paired phone (QR).")
+@click.option("--device", default=None, help="With --phone: which paired phone (id or name).")
+@click.option("--relay", default=None, metavar="URL", help="With --phone: the relay URL.")
+@click.option(
+    "--qr-image",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --phone: also write the QR code to this PNG file.",
+)
+@click.option("--show-link", is_flag=True, help="With --phone: also print the QR's link.")
+def unlock(
+    password_stdin: bool,
+    use_phone: bool,
+    device: str | None,
+    relay: str | None,
+    qr_image: Path | None,
+    show_link: bool,
+) -> None:
     """Unlock the vault (the agent keeps it unlocked until idle or `unlatch lock`).
 
     \b
     Examples:
       unlatch unlock
       unlatch unlock --password-stdin < password-file
+      unlatch unlock --phone                 scan the QR with your paired phone
     """
     with _agent() as agent:
         info = agent.call("status")
@@ -158,7 +177,14 @@ def unlock(password_stdin: bool) -> None:
         if info["unlocked"]:
             click.echo("vault is already unlocked")
             return
-        unlock_with_password(agent, password_stdin=password_stdin)
+        if use_phone:
+            from unlatch.cli.desktop_commands import unlock_with_phone
+
+            unlock_with_phone(
+                agent, phone=device, relay=relay, qr_image=qr_image, show_link=show_link
+            )
+        else:
+            unlock_with_password(agent, password_stdin=password_stdin)
     click.echo("vault unlocked")
 
 

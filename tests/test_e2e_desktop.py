@@ -1,0 +1,249 @@
+"""End to end: relay + desktop agent (web UI) + real Chromium + the Python phone client.
+
+Every part is a real process: the relay (``unlatch relay``), the agent started
+by the CLI and serving the UI, headless Debian Chromium driving the page, and
+``unlatch phone ...`` as the phone (its own home). The QR is taken from the
+page (a screenshot of the QR image element) and decoded by the phone client.
+Set ``UNLATCH_WRITE_SCREENSHOTS=1`` to refresh docs/img/desktop-*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import segno
+from fixtures.desktop import Desktop, Phone, wait_for
+from fixtures.relay import start_relay
+
+from unlatch.protocol import DesktopUnlock, KeyPair, PairingKeys, app_link
+from unlatch.protocol.records import DesktopPairingRecord
+
+DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+SHOTS = os.environ.get("UNLATCH_WRITE_SCREENSHOTS") == "1"
+
+
+def shot(page: Any, name: str) -> None:
+    if SHOTS:
+        page.screenshot(path=str(DOCS_IMG / name))
+
+
+def open_ui(browser: Any, desktop: Desktop) -> Any:
+    page = browser.new_page(viewport={"width": 1200, "height": 760})
+    page.goto(desktop.start_ui())
+    page.wait_for_selector("#vault:visible, #locked:visible")
+    assert "k=" not in page.url  # the launch secret left the address bar
+    return page
+
+
+def qr_png(page: Any, selector: str, path: Path) -> Path:
+    page.wait_for_function(
+        "s => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth }",
+        arg=selector,
+    )
+    page.locator(selector).screenshot(path=str(path))
+    return path
+
+
+def pair_through_ui(page: Any, phone: Phone, tmp: Path) -> None:
+    page.click("#settings-btn")
+    page.click("#pair-btn")
+    png = qr_png(page, "#pair-qr", tmp / "pair.png")
+    proc = phone.popen("pair", "--qr-image", str(png), "--yes", "--json")
+    page.wait_for_selector("#pair-confirm:visible", timeout=20000)
+    shot(page, "desktop-pairing.png")
+    first = json.loads(proc.stdout.readline())
+    shown = page.inner_text("#pair-code").replace(" ", "")
+    assert first["type"] == "code" and first["code"] == shown  # both screens agree
+    page.click("#pair-confirm")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["type"] == "paired"
+    page.wait_for_selector("#phones li")
+    page.click("#pair-close")
+    page.click("#settings-close")
+
+
+def lock(page: Any) -> None:
+    page.click("#lock-btn")
+    page.wait_for_selector("#locked:visible")
+
+
+def request_qr(page: Any, tmp: Path, name: str = "unlock.png") -> Path:
+    page.click("#unlock-phone-btn")
+    page.wait_for_selector("#request:visible")
+    return qr_png(page, "#unlock-qr", tmp / name)
+
+
+def state_of(page: Any) -> str:
+    return str(page.get_attribute("#unlock-status", "data-state"))
+
+
+@pytest.fixture
+def setup(relay: Any, desktop_env: Any, phone_factory: Any, browser: Any, tmp_path: Path) -> Any:
+    desktop = desktop_env(relay.url)
+    phone = phone_factory("phone")
+    page = open_ui(browser, desktop)
+    pair_through_ui(page, phone, tmp_path)
+    yield desktop, phone, page
+    page.close()
+
+
+def test_e2e_pair_then_unlock_with_phone(setup: Any, tmp_path: Path) -> None:
+    desktop, phone, page = setup
+    page.click("#new-item")
+    page.fill("#item-form [name=title]", "GitHub")
+    page.fill("#item-form [name=username]", "ada@example.org")
+    page.click("#gen-btn")
+    page.wait_for_function("() => document.getElementById('form-password').value.length >= 20")
+    page.click("#item-form button[type=submit]")
+    page.wait_for_selector("#item-view:visible")
+    lock(page)
+    png = request_qr(page, tmp_path)
+    shot(page, "desktop-locked-qr.png")
+    assert state_of(page) == "waiting"
+    out = phone.run("approve", "--qr-image", str(png), "--yes", "--json")
+    assert out.returncode == 0, out.stderr
+    page.wait_for_selector("#vault:visible", timeout=20000)
+    page.wait_for_selector("#items li")
+    assert "GitHub" in page.inner_text("#items")
+    page.click("#items li")
+    page.wait_for_selector("#item-view:visible")
+    shot(page, "desktop-unlocked.png")
+    assert desktop.status()["unlocked"] is True
+
+
+def test_e2e_deny_keeps_vault_locked(setup: Any, tmp_path: Path) -> None:
+    desktop, phone, page = setup
+    lock(page)
+    png = request_qr(page, tmp_path)
+    out = phone.run("deny", "--qr-image", str(png), "--json")
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: state_of(page) == "denied", what="denied status")
+    assert page.is_visible("#request-again")
+    assert desktop.status()["unlocked"] is False
+
+
+def test_e2e_not_me_blocks_and_page_says_so(setup: Any, tmp_path: Path) -> None:
+    desktop, phone, page = setup
+    lock(page)
+    png = request_qr(page, tmp_path)
+    assert phone.run("deny", "--qr-image", str(png), "--not-me", "--json").returncode == 0
+    wait_for(lambda: state_of(page) == "not_me", what="not-me status")
+    assert "did not ask" in page.inner_text("#unlock-status")
+    page.click("#request-again")  # the relay now refuses: the page explains
+    page.wait_for_selector("#unlock-error:visible")
+    assert "blocked" in page.inner_text("#unlock-error").lower()
+    assert desktop.status()["unlocked"] is False
+
+
+def test_e2e_expired_request_offers_new_one(
+    relay: Any, desktop_env: Any, phone_factory: Any, browser: Any, tmp_path: Path
+) -> None:
+    desktop = desktop_env(relay.url)
+    phone = phone_factory("phone")
+    page = browser.new_page()
+    page.goto(desktop.start_ui("--unlock-ttl", "10", "--qr-renewals", "0"))
+    pair_through_ui(page, phone, tmp_path)
+    lock(page)
+    old = request_qr(page, tmp_path, "old.png")
+    wait_for(lambda: state_of(page) == "expired", timeout=20, what="expiry")
+    out = phone.run("approve", "--qr-image", str(old), "--yes", "--json")
+    assert out.returncode != 0  # the phone refuses an expired code
+    old_src = page.get_attribute("#unlock-qr", "src")
+    page.click("#request-again")
+    wait_for(lambda: page.get_attribute("#unlock-qr", "src") != old_src, what="new QR")
+    wait_for(lambda: state_of(page) == "waiting", what="new request")
+    fresh = qr_png(page, "#unlock-qr", tmp_path / "fresh.png")
+    assert phone.run("approve", "--qr-image", str(fresh), "--yes").returncode == 0
+    page.wait_for_selector("#vault:visible", timeout=20000)
+    page.close()
+
+
+def test_e2e_revoked_phone_cannot_unlock(setup: Any, tmp_path: Path) -> None:
+    desktop, phone, page = setup
+    lock(page)
+    png = request_qr(page, tmp_path)  # a request made while still paired
+    phone_id = json.loads(desktop.run("devices", "--json").stdout)[0]["id"]
+    out = desktop.run("devices", "revoke", phone_id, "--yes")
+    assert out.returncode == 0, out.stderr
+    phone.run("approve", "--qr-image", str(png), "--yes", "--json")  # whatever the relay says
+    time.sleep(2)
+    assert desktop.status()["unlocked"] is False
+    assert state_of(page) != "approved"
+    # the slot is gone once the vault is unlocked again (master password)
+    page.fill("#password", "correct horse battery staple")
+    page.click("#password-btn")
+    page.wait_for_selector("#vault:visible")
+    wait_for(
+        lambda: not [s for s in desktop.status()["slots"] if s["kind"] == "phone"],
+        what="phone slot removal",
+    )
+
+
+def test_e2e_phishing_qr_from_another_desktop_is_refused(setup: Any, tmp_path: Path) -> None:
+    desktop, phone, page = setup
+    lock(page)
+    # An attacker's desktop: its own keys, never paired with this phone.
+    rogue = DesktopPairingRecord(
+        keys=PairingKeys.from_root(os.urandom(32)),
+        phone_pk=KeyPair.generate(os.urandom).public,
+        phone_name="victim",
+        phone_device_id="x" * 22,
+        created_at=int(time.time()),
+    )
+    request = DesktopUnlock(rogue, now=int(time.time()))
+    link = app_link(desktop.relay_url + "/app/", request.qr_bytes)
+    png = tmp_path / "phish.png"
+    segno.make(link, error="m").save(str(png), kind="png", scale=8, border=4)
+    out = phone.run("approve", "--qr-image", str(png), "--yes", "--json")
+    assert out.returncode != 0
+    assert "not made by a desktop paired" in (out.stderr + out.stdout)
+    assert desktop.status()["unlocked"] is False
+
+
+def test_e2e_reply_posted_while_desktop_reconnects_is_delivered(
+    relay_factory: Any, desktop_env: Any, phone_factory: Any, browser: Any, tmp_path: Path
+) -> None:
+    relay = relay_factory()
+    desktop = desktop_env(relay.url)
+    phone = phone_factory("phone")
+    page = open_ui(browser, desktop)
+    pair_through_ui(page, phone, tmp_path)
+    lock(page)
+    png = request_qr(page, tmp_path)
+    pid = desktop.agent_pid()
+    os.kill(pid, signal.SIGSTOP)  # the desktop cannot react while we cut its relay link
+    try:
+        relay.stop()  # every socket dropped (shutdown frame + close 1012)
+        again = start_relay(
+            relay.db_path.parent, port=relay.port, db_path=relay.db_path
+        )  # same address, same store
+        try:
+            out = phone.run("approve", "--qr-image", str(png), "--yes", "--json")
+            assert out.returncode == 0, out.stderr  # the reply reached the relay ...
+        finally:
+            os.kill(pid, signal.SIGCONT)  # ... while the desktop was away
+        page.wait_for_selector("#vault:visible", timeout=30000)
+        assert desktop.status()["unlocked"] is True
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        again.stop() if "again" in locals() else None
+    page.close()
+
+
+def test_e2e_phone_unlock_survives_agent_restart(setup: Any, tmp_path: Path) -> None:
+    desktop, phone, page = setup
+    desktop.stop()  # the vault locks; the slot is in the vault, the pairing on disk
+    page2 = page.context.browser.new_page()
+    page2.goto(desktop.start_ui())
+    page2.wait_for_selector("#locked:visible")
+    png = request_qr(page2, tmp_path)
+    assert phone.run("approve", "--qr-image", str(png), "--yes").returncode == 0
+    page2.wait_for_selector("#vault:visible", timeout=20000)
+    page2.close()

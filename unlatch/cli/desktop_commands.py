@@ -1,0 +1,447 @@
+"""``unlatch desktop``, ``pair``, ``devices`` and ``demo``: the desktop side of phone unlock.
+
+The flows themselves live in :mod:`unlatch.desktop`; this module parses
+options and prints. Importing it also registers the agent's ``desktop_ui``
+socket operation (:mod:`unlatch.desktop.agent_ops`), so the web UI is served
+from inside the agent process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import webbrowser
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from unlatch.agent import client
+from unlatch.cli import main
+from unlatch.desktop import agent_ops, terminal
+from unlatch.desktop.errors import DesktopError
+from unlatch.desktop.identity import DesktopIdentity
+from unlatch.desktop.pairing import PairingService
+from unlatch.desktop.settings import DesktopSettings
+from unlatch.desktop.store import PairingStore
+from unlatch.desktop.vault_port import SocketVault
+from unlatch.relay.client import RelayClient
+
+agent_ops.install()
+
+T = TypeVar("T")
+RELAY_HELP = (
+    "Relay URL (default: UNLATCH_DESKTOP_RELAY_URL, [desktop] relay_url, http://127.0.0.1:8470)."
+)
+
+
+def _run(coro: Awaitable[T]) -> T:
+    async def runner() -> T:
+        return await coro
+
+    try:
+        return asyncio.run(runner())
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        sys.exit(130)
+
+
+def _require_unlocked(agent: client.AgentClient) -> None:
+    info = agent.call("status")
+    if not info["vault_exists"]:
+        raise DesktopError("no vault yet: run `unlatch init`")
+    if not info["unlocked"]:
+        raise DesktopError("the vault is locked: unlock it first (`unlatch unlock`)")
+
+
+def start_ui(
+    agent: client.AgentClient,
+    *,
+    port: int = 0,
+    relay: str | None = None,
+    unlock_ttl: int | None = None,
+    renewals: int | None = None,
+) -> dict[str, Any]:
+    """Ask the agent to serve the web UI; returns ``{url, port, relay_url, note}``."""
+    args: dict[str, Any] = {"port": port}
+    if relay:
+        args["relay"] = relay
+    if unlock_ttl is not None:
+        args["unlock_ttl"] = unlock_ttl
+    if renewals is not None:
+        args["renewals"] = renewals
+    result: dict[str, Any] = agent.call("desktop_ui", **args)
+    return result
+
+
+@main.command("desktop")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=0, help="Port (default: a free one)."
+)
+@click.option("--no-browser", is_flag=True, help="Only print the URL.")
+@click.option("--relay", default=None, metavar="URL", help=RELAY_HELP)
+@click.option(
+    "--unlock-ttl",
+    type=click.IntRange(5, 600),
+    default=None,
+    help="Life of an unlock request in seconds (default 120).",
+)
+@click.option(
+    "--qr-renewals",
+    type=click.IntRange(0, 100),
+    default=None,
+    help="How many times the QR is renewed before it expires (default 4).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def desktop_command(
+    port: int,
+    no_browser: bool,
+    relay: str | None,
+    unlock_ttl: int | None,
+    qr_renewals: int | None,
+    as_json: bool,
+) -> None:
+    """Open the vault window: the local web UI served by the agent on 127.0.0.1.
+
+    Starts the agent if needed. The printed link holds a one-time secret that
+    the page trades for a session cookie: open it only in your own browser.
+    Run the command again for a fresh link.
+
+    \b
+    Examples:
+      unlatch desktop
+      unlatch desktop --no-browser --port 8471
+      unlatch desktop --relay https://relay.example.org
+    """
+    if relay:
+        DesktopSettings.load(relay)  # validate before the agent sees it
+    with client.connect(start=True) as agent:
+        info = start_ui(agent, port=port, relay=relay, unlock_ttl=unlock_ttl, renewals=qr_renewals)
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        click.echo(f"unlatch desktop UI: {info['url']}")
+        click.echo(f"relay: {info['relay_url']}")
+        if info.get("note"):
+            click.echo(info["note"], err=True)
+    if not no_browser:
+        webbrowser.open(info["url"])
+
+
+@main.command("pair")
+@click.option("--relay", default=None, metavar="URL", help=RELAY_HELP)
+@click.option(
+    "--name", "label", default=None, help="What to call the phone (default: its own name)."
+)
+@click.option(
+    "--qr-image",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the pairing QR code to this PNG file.",
+)
+@click.option("--show-link", is_flag=True, help="Also print the pairing link on stdout.")
+@click.option("--yes", "-y", is_flag=True, help="Accept the phone without asking (scripts).")
+def pair_command(
+    relay: str | None, label: str | None, qr_image: Path | None, show_link: bool, yes: bool
+) -> None:
+    """Pair a phone: show a QR code, compare the 6-digit codes, confirm.
+
+    The vault must be unlocked (pairing adds a phone key slot to it). The
+    phone scans the code with the unlatch app (or `unlatch phone pair`), both
+    screens show a code, and you confirm here only if they match.
+
+    \b
+    Examples:
+      unlatch pair
+      unlatch pair --name "Pixel 8" --qr-image pair.png
+    """
+    settings = DesktopSettings.load(relay)
+
+    def confirm(phone_name: str, code: str) -> bool:
+        click.echo(f"Phone “{phone_name}” wants to pair. Its screen must show: {code}", err=True)
+        if yes:
+            return True
+        return click.confirm("Do the codes match?", default=False, err=True)
+
+    with client.connect(start=True) as agent:
+        _require_unlocked(agent)
+        phone = _run(
+            terminal.pair(
+                agent,
+                settings,
+                confirm=confirm,
+                label=label,
+                qr_image=qr_image,
+                show_link=show_link,
+            )
+        )
+    click.echo(f"paired “{phone.label}” (id {phone.id}): it can now unlock this vault")
+
+
+@main.group("devices", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def devices_group(ctx: click.Context, as_json: bool) -> None:
+    """Paired phones: list (default), rename, revoke.
+
+    \b
+    Examples:
+      unlatch devices
+      unlatch devices rename <id-or-name> "Old phone"
+      unlatch devices revoke <id-or-name>
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    phones = PairingStore().all()
+    if as_json:
+        click.echo(json.dumps([p.public_view() for p in phones], indent=2))
+        return
+    if not phones:
+        click.echo("no paired phones (pair one with `unlatch pair`)")
+        return
+    for p in phones:
+        when = time.strftime("%Y-%m-%d", time.localtime(p.created_at))
+        click.echo(f"{p.id}  {p.label}  (paired {when}, relay {p.relay_url})")
+
+
+@devices_group.command("rename")
+@click.argument("phone")
+@click.argument("new_name")
+def devices_rename(phone: str, new_name: str) -> None:
+    """Rename a paired phone (give its id or current name)."""
+
+    async def go() -> str:
+        identity = DesktopIdentity.load_or_create()
+        with client.connect(start=True) as agent:
+            service = PairingService(
+                identity, PairingStore(), SocketVault(agent), _relay(identity, None)
+            )
+            try:
+                return (await service.rename(phone, new_name)).label
+            finally:
+                await service.relay.aclose()
+
+    click.echo(f"renamed to “{_run(go())}”")
+
+
+@devices_group.command("revoke")
+@click.argument("phone")
+@click.option("--relay", default=None, metavar="URL", help=RELAY_HELP)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def devices_revoke(phone: str, relay: str | None, yes: bool) -> None:
+    """Unpair a phone: its share stops opening the vault at once.
+
+    Deletes this desktop's local secret for the phone and its vault slot
+    (at the next unlock if the vault is locked now), and unlinks the pairing
+    on the relay.
+    """
+    target = PairingStore().get(phone)
+    if not yes:
+        click.confirm(f"Revoke “{target.label}”?", default=False, abort=True, err=True)
+
+    async def go() -> dict[str, Any]:
+        identity = DesktopIdentity.load_or_create()
+        with client.connect(start=True) as agent:
+            service = PairingService(
+                identity, PairingStore(), SocketVault(agent), _relay(identity, relay)
+            )
+            try:
+                return await service.revoke(target.id)
+            finally:
+                await service.relay.aclose()
+
+    result = _run(go())
+    slot = "slot removed" if result["slot_removed"] else "slot removed at the next unlock"
+    click.echo(f"revoked “{target.label}” ({slot}) {result['relay']}".rstrip())
+
+
+def _relay(identity: DesktopIdentity, relay: str | None) -> RelayClient:
+    return RelayClient(DesktopSettings.load(relay).relay_url, identity.relay_key, "desktop")
+
+
+def unlock_with_phone(
+    agent: client.AgentClient,
+    *,
+    phone: str | None,
+    relay: str | None,
+    qr_image: Path | None,
+    show_link: bool,
+) -> None:
+    """``unlatch unlock --phone``: called by the vault's ``unlock`` command."""
+    settings = DesktopSettings.load(relay)
+    _run(
+        terminal.unlock_with_phone(
+            agent,
+            settings,
+            phone_id=phone,
+            qr_image=qr_image,
+            show_link=show_link,
+            number_matching=settings.number_matching,
+        )
+    )
+
+
+# --------------------------------------------------------------------- demo
+
+DEMO_PASSWORD = "unlatch demo password"  # noqa: S105 - printed to the user on purpose
+DEMO_ITEMS = [
+    {
+        "title": "GitHub",
+        "username": "ada@example.org",
+        "password": "",
+        "urls": ["https://github.com"],
+        "tags": ["dev"],
+        "notes": "Recovery codes are in the safe.",
+    },
+    {
+        "title": "Bank",
+        "username": "ada.lovelace",
+        "password": "",
+        "urls": ["https://bank.example"],
+        "tags": ["finance"],
+        "notes": "",
+    },
+    {
+        "title": "Email",
+        "username": "ada@example.org",
+        "password": "",
+        "urls": ["https://mail.example"],
+        "tags": ["personal"],
+        "notes": "",
+    },
+    {
+        "title": "Wi-Fi at home",
+        "username": "",
+        "password": "",
+        "urls": [],
+        "tags": ["home"],
+        "notes": "Network: Analytical-Engine",
+    },
+]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DesktopError(f"the relay exited early (code {proc.returncode})")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise DesktopError("the relay did not start in time")
+
+
+@main.command("demo")
+@click.option(
+    "--dir",
+    "demo_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".demo"),
+    show_default=True,
+    help="Demo state directory (used as UNLATCH_HOME).",
+)
+@click.option("--relay-port", type=click.IntRange(0, 65535), default=8470, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Desktop UI port.")
+@click.option("--no-browser", is_flag=True, help="Only print the URLs.")
+def demo_command(demo_dir: Path, relay_port: int, port: int, no_browser: bool) -> None:
+    """Run everything on this machine: a relay, the agent and the desktop UI.
+
+    Creates a demo vault with sample items (master password printed below)
+    in --dir if there is none, then keeps running until Ctrl-C.
+
+    \b
+    Examples:
+      unlatch demo
+      unlatch demo --dir /tmp/unlatch-demo --relay-port 0 --no-browser
+    """
+    home = demo_dir.resolve()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ["UNLATCH_HOME"] = str(home)
+    relay_port = relay_port or _free_port()
+    relay_url = f"http://127.0.0.1:{relay_port}"
+    os.environ["UNLATCH_DESKTOP_RELAY_URL"] = relay_url
+    log_path = home / "relay.log"
+    with log_path.open("ab") as log:
+        relay_proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "unlatch",
+                "relay",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(relay_port),
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        _wait_http(relay_url, relay_proc)
+        with client.connect(start=True) as agent:
+            info = agent.call("status")
+            created = False
+            if not info["vault_exists"]:
+                from unlatch.vault import OWASP_MINIMUM
+                from unlatch.vault.generator import generate_password
+
+                kdf = {"memory_kib": OWASP_MINIMUM.memory_kib, "time_cost": OWASP_MINIMUM.time_cost}
+                agent.call("init", password=DEMO_PASSWORD, kdf=kdf)
+                for item in DEMO_ITEMS:
+                    agent.call("add", item={**item, "password": generate_password(20).value})
+                created = True
+            ui = start_ui(agent, port=port, relay=relay_url)
+        click.echo(f"demo state:   {home}" + ("  (new demo vault created)" if created else ""))
+        click.echo(f"master pass:  {DEMO_PASSWORD}")
+        click.echo(f"relay:        {relay_url}   (log: {log_path})")
+        click.echo(f"desktop UI:   {ui['url']}")
+        click.echo("")
+        click.echo("Pair a phone: unlock with the password, open Settings > Pair a new phone, then")
+        click.echo(f"  - on a phone on this network: open {relay_url}/app/ (start the demo with a")
+        click.echo("    relay reachable from the phone), or")
+        click.echo(
+            f"  - here: UNLATCH_HOME={home}/phone unlatch phone pair --qr-image <screenshot>"
+        )
+        click.echo("Ctrl-C stops the demo.")
+        if not no_browser:
+            webbrowser.open(ui["url"])
+        while not stop["now"] and relay_proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        with contextlib.suppress(Exception), client.connect(start=False) as agent:
+            agent.call("stop")  # best effort on the way out
+        if relay_proc.poll() is None:
+            relay_proc.terminate()
+            try:
+                relay_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                relay_proc.kill()
+        click.echo("demo stopped", err=True)

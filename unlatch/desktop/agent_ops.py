@@ -1,0 +1,73 @@
+"""The agent socket operation added by the desktop: ``desktop_ui``.
+
+The agent's socket server dispatches on :data:`unlatch.agent.handlers.HANDLERS`;
+:func:`install` adds it (called when :mod:`unlatch.cli.desktop_commands`
+is imported, which every agent process does at start-up):
+
+* ``desktop_ui {port?, relay?, unlock_ttl?, renewals?}`` - build the
+  :class:`~unlatch.desktop.runtime.DesktopRuntime` around the agent's core
+  and start the web UI if it is not running; answers a fresh single-use
+  launch URL, so the UI lives in the agent process, next to the vault key.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from unlatch.agent.core import AgentCore
+from unlatch.agent.errors import BadRequestError
+from unlatch.agent.handlers import HANDLERS
+from unlatch.desktop import passkey_routes
+from unlatch.desktop.runtime import DesktopRuntime
+from unlatch.desktop.unlock import DEFAULT_RENEWALS
+
+_RUNTIMES: weakref.WeakKeyDictionary[AgentCore, DesktopRuntime] = weakref.WeakKeyDictionary()
+
+
+def _int(args: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    value = args.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BadRequestError(f'"{name}" must be a number from {low} to {high}')
+    return value
+
+
+def runtime_for(core: AgentCore) -> DesktopRuntime | None:
+    """The running runtime of this agent, if the UI was started."""
+    return _RUNTIMES.get(core)
+
+
+async def desktop_ui(core: AgentCore, args: dict[str, Any]) -> Any:
+    port = _int(args, "port", 0, 65535) or 0
+    ttl = _int(args, "unlock_ttl", 5, 600)
+    renewals = _int(args, "renewals", 0, 100)
+    relay = args.get("relay")
+    if relay is not None and not isinstance(relay, str):
+        raise BadRequestError('"relay" must be a URL')
+    rt = _RUNTIMES.get(core)
+    note = ""
+    if rt is None or not rt.running:
+        rt = DesktopRuntime(
+            core,
+            relay_url=relay,
+            unlock_ttl=ttl,
+            renewals=DEFAULT_RENEWALS if renewals is None else renewals,
+        )
+        await rt.start_web(port)
+        _RUNTIMES[core] = rt
+    elif port and port != rt.port:
+        note = f"the UI already runs on port {rt.port} (stop the agent to change it)"
+    return {
+        "url": rt.security.new_launch_url(),
+        "port": rt.port,
+        "relay_url": rt.settings.relay_url,
+        "note": note,
+    }
+
+
+def install() -> None:
+    """Register the operations (idempotent)."""
+    HANDLERS.setdefault("desktop_ui", desktop_ui)
+    passkey_routes.install()

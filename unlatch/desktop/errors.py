@@ -1,0 +1,48 @@
+"""Errors of the desktop side (pairing, phone unlock, local web UI).
+
+Every one is an :class:`~unlatch.errors.UnlatchError` with a message a person
+can act on; the web UI shows ``str(exc)`` and a short ``code`` so the page can
+pick a matching hint (e.g. "start the relay") without parsing text.
+"""
+
+from __future__ import annotations
+
+from unlatch.errors import UnlatchError
+
+
+class DesktopError(UnlatchError):
+    """A desktop operation failed in an expected way."""
+
+    code: str = "desktop_error"
+    status: int = 400  # HTTP status the local web UI answers with
+
+
+class NotPairedError(DesktopError):
+    """No phone is paired (or the named one is not)."""
+
+    code = "not_paired"
+    status = 404
+
+    def __init__(
+        self, message: str = "no phone is paired yet: pair one first (`unlatch pair`)"
+    ) -> None:
+        super().__init__(message)
+
+
+class PairingFailedError(DesktopError):
+    """A pairing attempt could not complete."""
+
+    code = "pairing_failed"
+
+
+class UnlockFailedError(DesktopError):
+    """A phone unlock attempt ended without unlocking."""
+
+    code = "unlock_failed"
+
+
+class StateFileError(DesktopError):
+    """A desktop state file (identity, pairings, settings) is unreadable or damaged."""
+
+    code = "state_damaged"
+    status = 500

@@ -1,0 +1,151 @@
+"""DesktopRuntime: the desktop services and the web UI, inside the agent process.
+
+The agent (:mod:`unlatch.agent.server`) owns the :class:`AgentCore`; the
+first ``desktop_ui`` request on its socket (sent by ``unlatch desktop``)
+builds a :class:`DesktopRuntime` around that core and starts uvicorn on
+127.0.0.1 in the same event loop. Vault operations from the page therefore
+go through the same core (same lock, same idle timer) as the CLI's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from unlatch.agent.core import AgentCore
+from unlatch.desktop.identity import DesktopIdentity
+from unlatch.desktop.notifier import Notifier
+from unlatch.desktop.pairing import PairingService
+from unlatch.desktop.settings import DesktopSettings, check_relay_url
+from unlatch.desktop.store import PairingStore
+from unlatch.desktop.unlock import DEFAULT_RENEWALS, PhoneUnlockService
+from unlatch.desktop.vault_port import CoreVault
+from unlatch.desktop.web.security import UISecurity
+from unlatch.relay.client import RelayClient
+
+log = logging.getLogger(__name__)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the agent: the agent owns SIGTERM/SIGINT, not the web server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class DesktopRuntime:
+    """Everything the local web UI needs, bound to one :class:`AgentCore`."""
+
+    def __init__(
+        self,
+        core: AgentCore,
+        *,
+        relay_url: str | None = None,
+        unlock_ttl: int | None = None,
+        renewals: int = DEFAULT_RENEWALS,
+    ) -> None:
+        self.core = core
+        self.settings = DesktopSettings.load(relay_url, unlock_ttl)
+        self.identity = DesktopIdentity.load_or_create()
+        self.store = PairingStore()
+        self.vault = CoreVault(core)
+        self.notifier = Notifier()
+        self.security = UISecurity()
+        self.relay = RelayClient(self.settings.relay_url, self.identity.relay_key, "desktop")
+        self.pairing = PairingService(
+            self.identity, self.store, self.vault, self.relay, notifier=self.notifier
+        )
+        self.unlock = PhoneUnlockService(
+            self.store,
+            self.vault,
+            self.relay,
+            notifier=self.notifier,
+            ttl=self.settings.unlock_ttl,
+            renewals=renewals,
+        )
+        self._server: uvicorn.Server | None = None
+        self._serve_task: asyncio.Task[None] | None = None
+        self._bg: set[asyncio.Task[Any]] = set()
+        core.add_listener(self._on_core_event)
+
+    def _on_core_event(self, event: str) -> None:
+        self.notifier.bump()
+        if event == "unlocked":
+            task = asyncio.get_running_loop().create_task(self.pairing.remove_orphan_slots())
+            self._bg.add(task)
+            task.add_done_callback(self._bg.discard)
+
+    async def set_relay_url(self, url: str) -> None:
+        """Switch relays (settings page); pairings made on another relay stay listed."""
+        url = check_relay_url(url)
+        self.settings.relay_url = url
+        self.settings.save()
+        old = self.relay
+        self.relay = RelayClient(url, self.identity.relay_key, "desktop")
+        self.pairing.relay = self.relay
+        self.unlock.relay = self.relay
+        await old.aclose()
+        self.notifier.bump()
+
+    # ----------------------------------------------------------------- web
+
+    @property
+    def port(self) -> int:
+        return self.security.port
+
+    @property
+    def running(self) -> bool:
+        return self._serve_task is not None and not self._serve_task.done()
+
+    async def start_web(self, port: int = 0) -> None:
+        """Bind 127.0.0.1:``port`` (0: a free one) and serve the UI in this loop."""
+        from unlatch.desktop.web.app import create_app
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            sock.close()
+            from unlatch.desktop.errors import DesktopError
+
+            raise DesktopError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+        sock.listen(128)
+        sock.setblocking(False)
+        self.security.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(self),
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            ws="none",
+        )
+        server = _EmbeddedServer(config)
+        self._server = server
+        self._serve_task = asyncio.create_task(server.serve(sockets=[sock]))
+        for _ in range(200):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        log.info("desktop UI on http://127.0.0.1:%d/", self.port)
+
+    async def stop(self) -> None:
+        """Stop the web server and the waiters (agent shutdown)."""
+        if self.unlock.current is not None and not self.unlock.current.final:
+            with contextlib.suppress(Exception):
+                await self.unlock.cancel(self.unlock.current.id)
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._serve_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._serve_task, 3)
+        await self.relay.aclose()

@@ -1,0 +1,343 @@
+"""PhoneUnlockService: "Request unlock from phone", from the desktop's side.
+
+One :class:`UnlockAttempt` per button press. It owns one or more protocol
+requests (:class:`~unlatch.protocol.DesktopUnlock`): the first, and a fresh
+one made ~15 s before the current one expires while the phone has not yet
+scanned (the QR on screen is renewed; a bounded number of times). Each
+request has its own waiter task that follows the relay's unlock channel:
+
+* WebSocket, resumed with ``after`` = last seq when it drops, long-poll as
+  fallback (:meth:`RelayClient.channel_messages`), so a reply that reached the relay
+  while the desktop was reconnecting is still delivered;
+* ``seen`` -> state "seen" ("phone has scanned");
+* ``reply`` -> Approved: KEK = phone_slot_kek(K_P, K_L, pairing_id) unlocks
+  the vault slot; Denied: "denied" / "not_me" / "wrong_number".
+
+A renewed request's predecessor keeps its waiter until it expires, so a
+phone that scanned the old QR just before the swap still gets through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from unlatch.desktop.errors import NotPairedError, UnlockFailedError
+from unlatch.desktop.notifier import Notifier
+from unlatch.desktop.store import PairedPhone, PairingStore
+from unlatch.desktop.vault_port import VaultPort
+from unlatch.errors import UnlatchError
+from unlatch.protocol import (
+    Approved,
+    DesktopUnlock,
+    ProtocolError,
+    UnlockMode,
+    WrongRequest,
+    app_link,
+    phone_slot_kek,
+)
+from unlatch.relay.client import RelayClient
+from unlatch.relay.errors import ChannelExpired, ChannelGone
+from unlatch.vault.localkeys import LocalKeyNotFoundError, LocalKeyStore
+
+log = logging.getLogger(__name__)
+
+RENEW_BEFORE = 15  # seconds before expiry at which the QR is renewed
+DEFAULT_RENEWALS = 4  # ~10 minutes of QR on screen at the default 2-minute life
+FINAL_STATES = ("approved", "denied", "not_me", "wrong_number", "expired", "failed", "cancelled")
+
+MESSAGES = {
+    "waiting": "Scan the QR code with your phone",
+    "seen": "Your phone has scanned the code: approve on the phone",
+    "approved": "Approved: the vault is unlocked",
+    "denied": "The phone denied the request",
+    "not_me": "The phone said: I did not ask for this. Requests from this desktop are "
+    "blocked until the phone unblocks them.",
+    "wrong_number": "The wrong number was picked on the phone: nothing was released",
+    "expired": "The request expired",
+    "cancelled": "Request cancelled",
+}
+
+
+@dataclass
+class Timing:
+    """Where the time of the last reply went (seconds), for bench/bench_e2e.py."""
+
+    reply_received_at: float = 0.0
+    hpke_open: float = 0.0
+    slot_unwrap: float = 0.0
+    agent_unlock: float = 0.0
+    unlocked_at: float = 0.0
+
+
+@dataclass
+class UnlockAttempt:
+    """What the user started by pressing the button; what the page shows."""
+
+    id: str
+    phone: PairedPhone
+    mode: UnlockMode
+    request: DesktopUnlock
+    link: str
+    state: str = "waiting"
+    message: str = MESSAGES["waiting"]
+    renewals_left: int = DEFAULT_RENEWALS
+    generation: int = 1
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    timing: Timing = field(default_factory=Timing)
+    notified: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def view(self) -> dict[str, Any]:
+        """JSON for the page: no link, no secret (the QR image carries those)."""
+        return {
+            "id": self.id,
+            "state": self.state,
+            "message": self.message,
+            "phone": {"id": self.phone.id, "label": self.phone.label},
+            "mode": "number" if self.mode is UnlockMode.NUMBER_MATCH else "scan",
+            "number": self.request.number,
+            "expires_at": self.request.expires_at,
+            "generation": self.generation,
+            "notified": self.notified,
+        }
+
+
+class PhoneUnlockService:
+    """Sends unlock requests to paired phones and unlocks the vault on approval."""
+
+    def __init__(
+        self,
+        store: PairingStore,
+        vault: VaultPort,
+        relay: RelayClient,
+        *,
+        local_keys: LocalKeyStore | None = None,
+        notifier: Notifier | None = None,
+        ttl: int = 120,
+        renewals: int = DEFAULT_RENEWALS,
+    ) -> None:
+        self.store = store
+        self.vault = vault
+        self.relay = relay
+        self.local_keys = local_keys or LocalKeyStore()
+        self.notifier = notifier or Notifier()
+        self.ttl = ttl
+        self.renewals = renewals
+        self.current: UnlockAttempt | None = None
+
+    def choose_phone(self, phone_id: str | None) -> PairedPhone:
+        """The named phone, or the only one; clear errors otherwise."""
+        if phone_id:
+            return self.store.get(phone_id)
+        phones = self.store.all()
+        if not phones:
+            raise NotPairedError()
+        if len(phones) > 1:
+            names = ", ".join(p.label for p in phones)
+            raise UnlockFailedError(f"several phones are paired ({names}): choose one")
+        return phones[0]
+
+    async def start(
+        self, phone_id: str | None = None, *, number_matching: bool = False
+    ) -> UnlockAttempt:
+        """Create a request for one phone, notify it through the relay, start waiting."""
+        phone = self.choose_phone(phone_id)
+        if self.current is not None and not self.current.final:
+            await self.cancel(self.current.id)
+        mode = UnlockMode.NUMBER_MATCH if number_matching else UnlockMode.SCAN
+        request, notified = await self._new_request(phone, mode)
+        attempt = UnlockAttempt(
+            secrets.token_urlsafe(12),
+            phone,
+            mode,
+            request,
+            app_link(self.relay.base_url + "/app/", request.qr_bytes),
+            renewals_left=self.renewals,
+            notified=notified,
+        )
+        self.current = attempt
+        attempt.tasks.append(asyncio.create_task(self._wait(attempt, request)))
+        attempt.tasks.append(asyncio.create_task(self._renewer(attempt)))
+        self.notifier.bump()
+        return attempt
+
+    async def _new_request(
+        self, phone: PairedPhone, mode: UnlockMode
+    ) -> tuple[DesktopUnlock, dict[str, Any]]:
+        request = DesktopUnlock(phone.record, now=int(time.time()), ttl=self.ttl, mode=mode)
+        created = await self.relay.create_unlock(
+            request.request_id, phone.record.keys.routing_id, request.push_bytes, self.ttl
+        )
+        notified = created.get("notified") if isinstance(created.get("notified"), dict) else {}
+        return request, dict(notified or {})
+
+    def get(self, attempt_id: str) -> UnlockAttempt:
+        attempt = self.current
+        if attempt is None or not secrets.compare_digest(attempt.id, attempt_id):
+            raise UnlockFailedError("no such unlock request (it was replaced): start again")
+        return attempt
+
+    async def wait(self, attempt_id: str, timeout: float) -> UnlockAttempt:
+        """Wait until the attempt changes (or ``timeout``); returns it."""
+        attempt = self.get(attempt_id)
+        attempt.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(attempt.changed.wait(), timeout)
+        return attempt
+
+    async def cancel(self, attempt_id: str) -> None:
+        """Stop waiting and close the relay channel (the phone's late answer gets 'closed')."""
+        attempt = self.get(attempt_id)
+        self._set(attempt, "cancelled")
+        for task in attempt.tasks:
+            task.cancel()
+        attempt.request.cancel()
+        with contextlib.suppress(UnlatchError):
+            await self.relay.close_unlock(attempt.request.request_id)
+
+    def _set(self, attempt: UnlockAttempt, state: str, message: str | None = None) -> None:
+        if attempt.final:
+            return
+        attempt.state = state
+        attempt.message = message or MESSAGES.get(state, state)
+        attempt.changed.set()
+        self.notifier.bump()
+
+    # ------------------------------------------------------------- waiting
+
+    async def _renewer(self, attempt: UnlockAttempt) -> None:
+        """Swap in a fresh QR shortly before the current one expires, while nobody scanned."""
+        try:
+            while not attempt.final:
+                request = attempt.request
+                renew_at = request.expires_at - RENEW_BEFORE
+                if attempt.renewals_left > 0 and self.ttl > 2 * RENEW_BEFORE:
+                    await asyncio.sleep(max(0.0, renew_at - time.time()))
+                    if attempt.final or attempt.state == "seen" or attempt.request is not request:
+                        if attempt.state == "seen":
+                            return
+                        continue
+                    try:
+                        new, notified = await self._new_request(attempt.phone, attempt.mode)
+                    except UnlatchError as exc:
+                        log.info("QR renewal failed: %s", type(exc).__name__)
+                        attempt.renewals_left = 0
+                        continue
+                    attempt.renewals_left -= 1
+                    attempt.request, attempt.notified = new, notified
+                    attempt.link = app_link(self.relay.base_url + "/app/", new.qr_bytes)
+                    attempt.generation += 1
+                    attempt.tasks.append(asyncio.create_task(self._wait(attempt, new)))
+                    attempt.changed.set()
+                    self.notifier.bump()
+                    continue
+                await asyncio.sleep(max(0.0, request.expires_at - time.time() + 0.5))
+                if (
+                    attempt.request is request
+                    and not attempt.final
+                    and request.check_expiry(now=int(time.time()))
+                ):
+                    self._set(attempt, "expired")
+                    with contextlib.suppress(UnlatchError):
+                        await self.relay.close_unlock(request.request_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("QR renewal loop failed")
+
+    async def _wait(self, attempt: UnlockAttempt, request: DesktopUnlock) -> None:
+        """Follow one request's relay channel until it ends or is answered."""
+        try:
+            async with asyncio.timeout(max(1.0, request.expires_at - time.time() + 2)):
+                async for msg in self.relay.channel_messages(
+                    "unlock", request.request_id, timeout=request.expires_at - time.time() + 2
+                ):
+                    if attempt.final:
+                        return
+                    if msg.type == "seen":
+                        self._on_seen(attempt, request, msg.data)
+                    elif msg.type == "reply":
+                        await self._on_reply(attempt, request, msg.data)
+                        return
+        except (TimeoutError, ChannelExpired, ChannelGone):
+            return  # expiry is reported by the renewer (it knows if a newer QR exists)
+        except asyncio.CancelledError:
+            raise
+        except UnlatchError as exc:
+            if attempt.request is request:
+                self._set(attempt, "failed", str(exc))
+        except Exception:
+            log.exception("unlock wait failed")
+            if attempt.request is request:
+                self._set(attempt, "failed", "the unlock failed unexpectedly (see the agent log)")
+
+    def _on_seen(self, attempt: UnlockAttempt, request: DesktopUnlock, data: bytes) -> None:
+        try:
+            request.receive_seen(data, now=int(time.time()))
+        except ProtocolError as exc:
+            log.info("ignored a scan notice: %s", exc.code if hasattr(exc, "code") else exc)
+            return
+        if attempt.request is not request:  # the phone scanned the previous QR: follow it
+            attempt.request = request
+            attempt.generation += 1
+        self._set(attempt, "seen")
+        attempt.changed.set()
+
+    async def _on_reply(self, attempt: UnlockAttempt, request: DesktopUnlock, data: bytes) -> None:
+        timing = attempt.timing
+        timing.reply_received_at = time.perf_counter()
+        try:
+            outcome = request.receive_reply(data, now=int(time.time()))
+        except WrongRequest:
+            return
+        except ProtocolError as exc:
+            self._set(attempt, "failed", f"a reply was refused: {exc}")
+            return
+        timing.hpke_open = time.perf_counter() - timing.reply_received_at
+        with contextlib.suppress(UnlatchError):
+            await self.relay.close_unlock(request.request_id)  # acknowledge: close the channel
+        if not isinstance(outcome, Approved):
+            state = (
+                "not_me" if outcome.not_me else "wrong_number" if outcome.wrong_number else "denied"
+            )
+            self._set(attempt, state)
+            return
+        attempt.request = request
+        try:
+            await self.unlock_with_share(attempt.phone, outcome.phone_share, timing)
+        except UnlatchError as exc:
+            self._set(attempt, "failed", str(exc))
+            return
+        self._set(attempt, "approved")
+        for other in attempt.tasks:
+            if other is not asyncio.current_task():
+                other.cancel()
+
+    async def unlock_with_share(self, phone: PairedPhone, share: bytes, timing: Timing) -> None:
+        """K_P from the phone + K_L from this desktop -> KEK -> the phone's vault slot."""
+        t0 = time.perf_counter()
+        try:
+            local = self.local_keys.get(phone.local_ref)
+        except LocalKeyNotFoundError:
+            raise UnlockFailedError(
+                "this phone was revoked on this desktop (its local key is gone): pair it again"
+            ) from None
+        kek = phone_slot_kek(share, local, phone.record.pairing_id)
+        timing.slot_unwrap = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        try:
+            await self.vault.unlock_with_slot(phone.slot_id, kek)
+        except UnlatchError as exc:
+            raise UnlockFailedError(f"the phone's answer did not open the vault: {exc}") from None
+        timing.agent_unlock = time.perf_counter() - t1
+        timing.unlocked_at = time.perf_counter()

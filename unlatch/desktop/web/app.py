@@ -1,0 +1,362 @@
+"""Routes of the local web UI (Starlette), all behind :class:`SecurityMiddleware`.
+
+JSON in, JSON out; errors are ``{"error": code, "message": text}`` with a 4xx
+status, the same shape as the relay's. The page follows state through
+``GET /api/events`` (server-sent events, one full snapshot per change) and
+falls back to polling ``GET /api/state``. QR codes are SVG images made here
+(``/api/unlock/qr.svg``, ``/api/pairing/qr.svg``): the link they hold (its
+#fragment carries the request's secret) never appears in any JSON or URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from unlatch import paths
+from unlatch.agent.handlers import summary
+from unlatch.desktop import qr
+from unlatch.desktop.errors import DesktopError
+from unlatch.desktop.web.security import SecurityMiddleware
+from unlatch.errors import UnlatchError
+from unlatch.relay.errors import RelayError, RelayUnavailable
+from unlatch.vault import Item, VaultLockedError, WrongPasswordError
+from unlatch.vault.generator import generate_passphrase, generate_password
+from unlatch.vault.vault import EDITABLE_FIELDS
+
+if TYPE_CHECKING:
+    from unlatch.desktop.runtime import DesktopRuntime
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+SSE_KEEPALIVE = 15.0
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+#: Extension point: features added later (e.g. passkey unlock) append a function
+#: ``provider(runtime) -> list[Route]``; its routes get the same guard (cookie,
+#: Host, Origin, CSRF, CSP) as the built-in ones.
+ROUTE_PROVIDERS: list[Callable[[DesktopRuntime], list[BaseRoute]]] = []
+
+
+class BadInput(DesktopError):
+    """The page sent something malformed."""
+
+    code = "bad_request"
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+
+
+def _status_of(exc: UnlatchError) -> tuple[int, str]:
+    if isinstance(exc, DesktopError):
+        return exc.status, exc.code
+    if isinstance(exc, RelayUnavailable):
+        return 502, "relay_down"
+    if isinstance(exc, RelayError):
+        return 409, exc.code
+    if isinstance(exc, WrongPasswordError):
+        return 401, "wrong_password"
+    if isinstance(exc, VaultLockedError):
+        return 423, "locked"
+    name = type(exc).__name__
+    if name.endswith("NotFoundError"):
+        return 404, "not_found"
+    return 400, "refused"
+
+
+def guarded(fn: Endpoint) -> Endpoint:
+    """Turn expected errors into JSON answers; never leak a traceback."""
+
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except UnlatchError as exc:
+            status, code = _status_of(exc)
+            extra: dict[str, Any] = {}
+            retry = getattr(exc, "retry_after", None)
+            if retry is not None:
+                extra["retry_after"] = retry
+            return _error(status, code, str(exc), **extra)
+        except Exception:
+            log.exception("UI request %s %s failed", request.method, request.url.path)
+            return _error(500, "internal", "internal error in the agent (see agent.log)")
+
+    return wrapper
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise BadInput("send JSON (Content-Type: application/json)")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BadInput("request too large")
+    try:
+        data = json.loads(raw or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadInput("the request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise BadInput("the request body must be a JSON object")
+    return data
+
+
+def _str(data: dict[str, Any], name: str, limit: int = 1024, *, required: bool = True) -> str:
+    value = data.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadInput(f'"{name}" must be text of at most {limit} characters')
+    return value
+
+
+def _item_fields(data: dict[str, Any]) -> dict[str, Any]:
+    fields = data.get("item")
+    if not isinstance(fields, dict):
+        raise BadInput('"item" must be an object')
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise BadInput(f"unknown item field(s): {', '.join(sorted(unknown))}")
+    return fields
+
+
+def create_app(rt: DesktopRuntime) -> Starlette:
+    """The Starlette app for one runtime."""
+    web_root = paths.web_dir("desktop")
+    template = (web_root / "index.html").read_text("utf-8")
+
+    async def state() -> dict[str, Any]:
+        status = await rt.core.status()
+        attempt = rt.unlock.current
+        session = next((s for s in rt.pairing.sessions.values()), None)
+        return {
+            "desktop": {"name": rt.identity.name, "device_id": rt.identity.device_id},
+            "vault": {
+                "exists": status["vault_exists"],
+                "unlocked": status["unlocked"],
+                "items": status["items"],
+                "locks_in": status["locks_in_seconds"],
+                "idle_lock": status["idle_lock_seconds"],
+                "error": status["error"],
+            },
+            "unlock": attempt.view() if attempt else None,
+            "pairing": session.view() if session else None,
+            "phones": [p.public_view() for p in rt.store.all()],
+            "settings": rt.settings.public_view(),
+            "version": rt.notifier.version,
+            "now": time.time(),
+        }
+
+    async def index(request: Request) -> Response:
+        csrf = rt.security.csrf_token(request.scope["state"]["session"])
+        return HTMLResponse(template.replace("{{csrf}}", csrf))
+
+    @guarded
+    async def api_state(request: Request) -> Response:
+        return JSONResponse(await state())
+
+    async def events(request: Request) -> Response:
+        async def stream() -> AsyncIterator[bytes]:
+            version = -1
+            yield b"retry: 1000\n\n"
+            while True:
+                if await request.is_disconnected():
+                    return
+                if rt.notifier.version != version:
+                    version = rt.notifier.version
+                    yield b"event: state\ndata: " + json.dumps(await state()).encode() + b"\n\n"
+                new = await rt.notifier.wait_past(version, SSE_KEEPALIVE)
+                if new == version:
+                    yield b": keepalive\n\n"
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @guarded
+    async def unlock_password(request: Request) -> Response:
+        data = await _body(request)
+        await rt.core.unlock_with_password(_str(data, "password"))
+        return JSONResponse({"unlocked": True})
+
+    @guarded
+    async def unlock_phone(request: Request) -> Response:
+        data = await _body(request)
+        phone = _str(data, "phone_id", 64, required=False) or None
+        attempt = await rt.unlock.start(phone, number_matching=rt.settings.number_matching)
+        return JSONResponse(attempt.view())
+
+    @guarded
+    async def unlock_cancel(request: Request) -> Response:
+        if rt.unlock.current is not None:
+            await rt.unlock.cancel(rt.unlock.current.id)
+        return JSONResponse({"cancelled": True})
+
+    @guarded
+    async def unlock_qr(request: Request) -> Response:
+        attempt = rt.unlock.current
+        if attempt is None or attempt.final:
+            return _error(404, "no_request", "no unlock request is waiting")
+        return _svg(qr.svg(attempt.link, title="unlatch unlock request"))
+
+    @guarded
+    async def lock(request: Request) -> Response:
+        return JSONResponse({"was_unlocked": await rt.core.lock(reason="ui")})
+
+    @guarded
+    async def items_list(request: Request) -> Response:
+        query = request.query_params.get("q", "")[:1024]
+        found = await rt.core.search(query)
+        return JSONResponse({"items": [summary(i) for i in found]})
+
+    @guarded
+    async def item_get(request: Request) -> Response:
+        item = await rt.core.get_item(request.path_params["item_id"][:64])
+        return JSONResponse(item.to_dict())
+
+    @guarded
+    async def item_add(request: Request) -> Response:
+        fields = _item_fields(await _body(request))
+        item = await rt.core.add_item(Item.from_dict(fields))
+        return JSONResponse(summary(item), status_code=201)
+
+    @guarded
+    async def item_edit(request: Request) -> Response:
+        fields = _item_fields(await _body(request))
+        item = await rt.core.update_item(request.path_params["item_id"][:64], fields)
+        return JSONResponse(summary(item))
+
+    @guarded
+    async def item_delete(request: Request) -> Response:
+        item = await rt.core.remove_item(request.path_params["item_id"][:64])
+        return JSONResponse({"deleted": summary(item)})
+
+    @guarded
+    async def generate(request: Request) -> Response:
+        data = await _body(request)
+        if data.get("kind") == "passphrase":
+            words = data.get("words", 6)
+            if not isinstance(words, int):
+                raise BadInput('"words" must be a number')
+            made = generate_passphrase(words)
+        else:
+            length = data.get("length", 24)
+            flags = {k: data.get(k, True) for k in ("lower", "upper", "digits", "symbols")}
+            if not isinstance(length, int) or not all(isinstance(v, bool) for v in flags.values()):
+                raise BadInput('"length" must be a number and the sets true/false')
+            made = generate_password(length, **flags)
+        return JSONResponse({"value": made.value, "entropy_bits": round(made.entropy_bits, 1)})
+
+    @guarded
+    async def pairing_start(request: Request) -> Response:
+        session = await rt.pairing.start()
+        return JSONResponse(session.view())
+
+    @guarded
+    async def pairing_qr(request: Request) -> Response:
+        session = next((s for s in rt.pairing.sessions.values() if s.state == "waiting"), None)
+        if session is None:
+            return _error(404, "no_pairing", "no pairing is waiting for a phone")
+        return _svg(qr.svg(session.link, title="unlatch pairing code"))
+
+    @guarded
+    async def pairing_confirm(request: Request) -> Response:
+        data = await _body(request)
+        label = _str(data, "label", 128, required=False) or None
+        phone = await rt.pairing.confirm(request.path_params["session_id"][:64], label)
+        return JSONResponse({"phone": phone.public_view()})
+
+    @guarded
+    async def pairing_reject(request: Request) -> Response:
+        await rt.pairing.reject(request.path_params["session_id"][:64])
+        return JSONResponse({"rejected": True})
+
+    @guarded
+    async def pairing_cancel(request: Request) -> Response:
+        await rt.pairing.cancel(request.path_params["session_id"][:64])
+        return JSONResponse({"cancelled": True})
+
+    @guarded
+    async def phone_rename(request: Request) -> Response:
+        data = await _body(request)
+        phone = await rt.pairing.rename(request.path_params["phone_id"][:64], _str(data, "label", 128))
+        return JSONResponse({"phone": phone.public_view()})
+
+    @guarded
+    async def phone_revoke(request: Request) -> Response:
+        return JSONResponse(await rt.pairing.revoke(request.path_params["phone_id"][:64]))
+
+    @guarded
+    async def settings_put(request: Request) -> Response:
+        data = await _body(request)
+        if "number_matching" in data:
+            if not isinstance(data["number_matching"], bool):
+                raise BadInput('"number_matching" must be true or false')
+            rt.settings.number_matching = data["number_matching"]
+            rt.settings.save()
+        if "relay_url" in data:
+            url = _str(data, "relay_url", 200)
+            if rt.settings.relay_url_locked and url != rt.settings.relay_url:
+                raise BadInput("the relay URL is set by --relay or UNLATCH_DESKTOP_RELAY_URL")
+            if url != rt.settings.relay_url:
+                await rt.set_relay_url(url)
+        rt.notifier.bump()
+        return JSONResponse(rt.settings.public_view())
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(404, "not_found", "no such page")
+
+    async def bad_method(request: Request, exc: Exception) -> Response:
+        return _error(405, "method_not_allowed", "method not allowed")
+
+    routes: list[BaseRoute] = [
+        Route("/", index, methods=["GET"]),
+        Route("/api/state", api_state, methods=["GET"]),
+        Route("/api/events", events, methods=["GET"]),
+        Route("/api/unlock/password", unlock_password, methods=["POST"]),
+        Route("/api/unlock/phone", unlock_phone, methods=["POST"]),
+        Route("/api/unlock/phone/cancel", unlock_cancel, methods=["POST"]),
+        Route("/api/unlock/qr.svg", unlock_qr, methods=["GET"]),
+        Route("/api/lock", lock, methods=["POST"]),
+        Route("/api/items", items_list, methods=["GET"]),
+        Route("/api/items", item_add, methods=["POST"]),
+        Route("/api/items/{item_id}", item_get, methods=["GET"]),
+        Route("/api/items/{item_id}", item_edit, methods=["PUT"]),
+        Route("/api/items/{item_id}", item_delete, methods=["DELETE"]),
+        Route("/api/generate", generate, methods=["POST"]),
+        Route("/api/pairing", pairing_start, methods=["POST"]),
+        Route("/api/pairing/qr.svg", pairing_qr, methods=["GET"]),
+        Route("/api/pairing/{session_id}/confirm", pairing_confirm, methods=["POST"]),
+        Route("/api/pairing/{session_id}/reject", pairing_reject, methods=["POST"]),
+        Route("/api/pairing/{session_id}/cancel", pairing_cancel, methods=["POST"]),
+        Route("/api/phones/{phone_id}", phone_rename, methods=["PUT"]),
+        Route("/api/phones/{phone_id}", phone_revoke, methods=["DELETE"]),
+        Route("/api/settings", settings_put, methods=["PUT"]),
+    ]
+    for provider in ROUTE_PROVIDERS:
+        routes.extend(provider(rt))
+    routes.append(Mount("/static", app=StaticFiles(directory=web_root), name="static"))
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityMiddleware, security=rt.security)],
+        exception_handlers={404: not_found, 405: bad_method},
+    )
+
+
+def _svg(text: str) -> Response:
+    return Response(text, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+
+__all__ = ["create_app"]

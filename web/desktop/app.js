@@ -1,0 +1,401 @@
+// unlatch desktop UI. Plain ES2020, no build step, no external assets.
+// The page is a view of the agent's state: it follows /api/events (server-sent
+// events, one snapshot per change), reconnecting on its own and falling back to
+// polling /api/state; every change is a fetch with the CSRF token.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const CLIPBOARD_CLEAR_MS = 30000;
+  let state = null;
+  let items = [];
+  let selected = null;   // full item currently shown
+  let editing = null;    // item id being edited, "" for new
+  let listVersion = -1;
+  let clockSkew = 0;     // server time - local time (seconds)
+
+  // ------------------------------------------------------------------ API
+  class ApiError extends Error {
+    constructor(status, body) {
+      super((body && body.message) || `request failed (HTTP ${status})`);
+      this.status = status; this.code = body && body.error; this.retryAfter = body && body.retry_after;
+    }
+  }
+  async function api(method, path, body) {
+    const opts = { method, headers: { "Accept": "application/json" }, credentials: "same-origin" };
+    if (method !== "GET") {
+      opts.headers["X-CSRF-Token"] = csrf;
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body || {});
+    }
+    let resp;
+    try { resp = await fetch(path, opts); } catch (e) {
+      throw new ApiError(0, { error: "agent_down", message: "The unlatch agent is not answering. Is it still running?" });
+    }
+    const data = await resp.json().catch(() => null);
+    if (!resp.ok) throw new ApiError(resp.status, data);
+    return data;
+  }
+  // Extension point (e.g. passkey unlock): other scripts may use the same helpers.
+  window.unlatch = { api, ApiError, onState: [], get state() { return state; } };
+
+  function explain(err) {
+    const hints = {
+      relay_down: "The relay cannot be reached. Start it (`unlatch relay`) or check the relay URL in Settings.",
+      not_paired: "This phone is not paired (anymore). Pair it again in Settings.",
+      blocked: "Your phone blocked requests from this desktop (someone pressed “I did not ask for this”). Unblock it on the phone.",
+      rate_limited: `Too many requests. Try again in ${Math.ceil(err.retryAfter || 30)} s.`,
+      too_many_pending: `Too many open requests. Try again in ${Math.ceil(err.retryAfter || 30)} s.`,
+    };
+    return hints[err.code] || err.message;
+  }
+  function show(el, on) { el.hidden = !on; }
+  function setError(el, err) { if (err) { el.textContent = typeof err === "string" ? err : explain(err); el.hidden = false; } else { el.hidden = true; } }
+  let toastTimer = 0;
+  function toast(text) {
+    const t = $("toast"); t.textContent = text; t.hidden = false;
+    clearTimeout(toastTimer); toastTimer = setTimeout(() => { t.hidden = true; }, 3500);
+  }
+  async function busy(btn, fn) {
+    btn.disabled = true;
+    try { return await fn(); } finally { btn.disabled = false; }
+  }
+  function now() { return Date.now() / 1000 + clockSkew; }
+  function mmss(s) { s = Math.max(0, Math.round(s)); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`; }
+
+  // --------------------------------------------------------- live state
+  let events = null, sseFailures = 0, pollTimer = 0;
+  function connect() {
+    if (events) events.close();
+    events = new EventSource("/api/events");
+    events.addEventListener("state", (e) => { sseFailures = 0; apply(JSON.parse(e.data)); });
+    events.onerror = () => {
+      sseFailures += 1;
+      if (sseFailures >= 3) {           // give up on the stream for a while: poll instead
+        events.close(); events = null; startPolling();
+        setTimeout(() => { stopPolling(); sseFailures = 0; connect(); }, 30000);
+      }
+    };
+  }
+  function startPolling() {
+    if (pollTimer) return;
+    const tick = async () => {
+      try { apply(await api("GET", "/api/state")); $("banner").hidden = true; }
+      catch (e) { $("banner").textContent = explain(e); $("banner").hidden = false; }
+    };
+    tick(); pollTimer = setInterval(tick, 2000);
+  }
+  function stopPolling() { clearInterval(pollTimer); pollTimer = 0; }
+
+  function apply(next) {
+    const prev = state; state = next;
+    clockSkew = next.now - Date.now() / 1000;
+    $("desktop-name").textContent = next.desktop.name;
+    const v = next.vault;
+    const unlocked = v.unlocked;
+    show($("top-actions"), unlocked);
+    const inSettings = !$("settings").hidden;
+    show($("locked"), !unlocked);
+    show($("vault"), unlocked && !inSettings);
+    if (!unlocked) show($("settings"), false);
+    if (!v.exists) { $("locked-sub").textContent = "No vault yet: create one with `unlatch init`."; }
+    renderPhonesChoice(next);
+    renderRequest(next.unlock);
+    renderSettings(next);
+    renderPairing(next.pairing);
+    if (unlocked && (!prev || !prev.vault.unlocked || next.version !== listVersion)) { listVersion = next.version; loadItems(); }
+    if (!unlocked && prev && prev.vault.unlocked) { items = []; selected = null; editing = null; renderItems(); $("password").focus(); }
+    for (const fn of window.unlatch.onState) { try { fn(next, prev); } catch (e) { console.error(e); } }
+  }
+
+  // -------------------------------------------------------- locked screen
+  function renderPhonesChoice(s) {
+    const phones = s.phones;
+    show($("unlock-phone-btn"), phones.length > 0);
+    show($("no-phone"), phones.length === 0);
+    show($("phone-choice"), phones.length > 1);
+    const sel = $("phone-select");
+    const ids = phones.map((p) => p.id).join(",");
+    if (sel.dataset.ids !== ids) {
+      sel.dataset.ids = ids; sel.textContent = "";
+      for (const p of phones) { const o = document.createElement("option"); o.value = p.id; o.textContent = p.label; sel.append(o); }
+    }
+  }
+
+  $("password-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    busy($("password-btn"), async () => {
+      try { await api("POST", "/api/unlock/password", { password: $("password").value }); $("password").value = ""; setError($("password-error"), null); }
+      catch (err) { setError($("password-error"), err.code === "wrong_password" ? "Wrong master password." : err); $("password").select(); }
+    });
+  });
+
+  async function requestUnlock() {
+    setError($("unlock-error"), null);
+    const body = {};
+    if (state && state.phones.length > 1) body.phone_id = $("phone-select").value;
+    await busy($("unlock-phone-btn"), async () => {
+      try { apply({ ...state, unlock: await api("POST", "/api/unlock/phone", body) }); }
+      catch (err) { setError($("unlock-error"), err); }
+    });
+  }
+  $("unlock-phone-btn").addEventListener("click", requestUnlock);
+  $("request-again").addEventListener("click", requestUnlock);
+  $("request-cancel").addEventListener("click", async () => {
+    try { await api("POST", "/api/unlock/phone/cancel"); } catch (err) { setError($("unlock-error"), err); }
+  });
+
+  const FINAL = ["approved", "denied", "not_me", "wrong_number", "expired", "failed", "cancelled"];
+  let qrKey = "";
+  function renderRequest(u) {
+    const box = $("request");
+    if (!u || (u.state === "cancelled")) { show(box, false); qrKey = ""; return; }
+    if (state.vault.unlocked) { show(box, false); return; }
+    show(box, true);
+    const final = FINAL.includes(u.state);
+    const key = `${u.id}-${u.generation}`;
+    if (!final && key !== qrKey) { qrKey = key; $("unlock-qr").src = `/api/unlock/qr.svg?v=${encodeURIComponent(key)}`; }
+    $("unlock-status").dataset.state = u.state;
+    $("unlock-status-text").textContent = u.message;
+    const overlay = $("qr-overlay");
+    const overlayText = { seen: "Scanned ✓\nApprove on your phone", approved: "Approved ✓" }[u.state] || (final ? "This code is no longer valid" : "");
+    overlay.textContent = overlayText; show(overlay, Boolean(overlayText));
+    $("request-title").textContent = u.mode === "number" ? "Approve on your phone" : "Scan with your phone";
+    show($("number-box"), u.mode === "number" && u.number !== null && !final);
+    $("number").textContent = u.number === null ? "" : String(u.number);
+    const pushed = u.notified && (u.notified.listeners > 0 || u.notified.push === "queued");
+    $("request-detail").textContent = final ? "" : `Sent to ${u.phone.label}${pushed ? " (notified)" : ""}. Scan the code with the phone's camera or the unlatch app.`;
+    show($("request-again"), final);
+    show($("request-cancel"), !final);
+    updateCountdowns();
+  }
+
+  // --------------------------------------------------------------- vault
+  async function loadItems() {
+    try { items = (await api("GET", "/api/items?q=" + encodeURIComponent($("search").value))).items; renderItems(); }
+    catch (err) { if (err.code !== "locked") toast(explain(err)); }
+  }
+  function initial(t) { return (t.trim()[0] || "?"); }
+  function renderItems() {
+    const ul = $("items"); ul.textContent = "";
+    for (const it of items) {
+      const li = document.createElement("li");
+      li.tabIndex = 0; li.setAttribute("role", "option"); li.dataset.id = it.id;
+      li.setAttribute("aria-selected", String(selected && selected.id === it.id));
+      const av = document.createElement("span"); av.className = "avatar"; av.textContent = initial(it.title);
+      const text = document.createElement("span");
+      const t = document.createElement("div"); t.className = "t"; t.textContent = it.title;
+      const u = document.createElement("div"); u.className = "u"; u.textContent = it.username || (it.urls[0] || "");
+      text.append(t, u); li.append(av, text);
+      li.addEventListener("click", () => openItem(it.id));
+      li.addEventListener("keydown", (e) => {
+        if (e.key === "Enter") openItem(it.id);
+        if (e.key === "ArrowDown" && li.nextSibling) li.nextSibling.focus();
+        if (e.key === "ArrowUp" && li.previousSibling) li.previousSibling.focus();
+      });
+      ul.append(li);
+    }
+    show($("items-empty"), items.length === 0 && !$("search").value);
+    if (selected && !items.some((i) => i.id === selected.id)) { selected = null; }
+    renderDetail();
+  }
+  async function openItem(id) {
+    try { selected = await api("GET", `/api/items/${encodeURIComponent(id)}`); editing = null; renderItems(); }
+    catch (err) { toast(explain(err)); }
+  }
+  function renderDetail() {
+    show($("detail-empty"), !selected && editing === null);
+    show($("item-view"), Boolean(selected) && editing === null);
+    show($("item-form"), editing !== null);
+    if (selected && editing === null) {
+      $("view-avatar").textContent = initial(selected.title);
+      $("view-title").textContent = selected.title;
+      $("view-updated").textContent = "Updated " + new Date(selected.updated_at * 1000).toLocaleString();
+      $("view-username").textContent = selected.username || "—";
+      $("view-password").textContent = "••••••••••"; $("reveal").textContent = "Show";
+      const urls = $("view-urls"); urls.textContent = "";
+      for (const u of selected.urls) { const s = document.createElement("span"); s.textContent = u; urls.append(s, document.createElement("br")); }
+      if (!selected.urls.length) urls.textContent = "—";
+      const tags = $("view-tags"); tags.textContent = "";
+      for (const t of selected.tags) { const s = document.createElement("span"); s.className = "tag"; s.textContent = t; tags.append(s); }
+      if (!selected.tags.length) tags.textContent = "—";
+      $("view-notes").textContent = selected.notes || "—";
+    }
+  }
+  $("reveal").addEventListener("click", () => {
+    const el = $("view-password"); const hidden = $("reveal").textContent === "Show";
+    el.textContent = hidden ? (selected.password || "—") : "••••••••••"; $("reveal").textContent = hidden ? "Hide" : "Show";
+  });
+  let clearTimer = 0;
+  for (const btn of document.querySelectorAll("button.copy")) {
+    btn.addEventListener("click", async () => {
+      const value = selected ? selected[btn.dataset.copy] : "";
+      if (!value) return;
+      try {
+        await navigator.clipboard.writeText(value);
+        toast(`${btn.dataset.copy === "password" ? "Password" : "Username"} copied — the clipboard clears in 30 s`);
+        clearTimeout(clearTimer);
+        clearTimer = setTimeout(() => { navigator.clipboard.writeText("").catch(() => {}); }, CLIPBOARD_CLEAR_MS);
+      } catch (e) { toast("The browser refused clipboard access"); }
+    });
+  }
+  let searchTimer = 0;
+  $("search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(loadItems, 150); });
+
+  function fillForm(it) {
+    const f = $("item-form");
+    f.title.value = it ? it.title : ""; f.username.value = it ? it.username : ""; f.password.value = it ? it.password : "";
+    f.urls.value = it ? it.urls.join("\n") : ""; f.tags.value = it ? it.tags.join(", ") : ""; f.notes.value = it ? it.notes : "";
+    $("form-title").textContent = it ? `Edit ${it.title}` : "New item";
+    setError($("form-error"), null); $("gen-entropy").textContent = "";
+  }
+  $("new-item").addEventListener("click", () => { editing = ""; fillForm(null); renderDetail(); $("item-form").title.focus(); });
+  $("edit-item").addEventListener("click", () => { editing = selected.id; fillForm(selected); renderDetail(); $("item-form").title.focus(); });
+  $("form-cancel").addEventListener("click", () => { editing = null; renderDetail(); });
+  $("item-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = $("item-form");
+    const item = {
+      title: f.title.value.trim(), username: f.username.value, password: f.password.value, notes: f.notes.value,
+      urls: f.urls.value.split("\n").map((s) => s.trim()).filter(Boolean),
+      tags: f.tags.value.split(",").map((s) => s.trim()).filter(Boolean),
+    };
+    try {
+      const saved = editing ? await api("PUT", `/api/items/${encodeURIComponent(editing)}`, { item })
+                            : await api("POST", "/api/items", { item });
+      editing = null; toast("Saved"); await openItem(saved.id); loadItems();
+    } catch (err) { setError($("form-error"), err); }
+  });
+  $("delete-item").addEventListener("click", async () => {
+    if (!selected || !confirm(`Delete “${selected.title}”? This cannot be undone.`)) return;
+    try { await api("DELETE", `/api/items/${encodeURIComponent(selected.id)}`); selected = null; toast("Deleted"); loadItems(); }
+    catch (err) { toast(explain(err)); }
+  });
+  async function generate() {
+    const words = $("gen-words").checked;
+    const body = words ? { kind: "passphrase", words: Math.max(4, Math.round(Number($("gen-length").value) / 4)) }
+                       : { length: Number($("gen-length").value), symbols: $("gen-symbols").checked };
+    try { const g = await api("POST", "/api/generate", body); $("form-password").value = g.value; $("gen-entropy").textContent = `${g.entropy_bits} bits`; }
+    catch (err) { setError($("form-error"), err); }
+  }
+  $("gen-btn").addEventListener("click", generate);
+  $("gen-length").addEventListener("input", () => { $("gen-length-out").textContent = $("gen-length").value; });
+  $("lock-btn").addEventListener("click", () => api("POST", "/api/lock").catch((err) => toast(explain(err))));
+
+  // ------------------------------------------------------------ settings
+  $("settings-btn").addEventListener("click", () => { show($("vault"), false); show($("settings"), true); $("settings-close").focus(); });
+  $("settings-close").addEventListener("click", () => { show($("settings"), false); show($("vault"), Boolean(state && state.vault.unlocked)); });
+  function renderSettings(s) {
+    $("number-matching").checked = s.settings.number_matching;
+    const relay = $("relay-url");
+    if (document.activeElement !== relay) relay.value = s.settings.relay_url;
+    relay.disabled = s.settings.relay_url_locked;
+    $("relay-note").textContent = s.settings.relay_url_locked
+      ? "Set by --relay or UNLATCH_DESKTOP_RELAY_URL for this run."
+      : "The relay carries only encrypted messages; it learns no key or password.";
+    const ul = $("phones"); const ids = JSON.stringify(s.phones);
+    if (ul.dataset.ids === ids) return;
+    ul.dataset.ids = ids; ul.textContent = "";
+    for (const p of s.phones) {
+      const li = document.createElement("li");
+      const av = document.createElement("span"); av.className = "avatar"; av.textContent = initial(p.label);
+      const info = document.createElement("div"); info.className = "spacer";
+      const name = document.createElement("div"); name.className = "name"; name.textContent = p.label;
+      const meta = document.createElement("div"); meta.className = "muted small";
+      meta.textContent = `paired ${new Date(p.created_at * 1000).toLocaleDateString()} · via ${p.relay_url}`;
+      info.append(name, meta);
+      const rename = document.createElement("button"); rename.type = "button"; rename.className = "btn small"; rename.textContent = "Rename";
+      rename.addEventListener("click", async () => {
+        const label = prompt("New name for this phone", p.label);
+        if (!label) return;
+        try { await api("PUT", `/api/phones/${encodeURIComponent(p.id)}`, { label }); setError($("phones-error"), null); }
+        catch (err) { setError($("phones-error"), err); }
+      });
+      const revoke = document.createElement("button"); revoke.type = "button"; revoke.className = "btn small danger"; revoke.textContent = "Revoke";
+      revoke.addEventListener("click", async () => {
+        if (!confirm(`Revoke ${p.label}? It will no longer be able to unlock this vault.`)) return;
+        try { const r = await api("DELETE", `/api/phones/${encodeURIComponent(p.id)}`); toast(`${p.label} revoked ${r.relay || ""}`); }
+        catch (err) { setError($("phones-error"), err); }
+      });
+      li.append(av, info, rename, revoke); ul.append(li);
+    }
+    show($("phones-empty"), s.phones.length === 0);
+  }
+  $("number-matching").addEventListener("change", async (e) => {
+    try { await api("PUT", "/api/settings", { number_matching: e.target.checked }); toast(e.target.checked ? "Number matching on" : "Number matching off"); }
+    catch (err) { e.target.checked = !e.target.checked; toast(explain(err)); }
+  });
+  $("relay-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try { await api("PUT", "/api/settings", { relay_url: $("relay-url").value }); setError($("relay-error"), null); toast("Relay saved"); }
+    catch (err) { setError($("relay-error"), err); }
+  });
+
+  // ------------------------------------------------------------- pairing
+  let pairQrFor = "";
+  let pairingOpen = false;
+  function renderPairing(p) {
+    show($("pairing"), pairingOpen && Boolean(p));
+    if (!p || !pairingOpen) return;
+    const waiting = p.state === "waiting";
+    show($("pair-qr").parentElement, waiting);
+    if (waiting && pairQrFor !== p.id) { pairQrFor = p.id; $("pair-qr").src = `/api/pairing/qr.svg?v=${encodeURIComponent(p.id)}`; }
+    show($("pair-waiting"), waiting);
+    const confirmNow = p.state === "confirm";
+    const box = $("pair-confirm-box");
+    if (confirmNow && box.hidden) {
+      $("pair-code").textContent = p.code.replace(/(\d{3})(\d{3})/, "$1 $2");
+      $("pair-phone-name").textContent = p.phone_name; $("pair-label").value = p.phone_name;
+      show(box, true); $("pair-confirm").focus();
+    }
+    if (!confirmNow) show(box, false);
+    const texts = { waiting: `Waiting for a phone… (code valid until ${new Date(p.expires_at * 1000).toLocaleTimeString()})`,
+      confirm: "", done: `✓ ${p.phone ? p.phone.label : "Phone"} is paired. It can now unlock this vault.`,
+      rejected: p.message, expired: "The pairing code expired. Start again.", failed: p.message };
+    $("pair-status").textContent = texts[p.state] || p.message;
+  }
+  $("pair-btn").addEventListener("click", () => busy($("pair-btn"), async () => {
+    try { pairingOpen = true; pairQrFor = ""; const p = await api("POST", "/api/pairing"); apply({ ...state, pairing: p }); setError($("phones-error"), null); }
+    catch (err) { pairingOpen = false; setError($("phones-error"), err); }
+  }));
+  $("pair-confirm").addEventListener("click", () => busy($("pair-confirm"), async () => {
+    try { await api("POST", `/api/pairing/${encodeURIComponent(state.pairing.id)}/confirm`, { label: $("pair-label").value }); }
+    catch (err) { setError($("phones-error"), err); }
+  }));
+  $("pair-reject").addEventListener("click", async () => {
+    try { await api("POST", `/api/pairing/${encodeURIComponent(state.pairing.id)}/reject`); } catch (err) { setError($("phones-error"), err); }
+  });
+  $("pair-close").addEventListener("click", async () => {
+    const p = state && state.pairing;
+    pairingOpen = false; show($("pairing"), false);
+    if (p && (p.state === "waiting" || p.state === "confirm")) api("POST", `/api/pairing/${encodeURIComponent(p.id)}/cancel`).catch(() => {});
+  });
+
+  // ------------------------------------------------------------ countdowns
+  function updateCountdowns() {
+    if (!state) return;
+    const v = state.vault;
+    if (v.unlocked && v.locks_in !== null) {
+      const left = v.locks_in - (now() - state.now);
+      $("autolock").textContent = `Locks in ${mmss(left)}`;
+    } else { $("autolock").textContent = v.unlocked ? "Auto-lock off" : ""; }
+    const u = state.unlock;
+    if (u && !FINAL.includes(u.state)) $("request-expiry").textContent = `This code expires in ${mmss(u.expires_at - now())}`;
+    else $("request-expiry").textContent = "";
+  }
+  setInterval(updateCountdowns, 1000);
+
+  // ------------------------------------------------------------ keyboard
+  document.addEventListener("keydown", (e) => {
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+    if (e.key === "/" && !typing && state && state.vault.unlocked) { e.preventDefault(); $("search").focus(); }
+    if (e.key === "Escape") {
+      if (editing !== null) { editing = null; renderDetail(); }
+      else if (!$("settings").hidden) $("settings-close").click();
+    }
+  });
+
+  connect();
+  api("GET", "/api/state").then(apply).catch(() => startPolling());
+})();
