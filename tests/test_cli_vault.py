@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import stat
 import time
 
 from fixtures.vault import KDF_ARGS, PASSWORD, Cli
@@ -26,7 +27,8 @@ def test_init_unlock_lock_status(cli: Cli) -> None:
     proc = cli("init", "--password-stdin", *KDF_ARGS, "--json", input=PASSWORD + "\n", check=True)
     info = json.loads(proc.stdout)
     assert info["unlocked"] is True and info["kdf"]["m"] == 19456 and info["kdf"]["t"] == 2
-    assert (cli.home / "desktop" / "vault.db").is_file()
+    vault_file = cli.home / "desktop" / "vault.db"
+    assert vault_file.is_file() and stat.S_IMODE(vault_file.stat().st_mode) == 0o600
 
     status = json.loads(cli("status", "--json", check=True).stdout)
     assert status["unlocked"] is True and status["agent_running"] is True
