@@ -1,0 +1,373 @@
+"""Every pairing and unlock path across three real relay nodes on PostgreSQL + Redis.
+
+The desktop and the phone talk to *different* nodes (each client is pinned to
+one node and signs for the deployment's shared public URL), so every message
+crosses nodes through the shared store and the Redis bus. Payloads are random
+opaque bytes that must arrive byte for byte, to the right party, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fixtures.scale import (
+    REDIS_URL,
+    Cluster,
+    fresh_database,
+    pinned_client,
+    redis_cleanup,
+    redis_prefix,
+    require_postgres,
+    require_redis,
+)
+
+from unlatch.relay.codec import b64e
+from unlatch.relay.device_key import DeviceKey
+from unlatch.relay.errors import (
+    AlreadyAnswered,
+    AlreadyPosted,
+    Blocked,
+    ChannelExpired,
+    ChannelGone,
+    ChannelTaken,
+    RateLimited,
+    TooManyPending,
+)
+
+PUBLIC_URL = "https://relay.unlatch.test"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three nodes, one fresh database and Redis prefix for the module.
+
+    Limits are liberal except two, which the limit tests exercise: 4 unlock
+    requests per pairing per 600 s and at most 5 open requests per desktop
+    (other tests use a fresh pairing or desktop where they need more).
+    """
+    require_postgres()
+    require_redis()
+    prefix = redis_prefix()
+    with fresh_database() as db:
+        c = Cluster(
+            tmp_path_factory.mktemp("multinode"),
+            db_url=db,
+            bus_url=f"{REDIS_URL}?prefix={prefix}",
+            public_url=PUBLIC_URL,
+            env={
+                "UNLATCH_RELAY_RATE_UNLOCK_PAIRING": "4/600",
+                "UNLATCH_RELAY_MAX_PENDING_UNLOCK": "5",
+            },
+        )
+        try:
+            c.start(3)
+            yield c
+        finally:
+            c.stop()
+            redis_cleanup(6379, prefix)
+
+
+class Device:
+    """One device key with a client pinned to each node."""
+
+    def __init__(self, cluster: Cluster, kind: str, *, websocket: bool = True) -> None:
+        self.key = DeviceKey.generate()
+        self.kind = kind
+        self.on = [
+            pinned_client(n, self.key, kind, PUBLIC_URL, prefer_websocket=websocket)
+            for n in cluster.nodes
+        ]
+
+    @property
+    def device_id(self) -> str:
+        return self.key.device_id
+
+    async def aclose(self) -> None:
+        for client in self.on:
+            await client.aclose()
+
+
+async def pair_across(cluster: Cluster, *, websocket: bool = True) -> tuple[Device, Device, bytes]:
+    """The whole pairing: channel on node 0, hello on node 1, accept on 0, phone waits on 2."""
+    desktop = Device(cluster, "desktop", websocket=websocket)
+    phone = Device(cluster, "phone", websocket=websocket)
+    channel_id = os.urandom(16)
+    await desktop.on[0].create_pairing_channel(channel_id)
+    hello, accept = os.urandom(400), os.urandom(600)
+    waiter = asyncio.create_task(desktop.on[0].wait_pairing_message(channel_id, timeout=15))
+    await asyncio.sleep(0.1)
+    await phone.on[1].post_hello(channel_id, hello)
+    got_hello = await asyncio.wait_for(waiter, 15)
+    assert (got_hello.type, got_hello.data, got_hello.sender) == ("hello", hello, phone.device_id)
+    phone_waiter = asyncio.create_task(phone.on[2].wait_pairing_message(channel_id, timeout=15))
+    await asyncio.sleep(0.1)
+    await desktop.on[0].post_accept(channel_id, accept)
+    got_accept = await asyncio.wait_for(phone_waiter, 15)
+    assert (got_accept.type, got_accept.data) == ("accept", accept)
+    assert got_accept.sender == desktop.device_id
+    await phone.on[1].close_pairing_channel(channel_id)
+    routing_id = os.urandom(16)
+    assert await desktop.on[0].register_pairing(routing_id, phone.device_id) == "pending"
+    assert await phone.on[2].register_pairing(routing_id, desktop.device_id) == "linked"
+    return desktop, phone, routing_id
+
+
+async def link(desktop: Device, phone: Device) -> bytes:
+    """Register one more pairing (a fresh routing id) between two devices."""
+    routing_id = os.urandom(16)
+    await desktop.on[0].register_pairing(routing_id, phone.device_id)
+    assert await phone.on[1].register_pairing(routing_id, desktop.device_id) == "linked"
+    return routing_id
+
+
+@pytest.mark.parametrize("websocket", [True, False], ids=["websocket", "longpoll"])
+async def test_pairing_then_unlock_every_message_crosses_nodes(
+    cluster: Cluster, websocket: bool
+) -> None:
+    desktop, phone, routing_id = await pair_across(cluster, websocket=websocket)
+    try:
+        # pairings are visible from every node
+        for node in range(3):
+            pairings = await desktop.on[node].list_pairings()
+            assert [(p.routing_id, p.peer_device_id, p.linked) for p in pairings] == [
+                (routing_id, phone.device_id, True)
+            ]
+        # the phone listens on node 1; the desktop creates on node 0
+        notes: asyncio.Queue[object] = asyncio.Queue()
+
+        async def listen() -> None:
+            async for note in phone.on[1].listen(poll_interval=0.5):
+                await notes.put(note)
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0.5)
+        request_id, push, seen, reply = (
+            os.urandom(16),
+            os.urandom(900),
+            os.urandom(200),
+            os.urandom(1000),
+        )
+        created = await desktop.on[0].create_unlock(request_id, routing_id, push)
+        assert created["request_id"] == b64e(request_id)
+        if websocket:
+            assert created["notified"]["listeners"] >= 1  # node 1 has a listener for the phone
+        note = await asyncio.wait_for(notes.get(), 10)
+        assert note.request_id == request_id and note.push == push  # type: ignore[attr-defined]
+        assert note.routing_id == routing_id  # type: ignore[attr-defined]
+        listener.cancel()
+        # the desktop waits on node 0; seen and reply are posted to node 2
+        seen_log: list[bytes] = []
+        waiter = asyncio.create_task(
+            desktop.on[0].wait_reply(request_id, timeout=20, on_seen=seen_log.append)
+        )
+        await asyncio.sleep(0.2)
+        assert [n.request_id for n in await phone.on[2].pending_unlocks()] == [request_id]
+        assert (await phone.on[2].get_unlock(request_id)).push == push
+        await phone.on[2].post_seen(request_id, seen)
+        await phone.on[2].post_reply(request_id, reply)
+        assert await asyncio.wait_for(waiter, 20) == reply
+        assert seen_log == [seen]
+        # acknowledged on node 0: closed everywhere
+        for node in range(3):
+            assert await phone.on[node].pending_unlocks() == []
+        with pytest.raises(ChannelGone):
+            await phone.on[1].post_reply(request_id, reply)
+    finally:
+        await desktop.aclose()
+        await phone.aclose()
+
+
+async def test_reply_posted_while_desktop_away_reaches_it_on_another_node(
+    cluster: Cluster,
+) -> None:
+    desktop, phone, routing_id = await pair_across(cluster)
+    try:
+        request_id, reply = os.urandom(16), os.urandom(700)
+        await desktop.on[0].create_unlock(request_id, routing_id, os.urandom(64))
+        # nobody waits: the reply lands on node 1 and is kept in the store
+        await phone.on[1].post_reply(request_id, reply)
+        # the desktop comes back through node 2, resuming after seq 0
+        assert await desktop.on[2].wait_reply(request_id, timeout=10) == reply
+    finally:
+        await desktop.aclose()
+        await phone.aclose()
+
+
+async def test_single_use_holds_when_three_nodes_race(cluster: Cluster) -> None:
+    desktop, phone, routing_id = await pair_across(cluster)
+    try:
+        for attempt in range(5):
+            request_id = os.urandom(16)
+            if attempt:
+                routing_id = await link(desktop, phone)  # 4 requests per pairing in this cluster
+            await desktop.on[0].create_unlock(request_id, routing_id, os.urandom(32))
+            replies = [os.urandom(100) for _ in range(3)]
+            results = await asyncio.gather(
+                *(
+                    phone.on[i].request(
+                        "POST", f"/v1/unlock/{b64e(request_id)}/reply", {"data": b64e(replies[i])}
+                    )
+                    for i in range(3)
+                ),
+                return_exceptions=True,
+            )
+            winners = [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
+            losers = [r for r in results if isinstance(r, BaseException)]
+            assert len(winners) == 1, results
+            assert all(isinstance(r, AlreadyAnswered) for r in losers), losers
+            got = await desktop.on[1].wait_reply(request_id, timeout=10)
+            assert got == replies[winners[0]]
+        # one hello owner per pairing channel, whichever node each phone reached
+        for _ in range(3):
+            channel_id = os.urandom(16)
+            await desktop.on[0].create_pairing_channel(channel_id)
+            phones = [Device(cluster, "phone") for _ in range(3)]
+            results = await asyncio.gather(
+                *(phones[i].on[i].post_hello(channel_id, os.urandom(50)) for i in range(3)),
+                return_exceptions=True,
+            )
+            assert sum(r is None for r in results) == 1, results
+            assert all(isinstance(r, ChannelTaken) for r in results if r is not None)
+            for p in phones:
+                await p.aclose()
+    finally:
+        await desktop.aclose()
+        await phone.aclose()
+
+
+async def test_seen_then_duplicate_seen_refused_on_another_node(cluster: Cluster) -> None:
+    desktop, phone, routing_id = await pair_across(cluster)
+    try:
+        request_id = os.urandom(16)
+        await desktop.on[0].create_unlock(request_id, routing_id, os.urandom(32))
+        await phone.on[1].post_seen(request_id, b"s1")
+        with pytest.raises(AlreadyPosted):
+            await phone.on[2].post_seen(request_id, b"s2")
+    finally:
+        await desktop.aclose()
+        await phone.aclose()
+
+
+async def test_block_and_unblock_across_nodes(cluster: Cluster) -> None:
+    desktop, phone, routing_id = await pair_across(cluster)
+    try:
+        await phone.on[1].block(routing_id)
+        assert (await desktop.on[2].list_pairings())[0].blocked
+        with pytest.raises(Blocked):
+            await desktop.on[0].create_unlock(os.urandom(16), routing_id, os.urandom(32))
+        await phone.on[2].unblock(routing_id)
+        request_id = os.urandom(16)
+        await desktop.on[0].create_unlock(request_id, routing_id, os.urandom(32))
+        assert [n.request_id for n in await phone.on[1].pending_unlocks()] == [request_id]
+        # unpairing on one node removes it for both parties everywhere
+        await phone.on[0].delete_pairing(routing_id)
+        assert await desktop.on[1].list_pairings() == []
+    finally:
+        await desktop.aclose()
+        await phone.aclose()
+
+
+async def test_expiry_is_the_same_on_every_node(cluster: Cluster) -> None:
+    desktop, phone, routing_id = await pair_across(cluster)
+    try:
+        request_id = os.urandom(16)
+        created = await desktop.on[0].create_unlock(request_id, routing_id, os.urandom(32), ttl=2)
+        assert created["expires_at"] - time.time() <= 2.1
+        # a desktop waiting on node 2 learns of the expiry pushed by whichever sweeper ran
+        with pytest.raises(ChannelExpired):
+            await desktop.on[2].wait_reply(request_id, timeout=15)
+        for node in range(3):
+            with pytest.raises(ChannelExpired):
+                await phone.on[node].post_reply(request_id, b"late")
+        # a pairing channel expires the same way
+        channel_id = os.urandom(16)
+        await desktop.on[1].create_pairing_channel(channel_id, ttl=1)
+        await asyncio.sleep(1.3)
+        with pytest.raises(ChannelExpired):
+            await phone.on[2].post_hello(channel_id, b"late hello")
+    finally:
+        await desktop.aclose()
+        await phone.aclose()
+
+
+async def test_pending_cap_is_exact_under_concurrent_creates_on_three_nodes(
+    cluster: Cluster,
+) -> None:
+    desktop, phone, first = await pair_across(cluster)
+    try:
+        # 3 pairings x 4 tokens: rate limits allow all 12, the per-desktop cap allows 5
+        routing_ids = [first, await link(desktop, phone), await link(desktop, phone)]
+        results = await asyncio.gather(
+            *(
+                desktop.on[i % 3].create_unlock(os.urandom(16), routing_ids[i % 3], b"x")
+                for i in range(12)
+            ),
+            return_exceptions=True,
+        )
+        created = [r for r in results if isinstance(r, dict)]
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert len(created) == 5, results
+        assert all(isinstance(r, TooManyPending) for r in refused), refused
+        assert len(await phone.on[2].pending_unlocks()) == 5
+    finally:
+        await desktop.aclose()
+        await phone.aclose()
+
+
+async def test_rate_limits_are_shared_by_all_nodes(cluster: Cluster) -> None:
+    c = cluster
+    desktop, phone, routing_id = await pair_across(c)
+    try:
+        # 4 requests for this pairing, round-robin over the nodes: all allowed
+        for i in range(4):
+            request_id = os.urandom(16)
+            await desktop.on[i % 3].create_unlock(request_id, routing_id, b"x")
+            await desktop.on[(i + 1) % 3].close_unlock(request_id)  # stay under the cap
+        # the 5th is refused whichever node it reaches, with a Retry-After
+        for node in range(3):
+            with pytest.raises(RateLimited) as info:
+                await desktop.on[node].create_unlock(os.urandom(16), routing_id, b"x")
+            assert info.value.code == "rate_limited"
+            assert 60 < info.value.retry_after <= 150  # 600 s / 4 tokens per bucket
+        # the raw answer: 429, Retry-After header, scope
+        token = await desktop.on[1].login()
+        async with httpx.AsyncClient(base_url=c.nodes[2].url) as http:
+            answer = await http.post(
+                "/v1/unlock",
+                headers={"authorization": f"Bearer {token}"},
+                json={
+                    "request_id": b64e(os.urandom(16)),
+                    "routing_id": b64e(routing_id),
+                    "push": b64e(b"x"),
+                },
+            )
+        assert answer.status_code == 429
+        assert int(answer.headers["retry-after"]) >= 60
+        assert answer.json()["scope"] == "pairing"
+        assert sum(n.metric("unlatch_relay_rate_limited_total") for n in c.nodes) >= 4
+        # another pairing of the same desktop still has its own budget
+        other = await link(desktop, phone)
+        await desktop.on[2].create_unlock(os.urandom(16), other, b"x")
+    finally:
+        await desktop.aclose()
+        await phone.aclose()
+
+
+async def test_nodes_agree_on_health_and_schema(cluster: Cluster) -> None:
+    async with httpx.AsyncClient() as http:
+        for node in cluster.nodes:
+            answer = await http.get(node.url + "/healthz")
+            assert answer.status_code == 200 and answer.json()["ok"] is True
+    import asyncpg
+
+    conn = await asyncpg.connect(cluster.db_url)
+    try:
+        rows = await conn.fetch("SELECT version FROM unlatch_schema_migrations")
+    finally:
+        await conn.close()
+    assert [r[0] for r in rows] == [1]  # three nodes started, the migration ran once
