@@ -58,6 +58,12 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (load-independent cost measure)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_relay(base: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "UNLATCH_HOME": str(base / "home"), **LIMITS}
@@ -113,7 +119,9 @@ async def exchange(url: str, pair: tuple[RelayClient, RelayClient, bytes], reply
     return latency
 
 
-async def run_level(url: str, pairs: list, concurrency: int, seconds: float) -> dict[str, float]:
+async def run_level(
+    url: str, pid: int, pairs: list, concurrency: int, seconds: float
+) -> dict[str, float]:
     reply = os.urandom(200)
     latencies: list[float] = []
     errors = 0
@@ -131,8 +139,10 @@ async def run_level(url: str, pairs: list, concurrency: int, seconds: float) -> 
                     print(f"    error: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     t0 = time.monotonic()
+    cpu0 = cpu_seconds(pid)
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
     elapsed = time.monotonic() - t0
+    cpu = cpu_seconds(pid) - cpu0
     latencies.sort()
     q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [latencies[0]] * 99
     return {
@@ -141,6 +151,7 @@ async def run_level(url: str, pairs: list, concurrency: int, seconds: float) -> 
         "per_s": len(latencies) / elapsed,
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
+        "cpu_ms": cpu * 1000 / max(1, len(latencies)),
     }
 
 
@@ -182,16 +193,26 @@ async def main() -> None:
             time.sleep(0.5)
             idle = rss_kib(proc.pid)
             print(f"relay {url} pid {proc.pid}; RSS idle {idle / 1024:.1f} MiB")
+            load = os.getloadavg()
+            print(
+                f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} (figures are a floor)"
+            )
             pairs = await make_pairs(url, 50)
             results = {}
             for level in (int(x) for x in args.levels.split(",")):
-                res = await run_level(url, pairs, level, args.seconds)
+                res = await run_level(url, proc.pid, pairs, level, args.seconds)
                 results[level] = res
                 print(
                     f"concurrency {level:>4}: {res['per_s']:8.1f} exchanges/s  "
                     f"p50 {res['p50_ms']:7.2f} ms  p99 {res['p99_ms']:7.2f} ms  "
+                    f"relay CPU {res['cpu_ms']:.2f} ms/exchange  "
                     f"({res['exchanges']} exchanges, {res['errors']} errors)"
                 )
+            cpu = statistics.median(r["cpu_ms"] for r in results.values())
+            print(
+                f"  relay CPU per exchange (median): {cpu:.2f} ms -> ~{1000 / cpu:.0f} exchanges/s "
+                "per fully used core"
+            )
             base = results.get(1)
             if base:
                 for level, res in results.items():

@@ -7,8 +7,10 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 
 import httpx
+import pytest
 from fixtures.relay import RelayProcess, make_pair
 from starlette.routing import Mount, Route
 
@@ -220,3 +222,106 @@ def test_relay_help_teaches_use() -> None:
         "unlatch relay --host 0.0.0.0",
     ):
         assert word in r.stdout
+
+
+def _self_signed(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    import ipaddress
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_direct_tls_with_cert_and_key(relay_factory, tmp_path) -> None:
+    import ssl
+
+    from fixtures.relay import free_port
+
+    from unlatch.relay.client import RelayClient
+    from unlatch.relay.codec import b64e
+    from unlatch.relay.device_key import DeviceKey
+
+    cert, key = _self_signed(tmp_path)
+    port = free_port()
+    # the fixture polls http://; start it by hand over https
+    env = {**os.environ, "UNLATCH_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "unlatch",
+            "relay",
+            "--port",
+            str(port),
+            "--db",
+            str(tmp_path / "r.db"),
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        url = f"https://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                if httpx.get(url + "/healthz", verify=ctx).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.05)
+        r = httpx.get(url + "/healthz", verify=ctx)
+        assert r.status_code == 200
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz")  # plain http is not served
+        # signatures bind the https origin; the client signs in and waits over wss://
+        client = RelayClient(url, DeviceKey.generate(), "desktop", ssl_context=ctx)
+        assert len(await client.login()) > 20
+        channel_id = os.urandom(16)
+        await client.create_pairing_channel(channel_id, ttl=2)
+        # wss:// works
+        ws = await client._ws_open(f"/v1/pairing/{b64e(channel_id)}/ws", {"after": 0})
+        await ws.close()
+        from unlatch.relay.errors import ChannelExpired
+
+        t0 = time.monotonic()
+        with pytest.raises(ChannelExpired):  # waited over wss:// until the channel expired
+            await client.wait_pairing_message(channel_id, timeout=10)
+        assert time.monotonic() - t0 < 8
+        await client.aclose()
+    finally:
+        proc.terminate()
+        proc.wait(15)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -148,7 +149,8 @@ class RelayClient:
 
     ``kind`` is fixed per key ("desktop" or "phone"). Use as an async context
     manager, or call :meth:`aclose`. ``prefer_websocket=False`` forces the
-    long-poll path (tests, or networks that block WebSockets).
+    long-poll path (tests, or networks that block WebSockets). ``ssl_context``
+    trusts a private CA (a self-hosted relay with its own certificate).
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class RelayClient:
         timeout: float = 10.0,
         user_agent: str | None = None,
         prefer_websocket: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.origin = canonical_origin(self.base_url)
@@ -173,7 +176,9 @@ class RelayClient:
             timeout=httpx.Timeout(timeout, read=LONG_POLL + timeout),
             headers={"user-agent": self._user_agent},
             follow_redirects=False,
+            verify=ssl_context if ssl_context is not None else True,
         )
+        self._ssl = ssl_context
         self._token: str | None = None
         self._login_lock = asyncio.Lock()
         ws_base = self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
@@ -507,6 +512,7 @@ class RelayClient:
                 user_agent_header=self._user_agent,
                 ping_interval=20,
                 ping_timeout=20,
+                ssl=self._ssl if self._ws_base.startswith("wss://") else None,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code

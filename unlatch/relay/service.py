@@ -335,7 +335,13 @@ class RelayService:
                 remaining = min(deadline - time.monotonic(), ch.expires_at - now)
                 if remaining <= 0 or self.shutting_down.is_set():
                     return [], ch
-                await sub.get(min(remaining, WAIT_RECHECK))
+                # wake on a bus event, on shutdown (answer at once), or to re-check the store
+                get = asyncio.ensure_future(sub.get(min(remaining, WAIT_RECHECK)))
+                stop = asyncio.ensure_future(self.shutting_down.wait())
+                await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (get, stop):
+                    if not task.done():
+                        task.cancel()
 
     async def close_channel(self, device: Device, channel_id: bytes, kind: ChannelKind) -> None:
         ch = await self._channel(channel_id, kind)
