@@ -1,0 +1,376 @@
+"""The PostgreSQL store against a real PostgreSQL: same semantics as SQLite, safe across nodes.
+
+Every scenario of the :class:`~unlatch.relay.store.Store` contract runs on both
+backends (``sqlite`` and ``postgres``) so they cannot drift apart; the race
+tests open several :class:`PostgresStore` instances on one database — that is
+what several relay nodes are — and fire the conflicting calls at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from fixtures.scale import PG_ADMIN, fresh_database, require_postgres
+
+from unlatch.relay.errors import RelayConfigError
+from unlatch.relay.models import Channel, ChannelState
+from unlatch.relay.store import AddResult, CreateResult, PairResult, Store, open_store
+from unlatch.relay.store_postgres import PostgresStore, migrations, split_url
+from unlatch.relay.store_sqlite import SQLiteStore
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    require_postgres()
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_url: str
+) -> AsyncIterator[Store]:
+    s: Store = (
+        SQLiteStore(tmp_path / "relay.db") if request.param == "sqlite" else PostgresStore(pg_url)
+    )
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def nodes(url: str, count: int) -> list[PostgresStore]:
+    stores = [PostgresStore(url) for _ in range(count)]
+    await asyncio.gather(*(s.open() for s in stores))
+    return stores
+
+
+def unlock(creator: str, peer: str, now: float, life: float = 100) -> Channel:
+    return Channel(
+        os.urandom(16),
+        "unlock",
+        creator,
+        peer,
+        now,
+        now + life,
+        routing_id=os.urandom(16),
+        push=os.urandom(40),
+        meta={"requester": {"address": "192.0.2.1", "user_agent": "ua"}},
+    )
+
+
+def uid() -> str:
+    return os.urandom(8).hex()
+
+
+# -- the contract, on both backends --------------------------------------------------
+
+
+async def test_challenges_and_sessions(store: Store) -> None:
+    now = time.time()
+    c = os.urandom(32)
+    await store.put_challenge(c, now + 60)
+    assert await store.take_challenge(c, now) is True
+    assert await store.take_challenge(c, now) is False  # single use
+    old = os.urandom(32)
+    await store.put_challenge(old, now - 1)
+    assert await store.take_challenge(old, now) is False  # expired
+    token, device = os.urandom(32), uid()
+    await store.put_session(token, device, now + 60)
+    assert await store.get_session(token, now) == device
+    assert await store.get_session(token, now + 61) is None
+    assert await store.get_session(os.urandom(32), now) is None
+
+
+async def test_devices_and_push_targets(store: Store) -> None:
+    now = time.time()
+    d = uid()
+    first = await store.register_device(d, b"\x04" + os.urandom(64), "phone", now)
+    again = await store.register_device(d, b"\x04" + os.urandom(64), "desktop", now + 5)
+    assert again == first and again.kind == "phone"  # first registration wins
+    assert await store.get_device(uid()) is None
+    target = {"kind": "webpush", "endpoint": "https://push.example/a", "keys": {"auth": "x"}}
+    assert await store.set_push_target(d, target) is True
+    assert (await store.get_device(d)).push_target == target  # type: ignore[union-attr]
+    # compare-and-set: only the endpoint that was reported gone is removed
+    assert await store.set_push_target(d, None, only_if_endpoint="https://push.example/b") is False
+    assert await store.set_push_target(d, None, only_if_endpoint="https://push.example/a") is True
+    assert (await store.get_device(d)).push_target is None  # type: ignore[union-attr]
+
+
+async def test_channel_life(store: Store) -> None:
+    now = time.time()
+    desktop, phone = uid(), uid()
+    ch = unlock(desktop, phone, now)
+    assert await store.create_channel(ch, 2) is CreateResult.CREATED
+    assert await store.create_channel(ch, 2) is CreateResult.EXISTS
+    assert await store.create_channel(unlock(desktop, phone, now), 2) is CreateResult.CREATED
+    assert await store.create_channel(unlock(desktop, phone, now), 2) is CreateResult.TOO_MANY
+    got = await store.get_channel(ch.channel_id)
+    assert got == ch
+    assert await store.get_channel(os.urandom(16)) is None
+    result, seen = await store.add_message(ch.channel_id, "seen", phone, b"s", now)
+    assert result is AddResult.ADDED and seen is not None and seen.seq == 1
+    assert (await store.add_message(ch.channel_id, "seen", phone, b"s2", now))[0] is (
+        AddResult.DUPLICATE
+    )
+    assert [c.channel_id for c in await store.open_unlock_for_peer(phone, now)] != []
+    result, reply = await store.add_message(ch.channel_id, "reply", phone, b"r" * 1000, now)
+    assert result is AddResult.ADDED and reply is not None and reply.seq == 2
+    ids = [c.channel_id for c in await store.open_unlock_for_peer(phone, now)]
+    assert ch.channel_id not in ids  # answered requests are no longer pending
+    assert [(m.seq, m.type, m.data) for m in await store.messages_after(ch.channel_id, 0)] == [
+        (1, "seen", b"s"),
+        (2, "reply", b"r" * 1000),
+    ]
+    assert [m.seq for m in await store.messages_after(ch.channel_id, 1)] == [2]
+    assert await store.close_channel(ch.channel_id, now) is True
+    assert await store.close_channel(ch.channel_id, now) is False
+    closed = await store.get_channel(ch.channel_id)
+    assert closed is not None and closed.state is ChannelState.CLOSED and closed.push is None
+    assert await store.messages_after(ch.channel_id, 0) == []  # payloads wiped
+    assert (await store.add_message(ch.channel_id, "reply", phone, b"x", now))[0] is (
+        AddResult.NOT_OPEN
+    )
+    assert (await store.add_message(os.urandom(16), "reply", phone, b"x", now))[0] is (
+        AddResult.NOT_OPEN
+    )
+
+
+async def test_claim_and_expiry_with_grace(store: Store) -> None:
+    now = time.time()
+    desktop = uid()
+    pairing = Channel(os.urandom(16), "pairing", desktop, None, now, now + 10)
+    assert await store.create_channel(pairing, 8) is CreateResult.CREATED
+    a, b = uid(), uid()
+    assert await store.claim_channel(pairing.channel_id, a) is True
+    assert await store.claim_channel(pairing.channel_id, b) is False
+    assert await store.claim_channel(pairing.channel_id, a) is True  # idempotent for the owner
+    empty = unlock(desktop, a, now, life=10)
+    answered = unlock(desktop, a, now, life=10)
+    for ch in (empty, answered):
+        await store.create_channel(ch, 16)
+    await store.add_message(answered.channel_id, "reply", a, b"r", now)
+    assert (await store.add_message(empty.channel_id, "seen", a, b"late", now + 11))[0] is (
+        AddResult.NOT_OPEN
+    )
+    expired = await store.expire_channels(now + 11, grace=60)
+    assert empty.channel_id in expired and pairing.channel_id in expired
+    assert answered.channel_id not in expired  # keeps its reply for a reconnecting desktop
+    assert [m.data for m in await store.messages_after(answered.channel_id, 0)] == [b"r"]
+    assert answered.channel_id in await store.expire_channels(now + 71, grace=60)
+    assert await store.messages_after(answered.channel_id, 0) == []
+    gone = await store.get_channel(empty.channel_id)
+    assert gone is not None and gone.state is ChannelState.EXPIRED
+    counts = await store.count_open_channels()
+    assert set(counts) == {"pairing", "unlock"}
+    assert await store.purge(now + 100, tombstone_before=now + 1000) >= 3
+    assert await store.get_channel(empty.channel_id) is None
+
+
+async def test_pairings(store: Store) -> None:
+    now = time.time()
+    desktop, phone, intruder = uid(), uid(), uid()
+    rid = os.urandom(16)
+    assert await store.register_pairing(rid, desktop, phone, "desktop", now) is PairResult.PENDING
+    assert await store.register_pairing(rid, desktop, phone, "desktop", now) is PairResult.PENDING
+    view = await store.get_pairing(rid, desktop)
+    assert view is not None and not view.linked and view.peer_device_id == phone
+    assert await store.register_pairing(rid, phone, desktop, "phone", now) is PairResult.LINKED
+    assert await store.register_pairing(rid, intruder, desktop, "phone", now) is (
+        PairResult.CONFLICT
+    )
+    assert await store.register_pairing(rid, desktop, intruder, "desktop", now) is (
+        PairResult.CONFLICT
+    )
+    [listed] = await store.list_pairings(desktop)
+    assert listed.routing_id == rid and listed.linked and not listed.blocked
+    assert await store.set_blocked(rid, desktop, True) is False  # only the phone blocks
+    assert await store.set_blocked(rid, phone, True) is True
+    assert (await store.get_pairing(rid, desktop)).blocked  # type: ignore[union-attr]
+    assert await store.set_blocked(rid, phone, False) is True
+    assert not (await store.get_pairing(rid, desktop)).blocked  # type: ignore[union-attr]
+    assert await store.delete_pairing(rid, intruder) is False
+    assert await store.delete_pairing(rid, phone) is True
+    assert await store.list_pairings(desktop) == []
+    assert await store.get_pairing(rid, desktop) is None
+
+
+# -- races between nodes (PostgreSQL only) ----------------------------------------------------
+
+
+async def test_one_reply_wins_when_many_nodes_post_at_once(pg_url: str) -> None:
+    stores = await nodes(pg_url, 3)
+    try:
+        now = time.time()
+        for _ in range(5):
+            ch = unlock(uid(), uid(), now)
+            await stores[0].create_channel(ch, 16)
+            results = await asyncio.gather(
+                *(
+                    stores[i % 3].add_message(
+                        ch.channel_id, "reply", ch.peer or "", bytes([i]), now
+                    )
+                    for i in range(24)
+                )
+            )
+            added = [m for r, m in results if r is AddResult.ADDED]
+            assert len(added) == 1
+            assert all(r is AddResult.DUPLICATE for r, _ in results if r is not AddResult.ADDED)
+            stored = await stores[1].messages_after(ch.channel_id, 0)
+            assert [(m.seq, m.data) for m in stored] == [(1, added[0].data)]  # type: ignore[union-attr]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_races_on_claim_challenge_cap_and_pairing(pg_url: str) -> None:
+    stores = await nodes(pg_url, 3)
+    try:
+        now = time.time()
+        # first hello owns the pairing channel
+        ch = Channel(os.urandom(16), "pairing", uid(), None, now, now + 60)
+        await stores[0].create_channel(ch, 8)
+        phones = [uid() for _ in range(12)]
+        claims = await asyncio.gather(
+            *(stores[i % 3].claim_channel(ch.channel_id, p) for i, p in enumerate(phones))
+        )
+        assert sum(claims) == 1
+        owner = phones[claims.index(True)]
+        assert (await stores[2].get_channel(ch.channel_id)).peer == owner  # type: ignore[union-attr]
+        # a challenge is used once
+        challenge = os.urandom(32)
+        await stores[0].put_challenge(challenge, now + 60)
+        taken = await asyncio.gather(
+            *(stores[i % 3].take_challenge(challenge, now) for i in range(9))
+        )
+        assert sum(taken) == 1
+        # the per-creator cap is exact
+        desktop = uid()
+        created = await asyncio.gather(
+            *(stores[i % 3].create_channel(unlock(desktop, "p", now), 5) for i in range(20))
+        )
+        assert created.count(CreateResult.CREATED) == 5
+        assert created.count(CreateResult.TOO_MANY) == 15
+        # both sides register the pairing at the same instant on two nodes
+        for _ in range(5):
+            rid, d, p = os.urandom(16), uid(), uid()
+            results = await asyncio.gather(
+                stores[0].register_pairing(rid, d, p, "desktop", now),
+                stores[1].register_pairing(rid, p, d, "phone", now),
+            )
+            assert sorted(results) == sorted([PairResult.PENDING, PairResult.LINKED])
+            assert (await stores[2].get_pairing(rid, d)).linked  # type: ignore[union-attr]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_sweepers_of_several_nodes_split_expiry_without_overlap(pg_url: str) -> None:
+    stores = await nodes(pg_url, 3)
+    try:
+        now = time.time()
+        due = [unlock(uid(), uid(), now - 50, life=10) for _ in range(60)]
+        for ch in due:
+            await stores[0].create_channel(ch, 16)
+        batches = await asyncio.gather(*(s.expire_channels(now, grace=0) for s in stores))
+        flat = [cid for batch in batches for cid in batch]
+        assert len(flat) == len(set(flat))  # no channel expired twice (no double "ended")
+        assert {ch.channel_id for ch in due} <= set(flat)
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_close_racing_a_reply_never_leaves_a_message_on_a_closed_channel(
+    pg_url: str,
+) -> None:
+    stores = await nodes(pg_url, 2)
+    try:
+        now = time.time()
+        for _ in range(15):
+            ch = unlock(uid(), uid(), now)
+            await stores[0].create_channel(ch, 16)
+            (added, _msg), closed = await asyncio.gather(
+                stores[0].add_message(ch.channel_id, "reply", ch.peer or "", b"r", now),
+                stores[1].close_channel(ch.channel_id, now),
+            )
+            assert closed is True
+            assert added in (AddResult.ADDED, AddResult.NOT_OPEN)
+            assert await stores[1].messages_after(ch.channel_id, 0) == []
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+# -- migrations, configuration, outages ------------------------------------------------------
+
+
+async def test_concurrent_startup_migrates_once() -> None:
+    require_postgres()
+    with fresh_database() as url:
+        stores = await nodes(url, 5)  # five nodes start at the same instant
+        try:
+            assert {await s.schema_version() for s in stores} == {len(migrations())}
+            conn = await asyncpg.connect(url)
+            try:
+                rows = await conn.fetch("SELECT version, name FROM unlatch_schema_migrations")
+                await conn.execute(
+                    "INSERT INTO unlatch_schema_migrations (version, name) VALUES (99, 'future')"
+                )
+            finally:
+                await conn.close()
+            assert [(r[0], r[1]) for r in rows] == [(1, "initial")]
+        finally:
+            await asyncio.gather(*(s.close() for s in stores))
+        newer = PostgresStore(url)
+        with pytest.raises(RelayConfigError, match="newer than this relay"):
+            await newer.open()
+        await newer.close()
+
+
+async def test_url_options_and_clear_errors() -> None:
+    dsn, lo, hi = split_url(
+        "postgresql://u:secret@db:5433/relay?pool_min=2&pool_max=7&sslmode=disable"
+    )
+    assert (lo, hi) == (2, 7) and "pool_" not in dsn and "sslmode=disable" in dsn
+    with pytest.raises(RelayConfigError, match="pool_min"):
+        split_url("postgresql://db/relay?pool_max=lots")
+    assert isinstance(open_store("postgresql://db/relay"), PostgresStore)
+    assert isinstance(open_store("postgres://db/relay"), PostgresStore)
+    # nothing listens on port 1: a clear startup error that never shows the password
+    down = PostgresStore("postgresql://postgres:hunter2@127.0.0.1:1/x")
+    with pytest.raises(RelayConfigError) as info:
+        await down.open()
+    assert "127.0.0.1:1" in str(info.value) and "hunter2" not in str(info.value)
+
+
+async def test_dropped_connections_are_replaced_without_the_caller_noticing(pg_url: str) -> None:
+    store = PostgresStore(pg_url + "?pool_min=3&pool_max=3")
+    await store.open()
+    try:
+        now = time.time()
+        ch = unlock(uid(), uid(), now)
+        await store.create_channel(ch, 16)
+        name = pg_url.rsplit("/", 1)[1]
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
+        finally:
+            await admin.close()
+        assert killed >= 1
+        await asyncio.sleep(0.2)
+        # reads and not-yet-committed transactions are replayed on a fresh connection
+        assert (await store.get_channel(ch.channel_id)) == ch
+        result, _ = await store.add_message(ch.channel_id, "reply", ch.peer or "", b"r", now)
+        assert result is AddResult.ADDED
+        await store.ping()
+    finally:
+        await store.close()
