@@ -185,3 +185,38 @@ def test_kdf_floor_and_stored_params(tmp_path) -> None:  # type: ignore[no-untyp
 def test_short_master_password_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidSlotError, match="at least 8"):
         Vault.create(tmp_path / "v.db", "short", kdf_params=OWASP_MINIMUM)
+
+
+def test_a_planted_slot_wrapping_another_key_is_rejected(make_vault: MakeVault) -> None:
+    """Someone with write access adds a slot around a key of their own: unlocking with it
+    must not adopt that key (new items would be readable by them)."""
+    from unlatch.vault import CorruptVaultError, crypto
+    from unlatch.vault.slots import slot_aad
+
+    vault = make_vault()
+    kek, foreign_key = os.urandom(32), os.urandom(32)
+    nonce, wrapped = crypto.seal(kek, foreign_key, slot_aad(vault.vault_id, "planted", "phone"))
+    vault._conn.execute(
+        "INSERT INTO slots VALUES ('planted', 'phone', 'evil', 0, '{}', ?, ?)", (nonce, wrapped)
+    )
+    vault = reopen(vault)
+    with pytest.raises(CorruptVaultError, match="does not hold this vault's key"):
+        vault.unlock_with_slot("planted", kek)
+    assert not vault.is_unlocked
+    vault.close()
+
+
+def test_missing_key_check_is_recorded_by_the_password_only(make_vault: MakeVault) -> None:
+    from unlatch.vault import CorruptVaultError
+
+    vault = make_vault()
+    kek = os.urandom(32)
+    phone = vault.add_slot("phone", "phone", kek, {})
+    vault._conn.execute("DELETE FROM meta WHERE key = 'key_check'")
+    vault = reopen(vault)
+    with pytest.raises(CorruptVaultError):
+        vault.unlock_with_slot(phone, kek)
+    vault.unlock_with_password(PASSWORD)
+    vault = reopen(vault)
+    vault.unlock_with_slot(phone, kek)
+    vault.close()

@@ -27,6 +27,7 @@ LABEL_ITEM_KEY = b"unlatch/vault/v1/item-key"
 LABEL_ITEM_AAD = b"unlatch/vault/v1/item"
 LABEL_MANIFEST_KEY = b"unlatch/vault/v1/manifest-key"
 LABEL_MANIFEST = b"unlatch/vault/v1/manifest"
+LABEL_KEY_CHECK = b"unlatch/vault/v1/key-check"
 
 
 class AeadFailure(Exception):

@@ -117,7 +117,11 @@ class Vault:
                 with schema.write_txn(conn):
                     conn.executemany(
                         "INSERT INTO meta (key, value) VALUES (?, ?)",
-                        [("vault_id", vault_id.hex()), ("created_at", str(_now()))],
+                        [
+                            ("vault_id", vault_id.hex()),
+                            ("created_at", str(_now())),
+                            ("key_check", _key_check(bytes(key), vault_id).hex()),
+                        ],
                     )
                     _insert_password_slot(
                         conn, vault_id, bytes(key), password, params, "master password"
@@ -211,6 +215,7 @@ class Vault:
         for slot_id in self._slot_ids(KIND_PASSWORD):
             key = self._try_password_slot(slot_id, password)
             if key is not None:
+                self._verify_key(key, may_record=True)
                 self._set_key(key)
                 return
         raise WrongPasswordError()
@@ -221,6 +226,7 @@ class Vault:
         key = self._unwrap(row, kek)
         if key is None:
             raise WrongKeyError(f"the key does not open slot {row['label']!r} ({row['kind']})")
+        self._verify_key(key)
         self._set_key(key)
 
     def list_slots(self) -> list[SlotInfo]:
@@ -491,6 +497,29 @@ class Vault:
             raise VaultLockedError()
         return bytes(self._key)
 
+    def _verify_key(self, key: bytes, *, may_record: bool = False) -> None:
+        """Reject a slot that unwraps to some other key (e.g. one planted in the file).
+
+        Vaults made before the check existed get it recorded on the first
+        master-password unlock (``may_record``); other slots are refused until then.
+        """
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
+        if row is None and may_record:
+            with schema.write_txn(self._conn):
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)",
+                    (_key_check(key, self.vault_id).hex(),),
+                )
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
+        try:
+            stored = bytes.fromhex(row[0]) if row else b""
+        except ValueError:
+            stored = b""
+        if not hmac.compare_digest(stored, _key_check(key, self.vault_id)):
+            raise CorruptVaultError(
+                "the key slot does not hold this vault's key (the file was altered)"
+            )
+
     def _set_key(self, key: bytes) -> None:
         self.lock()
         self._key = bytearray(key)
@@ -655,6 +684,11 @@ def _manifest_mac(key: bytes, vault_id: bytes, rows: Iterable[tuple[Any, Any]]) 
         parts.append(_U32.pack(len(raw)) + raw + _EIGHT + _U64.pack(version))
     mac.update(b"".join(parts))
     return mac.digest()
+
+
+def _key_check(key: bytes, vault_id: bytes) -> bytes:
+    """A commitment to the vault key: HKDF(K_V, key-check label, vault id)."""
+    return crypto.hkdf(key, crypto.LABEL_KEY_CHECK, vault_id)
 
 
 def _store_manifest(conn: sqlite3.Connection, mac: bytes) -> None:
