@@ -98,3 +98,71 @@ async def test_no_secret_in_store_or_logs(relay: RelayProcess, tmp_path: Path) -
                 assert form not in blob, f"{name} still in {fname} after the channel was closed"
     # nothing of the request id beyond the short correlation prefix is logged
     assert b64e(rid).encode() not in logs
+
+
+async def test_real_protocol_exchange_leaves_no_secret(relay: RelayProcess) -> None:
+    """A real pairing and phone unlock (unlatch.protocol) carried by the relay:
+    no key, share, QR secret or pairing secret appears in its files or log."""
+    import dataclasses
+    import time
+
+    from unlatch.protocol import DesktopPairing, DesktopUnlock, KeyPair, PhonePairing, PhoneUnlock
+    from unlatch.protocol.unlock import Approved
+    from unlatch.relay.client import RelayClient
+    from unlatch.relay.device_key import DeviceKey
+
+    now = int(time.time())
+    desktop_id, phone_id = KeyPair.generate(os.urandom), KeyPair.generate(os.urandom)
+    desktop = RelayClient(relay.url, DeviceKey.generate(), "desktop")
+    phone = RelayClient(relay.url, DeviceKey.generate(), "phone")
+    try:
+        # pairing: the offer travels by QR (never to the relay), hello/accept through it
+        dp = DesktopPairing(desktop_id, relay.url, now=now)
+        await desktop.create_pairing_channel(dp.channel_id)
+        pp = PhonePairing(dp.offer_bytes, phone_id, "Phone", "phone-1", now=now)
+        await phone.post_hello(dp.channel_id, pp.hello_bytes)
+        hello = await desktop.wait_pairing_message(dp.channel_id, timeout=10)
+        dp.receive_hello(hello.data, now=now)
+        accept, drec, share = dp.confirm("Desktop", "desk-1", now=now)
+        await desktop.post_accept(dp.channel_id, accept)
+        got = await phone.wait_pairing_message(dp.channel_id, timeout=10)
+        prec = pp.receive_accept(got.data, now=now)
+        await phone.close_pairing_channel(dp.channel_id)
+        routing = drec.keys.routing_id
+        await desktop.register_pairing(routing, hello.sender)
+        assert await phone.register_pairing(routing, got.sender) == "linked"
+
+        # unlock: the QR goes screen -> camera; push, seen and reply through the relay
+        du = DesktopUnlock(drec, now=int(time.time()))
+        await desktop.create_unlock(du.request_id, routing, du.push_bytes)
+        note = (await phone.pending_unlocks())[0]
+        assert note.push == du.push_bytes
+        pu = PhoneUnlock.from_qr(du.qr_bytes, [prec], phone_id, now=int(time.time()))
+        await phone.post_seen(du.request_id, pu.seen())
+        await phone.post_reply(du.request_id, pu.approve(now=int(time.time())))
+        reply = await desktop.wait_reply(du.request_id, timeout=10)
+        outcome = du.receive_reply(reply, now=int(time.time()))
+        assert isinstance(outcome, Approved) and outcome.phone_share == share
+    finally:
+        await desktop.aclose()
+        await phone.aclose()
+
+    secrets = {
+        "phone share K_P": share,
+        "desktop identity private key": desktop_id.private_bytes(),
+        "phone identity private key": phone_id.private_bytes(),
+        "pairing secret (QR)": dp.offer.pairing_secret,
+        "unlock QR secret": du.qr.qr_secret,
+    }
+    for f in dataclasses.fields(drec.keys):
+        if f.name != "routing_id":  # the one id the relay is meant to know
+            secrets[f"pairing key {f.name}"] = getattr(drec.keys, f.name)
+    relay.stop()
+    files = _files(relay)
+    logs = relay.logs().encode()
+    assert files and b"message posted" in logs
+    for name, secret in secrets.items():
+        for form in _forms(secret):
+            assert form not in logs, f"{name} found in the relay's log"
+            for fname, blob in files.items():
+                assert form not in blob, f"{name} found in {fname}"
