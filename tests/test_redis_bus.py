@@ -1,0 +1,250 @@
+"""The Redis bus and the Redis rate limiter against a real Redis.
+
+Two :class:`RedisBus` (or limiter) instances on one Redis are two relay
+nodes. Tests that stop Redis use a private ``redis-server`` on a random port,
+never the shared one; the others use the shared server with a random key
+prefix, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from fixtures.scale import PrivateRedis, redis_cleanup, redis_prefix, require_redis
+
+from unlatch.relay.bus import InProcessBus, open_bus
+from unlatch.relay.bus_redis import RedisBus
+from unlatch.relay.errors import RelayConfigError
+from unlatch.relay.ratelimit import MemoryRateLimiter, Rule, open_limiter
+from unlatch.relay.ratelimit_redis import RedisRateLimiter
+from unlatch.relay.redis_url import split_redis_url
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    require_redis()
+    p = redis_prefix()
+    yield p
+    redis_cleanup(6379, p)
+
+
+@pytest.fixture
+async def two_buses(prefix: str) -> AsyncIterator[tuple[RedisBus, RedisBus]]:
+    a = RedisBus(f"redis://127.0.0.1:6379/0?prefix={prefix}")
+    b = RedisBus(f"redis://127.0.0.1:6379/0?prefix={prefix}")
+    await a.start()
+    await b.start()
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def numsub(channel: str, port: int = 6379) -> int:
+    client = aioredis.Redis(port=port)
+    try:
+        [(_name, count)] = await client.pubsub_numsub(channel)
+        return int(count)
+    finally:
+        await client.aclose()
+
+
+async def test_an_event_published_on_one_node_wakes_a_waiter_on_another(
+    two_buses: tuple[RedisBus, RedisBus],
+) -> None:
+    a, b = two_buses
+    async with a.subscribe("channel:abc") as sub:
+        # the subscription is confirmed by Redis before subscribe() returns
+        assert await numsub(a._channel("channel:abc")) == 1
+        assert await b.publish("channel:abc", {"event": "message", "seq": 1}) == 1
+        assert await sub.get(5) == {"event": "message", "seq": 1}
+        assert await sub.get(0.3) is None  # exactly once
+    assert await b.publish("channel:other", {"event": "x"}) == 0
+
+
+async def test_local_subscribers_are_woken_once_without_redis_round_trip(
+    two_buses: tuple[RedisBus, RedisBus],
+) -> None:
+    a, b = two_buses
+    async with a.subscribe("device:p1") as s1, a.subscribe("device:p1") as s2:
+        async with b.subscribe("device:p1") as remote:
+            # two local subscribers on a, one remote node (b)
+            assert await a.publish("device:p1", {"event": "unlock", "n": 1}) == 3
+            for sub in (s1, s2, remote):
+                assert await sub.get(5) == {"event": "unlock", "n": 1}
+                assert await sub.get(0.3) is None  # not a second time via Redis
+
+
+async def test_subscriptions_are_reference_counted_and_released(
+    two_buses: tuple[RedisBus, RedisBus],
+) -> None:
+    a, _b = two_buses
+    channel = a._channel("channel:rc")
+    async with a.subscribe("channel:rc"):
+        async with a.subscribe("channel:rc"):
+            assert await numsub(channel) == 1  # one SUBSCRIBE for both
+        await asyncio.sleep(0.2)
+        assert await numsub(channel) == 1  # one subscriber left
+    for _ in range(50):
+        if await numsub(channel) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await numsub(channel) == 0
+    assert a.subscriber_count("channel:rc") == 0
+
+
+async def test_prefixes_keep_deployments_apart(prefix: str) -> None:
+    mine = RedisBus(f"redis://127.0.0.1:6379/0?prefix={prefix}")
+    theirs = RedisBus(f"redis://127.0.0.1:6379/0?prefix={prefix}other:")
+    await mine.start()
+    await theirs.start()
+    try:
+        async with mine.subscribe("channel:x") as sub:
+            assert await theirs.publish("channel:x", {"event": "message"}) == 0
+            assert await sub.get(0.5) is None
+    finally:
+        await mine.close()
+        await theirs.close()
+
+
+async def test_redis_restart_resyncs_waiters_and_publishing_never_fails(tmp_path: Path) -> None:
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    a = RedisBus(server.url)
+    b = RedisBus(server.url)
+    await a.start()
+    await b.start()
+    try:
+        async with a.subscribe("channel:r") as sub:
+            server.stop()  # kill -9: every connection drops
+            await asyncio.sleep(0.3)
+            # publishing while Redis is down neither raises nor blocks the caller
+            started = time.monotonic()
+            assert await b.publish("channel:r", {"event": "message", "seq": 1}) == 0
+            assert time.monotonic() - started < 3
+            # a new waiter subscribing during the outage is not blocked either
+            async with a.subscribe("channel:late") as late:
+                server.start()
+                # both waiters are told to re-read the store once the bus is back
+                events = [await sub.get(10)]
+                assert {"event": "resync"} in events or {"event": "message", "seq": 1} in events
+                assert await late.get(10) == {"event": "resync"}
+                assert a.reconnects >= 1
+                # and live events flow again
+                for _ in range(40):
+                    if await b.publish("channel:late", {"event": "message", "seq": 2}) >= 1:
+                        break
+                    await asyncio.sleep(0.1)
+                got = [await late.get(5) for _ in range(2)]
+                assert {"event": "message", "seq": 2} in got
+    finally:
+        await a.close()
+        await b.close()
+        server.stop()
+
+
+# -- rate limits --------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def two_limiters(prefix: str) -> AsyncIterator[tuple[RedisRateLimiter, RedisRateLimiter]]:
+    a = RedisRateLimiter(f"redis://127.0.0.1:6379/0?prefix={prefix}")
+    b = RedisRateLimiter(f"redis://127.0.0.1:6379/0?prefix={prefix}")
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_bucket_is_shared_and_atomic_across_nodes(
+    two_limiters: tuple[RedisRateLimiter, RedisRateLimiter],
+) -> None:
+    a, b = two_limiters
+    rule = Rule(5, 60)
+    results = await asyncio.gather(
+        *((a if i % 2 else b).acquire([("pairing", "unlock:pairing:k", rule)]) for i in range(20))
+    )
+    assert results.count(None) == 5
+    denied = [r for r in results if r is not None]
+    assert all(d.scope == "pairing" for d in denied)
+    assert all(0 < d.retry_after <= 12.5 for d in denied)  # 60 s / 5 tokens
+
+
+async def test_refused_requests_take_no_token_from_the_other_buckets(
+    two_limiters: tuple[RedisRateLimiter, RedisRateLimiter],
+) -> None:
+    a, b = two_limiters
+    tight, loose = Rule(1, 60), Rule(3, 60)
+    checks = [("pairing", "p", tight), ("device", "d", loose)]
+    assert await a.acquire(checks) is None
+    denied = await b.acquire(checks)
+    assert denied is not None and denied.scope == "pairing"
+    # "d" lost only the one token of the allowed request
+    assert await b.acquire([("device", "d", loose)]) is None
+    assert await a.acquire([("device", "d", loose)]) is None
+    last = await a.acquire([("device", "d", loose)])
+    assert last is not None and last.scope == "device"
+
+
+async def test_buckets_refill_and_expire(
+    prefix: str, two_limiters: tuple[RedisRateLimiter, RedisRateLimiter]
+) -> None:
+    a, b = two_limiters
+    rule = Rule(2, 1)  # 2 tokens, 2 per second
+    assert await a.acquire([("ip", "i", rule)]) is None
+    assert await b.acquire([("ip", "i", rule)]) is None
+    denied = await a.acquire([("ip", "i", rule)])
+    assert denied is not None and denied.retry_after <= 0.5
+    await asyncio.sleep(denied.retry_after + 0.1)
+    assert await b.acquire([("ip", "i", rule)]) is None
+    client = aioredis.Redis()
+    try:
+        ttl = await client.pttl(a.key("i"))
+    finally:
+        await client.aclose()
+    assert 0 < ttl <= 2000  # an idle bucket disappears once it would be full again
+
+
+async def test_limiter_falls_back_to_local_buckets_when_redis_is_down(tmp_path: Path) -> None:
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    limiter = RedisRateLimiter(server.url)
+    try:
+        rule = Rule(2, 60)
+        assert await limiter.acquire([("ip", "x", rule)]) is None
+        server.stop()
+        # Redis gone: per-node buckets keep limits in force instead of failing requests
+        assert await limiter.acquire([("ip", "y", rule)]) is None
+        assert await limiter.acquire([("ip", "y", rule)]) is None
+        denied = await limiter.acquire([("ip", "y", rule)])
+        assert denied is not None and denied.scope == "ip"
+        assert limiter.fallbacks == 3
+        server.start()
+        assert await limiter.acquire([("ip", "z", rule)]) is None
+        assert limiter.fallbacks == 3  # back on the shared buckets
+    finally:
+        await limiter.close()
+        server.stop()
+
+
+def test_urls_pick_the_backends() -> None:
+    assert split_redis_url("redis://h:1/2?prefix=abc:&socket_keepalive=true") == (
+        "redis://h:1/2?socket_keepalive=true",
+        "abc:",
+    )
+    assert split_redis_url("redis://h/0")[1] == "unlatch:"
+    with pytest.raises(RelayConfigError, match="prefix"):
+        split_redis_url("redis://h/0?prefix=bad prefix*")
+    assert isinstance(open_bus("memory://"), InProcessBus)
+    assert isinstance(open_bus("redis://127.0.0.1:6379/0"), RedisBus)
+    assert isinstance(open_limiter("memory://"), MemoryRateLimiter)
+    assert isinstance(open_limiter("redis://127.0.0.1:6379/0"), RedisRateLimiter)
+    with pytest.raises(RelayConfigError):
+        open_bus("kafka://broker")
