@@ -220,3 +220,11 @@ def test_missing_key_check_is_recorded_by_the_password_only(make_vault: MakeVaul
     vault = reopen(vault)
     vault.unlock_with_slot(phone, kek)
     vault.close()
+
+
+def test_calibration_never_goes_below_the_floors() -> None:
+    from unlatch.vault.kdf import calibrate
+
+    params = calibrate(target_seconds=0.01)  # an impossible target: the floors win
+    assert params.memory_kib >= 64 * 1024 and params.time_cost >= OWASP_MINIMUM.time_cost
+    params.check()
