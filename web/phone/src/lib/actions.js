@@ -197,11 +197,17 @@ export async function startUnlockFromQr(ctx, qrBytes) {
   openApprove(ctx, pu, notification);
 }
 
-/** A number-matching request answered from its notification (no QR). */
-export function startUnlockFromPush(ctx, pending) {
+/** A number-matching request answered from its notification (no QR): set up the approval. */
+export function prepareUnlockFromPush(ctx, pending) {
   const pu = PhoneUnlock.fromPush(pending.pushed, ctx.state.identity);
   ctx.state.replay.check(pu.requestId);
-  openApprove(ctx, pu, pending.notification);
+  ctx.state.flow = { kind: "approve", pu, notification: pending.notification, entry: entryFor(ctx, pu.pairing), result: null };
+}
+
+/** The same, then open the Approve screen. */
+export function startUnlockFromPush(ctx, pending) {
+  prepareUnlockFromPush(ctx, pending);
+  ctx.go("#/approve");
 }
 
 function openApprove(ctx, pu, notification) {

@@ -4,7 +4,7 @@
  * With number matching, the user picks the number the desktop shows.
  */
 
-import { answer, explain, labelOf, startUnlockFromPush } from "../lib/actions.js";
+import { answer, explain, labelOf, prepareUnlockFromPush } from "../lib/actions.js";
 import { describeUserAgent, formatAgo, formatClock, formatRemaining, h, icon, nowSeconds } from "../lib/dom.js";
 import { busy, button, header, noticeCard } from "./common.js";
 
@@ -13,7 +13,7 @@ export function render(ctx, params) {
   const fromList = params.get("request");
   if ((!flow || flow.kind !== "approve") && fromList && ctx.state.pending.has(fromList)) {
     try {
-      startUnlockFromPush(ctx, ctx.state.pending.get(fromList));
+      prepareUnlockFromPush(ctx, ctx.state.pending.get(fromList));
       flow = ctx.state.flow;
     } catch (err) {
       const e = explain(err);
@@ -157,7 +157,7 @@ export function render(ctx, params) {
     node: [header("Unlock request", null, { back: "#/" }), body],
     cleanup() {
       clearInterval(timer);
-      ctx.state.flow = null;
+      if (ctx.state.flow === flow) ctx.state.flow = null;
     },
   };
 }

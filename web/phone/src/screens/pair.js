@@ -163,7 +163,7 @@ export function render(ctx) {
     cleanup() {
       clearInterval(timer);
       abort.abort();
-      if (ctx.state.flow?.kind === "pair" && ctx.state.flow.step !== "confirm") {
+      if (ctx.state.flow === flow && flow.step !== "confirm") {
         const { pp } = ctx.state.flow;
         if (pp && pp.state !== "done") {
           pp.fail();

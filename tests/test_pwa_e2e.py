@@ -1,0 +1,435 @@
+"""The phone app end to end: real headless Chromium, a real relay process, the real protocol.
+
+The desktop is played by :class:`fixtures.pwa.FakeDesktop` (``unlatch.protocol``
++ ``unlatch.relay.client``); the phone is the built PWA served by the relay
+under ``/app/``. QR codes reach the app the ways a person's would: through the
+camera (Chromium's fake camera playing a Y4M of the QR code), as a link
+opened from the phone's own camera app (``#m=...``), or pasted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from fixtures.pwa import CHROMIUM, CHROMIUM_ARGS, FakeDesktop, camera_args, write_qr_y4m
+from fixtures.relay import RelayProcess, start_relay
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from unlatch.protocol import (
+    Approved,
+    Denied,
+    DesktopPairing,
+    DesktopUnlock,
+    KeyPair,
+    PhonePairing,
+    Verdict,
+    app_link,
+)
+from unlatch.protocol.encoding import b64e
+from unlatch.relay.errors import Blocked
+
+# Screenshots go to a temporary directory; set UNLATCH_PWA_SCREENSHOTS=docs/img to refresh
+# the committed ones (docs/img/pwa-pairing.png, pwa-scanner.png, pwa-approve.png).
+SCREENSHOTS_ENV = "UNLATCH_PWA_SCREENSHOTS"
+VIEWPORT = {"width": 390, "height": 844}
+
+
+@dataclass
+class Phone:
+    """The PWA in a phone-sized Chromium page, with its fake camera and a desktop to talk to."""
+
+    page: Page
+    context: BrowserContext
+    browser: Browser
+    camera: Path
+    desktop: FakeDesktop
+    relay: RelayProcess
+    shots: Path
+    problems: list[str] = field(default_factory=list)
+
+    async def show(self, text: str) -> None:
+        """Point the fake camera at ``text`` (a QR code); streams started afterwards see it."""
+        write_qr_y4m(self.camera, text)
+
+    async def screenshot(self, name: str) -> None:
+        """A phone-sized (390x844 CSS px, 2x) PNG of the page, checked to be one."""
+        path = self.shots / name
+        await self.page.screenshot(path=str(path))
+        head = path.read_bytes()[:24]
+        assert head[:8] == b"\x89PNG\r\n\x1a\n"
+        assert int.from_bytes(head[16:20], "big") == VIEWPORT["width"] * 2
+
+    async def open_app(self, hash_: str = "#/") -> None:
+        await self.page.goto(self.relay.url + "/app/" + hash_)
+        await wait_js(self.page, "window.unlatchApp && unlatchApp.state.ready")
+
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def pwa_relay(
+    phone_app_dist: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RelayProcess]:
+    """One relay process for the module (each test gets its own browser profile and desktop)."""
+    relay = start_relay(tmp_path_factory.mktemp("pwa-relay"))
+    yield relay
+    relay.stop()
+
+
+@pytest.fixture(scope="module")
+def camera_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    camera = tmp_path_factory.mktemp("camera") / "camera.y4m"
+    write_qr_y4m(camera, "https://example.invalid/not-a-code", spoil=True)
+    return camera
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium(camera_file: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS + camera_args(camera_file)
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def phone(
+    chromium: Browser, pwa_relay: RelayProcess, camera_file: Path, tmp_path: Path
+) -> AsyncIterator[Phone]:
+    """A fresh phone (new browser profile: empty IndexedDB, no service worker) and desktop."""
+    relay = pwa_relay
+    write_qr_y4m(camera_file, "https://example.invalid/not-a-code", spoil=True)
+    context = await chromium.new_context(viewport=VIEWPORT, device_scale_factor=2)
+    await context.grant_permissions(["camera", "notifications"], origin=relay.url)
+    page = await context.new_page()
+    desktop = FakeDesktop(relay.url)
+    shots = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    ph = Phone(page, context, chromium, camera_file, desktop, relay, shots)
+    page.on("pageerror", lambda exc: ph.problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            ph.problems.append(f"console: {msg.text}")
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None
+        ),
+    )
+    await ph.open_app()
+    try:
+        yield ph
+    finally:
+        await desktop.aclose()
+        await context.close()
+    assert not ph.problems, ph.problems
+
+
+async def pair_by_link(ph: Phone, *, screenshot: bool = False) -> None:
+    """Pair through the offer link (as if the phone's camera app opened the QR's URL)."""
+    dp = await ph.desktop.offer()
+    assert isinstance(dp, DesktopPairing)
+    await ph.page.goto(app_link(ph.desktop.app_url, dp.offer_bytes))
+    await start_pairing_on_page(ph, dp, screenshot=screenshot)
+
+
+async def start_pairing_on_page(ph: Phone, dp: DesktopPairing, *, screenshot: bool) -> None:
+    page = ph.page
+    await page.wait_for_selector("#pair-start")
+    await page.fill("#phone-name", "Test phone")
+    await page.click("#pair-start")
+    code = await ph.desktop.receive_hello(dp)
+    shown = page.locator("#verification-code")
+    await shown.wait_for()
+    assert await shown.get_attribute("data-code") == code  # the user compares the two screens
+    assert (await shown.inner_text()).replace("\n", "").replace(" ", "") == code
+    if screenshot:
+        await ph.screenshot("pwa-pairing.png")
+    await ph.desktop.confirm(dp)
+    await page.wait_for_selector("#desktop-name")
+    assert await page.input_value("#desktop-name") == ph.desktop.name
+    await page.click("#pair-save")
+    await page.wait_for_selector("#pair-finish")
+    await page.click("#pair-finish")
+    await page.wait_for_selector(".screen-home")
+
+
+async def pending_card(ph: Phone, du: DesktopUnlock) -> str:
+    rid = b64e(du.request_id)
+    await ph.page.wait_for_selector(f'[data-request="{rid}"]', timeout=15000)
+    return rid
+
+
+async def test_pwa_pairs_by_link_then_unlocks_by_scanning_with_the_camera(phone: Phone) -> None:
+    ph = phone
+    page = ph.page
+    await pair_by_link(ph, screenshot=True)
+    # The pairing is on the relay, linked, with the desktop's device id.
+    pairings = await ph.desktop.client.list_pairings()
+    assert [p.linked for p in pairings] == [True]
+    assert pairings[0].peer_device_id == ph.desktop.phone_device_id
+    assert "Ada's laptop" in await page.inner_text(".list")
+
+    du = await ph.desktop.request_unlock()
+    assert isinstance(du, DesktopUnlock)
+    rid = await pending_card(ph, du)  # the foreground listener (/v1/listen) delivered it
+    assert "Unlock request from Ada's laptop" in await page.inner_text(f'[data-request="{rid}"]')
+
+    # The scanner, looking at the desktop's screen (a QR it cannot read yet).
+    write_qr_y4m(ph.camera, app_link(ph.desktop.app_url, du.qr_bytes), spoil=True)
+    await page.click(f'[data-request="{rid}"] a')
+    await page.wait_for_selector("text=Looking for a QR code")
+    assert "Ada's laptop" in await page.inner_text(".subtitle")
+    await page.wait_for_timeout(700)
+    await ph.screenshot("pwa-scanner.png")
+
+    # Now the real QR code: scan, check, approve.
+    await ph.show(app_link(ph.desktop.app_url, du.qr_bytes))
+    await page.goto(ph.relay.url + "/app/#/")
+    await page.click(f'[data-request="{rid}"] a')
+    await page.wait_for_selector("#approve", timeout=15000)
+    assert await page.inner_text("#approve-desktop") == "Ada's laptop"
+    assert await page.inner_text("#approve-from") == "127.0.0.1"
+    countdown = await page.inner_text("#approve-countdown")
+    minutes, seconds = countdown.split(":")
+    assert 60 <= int(minutes) * 60 + int(seconds) <= 120
+    await ph.screenshot("pwa-approve.png")
+    await page.click("#approve")
+    outcome = await ph.desktop.outcome(du)
+    assert isinstance(outcome, Approved)
+    assert outcome.phone_share == ph.desktop.phone_share  # K_P reached the desktop
+    assert du.state.value == "approved"
+    await page.wait_for_selector('#approve-result[data-verdict="approve"]')
+    assert "Approved" in await page.inner_text("#approve-result")
+
+
+async def test_pwa_pairs_through_the_camera_and_refuses_a_phishing_qr(phone: Phone) -> None:
+    ph = phone
+    page = ph.page
+    dp = await ph.desktop.offer()
+    assert isinstance(dp, DesktopPairing)
+    await ph.show(app_link(ph.desktop.app_url, dp.offer_bytes))
+    await page.click("a.tab[href='#/scan']")
+    await start_pairing_on_page(ph, dp, screenshot=False)
+
+    # Another desktop (paired with some other phone) shows its own unlock QR.
+    attacker = KeyPair.generate(os.urandom)
+    other_phone = KeyPair.generate(os.urandom)
+    adp = DesktopPairing(attacker, ph.relay.url, now=_now())
+    opp = PhonePairing(adp.offer_bytes, other_phone, "victim's other phone", "x", now=_now())
+    adp.receive_hello(opp.hello_bytes, now=_now())
+    _, attacker_record, _ = adp.confirm("Ada's laptop", "desktop-x", now=_now())
+    phishing = DesktopUnlock(attacker_record, now=_now())
+    await ph.show(app_link(ph.desktop.app_url, phishing.qr_bytes))
+    await page.click("a.tab[href='#/scan']")
+    notice = page.locator(".notice.danger")
+    await notice.wait_for(timeout=15000)
+    text = await notice.inner_text()
+    assert "Not from your paired desktop" in text
+    assert "nothing was sent" in text
+    assert await page.locator("#approve").count() == 0
+
+    # A QR code that is not unlatch's at all.
+    await ph.show("https://example.org/menu")
+    await page.click("#scan-again")
+    await page.wait_for_selector("text=Not an unlatch code", timeout=15000)
+
+
+async def test_pwa_push_shows_the_notification_and_its_click_opens_the_scanner(
+    phone: Phone,
+) -> None:
+    ph = phone
+    page = ph.page
+    await pair_by_link(ph)
+    # Headless Chromium has no push service: the app says so instead of failing.
+    push_state = await page.evaluate("unlatchApp.state.push")
+    assert push_state["enabled"] is False and "push service" in push_state["reason"]
+
+    du = await ph.desktop.request_unlock()
+    assert isinstance(du, DesktopUnlock)
+    rid = b64e(du.request_id)
+    # What the relay pushes is its notification JSON (the same as GET /v1/unlock/{id}).
+    notification = await page.evaluate(
+        "rid => unlatchApp.relay.getUnlock(Uint8Array.from(atob(rid.replace(/-/g,'+')"
+        ".replace(/_/g,'/')), c => c.charCodeAt(0)))",
+        rid,
+    )
+    assert notification["push"] == b64e(du.push_bytes)
+    await deliver_push(page, ph.relay.url, json.dumps(notification))
+
+    shown = await wait_for_notifications(page, 1)
+    assert shown[0]["title"] == "Unlock request from Ada's laptop"
+    assert shown[0]["tag"] == f"unlatch-{rid}"
+    assert "127.0.0.1" in shown[0]["body"]
+
+    # The notification's click handler opens the app on the scanner for this request.
+    await page.goto(ph.relay.url + "/app/#/settings")
+    await ph.show(app_link(ph.desktop.app_url, du.qr_bytes))
+    result = await sw_message(page, {"type": "click", "tag": f"unlatch-{rid}"})
+    assert result["url"].endswith(f"/app/#/scan?request={rid}")
+    await wait_js(page, f"location.hash === '#/scan?request={rid}'")
+    assert await wait_for_notifications(page, 0) == []  # the click closed it
+    # ... and the scan goes on to the approve screen for that request.
+    await page.wait_for_selector("#approve", timeout=15000)
+    await page.click("#approve")
+    outcome = await ph.desktop.outcome(du)
+    assert isinstance(outcome, Approved) and outcome.phone_share == ph.desktop.phone_share
+
+    # A push the stored pairings cannot open is shown as such, never as a desktop's request.
+    forged = dict(notification, push=b64e(b"UL\x01\x11" + os.urandom(180)))
+    await deliver_push(page, ph.relay.url, json.dumps(forged))
+    titles = [n["title"] for n in await wait_for_notifications(page, 1)]
+    assert titles == ["Unlock request not from your desktops"]
+
+
+async def test_pwa_deny_and_not_me_block_the_desktop(phone: Phone) -> None:
+    ph = phone
+    page = ph.page
+    await pair_by_link(ph)
+
+    # Deny, through the paste-a-link fallback.
+    du = await ph.desktop.request_unlock()
+    assert isinstance(du, DesktopUnlock)
+    await page.goto(ph.relay.url + "/app/#/scan")
+    await page.click("summary")
+    await page.fill(".paste-input", app_link(ph.desktop.app_url, du.qr_bytes))
+    await page.click("#use-link")
+    await page.wait_for_selector("#deny")
+    await page.click("#deny")
+    outcome = await ph.desktop.outcome(du)
+    assert isinstance(outcome, Denied) and outcome.verdict is Verdict.DENY
+    await page.wait_for_selector('#approve-result[data-verdict="deny"]')
+
+    # The same QR again: refused, every request is answered once.
+    await page.goto(ph.relay.url + "/app/#/scan")
+    await page.click("summary")
+    await page.fill(".paste-input", app_link(ph.desktop.app_url, du.qr_bytes))
+    await page.click("#use-link")
+    await page.wait_for_selector("text=Already answered")
+
+    # "I did not ask for this", from a link opened by the phone's camera app.
+    du2 = await ph.desktop.request_unlock()
+    assert isinstance(du2, DesktopUnlock)
+    await page.goto(app_link(ph.desktop.app_url, du2.qr_bytes))
+    await page.wait_for_selector("#not-me")
+    assert "#m=" not in page.url  # the code never stays in the address bar or history
+    await page.click("#not-me")
+    outcome = await ph.desktop.outcome(du2)
+    assert isinstance(outcome, Denied) and outcome.not_me
+    await page.wait_for_selector('#approve-result[data-verdict="not_me"]')
+    assert "blocked" in await page.inner_text("#approve-result")
+    # The relay now refuses this desktop's requests ...
+    with pytest.raises(Blocked):
+        await ph.desktop.request_unlock()
+    # ... until the phone unblocks it under Desktops.
+    await page.goto(ph.relay.url + "/app/#/devices")
+    await page.wait_for_selector(".badge.bad")
+    await page.click("text=Unblock")
+    await page.wait_for_selector(".badge.ok")
+    du3 = await ph.desktop.request_unlock()
+    assert isinstance(du3, DesktopUnlock)
+
+
+async def test_pwa_number_matching_from_the_pending_list(phone: Phone) -> None:
+    ph = phone
+    page = ph.page
+    await pair_by_link(ph)
+    du = await ph.desktop.request_unlock(number_match=True)
+    assert isinstance(du, DesktopUnlock) and du.number is not None
+    rid = await pending_card(ph, du)
+    await page.click(f'[data-request="{rid}"] a')
+    await page.wait_for_selector(".btn.number")
+    shown = sorted(int(n) for n in await page.locator(".btn.number").all_inner_texts())
+    assert du.number in shown and len(shown) == 3
+    await page.click(f'.btn.number[data-number="{du.number}"]')
+    outcome = await ph.desktop.outcome(du)
+    assert isinstance(outcome, Approved) and outcome.phone_share == ph.desktop.phone_share
+
+
+async def test_pwa_starts_offline_from_its_service_worker(phone: Phone) -> None:
+    ph = phone
+    page = ph.page
+    await pair_by_link(ph)
+    await wait_js(page, "navigator.serviceWorker.controller !== null")
+    manifest = await page.evaluate("fetch('manifest.webmanifest').then(r => r.json())")
+    assert manifest["display"] == "standalone" and manifest["start_url"] == "./"
+    for icon in manifest["icons"]:
+        status = await page.evaluate(f"fetch('{icon['src']}').then(r => r.status)")
+        assert status == 200
+    await ph.context.set_offline(True)
+    try:
+        await page.reload()
+        await page.wait_for_selector(".list")
+        assert "Ada's laptop" in await page.inner_text(".list")  # records decrypted offline
+    finally:
+        await ph.context.set_offline(False)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def wait_js(page: Page, expression: str, timeout: float = 15) -> None:
+    """Poll ``expression`` until truthy (wait_for_function needs eval: the app's CSP forbids it)."""
+    for _ in range(int(timeout / 0.05)):
+        if await page.evaluate(expression):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"still false after {timeout} s: {expression}")
+
+
+def _now() -> int:
+    import time
+
+    return int(time.time())
+
+
+async def deliver_push(page: Page, origin: str, data: str) -> None:
+    """Deliver a push message to the app's service worker through the DevTools protocol."""
+    cdp = await page.context.new_cdp_session(page)
+    registrations: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.put_nowait(e))
+    await cdp.send("ServiceWorker.enable")
+    registration_id = None
+    while registration_id is None:
+        event = await asyncio.wait_for(registrations.get(), timeout=10)
+        for reg in event["registrations"]:  # type: ignore[union-attr]
+            if reg["scopeURL"] == origin + "/app/" and not reg.get("isDeleted"):
+                registration_id = reg["registrationId"]
+    await cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {"origin": origin + "/", "registrationId": registration_id, "data": data},
+    )
+    await cdp.detach()
+
+
+async def sw_message(page: Page, message: dict[str, object]) -> object:
+    """Send ``message`` to the active service worker and return its answer."""
+    return await page.evaluate(
+        """async (message) => {
+            const reg = await navigator.serviceWorker.ready;
+            return await new Promise((resolve) => {
+                const channel = new MessageChannel();
+                channel.port1.onmessage = (event) => resolve(event.data);
+                reg.active.postMessage(message, [channel.port2]);
+            });
+        }""",
+        message,
+    )
+
+
+async def wait_for_notifications(page: Page, count: int) -> list[dict[str, str]]:
+    for _ in range(100):
+        shown = await sw_message(page, {"type": "notifications"})
+        assert isinstance(shown, list)
+        if len(shown) == count:
+            return shown
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"expected {count} notifications, the service worker shows {shown}")
