@@ -172,8 +172,13 @@
   }
 
   // --------------------------------------------------------------- vault
+  let loadSeq = 0;
   async function loadItems() {
-    try { items = (await api("GET", "/api/items?q=" + encodeURIComponent($("search").value))).items; renderItems(); }
+    const seq = ++loadSeq;  // answers can arrive out of order: keep only the newest
+    try {
+      const found = (await api("GET", "/api/items?q=" + encodeURIComponent($("search").value))).items;
+      if (seq === loadSeq) { items = found; renderItems(); }
+    }
     catch (err) { if (err.code !== "locked") toast(explain(err)); }
   }
   function initial(t) { return (t.trim()[0] || "?"); }
@@ -197,7 +202,6 @@
       ul.append(li);
     }
     show($("items-empty"), items.length === 0 && !$("search").value);
-    if (selected && !items.some((i) => i.id === selected.id)) { selected = null; }
     renderDetail();
   }
   async function openItem(id) {
