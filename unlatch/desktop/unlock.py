@@ -304,9 +304,9 @@ class PhoneUnlockService:
             self._set(attempt, "failed", f"a reply was refused: {exc}")
             return
         timing.hpke_open = time.perf_counter() - timing.reply_received_at
-        with contextlib.suppress(UnlatchError):
-            await self.relay.close_unlock(request.request_id)  # acknowledge: close the channel
         if not isinstance(outcome, Approved):
+            with contextlib.suppress(UnlatchError):
+                await self.relay.close_unlock(request.request_id)  # acknowledge
             state = (
                 "not_me" if outcome.not_me else "wrong_number" if outcome.wrong_number else "denied"
             )
@@ -318,6 +318,9 @@ class PhoneUnlockService:
         except UnlatchError as exc:
             self._set(attempt, "failed", str(exc))
             return
+        finally:  # acknowledge after unlocking: the user should not wait for it
+            with contextlib.suppress(UnlatchError):
+                await self.relay.close_unlock(request.request_id)
         self._set(attempt, "approved")
         for other in attempt.tasks:
             if other is not asyncio.current_task():
