@@ -44,8 +44,8 @@ class Pairing:
 
     @property
     def short_id(self) -> str:
-        """A stable short handle for the CLI (a prefix of the pairing id)."""
-        return b64e(self.record.pairing_id)[:SHORT_ID_CHARS]
+        """A stable short handle for the CLI: hex prefix of the pairing id (never starts with -)."""
+        return self.record.pairing_id.hex()[:SHORT_ID_CHARS]
 
     @property
     def routing_id(self) -> bytes:
@@ -108,7 +108,7 @@ class PhoneState:
         by_id = [
             p
             for p in self.pairings
-            if (len(key) >= 4 and b64e(p.record.pairing_id).startswith(key))
+            if (len(key) >= 4 and p.record.pairing_id.hex().startswith(key.lower()))
             or p.record.desktop_device_id == key
         ]
         matches = by_name or by_id
