@@ -1,0 +1,280 @@
+"""Failures while unlock exchanges are in flight: kill -9 a node, restart Redis, restart PostgreSQL.
+
+Clients reach the nodes through a round-robin TCP load balancer (the
+deployment's public URL), so a client whose node dies reconnects to another
+one. Each exchange carries a unique random payload; the phone answers with a
+reply derived from it, and at the end every desktop must hold exactly one
+``seen`` and one ``reply`` per request — its own — and every phone must have
+been notified only of its own requests. The counts (completed, client-visible
+errors that were retried, failed) are printed for the report (``pytest -s``).
+
+Redis and PostgreSQL restarts use private servers on random ports (a
+throw-away ``redis-server`` and an ``initdb`` cluster), never the shared ones.
+Marked ``slow``: each test starts its own nodes (and servers) and runs 72
+exchanges; about 30-70 s each on a busy 2-core machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from fixtures.relay import Pair, make_pair
+from fixtures.scale import (
+    REDIS_URL,
+    Cluster,
+    LoadBalancer,
+    PrivatePostgres,
+    PrivateRedis,
+    fresh_database,
+    redis_cleanup,
+    redis_prefix,
+    require_postgres,
+    require_redis,
+)
+
+from unlatch.relay.errors import AlreadyPosted, ChannelExists, RelayError, RelayUnavailable
+
+T = TypeVar("T")
+PAIRS = 6
+PER_PAIR = 12
+
+
+@dataclass
+class Tally:
+    """What happened to every exchange, for the assertions and the report."""
+
+    expected: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)  # rid -> (pair, reply)
+    received: dict[bytes, list[tuple[str, bytes]]] = field(default_factory=dict)
+    notified: collections.Counter[bytes] = field(default_factory=collections.Counter)
+    wrong_party: int = 0
+    completed: int = 0
+    failed: list[str] = field(default_factory=list)
+    retried: collections.Counter[str] = field(default_factory=collections.Counter)
+    latencies: list[float] = field(default_factory=list)
+
+    def report(self, title: str) -> str:
+        errors = ", ".join(f"{n}x {what}" for what, n in self.retried.most_common(6)) or "none"
+        p99 = sorted(self.latencies)[int(len(self.latencies) * 0.99) - 1] if self.latencies else 0
+        return (
+            f"\n[{title}] exchanges={len(self.expected)} completed={self.completed}"
+            f" failed={len(self.failed)} retried_errors={sum(self.retried.values())}"
+            f" wrong_party={self.wrong_party} duplicates={self.duplicates()}"
+            f" p99={p99 * 1000:.0f}ms\n  retried: {errors}\n  failed: {self.failed[:5]}"
+        )
+
+    def duplicates(self) -> int:
+        return sum(
+            max(0, sum(1 for kind, _ in msgs if kind == "reply") - 1)
+            + max(0, sum(1 for kind, _ in msgs if kind == "seen") - 1)
+            for msgs in self.received.values()
+        )
+
+
+async def retrying(tally: Tally, what: str, op: Callable[[], Awaitable[T]]) -> T:
+    """Retry an operation the client saw fail with a clear, retryable error."""
+    for attempt in range(60):
+        try:
+            return await op()
+        except RelayUnavailable as exc:
+            tally.retried[f"{what}: {exc.code} ({str(exc)[:60]})"] += 1
+            if attempt == 59:
+                raise
+            await asyncio.sleep(0.25)
+    raise AssertionError("unreachable")
+
+
+async def desktop_side(pair: Pair, index: int, tally: Tally) -> None:
+    desktop: Any = pair.desktop
+    for _ in range(PER_PAIR):
+        request_id, push = os.urandom(16), os.urandom(48)
+        tally.expected[request_id] = (index, b"R" + push)
+        started = time.monotonic()
+        first = True
+
+        async def create() -> None:
+            nonlocal first
+            try:
+                await desktop.create_unlock(request_id, pair.routing_id, push)
+            except ChannelExists:
+                if first:
+                    raise
+                # an earlier attempt landed before the node died: that is success
+            finally:
+                first = False
+
+        try:
+            await retrying(tally, "create", create)
+            got: list[tuple[str, bytes]] = []
+            async for msg in desktop.channel_messages("unlock", request_id, timeout=40):
+                got.append((msg.type, msg.data))
+                if msg.type == "reply":
+                    break
+            tally.received[request_id] = got
+            if not got or got[-1][0] != "reply":
+                tally.failed.append("no reply before the deadline")
+                continue
+            await retrying(tally, "acknowledge", lambda: desktop.close_unlock(request_id))
+            tally.completed += 1
+            tally.latencies.append(time.monotonic() - started)
+        except RelayError as exc:
+            tally.failed.append(f"{type(exc).__name__}: {exc}")
+
+
+async def phone_side(pair: Pair, index: int, tally: Tally) -> None:
+    phone: Any = pair.phone
+    async for note in phone.listen(poll_interval=0.5):
+        tally.notified[note.request_id] += 1
+        owner = tally.expected.get(note.request_id)
+        if note.routing_id != pair.routing_id or owner is None or owner[0] != index:
+            tally.wrong_party += 1
+            continue
+        for kind, data in (("seen", b"S" + note.push[:8]), ("reply", b"R" + note.push)):
+            first = True
+
+            async def post(kind: str = kind, data: bytes = data) -> None:
+                nonlocal first
+                try:
+                    if kind == "seen":
+                        await phone.post_seen(note.request_id, data)
+                    else:
+                        await phone.post_reply(note.request_id, data)
+                except AlreadyPosted:
+                    if first:
+                        raise
+                finally:
+                    first = False
+
+            await retrying(tally, kind, post)
+
+
+async def run_exchanges(url: str, inject: Callable[[], Awaitable[None]], title: str) -> Tally:
+    """Pair PAIRS desktops and phones through ``url``, run the exchanges, inject the failure."""
+    tally = Tally()
+    pairs = [await make_pair(url) for _ in range(PAIRS)]
+    phones = [asyncio.create_task(phone_side(p, i, tally)) for i, p in enumerate(pairs)]
+    await asyncio.sleep(0.5)
+    desktops = [asyncio.create_task(desktop_side(p, i, tally)) for i, p in enumerate(pairs)]
+    total = PAIRS * PER_PAIR
+    deadline = time.monotonic() + 60
+    while tally.completed < total // 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await inject()
+    try:
+        await asyncio.wait_for(asyncio.gather(*desktops), 90)
+    finally:
+        for task in phones:
+            task.cancel()
+        await asyncio.gather(*phones, return_exceptions=True)
+        for p in pairs:
+            with contextlib.suppress(Exception):
+                await p.aclose()
+    print(tally.report(title))
+    return tally
+
+
+def check(tally: Tally) -> None:
+    """Every exchange delivered once, to its own desktop, with its own payload."""
+    assert tally.wrong_party == 0
+    assert tally.duplicates() == 0
+    assert not tally.failed, tally.failed
+    assert tally.completed == PAIRS * PER_PAIR
+    for request_id, (_pair, reply) in tally.expected.items():
+        kinds = [kind for kind, _ in tally.received[request_id]]
+        assert kinds == ["seen", "reply"], kinds
+        assert tally.received[request_id][-1][1] == reply  # its own payload, byte for byte
+        assert tally.notified[request_id] == 1  # the phone was asked once
+
+
+async def start_cluster(base: Path, db: str, bus: str, nodes: int) -> tuple[Cluster, LoadBalancer]:
+    lb = LoadBalancer([])
+    cluster = Cluster(base, db_url=db, bus_url=bus, public_url=lb.url)
+    cluster.start(nodes)
+    lb.ports = [n.port for n in cluster.nodes]
+    await lb.start()
+    return cluster, lb
+
+
+@pytest.mark.slow
+async def test_kill_nine_one_node_while_exchanges_are_in_flight(tmp_path: Path) -> None:
+    require_postgres()
+    require_redis()
+    prefix = redis_prefix()
+    with fresh_database() as db:
+        cluster, lb = await start_cluster(tmp_path, db, f"{REDIS_URL}?prefix={prefix}", 3)
+        try:
+
+            async def kill() -> None:
+                cluster.nodes[1].stop(signal.SIGKILL)
+
+            tally = await run_exchanges(lb.url, kill, "kill -9 one of 3 nodes")
+            check(tally)
+            # the surviving nodes are healthy and the killed one can rejoin
+            node = await asyncio.to_thread(cluster.restart, 1)
+            assert node.proc.poll() is None
+        finally:
+            await lb.close()
+            cluster.stop()
+            redis_cleanup(6379, prefix)
+
+
+@pytest.mark.slow
+async def test_redis_restart_while_exchanges_are_in_flight(tmp_path: Path) -> None:
+    require_postgres()
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    with fresh_database() as db:
+        cluster, lb = await start_cluster(tmp_path / "nodes", db, server.url, 2)
+        try:
+
+            async def restart_redis() -> None:
+                server.stop()  # SIGKILL: no goodbye to the clients
+                await asyncio.sleep(2.0)
+                server.start()
+
+            tally = await run_exchanges(lb.url, restart_redis, "Redis killed for 2 s and restarted")
+            check(tally)
+            assert all("redis bus reconnected" in n.logs() for n in cluster.nodes)
+        finally:
+            await lb.close()
+            cluster.stop()
+            server.stop()
+
+
+@pytest.mark.slow
+async def test_postgres_restart_while_exchanges_are_in_flight(tmp_path: Path) -> None:
+    require_redis()
+    pg = PrivatePostgres()
+    try:
+        pg.init()
+        pg.start()
+        prefix = redis_prefix()
+        with fresh_database(pg.admin_url) as db:
+            cluster, lb = await start_cluster(tmp_path, db, f"{REDIS_URL}?prefix={prefix}", 2)
+            try:
+
+                async def restart_postgres() -> None:
+                    await asyncio.to_thread(pg.stop, "fast")
+                    await asyncio.sleep(2.0)
+                    await asyncio.to_thread(pg.start)
+
+                tally = await run_exchanges(
+                    lb.url, restart_postgres, "PostgreSQL stopped for 2 s and restarted"
+                )
+                check(tally)
+                assert any("store_unavailable" in what for what in tally.retried)
+            finally:
+                await lb.close()
+                cluster.stop()
+                redis_cleanup(6379, prefix)
+    finally:
+        pg.destroy()
