@@ -76,12 +76,29 @@ async def test_state_is_sealed_at_rest_and_pin_protects_it(relay, phone) -> None
     await desktop.relay.aclose()
 
 
+def phone_id(phone: Phone) -> str:
+    from unlatch.relay.device_key import DeviceKey
+
+    return DeviceKey.load(phone.home / "device.pem").device_id
+
+
 async def test_unpair_removes_the_relay_pairing(relay, phone) -> None:
     desktop = Desktop(relay.url)
     await pair(phone, desktop)
     assert desktop.record is not None
     routing_id = desktop.record.keys.routing_id
     assert routing_id in {p.routing_id for p in await desktop.relay.list_pairings()}
+    # The relay forgets the pairing (the desktop deleted it): `sync` registers it again.
+    await desktop.relay.delete_pairing(routing_id)
+    (row,) = json.loads((await phone.run("list", "--relay", "--json")).out)
+    assert row["relay_state"] == "missing"
+    result = await phone.run("sync", "--json")
+    assert result.rc == 0, result.err
+    assert json.loads(result.out)[0]["relay_state"] == "pending"
+    await desktop.relay.register_pairing(routing_id, phone_id(phone))
+    (row,) = json.loads((await phone.run("list", "--relay", "--json")).out)
+    assert row["relay_state"] == "linked"
+
     result = await phone.run("rename", "Work laptop", "Office")
     assert result.rc == 0, result.err
     result = await phone.run("unpair", "Office", "--yes")

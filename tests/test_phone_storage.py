@@ -22,7 +22,7 @@ from unlatch.phone.errors import (
     WrongPin,
 )
 from unlatch.phone.qrimage import decode_qr_image
-from unlatch.phone.state import Pairing
+from unlatch.phone.state import Pairing, printable
 from unlatch.phone.store import PhoneStore
 from unlatch.protocol import bare_link
 
@@ -190,3 +190,9 @@ def test_cli_errors_are_one_line_with_non_zero_exit(tmp_path: Path, monkeypatch)
     monkeypatch.setenv("UNLATCH_PHONE_HOME", home)
     result = runner.invoke(main, ["phone", "init", "--json"])
     assert json.loads(result.output)["created"] is False
+
+
+def test_peer_text_is_made_safe_for_a_terminal() -> None:
+    shown = printable("Mozilla\x1b]0;pwned\x07\x1b[2J  agent\n" + "x" * 500)
+    assert "\x1b" not in shown and "\x07" not in shown and "\n" not in shown
+    assert shown.startswith("Mozilla") and len(shown) == 200

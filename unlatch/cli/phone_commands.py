@@ -493,6 +493,24 @@ def list_command(ctx: click.Context, check_relay: bool, as_json: bool) -> None:
         click.echo(f"{row['id']}  {row['name']}{flags}  paired {when}  via {row['relay_url']}")
 
 
+@phone_group.command("sync")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def sync_command(ctx: click.Context, as_json: bool) -> None:
+    """Register every pairing on its relay again (after a relay was down while pairing).
+
+    \b
+    Example:
+      unlatch phone sync
+    """
+    rows = _run(_client(ctx).sync())
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    for row in rows:
+        click.echo(f"{row['id']}  {row['name']}  relay: {row['relay_state']}")
+
+
 @phone_group.command("rename")
 @click.argument("desktop")
 @click.argument("new_name")

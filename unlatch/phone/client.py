@@ -31,7 +31,7 @@ from typing import Any
 from unlatch import paths
 from unlatch.phone.errors import PairingTimeout, PhoneError, UnknownDesktop
 from unlatch.phone.requests import RequestView
-from unlatch.phone.state import Pairing, PhoneState, clean_name
+from unlatch.phone.state import MAX_NAME_CHARS, Pairing, PhoneState, clean_name, printable
 from unlatch.phone.store import PhoneStore, PinSource
 from unlatch.protocol import (
     PairingState,
@@ -161,15 +161,22 @@ class PairingAttempt:
                     "the desktop's relay identity does not match the one in its accept "
                     "message: pairing refused"
                 )
+            label = self._label or printable(record.desktop_name, MAX_NAME_CHARS) or "desktop"
             pairing = Pairing(
                 record=record,
-                label=clean_name(self._label or record.desktop_name, "desktop name"),
+                label=clean_name(label, "desktop name"),
                 paired_at=int(time.time()),
             )
             # Keep the share before anything else can fail: it cannot be fetched again.
             with self._client.store.transaction() as state:
                 state.add(pairing)
-            relay_state = await relay.register_pairing(record.keys.routing_id, msg.sender)
+            try:
+                relay_state = await relay.register_pairing(record.keys.routing_id, msg.sender)
+            except RelayError as exc:
+                raise PhoneError(
+                    f"paired with “{pairing.label}”, but the relay did not register the "
+                    f"pairing ({exc}): run `unlatch phone sync` when it is reachable"
+                ) from None
             with contextlib.suppress(RelayError):
                 await relay.close_pairing_channel(pp.channel_id)
             pushed = False
@@ -352,6 +359,22 @@ class PhoneClient:
             current = state.find(pairing.short_id)
             current.blocked = False
             return current.summary()
+
+    async def sync(self) -> list[dict[str, Any]]:
+        """Register every local pairing on its relay again (idempotent), then report states.
+
+        Repairs a pairing whose registration failed (relay down at the time),
+        and restores a "not me" block the relay lost.
+        """
+        state = self.state()
+        for url in sorted({p.record.relay_url for p in state.pairings}):
+            async with self.relay_client(url) as relay:
+                for p in state.pairings:
+                    if p.record.relay_url == url:
+                        await relay.register_pairing(p.routing_id, p.record.desktop_device_id)
+                        if p.blocked:
+                            await relay.block(p.routing_id)
+        return await self.relay_pairings()
 
     async def relay_pairings(self) -> list[dict[str, Any]]:
         """Each local pairing with its state on its relay (linked/pending/blocked/missing)."""

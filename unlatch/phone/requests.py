@@ -1,7 +1,8 @@
 """An unlock request as the phone shows it to its user.
 
 A relay notification carries the desktop's opaque push bytes plus what only
-the relay knows (the requester's network address and user agent). The push is
+the relay knows (the requester's network address and user agent; untrusted
+text, so control characters are replaced before it reaches a terminal). The push is
 decrypted with the pairing's push key (:meth:`PhoneUnlock.open_push`), which
 also proves a paired desktop made it: the relay can neither read nor forge one.
 The correct number of a number-matching request is deliberately *not* part of
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from unlatch.phone.state import Pairing
+from unlatch.phone.state import Pairing, printable
 from unlatch.protocol import UnlockMode
 from unlatch.protocol.encoding import b64e
 from unlatch.protocol.messages import RequestParams
@@ -52,16 +53,16 @@ class RequestView:
             expires_at=params.expires_at,
             mode="number_match" if params.mode is UnlockMode.NUMBER_MATCH else "scan",
             choices=tuple(choices),
-            requester_address=note.requester_address if note else "",
-            requester_user_agent=note.requester_user_agent if note else "",
+            requester_address=printable(note.requester_address, 100) if note else "",
+            requester_user_agent=printable(note.requester_user_agent) if note else "",
             blocked=pairing.blocked,
         )
 
     def with_requester(self, note: UnlockNotification) -> RequestView:
         return replace(
             self,
-            requester_address=note.requester_address,
-            requester_user_agent=note.requester_user_agent,
+            requester_address=printable(note.requester_address, 100),
+            requester_user_agent=printable(note.requester_user_agent),
         )
 
     def remaining(self, now: int) -> int:

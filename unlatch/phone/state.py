@@ -33,6 +33,14 @@ def clean_name(name: str, what: str = "name") -> str:
     return name
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """Text from a peer made safe for a terminal: control characters (escape
+    sequences) replaced, whitespace collapsed, length bounded."""
+    cleaned = "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}" for ch in text)
+    cleaned = " ".join(cleaned.split())
+    return cleaned[:limit]
+
+
 @dataclass
 class Pairing:
     """One paired desktop, with the phone's own bookkeeping around the protocol record."""
