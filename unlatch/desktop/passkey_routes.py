@@ -114,8 +114,12 @@ def routes(rt: DesktopRuntime) -> list[BaseRoute]:
     @guarded
     async def switch_host(request: Request) -> Response:
         # The session already has full access: a second launch link grants nothing new.
+        # The secret travels in the #fragment to a static page on localhost, which
+        # opens the launch link itself: a navigation started on 127.0.0.1 would be
+        # cross-site, and the SameSite=Strict session cookie would not follow it.
         query = urlsplit(rt.security.new_launch_url()).query
-        answer: dict[str, Any] = {"url": f"http://{CANONICAL_HOST}:{rt.port}/?{query}"}
+        url = f"http://{CANONICAL_HOST}:{rt.port}/static/passkey-switch.html#{query}"
+        answer: dict[str, Any] = {"url": url}
         return JSONResponse(answer)
 
     return [
