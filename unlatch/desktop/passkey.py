@@ -43,7 +43,6 @@ from webauthn import (
     verify_authentication_response,
     verify_registration_response,
 )
-from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -433,7 +432,7 @@ class PasskeyService:
                 expected_origin=self.origin,
                 require_user_verification=True,
             )
-        except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any parser failure on page input is a refusal
             raise PasskeyRejectedError(f"the passkey registration did not verify: {exc}") from None
         enabled, first = _prf_first(cred)
         if not enabled:
@@ -584,7 +583,7 @@ class PasskeyService:
                 credential_current_sign_count=sign_count,
                 require_user_verification=True,
             )
-        except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any parser failure on page input is a refusal
             raise PasskeyRejectedError(
                 f"the passkey's answer did not verify ({exc}); the vault stays locked"
             ) from None
