@@ -247,3 +247,56 @@ def test_e2e_phone_unlock_survives_agent_restart(setup: Any, tmp_path: Path) -> 
     assert phone.run("approve", "--qr-image", str(png), "--yes").returncode == 0
     page2.wait_for_selector("#vault:visible", timeout=20000)
     page2.close()
+
+
+def test_e2e_qr_is_renewed_before_it_expires(
+    relay: Any, desktop_env: Any, phone_factory: Any, browser: Any, tmp_path: Path
+) -> None:
+    desktop = desktop_env(relay.url)
+    phone = phone_factory("phone")
+    page = browser.new_page()
+    page.goto(desktop.start_ui("--unlock-ttl", "12", "--qr-renewals", "1"))
+    pair_through_ui(page, phone, tmp_path)
+    lock(page)
+    request_qr(page, tmp_path, "first.png")
+    first_src = page.get_attribute("#unlock-qr", "src")
+    wait_for(
+        lambda: page.get_attribute("#unlock-qr", "src") != first_src, timeout=15, what="renewal"
+    )
+    assert state_of(page) == "waiting"  # renewed, not expired
+    renewed = qr_png(page, "#unlock-qr", tmp_path / "renewed.png")
+    assert phone.run("approve", "--qr-image", str(renewed), "--yes").returncode == 0
+    page.wait_for_selector("#vault:visible", timeout=20000)
+    page.close()
+
+
+def test_e2e_number_matching_from_the_notification(setup: Any, tmp_path: Path) -> None:
+    desktop, phone, page = setup
+    page.click("#settings-btn")
+    page.check("#number-matching")
+    wait_for(lambda: "Number matching on" in page.inner_text("#toast"), what="setting saved")
+    page.click("#settings-close")
+    lock(page)
+
+    def ask() -> tuple[dict[str, Any], int]:
+        listener = phone.popen("listen", "--once", "--json", "--timeout", "30")
+        time.sleep(1.0)
+        page.click("#request-again" if page.is_visible("#request-again") else "#unlock-phone-btn")
+        page.wait_for_selector("#number-box:visible")
+        out, err = listener.communicate(timeout=40)
+        assert listener.returncode == 0, err
+        note = json.loads(out.strip().splitlines()[0])
+        assert note["mode"] == "number_match"
+        return note, int(page.inner_text("#number"))
+
+    note, shown = ask()
+    wrong = next(c for c in note["choices"] if c != shown)
+    out = phone.run("approve", "--request", note["request_id"], "--number", str(wrong), "--yes")
+    assert out.returncode != 0
+    wait_for(lambda: state_of(page) == "wrong_number", what="wrong number status")
+    assert desktop.status()["unlocked"] is False
+
+    note, shown = ask()
+    out = phone.run("approve", "--request", note["request_id"], "--number", str(shown), "--yes")
+    assert out.returncode == 0, out.stderr
+    page.wait_for_selector("#vault:visible", timeout=20000)

@@ -47,7 +47,7 @@ from unlatch.vault.localkeys import LocalKeyNotFoundError, LocalKeyStore
 
 log = logging.getLogger(__name__)
 
-RENEW_BEFORE = 15  # seconds before expiry at which the QR is renewed
+RENEW_BEFORE = 15  # seconds before expiry at which the QR is renewed (at most ttl/4)
 DEFAULT_RENEWALS = 4  # ~10 minutes of QR on screen at the default 2-minute life
 FINAL_STATES = ("approved", "denied", "not_me", "wrong_number", "expired", "failed", "cancelled")
 
@@ -220,8 +220,9 @@ class PhoneUnlockService:
         try:
             while not attempt.final:
                 request = attempt.request
-                renew_at = request.expires_at - RENEW_BEFORE
-                if attempt.renewals_left > 0 and self.ttl > 2 * RENEW_BEFORE:
+                lead = min(RENEW_BEFORE, self.ttl // 4)  # short test lives renew early too
+                renew_at = request.expires_at - lead
+                if attempt.renewals_left > 0 and lead >= 1:
                     await asyncio.sleep(max(0.0, renew_at - time.time()))
                     if attempt.final or attempt.state == "seen" or attempt.request is not request:
                         if attempt.state == "seen":
