@@ -257,7 +257,7 @@ function render(state) {
       try { await api("DELETE", `/api/passkeys/${encodeURIComponent(p.id)}`); setError(err, ""); toast("Passkey removed"); await refresh(); }
       catch (e) { setError(err, explainDom(e)); }
     });
-    li.append(el("span", { className: "avatar", textContent: "🔑" }), info, rename, remove);
+    li.append(el("span", { className: "avatar", textContent: (p.label.trim()[0] || "?") }), info, rename, remove);
     list.append(li);
   }
   document.getElementById("passkeys-empty").hidden = passkeys.length > 0;
