@@ -1,0 +1,123 @@
+"""Desktop state files: identity, pairing records, settings (precedence, bounds, damage)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from unlatch.config import ConfigError
+from unlatch.desktop.errors import NotPairedError, StateFileError
+from unlatch.desktop.identity import DesktopIdentity, check_name
+from unlatch.desktop.settings import DEFAULT_RELAY_URL, DesktopSettings, check_relay_url
+from unlatch.desktop.store import PairedPhone, PairingStore
+from unlatch.protocol import KeyPair, PairingKeys
+from unlatch.protocol.records import DesktopPairingRecord
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def phone(label: str = "Pixel") -> PairedPhone:
+    record = DesktopPairingRecord(
+        keys=PairingKeys.from_root(os.urandom(32)),
+        phone_pk=KeyPair.generate(os.urandom).public,
+        phone_name=label,
+        phone_device_id="d" * 22,
+        created_at=int(time.time()),
+    )
+    return PairedPhone(record, "slot-" + label, "http://127.0.0.1:8470", label, int(time.time()))
+
+
+def test_desktop_identity_persists_with_owner_only_files(unlatch_home: Path) -> None:
+    first = DesktopIdentity.load_or_create()
+    again = DesktopIdentity.load_or_create()
+    assert first.keypair.public == again.keypair.public
+    assert first.device_id == again.device_id
+    for name in ("identity.json", "relay-device-key.pem"):
+        assert mode(unlatch_home / "desktop" / name) == 0o600
+    first.rename("work laptop")
+    assert DesktopIdentity.load_or_create().name == "work laptop"
+    with pytest.raises(Exception, match="at most 64 bytes"):
+        check_name("é" * 40)
+    with pytest.raises(Exception, match="printable"):
+        check_name("bad\nname")
+
+
+def test_desktop_identity_damaged_file_is_a_clear_error(unlatch_home: Path) -> None:
+    DesktopIdentity.load_or_create()
+    path = unlatch_home / "desktop" / "identity.json"
+    path.write_text('{"version": 1, "protocol_private_key": "!!", "name": "x"}')
+    with pytest.raises(StateFileError, match="damaged"):
+        DesktopIdentity.load_or_create()
+    path.write_bytes(b"\xff" * 10)
+    with pytest.raises(StateFileError, match="not JSON"):
+        DesktopIdentity.load_or_create()
+
+
+def test_desktop_pairing_store_round_trip(unlatch_home: Path) -> None:
+    store = PairingStore()
+    assert store.all() == []
+    a, b = phone("Pixel"), phone("iPhone")
+    store.add(a)
+    store.add(b)
+    assert mode(store.path) == 0o600
+    assert [p.label for p in PairingStore().all()] == ["Pixel", "iPhone"]
+    assert store.get(a.id).record == a.record
+    assert store.get("pixel").id == a.id  # by (unique) label, any case
+    renamed = store.rename(a.id, "Old phone")
+    assert renamed.label == "Old phone" and store.get(a.id).label == "Old phone"
+    store.remove(a.id, orphan_slot=True)
+    assert store.orphan_slots() == [a.slot_id]
+    store.clear_orphans([a.slot_id])
+    assert store.orphan_slots() == []
+    with pytest.raises(NotPairedError):
+        store.get(a.id)
+    assert [p.id for p in store.all()] == [b.id]
+    assert "record" not in json.dumps(b.public_view())
+
+
+def test_desktop_pairing_store_refuses_damage(unlatch_home: Path) -> None:
+    store = PairingStore()
+    store.add(phone())
+    data = json.loads(store.path.read_text())
+    data["phones"][0]["record"]["phone_pk"] = "not base64!"
+    store.path.write_text(json.dumps(data))
+    with pytest.raises(StateFileError, match="invalid"):
+        store.all()
+    store.path.write_text("x" * (1024 * 1024 + 10))
+    with pytest.raises(StateFileError, match="too large"):
+        store.all()
+
+
+def test_desktop_settings_precedence(unlatch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert DesktopSettings.load().relay_url == DEFAULT_RELAY_URL
+    (unlatch_home / "config.toml").write_text('[desktop]\nrelay_url = "http://file:1"\n')
+    assert DesktopSettings.load().relay_url == "http://file:1"
+    saved = DesktopSettings.load()
+    saved.relay_url, saved.number_matching = "http://saved:2", True
+    saved.save()
+    loaded = DesktopSettings.load()
+    assert loaded.relay_url == "http://saved:2" and loaded.number_matching is True
+    monkeypatch.setenv("UNLATCH_DESKTOP_RELAY_URL", "http://env:3/")
+    env = DesktopSettings.load()
+    assert env.relay_url == "http://env:3" and env.relay_url_locked
+    assert DesktopSettings.load("https://option.example").relay_url == "https://option.example"
+    monkeypatch.setenv("UNLATCH_DESKTOP_UNLOCK_TTL", "30")
+    assert DesktopSettings.load().unlock_ttl == 30
+    monkeypatch.setenv("UNLATCH_DESKTOP_UNLOCK_TTL", "3")
+    with pytest.raises(ConfigError, match=r"5\.\.600"):
+        DesktopSettings.load()
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://x", "http://", "http://h/path", "http://h/?q=1", "javascript:alert(1)", ""]
+)
+def test_desktop_settings_refuse_bad_relay_urls(url: str) -> None:
+    with pytest.raises(ConfigError):
+        check_relay_url(url)
