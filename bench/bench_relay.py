@@ -140,13 +140,19 @@ async def run_level(
 
     t0 = time.monotonic()
     cpu0 = cpu_seconds(pid)
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    tasks = [asyncio.create_task(worker(i)) for i in range(concurrency)]
+    # bounded: exchanges still running 10 s after the end are abandoned (not counted)
+    _done, late = await asyncio.wait(tasks, timeout=seconds + 10)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
     elapsed = time.monotonic() - t0
     cpu = cpu_seconds(pid) - cpu0
     latencies.sort()
     q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [latencies[0]] * 99
     return {
         "exchanges": len(latencies),
+        "abandoned": len(late),
         "errors": errors,
         "per_s": len(latencies) / elapsed,
         "p50_ms": q[49] * 1000,
@@ -206,7 +212,8 @@ async def main() -> None:
                     f"concurrency {level:>4}: {res['per_s']:8.1f} exchanges/s  "
                     f"p50 {res['p50_ms']:7.2f} ms  p99 {res['p99_ms']:7.2f} ms  "
                     f"relay CPU {res['cpu_ms']:.2f} ms/exchange  "
-                    f"({res['exchanges']} exchanges, {res['errors']} errors)"
+                    f"({res['exchanges']} exchanges, {res['errors']} errors, "
+                    f"{res['abandoned']} abandoned at the time limit)"
                 )
             cpu = statistics.median(r["cpu_ms"] for r in results.values())
             print(

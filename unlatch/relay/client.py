@@ -512,6 +512,7 @@ class RelayClient:
                 user_agent_header=self._user_agent,
                 ping_interval=20,
                 ping_timeout=20,
+                compression=None,
                 ssl=self._ssl if self._ws_base.startswith("wss://") else None,
             )
         except InvalidStatus as exc:

@@ -48,6 +48,9 @@ def build_server(config: RelayConfig) -> RelayServer:
         lifespan="on",
         ws="websockets-sansio",
         ws_max_size=16 * 1024,
+        # frames are small JSON with opaque base64 inside: compression saves little,
+        # costs CPU per frame and would mix attacker-chosen and secret-derived bytes
+        ws_per_message_deflate=False,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=max(1, int(config.shutdown_grace)),
