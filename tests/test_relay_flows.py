@@ -303,3 +303,29 @@ async def test_only_the_parties_can_touch_a_channel(relay: RelayProcess) -> None
     finally:
         await pair.aclose()
         await stranger.aclose()
+
+
+async def test_long_poll_is_answered_at_shutdown(relay_factory) -> None:
+    relay = relay_factory()
+    pair = await make_pair(relay.url, prefer_websocket=False)
+    try:
+        rid = os.urandom(16)
+        await pair.desktop.create_unlock(rid, pair.routing_id, b"p")
+        token = await pair.desktop.login()
+        async with httpx.AsyncClient(timeout=40) as http:
+            poll = asyncio.create_task(
+                http.get(
+                    f"{relay.url}/v1/unlock/{b64e(rid)}/wait?after=0&timeout=30",
+                    headers={"authorization": f"Bearer {token}"},
+                )
+            )
+            await asyncio.sleep(0.5)
+            t0 = asyncio.get_running_loop().time()
+            relay.proc.send_signal(signal.SIGTERM)
+            r = await poll
+            assert asyncio.get_running_loop().time() - t0 < 4  # not the 5 s re-check
+            assert (
+                r.status_code == 200 and r.json()["messages"] == [] and r.json()["state"] == "open"
+            )
+    finally:
+        await pair.aclose()
