@@ -1,0 +1,159 @@
+"""PairingService and PhoneUnlockService against a real relay process, in one event loop.
+
+The desktop side is the real service on a real AgentCore/vault; the phone is
+the protocol's phone role plus the relay client (what the phone client and
+the PWA do), so each test can make the phone misbehave precisely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from unlatch.agent.core import AgentCore
+from unlatch.desktop.identity import DesktopIdentity
+from unlatch.desktop.pairing import PairingService
+from unlatch.desktop.store import PairingStore
+from unlatch.desktop.unlock import PhoneUnlockService
+from unlatch.desktop.vault_port import CoreVault
+from unlatch.protocol import KeyPair, PhonePairing, PhonePairingRecord, PhoneUnlock
+from unlatch.relay.client import RelayClient
+from unlatch.relay.device_key import DeviceKey
+from unlatch.relay.errors import RelayError
+from unlatch.vault import OWASP_MINIMUM
+from unlatch.vault.localkeys import LocalKeyStore
+
+PASSWORD = "correct horse battery staple"
+
+
+class Rig:
+    def __init__(self, url: str, home: Path, *, websocket: bool = True) -> None:
+        self.url = url
+        self.core = AgentCore(home / "desktop" / "vault.db", idle_lock_seconds=0)
+        self.identity = DesktopIdentity.load_or_create()
+        self.relay = RelayClient(
+            url, self.identity.relay_key, "desktop", prefer_websocket=websocket
+        )
+        self.store = PairingStore()
+        self.vault = CoreVault(self.core)
+        self.pairing = PairingService(self.identity, self.store, self.vault, self.relay)
+        self.unlock = PhoneUnlockService(self.store, self.vault, self.relay, ttl=30, renewals=0)
+        self.phone_key = KeyPair.generate(os.urandom)
+        self.phone_dev = DeviceKey.generate()
+        self.phone = RelayClient(url, self.phone_dev, "phone", prefer_websocket=websocket)
+        self.record: PhonePairingRecord | None = None
+
+    async def start(self) -> None:
+        await self.core.init_vault(PASSWORD, OWASP_MINIMUM)
+
+    async def hello(self) -> Any:
+        session = await self.pairing.start()
+        pp = PhonePairing(
+            session.link,
+            self.phone_key,
+            "test phone",
+            self.phone_dev.device_id,
+            now=int(time.time()),
+        )
+        await self.phone.post_hello(pp.channel_id, pp.hello_bytes)
+        while session.state == "waiting":
+            await self.pairing.wait(session.id, 10)
+        assert session.state == "confirm", session.message
+        assert session.pending.verification_code == pp.verification_code
+        return session, pp
+
+    async def pair(self) -> PhonePairingRecord:
+        session, pp = await self.hello()
+        confirm = asyncio.create_task(self.pairing.confirm(session.id))
+        accept = await self.phone.wait_pairing_message(pp.channel_id, timeout=10)
+        self.record = pp.receive_accept(accept.data, now=int(time.time()))
+        await confirm
+        await self.phone.register_pairing(self.record.keys.routing_id, self.identity.device_id)
+        return self.record
+
+    async def finish(self, attempt: Any) -> str:
+        while not attempt.final:
+            await self.unlock.wait(attempt.id, 10)
+        return str(attempt.state)
+
+    async def close(self) -> None:
+        await self.relay.aclose()
+        await self.phone.aclose()
+        await self.core.close()
+
+
+@pytest.fixture
+async def rig(relay: Any, unlatch_home: Path) -> Any:
+    r = Rig(relay.url, unlatch_home)
+    await r.start()
+    yield r
+    await r.close()
+
+
+async def slots(rig: Rig, kind: str = "phone") -> list[Any]:
+    return await rig.core.find_slots(kind)
+
+
+async def test_desktop_unlock_over_long_poll_only(relay: Any, unlatch_home: Path) -> None:
+    rig = Rig(relay.url, unlatch_home, websocket=False)
+    await rig.start()
+    try:
+        record = await rig.pair()
+        await rig.core.lock()
+        attempt = await rig.unlock.start()
+        pu = PhoneUnlock.from_qr(attempt.link, [record], rig.phone_key, now=int(time.time()))
+        await rig.phone.post_seen(pu.request_id, pu.seen())
+        await rig.phone.post_reply(pu.request_id, pu.approve(now=int(time.time())))
+        assert await rig.finish(attempt) == "approved"
+        assert rig.core.is_unlocked
+    finally:
+        await rig.close()
+
+
+async def test_desktop_forged_reply_is_refused_and_vault_stays_locked(rig: Rig) -> None:
+    record = await rig.pair()
+    await rig.core.lock()
+    attempt = await rig.unlock.start()
+    # The QR's secret leaked, but the reply is sealed by another phone key:
+    # HPKE auth mode rejects it, the request is burnt, nothing unlocks.
+    impostor = PhoneUnlock.from_qr(
+        attempt.link, [record], KeyPair.generate(os.urandom), now=int(time.time())
+    )
+    await rig.phone.post_reply(impostor.request_id, impostor.approve(now=int(time.time())))
+    assert await rig.finish(attempt) == "failed"
+    assert "refused" in attempt.message
+    assert not rig.core.is_unlocked
+
+
+async def test_desktop_pairing_rolls_back_when_the_relay_fails(
+    relay: Any, rig: Rig, unlatch_home: Path
+) -> None:
+    session, _pp = await rig.hello()
+    relay.stop()  # the accept cannot be delivered
+    with pytest.raises(RelayError):
+        await rig.pairing.confirm(session.id)
+    assert session.state == "failed"
+    assert rig.store.all() == []
+    assert await slots(rig) == []
+    assert LocalKeyStore().refs() == []
+
+
+async def test_desktop_revoke_while_locked_removes_slot_at_next_unlock(rig: Rig) -> None:
+    record = await rig.pair()
+    phone_id = rig.store.all()[0].id
+    assert len(await slots(rig)) == 1
+    await rig.core.lock()
+    result = await rig.pairing.revoke(phone_id)
+    assert result["slot_removed"] is False
+    assert LocalKeyStore().refs() == []  # K_L gone at once: the share is useless now
+    assert len(await slots(rig)) == 1  # the slot waits for the vault key
+    await rig.core.unlock_with_password(PASSWORD)
+    assert await rig.pairing.remove_orphan_slots() == 1
+    assert await slots(rig) == []
+    assert (await rig.phone.list_pairings()) == []  # unlinked on the relay too
+    assert record.pairing_id  # the phone still has its record, but nothing opens with it
