@@ -15,7 +15,11 @@ in the meantime).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -94,11 +98,28 @@ class PairedPhone:
 
 
 class PairingStore:
-    """Load/modify/save of the pairings file, serialised by a lock per process."""
+    """Load/modify/save of the pairings file.
+
+    Serialised by a thread lock and an ``flock`` on a side file, because the
+    agent (web UI) and a CLI process (``unlatch pair``) may both write it.
+    """
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or paths.subdir("desktop") / PAIRINGS_FILE
-        self._lock = threading.Lock()
+        self._thread_lock = threading.Lock()
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        with self._thread_lock:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(
+                self.path.with_name(self.path.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o600
+            )
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
 
     def _load(self) -> tuple[list[PairedPhone], list[str]]:
         data = read_json(self.path)
@@ -127,7 +148,7 @@ class PairingStore:
 
     def all(self) -> list[PairedPhone]:
         """Every paired phone, oldest first."""
-        with self._lock:
+        with self._lock():
             return self._load()[0]
 
     def get(self, phone_id: str) -> PairedPhone:
@@ -143,7 +164,7 @@ class PairingStore:
 
     def add(self, phone: PairedPhone) -> None:
         """Remember a newly paired phone."""
-        with self._lock:
+        with self._lock():
             phones, orphans = self._load()
             if len(phones) >= MAX_PAIRINGS:
                 raise StateFileError(f"at most {MAX_PAIRINGS} phones can be paired")
@@ -153,7 +174,7 @@ class PairingStore:
     def rename(self, phone_id: str, label: str) -> PairedPhone:
         """Change a phone's label; returns the updated entry."""
         target = self.get(phone_id)
-        with self._lock:
+        with self._lock():
             phones, orphans = self._load()
             updated = replace(target, label=label)
             self._save([updated if p.id == target.id else p for p in phones], orphans)
@@ -162,7 +183,7 @@ class PairingStore:
     def remove(self, phone_id: str, *, orphan_slot: bool) -> PairedPhone:
         """Forget a phone; with ``orphan_slot`` its slot is queued for removal at next unlock."""
         target = self.get(phone_id)
-        with self._lock:
+        with self._lock():
             phones, orphans = self._load()
             if orphan_slot and target.slot_id not in orphans:
                 orphans.append(target.slot_id)
@@ -171,11 +192,11 @@ class PairingStore:
 
     def orphan_slots(self) -> list[str]:
         """Slot ids of revoked phones still to delete from the vault."""
-        with self._lock:
+        with self._lock():
             return self._load()[1]
 
     def clear_orphans(self, slot_ids: list[str]) -> None:
         """Drop these slot ids from the removal queue (they are gone from the vault)."""
-        with self._lock:
+        with self._lock():
             phones, orphans = self._load()
             self._save(phones, [s for s in orphans if s not in slot_ids])
