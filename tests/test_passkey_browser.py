@@ -113,6 +113,13 @@ class PasskeyPage:
         )
         return result
 
+    def unlocked(self) -> bool:
+        """The agent's lock state, as the page's API reports it."""
+        return bool(self.api("GET", "/api/state")["body"]["vault"]["unlocked"])
+
+    def passkey_labels(self) -> list[str]:
+        return [p["label"] for p in self.api("GET", "/api/passkeys")["body"]["passkeys"]]
+
     def close(self) -> None:
         self.context.close()
 
@@ -192,7 +199,7 @@ def test_passkey_rename_and_remove_then_unlock_fails(ui: PasskeyPage, desktop: D
     page.wait_for_function(
         "() => document.getElementById('passkeys').innerText.includes('Security key')"
     )
-    assert [s["label"] for s in passkey_slots(desktop)] == ["Security key"]
+    assert ui.passkey_labels() == ["Security key"]
 
     # Prepare an unlock while the slot still exists: a fresh, valid assertion with PRF.
     staged = page.evaluate(
@@ -218,7 +225,7 @@ def test_passkey_rename_and_remove_then_unlock_fails(ui: PasskeyPage, desktop: D
     ui.dialog_answer = None
     page.click("#passkeys li .passkey-remove")
     page.wait_for_function("() => document.documentElement.dataset.passkeys === '0'")
-    assert passkey_slots(desktop) == []
+    assert ui.passkey_labels() == []
     page.click("#settings-close")
     ui.lock()
 
@@ -246,7 +253,7 @@ def test_passkey_second_authenticator_cannot_unlock(ui: PasskeyPage, desktop: De
     ui.unlock_with_passkey()
     page.wait_for_selector("#passkey-unlock-error:visible", timeout=20000)
     assert "No passkey of this vault was used" in page.inner_text("#passkey-unlock-error")
-    assert desktop.status()["unlocked"] is False
+    assert ui.unlocked() is False
     assert page.is_visible("#locked")
 
     # The second authenticator makes its own credential for this RP (outside the vault)
@@ -274,7 +281,7 @@ def test_passkey_second_authenticator_cannot_unlock(ui: PasskeyPage, desktop: De
         }"""
     )
     assert forged["status"] == 401 and forged["body"]["error"] == "passkey_unknown"
-    assert desktop.status()["unlocked"] is False
+    assert ui.unlocked() is False
 
 
 def test_passkey_without_prf_is_refused_at_registration(browser: Any, desktop: Desktop) -> None:
@@ -288,7 +295,7 @@ def test_passkey_without_prf_is_refused_at_registration(browser: Any, desktop: D
         message = ui.page.inner_text("#passkeys-error")
         assert "does not support the WebAuthn PRF extension" in message
         assert "Nothing was added" in message
-        assert passkey_slots(desktop) == []
+        assert ui.passkey_labels() == []
         assert ui.page.get_attribute("html", "data-passkeys") == "0"
     finally:
         ui.close()
@@ -337,7 +344,7 @@ def test_passkey_ceremonies_verify_challenge_signature_and_prf(
     # A good answer works once; replaying it (same challenge) is refused.
     staged = ui.page.evaluate(make)
     assert ui.api("POST", "/api/passkeys/unlock", staged)["status"] == 200
-    assert desktop.status()["unlocked"] is True
+    assert ui.unlocked() is True
     ui.lock()
     replay = ui.api("POST", "/api/passkeys/unlock", staged)
     assert replay["status"] == 400 and replay["body"]["error"] == "challenge_expired"
@@ -347,7 +354,7 @@ def test_passkey_ceremonies_verify_challenge_signature_and_prf(
     for body in garbage:
         bad = ui.api("POST", "/api/passkeys/unlock", body)
         assert bad["status"] == 400 and bad["body"]["message"]
-    assert desktop.status()["unlocked"] is False
+    assert ui.unlocked() is False
 
 
 def test_passkey_needs_localhost_and_switches_host(browser: Any, desktop: Desktop) -> None:
@@ -363,7 +370,7 @@ def test_passkey_needs_localhost_and_switches_host(browser: Any, desktop: Deskto
         ui.page.wait_for_url(f"http://localhost:{desktop.port}/")
         ui.page.wait_for_selector("#vault:visible")
         ui.add_passkey("After switch")
-        assert len(passkey_slots(desktop)) == 1
+        assert len(ui.passkey_labels()) == 1
     finally:
         ui.close()
 
@@ -376,8 +383,8 @@ def test_passkey_slot_survives_a_port_change(ui: PasskeyPage, desktop: Desktop) 
     desktop.start_ui("--port", str(new_port))
     assert desktop.port == new_port != first_port
     ui.open(localhost(desktop.url))  # same browser tab, same authenticator
-    assert desktop.status()["unlocked"] is False
+    assert ui.unlocked() is False
     ui.page.wait_for_selector("#unlock-passkey-btn:visible")
     ui.unlock_with_passkey()
     ui.page.wait_for_selector("#vault:visible", timeout=20000)
-    assert desktop.status()["unlocked"] is True
+    assert ui.unlocked() is True
