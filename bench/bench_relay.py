@@ -141,15 +141,18 @@ async def run_level(
     t0 = time.monotonic()
     cpu0 = cpu_seconds(pid)
     tasks = [asyncio.create_task(worker(i)) for i in range(concurrency)]
-    # bounded: exchanges still running 10 s after the end are abandoned (not counted)
-    _done, late = await asyncio.wait(tasks, timeout=seconds + 10)
+    # bounded: exchanges still running well after the end are abandoned (not counted)
+    _done, late = await asyncio.wait(tasks, timeout=seconds + 10 + concurrency / 20)
     for task in late:
         task.cancel()
     await asyncio.gather(*late, return_exceptions=True)
     elapsed = time.monotonic() - t0
     cpu = cpu_seconds(pid) - cpu0
     latencies.sort()
-    q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [latencies[0]] * 99
+    if len(latencies) >= 2:
+        q = statistics.quantiles(latencies, n=100)
+    else:
+        q = [latencies[0] if latencies else float("nan")] * 99
     return {
         "exchanges": len(latencies),
         "abandoned": len(late),
