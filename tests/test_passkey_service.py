@@ -10,19 +10,12 @@ which the agent must refuse, leaving the vault locked.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
-import json
 import os
-import struct
 from pathlib import Path
 from typing import Any
 
-import cbor2
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from fixtures.softauthn import ORIGIN, PORT, SoftAuthenticator, b64u
 from fixtures.vault import PASSWORD
 
 from unlatch.agent.core import AgentCore
@@ -42,94 +35,7 @@ from unlatch.desktop.passkey import (
 )
 from unlatch.vault import OWASP_MINIMUM, VaultLockedError
 
-PORT = 47123
-ORIGIN = f"http://localhost:{PORT}"
 SESSION = "session-token-a"
-
-
-def b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class SoftAuthenticator:
-    """One ES256 credential; every response is built and signed for real."""
-
-    def __init__(self, *, prf: bool = True, uv: bool = True) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.credential_id = os.urandom(32)
-        self.cred_random = os.urandom(32)
-        self.prf_supported = prf
-        self.uv = uv
-        self.counter = 0
-        self.rp_id = "localhost"
-        self.origin = ORIGIN
-
-    def _flags(self, attested: bool) -> int:
-        return 0x01 | (0x04 if self.uv else 0) | (0x40 if attested else 0)
-
-    def _cose(self) -> bytes:
-        nums = self.key.public_key().public_numbers()
-        return cbor2.dumps(
-            {1: 2, 3: -7, -1: 1, -2: nums.x.to_bytes(32, "big"), -3: nums.y.to_bytes(32, "big")}
-        )
-
-    def _client_data(self, kind: str, challenge: str) -> bytes:
-        return json.dumps(
-            {"type": kind, "challenge": challenge, "origin": self.origin, "crossOrigin": False}
-        ).encode()
-
-    def prf(self, salt_b64: str) -> str:
-        salt = b64url_decode(salt_b64, "salt")
-        hashed = hashlib.sha256(b"WebAuthn PRF\x00" + salt).digest()
-        return b64u(hmac.new(self.cred_random, hashed, hashlib.sha256).digest())
-
-    def create(self, options: dict[str, Any], *, eval_prf: bool = True) -> dict[str, Any]:
-        pk = options["publicKey"]
-        rp_hash = hashlib.sha256(self.rp_id.encode()).digest()
-        attested = (
-            bytes(16) + struct.pack(">H", len(self.credential_id)) + self.credential_id
-        ) + self._cose()
-        auth_data = rp_hash + bytes([self._flags(True)]) + struct.pack(">I", 0) + attested
-        att = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
-        ext: dict[str, Any] = {"prf": {"enabled": self.prf_supported}}
-        if self.prf_supported and eval_prf:
-            ext["prf"]["results"] = {"first": self.prf(pk["extensions"]["prf"]["eval"]["first"])}
-        return {
-            "id": b64u(self.credential_id),
-            "rawId": b64u(self.credential_id),
-            "type": "public-key",
-            "response": {
-                "clientDataJSON": b64u(self._client_data("webauthn.create", pk["challenge"])),
-                "attestationObject": b64u(att),
-            },
-            "clientExtensionResults": ext,
-        }
-
-    def get(self, options: dict[str, Any], *, counter_step: int = 1) -> dict[str, Any]:
-        pk = options["publicKey"]
-        self.counter += counter_step
-        rp_hash = hashlib.sha256(self.rp_id.encode()).digest()
-        auth_data = rp_hash + bytes([self._flags(False)]) + struct.pack(">I", self.counter)
-        client_data = self._client_data("webauthn.get", pk["challenge"])
-        signature = self.key.sign(
-            auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
-        )
-        ext: dict[str, Any] = {}
-        salts = pk.get("extensions", {}).get("prf", {}).get("evalByCredential", {})
-        mine = salts.get(b64u(self.credential_id))
-        if self.prf_supported and mine:
-            ext["prf"] = {"results": {"first": self.prf(mine["first"])}}
-        return {
-            "id": b64u(self.credential_id),
-            "rawId": b64u(self.credential_id),
-            "type": "public-key",
-            "response": {
-                "clientDataJSON": b64u(client_data),
-                "authenticatorData": b64u(auth_data),
-                "signature": b64u(signature),
-            },
-            "clientExtensionResults": ext,
-        }
 
 
 @pytest.fixture
