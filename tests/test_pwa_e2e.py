@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from fixtures.pwa import CHROMIUM, CHROMIUM_ARGS, FakeDesktop, camera_args, write_qr_y4m
-from fixtures.relay import RelayProcess, start_relay
+from fixtures.relay import RelayProcess, free_port, start_relay
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from unlatch.protocol import (
     Approved,
@@ -66,6 +67,16 @@ class Phone:
         assert head[:8] == b"\x89PNG\r\n\x1a\n"
         assert int.from_bytes(head[16:20], "big") == VIEWPORT["width"] * 2
 
+    async def expect(self, selector: str, timeout: float = 15) -> None:
+        """Wait for ``selector``; on time-out, fail with what the screen shows instead."""
+        try:
+            await self.page.wait_for_selector(selector, timeout=timeout * 1000)
+        except PlaywrightTimeout:
+            shown = await self.page.inner_text("body")
+            raise AssertionError(
+                f"{selector} did not appear; at {self.page.url} the app shows:\n{shown}"
+            ) from None
+
     async def open_app(self, hash_: str = "#/") -> None:
         await self.page.goto(self.relay.url + "/app/" + hash_)
         await wait_js(self.page, "window.unlatchApp && unlatchApp.state.ready")
@@ -78,8 +89,18 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 def pwa_relay(
     phone_app_dist: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RelayProcess]:
-    """One relay process for the module (each test gets its own browser profile and desktop)."""
-    relay = start_relay(tmp_path_factory.mktemp("pwa-relay"))
+    """One relay process for the module (each test gets its own browser profile and desktop).
+
+    Its public URL is http://localhost:PORT, not 127.0.0.1: WebAuthn refuses an
+    IP address as relying party id, and devices sign the origin they use.
+    """
+    port = free_port()
+    relay = start_relay(
+        tmp_path_factory.mktemp("pwa-relay"),
+        port=port,
+        args=["--public-url", f"http://localhost:{port}"],
+    )
+    relay.url = f"http://localhost:{port}"
     yield relay
     relay.stop()
 
@@ -188,6 +209,9 @@ async def test_pwa_pairs_by_link_then_unlocks_by_scanning_with_the_camera(phone:
     await page.click(f'[data-request="{rid}"] a')
     await page.wait_for_selector("text=Looking for a QR code")
     assert "Ada's laptop" in await page.inner_text(".subtitle")
+    engine = await page.get_attribute(".viewfinder", "data-engine")
+    native = await page.evaluate("'BarcodeDetector' in window")
+    assert engine == ("BarcodeDetector" if native else "jsQR")
     await page.wait_for_timeout(700)
     await ph.screenshot("pwa-scanner.png")
 
@@ -195,7 +219,7 @@ async def test_pwa_pairs_by_link_then_unlocks_by_scanning_with_the_camera(phone:
     await ph.show(app_link(ph.desktop.app_url, du.qr_bytes))
     await page.goto(ph.relay.url + "/app/#/")
     await page.click(f'[data-request="{rid}"] a')
-    await page.wait_for_selector("#approve", timeout=15000)
+    await ph.expect("#approve")
     assert await page.inner_text("#approve-desktop") == "Ada's laptop"
     assert await page.inner_text("#approve-from") == "127.0.0.1"
     countdown = await page.inner_text("#approve-countdown")
@@ -278,7 +302,7 @@ async def test_pwa_push_shows_the_notification_and_its_click_opens_the_scanner(
     await wait_js(page, f"location.hash === '#/scan?request={rid}'")
     assert await wait_for_notifications(page, 0) == []  # the click closed it
     # ... and the scan goes on to the approve screen for that request.
-    await page.wait_for_selector("#approve", timeout=15000)
+    await ph.expect("#approve")
     await page.click("#approve")
     outcome = await ph.desktop.outcome(du)
     assert isinstance(outcome, Approved) and outcome.phone_share == ph.desktop.phone_share
@@ -308,7 +332,9 @@ async def test_pwa_deny_and_not_me_block_the_desktop(phone: Phone) -> None:
     assert isinstance(outcome, Denied) and outcome.verdict is Verdict.DENY
     await page.wait_for_selector('#approve-result[data-verdict="deny"]')
 
-    # The same QR again: refused, every request is answered once.
+    # The same QR again, even after the app restarts: refused (the guard is in IndexedDB).
+    await page.goto(ph.relay.url + "/app/#/")
+    await page.reload()
     await page.goto(ph.relay.url + "/app/#/scan")
     await page.click("summary")
     await page.fill(".paste-input", app_link(ph.desktop.app_url, du.qr_bytes))
@@ -354,6 +380,80 @@ async def test_pwa_number_matching_from_the_pending_list(phone: Phone) -> None:
     assert isinstance(outcome, Approved) and outcome.phone_share == ph.desktop.phone_share
 
 
+async def test_pwa_user_verification_gates_approval(phone: Phone) -> None:
+    """With verification on, Approve needs a WebAuthn user-verified assertion first."""
+    ph = phone
+    page = ph.page
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("WebAuthn.enable")
+    options = {
+        "protocol": "ctap2",
+        "ctap2Version": "ctap2_1",
+        "transport": "internal",
+        "hasResidentKey": True,
+        "hasUserVerification": True,
+        "isUserVerified": True,
+    }
+    auth = await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+    authenticator = auth["authenticatorId"]
+    await pair_by_link(ph)
+    await page.goto(ph.relay.url + "/app/#/settings")
+    await page.click(".switch")
+    await wait_js(page, "document.getElementById('uv-toggle').checked")
+    await wait_js(page, "!document.getElementById('uv-toggle').disabled")
+    assert await page.evaluate("unlatchApp.state.settings.uvCredentialId") is not None
+
+    # The person holding the phone cannot verify: nothing is sent.
+    await cdp.send(
+        "WebAuthn.setUserVerified", {"authenticatorId": authenticator, "isUserVerified": False}
+    )
+    du = await ph.desktop.request_unlock()
+    assert isinstance(du, DesktopUnlock)
+    await page.goto(app_link(ph.desktop.app_url, du.qr_bytes))
+    await page.wait_for_selector("#approve")
+    await page.click("#approve")
+    await page.wait_for_selector(".approve-error .notice")
+    assert "nothing was sent" in await page.inner_text(".approve-error")
+    messages = await ph.desktop.client.request(
+        "GET", f"/v1/unlock/{b64e(du.request_id)}/wait", params={"after": 0, "timeout": 1}
+    )
+    assert [m["type"] for m in messages["messages"]] == ["seen"]  # no reply
+
+    # The owner verifies: the approval goes through.
+    await cdp.send(
+        "WebAuthn.setUserVerified", {"authenticatorId": authenticator, "isUserVerified": True}
+    )
+    await page.click("#approve")
+    outcome = await ph.desktop.outcome(du)
+    assert isinstance(outcome, Approved) and outcome.phone_share == ph.desktop.phone_share
+    await cdp.detach()
+
+
+async def test_pwa_rename_and_unpair(phone: Phone) -> None:
+    ph = phone
+    page = ph.page
+    await pair_by_link(ph)
+    await page.click("a.tab[href='#/devices']")
+    await page.wait_for_selector(".badge.ok")
+    await page.click("text=Rename")
+    await page.fill(".device-actions .text-input", "Work laptop")
+    await page.click(".device-actions >> text=Save")
+    await page.wait_for_selector(".device-name >> text=Work laptop")
+    assert "Ada's laptop" in await page.inner_text(".device")  # the desktop's own name stays
+    await page.click("a.tab[href='#/']")
+    assert "Work laptop" in await page.inner_text(".list")
+    await page.reload()
+    await page.wait_for_selector(".list")
+    assert "Work laptop" in await page.inner_text(".list")  # stored (encrypted) in IndexedDB
+
+    await page.click("a.tab[href='#/devices']")
+    await page.click(".device-actions >> text=Unpair")
+    await page.click(".device-actions .btn.danger")
+    await page.wait_for_selector("text=No desktop is paired")
+    assert await ph.desktop.client.list_pairings() == []  # gone on the relay too
+    assert await page.evaluate("unlatchApp.state.pairings.length") == 0
+
+
 async def test_pwa_starts_offline_from_its_service_worker(phone: Phone) -> None:
     ph = phone
     page = ph.page
@@ -393,6 +493,7 @@ def _now() -> int:
 
 async def deliver_push(page: Page, origin: str, data: str) -> None:
     """Deliver a push message to the app's service worker through the DevTools protocol."""
+    await wait_js(page, "navigator.serviceWorker.controller !== null")  # installed and active
     cdp = await page.context.new_cdp_session(page)
     registrations: asyncio.Queue[dict[str, object]] = asyncio.Queue()
     cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.put_nowait(e))
@@ -426,7 +527,7 @@ async def sw_message(page: Page, message: dict[str, object]) -> object:
 
 
 async def wait_for_notifications(page: Page, count: int) -> list[dict[str, str]]:
-    for _ in range(100):
+    for _ in range(200):
         shown = await sw_message(page, {"type": "notifications"})
         assert isinstance(shown, list)
         if len(shown) == count:

@@ -2,6 +2,7 @@
  * `npm run build`: web/phone/src -> web/phone/dist (what the relay serves under /app/).
  *
  *   app.js, sw.js        esbuild bundles (IIFE, minified, no runtime loader)
+ *   qr-decoder.js        jsQR alone, loaded only where BarcodeDetector is missing
  *   index.html, styles.css   copied
  *   manifest.webmanifest generated
  *   icon*.png, icon.svg  drawn by scripts/icons.mjs
@@ -29,6 +30,7 @@ mkdirSync(DIST, { recursive: true });
 const common = { bundle: true, format: "iife", target: TARGET, minify: true, legalComments: "eof", logLevel: "warning" };
 
 await esbuild.build({ ...common, entryPoints: [join(SRC, "app.js")], outfile: join(DIST, "app.js") });
+await esbuild.build({ ...common, entryPoints: [join(SRC, "qr-decoder.js")], outfile: join(DIST, "qr-decoder.js") });
 copyFileSync(join(SRC, "index.html"), join(DIST, "index.html"));
 copyFileSync(join(SRC, "styles.css"), join(DIST, "styles.css"));
 for (const [name, size, variant] of ICONS) writeFileSync(join(DIST, name), iconPng(size, variant));

@@ -2,9 +2,10 @@
  * The camera QR scanner: getUserMedia (rear camera preferred), decoding with
  * the native BarcodeDetector where the browser has one for QR codes, else
  * jsQR on canvas frames; a torch toggle when the camera track supports it.
+ *
+ * jsQR is a separate file (qr-decoder.js, same origin, cached for offline use
+ * by the service worker), loaded only when there is no native detector.
  */
-
-import jsQR from "jsqr";
 
 const FRAME_INTERVAL_MS = 120;
 
@@ -17,6 +18,27 @@ async function nativeDetector() {
   } catch {
     return null;
   }
+}
+
+let jsqrLoading = null;
+
+/** Load dist/qr-decoder.js once; resolves to the jsQR function. */
+function loadJsQR() {
+  if (globalThis.unlatchJsQR) return Promise.resolve(globalThis.unlatchJsQR);
+  if (!jsqrLoading) {
+    jsqrLoading = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = "qr-decoder.js";
+      script.async = true;
+      script.onload = () => resolve(globalThis.unlatchJsQR);
+      script.onerror = () => {
+        jsqrLoading = null;
+        reject(new Error("the QR decoder could not be loaded"));
+      };
+      document.head.append(script);
+    });
+  }
+  return jsqrLoading;
 }
 
 /** A user-facing reason for a camera failure. */
@@ -69,6 +91,7 @@ export class Scanner {
     const detector = await nativeDetector();
     this.engine = detector ? "BarcodeDetector" : "jsQR";
     this._detector = detector;
+    if (!detector) this._jsQR = await loadJsQR();
     this._loop();
   }
 
@@ -116,7 +139,7 @@ export class Scanner {
     this._canvas.height = h;
     this._ctx.drawImage(v, 0, 0, w, h);
     const image = this._ctx.getImageData(0, 0, w, h);
-    const code = jsQR(image.data, w, h, { inversionAttempts: "dontInvert" });
+    const code = this._jsQR(image.data, w, h, { inversionAttempts: "dontInvert" });
     return code ? code.data : null;
   }
 
