@@ -157,3 +157,18 @@ async def test_desktop_revoke_while_locked_removes_slot_at_next_unlock(rig: Rig)
     assert await slots(rig) == []
     assert (await rig.phone.list_pairings()) == []  # unlinked on the relay too
     assert record.pairing_id  # the phone still has its record, but nothing opens with it
+
+
+async def test_desktop_unlock_request_with_relay_down_is_a_clear_error(
+    relay: Any, rig: Rig
+) -> None:
+    from unlatch.desktop.web.app import _status_of
+    from unlatch.relay.errors import RelayUnavailable
+
+    await rig.pair()
+    await rig.core.lock()
+    relay.stop()
+    with pytest.raises(RelayUnavailable, match="cannot reach the relay") as caught:
+        await rig.unlock.start()
+    assert _status_of(caught.value) == (502, "relay_down")  # the page says "start the relay"
+    assert rig.unlock.current is None
