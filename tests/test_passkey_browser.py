@@ -388,3 +388,34 @@ def test_passkey_slot_survives_a_port_change(ui: PasskeyPage, desktop: Desktop) 
     ui.unlock_with_passkey()
     ui.page.wait_for_selector("#vault:visible", timeout=20000)
     assert ui.unlocked() is True
+
+
+def test_passkey_prf_evaluated_by_a_follow_up_assertion(browser: Any, desktop: Desktop) -> None:
+    """An authenticator that reports ``prf.enabled`` at creation but no PRF result:
+    the page runs one more ``credentials.get`` and the agent verifies it first."""
+    ui = PasskeyPage(browser, desktop)
+    # Make creation ask only "is PRF supported?" (as a browser that cannot evaluate
+    # PRF during create would): the browser then reports enabled, without results.
+    ui.context.add_init_script(
+        """(() => {
+            const create = navigator.credentials.create.bind(navigator.credentials);
+            navigator.credentials.create = (options) => {
+                if (options && options.publicKey && options.publicKey.extensions) {
+                    options.publicKey.extensions = {prf: {}};
+                }
+                window.__createdWithoutEval = true;
+                return create(options);
+            };
+        })()"""
+    )
+    try:
+        ui.open(localhost(desktop.url))
+        ui.add_passkey("Late PRF")
+        assert ui.page.evaluate("() => window.__createdWithoutEval === true")
+        assert ui.passkey_labels() == ["Late PRF"]
+        ui.lock()
+        ui.unlock_with_passkey()
+        ui.page.wait_for_selector("#vault:visible", timeout=20000)
+        assert ui.unlocked() is True
+    finally:
+        ui.close()
