@@ -371,3 +371,64 @@ async def test_nodes_agree_on_health_and_schema(cluster: Cluster) -> None:
     finally:
         await conn.close()
     assert [r[0] for r in rows] == [1]  # three nodes started, the migration ran once
+
+
+async def test_a_lost_wake_up_costs_latency_not_the_message(cluster: Cluster) -> None:
+    """Rows written straight into PostgreSQL, with no bus event at all, still reach the waiters.
+
+    This is the worst case of a lost pub/sub message: the desktop (WebSocket on
+    node 0) and the phone's listener (node 1) get them from their periodic
+    store re-checks (5 s and 10 s).
+    """
+    import asyncpg
+
+    desktop, phone, routing_id = await pair_across(cluster)
+    conn = await asyncpg.connect(cluster.db_url)
+    try:
+        request_id, reply = os.urandom(16), os.urandom(300)
+        await desktop.on[0].create_unlock(request_id, routing_id, b"push")
+        waiter = asyncio.create_task(desktop.on[0].wait_reply(request_id, timeout=20))
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        await conn.execute(
+            "INSERT INTO messages VALUES ($1, 1, 'reply', $2, $3, $4)",
+            request_id,
+            phone.device_id,
+            reply,
+            time.time(),
+        )
+        assert await asyncio.wait_for(waiter, 15) == reply
+        assert time.monotonic() - started < 8
+
+        notes: asyncio.Queue[object] = asyncio.Queue()
+
+        async def listen() -> None:
+            async for note in phone.on[1].listen():
+                await notes.put(note)
+
+        listener = asyncio.create_task(listen())
+        # a request through the API proves the listener is connected and past its initial list
+        live_id = os.urandom(16)
+        await desktop.on[0].create_unlock(live_id, routing_id, b"live")
+        live = await asyncio.wait_for(notes.get(), 15)
+        assert live.request_id == live_id  # type: ignore[attr-defined]
+        silent_id, now = os.urandom(16), time.time()
+        await conn.execute(
+            "INSERT INTO channels (channel_id, kind, creator, peer, routing_id, push, meta,"
+            " created_at, expires_at, state) VALUES ($1, 'unlock', $2, $3, $4, $5, '{}'::jsonb,"
+            " $6, $7, 'open')",
+            silent_id,
+            desktop.device_id,
+            phone.device_id,
+            routing_id,
+            b"silent",
+            now,
+            now + 60,
+        )
+        note = await asyncio.wait_for(notes.get(), 15)
+        assert note.request_id == silent_id  # type: ignore[attr-defined]
+        listener.cancel()
+    finally:
+        await conn.close()
+        await desktop.aclose()
+        await phone.aclose()
