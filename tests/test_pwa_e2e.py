@@ -165,6 +165,8 @@ async def pair_by_link(ph: Phone, *, screenshot: bool = False) -> None:
 async def start_pairing_on_page(ph: Phone, dp: DesktopPairing, *, screenshot: bool) -> None:
     page = ph.page
     await page.wait_for_selector("#pair-start")
+    if screenshot:
+        await ph.screenshot("pwa-pair-confirm.png")
     await page.fill("#phone-name", "Test phone")
     await page.click("#pair-start")
     code = await ph.desktop.receive_hello(dp)
@@ -179,6 +181,8 @@ async def start_pairing_on_page(ph: Phone, dp: DesktopPairing, *, screenshot: bo
     assert await page.input_value("#desktop-name") == ph.desktop.name
     await page.click("#pair-save")
     await page.wait_for_selector("#pair-finish")
+    if screenshot:
+        await ph.screenshot("pwa-pair-done.png")
     await page.click("#pair-finish")
     await page.wait_for_selector(".screen-home")
 
@@ -203,6 +207,7 @@ async def test_pwa_pairs_by_link_then_unlocks_by_scanning_with_the_camera(phone:
     assert isinstance(du, DesktopUnlock)
     rid = await pending_card(ph, du)  # the foreground listener (/v1/listen) delivered it
     assert "Unlock request from Ada's laptop" in await page.inner_text(f'[data-request="{rid}"]')
+    await ph.screenshot("pwa-home-pending.png")
 
     # The scanner, looking at the desktop's screen (a QR it cannot read yet).
     write_qr_y4m(ph.camera, app_link(ph.desktop.app_url, du.qr_bytes), spoil=True)
@@ -233,6 +238,7 @@ async def test_pwa_pairs_by_link_then_unlocks_by_scanning_with_the_camera(phone:
     assert du.state.value == "approved"
     await page.wait_for_selector('#approve-result[data-verdict="approve"]')
     assert "Approved" in await page.inner_text("#approve-result")
+    await ph.screenshot("pwa-approved.png")
 
 
 async def test_pwa_pairs_through_the_camera_and_refuses_a_phishing_qr(phone: Phone) -> None:
@@ -260,6 +266,7 @@ async def test_pwa_pairs_through_the_camera_and_refuses_a_phishing_qr(phone: Pho
     assert "Not from your paired desktop" in text
     assert "nothing was sent" in text
     assert await page.locator("#approve").count() == 0
+    await ph.screenshot("pwa-phishing.png")
 
     # A QR code that is not unlatch's at all.
     await ph.show("https://example.org/menu")
@@ -358,6 +365,7 @@ async def test_pwa_deny_and_not_me_block_the_desktop(phone: Phone) -> None:
     # ... until the phone unblocks it under Desktops.
     await page.goto(ph.relay.url + "/app/#/devices")
     await page.wait_for_selector(".badge.bad")
+    await ph.screenshot("pwa-devices-blocked.png")
     await page.click("text=Unblock")
     await page.wait_for_selector(".badge.ok")
     du3 = await ph.desktop.request_unlock()
@@ -373,11 +381,28 @@ async def test_pwa_number_matching_from_the_pending_list(phone: Phone) -> None:
     rid = await pending_card(ph, du)
     await page.click(f'[data-request="{rid}"] a')
     await page.wait_for_selector(".btn.number")
+    await ph.screenshot("pwa-number-match.png")
     shown = sorted(int(n) for n in await page.locator(".btn.number").all_inner_texts())
     assert du.number in shown and len(shown) == 3
     await page.click(f'.btn.number[data-number="{du.number}"]')
     outcome = await ph.desktop.outcome(du)
     assert isinstance(outcome, Approved) and outcome.phone_share == ph.desktop.phone_share
+
+    # A wrong pick releases nothing; here the app is started cold on the link a
+    # notification opens (#/scan?request=...), before it has heard of the request.
+    du2 = await ph.desktop.request_unlock(number_match=True)
+    assert isinstance(du2, DesktopUnlock)
+    fresh = await ph.context.new_page()
+    await fresh.goto(f"{ph.relay.url}/app/#/scan?request={b64e(du2.request_id)}")
+    await fresh.wait_for_selector(".btn.number", timeout=15000)
+    wrong = next(
+        n for n in await fresh.locator(".btn.number").all_inner_texts() if int(n) != du2.number
+    )
+    await fresh.click(f'.btn.number[data-number="{wrong}"]')
+    outcome = await ph.desktop.outcome(du2)
+    assert isinstance(outcome, Denied) and outcome.wrong_number
+    await fresh.wait_for_selector("text=Wrong number")
+    await fresh.close()
 
 
 async def test_pwa_user_verification_gates_approval(phone: Phone) -> None:
@@ -402,6 +427,7 @@ async def test_pwa_user_verification_gates_approval(phone: Phone) -> None:
     await wait_js(page, "document.getElementById('uv-toggle').checked")
     await wait_js(page, "!document.getElementById('uv-toggle').disabled")
     assert await page.evaluate("unlatchApp.state.settings.uvCredentialId") is not None
+    await ph.screenshot("pwa-settings.png")
 
     # The person holding the phone cannot verify: nothing is sent.
     await cdp.send(

@@ -37,7 +37,7 @@ export class UserFacingError extends Error {
 export function explain(err) {
   if (err instanceof UserFacingError) return err;
   if (err instanceof UnknownPairing) {
-    return new UserFacingError("Not from your paired desktop", err.message, { kind: "danger" });
+    return new UserFacingError("Not from your paired desktop", capitalize(err.message), { kind: "danger" });
   }
   if (err instanceof AlreadyAnswered) return new UserFacingError("Already answered", err.message);
   if (err instanceof RequestExpired) return new UserFacingError("Expired", capitalize(err.message));

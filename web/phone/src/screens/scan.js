@@ -4,7 +4,7 @@
  * desktop that asked (?request=<id>).
  */
 
-import { explain, handleCode, labelOf, startUnlockFromPush } from "../lib/actions.js";
+import { explain, handleCode, labelOf, refreshPending, startUnlockFromPush } from "../lib/actions.js";
 import { h, icon } from "../lib/dom.js";
 import { Scanner, cameraErrorMessage } from "../lib/scanner.js";
 import { UnlockMode } from "../protocol/index.js";
@@ -27,6 +27,27 @@ export function render(ctx, params) {
     return { node: header("Opening request…") };
   }
 
+  if (requestId && !pending) {
+    // Opened from a notification before the app knew the request: ask the relay,
+    // then show which desktop asks (or go straight to the numbers).
+    let alive = true;
+    refreshPending(ctx)
+      .then(() => {
+        if (alive && ctx.state.pending.has(requestId)) ctx.rerender();
+      })
+      .catch(() => null);
+    const out = renderScanner(ctx, null);
+    const inner = out.cleanup;
+    out.cleanup = () => {
+      alive = false;
+      inner();
+    };
+    return out;
+  }
+  return renderScanner(ctx, pending);
+}
+
+function renderScanner(ctx, pending) {
   const subtitle = pending
     ? `Scan the QR code on ${labelOf(pending.pairingEntry)}'s screen`
     : "Point the camera at the QR code on your desktop";
