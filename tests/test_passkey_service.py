@@ -24,6 +24,7 @@ from unlatch.desktop.passkey import (
     CeremonyExpiredError,
     NoPasskeysError,
     PasskeyError,
+    PasskeyNotFoundError,
     PasskeyRejectedError,
     PasskeyService,
     PasskeySlot,
@@ -87,6 +88,13 @@ async def test_passkey_register_lock_unlock_and_manage(service: PasskeyService) 
     result = await service.unlock(SESSION, options["token"], auth.get(options))
     assert result["unlocked"] is True and service.core.is_unlocked
     assert service.counters.get(slot.credential_id, -1) == 1
+
+    # The passkey routes cannot touch other kinds of slots (e.g. the master password's).
+    (password_slot,) = await service.core.find_slots("password")
+    for touch in (service.remove(password_slot.id), service.rename(password_slot.id, "x")):
+        with pytest.raises(PasskeyNotFoundError):
+            await touch
+    assert len(await service.core.find_slots("password")) == 1
 
     renamed = await service.rename(slot_id, "Blue key")
     assert renamed["label"] == "Blue key"

@@ -155,6 +155,13 @@ class NoPasskeysError(PasskeyError):
         )
 
 
+class PasskeyNotFoundError(PasskeyError):
+    """No passkey slot has this id (it may be another kind of slot, or gone)."""
+
+    code = "not_found"
+    status = 404
+
+
 class BadPasskeyInput(PasskeyError):
     """The page sent a malformed WebAuthn response."""
 
@@ -380,7 +387,7 @@ class PasskeyService:
         for slot in await self.slots():
             if slot.id == slot_id:
                 return slot
-        raise PasskeyError(f"no passkey slot {slot_id[:64]}")
+        raise PasskeyNotFoundError(f"no passkey slot {slot_id[:64]}")
 
     # ------------------------------------------------------- registration
 
@@ -601,6 +608,7 @@ __all__ = [
     "Ceremonies",
     "NoPasskeysError",
     "PasskeyError",
+    "PasskeyNotFoundError",
     "PasskeyRejectedError",
     "PasskeyService",
     "PasskeySlot",
