@@ -58,6 +58,9 @@ from unlatch.relay.logs import log
 from unlatch.relay.redis_url import describe, split_redis_url
 
 SUBSCRIBE_WAIT = 1.0  # how long subscribe() waits for Redis to confirm
+# A request never waits longer than this on a publish: an unreachable (even
+# black-holed) Redis turns into a queued event, not a slow answer.
+PUBLISH_TIMEOUT = 1.0
 PING_EVERY = 5.0  # ping the subscriber connection after this much silence
 DEAD_AFTER = 15.0  # no answer for this long: reconnect
 OUTBOX_SIZE = 1000
@@ -246,7 +249,9 @@ class RedisBus(Bus):
         channel = self._channel(topic)
         payload = json.dumps({"node": self.node, "event": event}, separators=(",", ":"))
         try:
-            receivers = int(await self._cmd.publish(channel, payload))
+            receivers = int(
+                await asyncio.wait_for(self._cmd.publish(channel, payload), PUBLISH_TIMEOUT)
+            )
         except _REDIS_ERRORS as exc:
             self._warn("redis publish failed; queued", exc)
             self._outbox.append((time.monotonic(), channel, payload))
@@ -261,7 +266,7 @@ class RedisBus(Bus):
             stamp, channel, payload = self._outbox[0]
             if time.monotonic() - stamp <= OUTBOX_MAX_AGE:
                 try:
-                    await self._cmd.publish(channel, payload)
+                    await asyncio.wait_for(self._cmd.publish(channel, payload), PUBLISH_TIMEOUT)
                 except _REDIS_ERRORS:
                     return
             if self._outbox and self._outbox[0][0] == stamp:

@@ -15,6 +15,7 @@ own share of the traffic, rather than the relay refusing every request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -95,7 +96,8 @@ class RedisRateLimiter(RateLimiter):
             ttl_ms = int(rule.period * 1000) + 1000
             args += [str(rule.burst), repr(rule.rate), str(ttl_ms)]
         try:
-            index, wait = await self._script(keys=keys, args=args)
+            # bounded: a black-holed Redis must not make every request slow
+            index, wait = await asyncio.wait_for(self._script(keys=keys, args=args), 1.0)
         except _REDIS_ERRORS as exc:
             self.fallbacks += 1
             now = time.monotonic()
