@@ -130,19 +130,21 @@ async def run_level(
     async def worker(i: int) -> None:
         nonlocal errors
         pair = pairs[i % len(pairs)]
-        while time.monotonic() < stop:
+        while True:  # every worker completes at least one exchange
             try:
                 latencies.append(await exchange(url, pair, reply))
             except Exception as exc:
                 errors += 1
                 if errors <= 3:
                     print(f"    error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            if time.monotonic() >= stop:
+                return
 
     t0 = time.monotonic()
     cpu0 = cpu_seconds(pid)
     tasks = [asyncio.create_task(worker(i)) for i in range(concurrency)]
     # bounded: exchanges still running well after the end are abandoned (not counted)
-    _done, late = await asyncio.wait(tasks, timeout=seconds + 10 + concurrency / 20)
+    _done, late = await asyncio.wait(tasks, timeout=seconds + 10 + concurrency / 10)
     for task in late:
         task.cancel()
     await asyncio.gather(*late, return_exceptions=True)
@@ -190,7 +192,7 @@ async def idle_sockets(url: str, pid: int, count: int) -> tuple[int, int]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="duration of each level")
+    parser.add_argument("--seconds", type=float, default=6.0, help="duration of each level")
     parser.add_argument(
         "--sockets", type=int, default=1000, help="idle WebSockets for the RSS figure"
     )

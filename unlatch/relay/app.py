@@ -27,6 +27,7 @@ from unlatch import __version__
 from unlatch.push import InvalidPushTarget
 from unlatch.relay.apierror import ApiError, bad_request
 from unlatch.relay.bus import open_bus
+from unlatch.relay.codec import b64e
 from unlatch.relay.config import RelayConfig
 from unlatch.relay.logs import log
 from unlatch.relay.metrics import RelayMetrics
@@ -137,7 +138,7 @@ class Relay:
         channel_id = f.b64("channel_id", exact=16)
         ttl = f.opt_int("ttl", 1, self.config.pairing_ttl)
         ch = await self.service.create_pairing_channel(device, channel_id, ttl)
-        return ok({"channel_id": request_b64(channel_id), "expires_at": ch.expires_at}, 201)
+        return ok({"channel_id": b64e(channel_id), "expires_at": ch.expires_at}, 201)
 
     async def pairing_post(self, request: Request) -> Response:
         msg_type = request.path_params["msg_type"]
@@ -312,12 +313,6 @@ class Relay:
                 name="app",
             ),
         ]
-
-
-def request_b64(raw: bytes) -> str:
-    from unlatch.relay.codec import b64e
-
-    return b64e(raw)
 
 
 class AccessLog:

@@ -17,6 +17,7 @@ import logging
 import secrets
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from unlatch.relay import auth
@@ -98,8 +99,6 @@ class RelayService:
 
     # lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
-        from pathlib import Path
-
         await self.store.open()
         await self.bus.start()
         if self.config.push_enabled:
@@ -185,8 +184,8 @@ class RelayService:
         except ValueError:
             raise ApiError(400, "bad_request", "public_key is not a P-256 public key") from None
         message = auth.auth_message(self.config.origin, challenge, public_key)
-        # Check the signature before consuming the challenge? No: consume first, so a
-        # challenge is single use even under a flood of bad signatures.
+        # Consume the challenge before checking the signature: a challenge is then
+        # single use even when every attempt on it carries a bad signature.
         if not await self.store.take_challenge(challenge, time.time()):
             raise ApiError(
                 401, "bad_challenge", "unknown, used or expired challenge; ask for a new one"
