@@ -185,3 +185,29 @@ def test_pwa_js_errors_match_python(name: str, js_outcomes: dict[str, Any]) -> N
     # desktop); every other message is, so almost every mutation must be refused.
     refused = sum(1 for c in cases.values() if c["outcome"] != "ok")
     assert refused >= len(cases) * (0.5 if name == "offer" else 0.97)
+
+
+def test_pwa_relay_sign_in_matches_the_relay(phone_app_deps: Path) -> None:
+    """The app signs exactly the bytes the relay verifies, and derives the same device id."""
+    from unlatch.relay.auth import auth_message, device_id_for
+    from unlatch.relay.device_key import DeviceKey
+
+    key = DeviceKey.generate()
+    origin, challenge = "https://relay.example.org", bytes(range(32))
+    out = subprocess.run(
+        [
+            "node",
+            "test/relay-auth-dump.mjs",
+            origin,
+            challenge.hex(),
+            key.public_key_raw.hex(),
+        ],
+        cwd=phone_app_deps,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    js = json.loads(out.stdout)
+    assert js["message"] == auth_message(origin, challenge, key.public_key_raw).hex()
+    assert js["device_id"] == device_id_for(key.public_key_raw) == key.device_id

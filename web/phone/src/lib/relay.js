@@ -32,6 +32,19 @@ function lp16(bytes) {
   return out;
 }
 
+/** The bytes a device signs to open a session (unlatch.relay.auth.auth_message). */
+export function authMessage(origin, challenge, publicKey) {
+  return concat(lp16(AUTH_LABEL), lp16(te.encode(origin)), lp16(challenge), lp16(publicKey));
+}
+
+/** The relay device id of a public key (unlatch.relay.auth.device_id_for). */
+export async function deviceIdFor(publicKey) {
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", concat(DEVICE_ID_LABEL, new Uint8Array([0]), publicKey)),
+  );
+  return b64e(digest.slice(0, 16));
+}
+
 /** The relay's base URL for an app served at <base>/app/ (any path prefix kept). */
 export function relayBaseFromLocation(loc = globalThis.location) {
   const path = loc.pathname.replace(/\/app\/.*$/, "").replace(/\/app$/, "");
@@ -54,11 +67,7 @@ export class Relay {
 
   /** The relay device id: b64url(SHA-256(label || 0x00 || public_key)[:16]). */
   async computeDeviceId() {
-    const pk = await this.publicKeyRaw();
-    const digest = new Uint8Array(
-      await crypto.subtle.digest("SHA-256", concat(DEVICE_ID_LABEL, new Uint8Array([0]), pk)),
-    );
-    this.deviceId = b64e(digest.slice(0, 16));
+    this.deviceId = await deviceIdFor(await this.publicKeyRaw());
     return this.deviceId;
   }
 
@@ -69,7 +78,7 @@ export class Relay {
         const pk = await this.publicKeyRaw();
         const { challenge } = await this._fetch("POST", "/v1/auth/challenge", {});
         const challengeBytes = b64d(challenge, "challenge", 64);
-        const message = concat(lp16(AUTH_LABEL), lp16(te.encode(this.origin)), lp16(challengeBytes), lp16(pk));
+        const message = authMessage(this.origin, challengeBytes, pk);
         const signature = new Uint8Array(
           await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, pair.privateKey, message),
         );
