@@ -84,9 +84,19 @@ def state_of(page: Any) -> str:
     return str(page.get_attribute("#unlock-status", "data-state"))
 
 
+@pytest.fixture(scope="module")
+def shared_relay(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One relay for the module (pairings are independent; restarts use their own)."""
+    relay = start_relay(tmp_path_factory.mktemp("relay"))
+    yield relay
+    relay.stop()
+
+
 @pytest.fixture
-def setup(relay: Any, desktop_env: Any, phone_factory: Any, browser: Any, tmp_path: Path) -> Any:
-    desktop = desktop_env(relay.url)
+def setup(
+    shared_relay: Any, desktop_env: Any, phone_factory: Any, browser: Any, tmp_path: Path
+) -> Any:
+    desktop = desktop_env(shared_relay.url)
     phone = phone_factory("phone")
     page = open_ui(browser, desktop)
     pair_through_ui(page, phone, tmp_path)
@@ -143,9 +153,9 @@ def test_e2e_not_me_blocks_and_page_says_so(setup: Any, tmp_path: Path) -> None:
 
 
 def test_e2e_expired_request_offers_new_one(
-    relay: Any, desktop_env: Any, phone_factory: Any, browser: Any, tmp_path: Path
+    shared_relay: Any, desktop_env: Any, phone_factory: Any, browser: Any, tmp_path: Path
 ) -> None:
-    desktop = desktop_env(relay.url)
+    desktop = desktop_env(shared_relay.url)
     phone = phone_factory("phone")
     page = browser.new_page()
     page.goto(desktop.start_ui("--unlock-ttl", "10", "--qr-renewals", "0"))
@@ -250,9 +260,9 @@ def test_e2e_phone_unlock_survives_agent_restart(setup: Any, tmp_path: Path) -> 
 
 
 def test_e2e_qr_is_renewed_before_it_expires(
-    relay: Any, desktop_env: Any, phone_factory: Any, browser: Any, tmp_path: Path
+    shared_relay: Any, desktop_env: Any, phone_factory: Any, browser: Any, tmp_path: Path
 ) -> None:
-    desktop = desktop_env(relay.url)
+    desktop = desktop_env(shared_relay.url)
     phone = phone_factory("phone")
     page = browser.new_page()
     page.goto(desktop.start_ui("--unlock-ttl", "12", "--qr-renewals", "1"))
@@ -300,3 +310,19 @@ def test_e2e_number_matching_from_the_notification(setup: Any, tmp_path: Path) -
     out = phone.run("approve", "--request", note["request_id"], "--number", str(shown), "--yes")
     assert out.returncode == 0, out.stderr
     page.wait_for_selector("#vault:visible", timeout=20000)
+
+
+def test_e2e_page_falls_back_to_polling_without_its_event_stream(
+    setup: Any, tmp_path: Path
+) -> None:
+    desktop, phone, first_page = setup
+    first_page.close()
+    page = first_page.context.browser.new_page()
+    page.route("**/api/events", lambda route: route.abort())  # a proxy that kills the stream
+    page.goto(desktop.start_ui())
+    page.wait_for_selector("#vault:visible")
+    lock(page)
+    png = request_qr(page, tmp_path)
+    assert phone.run("approve", "--qr-image", str(png), "--yes").returncode == 0
+    page.wait_for_selector("#vault:visible", timeout=30000)  # learnt by polling /api/state
+    page.close()
