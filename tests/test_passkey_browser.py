@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fixtures.desktop import Desktop
 from fixtures.relay import free_port
@@ -419,3 +420,37 @@ def test_passkey_prf_evaluated_by_a_follow_up_assertion(browser: Any, desktop: D
         assert ui.unlocked() is True
     finally:
         ui.close()
+
+
+def test_passkey_routes_sit_behind_the_ui_guard(ui: PasskeyPage, desktop: Desktop) -> None:
+    """Cookie, CSRF token, Origin and Host are all required, as for the built-in routes."""
+
+    (cookie,) = [c for c in ui.context.cookies() if c["name"] == f"unlatch_ui_{desktop.port}"]
+    csrf = ui.page.get_attribute('meta[name="csrf-token"]', "content")
+    origin = f"http://localhost:{desktop.port}"
+    good = {
+        "Host": f"localhost:{desktop.port}",
+        "Origin": origin,
+        "X-CSRF-Token": str(csrf),
+        "Cookie": f"{cookie['name']}={cookie['value']}",
+        "Content-Type": "application/json",
+    }
+    url = f"http://127.0.0.1:{desktop.port}/api/passkeys/register/options"
+    cases = [
+        ({**good, "Cookie": ""}, 401, "no_session"),
+        ({k: v for k, v in good.items() if k != "X-CSRF-Token"}, 403, "bad_csrf"),
+        ({**good, "Origin": "http://evil.example"}, 403, "bad_origin"),
+        ({**good, "Host": "evil.example"}, 421, "wrong_host"),
+    ]
+    with httpx.Client() as client:
+        for headers, status, code in cases:
+            answer = client.post(url, headers=headers, content=b'{"label": "x"}')
+            assert (answer.status_code, answer.json()["error"]) == (status, code)
+        ok = client.post(url, headers=good, content=b'{"label": "x"}')
+        assert ok.status_code == 200 and ok.json()["publicKey"]["rp"]["id"] == "localhost"
+        # GET needs the session cookie too (the list is not public).
+        listed = client.get(
+            f"http://127.0.0.1:{desktop.port}/api/passkeys",
+            headers={"Host": f"localhost:{desktop.port}"},
+        )
+        assert listed.status_code == 401
