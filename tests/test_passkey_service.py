@@ -40,7 +40,7 @@ SESSION = "session-token-a"
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> Any:
+async def service(tmp_path: Path, unlatch_home: Path) -> Any:
     core = AgentCore(tmp_path / "vault.db", 0)
     await core.init_vault(PASSWORD, OWASP_MINIMUM)
     svc = PasskeyService(core, lambda: PORT, counters=SignCounters(tmp_path / "counters.json"))

@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, TypeAlias, TypeVar
@@ -79,6 +80,8 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    # asyncpg's state machine after a connection broke mid-operation ("cannot switch to state")
+    asyncpg.exceptions.InternalClientError,
 )
 # Errors after which PostgreSQL rolled the transaction back and asks for a retry.
 _RETRY_TX_ERRORS: tuple[type[BaseException], ...] = (
@@ -181,6 +184,7 @@ class PostgresStore(Store):
     def __init__(self, url: str) -> None:
         self.dsn, self._pool_min, self._pool_max = split_url(url)
         self._pool: asyncpg.Pool | None = None
+        self._last_warning = 0.0
         parts = urlsplit(url)
         self.where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
@@ -281,12 +285,15 @@ class PostgresStore(Store):
             except _CONNECTION_ERRORS as exc:
                 unsure = committing or (not tx and not idempotent)
                 if unsure or attempt == ATTEMPTS - 1:
-                    log(
-                        "store unavailable",
-                        logging.WARNING,
-                        error=type(exc).__name__,
-                        replayable=not unsure,
-                    )
+                    now = time.monotonic()
+                    if now - self._last_warning > 5.0:  # one line per outage, not per request
+                        self._last_warning = now
+                        log(
+                            "store unavailable",
+                            logging.WARNING,
+                            error=type(exc).__name__,
+                            replayable=not unsure,
+                        )
                     raise StoreUnavailable() from None
             await asyncio.sleep(0.05 * (attempt + 1) ** 2)
         raise StoreUnavailable()  # pragma: no cover - the loop always returns or raises
