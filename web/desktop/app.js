@@ -389,6 +389,9 @@
     else $("request-expiry").textContent = "";
   }
   setInterval(updateCountdowns, 1000);
+  // Activity (viewing, copying) pushes the agent's auto-lock back without an event:
+  // resynchronise the countdown now and then.
+  setInterval(() => { if (state && state.vault.unlocked && !pollTimer) api("GET", "/api/state").then(apply).catch(() => {}); }, 20000);
 
   // ------------------------------------------------------------ keyboard
   document.addEventListener("keydown", (e) => {
