@@ -228,22 +228,22 @@ def test_e2e_reply_posted_while_desktop_reconnects_is_delivered(
     lock(page)
     png = request_qr(page, tmp_path)
     pid = desktop.agent_pid()
+    restarted = None
     os.kill(pid, signal.SIGSTOP)  # the desktop cannot react while we cut its relay link
     try:
         relay.stop()  # every socket dropped (shutdown frame + close 1012)
-        again = start_relay(
-            relay.db_path.parent, port=relay.port, db_path=relay.db_path
-        )  # same address, same store
-        try:
-            out = phone.run("approve", "--qr-image", str(png), "--yes", "--json")
-            assert out.returncode == 0, out.stderr  # the reply reached the relay ...
-        finally:
-            os.kill(pid, signal.SIGCONT)  # ... while the desktop was away
+        # same address, same store: the desktop's reconnection will find it
+        restarted = start_relay(relay.db_path.parent, port=relay.port, db_path=relay.db_path)
+        out = phone.run("approve", "--qr-image", str(png), "--yes", "--json")
+        assert out.returncode == 0, out.stderr  # the reply reached the relay ...
+    finally:
+        os.kill(pid, signal.SIGCONT)  # ... while the desktop was away
+    try:
         page.wait_for_selector("#vault:visible", timeout=30000)
         assert desktop.status()["unlocked"] is True
     finally:
-        os.kill(pid, signal.SIGCONT)
-        again.stop() if "again" in locals() else None
+        if restarted is not None:
+            restarted.stop()
     page.close()
 
 
