@@ -238,6 +238,9 @@ function render(state) {
   const list = document.getElementById("passkeys");
   if (!list) return;
   const err = document.getElementById("passkeys-error");
+  const shown = JSON.stringify(passkeys);
+  if (list.dataset.shown === shown) return;  // unchanged: keep the DOM (and focus) as is
+  list.dataset.shown = shown;
   list.textContent = "";
   for (const p of passkeys) {
     const li = el("li", { dataset: { id: p.id } });
