@@ -367,7 +367,7 @@ def test_passkey_needs_localhost_and_switches_host(browser: Any, desktop: Deskto
         ui.page.click("#settings-btn")
         ui.page.click("#add-passkey-btn")
         assert "work only on http://localhost:" in ui.page.inner_text("#passkeys-error")
-        ui.page.click("#passkeys-card #passkey-switch-host")
+        ui.page.click("#passkeys-card .passkey-switch-host")
         ui.page.wait_for_url(f"http://localhost:{desktop.port}/")
         ui.page.wait_for_selector("#vault:visible")
         ui.add_passkey("After switch")

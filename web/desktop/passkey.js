@@ -171,10 +171,10 @@ let lastKey = "";
 function setError(node, text) { node.textContent = text || ""; node.hidden = !text; }
 
 function hostNote() {
-  const box = el("p", { className: "muted small", id: "passkey-host-note", hidden: onCanonicalHost() },
+  const box = el("p", { className: "muted small passkey-host-note", hidden: onCanonicalHost() },
     `Passkeys are bound to the host name “${CANONICAL_HOST}”. `,
   );
-  const btn = el("button", { type: "button", className: "btn small", id: "passkey-switch-host", textContent: `Open on ${CANONICAL_HOST}` });
+  const btn = el("button", { type: "button", className: "btn small passkey-switch-host", textContent: `Open on ${CANONICAL_HOST}` });
   btn.addEventListener("click", () => switchToCanonicalHost().catch((e) => alert(explainDom(e))));
   box.append(btn);
   return box;
