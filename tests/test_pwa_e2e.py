@@ -12,13 +12,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from fixtures.pwa import CHROMIUM, CHROMIUM_ARGS, FakeDesktop, camera_args, write_qr_y4m
+from fixtures.desktop import Desktop, clean_env, wait_for
+from fixtures.pwa import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    FakeDesktop,
+    camera_args,
+    write_png_y4m,
+    write_qr_y4m,
+)
 from fixtures.relay import RelayProcess, free_port, start_relay
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
@@ -67,7 +77,7 @@ class Phone:
         assert head[:8] == b"\x89PNG\r\n\x1a\n"
         assert int.from_bytes(head[16:20], "big") == VIEWPORT["width"] * 2
 
-    async def expect(self, selector: str, timeout: float = 15) -> None:
+    async def expect(self, selector: str, timeout: float = 30) -> None:
         """Wait for ``selector``; on time-out, fail with what the screen shows instead."""
         try:
             await self.page.wait_for_selector(selector, timeout=timeout * 1000)
@@ -480,6 +490,49 @@ async def test_pwa_rename_and_unpair(phone: Phone) -> None:
     assert await page.evaluate("unlatchApp.state.pairings.length") == 0
 
 
+async def test_pwa_with_the_real_desktop_cli_pairs_and_unlocks_the_vault(
+    phone: Phone, desktop_env: Callable[..., Desktop], tmp_path: Path
+) -> None:
+    """``unlatch pair`` and ``unlatch unlock --phone`` (agent, vault) against the PWA's camera."""
+    ph = phone
+    page = ph.page
+    desktop = desktop_env(ph.relay.url)
+    pair_png = tmp_path / "pair.png"
+    pairing = desktop_cli(desktop, "pair", "--qr-image", str(pair_png), "--name", "PWA phone")
+    wait_for(pair_png.exists, timeout=90, what="the desktop's pairing QR code")
+    write_png_y4m(ph.camera, pair_png)
+    await page.click("a.tab[href='#/scan']")
+    await ph.expect("#pair-start")
+    await page.click("#pair-start")
+    await ph.expect("#verification-code")
+    code = await page.get_attribute("#verification-code", "data-code")
+    assert code is not None
+    _out, err = await asyncio.to_thread(pairing.communicate, "y\n", timeout=60)
+    assert pairing.returncode == 0, err
+    assert f"{code[:3]} {code[3:]}" in err  # the desktop showed the same code
+    await ph.expect("#pair-save")
+    await page.click("#pair-save")
+    await ph.expect("#pair-finish")
+    await page.click("#pair-finish")
+    devices = json.loads(desktop.run("devices", "--json").stdout)
+    assert [d["label"] for d in devices] == ["PWA phone"]
+
+    assert desktop.run("lock").returncode == 0
+    assert desktop.status()["unlocked"] is False
+    unlock_png = tmp_path / "unlock.png"
+    unlocking = desktop_cli(desktop, "unlock", "--phone", "--qr-image", str(unlock_png))
+    wait_for(unlock_png.exists, timeout=90, what="the desktop's unlock QR code")
+    write_png_y4m(ph.camera, unlock_png)
+    await ph.expect(".request a")  # the relay woke the open app
+    await page.click(".request a")
+    await ph.expect("#approve")
+    await page.click("#approve")
+    out, err = await asyncio.to_thread(unlocking.communicate, timeout=60)
+    assert unlocking.returncode == 0, err
+    assert "vault unlocked" in out
+    assert desktop.status()["unlocked"] is True
+
+
 async def test_pwa_starts_offline_from_its_service_worker(phone: Phone) -> None:
     ph = phone
     page = ph.page
@@ -509,6 +562,18 @@ async def wait_js(page: Page, expression: str, timeout: float = 15) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"still false after {timeout} s: {expression}")
+
+
+def desktop_cli(desktop: Desktop, *args: str) -> subprocess.Popen[str]:
+    """Run ``unlatch ARGS`` as the desktop (its home, its relay), interactively."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "unlatch", *args],
+        env=clean_env(desktop.home, UNLATCH_DESKTOP_RELAY_URL=desktop.relay_url),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _now() -> int:
