@@ -29,7 +29,7 @@ apt_install() {
 }
 
 setup_system() {
-  apt_install chromium
+  apt_install chromium spin
   command -v npm >/dev/null || apt_install nodejs npm
   command -v redis-server >/dev/null || apt_install redis-server || true
   command -v pg_ctlcluster >/dev/null || apt_install postgresql || true
