@@ -92,6 +92,8 @@ async def test_unifiedpush_and_failures_are_counted(relay: RelayProcess, push_se
         await _until(lambda: len(up.delivered) == 1)
         note = json.loads(up.delivered[0].plaintext)
         assert note["request_id"] == b64e(rid) and b64d(note["push"]) == b"opaque-bytes"
+        # a plain distributor reads the body: it gets no requester address or user agent
+        assert "requester" not in note and "127.0.0.1" not in up.delivered[0].plaintext.decode()
         # a push service that keeps failing: retried, then counted as failed; the target stays
         up.answer(500, times=10)
         await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"x")

@@ -76,6 +76,19 @@ def notification_json(ch: Channel) -> dict[str, Any]:
     }
 
 
+def push_view(note: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """What a push service may carry of a notification.
+
+    An encrypted target (Web Push, UnifiedPush in webpush mode; RFC 8291)
+    gets the whole notification. A plain UnifiedPush distributor would read
+    it, so it gets no requester address or user agent: the phone fetches those
+    over its own authenticated connection (``GET /v1/unlock/{id}``).
+    """
+    if "keys" in target:  # stored as PushTarget.to_json(): keys only when encrypted
+        return note
+    return {k: v for k, v in note.items() if k != "requester"}
+
+
 class RelayService:
     """One relay node's logic; shared by all requests of the process."""
 
@@ -532,7 +545,7 @@ class RelayService:
         pushed = "none"
         phone = await self.store.get_device(phone_id)
         if self.push is not None and phone is not None and phone.push_target:
-            payload = json.dumps(note, separators=(",", ":")).encode()
+            payload = json.dumps(push_view(note, phone.push_target), separators=(",", ":")).encode()
             self.push.send_later(phone_id, phone.push_target, payload, int(life))
             pushed = "queued"
         log(
