@@ -1,6 +1,6 @@
 """Unlock exchanges per second and latency: 1 vs 2 vs 3 relay nodes, SQLite vs PostgreSQL.
 
-    python bench/bench_multinode.py [--seconds 8] [--pairs 12]
+    python bench/bench_multinode.py [--seconds 6] [--pairs 12]
 
 Needs PostgreSQL (127.0.0.1:5432, trust, user postgres) and Redis
 (127.0.0.1:6379). Each configuration starts real ``python -m unlatch relay``
@@ -194,7 +194,7 @@ def drop_keys(prefix: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="measured time per config")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured time per config")
     parser.add_argument("--pairs", type=int, default=12, help="concurrent desktop/phone pairs")
     args = parser.parse_args()
     configs = [
