@@ -42,7 +42,9 @@ def start(foreground: bool, idle_lock: float | None) -> None:
     seconds = settings.idle_lock_seconds(idle_lock)
     if foreground:
         from unlatch.agent import server
+        from unlatch.desktop import agent_ops
 
+        agent_ops.install()  # the desktop web UI and passkeys live in the agent process
         server.run(seconds)
         return
     try:

@@ -1,8 +1,8 @@
 """The agent socket operation added by the desktop: ``desktop_ui``.
 
 The agent's socket server dispatches on :data:`unlatch.agent.handlers.HANDLERS`;
-:func:`install` adds it (called when :mod:`unlatch.cli.desktop_commands`
-is imported, which every agent process does at start-up):
+:func:`install` adds it (called by ``unlatch agent start --foreground``, the
+command every agent process runs, and by :mod:`unlatch.cli.desktop_commands`):
 
 * ``desktop_ui {port?, relay?, unlock_ttl?, renewals?}`` - build the
   :class:`~unlatch.desktop.runtime.DesktopRuntime` around the agent's core
