@@ -343,7 +343,8 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -
         if proc.poll() is not None:
             raise DesktopError(f"the relay exited early (code {proc.returncode})")
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+            # Our own child process on loopback, whose certificate names the public host.
+            if httpx.get(url + "/healthz", timeout=1, verify=False).status_code == 200:  # noqa: S501
                 return
         except httpx.HTTPError:
             pass
@@ -361,9 +362,31 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -
     help="Demo state directory (used as UNLATCH_HOME).",
 )
 @click.option("--relay-port", type=click.IntRange(0, 65535), default=8470, show_default=True)
+@click.option(
+    "--relay-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the relay listens on (0.0.0.0 to let phones on your network reach it).",
+)
+@click.option(
+    "--public-url",
+    help="The relay's URL as phones reach it, e.g. https://laptop.example:8470 "
+    "(default: http://127.0.0.1:PORT). Phones need HTTPS for the camera and notifications.",
+)
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM).")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM).")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Desktop UI port.")
 @click.option("--no-browser", is_flag=True, help="Only print the URLs.")
-def demo_command(demo_dir: Path, relay_port: int, port: int, no_browser: bool) -> None:
+def demo_command(
+    demo_dir: Path,
+    relay_port: int,
+    relay_host: str,
+    public_url: str | None,
+    cert: str | None,
+    key: str | None,
+    port: int,
+    no_browser: bool,
+) -> None:
     """Run everything on this machine: a relay, the agent and the desktop UI.
 
     Creates a demo vault with sample items (master password printed below)
@@ -373,13 +396,22 @@ def demo_command(demo_dir: Path, relay_port: int, port: int, no_browser: bool) -
     Examples:
       unlatch demo
       unlatch demo --dir /tmp/unlatch-demo --relay-port 0 --no-browser
+      unlatch demo --relay-host 0.0.0.0 --public-url https://laptop.example:8470 \\
+                   --cert fullchain.pem --key privkey.pem      # with a real phone
     """
+    if (cert is None) != (key is None):
+        raise DesktopError("--cert and --key go together")
     home = demo_dir.resolve()
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.environ["UNLATCH_HOME"] = str(home)
     relay_port = relay_port or _free_port()
-    relay_url = f"http://127.0.0.1:{relay_port}"
+    scheme = "https" if cert else "http"
+    relay_url = (public_url or f"{scheme}://127.0.0.1:{relay_port}").rstrip("/")
+    local_url = f"{scheme}://127.0.0.1:{relay_port}"
     os.environ["UNLATCH_DESKTOP_RELAY_URL"] = relay_url
+    relay_args = ["--host", relay_host, "--port", str(relay_port), "--public-url", relay_url]
+    if cert and key:
+        relay_args += ["--cert", cert, "--key", key]
     log_path = home / "relay.log"
     with log_path.open("ab") as log:
         relay_proc = subprocess.Popen(
@@ -388,10 +420,7 @@ def demo_command(demo_dir: Path, relay_port: int, port: int, no_browser: bool) -
                 "-m",
                 "unlatch",
                 "relay",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(relay_port),
+                *relay_args,
             ],
             stdout=log,
             stderr=log,
@@ -405,7 +434,7 @@ def demo_command(demo_dir: Path, relay_port: int, port: int, no_browser: bool) -
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        _wait_http(relay_url, relay_proc)
+        _wait_http(local_url, relay_proc)
         with client.connect(start=True) as agent:
             info = agent.call("status")
             created = False
@@ -425,10 +454,14 @@ def demo_command(demo_dir: Path, relay_port: int, port: int, no_browser: bool) -
         click.echo(f"desktop UI:   {ui['url']}")
         click.echo("")
         click.echo("Pair a phone: unlock with the password, open Settings > Pair a new phone, then")
-        click.echo(f"  - on a phone on this network: open {relay_url}/app/ (start the demo with a")
-        click.echo("    relay reachable from the phone), or")
+        if relay_url.startswith("https://"):
+            click.echo(f"  - on your phone: open {relay_url}/app/ and scan the pairing QR, or")
+        else:
+            click.echo("  - a real phone needs the relay over HTTPS on your network (camera and")
+            click.echo("    notifications require it): restart with --relay-host 0.0.0.0")
+            click.echo("    --public-url https://<this machine> --cert ... --key ... ; or")
         click.echo(
-            f"  - here: UNLATCH_HOME={home}/phone unlatch phone pair --qr-image <screenshot>"
+            f"  - here, the Python phone client: unlatch phone --home {home}/phone pair <link>"
         )
         click.echo("Ctrl-C stops the demo.")
         if not no_browser:
