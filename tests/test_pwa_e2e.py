@@ -12,26 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
-from fixtures.desktop import Desktop, clean_env, wait_for
-from fixtures.pwa import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    FakeDesktop,
-    camera_args,
-    write_png_y4m,
-    write_qr_y4m,
-)
-from fixtures.relay import RelayProcess, free_port, start_relay
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
-from playwright.async_api import TimeoutError as PlaywrightTimeout
+from fixtures.pwa import Phone, wait_js, write_qr_y4m
+from playwright.async_api import Page
 
 from unlatch.protocol import (
     Approved,
@@ -46,122 +30,7 @@ from unlatch.protocol import (
 from unlatch.protocol.encoding import b64e
 from unlatch.relay.errors import Blocked
 
-# Screenshots go to a temporary directory; set UNLATCH_PWA_SCREENSHOTS=docs/img to refresh
-# the committed ones (docs/img/pwa-pairing.png, pwa-scanner.png, pwa-approve.png).
-SCREENSHOTS_ENV = "UNLATCH_PWA_SCREENSHOTS"
-VIEWPORT = {"width": 390, "height": 844}
-
-
-@dataclass
-class Phone:
-    """The PWA in a phone-sized Chromium page, with its fake camera and a desktop to talk to."""
-
-    page: Page
-    context: BrowserContext
-    browser: Browser
-    camera: Path
-    desktop: FakeDesktop
-    relay: RelayProcess
-    shots: Path
-    problems: list[str] = field(default_factory=list)
-
-    async def show(self, text: str) -> None:
-        """Point the fake camera at ``text`` (a QR code); streams started afterwards see it."""
-        write_qr_y4m(self.camera, text)
-
-    async def screenshot(self, name: str) -> None:
-        """A phone-sized (390x844 CSS px, 2x) PNG of the page, checked to be one."""
-        path = self.shots / name
-        await self.page.screenshot(path=str(path))
-        head = path.read_bytes()[:24]
-        assert head[:8] == b"\x89PNG\r\n\x1a\n"
-        assert int.from_bytes(head[16:20], "big") == VIEWPORT["width"] * 2
-
-    async def expect(self, selector: str, timeout: float = 30) -> None:
-        """Wait for ``selector``; on time-out, fail with what the screen shows instead."""
-        try:
-            await self.page.wait_for_selector(selector, timeout=timeout * 1000)
-        except PlaywrightTimeout:
-            shown = await self.page.inner_text("body")
-            raise AssertionError(
-                f"{selector} did not appear; at {self.page.url} the app shows:\n{shown}"
-            ) from None
-
-    async def open_app(self, hash_: str = "#/") -> None:
-        await self.page.goto(self.relay.url + "/app/" + hash_)
-        await wait_js(self.page, "window.unlatchApp && unlatchApp.state.ready")
-
-
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest.fixture(scope="module")
-def pwa_relay(
-    phone_app_dist: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RelayProcess]:
-    """One relay process for the module (each test gets its own browser profile and desktop).
-
-    Its public URL is http://localhost:PORT, not 127.0.0.1: WebAuthn refuses an
-    IP address as relying party id, and devices sign the origin they use.
-    """
-    port = free_port()
-    relay = start_relay(
-        tmp_path_factory.mktemp("pwa-relay"),
-        port=port,
-        args=["--public-url", f"http://localhost:{port}"],
-    )
-    relay.url = f"http://localhost:{port}"
-    yield relay
-    relay.stop()
-
-
-@pytest.fixture(scope="module")
-def camera_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    camera = tmp_path_factory.mktemp("camera") / "camera.y4m"
-    write_qr_y4m(camera, "https://example.invalid/not-a-code", spoil=True)
-    return camera
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def chromium(camera_file: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS + camera_args(camera_file)
-        )
-        yield browser
-        await browser.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def phone(
-    chromium: Browser, pwa_relay: RelayProcess, camera_file: Path, tmp_path: Path
-) -> AsyncIterator[Phone]:
-    """A fresh phone (new browser profile: empty IndexedDB, no service worker) and desktop."""
-    relay = pwa_relay
-    write_qr_y4m(camera_file, "https://example.invalid/not-a-code", spoil=True)
-    context = await chromium.new_context(viewport=VIEWPORT, device_scale_factor=2)
-    await context.grant_permissions(["camera", "notifications"], origin=relay.url)
-    page = await context.new_page()
-    desktop = FakeDesktop(relay.url)
-    shots = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
-    ph = Phone(page, context, chromium, camera_file, desktop, relay, shots)
-    page.on("pageerror", lambda exc: ph.problems.append(f"page error: {exc}"))
-    page.on(
-        "console",
-        lambda msg: (
-            ph.problems.append(f"console: {msg.text}")
-            if msg.type == "error" and "Content Security Policy" in msg.text
-            else None
-        ),
-    )
-    await ph.open_app()
-    try:
-        yield ph
-    finally:
-        await desktop.aclose()
-        await context.close()
-    assert not ph.problems, ph.problems
 
 
 async def pair_by_link(ph: Phone, *, screenshot: bool = False) -> None:
@@ -203,8 +72,8 @@ async def pending_card(ph: Phone, du: DesktopUnlock) -> str:
     return rid
 
 
-async def test_pwa_pairs_by_link_then_unlocks_by_scanning_with_the_camera(phone: Phone) -> None:
-    ph = phone
+async def test_pwa_pairs_by_link_then_unlocks_by_scanning_with_the_camera(pwa_phone: Phone) -> None:
+    ph = pwa_phone
     page = ph.page
     await pair_by_link(ph, screenshot=True)
     # The pairing is on the relay, linked, with the desktop's device id.
@@ -251,8 +120,8 @@ async def test_pwa_pairs_by_link_then_unlocks_by_scanning_with_the_camera(phone:
     await ph.screenshot("pwa-approved.png")
 
 
-async def test_pwa_pairs_through_the_camera_and_refuses_a_phishing_qr(phone: Phone) -> None:
-    ph = phone
+async def test_pwa_pairs_through_the_camera_and_refuses_a_phishing_qr(pwa_phone: Phone) -> None:
+    ph = pwa_phone
     page = ph.page
     dp = await ph.desktop.offer()
     assert isinstance(dp, DesktopPairing)
@@ -285,9 +154,9 @@ async def test_pwa_pairs_through_the_camera_and_refuses_a_phishing_qr(phone: Pho
 
 
 async def test_pwa_push_shows_the_notification_and_its_click_opens_the_scanner(
-    phone: Phone,
+    pwa_phone: Phone,
 ) -> None:
-    ph = phone
+    ph = pwa_phone
     page = ph.page
     await pair_by_link(ph)
     # Headless Chromium has no push service: the app says so instead of failing.
@@ -331,8 +200,8 @@ async def test_pwa_push_shows_the_notification_and_its_click_opens_the_scanner(
     assert titles == ["Unlock request not from your desktops"]
 
 
-async def test_pwa_deny_and_not_me_block_the_desktop(phone: Phone) -> None:
-    ph = phone
+async def test_pwa_deny_and_not_me_block_the_desktop(pwa_phone: Phone) -> None:
+    ph = pwa_phone
     page = ph.page
     await pair_by_link(ph)
 
@@ -382,8 +251,8 @@ async def test_pwa_deny_and_not_me_block_the_desktop(phone: Phone) -> None:
     assert isinstance(du3, DesktopUnlock)
 
 
-async def test_pwa_number_matching_from_the_pending_list(phone: Phone) -> None:
-    ph = phone
+async def test_pwa_number_matching_from_the_pending_list(pwa_phone: Phone) -> None:
+    ph = pwa_phone
     page = ph.page
     await pair_by_link(ph)
     du = await ph.desktop.request_unlock(number_match=True)
@@ -415,9 +284,9 @@ async def test_pwa_number_matching_from_the_pending_list(phone: Phone) -> None:
     await fresh.close()
 
 
-async def test_pwa_user_verification_gates_approval(phone: Phone) -> None:
+async def test_pwa_user_verification_gates_approval(pwa_phone: Phone) -> None:
     """With verification on, Approve needs a WebAuthn user-verified assertion first."""
-    ph = phone
+    ph = pwa_phone
     page = ph.page
     cdp = await page.context.new_cdp_session(page)
     await cdp.send("WebAuthn.enable")
@@ -465,8 +334,8 @@ async def test_pwa_user_verification_gates_approval(phone: Phone) -> None:
     await cdp.detach()
 
 
-async def test_pwa_rename_and_unpair(phone: Phone) -> None:
-    ph = phone
+async def test_pwa_rename_and_unpair(pwa_phone: Phone) -> None:
+    ph = pwa_phone
     page = ph.page
     await pair_by_link(ph)
     await page.click("a.tab[href='#/devices']")
@@ -490,51 +359,8 @@ async def test_pwa_rename_and_unpair(phone: Phone) -> None:
     assert await page.evaluate("unlatchApp.state.pairings.length") == 0
 
 
-async def test_pwa_with_the_real_desktop_cli_pairs_and_unlocks_the_vault(
-    phone: Phone, desktop_env: Callable[..., Desktop], tmp_path: Path
-) -> None:
-    """``unlatch pair`` and ``unlatch unlock --phone`` (agent, vault) against the PWA's camera."""
-    ph = phone
-    page = ph.page
-    desktop = desktop_env(ph.relay.url)
-    pair_png = tmp_path / "pair.png"
-    pairing = desktop_cli(desktop, "pair", "--qr-image", str(pair_png), "--name", "PWA phone")
-    wait_for(pair_png.exists, timeout=90, what="the desktop's pairing QR code")
-    write_png_y4m(ph.camera, pair_png)
-    await page.click("a.tab[href='#/scan']")
-    await ph.expect("#pair-start")
-    await page.click("#pair-start")
-    await ph.expect("#verification-code")
-    code = await page.get_attribute("#verification-code", "data-code")
-    assert code is not None
-    _out, err = await asyncio.to_thread(pairing.communicate, "y\n", timeout=60)
-    assert pairing.returncode == 0, err
-    assert f"{code[:3]} {code[3:]}" in err  # the desktop showed the same code
-    await ph.expect("#pair-save")
-    await page.click("#pair-save")
-    await ph.expect("#pair-finish")
-    await page.click("#pair-finish")
-    devices = json.loads(desktop.run("devices", "--json").stdout)
-    assert [d["label"] for d in devices] == ["PWA phone"]
-
-    assert desktop.run("lock").returncode == 0
-    assert desktop.status()["unlocked"] is False
-    unlock_png = tmp_path / "unlock.png"
-    unlocking = desktop_cli(desktop, "unlock", "--phone", "--qr-image", str(unlock_png))
-    wait_for(unlock_png.exists, timeout=90, what="the desktop's unlock QR code")
-    write_png_y4m(ph.camera, unlock_png)
-    await ph.expect(".request a")  # the relay woke the open app
-    await page.click(".request a")
-    await ph.expect("#approve")
-    await page.click("#approve")
-    out, err = await asyncio.to_thread(unlocking.communicate, timeout=60)
-    assert unlocking.returncode == 0, err
-    assert "vault unlocked" in out
-    assert desktop.status()["unlocked"] is True
-
-
-async def test_pwa_starts_offline_from_its_service_worker(phone: Phone) -> None:
-    ph = phone
+async def test_pwa_starts_offline_from_its_service_worker(pwa_phone: Phone) -> None:
+    ph = pwa_phone
     page = ph.page
     await pair_by_link(ph)
     await wait_js(page, "navigator.serviceWorker.controller !== null")
@@ -553,27 +379,6 @@ async def test_pwa_starts_offline_from_its_service_worker(phone: Phone) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-async def wait_js(page: Page, expression: str, timeout: float = 15) -> None:
-    """Poll ``expression`` until truthy (wait_for_function needs eval: the app's CSP forbids it)."""
-    for _ in range(int(timeout / 0.05)):
-        if await page.evaluate(expression):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"still false after {timeout} s: {expression}")
-
-
-def desktop_cli(desktop: Desktop, *args: str) -> subprocess.Popen[str]:
-    """Run ``unlatch ARGS`` as the desktop (its home, its relay), interactively."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "unlatch", *args],
-        env=clean_env(desktop.home, UNLATCH_DESKTOP_RELAY_URL=desktop.relay_url),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def _now() -> int:
@@ -624,4 +429,5 @@ async def wait_for_notifications(page: Page, count: int) -> list[dict[str, str]]
         if len(shown) == count:
             return shown
         await asyncio.sleep(0.1)
-    raise AssertionError(f"expected {count} notifications, the service worker shows {shown}")
+    status = await sw_message(page, {"type": "status"})
+    raise AssertionError(f"expected {count} notifications, the worker shows {shown} ({status})")

@@ -111,7 +111,10 @@ async function describe(notification) {
   }
 }
 
+let pushesReceived = 0; // for diagnostics ("status" message)
+
 self.addEventListener("push", (event) => {
+  pushesReceived += 1;
   event.waitUntil(
     (async () => {
       let notification = null;
@@ -160,7 +163,8 @@ self.addEventListener("notificationclick", (event) => {
 /**
  * Messages from the app's pages. "notifications" lists what is shown (used by
  * the end-to-end tests, and harmless: titles name only the user's own
- * desktops); "click" runs the notificationclick path for a shown notification.
+ * desktops); "click" runs the notificationclick path for a shown notification; "status"
+ * tells the cache version and how many pushes arrived since the worker started.
  */
 self.addEventListener("message", (event) => {
   const msg = event.data || {};
@@ -173,8 +177,8 @@ self.addEventListener("message", (event) => {
       } else if (msg.type === "click") {
         const shown = await self.registration.getNotifications({ tag: msg.tag });
         reply(shown.length ? await clickNotification(shown[0]) : { error: "no such notification" });
-      } else if (msg.type === "version") {
-        reply({ cache: CACHE });
+      } else if (msg.type === "status") {
+        reply({ cache: CACHE, pushesReceived });
       }
     })(),
   );
