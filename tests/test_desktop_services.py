@@ -172,3 +172,19 @@ async def test_desktop_unlock_request_with_relay_down_is_a_clear_error(
         await rig.unlock.start()
     assert _status_of(caught.value) == (502, "relay_down")  # the page says "start the relay"
     assert rig.unlock.current is None
+
+
+async def test_desktop_reply_naming_another_request_fails_at_once(rig: Rig) -> None:
+    """A relay posts one request's reply onto another's channel: reported, not waited out."""
+    record = await rig.pair()
+    await rig.core.lock()
+    first = await rig.unlock.start()
+    pu = PhoneUnlock.from_qr(first.link, [record], rig.phone_key, now=int(time.time()))
+    reply_for_first = pu.deny(now=int(time.time()))
+    await rig.unlock.cancel(first.id)
+    second = await rig.unlock.start()
+    second_rid = second.request.request_id
+    await rig.phone.post_reply(second_rid, reply_for_first)
+    assert await rig.finish(second) == "failed"
+    assert "another request" in second.message
+    assert not rig.core.is_unlocked

@@ -300,6 +300,10 @@ class PhoneUnlockService:
         try:
             outcome = request.receive_reply(data, now=int(time.time()))
         except WrongRequest:
+            # The relay takes one reply per channel, so a reply naming another
+            # request means none for this one can follow: say so now, not at expiry.
+            if attempt.request is request:
+                self._set(attempt, "failed", "the relay delivered a reply for another request")
             return
         except ProtocolError as exc:
             self._set(attempt, "failed", f"a reply was refused: {exc}")
