@@ -151,6 +151,9 @@ class RelayClient:
     manager, or call :meth:`aclose`. ``prefer_websocket=False`` forces the
     long-poll path (tests, or networks that block WebSockets). ``ssl_context``
     trusts a private CA (a self-hosted relay with its own certificate).
+    ``public_url`` is the deployment's public URL when ``base_url`` reaches one
+    node directly (bypassing the load balancer): authentication is signed for
+    the public origin, which every node of the deployment accepts.
     """
 
     def __init__(
@@ -163,9 +166,10 @@ class RelayClient:
         user_agent: str | None = None,
         prefer_websocket: bool = True,
         ssl_context: ssl.SSLContext | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.origin = canonical_origin(self.base_url)
+        self.origin = canonical_origin(public_url or self.base_url)
         self.key = key
         self.kind: DeviceKindT = kind
         self.prefer_websocket = prefer_websocket
