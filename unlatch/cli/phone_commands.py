@@ -335,20 +335,28 @@ def _report(answer: Answer, as_json: bool) -> None:
         sys.exit(5)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _request_source(fn: F) -> F:
+    """The ways `approve` and `deny` name a request: LINK, --qr-image, or --request ID."""
+    fn = click.option(
+        "--request",
+        "request_id",
+        default=None,
+        metavar="ID",
+        help="Number matching: the request id printed by `listen`.",
+    )(fn)
+    fn = click.option(
+        "--qr-image",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="A picture of the desktop's unlock QR code.",
+    )(fn)
+    return click.argument("link", required=False)(fn)
+
+
 @phone_group.command("approve")
-@click.argument("link", required=False)
-@click.option(
-    "--qr-image",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A picture of the desktop's unlock QR code.",
-)
-@click.option(
-    "--request",
-    "request_id",
-    default=None,
-    metavar="ID",
-    help="Number matching: the request id printed by `listen`.",
-)
+@_request_source
 @click.option(
     "--number", type=int, default=None, help="Number matching: the number the desktop shows."
 )
@@ -390,19 +398,7 @@ def approve_command(
 
 
 @phone_group.command("deny")
-@click.argument("link", required=False)
-@click.option(
-    "--qr-image",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A picture of the desktop's unlock QR code.",
-)
-@click.option(
-    "--request",
-    "request_id",
-    default=None,
-    metavar="ID",
-    help="Number matching: the request id printed by `listen`.",
-)
+@_request_source
 @click.option(
     "--not-me",
     is_flag=True,
