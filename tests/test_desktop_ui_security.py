@@ -20,7 +20,7 @@ from fixtures.desktop import Desktop
 def ui(desktop_env: Any) -> tuple[Desktop, httpx.Client, str, str]:
     desktop = desktop_env("http://127.0.0.1:9")  # no relay needed here
     launch = desktop.start_ui()
-    base = f"http://127.0.0.1:{desktop.port}"
+    base = f"http://localhost:{desktop.port}"
     client = httpx.Client(base_url=base, follow_redirects=False, timeout=10)
     first = client.get(launch.removeprefix(base))
     assert first.status_code == 303 and first.headers["location"] == "/"

@@ -31,8 +31,13 @@ AUTHENTICATOR = {
 
 
 def localhost(url: str) -> str:
-    """The launch link on the canonical host (what "Open on localhost" does)."""
+    """The launch link on the canonical host (what `unlatch desktop` prints)."""
     return url.replace("http://127.0.0.1:", "http://localhost:", 1)
+
+
+def loopback_ip(url: str) -> str:
+    """The same launch link on 127.0.0.1 (a user who typed the address by hand)."""
+    return url.replace("http://localhost:", "http://127.0.0.1:", 1)
 
 
 class PasskeyPage:
@@ -361,7 +366,7 @@ def test_passkey_ceremonies_verify_challenge_signature_and_prf(
 def test_passkey_needs_localhost_and_switches_host(browser: Any, desktop: Desktop) -> None:
     ui = PasskeyPage(browser, desktop)
     try:
-        ui.open(desktop.url)  # the launch link on 127.0.0.1
+        ui.open(loopback_ip(desktop.url))  # the launch link on 127.0.0.1
         answer = ui.api("POST", "/api/passkeys/register/options", {"label": "x"})
         assert answer["status"] == 400 and answer["body"]["error"] == "use_localhost"
         ui.page.click("#settings-btn")

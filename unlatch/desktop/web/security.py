@@ -4,7 +4,9 @@ A web page on any site can make the user's browser send requests to
 ``127.0.0.1``; a malicious DNS name can even be rebound to it. So:
 
 * **Launch secret -> cookie.** ``unlatch desktop`` prints/opens
-  ``http://127.0.0.1:PORT/?k=<secret>``. The secret is single-use: the first
+  ``http://localhost:PORT/?k=<secret>`` (localhost, not 127.0.0.1, because
+  passkeys need a host name as their WebAuthn RP id; the server listens on
+  127.0.0.1 only). The secret is single-use: the first
   request with it gets a fresh session token in an ``HttpOnly;
   SameSite=Strict`` cookie (name includes the port: cookies ignore ports)
   and a redirect to ``/`` that drops the secret from the address bar and
@@ -79,7 +81,7 @@ class UISecurity:
             self._launch.pop(next(iter(self._launch)))
         secret = secrets.token_urlsafe(32)
         self._launch[_digest(secret)] = now + LAUNCH_SECRET_LIFE
-        return f"http://127.0.0.1:{self.port}/?k={secret}"
+        return f"http://localhost:{self.port}/?k={secret}"
 
     def redeem(self, secret: str) -> str | None:
         """Trade a launch secret (once) for a new session token."""
