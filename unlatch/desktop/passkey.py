@@ -24,8 +24,6 @@ docs/passkey.md.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -50,6 +48,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from unlatch import b64url as _b64url
 from unlatch import paths
 from unlatch.agent.core import AgentCore
 from unlatch.desktop.errors import DesktopError
@@ -173,7 +172,7 @@ class BadPasskeyInput(PasskeyError):
 
 def b64url(data: bytes) -> str:
     """Unpadded base64url, as WebAuthn's JSON forms use."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return _b64url.encode(data)
 
 
 def b64url_decode(text: object, what: str, max_len: int = 4096) -> bytes:
@@ -181,8 +180,8 @@ def b64url_decode(text: object, what: str, max_len: int = 4096) -> bytes:
     if not isinstance(text, str) or len(text) > max_len * 4 // 3 + 4:
         raise BadPasskeyInput(f"{what} is missing or too long")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
+        return _b64url.decode(text, max_chars=max_len * 4 // 3 + 4)
+    except _b64url.Base64urlError:
         raise BadPasskeyInput(f"{what} is not base64url") from None
 
 

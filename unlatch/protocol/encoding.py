@@ -10,12 +10,11 @@ they use :func:`transcript`, a sequence of ``u32be length | bytes``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from unlatch import b64url
 from unlatch.protocol.constants import (
     HEADER_LEN,
     MAGIC,
@@ -162,27 +161,15 @@ def decode_message(
 
 def b64e(data: bytes) -> str:
     """base64url without padding (RFC 4648 section 5)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return b64url.encode(data)
 
 
 def b64d(text: str, what: str = "value", max_len: int = MAX_MESSAGE_BYTES * 2) -> bytes:
     """Strict base64url decoding (no padding, no whitespace, canonical)."""
-    if not isinstance(text, str):
-        raise MalformedMessage(f"{what}: expected base64url text")
-    if len(text) > max_len:
-        raise MalformedMessage(f"{what}: too long ({len(text)} characters)")
-    if len(text) % 4 == 1:
-        raise MalformedMessage(f"{what}: not valid base64url (bad length)")
-    allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-    if not set(text) <= allowed:
-        raise MalformedMessage(f"{what}: not valid base64url (bad characters)")
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise MalformedMessage(f"{what}: not valid base64url") from None
-    if b64e(raw) != text:
-        raise MalformedMessage(f"{what}: non-canonical base64url")
-    return raw
+        return b64url.decode(text, max_chars=max_len)
+    except b64url.Base64urlError as exc:
+        raise MalformedMessage(f"{what}: {exc}") from None
 
 
 def utf8(data: bytes, what: str) -> str:
