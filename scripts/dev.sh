@@ -17,6 +17,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
 
 apt_updated=0
+installed_pg=0
 apt_install() {
   # Install the named Debian packages that are missing.
   local missing=()
@@ -32,7 +33,9 @@ setup_system() {
   apt_install chromium spin
   command -v npm >/dev/null || apt_install nodejs npm
   command -v redis-server >/dev/null || apt_install redis-server || true
-  command -v pg_ctlcluster >/dev/null || apt_install postgresql || true
+  if ! command -v pg_ctlcluster >/dev/null; then
+    apt_install postgresql && installed_pg=1 || true
+  fi
   command -v chromium >/dev/null || { echo "chromium is required for the browser tests" >&2; exit 1; }
 }
 
@@ -48,6 +51,17 @@ start_services() {
     if command -v pg_ctlcluster >/dev/null && ls /etc/postgresql >/dev/null 2>&1; then
       log "starting postgresql on 127.0.0.1:5432"
       pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+    fi
+  fi
+  if [ "$installed_pg" = 1 ]; then
+    # A PostgreSQL this script just installed is a test server: let the tests connect from
+    # loopback as user postgres without a password, as the project's CI machines do.
+    local hba
+    hba=$(ls /etc/postgresql/*/main/pg_hba.conf 2>/dev/null | head -1)
+    if [ -n "$hba" ] && ! grep -q "unlatch-tests" "$hba"; then
+      log "allowing loopback test connections to PostgreSQL ($hba)"
+      sed -i '1i host all all 127.0.0.1/32 trust  # unlatch-tests\nhost all all ::1/128 trust  # unlatch-tests' "$hba"
+      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main reload || true
     fi
   fi
 }
