@@ -40,6 +40,27 @@ def loopback_ip(url: str) -> str:
     return url.replace("http://localhost:", "http://127.0.0.1:", 1)
 
 
+# In the page: fetch unlock options, run navigator.credentials.get with the PRF
+# salts, and return the token and the credential JSON without posting them, so a
+# test can replay or tamper with what the browser made.
+STAGE_ASSERTION_JS = """async () => {
+    const opts = await (await fetch('/api/passkeys/unlock/options', {method: 'POST',
+        headers: {'Content-Type': 'application/json', 'X-CSRF-Token':
+        document.querySelector('meta[name="csrf-token"]').content}, body: '{}'})).json();
+    const pk = opts.publicKey;
+    const dec = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')
+        + '==='.slice((s.length + 3) % 4)), c => c.charCodeAt(0));
+    const byCred = {};
+    for (const [id, v] of Object.entries(pk.extensions.prf.evalByCredential))
+        byCred[id] = {first: dec(v.first)};
+    const a = await navigator.credentials.get({publicKey: {...pk,
+        challenge: dec(pk.challenge),
+        allowCredentials: pk.allowCredentials.map(c => ({...c, id: dec(c.id)})),
+        extensions: {prf: {evalByCredential: byCred}}}});
+    return {token: opts.token, credential: window.unlatchPasskey.credentialJSON(a)};
+}"""
+
+
 class PasskeyPage:
     """A page of the desktop UI with a virtual authenticator attached."""
 
@@ -208,24 +229,7 @@ def test_passkey_rename_and_remove_then_unlock_fails(ui: PasskeyPage, desktop: D
     assert ui.passkey_labels() == ["Security key"]
 
     # Prepare an unlock while the slot still exists: a fresh, valid assertion with PRF.
-    staged = page.evaluate(
-        """async () => {
-            const opts = await (await fetch('/api/passkeys/unlock/options', {method: 'POST',
-                headers: {'Content-Type': 'application/json', 'X-CSRF-Token':
-                document.querySelector('meta[name="csrf-token"]').content}, body: '{}'})).json();
-            const pk = opts.publicKey;
-            const dec = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')
-                + '==='.slice((s.length + 3) % 4)), c => c.charCodeAt(0));
-            const byCred = {};
-            for (const [id, v] of Object.entries(pk.extensions.prf.evalByCredential))
-                byCred[id] = {first: dec(v.first)};
-            const a = await navigator.credentials.get({publicKey: {...pk,
-                challenge: dec(pk.challenge),
-                allowCredentials: pk.allowCredentials.map(c => ({...c, id: dec(c.id)})),
-                extensions: {prf: {evalByCredential: byCred}}}});
-            return {token: opts.token, credential: window.unlatchPasskey.credentialJSON(a)};
-        }"""
-    )
+    staged = page.evaluate(STAGE_ASSERTION_JS)
     assert staged["credential"]["clientExtensionResults"]["prf"]["results"]["first"]
 
     ui.dialog_answer = None
@@ -313,42 +317,25 @@ def test_passkey_ceremonies_verify_challenge_signature_and_prf(
     """Replay, tampered signed data and a tampered PRF output all leave the vault locked."""
     ui.add_passkey("Key")
     ui.lock()
-    make = """async () => {
-        const opts = await (await fetch('/api/passkeys/unlock/options', {method: 'POST',
-            headers: {'Content-Type': 'application/json', 'X-CSRF-Token':
-            document.querySelector('meta[name="csrf-token"]').content}, body: '{}'})).json();
-        const pk = opts.publicKey;
-        const dec = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')
-            + '==='.slice((s.length + 3) % 4)), c => c.charCodeAt(0));
-        const byCred = {};
-        for (const [id, v] of Object.entries(pk.extensions.prf.evalByCredential))
-            byCred[id] = {first: dec(v.first)};
-        const a = await navigator.credentials.get({publicKey: {...pk,
-            challenge: dec(pk.challenge),
-            allowCredentials: pk.allowCredentials.map(c => ({...c, id: dec(c.id)})),
-            extensions: {prf: {evalByCredential: byCred}}}});
-        return {token: opts.token, credential: window.unlatchPasskey.credentialJSON(a)};
-    }"""
-
     def flip(b64: str) -> str:
         return ("B" if b64[0] != "B" else "C") + b64[1:]
 
     # A tampered PRF output passes the signature check (PRF is not signed) but opens nothing.
-    staged = ui.page.evaluate(make)
+    staged = ui.page.evaluate(STAGE_ASSERTION_JS)
     prf = staged["credential"]["clientExtensionResults"]["prf"]["results"]
     prf["first"] = flip(prf["first"])
     answer = ui.api("POST", "/api/passkeys/unlock", staged)
     assert answer["status"] == 401 and "did not open the vault" in answer["body"]["message"]
 
     # Tampered signed data (authenticator data) fails the signature check.
-    staged = ui.page.evaluate(make)
+    staged = ui.page.evaluate(STAGE_ASSERTION_JS)
     response = staged["credential"]["response"]
     response["signature"] = flip(response["signature"])
     answer = ui.api("POST", "/api/passkeys/unlock", staged)
     assert answer["status"] == 401 and answer["body"]["error"] == "passkey_rejected"
 
     # A good answer works once; replaying it (same challenge) is refused.
-    staged = ui.page.evaluate(make)
+    staged = ui.page.evaluate(STAGE_ASSERTION_JS)
     assert ui.api("POST", "/api/passkeys/unlock", staged)["status"] == 200
     assert ui.unlocked() is True
     ui.lock()
