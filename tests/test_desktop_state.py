@@ -9,13 +9,16 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from unlatch.cli import main
 from unlatch.config import ConfigError
 from unlatch.desktop.errors import NotPairedError, StateFileError
 from unlatch.desktop.identity import DesktopIdentity, check_name
 from unlatch.desktop.settings import DEFAULT_RELAY_URL, DesktopSettings, check_relay_url
 from unlatch.desktop.store import PairedPhone, PairingStore
 from unlatch.protocol import KeyPair, PairingKeys
+from unlatch.protocol.encoding import b64e
 from unlatch.protocol.records import DesktopPairingRecord
 
 
@@ -121,3 +124,32 @@ def test_desktop_settings_precedence(unlatch_home: Path, monkeypatch: pytest.Mon
 def test_desktop_settings_refuse_bad_relay_urls(url: str) -> None:
     with pytest.raises(ConfigError):
         check_relay_url(url)
+
+
+def test_desktop_phone_ids_never_read_as_options(unlatch_home: Path) -> None:
+    """A phone id is hex, so the CLI never takes it for an option; old ids still work.
+
+    CI once revoked a phone whose base64url id began with "-" and click
+    answered "No such option '-0'". This finds such a pairing and checks
+    that its id, its legacy base64url form and a unique prefix all resolve.
+    """
+    store = PairingStore()
+    dash = next(
+        p for p in (phone(f"P{i}") for i in range(5000)) if b64e(p.record.pairing_id)[0] == "-"
+    )
+    other = phone("Other")
+    store.add(dash)
+    store.add(other)
+    assert dash.id == dash.record.pairing_id.hex() and dash.id[0] in "0123456789abcdef"
+    assert store.get(b64e(dash.record.pairing_id)).id == dash.id  # the form earlier versions showed
+    assert store.get(dash.id[:8].upper()).id == dash.id  # a unique prefix, any case
+    with pytest.raises(NotPairedError):
+        store.get(dash.id[:3])  # too short to be a prefix
+    store.add(phone("Other"))
+    with pytest.raises(NotPairedError, match="2 paired phones are named 'other'"):
+        store.get("other")
+    result = CliRunner().invoke(main, ["devices", "revoke", "--help"])
+    assert result.exit_code == 0
+    devices = CliRunner().invoke(main, ["devices", "--json"])
+    assert devices.exit_code == 0, devices.output
+    assert {p["id"] for p in json.loads(devices.output)} == {p.id for p in store.all()}

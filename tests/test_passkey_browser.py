@@ -317,6 +317,7 @@ def test_passkey_ceremonies_verify_challenge_signature_and_prf(
     """Replay, tampered signed data and a tampered PRF output all leave the vault locked."""
     ui.add_passkey("Key")
     ui.lock()
+
     def flip(b64: str) -> str:
         return ("B" if b64[0] != "B" else "C") + b64[1:]
 

@@ -196,6 +196,9 @@ def devices_group(ctx: click.Context, as_json: bool) -> None:
       unlatch devices
       unlatch devices rename <id-or-name> "Old phone"
       unlatch devices revoke <id-or-name>
+
+    A phone is named by its id (or its first 6+ characters) or by its
+    name. Put `--` before a name that starts with "-".
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -29,7 +29,7 @@ from typing import Any
 from unlatch.desktop.errors import PairingFailedError
 from unlatch.desktop.identity import DesktopIdentity, check_name
 from unlatch.desktop.notifier import Notifier
-from unlatch.desktop.store import PairedPhone, PairingStore, local_ref_of
+from unlatch.desktop.store import PairedPhone, PairingStore, local_ref_of, phone_id_of
 from unlatch.desktop.vault_port import VaultPort
 from unlatch.errors import UnlatchError
 from unlatch.protocol import (
@@ -231,7 +231,7 @@ class PairingService:
             with contextlib.suppress(UnlatchError):
                 await self.vault.remove_slot(slot_id)
         with contextlib.suppress(UnlatchError):
-            self.store.remove(b64e(record.pairing_id), orphan_slot=False)
+            self.store.remove(phone_id_of(record), orphan_slot=False)
 
     async def reject(self, session_id: str) -> None:
         """The codes differ (or the user changed their mind): keep nothing."""

@@ -36,8 +36,15 @@ MAX_PAIRINGS = 64
 
 
 def phone_id_of(record: DesktopPairingRecord) -> str:
-    """A short stable id for a paired phone: base64url of its pairing id."""
-    return b64e(record.pairing_id)
+    """A stable id for a paired phone: the hex of its pairing id.
+
+    Hex, not base64url: an id that began with "-" (one in 64 of those)
+    would be read as an option by the command line.
+    """
+    return record.pairing_id.hex()
+
+
+MIN_ID_PREFIX = 6
 
 
 def local_ref_of(record: DesktopPairingRecord) -> str:
@@ -152,15 +159,29 @@ class PairingStore:
             return self._load()[0]
 
     def get(self, phone_id: str) -> PairedPhone:
-        """The phone with this id, or with this (unique) label."""
+        """The phone with this id, its (unique) label or a unique id prefix.
+
+        Also accepts the base64url form that earlier versions showed, so a
+        script written against them keeps working.
+        """
         phones = self.all()
+        wanted = phone_id.strip()
         for p in phones:
-            if p.id == phone_id:
+            if wanted in (p.id, b64e(p.record.pairing_id)):
                 return p
-        named = [p for p in phones if p.label.casefold() == phone_id.casefold()]
+        named = [p for p in phones if p.label.casefold() == wanted.casefold()]
         if len(named) == 1:
             return named[0]
-        raise NotPairedError(f"no paired phone {phone_id!r} (see `unlatch devices`)")
+        if len(named) > 1:
+            raise NotPairedError(
+                f"{len(named)} paired phones are named {wanted!r}: give the id instead "
+                "(see `unlatch devices`)"
+            )
+        if len(wanted) >= MIN_ID_PREFIX:
+            prefixed = [p for p in phones if p.id.startswith(wanted.lower())]
+            if len(prefixed) == 1:
+                return prefixed[0]
+        raise NotPairedError(f"no paired phone {wanted!r} (see `unlatch devices`)")
 
     def add(self, phone: PairedPhone) -> None:
         """Remember a newly paired phone."""
