@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import stat
+import subprocess
+import sys
 import time
 
 from fixtures.vault import KDF_ARGS, PASSWORD, Cli
@@ -231,3 +233,52 @@ def test_help_teaches_every_command(cli: Cli) -> None:
         proc = cli(command, "--help", check=True)
         assert "Example" in proc.stdout, command
     assert "--kdf-memory-kib" not in cli("init", "--help").stdout  # hidden test knob
+
+
+def run_bytes(cli: Cli, *args: str, data: bytes) -> subprocess.CompletedProcess[str]:
+    """The CLI with raw bytes on stdin (``Cli`` sends text)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "unlatch", *args],
+        input=data,
+        capture_output=True,
+        env=cli.env,
+        timeout=60,
+    )
+    return subprocess.CompletedProcess(
+        proc.args,
+        proc.returncode,
+        proc.stdout.decode("utf-8", "replace"),
+        proc.stderr.decode("utf-8", "replace"),
+    )
+
+
+def test_stdin_that_is_not_utf8_is_refused_clearly(cli: Cli) -> None:
+    cli.init()
+    proc = run_bytes(cli, "add", "x", data=b"\xff\xfepw\n")
+    assert proc.returncode == 2 and "not valid UTF-8" in proc.stderr
+    no_traceback(proc)
+    assert "no items" in cli("list").stderr  # nothing half-added
+    cli("lock", check=True)
+    proc = run_bytes(cli, "unlock", "--password-stdin", data=b"\xff\xfepw\n")
+    assert proc.returncode == 2 and "master password on standard input" in proc.stderr
+    no_traceback(proc)
+    proc = run_bytes(cli, "unlock", "--password-stdin", data=b"x" * (64 * 1024 + 5) + b"\n")
+    assert proc.returncode == 2 and "longer than" in proc.stderr
+    # Valid UTF-8 beyond ASCII is fine.
+    proc = run_bytes(cli, "unlock", "--password-stdin", data=PASSWORD.encode() + b"\n")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_bytes(cli, "add", "café", data="pässwörd\n".encode())
+    assert proc.returncode == 0, proc.stderr
+    assert cli("get", "café", "-f", "password", check=True).stdout == "pässwörd\n"
+
+
+def test_non_utf8_argument_is_a_clean_error(cli: Cli) -> None:
+    cli.init()
+    proc = subprocess.run(
+        [sys.executable.encode(), b"-m", b"unlatch", b"get", b"\xff"],
+        capture_output=True,
+        env=cli.env,
+        timeout=60,
+    )
+    stderr = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode != 0 and "not valid UTF-8" in stderr and "Traceback" not in stderr

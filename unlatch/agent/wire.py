@@ -25,8 +25,20 @@ MAX_REPLY = 64 * 1024 * 1024
 
 
 def encode(obj: Any) -> bytes:
-    """One JSON line."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+    """One JSON line.
+
+    Text that cannot be UTF-8 (lone surrogates, which Python uses for invalid
+    bytes in command-line arguments) is refused with :class:`BadRequestError`
+    rather than a traceback.
+    """
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        raise BadRequestError(
+            "text that is not valid UTF-8 cannot be sent to the agent "
+            "(check the terminal's encoding)"
+        ) from None
 
 
 def decode_request(line: bytes) -> tuple[str, dict[str, Any]]:

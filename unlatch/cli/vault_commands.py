@@ -27,6 +27,7 @@ from unlatch.vault import generator, totp
 from unlatch.vault.errors import VaultExistsError, VaultLockedError
 from unlatch.vault.location import default_vault_path
 
+MAX_STDIN_LINE = 64 * 1024
 FIELDS = ("title", "username", "password", "url", "urls", "notes", "tags", "totp", "id")
 
 
@@ -44,11 +45,34 @@ def _stdin_is_terminal() -> bool:
 
 
 def read_stdin_line(what: str) -> str:
-    """One line of standard input (the trailing newline removed)."""
-    line = sys.stdin.readline(64 * 1024 + 1)
-    if not line:
+    """One line of standard input (the trailing newline removed), strictly UTF-8.
+
+    Bytes are read and decoded here rather than through ``sys.stdin``'s text
+    layer, whose ``surrogateescape`` handler would smuggle invalid bytes into
+    the password as lone surrogates (they cannot be sent to the agent, and the
+    same password typed elsewhere would never match). A line longer than
+    :data:`MAX_STDIN_LINE` bytes is refused instead of being cut in two.
+    """
+    stream = sys.stdin
+    if stream is None:
+        raise InputError(f"expected {what} on standard input, but there is none")
+    binary = getattr(stream, "buffer", None)
+    raw = binary.readline(MAX_STDIN_LINE + 1) if binary is not None else None
+    if raw is None:  # a text-only stream (embedding): check what it decoded
+        text = stream.readline(MAX_STDIN_LINE + 1)
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{what} on standard input is not valid UTF-8 text") from None
+    if not raw:
         raise InputError(f"expected {what} on standard input")
-    return line.rstrip("\r\n")
+    line = raw.rstrip(b"\r\n")
+    if len(line) > MAX_STDIN_LINE:
+        raise InputError(f"{what} on standard input is longer than {MAX_STDIN_LINE} bytes")
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{what} on standard input is not valid UTF-8 text") from None
 
 
 def read_secret(what: str, *, from_stdin: bool, confirm: bool = False) -> str:
