@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from fixtures.vault import KDF_ARGS, PASSWORD, Cli
 
@@ -282,3 +284,29 @@ def test_non_utf8_argument_is_a_clean_error(cli: Cli) -> None:
     )
     stderr = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode != 0 and "not valid UTF-8" in stderr and "Traceback" not in stderr
+
+
+def test_unusable_unlatch_home_is_named_not_a_traceback(cli: Cli, tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory\n")
+    cases = [(a_file, "is not a directory"), (a_file / "below", "cannot create")]
+    if os.geteuid() != 0:  # root can write anywhere
+        locked = tmp_path / "read-only"
+        locked.mkdir(mode=0o500)
+        cases.append((locked / "home", "Permission denied"))
+    for home, reason in cases:
+        cli.env["UNLATCH_HOME"] = str(home)
+        for command in (["status"], ["list"], ["agent", "status"], ["add", "x"]):
+            proc = cli(*command, input="pw\n")
+            assert proc.returncode == 1, (home, command)
+            assert str(home) in proc.stderr and reason in proc.stderr, (home, proc.stderr)
+            no_traceback(proc)
+    # The home is fine but its desktop/ sub-directory is a file.
+    home = tmp_path / "home2"
+    home.mkdir()
+    (home / "desktop").write_text("")
+    cli.env["UNLATCH_HOME"] = str(home)
+    proc = cli("status")
+    assert proc.returncode == 1 and str(home / "desktop") in proc.stderr
+    no_traceback(proc)
+    cli.env["UNLATCH_HOME"] = str(cli.home)  # for the fixture's `agent stop`

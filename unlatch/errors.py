@@ -9,3 +9,7 @@ class UnlatchError(Exception):
     """An expected failure with a message a user can act on."""
 
     exit_code: int = 1
+
+
+class StateDirError(UnlatchError):
+    """unlatch's state directory (``$UNLATCH_HOME``) cannot be created or used."""

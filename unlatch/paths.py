@@ -14,6 +14,8 @@ from pathlib import Path
 
 import platformdirs
 
+from unlatch.errors import StateDirError
+
 APP_NAME = "unlatch"
 
 
@@ -21,15 +23,34 @@ def home() -> Path:
     """The root state directory, created 0700 on first use."""
     env = os.environ.get("UNLATCH_HOME")
     root = Path(env).expanduser() if env else Path(platformdirs.user_data_dir(APP_NAME))
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_dir(root, "UNLATCH_HOME" if env else "the state directory")
     return root
 
 
 def subdir(name: str) -> Path:
     """A component's own directory under :func:`home` (``desktop``, ``phone``, ``relay``)."""
     path = home() / name
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_dir(path, f"the {name} state directory")
     return path
+
+
+def _make_dir(path: Path, what: str) -> None:
+    """``mkdir -p`` with mode 0700, or :class:`StateDirError` naming the path.
+
+    Without this, a ``UNLATCH_HOME`` that names a file or an unwritable place
+    ends every command in a ``FileExistsError``/``PermissionError`` traceback.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StateDirError(
+            f"{what} {path} exists but is not a directory: point UNLATCH_HOME elsewhere"
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StateDirError(
+            f"cannot create {what} {path}: {reason} (set UNLATCH_HOME to a writable directory)"
+        ) from None
 
 
 def config_file() -> Path:

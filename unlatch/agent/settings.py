@@ -11,6 +11,7 @@ from pathlib import Path
 
 from unlatch import paths
 from unlatch.config import ConfigError, load_section
+from unlatch.errors import StateDirError
 
 DEFAULT_IDLE_LOCK_SECONDS = 600
 MAX_IDLE_LOCK_SECONDS = 7 * 24 * 3600
@@ -22,7 +23,12 @@ MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the NUL
 def socket_path() -> Path:
     """``$UNLATCH_HOME/desktop/agent.sock``; the directory is made 0700."""
     directory = paths.subdir("desktop")
-    directory.chmod(0o700)
+    try:
+        directory.chmod(0o700)
+    except OSError as exc:
+        raise StateDirError(
+            f"cannot make {directory} private (mode 0700): {exc.strerror or exc}"
+        ) from None
     return directory / SOCKET_NAME
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from unlatch import errors as base_errors
 from unlatch.agent import errors as agent_errors
 from unlatch.agent.errors import AgentError, BadRequestError
 from unlatch.errors import UnlatchError
@@ -67,7 +68,7 @@ def error_reply(exc: UnlatchError) -> dict[str, Any]:
 
 def _known_errors() -> dict[str, type[UnlatchError]]:
     found: dict[str, type[UnlatchError]] = {}
-    for module in (vault_errors, agent_errors, generator, localkeys, slots):
+    for module in (base_errors, vault_errors, agent_errors, generator, localkeys, slots):
         for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, UnlatchError):
                 found[value.__name__] = value
