@@ -23,6 +23,7 @@ from unlatch.protocol import (
     DesktopUnlock,
     KeyPair,
     MalformedMessage,
+    PairingState,
     PhonePairing,
     PhoneUnlock,
     ProtocolError,
@@ -33,12 +34,20 @@ from unlatch.protocol import (
     UnlockState,
     UnsupportedVersion,
     WrongRequest,
+    bare_link,
 )
 from unlatch.protocol.constants import ID_LEN, MAX_MESSAGE_BYTES, Label
 from unlatch.protocol.encoding import b64e, header
-from unlatch.protocol.keyschedule import qr_mac_input, reply_info, unlock_psk
-from unlatch.protocol.messages import RequestParams, UnlockQR, UnlockReply
-from unlatch.protocol.primitives import hpke_seal, mac
+from unlatch.protocol.keyschedule import push_aad, qr_mac_input, reply_info, unlock_psk
+from unlatch.protocol.messages import (
+    PairingOffer,
+    PushPlaintext,
+    RequestParams,
+    UnlockPush,
+    UnlockQR,
+    UnlockReply,
+)
+from unlatch.protocol.primitives import aead_seal, hpke_seal, mac
 
 T = NOW + 500
 
@@ -409,3 +418,77 @@ def test_reply_bound_to_mode_and_times(paired: Paired) -> None:
     )
     with pytest.raises(AuthenticationFailed):
         du.receive_reply(UnlockReply(du.request_id, enc, ct).encode(), now=T)
+
+
+# ------------------------------------------------------------------ unusable (small-order) keys
+
+# RFC 7748 section 6.1's small-order X25519 points (and the non-canonical p, p+1),
+# each also with the top bit set, which X25519 ignores.
+_SMALL_ORDER = [
+    bytes(32),
+    b"\x01" + bytes(31),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+    bytes.fromhex("ec" + "ff" * 30 + "7f"),
+    bytes.fromhex("ed" + "ff" * 30 + "7f"),
+    bytes.fromhex("ee" + "ff" * 30 + "7f"),
+]
+SMALL_ORDER = _SMALL_ORDER + [k[:31] + bytes([k[31] | 0x80]) for k in _SMALL_ORDER]
+
+
+@pytest.mark.parametrize("pk", SMALL_ORDER, ids=lambda k: k.hex()[:8] + k.hex()[-2:])
+def test_pairing_offer_with_a_small_order_desktop_key_is_malformed(pk: bytes) -> None:
+    """A QR naming an unusable desktop key is refused as malformed, not with a library error."""
+    offer = PairingOffer(os.urandom(16), os.urandom(32), pk, RELAY, NOW + 600).encode()
+    with pytest.raises(MalformedMessage, match="the desktop's key is not usable"):
+        PhonePairing(offer, KeyPair.generate(os.urandom), "P", "p", now=NOW)
+    with pytest.raises(MalformedMessage, match="the desktop's key is not usable"):
+        PhonePairing(bare_link(offer), KeyPair.generate(os.urandom), "P", "p", now=NOW)
+
+
+@pytest.mark.parametrize("pk", SMALL_ORDER[:3])
+def test_hello_with_a_small_order_phone_key_is_malformed(pk: bytes) -> None:
+    """A hello (made with the QR's secret) carrying an unusable phone key: refused, no pairing."""
+    dp = DesktopPairing(KeyPair.generate(os.urandom), RELAY, now=NOW)
+    real = KeyPair.generate(os.urandom)
+    fake = KeyPair(public=pk, _pair=real._pair)
+    pp = PhonePairing(dp.offer_bytes, fake, "P", "p", now=NOW)
+    with pytest.raises(MalformedMessage, match="the phone's key is not usable"):
+        dp.receive_hello(pp.hello_bytes, now=NOW)
+    assert dp.state is PairingState.WAITING_HELLO  # nothing taken from that hello
+
+
+def _authentic_requests(paired: Paired, epk: bytes, mode: UnlockMode) -> tuple[bytes, bytes]:
+    """A QR and a push for ``epk``, made with the pairing's real keys (as a buggy desktop would)."""
+    keys = paired.desktop.keys
+    params = RequestParams(os.urandom(16), epk, T, 120, mode)
+    q = os.urandom(16)
+    tag = mac(keys.request_mac_key, qr_mac_input(keys.pairing_id, q, params))
+    qr = UnlockQR(keys.pairing_id, params.request_id, q, epk, T, 120, tag).encode()
+    numbers = (11, (11, 22, 33)) if mode is UnlockMode.NUMBER_MATCH else (None, ())
+    plaintext = PushPlaintext(
+        params, q if mode is UnlockMode.NUMBER_MATCH else b"", *numbers
+    ).encode()
+    nonce = os.urandom(12)
+    aad = push_aad(header(UnlockPush.TYPE), keys.routing_id)
+    push = UnlockPush(
+        keys.routing_id, nonce, aead_seal(keys.push_key, nonce, plaintext, aad)
+    ).encode()
+    return qr, push
+
+
+@pytest.mark.parametrize("pk", SMALL_ORDER, ids=lambda k: k.hex()[:8] + k.hex()[-2:])
+def test_request_with_a_small_order_ephemeral_key_is_malformed(paired: Paired, pk: bytes) -> None:
+    """The phone refuses the request when it opens it, and a reply to it cannot be made."""
+    for mode in UnlockMode:
+        qr, push = _authentic_requests(paired, pk, mode)
+        with pytest.raises(MalformedMessage, match="ephemeral key is not usable"):
+            PhoneUnlock.from_qr(qr, [paired.phone], paired.phone_identity, now=T)
+        with pytest.raises(MalformedMessage, match="ephemeral key is not usable"):
+            PhoneUnlock.open_push(push, [paired.phone], now=T)
+    params = RequestParams(os.urandom(16), pk, T, 120, UnlockMode.SCAN)
+    pu = PhoneUnlock(paired.phone, paired.phone_identity, params, os.urandom(16))
+    with pytest.raises(MalformedMessage, match="ephemeral key is not usable"):
+        pu.approve(now=T)
+    with pytest.raises(MalformedMessage, match="ephemeral key is not usable"):
+        pu.deny(now=T)

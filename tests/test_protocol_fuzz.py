@@ -10,8 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unlatch.protocol import (
+    DesktopPairing,
     DesktopPairingRecord,
     DesktopUnlock,
+    PhonePairing,
     PhonePairingRecord,
     PhoneUnlock,
     ProtocolError,
@@ -123,6 +125,51 @@ def test_protocol_parsers_raise_only_protocol_errors(data: bytes) -> None:
             step(data, now=T)
         except ProtocolError:
             pass
+
+
+SMALL_ORDER_KEYS = [
+    bytes(32),
+    b"\x01" + bytes(31),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+    bytes.fromhex("ec" + "ff" * 30 + "7f"),
+    bytes.fromhex("ed" + "ff" * 30 + "7f"),
+    bytes.fromhex("ee" + "ff" * 30 + "7f"),
+]
+peer_keys = st.one_of(st.sampled_from(SMALL_ORDER_KEYS), keys)
+offers = st.builds(
+    lambda cid, secret, pk, url, exp: PairingOffer(cid, secret, pk, url, exp).encode(),
+    ids,
+    keys,
+    peer_keys,
+    st.sampled_from(["https://r.example", "http://127.0.0.1:8000/relay"]),
+    st.integers(min_value=T, max_value=T + 10_000),
+)
+
+
+@SETTINGS
+@given(st.one_of(_garbage(), offers))
+def test_protocol_pairing_steps_raise_only_protocol_errors(data: bytes) -> None:
+    """Every pairing entry point: the phone's offer, the desktop's hello, the phone's accept."""
+    identity = PAIRED.phone_identity
+    try:
+        PhonePairing(data, identity, "Phone", "phone-1", now=T)
+    except ProtocolError:
+        pass
+    try:
+        PhonePairing(b64e(data), identity, "Phone", "phone-1", now=T)
+    except ProtocolError:
+        pass
+    dp = DesktopPairing(PAIRED.desktop_identity, "https://r.example", now=T)
+    try:
+        dp.receive_hello(data, now=T)
+    except ProtocolError:
+        pass
+    pp = PhonePairing(dp.offer_bytes, identity, "Phone", "phone-1", now=T)
+    try:
+        pp.receive_accept(data, now=T)
+    except ProtocolError:
+        pass
 
 
 @SETTINGS

@@ -54,6 +54,7 @@ from unlatch.protocol.primitives import (
     Random,
     aead_open,
     aead_seal,
+    check_public_key,
     hpke_open,
     hpke_seal,
 )
@@ -135,6 +136,8 @@ class DesktopPairing:
             what="pairing hello",
         )
         contents = HelloPlaintext.decode(plaintext)
+        # Every later reply is authenticated with this key: refuse an unusable one now.
+        check_public_key(contents.phone_pk, "the phone's key")
         self._root, self._th, self._hello = root, th, contents
         self.state = PairingState.AWAITING_CONFIRM
         return PendingPhone(contents.phone_name, contents.phone_device_id, verification_code(root))
@@ -217,6 +220,7 @@ class PhonePairing:
             psk_id=Label.PAIR_PSK_ID,
             ephemeral_seed=rng(KEY_LEN),
             export_context=root_context,
+            recipient="the desktop's key",
         )
         self.hello_bytes = PairingHello(enc, ct).encode()
         self._th = pairing_transcript_hash(

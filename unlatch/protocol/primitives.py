@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pyhpke
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -104,7 +104,32 @@ class KeyPair:
         return bytes(self._pair.private_key.to_private_bytes())
 
 
+# Any fixed scalar serves to test a point: a clamped X25519 scalar is a multiple
+# of 8 and not of the group order, so the shared secret is all zeros exactly
+# when the peer's point has small order (RFC 7748 section 6.1).
+_PROBE = X25519PrivateKey.from_private_bytes(bytes(KEY_LEN))
+
+
+def check_public_key(pk: bytes, what: str) -> None:
+    """Refuse a peer X25519 key that is not usable: wrong size, or of small order.
+
+    A small-order point (all zeros, ``01 00..``, ``e0eb7a..`` and the rest of
+    RFC 7748's list, with or without the ignored top bit) makes every
+    Diffie-Hellman with it all zeros, which HPKE refuses with a library
+    ``ValueError``; checking first turns that into a
+    :class:`~unlatch.protocol.errors.MalformedMessage` that names the key, at
+    the step that received it rather than at a later one.
+    """
+    if not isinstance(pk, bytes | bytearray) or len(pk) != KEY_LEN:
+        raise MalformedMessage(f"{what} is not usable: an X25519 key is {KEY_LEN} bytes")
+    try:
+        _PROBE.exchange(X25519PublicKey.from_public_bytes(bytes(pk)))
+    except ValueError:
+        raise MalformedMessage(f"{what} is not usable (a small-order X25519 point)") from None
+
+
 def _public(pk: bytes, what: str) -> pyhpke.KEMKeyInterface:
+    check_public_key(pk, what)
     try:
         return SUITE.kem.deserialize_public_key(pk)
     except Exception:  # noqa: BLE001 - pyhpke raises several types for bad points
@@ -123,6 +148,7 @@ def hpke_seal(
     sender: KeyPair | None = None,
     export_context: Callable[[bytes, bytes], bytes] | None = None,
     export_len: int = KEY_LEN,
+    recipient: str = "the recipient's key",
 ) -> tuple[bytes, bytes, bytes]:
     """HPKE single-shot seal in mode_psk (no ``sender``) or mode_auth_psk.
 
@@ -130,19 +156,23 @@ def hpke_seal(
     exporter output for ``export_context(enc, ciphertext)`` (empty if none
     was asked for): a function, because the pairing binds the exported
     secret to a transcript that includes the ciphertext itself.
+    ``recipient`` names the peer key in the error if it is not usable: the
+    key came from a message, so that is a :class:`MalformedMessage`, never
+    a library ``ValueError``.
     """
     eks = SUITE.kem.derive_key_pair(ephemeral_seed)
+    recipient_key = _public(recipient_pk, recipient)
     try:
         enc, ctx = SUITE.create_sender_context(
-            _public(recipient_pk, "recipient key"),
+            recipient_key,
             info=info,
             sks=sender._pair.private_key if sender else None,
             psk=psk,
             psk_id=psk_id,
             eks=eks,
         )
-    except pyhpke.PyHPKEError:
-        raise MalformedMessage("recipient key is not usable for HPKE") from None
+    except (pyhpke.PyHPKEError, ValueError):
+        raise MalformedMessage(f"{recipient} is not usable for HPKE") from None
     ciphertext = ctx.seal(plaintext, aad)
     exported = (
         ctx.export(export_context(enc, ciphertext), export_len)

@@ -72,6 +72,7 @@ from unlatch.protocol.primitives import (
     Random,
     aead_open,
     aead_seal,
+    check_public_key,
     hpke_open,
     hpke_seal,
     mac,
@@ -314,6 +315,9 @@ def _check_time(params: RequestParams, now: int) -> None:
         raise RequestExpired("this unlock request has expired: ask the desktop for a new one")
 
 
+EPHEMERAL_KEY = "the request's ephemeral key"
+
+
 @dataclass(frozen=True)
 class PushedRequest:
     """A decrypted notification: who asks and when; with number matching, enough to answer."""
@@ -373,6 +377,7 @@ class PhoneUnlock:
             msg.mac,
             "unlock QR code (it was not made by your paired desktop)",
         )
+        check_public_key(params.ephemeral_pk, EPHEMERAL_KEY)
         _check_time(params, now)
         return cls(pairing, identity, params, msg.qr_secret)
 
@@ -388,6 +393,7 @@ class PhoneUnlock:
             pairing.keys.push_key, push.nonce, push.ciphertext, aad, "unlock notification"
         )
         c = PushPlaintext.decode(plaintext)
+        check_public_key(c.params.ephemeral_pk, EPHEMERAL_KEY)
         _check_time(c.params, now)
         return PushedRequest(pairing, c.params, c.qr_secret, c.number, c.choices)
 
@@ -462,6 +468,7 @@ class PhoneUnlock:
             psk_id=Label.UNLOCK_PSK_ID,
             ephemeral_seed=rng(KEY_LEN),
             sender=self._identity,
+            recipient=EPHEMERAL_KEY,
         )
         self.answered = True
         return UnlockReply(self.request_id, enc, ct).encode()

@@ -29,7 +29,7 @@ import {
 } from "./keyschedule.js";
 import { parseLink } from "./links.js";
 import { AcceptPlaintext, HelloPlaintext, PairingAccept, PairingHello, PairingOffer } from "./messages.js";
-import { aeadOpen, aeadSeal, hpkeOpen, hpkeSeal, systemRandom } from "./primitives.js";
+import { aeadOpen, aeadSeal, checkPublicKey, hpkeOpen, hpkeSeal, systemRandom } from "./primitives.js";
 import { DesktopPairingRecord, PhonePairingRecord } from "./records.js";
 
 const ZERO_NONCE = new Uint8Array(NONCE_LEN);
@@ -94,6 +94,8 @@ export class DesktopPairing {
       what: "pairing hello",
     });
     const contents = HelloPlaintext.decode(plaintext);
+    // Every later reply is authenticated with this key: refuse an unusable one now.
+    await checkPublicKey(contents.phonePk, "the phone's key");
     this._root = root;
     this._th = th;
     this._hello = contents;
@@ -167,6 +169,7 @@ export class PhonePairing {
           await pairingTranscriptHash(o.channelId, o.desktopPk, o.relayUrl, o.expiresAt, helloBytes),
         );
       },
+      recipient: "the desktop's key",
     });
     self.helloBytes = helloBytes;
     self._th = await pairingTranscriptHash(o.channelId, o.desktopPk, o.relayUrl, o.expiresAt, helloBytes);

@@ -130,10 +130,30 @@ async function derivePublic(sk) {
   return subtle.importKey("jwk", jwk, { name: "X25519" }, true, []);
 }
 
-async function publicKey(pk, what) {
+// A WebCrypto X25519 key used only to test peer points: deriveBits refuses an
+// all-zero shared secret, which is what every small-order point gives.
+let probeKey = null;
+
+/**
+ * Refuse a peer X25519 key that is not usable: wrong size, or of small order
+ * (all zeros, 01 00.., e0eb7a.. and the rest of RFC 7748's list). Mirrors
+ * check_public_key in Python: a MalformedMessage that names the key.
+ */
+export async function checkPublicKey(pk, what) {
   if (!(pk instanceof Uint8Array) || pk.length !== KEY_LEN) {
-    throw new MalformedMessage(`${what} is not a valid X25519 public key`);
+    throw new MalformedMessage(`${what} is not usable: an X25519 key is ${KEY_LEN} bytes`);
   }
+  probeKey ??= await subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]);
+  try {
+    const peer = await subtle.importKey("raw", pk, { name: "X25519" }, false, []);
+    await subtle.deriveBits({ name: "X25519", public: peer }, probeKey.privateKey, 256);
+  } catch {
+    throw new MalformedMessage(`${what} is not usable (a small-order X25519 point)`);
+  }
+}
+
+async function publicKey(pk, what) {
+  await checkPublicKey(pk, what);
   try {
     return await SUITE.kem.deserializePublicKey(pk);
   } catch {
@@ -147,7 +167,8 @@ async function publicKey(pk, what) {
  * Returns `{enc, ciphertext, exported}`; `exported` is the exporter output
  * for `await exportContext(enc, ciphertext)` (empty if none was asked for):
  * a (possibly async) function, because the pairing binds the exported secret to a transcript
- * that includes the ciphertext itself.
+ * that includes the ciphertext itself. `recipient` names the peer key in the
+ * error if it is not usable (it came from a message: MalformedMessage).
  */
 export async function hpkeSeal({
   recipientPk,
@@ -160,8 +181,9 @@ export async function hpkeSeal({
   sender = null,
   exportContext = null,
   exportLen = KEY_LEN,
+  recipient = "the recipient's key",
 }) {
-  const recipientPublicKey = await publicKey(recipientPk, "recipient key");
+  const recipientPublicKey = await publicKey(recipientPk, recipient);
   let ctx;
   try {
     ctx = await SUITE.createSenderContext({
@@ -172,7 +194,7 @@ export async function hpkeSeal({
       ekm: ephemeralSeed,
     });
   } catch {
-    throw new MalformedMessage("recipient key is not usable for HPKE");
+    throw new MalformedMessage(`${recipient} is not usable for HPKE`);
   }
   const enc = new Uint8Array(ctx.enc);
   const ciphertext = new Uint8Array(await ctx.seal(plaintext, aad));

@@ -43,7 +43,19 @@ import {
 import { pushAad, qrMacInput, replyInfo, seenMacInput, unlockPsk } from "./keyschedule.js";
 import { parseLink } from "./links.js";
 import { PushPlaintext, UnlockPush, UnlockQR, UnlockReply, UnlockSeen, checkTtl, requestParams } from "./messages.js";
-import { KeyPair, aeadOpen, aeadSeal, hpkeOpen, hpkeSeal, mac, systemRandom, verifyMac } from "./primitives.js";
+import {
+  KeyPair,
+  aeadOpen,
+  aeadSeal,
+  checkPublicKey,
+  hpkeOpen,
+  hpkeSeal,
+  mac,
+  systemRandom,
+  verifyMac,
+} from "./primitives.js";
+
+const EPHEMERAL_KEY = "the request's ephemeral key";
 
 export const UnlockState = Object.freeze({
   WAITING: "waiting",
@@ -272,6 +284,7 @@ export class PhoneUnlock {
       msg.mac,
       "unlock QR code (it was not made by your paired desktop)",
     );
+    await checkPublicKey(params.ephemeralPk, EPHEMERAL_KEY);
     checkTime(params, now);
     return new PhoneUnlock(pairing, identity, params, msg.qrSecret);
   }
@@ -286,6 +299,7 @@ export class PhoneUnlock {
     const aad = pushAad(header(UnlockPush.TYPE), push.routingId);
     const plaintext = await aeadOpen(pairing.keys.push_key, push.nonce, push.ciphertext, aad, "unlock notification");
     const c = PushPlaintext.decode(plaintext);
+    await checkPublicKey(c.params.ephemeralPk, EPHEMERAL_KEY);
     checkTime(c.params, now);
     return Object.freeze({ pairing, params: c.params, qrSecret: c.qrSecret, number: c.number, choices: c.choices });
   }
@@ -358,6 +372,7 @@ export class PhoneUnlock {
       pskId: Label.UNLOCK_PSK_ID,
       ephemeralSeed: rng(KEY_LEN),
       sender: this._identity,
+      recipient: EPHEMERAL_KEY,
     });
     this.answered = true;
     return UnlockReply.encode({ requestId: this.requestId, enc, ciphertext });
