@@ -75,6 +75,10 @@ def _cases(
         out.append((who, method, path, b"\xff\xfe\x00garbage"))
         out.append((who, method, path, json.dumps({**good, "extra": 1}).encode()))
         out.append((who, method, path, json.dumps({"x": BIG}).encode()))  # > 16 KiB body
+        # nesting deeper than the JSON parser's recursion limit (10 KB, under the body cap)
+        out.append((who, method, path, b"[" * 5000 + b"]" * 5000))
+        out.append((who, method, path, b'{"data": ' + b"[" * 5000 + b"]" * 5000 + b"}"))
+        out.append((who, method, path, b"{" * 5000))
         for key, value in good.items():
             if isinstance(value, str):
                 for bad in ("not base64!", "", BIG[:6000], 12345, None, ["a"], "YQ=="):
@@ -127,7 +131,15 @@ async def test_every_write_path_answers_bad_input_with_4xx_json(relay: RelayProc
             assert r.status_code == 404 and r.json()["error"] == "not_found"
             r = await http.patch("/v1/unlock")
             assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
-            for q in ("after=-1", "after=x", "timeout=999", "timeout=1e3"):
+            for q in (
+                "after=-1",
+                "after=x",
+                "timeout=999",
+                "timeout=1e3",
+                "timeout=%C2%B2",  # superscript two: str.isdigit() says yes, int() says no
+                "after=%D9%A3",  # Arabic-Indic three
+                "timeout=%EF%BC%91",  # fullwidth one
+            ):
                 r = await http.get(
                     f"/v1/unlock/{b64e(unlock_id)}/wait?{q}",
                     headers={"authorization": f"Bearer {tokens['desktop']}"},
@@ -362,6 +374,9 @@ async def test_websocket_protocol_errors_close_cleanly(relay: RelayProcess) -> N
             ("/v1/unlock/xyz/ws", json.dumps({"type": "auth", "token": "t"}), 4400),
             ("/v1/listen", json.dumps({"type": "auth", "token": await pair.desktop.login()}), 4403),
             (f"/v1/unlock/{b64e(rid)}/ws", "x" * 5000, 4400),
+            # nested deeper than the parser's recursion limit, within the 2 KiB frame cap
+            (f"/v1/unlock/{b64e(rid)}/ws", "[" * 2000, 4400),
+            ("/v1/listen", '{"type": "auth", "token": ' + "[" * 1000 + "]" * 1000 + "}", 4400),
         ]
         for path, first, code in cases:
             ws = await connect(base + path)
@@ -373,7 +388,19 @@ async def test_websocket_protocol_errors_close_cleanly(relay: RelayProcess) -> N
                     frames.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
             assert ws.close_code == code, (path, first[:40], ws.close_code)
             assert frames and frames[0]["type"] == "error"
+        # after a good auth, frames that are not the expected objects are ignored, and the
+        # socket keeps answering pings
+        ws = await connect(base + f"/v1/unlock/{b64e(rid)}/ws")
+        await ws.send(json.dumps({"type": "auth", "token": await pair.desktop.login()}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ready"
+        for junk in ('["ping"]', '"ping"', '{"type": "ping", "x": ' + "[" * 1500 + "}"):
+            await ws.send(junk)
+        await ws.send('{"type": "ping"}')
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}
+        await ws.close()
         assert (await asyncio.to_thread(httpx.get, relay.url + "/healthz")).status_code == 200
     finally:
         await pair.aclose()
-    assert "Traceback" not in relay.logs()
+    logs = relay.logs()
+    assert "Traceback" not in logs
+    assert '"level":"error"' not in logs, [ln for ln in logs.splitlines() if '"error"' in ln][:3]

@@ -16,7 +16,7 @@ from unlatch.relay.auth import (
     token_hash,
     verify_signature,
 )
-from unlatch.relay.codec import CodecError, b64d, b64e
+from unlatch.relay.codec import CodecError, b64d, b64e, json_loads
 from unlatch.relay.device_key import DeviceKey, DeviceKeyError
 from unlatch.relay.proxy import client_address, parse_networks
 from unlatch.relay.ratelimit import MemoryRateLimiter, Rule
@@ -36,6 +36,16 @@ def test_b64_refuses_non_canonical(text: str) -> None:
 def test_b64_length_bound_checked_before_decoding() -> None:
     with pytest.raises(CodecError):
         b64d("A" * 10_000, max_len=16)
+
+
+@pytest.mark.parametrize(
+    "text", ["[" * 5000, '{"a":' * 5000, "[" * 5000 + "]" * 5000, b"\xff\xfe[", "{"]
+)
+def test_json_loads_turns_every_failure_into_value_error(text: str | bytes) -> None:
+    """Deep nesting raises RecursionError in json.loads; callers only catch ValueError."""
+    with pytest.raises(ValueError):
+        json_loads(text)
+    assert json_loads(b'{"a": [1]}') == {"a": [1]}
 
 
 def test_signature_binds_origin_challenge_and_key() -> None:

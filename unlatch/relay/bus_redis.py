@@ -54,6 +54,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from unlatch.relay.bus import Bus, Event, Subscription, _QueueSubscription
+from unlatch.relay.codec import json_loads
 from unlatch.relay.logs import log
 from unlatch.relay.redis_url import describe, split_redis_url
 
@@ -215,7 +216,7 @@ class RedisBus(Bus):
         if not channel.startswith(head) or not isinstance(data, str) or len(data) > 65536:
             return
         try:
-            envelope = json.loads(data)
+            envelope = json_loads(data)
         except ValueError:
             return
         if not isinstance(envelope, dict) or envelope.get("node") == self.node:

@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from unlatch import __version__
 from unlatch.relay.auth import auth_message, canonical_origin
-from unlatch.relay.codec import CodecError, b64d, b64e
+from unlatch.relay.codec import CodecError, b64d, b64e, json_loads
 from unlatch.relay.device_key import DeviceKey
 from unlatch.relay.errors import (
     ERROR_CLASSES,
@@ -230,7 +230,7 @@ class RelayClient:
                 f"cannot reach the relay at {self.base_url} ({type(exc).__name__})"
             ) from None
         try:
-            data = response.json() if response.content else {}
+            data = json_loads(response.content) if response.content else {}
         except ValueError:
             data = None
         if response.status_code >= 400:
@@ -537,10 +537,12 @@ class RelayClient:
                 await ws.send(
                     json.dumps({"type": "auth", "token": await self._token_now(), **hello})
                 )
-                first = json.loads(await asyncio.wait_for(ws.recv(), self._timeout))
+                parsed = json_loads(await asyncio.wait_for(ws.recv(), self._timeout))
             except (ConnectionClosed, TimeoutError, ValueError):
                 await ws.close()
                 raise _Reconnect from None
+            # anything but an object is not a frame of ours: handled below as "reconnect"
+            first: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
             if first.get("type") == "ready":
                 return ws
             await ws.close()
@@ -552,7 +554,7 @@ class RelayClient:
                         "unknown_channel": 404,
                         "store_unavailable": 503,  # a node's database blipped: reconnect
                     }.get(
-                        first.get("error"),
+                        str(first.get("error")),
                         410 if first.get("error") in ("expired", "closed") else 400,
                     ),
                     first,
@@ -580,7 +582,7 @@ class RelayClient:
                 except ConnectionClosed:
                     raise _Reconnect from None
                 try:
-                    frame = json.loads(raw)
+                    frame = json_loads(raw)
                 except ValueError:
                     continue
                 ftype = frame.get("type") if isinstance(frame, dict) else None
@@ -626,7 +628,7 @@ class RelayClient:
                     ws = await self._ws_open("/v1/listen", {})
                     try:
                         async for raw in ws:
-                            frame = json.loads(raw)
+                            frame = json_loads(raw)
                             if isinstance(frame, dict) and frame.get("type") == "unlock":
                                 note = UnlockNotification.from_json(frame)
                                 if fresh(note):

@@ -7,13 +7,12 @@ that becomes a 4xx JSON answer: nothing a client sends can reach a 5xx.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
 from unlatch.relay.apierror import ApiError, bad_request, too_large
-from unlatch.relay.codec import CodecError, b64d
+from unlatch.relay.codec import CodecError, b64d, json_loads
 
 MAX_BODY = 16 * 1024
 ID_LEN = 16
@@ -41,8 +40,8 @@ async def read_json(request: Request, *, max_body: int = MAX_BODY) -> dict[str, 
     if ctype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     try:
-        obj = json.loads(bytes(body))
-    except (ValueError, UnicodeDecodeError):
+        obj = json_loads(bytes(body))
+    except ValueError:  # includes UnicodeDecodeError and nesting too deep
         raise bad_request("body is not valid JSON") from None
     if not isinstance(obj, dict):
         raise bad_request("body must be a JSON object")
@@ -116,10 +115,15 @@ def path_id(request: Request, name: str) -> bytes:
 
 
 def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    """An integer query parameter in ``[lo, hi]``, or a 400.
+
+    ``str.isdigit`` alone accepts digits ``int()`` refuses (superscripts such
+    as ``\u00b2``): only ASCII digits pass.
+    """
     value = request.query_params.get(name)
     if value is None:
         return default
-    if not value.isdigit() or len(value) > 12 or not lo <= int(value) <= hi:
+    if not (value.isascii() and value.isdigit()) or len(value) > 12 or not lo <= int(value) <= hi:
         raise bad_request(f"query parameter '{name}' must be an integer between {lo} and {hi}")
     return int(value)
 

@@ -22,7 +22,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from unlatch.relay.apierror import ApiError
-from unlatch.relay.codec import CodecError, b64d, b64e
+from unlatch.relay.codec import CodecError, b64d, b64e, json_loads
 from unlatch.relay.logs import log, short
 from unlatch.relay.models import ChannelKind, Device
 from unlatch.relay.service import RelayService, channel_topic, device_topic
@@ -111,7 +111,7 @@ class Sockets:
         if not text or len(text) > MAX_CLIENT_FRAME:
             raise ApiError(400, "bad_request", "first frame must be a small JSON auth message")
         try:
-            hello = json.loads(text)
+            hello = json_loads(text)
         except ValueError:
             raise ApiError(400, "bad_request", "first frame is not JSON") from None
         if not isinstance(hello, dict) or hello.get("type") != "auth":
@@ -128,9 +128,12 @@ class Sockets:
                 return
             text = msg.get("text")
             if text and len(text) <= MAX_CLIENT_FRAME and '"ping"' in text:
-                with contextlib.suppress(ValueError):
-                    if json.loads(text).get("type") == "ping":
-                        await self._send(ws, lock, {"type": "pong"})
+                try:
+                    frame = json_loads(text)
+                except ValueError:
+                    continue
+                if isinstance(frame, dict) and frame.get("type") == "ping":
+                    await self._send(ws, lock, {"type": "pong"})
 
     async def _wait(self, get: asyncio.Future[Any], reader: asyncio.Task[None]) -> tuple[bool, Any]:
         """Wait for a bus event, the client leaving, or shutdown: (keep going?, event)."""
