@@ -10,6 +10,7 @@ from fixtures.protocol import NOW, RELAY, Paired, make_pairing
 from unlatch.protocol import (
     AlreadyAnswered,
     Approved,
+    AuthenticationFailed,
     Denied,
     DesktopPairing,
     DesktopUnlock,
@@ -20,8 +21,10 @@ from unlatch.protocol import (
     PhoneUnlock,
     ReplayGuard,
     RequestExpired,
+    UnexpectedMessage,
     UnlockMode,
     UnlockState,
+    UnsupportedVersion,
     app_link,
     bare_link,
     parse_link,
@@ -63,6 +66,51 @@ def test_desktop_pairing_states() -> None:
     assert dp.state is PairingState.FAILED
     with pytest.raises(InvalidState):
         dp.confirm("d", "d", now=NOW)
+
+
+def _phone_waiting_for_accept() -> tuple[PhonePairing, bytes]:
+    dp = DesktopPairing(KeyPair.generate(os.urandom), RELAY, now=NOW)
+    pp = PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "p", "p", now=NOW)
+    dp.receive_hello(pp.hello_bytes, now=NOW)
+    accept, _, _ = dp.confirm("Desktop", "desk-1", now=NOW)
+    return pp, accept
+
+
+def test_phone_pairing_survives_garbage_but_not_a_forged_accept() -> None:
+    """Bytes that are not an accept change nothing (the real one can still finish the
+    pairing); an accept that fails authentication ends the attempt (protocol.md 5.5)."""
+    pp, accept = _phone_waiting_for_accept()
+    garbage = [
+        accept[:-1],  # truncated
+        accept + b"\x00",  # trailing byte
+        accept[:2] + b"\x02" + accept[3:],  # another version
+        pp.hello_bytes,  # another message type
+        b"",
+    ]
+    for data in garbage:
+        with pytest.raises((MalformedMessage, UnexpectedMessage, UnsupportedVersion)):
+            pp.receive_accept(data, now=NOW)
+        assert pp.state is PairingState.WAITING_ACCEPT
+    record = pp.receive_accept(accept, now=NOW)
+    assert pp.state is PairingState.DONE and record.desktop_name == "Desktop"
+
+    pp, accept = _phone_waiting_for_accept()
+    forged = accept[:-1] + bytes([accept[-1] ^ 1])
+    with pytest.raises(AuthenticationFailed):
+        pp.receive_accept(forged, now=NOW)
+    assert pp.state is PairingState.FAILED and pp._root is None
+    with pytest.raises(InvalidState):
+        pp.receive_accept(accept, now=NOW)  # the attempt is over: pair again
+
+
+def test_desktop_pairing_survives_a_hello_that_does_not_open() -> None:
+    dp = DesktopPairing(KeyPair.generate(os.urandom), RELAY, now=NOW)
+    pp = PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "p", "p", now=NOW)
+    for data in (pp.hello_bytes[:-1], pp.hello_bytes[:-1] + bytes([pp.hello_bytes[-1] ^ 1])):
+        with pytest.raises((MalformedMessage, AuthenticationFailed)):
+            dp.receive_hello(data, now=NOW)
+        assert dp.state is PairingState.WAITING_HELLO
+    assert dp.receive_hello(pp.hello_bytes, now=NOW).verification_code == pp.verification_code
 
 
 def test_pairing_offer_expires() -> None:

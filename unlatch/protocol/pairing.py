@@ -115,7 +115,12 @@ class DesktopPairing:
         return self.offer.expires_at
 
     def receive_hello(self, data: bytes, *, now: int) -> PendingPhone:
-        """Check a phone's hello; on success the user must compare the codes."""
+        """Check a phone's hello; on success the user must compare the codes.
+
+        A hello that is malformed or does not open leaves the attempt waiting:
+        only a holder of the QR's secret can make one that opens, so garbage
+        from the relay must not end it.
+        """
         if self.state is not PairingState.WAITING_HELLO:
             raise InvalidState(f"pairing is {self.state.value}, not waiting for a phone")
         if now > self.offer.expires_at:
@@ -239,10 +244,17 @@ class PhonePairing:
         return self.offer.relay_url
 
     def receive_accept(self, data: bytes, *, now: int) -> PhonePairingRecord:
-        """The desktop's user confirmed: decrypt K_P and make the pairing record."""
+        """The desktop's user confirmed: decrypt K_P and make the pairing record.
+
+        Bytes that are not a well-formed accept are refused without changing
+        state: anyone on the relay can post them, and the desktop's real
+        accept may still come. A well-formed accept that fails authentication
+        (or holds invalid contents) is this pairing's one try: the attempt
+        fails and its secrets are dropped (docs/protocol.md 5.5).
+        """
         if self.state is not PairingState.WAITING_ACCEPT or self._root is None:
             raise InvalidState(f"pairing is {self.state.value}, not waiting for the desktop")
-        accept = PairingAccept.decode(data)
+        accept = PairingAccept.decode(data)  # outside the try: garbage does not end the attempt
         try:
             plaintext = aead_open(
                 accept_key(self._root),
