@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import pytest
 from fixtures.vault import PASSWORD, Cli
+
+from unlatch.agent import client, settings
 
 
 def test_agent_start_status_stop_and_socket_modes(cli: Cli) -> None:
@@ -84,3 +90,46 @@ def test_killed_agent_is_replaced_and_the_vault_survives(cli: Cli) -> None:
     assert cli("get", "kept", "-f", "password", check=True).stdout == "pw\n"
     new_pid = json.loads(cli("agent", "status", "--json", check=True).stdout)["pid"]
     assert new_pid != pid
+
+
+def test_agent_that_cannot_start_is_reported_at_once_with_its_cause(cli: Cli) -> None:
+    """A bad config.toml makes the spawned agent exit: the CLI says why without waiting
+    out START_TIMEOUT."""
+    (cli.home / "config.toml").write_text("[agent]\nidle_lock_seconds = 'soon'\n")
+    began = time.monotonic()
+    proc = cli("list")
+    elapsed = time.monotonic() - began
+    assert proc.returncode != 0
+    assert "could not start" in proc.stderr and "number of seconds" in proc.stderr
+    assert "agent.log" in proc.stderr and "Traceback" not in proc.stderr
+    assert elapsed < client.START_TIMEOUT
+
+
+def test_too_long_socket_path_is_explained(cli: Cli, tmp_path: Path) -> None:
+    home = tmp_path / ("h" * 120)
+    home.mkdir()
+    cli.env["UNLATCH_HOME"] = str(home)
+    for command in ("status", "list"):
+        proc = cli(command)
+        assert proc.returncode != 0, command
+        assert f"{settings.MAX_SOCKET_PATH}-byte limit" in proc.stderr, proc.stderr
+        assert "shorter directory" in proc.stderr and "None" not in proc.stderr
+    cli.env["UNLATCH_HOME"] = str(cli.home)
+
+
+def test_spawned_agent_that_lost_the_race_means_wait_for_the_winner(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our child exits with AgentAlreadyRunningError's code while another agent is still
+    starting: connect() keeps waiting for that agent's socket instead of failing."""
+    real_spawn = client.spawn
+
+    def spawn_loser(idle_lock: float | None = None) -> subprocess.Popen[bytes]:
+        real_spawn(idle_lock)  # the winner, still importing when the loser exits
+        loser = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+        loser.wait(30)
+        return loser
+
+    monkeypatch.setattr(client, "spawn", spawn_loser)
+    with client.connect(start=True) as agent:
+        assert agent.call("ping")["pid"] > 0

@@ -13,6 +13,20 @@ class AgentNotRunningError(AgentError):
     """No agent listens on the socket."""
 
 
+class AgentAlreadyRunningError(AgentError):
+    """Another agent already serves this ``UNLATCH_HOME``.
+
+    Its exit code tells a client that spawned an agent which lost the start
+    race to keep waiting for the winner's socket rather than give up.
+    """
+
+    exit_code = 3
+
+
+class AgentStartError(AgentError):
+    """A spawned agent exited (or never listened) instead of serving the socket."""
+
+
 class BadRequestError(AgentError):
     """A request on the socket was malformed, too large or named an unknown operation."""
 

@@ -21,18 +21,12 @@ from typing import Any
 
 from unlatch.agent import settings, wire
 from unlatch.agent.core import AgentCore
-from unlatch.agent.errors import AgentError, BadRequestError
+from unlatch.agent.errors import AgentAlreadyRunningError, AgentError, BadRequestError
 from unlatch.agent.handlers import HANDLERS
 from unlatch.errors import UnlatchError
 from unlatch.vault.location import default_vault_path
 
 log = logging.getLogger(__name__)
-
-
-class AgentAlreadyRunningError(AgentError):
-    """Another agent already serves this ``UNLATCH_HOME``."""
-
-    exit_code = 3
 
 
 class AgentServer:
