@@ -188,3 +188,23 @@ async def test_desktop_reply_naming_another_request_fails_at_once(rig: Rig) -> N
     assert await rig.finish(second) == "failed"
     assert "another request" in second.message
     assert not rig.core.is_unlocked
+
+
+async def test_desktop_scanned_but_unanswered_request_expires(rig: Rig) -> None:
+    """With QR renewals on (the UI's default), a scan stops the renewals; the request
+    must still end as "expired" at its expiry instead of staying "seen" forever."""
+    record = await rig.pair()
+    await rig.core.lock()
+    rig.unlock.ttl, rig.unlock.renewals = 8, 4
+    attempt = await rig.unlock.start()
+    pu = PhoneUnlock.from_qr(attempt.link, [record], rig.phone_key, now=int(time.time()))
+    await rig.phone.post_seen(pu.request_id, pu.seen())
+    while attempt.state == "waiting":
+        await rig.unlock.wait(attempt.id, 10)
+    assert attempt.state == "seen"
+    expires_at = attempt.request.expires_at
+    async with asyncio.timeout(20):
+        assert await rig.finish(attempt) == "expired"
+    assert attempt.generation == 1  # a scanned request is not renewed
+    assert time.time() >= expires_at  # ended at the expiry, not before
+    assert not rig.core.is_unlocked

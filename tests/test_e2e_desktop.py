@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import segno
-from fixtures.desktop import Desktop, Phone, wait_for
+from fixtures.desktop import Desktop, Phone, clean_env, wait_for
 from fixtures.relay import start_relay
 
 from unlatch.protocol import DesktopUnlock, KeyPair, PairingKeys, app_link
@@ -173,6 +175,50 @@ def test_e2e_expired_request_offers_new_one(
     assert phone.run("approve", "--qr-image", str(fresh), "--yes").returncode == 0
     page.wait_for_selector("#vault:visible", timeout=20000)
     page.close()
+
+
+def test_e2e_scanned_but_unanswered_request_ends_expired(
+    shared_relay: Any, desktop_env: Any, phone_factory: Any, browser: Any, tmp_path: Path
+) -> None:
+    """The phone scans (the page says so) but never answers: with QR renewals on (the
+    UI's default) the request must still end as expired, with *New request* offered."""
+    desktop = desktop_env(shared_relay.url)
+    phone = phone_factory("phone")
+    page = browser.new_page()
+    page.goto(desktop.start_ui("--unlock-ttl", "20", "--qr-renewals", "4"))
+    pair_through_ui(page, phone, tmp_path)
+    lock(page)
+    png = request_qr(page, tmp_path)
+    # `approve` without --yes: the phone posts "seen", then waits at its prompt.
+    answering = subprocess.Popen(
+        [sys.executable, "-m", "unlatch", "phone", "approve", "--qr-image", str(png)],
+        env=clean_env(phone.home),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: state_of(page) == "seen", timeout=30, what="scanned status")
+        expires_at = page_state(page)["unlock"]["expires_at"]
+        wait_for(lambda: state_of(page) == "expired", timeout=45, what="expiry after a scan")
+        assert time.time() >= expires_at
+        assert page_state(page)["unlock"]["state"] == "expired"  # the agent's own state
+        assert page.is_visible("#request-again")
+        assert page.inner_text("#request-expiry") == ""  # no "expires in 0:00" left behind
+        assert desktop.status()["unlocked"] is False
+    finally:
+        answering.kill()
+        answering.communicate()
+    page.close()
+
+
+def page_state(page: Any) -> dict[str, Any]:
+    """The agent's state as the page's own API reports it."""
+    result: dict[str, Any] = page.evaluate(
+        "async () => (await fetch('api/state', {headers: {Accept: 'application/json'}})).json()"
+    )
+    return result
 
 
 def test_e2e_revoked_phone_cannot_unlock(setup: Any, tmp_path: Path) -> None:

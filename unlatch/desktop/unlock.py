@@ -216,18 +216,22 @@ class PhoneUnlockService:
     # ------------------------------------------------------------- waiting
 
     async def _renewer(self, attempt: UnlockAttempt) -> None:
-        """Swap in a fresh QR shortly before the current one expires, while nobody scanned."""
+        """Renew the QR while nobody scanned; end the attempt as expired at its request's expiry.
+
+        The waiters only follow relay channels (a channel that expires ends
+        quietly), so this loop is what turns "nothing more can happen" into
+        "expired": also after a scan that was never answered, where the
+        scanned request is no longer renewed but must still end.
+        """
         try:
             while not attempt.final:
                 request = attempt.request
                 lead = min(RENEW_BEFORE, self.ttl // 4)  # short test lives renew early too
-                renew_at = request.expires_at - lead
-                if attempt.renewals_left > 0 and lead >= 1:
-                    await asyncio.sleep(max(0.0, renew_at - time.time()))
+                renewable = attempt.renewals_left > 0 and lead >= 1 and attempt.state != "seen"
+                if renewable:
+                    await self._sleep_until(attempt, request.expires_at - lead)
                     if attempt.final or attempt.state == "seen" or attempt.request is not request:
-                        if attempt.state == "seen":
-                            return
-                        continue
+                        continue  # answered, scanned (expiry below) or switched: look again
                     try:
                         new, notified = await self._new_request(attempt.phone, attempt.mode)
                     except UnlatchError as exc:
@@ -242,12 +246,11 @@ class PhoneUnlockService:
                     attempt.changed.set()
                     self.notifier.bump()
                     continue
-                await asyncio.sleep(max(0.0, request.expires_at - time.time() + 0.5))
-                if (
-                    attempt.request is request
-                    and not attempt.final
-                    and request.check_expiry(now=int(time.time()))
-                ):
+                # check_expiry compares whole seconds (now > expires_at): wake just after.
+                await self._sleep_until(attempt, request.expires_at + 1.05)
+                if attempt.final or attempt.request is not request:
+                    continue  # the phone scanned an older QR: follow that one's expiry
+                if request.check_expiry(now=int(time.time())):
                     self._set(attempt, "expired")
                     with contextlib.suppress(UnlatchError):
                         await self.relay.close_unlock(request.request_id)
@@ -255,6 +258,21 @@ class PhoneUnlockService:
             raise
         except Exception:
             log.exception("QR renewal loop failed")
+
+    @staticmethod
+    async def _sleep_until(attempt: UnlockAttempt, when: float) -> None:
+        """Sleep until ``when`` (wall clock), waking early once the attempt moves on.
+
+        "Moves on": it ended, was scanned, or follows another request. Checked
+        every second at most, so a scan of an older QR (which makes that older,
+        earlier-expiring request the current one) is noticed in time.
+        """
+        request, state = attempt.request, attempt.state
+        while not attempt.final and attempt.request is request and attempt.state == state:
+            left = when - time.time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(1.0, left))
 
     async def _wait(self, attempt: UnlockAttempt, request: DesktopUnlock) -> None:
         """Follow one request's relay channel until it ends or is answered."""
