@@ -36,7 +36,7 @@ from unlatch.protocol import (
     WrongRequest,
     bare_link,
 )
-from unlatch.protocol.constants import ID_LEN, MAX_MESSAGE_BYTES, Label
+from unlatch.protocol.constants import ID_LEN, MAX_MESSAGE_BYTES, Label, MessageType
 from unlatch.protocol.encoding import b64e, header
 from unlatch.protocol.keyschedule import push_aad, qr_mac_input, reply_info, unlock_psk
 from unlatch.protocol.messages import (
@@ -72,53 +72,154 @@ def fresh_request(paired: Paired, **kw: object) -> tuple[DesktopUnlock, PhoneUnl
 # ------------------------------------------------------------------ bit flips
 
 
+Expected = type[ProtocolError] | Callable[[bytes], type[ProtocolError]]
+
+
+def expected_error(bad: bytes, byte: int, fields: dict[range, Expected]) -> type[ProtocolError]:
+    """The error a flip at ``byte`` must give: decided by the field the byte lies in.
+
+    The 4-byte header: magic (malformed), version (unsupported version), type
+    (unexpected when the flipped byte names another message type, malformed
+    when it names none). ``fields`` maps each value's byte range to its error
+    (or to a function of the flipped message, where the value decides); every
+    other byte is a u16 length prefix, whose flip breaks the framing (malformed).
+    """
+    if byte < 2:
+        return MalformedMessage
+    if byte == 2:
+        return UnsupportedVersion
+    if byte == 3:
+        known = bad[3] in {int(t) for t in MessageType}
+        return UnexpectedMessage if known else MalformedMessage
+    for span, expected in fields.items():
+        if byte in span:
+            return expected if isinstance(expected, type) else expected(bad)
+    return MalformedMessage
+
+
+def check_flips(
+    data: bytes, fields: dict[range, Expected], step: Callable[[bytes], object]
+) -> dict[type[ProtocolError], int]:
+    """Feed every single-bit flip of ``data`` to ``step``; each must raise its field's error."""
+    counts: dict[type[ProtocolError], int] = {}
+    for index, bad in enumerate(flips(data)):
+        expected = expected_error(bad, index // 8, fields)
+        with pytest.raises(ProtocolError) as info:
+            step(bad)
+        assert type(info.value) is expected, f"byte {index // 8} bit {index % 8}: {info.value!r}"
+        counts[expected] = counts.get(expected, 0) + 1
+    return counts
+
+
 def test_every_bit_flip_of_the_hello_is_refused() -> None:
+    """Layout: header 0..4, len 4..6, enc 6..38, len 38..40, ciphertext 40..
+
+    A flip in enc or the ciphertext fails to open; the desktop keeps waiting
+    (only the QR's holder can make a hello that opens), and the genuine hello
+    still pairs afterwards.
+    """
     desktop = KeyPair.generate(os.urandom)
     phone = KeyPair.generate(os.urandom)
     dp = DesktopPairing(desktop, RELAY, now=NOW)
     pp = PhonePairing(dp.offer_bytes, phone, "Phone", "phone-1", now=NOW)
-    for bad in flips(pp.hello_bytes):
-        fresh = DesktopPairing.__new__(DesktopPairing)
-        fresh.__dict__.update(dp.__dict__)
-        with pytest.raises(ProtocolError):
-            fresh.receive_hello(bad, now=NOW)
-    assert dp.receive_hello(pp.hello_bytes, now=NOW).verification_code == pp.verification_code
+    hello = pp.hello_bytes
+    fields: dict[range, Expected] = {
+        range(6, 38): AuthenticationFailed,
+        range(40, len(hello)): AuthenticationFailed,
+    }
+
+    def step(bad: bytes) -> None:
+        try:
+            dp.receive_hello(bad, now=NOW)
+        finally:
+            assert dp.state is PairingState.WAITING_HELLO
+
+    counts = check_flips(hello, fields, step)
+    assert counts[AuthenticationFailed] == 8 * (len(hello) - 8)
+    assert dp.receive_hello(hello, now=NOW).verification_code == pp.verification_code
 
 
 def test_every_bit_flip_of_the_accept_is_refused() -> None:
+    """Layout: header 0..4, len 4..6, ciphertext 6..
+
+    A flip in the framing is refused and the phone keeps waiting; a flip in
+    the ciphertext fails authentication and ends the attempt (protocol.md 5.5).
+    """
     dp = DesktopPairing(KeyPair.generate(os.urandom), RELAY, now=NOW)
     pp = PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "P", "p", now=NOW)
     dp.receive_hello(pp.hello_bytes, now=NOW)
     accept, _, _ = dp.confirm("D", "d", now=NOW)
-    root, th = pp._root, pp._th
-    for bad in flips(accept):
-        pp._root, pp._th = root, th
-        pp.state = type(pp.state).WAITING_ACCEPT
-        with pytest.raises(ProtocolError):
+    armed = dict(pp.__dict__)
+
+    def step(bad: bytes) -> None:
+        pp.__dict__.update(armed)  # re-arm the same attempt each time
+        try:
             pp.receive_accept(bad, now=NOW)
-    pp._root, pp._th, pp.state = root, th, type(pp.state).WAITING_ACCEPT
+        except AuthenticationFailed:
+            assert pp.state is PairingState.FAILED and pp._root is None
+            raise
+        except ProtocolError:
+            assert pp.state is PairingState.WAITING_ACCEPT
+            raise
+
+    counts = check_flips(accept, {range(6, len(accept)): AuthenticationFailed}, step)
+    assert counts[AuthenticationFailed] == 8 * (len(accept) - 6)
+    pp.__dict__.update(armed)
     assert pp.receive_accept(accept, now=NOW).phone_share
 
 
 def test_every_bit_flip_of_the_push_is_refused(paired: Paired) -> None:
+    """Layout: header 0..4, len 4..6, routing id 6..22, len 22..24, nonce 24..36,
+    len 36..38, ciphertext 38..182. Another routing id names no pairing of this phone."""
     du = DesktopUnlock(paired.desktop, now=T)
-    for bad in flips(du.push_bytes):
-        with pytest.raises(ProtocolError):
-            PhoneUnlock.open_push(bad, [paired.phone], now=T)
+    push = du.push_bytes
+    fields: dict[range, Expected] = {
+        range(6, 22): UnknownPairing,
+        range(24, 36): AuthenticationFailed,
+        range(38, len(push)): AuthenticationFailed,
+    }
+    counts = check_flips(push, fields, lambda b: PhoneUnlock.open_push(b, [paired.phone], now=T))
+    assert counts[UnknownPairing] == 8 * 16
+
+
+def _qr_ttl_flip(bad: bytes) -> type[ProtocolError]:
+    # An out-of-range lifetime is refused by the decoder; an in-range one fails the MAC.
+    ttl = int.from_bytes(bad[104:106], "big")
+    return AuthenticationFailed if 1 <= ttl <= 600 else MalformedMessage
 
 
 def test_every_bit_flip_of_the_qr_is_refused(paired: Paired) -> None:
+    """Layout: header 0..4, then (u16 length, value) for pairing id 6..22, request id
+    24..40, QR secret 42..58, ephemeral key 60..92, created_at 94..102, ttl 104..106,
+    mac 108..124. Another pairing id is the phishing answer; every other value is
+    covered by the MAC."""
     du = DesktopUnlock(paired.desktop, now=T)
-    for bad in flips(du.qr_bytes):
-        with pytest.raises(ProtocolError):
-            PhoneUnlock.from_qr(bad, [paired.phone], paired.phone_identity, now=T)
+    qr = du.qr_bytes
+    assert qr is not None and len(qr) == 124
+    fields: dict[range, Expected] = {
+        range(6, 22): UnknownPairing,
+        range(24, 40): AuthenticationFailed,
+        range(42, 58): AuthenticationFailed,
+        range(60, 92): AuthenticationFailed,
+        range(94, 102): AuthenticationFailed,
+        range(104, 106): _qr_ttl_flip,
+        range(108, 124): AuthenticationFailed,
+    }
+    counts = check_flips(
+        qr, fields, lambda b: PhoneUnlock.from_qr(b, [paired.phone], paired.phone_identity, now=T)
+    )
+    assert counts[UnknownPairing] == 8 * 16
 
 
 def test_every_bit_flip_of_the_seen_notice_is_refused(paired: Paired) -> None:
+    """Layout: header 0..4, len 4..6, request id 6..22, len 22..24, mac 24..40.
+    Nothing a flip makes changes the request's state."""
     du, pu = fresh_request(paired)
-    for bad in flips(pu.seen()):
-        with pytest.raises(ProtocolError):
-            du.receive_seen(bad, now=T)
+    fields: dict[range, Expected] = {
+        range(6, 22): WrongRequest,
+        range(24, 40): AuthenticationFailed,
+    }
+    check_flips(pu.seen(), fields, lambda b: du.receive_seen(b, now=T))
     assert du.state is UnlockState.WAITING
 
 
@@ -321,6 +422,35 @@ def test_truncated_and_oversized_messages_are_refused(paired: Paired, which: str
         with pytest.raises(MalformedMessage):
             parse(data + extra)
     assert du.state is UnlockState.WAITING
+
+
+@pytest.mark.parametrize("which", ["hello", "accept"])
+def test_truncated_and_oversized_pairing_messages_are_refused(which: str) -> None:
+    """Every truncation, a trailing byte and an oversize: malformed, and the attempt goes on."""
+    dp = DesktopPairing(KeyPair.generate(os.urandom), RELAY, now=NOW)
+    pp = PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "P", "p", now=NOW)
+    machine: DesktopPairing | PhonePairing
+    if which == "hello":
+        data, machine, state = pp.hello_bytes, dp, PairingState.WAITING_HELLO
+    else:
+        dp.receive_hello(pp.hello_bytes, now=NOW)
+        data, _, _ = dp.confirm("D", "d", now=NOW)
+        machine, state = pp, PairingState.WAITING_ACCEPT
+
+    def parse(b: bytes) -> object:
+        return dp.receive_hello(b, now=NOW) if which == "hello" else pp.receive_accept(b, now=NOW)
+
+    for cut in range(len(data)):
+        with pytest.raises(MalformedMessage):
+            parse(data[:cut])
+    for extra in (b"\x00", os.urandom(MAX_MESSAGE_BYTES)):
+        with pytest.raises(MalformedMessage):
+            parse(data + extra)
+    with pytest.raises(MalformedMessage, match="2048-byte limit"):
+        parse(data + os.urandom(MAX_MESSAGE_BYTES))
+    assert machine.state is state
+    parse(data)  # the genuine message still completes the step
+    assert machine.state is not state
 
 
 def test_other_protocol_versions_are_refused(paired: Paired) -> None:
