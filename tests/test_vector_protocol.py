@@ -1,7 +1,11 @@
 """The JSON test vectors: on-disk files equal a fresh generation, and replay through the API.
 
 The JavaScript phone app is held to the same files (web/phone/test/), so a
-change to the protocol that is not reflected here fails both suites.
+change to the protocol that is not reflected here fails both suites. The
+intermediates an implementer debugs with (the plaintext inside each encrypted
+message, the RFC 9180 context of each HPKE use) are checked here against the
+messages themselves with pyhpke and ``cryptography``, not only against the
+generator that wrote them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from unlatch.protocol import (
     DesktopPairingRecord,
@@ -19,11 +24,24 @@ from unlatch.protocol import (
     PhoneUnlock,
     parse_link,
 )
-from unlatch.protocol.messages import PairingOffer, UnlockQR
+from unlatch.protocol.constants import REPLY_PLAINTEXT_LEN, UnlockMode, Verdict
+from unlatch.protocol.messages import (
+    AcceptPlaintext,
+    HelloPlaintext,
+    PairingAccept,
+    PairingHello,
+    PairingOffer,
+    PushPlaintext,
+    UnlockPush,
+    UnlockQR,
+    UnlockReply,
+)
+from unlatch.protocol.primitives import SUITE
 
 VECTORS = Path(__file__).parent / "vectors"
 sys.path.insert(0, str(VECTORS))
 import generate  # noqa: E402
+import rfc9180  # noqa: E402
 
 
 def load(name: str) -> dict:
@@ -83,3 +101,137 @@ def test_vector_unlocks_replay_through_the_desktop() -> None:
             assert outcome["phone_share"] == prec.phone_share.hex()
         else:
             assert outcome["phone_share"] is None
+
+
+def check_hpke_context(
+    ctx: dict,
+    *,
+    recipient_sk: str,
+    enc: bytes,
+    info: str,
+    psk: str,
+    psk_id: str,
+    aad: str,
+    ciphertext: bytes,
+    plaintext: str,
+    sender_pk: str | None = None,
+) -> None:
+    """One recorded HPKE context against its message.
+
+    pyhpke's Decap must give the recorded shared secret, the RFC 9180 key
+    schedule (``rfc9180.py``, itself held to the RFC's vectors) must give the
+    recorded values from it, and AES-256-GCM under the recorded key and base
+    nonce must open the message's ciphertext to the recorded plaintext.
+    """
+    x = bytes.fromhex
+    assert KeyPair.from_private_bytes(x(ctx["skEm"])).public == enc
+    skr = SUITE.kem.deserialize_private_key(x(recipient_sk))
+    pks = SUITE.kem.deserialize_public_key(x(sender_pk)) if sender_pk else None
+    assert SUITE.kem.decap(enc, skr, pks).hex() == ctx["shared_secret"]
+    schedule = rfc9180.key_schedule(
+        ctx["mode"], x(ctx["shared_secret"]), x(info), x(psk), x(psk_id)
+    )
+    assert schedule.to_dict() == {k: v for k, v in ctx.items() if k != "skEm"}
+    opened = AESGCM(x(ctx["key"])).decrypt(x(ctx["base_nonce"]), ciphertext, x(aad))
+    assert opened.hex() == plaintext
+
+
+def test_vector_pairing_plaintexts_and_hpke_context() -> None:
+    v = load("pairing.json")
+    inp, inter = v["inputs"], v["intermediate"]
+    hello_pt = HelloPlaintext.decode(bytes.fromhex(inter["hello_plaintext"]))
+    assert hello_pt == HelloPlaintext(
+        bytes.fromhex(inter["phone_pk"]), inp["phone_name"], inp["phone_device_id"]
+    )
+    assert hello_pt.encode().hex() == inter["hello_plaintext"]
+    accept_pt = AcceptPlaintext.decode(bytes.fromhex(inter["accept_plaintext"]))
+    assert accept_pt == AcceptPlaintext(
+        bytes.fromhex(inter["phone_share"]), inp["desktop_name"], inp["desktop_device_id"]
+    )
+    assert accept_pt.encode().hex() == inter["accept_plaintext"]
+
+    hello = PairingHello.decode(bytes.fromhex(v["messages"]["hello"]))
+    ctx = inter["hello_hpke"]
+    assert ctx["mode"] == rfc9180.MODE_PSK
+    check_hpke_context(
+        ctx,
+        recipient_sk=inter["desktop_sk"],
+        enc=hello.enc,
+        info=inter["hello_info"],
+        psk=inter["pairing_psk"],
+        psk_id=inter["pairing_psk_id"],
+        aad=inter["hello_aad"],
+        ciphertext=hello.ciphertext,
+        plaintext=inter["hello_plaintext"],
+    )
+    # The exporter secret gives the pairing root, as pyhpke's own exporter does.
+    exporter_context = bytes.fromhex(inter["root_export_context"])
+    schedule = rfc9180.key_schedule(
+        ctx["mode"],
+        bytes.fromhex(ctx["shared_secret"]),
+        bytes.fromhex(inter["hello_info"]),
+        bytes.fromhex(inter["pairing_psk"]),
+        bytes.fromhex(inter["pairing_psk_id"]),
+    )
+    assert schedule.export(exporter_context, 32).hex() == inter["pairing_root"]
+    recipient = SUITE.create_recipient_context(
+        hello.enc,
+        SUITE.kem.deserialize_private_key(bytes.fromhex(inter["desktop_sk"])),
+        info=bytes.fromhex(inter["hello_info"]),
+        psk=bytes.fromhex(inter["pairing_psk"]),
+        psk_id=bytes.fromhex(inter["pairing_psk_id"]),
+    )
+    assert recipient.export(exporter_context, 32).hex() == inter["pairing_root"]
+
+    accept = PairingAccept.decode(bytes.fromhex(v["messages"]["accept"]))
+    opened = AESGCM(bytes.fromhex(inter["accept_key"])).decrypt(
+        bytes(12), accept.ciphertext, bytes.fromhex(inter["accept_aad"])
+    )
+    assert opened.hex() == inter["accept_plaintext"]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_vector_unlock_plaintexts_and_hpke_context(index: int) -> None:
+    doc = load("unlock.json")
+    v = doc["vectors"][index]
+    inter, msgs = v["intermediate"], v["messages"]
+    drec = DesktopPairingRecord.from_dict(doc["pairing_records"]["desktop"])
+    keys = drec.keys
+
+    push = UnlockPush.decode(bytes.fromhex(msgs["push"]))
+    opened = AESGCM(keys.push_key).decrypt(
+        push.nonce, push.ciphertext, bytes.fromhex(inter["push_aad"])
+    )
+    assert opened.hex() == inter["push_plaintext"]
+    assert len(opened) == inter["push_plaintext_len"]
+    contents = PushPlaintext.decode(opened)
+    assert contents.params.request_id.hex() == inter["request_id"]
+    assert contents.params.ephemeral_pk.hex() == inter["ephemeral_pk"]
+    assert int(contents.params.mode) == v["inputs"]["mode"]
+    assert contents.number == inter["number"] and list(contents.choices) == inter["choices"]
+    number_match = contents.params.mode is UnlockMode.NUMBER_MATCH
+    assert contents.qr_secret.hex() == (inter["qr_secret"] if number_match else "")
+
+    assert (
+        KeyPair.from_private_bytes(bytes.fromhex(inter["ephemeral_sk"])).public.hex()
+        == (inter["ephemeral_pk"])
+    )
+    reply = UnlockReply.decode(bytes.fromhex(msgs["reply"]))
+    assert inter["reply_hpke"]["mode"] == rfc9180.MODE_AUTH_PSK
+    check_hpke_context(
+        inter["reply_hpke"],
+        recipient_sk=inter["ephemeral_sk"],
+        sender_pk=drec.phone_pk.hex(),
+        enc=reply.enc,
+        info=inter["reply_info"],
+        psk=inter["unlock_psk"],
+        psk_id=inter["unlock_psk_id"],
+        aad=inter["reply_aad"],
+        ciphertext=reply.ciphertext,
+        plaintext=inter["reply_plaintext"],
+    )
+    plaintext = bytes.fromhex(inter["reply_plaintext"])
+    assert len(plaintext) == REPLY_PLAINTEXT_LEN and not any(plaintext[33:])
+    assert Verdict(plaintext[0]).name.lower() == v["outcome"]["verdict"]
+    share = v["outcome"]["phone_share"]
+    assert plaintext[1:33].hex() == (share if share is not None else "00" * 32)

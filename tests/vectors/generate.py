@@ -5,8 +5,12 @@ deterministic random stream (SHA-256 in counter mode over a named seed) stands
 in for ``os.urandom``; each step records its random draws in order, so another
 implementation (the phone app's JavaScript) can replay exactly the same
 draws, and every intermediate value, so a mismatch points at the step that
-differs. ``tests/test_vector_protocol.py`` checks that the files on disk equal
-a fresh generation, and replays them through the public API.
+differs. That includes the plaintext inside every encrypted message and the
+RFC 9180 context of every HPKE use (shared secret, key schedule context,
+secret, key, base nonce, exporter secret: ``rfc9180.py``), each checked here
+against the real message before it is written. ``tests/test_vector_protocol.py``
+checks that the files on disk equal a fresh generation, and replays them
+through the public API.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import rfc9180  # tests/vectors/: on the path when run as a script or from the tests
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from unlatch.protocol import (
     DesktopPairing,
@@ -30,10 +37,10 @@ from unlatch.protocol import (
     phone_slot_kek,
 )
 from unlatch.protocol import keyschedule as ks
-from unlatch.protocol.constants import Label, MessageType
+from unlatch.protocol.constants import NONCE_LEN, Label, MessageType
 from unlatch.protocol.encoding import header, transcript
-from unlatch.protocol.messages import PairingHello
-from unlatch.protocol.primitives import hpke_open
+from unlatch.protocol.messages import PairingAccept, PairingHello, UnlockPush, UnlockReply
+from unlatch.protocol.primitives import SUITE, aead_open, hpke_open
 
 HERE = Path(__file__).parent
 APP_URL = "https://relay.example/app/"
@@ -70,6 +77,38 @@ def keys_dict(keys: ks.PairingKeys) -> dict[str, str]:
     return {name: h(getattr(keys, name)) for name in keys.__dataclass_fields__}
 
 
+def hpke_context(
+    *,
+    ephemeral_seed: str,
+    recipient: KeyPair,
+    info: bytes,
+    psk: bytes,
+    psk_id: bytes,
+    aad: bytes,
+    enc: bytes,
+    ciphertext: bytes,
+    plaintext: bytes,
+    sender: KeyPair | None = None,
+) -> tuple[dict[str, Any], rfc9180.Context]:
+    """The RFC 9180 context values of one recorded seal, checked against that seal.
+
+    The values come from ``rfc9180.py``; they are recorded only if they
+    reproduce the message: the ephemeral key gives ``enc``, pyhpke's Decap
+    gives the same shared secret, and AES-256-GCM under ``key`` and
+    ``base_nonce`` (sequence number 0) gives the exact ciphertext.
+    """
+    sk_e = KeyPair.derive(bytes.fromhex(ephemeral_seed)).private_bytes()
+    sk_s = sender.private_bytes() if sender is not None else None
+    ctx = rfc9180.sender_context(sk_e, recipient.public, info, psk, psk_id, sk_s)
+    assert KeyPair.from_private_bytes(sk_e).public == enc, "ephemeral seed does not give enc"
+    pks = SUITE.kem.deserialize_public_key(sender.public) if sender is not None else None
+    decapped = SUITE.kem.decap(enc, recipient._pair.private_key, pks)
+    assert decapped == ctx.shared_secret, "shared secret differs from pyhpke's Decap"
+    sealed = AESGCM(ctx.key).encrypt(ctx.base_nonce, plaintext, aad)
+    assert sealed == ciphertext, "key/base_nonce do not reproduce the ciphertext"
+    return {"skEm": h(sk_e), **ctx.to_dict()}, ctx
+
+
 def pairing_vector(rng: Draws) -> tuple[dict[str, Any], Any, Any, KeyPair, bytes]:
     desktop_seed = rng(32)
     phone_seed = rng(32)
@@ -94,7 +133,7 @@ def pairing_vector(rng: Draws) -> tuple[dict[str, Any], Any, Any, KeyPair, bytes
         o.channel_id, o.desktop_pk, o.relay_url, o.expires_at, pp.hello_bytes
     )
     hello = PairingHello.decode(pp.hello_bytes)
-    _, root = hpke_open(
+    hello_plaintext, root = hpke_open(
         recipient=desktop,
         enc=hello.enc,
         info=ks.hello_info(o.channel_id, o.desktop_pk, o.relay_url, o.expires_at),
@@ -104,6 +143,25 @@ def pairing_vector(rng: Draws) -> tuple[dict[str, Any], Any, Any, KeyPair, bytes
         psk_id=Label.PAIR_PSK_ID,
         export_context=ks.root_export_context(th),
         what="vector hello",
+    )
+    hello_hpke, hello_ctx = hpke_context(
+        ephemeral_seed=hello_draws[0],
+        recipient=desktop,
+        info=ks.hello_info(o.channel_id, o.desktop_pk, o.relay_url, o.expires_at),
+        psk=ks.pairing_psk(o.pairing_secret, o.channel_id),
+        psk_id=Label.PAIR_PSK_ID,
+        aad=header(MessageType.PAIRING_HELLO),
+        enc=hello.enc,
+        ciphertext=hello.ciphertext,
+        plaintext=hello_plaintext,
+    )
+    assert hello_ctx.export(ks.root_export_context(th), 32) == root, "exporter differs"
+    accept_plaintext = aead_open(
+        ks.accept_key(root),
+        bytes(NONCE_LEN),
+        PairingAccept.decode(accept).ciphertext,
+        ks.accept_aad(th),
+        "vector accept",
     )
     vector = {
         "description": "Pairing: offer QR, hello (HPKE mode_psk), verification code, accept",
@@ -136,6 +194,9 @@ def pairing_vector(rng: Draws) -> tuple[dict[str, Any], Any, Any, KeyPair, bytes
             "pairing_psk": h(ks.pairing_psk(o.pairing_secret, o.channel_id)),
             "pairing_psk_id": h(Label.PAIR_PSK_ID),
             "hello_info": h(ks.hello_info(o.channel_id, o.desktop_pk, o.relay_url, o.expires_at)),
+            "hello_aad": h(header(MessageType.PAIRING_HELLO)),
+            "hello_plaintext": h(hello_plaintext),
+            "hello_hpke": hello_hpke,
             "transcript_hash": h(th),
             "root_export_context": h(ks.root_export_context(th)),
             "verification_code": pending.verification_code,
@@ -143,6 +204,7 @@ def pairing_vector(rng: Draws) -> tuple[dict[str, Any], Any, Any, KeyPair, bytes
             "pairing_root": h(root),
             "accept_key": h(ks.accept_key(root)),
             "accept_aad": h(ks.accept_aad(th)),
+            "accept_plaintext": h(accept_plaintext),
             "phone_share": h(share),
         },
         "messages": {
@@ -171,6 +233,8 @@ def unlock_vector(
 ) -> dict[str, Any]:
     du = DesktopUnlock(drec, now=now, ttl=120, mode=mode, rng=rng)
     request_draws = rng.take_log()
+    ephemeral = du._ephemeral  # dropped by the desktop once the reply is in
+    assert ephemeral is not None
     pushed = PhoneUnlock.open_push(du.push_bytes, [prec], now=now + 1)
     if mode is UnlockMode.SCAN:
         pu = PhoneUnlock.from_qr(app_link(APP_URL, du.qr_bytes), [prec], phone, now=now + 3)
@@ -183,6 +247,39 @@ def unlock_vector(
     outcome = du.receive_reply(reply, now=now + 6)
     keys = drec.keys
     p = du.params
+    push = UnlockPush.decode(du.push_bytes)
+    push_plaintext = aead_open(
+        keys.push_key,
+        push.nonce,
+        push.ciphertext,
+        ks.push_aad(header(MessageType.UNLOCK_PUSH), keys.routing_id),
+        "vector push",
+    )
+    sealed_reply = UnlockReply.decode(reply)
+    reply_aad = header(MessageType.UNLOCK_REPLY) + p.request_id
+    reply_args = {
+        "info": ks.reply_info(keys.pairing_id, p),
+        "psk": ks.unlock_psk(keys, p.request_id, du._qr_secret),
+        "psk_id": Label.UNLOCK_PSK_ID,
+        "aad": reply_aad,
+    }
+    reply_plaintext, _ = hpke_open(
+        recipient=ephemeral,
+        enc=sealed_reply.enc,
+        ciphertext=sealed_reply.ciphertext,
+        sender_pk=phone.public,
+        what="vector reply",
+        **reply_args,
+    )
+    reply_hpke, _ = hpke_context(
+        ephemeral_seed=reply_draws[0],
+        recipient=ephemeral,
+        sender=phone,
+        enc=sealed_reply.enc,
+        ciphertext=sealed_reply.ciphertext,
+        plaintext=reply_plaintext,
+        **reply_args,
+    )
     return {
         "name": name,
         "description": description,
@@ -199,17 +296,21 @@ def unlock_vector(
         "intermediate": {
             "request_id": h(p.request_id),
             "ephemeral_pk": h(p.ephemeral_pk),
+            "ephemeral_sk": h(ephemeral.private_bytes()),
             "qr_secret": h(du._qr_secret),
             "number": du.number,
             "choices": list(pushed.choices),
             "qr_mac_input": h(ks.qr_mac_input(keys.pairing_id, du._qr_secret, p)),
             "push_aad": h(ks.push_aad(b"UL\x01\x11", keys.routing_id)),
             "push_plaintext_len": 128,
+            "push_plaintext": h(push_plaintext),
             "seen_mac_input": h(ks.seen_mac_input(keys.pairing_id, p.request_id, du._qr_secret)),
             "unlock_psk": h(ks.unlock_psk(keys, p.request_id, du._qr_secret)),
             "unlock_psk_id": h(Label.UNLOCK_PSK_ID),
             "reply_info": h(ks.reply_info(keys.pairing_id, p)),
             "reply_aad": h(b"UL\x01\x13" + p.request_id),
+            "reply_plaintext": h(reply_plaintext),
+            "reply_hpke": reply_hpke,
         },
         "messages": {
             "qr": h(du.qr_bytes),

@@ -4,8 +4,12 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
+  AcceptPlaintext,
   DesktopPairing,
+  HelloPlaintext,
   KeyPair,
+  MessageType,
+  PairingAccept,
   Label,
   PairingHello,
   PairingState,
@@ -25,8 +29,9 @@ import {
   rootExportContext,
   pairingKeysFromRoot,
   verificationCode,
+  header,
 } from "../src/protocol/index.js";
-import { assertBytes, loadVector, replayRng } from "./helpers.js";
+import { aesGcmOpen, assertBytes, checkHpkeContext, hpkeExport, loadVector, replayRng } from "./helpers.js";
 
 const V = loadVector("pairing.json");
 const I = V.inputs;
@@ -105,6 +110,43 @@ test("both sides show the vector's verification code and end with the vector's r
   assert.equal(dp.state, PairingState.DONE);
   assert.deepEqual(PhonePairingRecord.fromDict(V.records.phone).toDict(), V.records.phone);
   assert.deepEqual(DesktopPairingRecord.fromDict(V.records.desktop).toDict(), V.records.desktop);
+});
+
+test("hello and accept plaintexts match, and the hello's HPKE context (RFC 9180, mode_psk)", async () => {
+  const helloPt = HelloPlaintext.encode({
+    phonePk: unhex(X.phone_pk),
+    phoneName: I.phone_name,
+    phoneDeviceId: I.phone_device_id,
+  });
+  assertBytes(helloPt, X.hello_plaintext, "hello_plaintext");
+  assert.deepEqual(HelloPlaintext.decode(unhex(X.hello_plaintext)).phoneName, I.phone_name);
+  const acceptPt = AcceptPlaintext.encode({
+    phoneShare: unhex(X.phone_share),
+    desktopName: I.desktop_name,
+    desktopDeviceId: I.desktop_device_id,
+  });
+  assertBytes(acceptPt, X.accept_plaintext, "accept_plaintext");
+
+  assertBytes(header(MessageType.PAIRING_HELLO), X.hello_aad, "hello_aad");
+  const ctx = X.hello_hpke;
+  assert.equal(ctx.mode, 1);
+  const hello = PairingHello.decode(unhex(V.messages.hello));
+  const s = await checkHpkeContext(ctx, {
+    recipient: await KeyPair.fromPrivateBytes(unhex(X.desktop_sk)),
+    enc: hello.enc,
+    info: unhex(X.hello_info),
+    psk: unhex(X.pairing_psk),
+    pskId: unhex(X.pairing_psk_id),
+    aad: unhex(X.hello_aad),
+    ciphertext: hello.ciphertext,
+    plaintext: X.hello_plaintext,
+  });
+  // The pairing root is the exporter's output for the transcript's context.
+  assertBytes(await hpkeExport(s.exporterSecret, unhex(X.root_export_context), 32), X.pairing_root, "pairing_root");
+  // The accept opens under the accept key with a zero nonce.
+  const accept = PairingAccept.decode(unhex(V.messages.accept));
+  const opened = await aesGcmOpen(unhex(X.accept_key), new Uint8Array(12), accept.ciphertext, unhex(X.accept_aad));
+  assertBytes(opened, X.accept_plaintext, "accept opened");
 });
 
 test("the hello decodes into its two fields", async () => {

@@ -10,7 +10,10 @@ import {
   Label,
   PhonePairingRecord,
   PhoneUnlock,
+  PushPlaintext,
   ReplayGuard,
+  UnlockPush,
+  UnlockReply,
   AlreadyAnswered,
   UnlockMode,
   UnlockState,
@@ -29,7 +32,7 @@ import {
   verdictName,
   MessageType,
 } from "../src/protocol/index.js";
-import { assertBytes, loadVector, replayRng } from "./helpers.js";
+import { aesGcmOpen, assertBytes, checkHpkeContext, loadVector, replayRng } from "./helpers.js";
 
 const U = loadVector("unlock.json");
 const P = loadVector("pairing.json");
@@ -73,6 +76,7 @@ for (const v of U.vectors) {
     requestRng.done();
     assertBytes(du.requestId, X.request_id, "request_id");
     assertBytes(du.params.ephemeralPk, X.ephemeral_pk, "ephemeral_pk");
+    assertBytes(await du._ephemeral.privateBytes(), X.ephemeral_sk, "ephemeral_sk");
     assertBytes(du._qrSecret, X.qr_secret, "qr_secret");
     assert.equal(du.number, X.number);
     assertBytes(du.qrBytes, v.messages.qr, "qr");
@@ -126,6 +130,48 @@ for (const v of U.vectors) {
     // Single use on both sides.
     await assert.rejects(du.receiveReply(unhex(v.messages.reply), { now: I.now_receive }), AlreadyAnswered);
     await assert.rejects(pu.deny({ now: I.now_reply }), AlreadyAnswered);
+  });
+}
+
+for (const v of U.vectors) {
+  test(`unlock vector ${v.name}: push and reply plaintexts, reply HPKE context (RFC 9180, mode_auth_psk)`, async () => {
+    const { drec } = await fixtures();
+    const X = v.intermediate;
+    const keys = drec.keys;
+
+    // The push: our encoder gives the recorded plaintext, which the push key opens to.
+    const push = UnlockPush.decode(unhex(v.messages.push));
+    const pushPt = await aesGcmOpen(keys.push_key, push.nonce, push.ciphertext, unhex(X.push_aad));
+    assertBytes(pushPt, X.push_plaintext, "push_plaintext");
+    assert.equal(pushPt.length, X.push_plaintext_len);
+    const contents = PushPlaintext.decode(pushPt);
+    assertBytes(PushPlaintext.encode(contents), X.push_plaintext, "push_plaintext re-encoded");
+    assertBytes(contents.params.requestId, X.request_id, "push request_id");
+    assert.equal(contents.number, X.number);
+    assert.deepEqual(contents.choices, X.choices);
+
+    // The reply: the request's ephemeral key and the phone's key give the recorded context.
+    const ephemeral = await KeyPair.fromPrivateBytes(unhex(X.ephemeral_sk));
+    assertBytes(ephemeral.public, X.ephemeral_pk, "ephemeral_pk from ephemeral_sk");
+    const ctx = X.reply_hpke;
+    assert.equal(ctx.mode, 3);
+    const reply = UnlockReply.decode(unhex(v.messages.reply));
+    await checkHpkeContext(ctx, {
+      recipient: ephemeral,
+      enc: reply.enc,
+      senderPk: drec.phonePk,
+      info: unhex(X.reply_info),
+      psk: unhex(X.unlock_psk),
+      pskId: unhex(X.unlock_psk_id),
+      aad: unhex(X.reply_aad),
+      ciphertext: reply.ciphertext,
+      plaintext: X.reply_plaintext,
+    });
+    const pt = unhex(X.reply_plaintext);
+    assert.equal(pt.length, 64);
+    assert.equal(verdictName(pt[0]), v.outcome.verdict);
+    assert.equal(hex(pt.slice(1, 33)), v.outcome.phone_share ?? "00".repeat(32));
+    assert.ok(pt.slice(33).every((b) => b === 0), "reply padding is zero");
   });
 }
 
