@@ -310,3 +310,25 @@ def test_unusable_unlatch_home_is_named_not_a_traceback(cli: Cli, tmp_path: Path
     assert proc.returncode == 1 and str(home / "desktop") in proc.stderr
     no_traceback(proc)
     cli.env["UNLATCH_HOME"] = str(cli.home)  # for the fixture's `agent stop`
+
+
+def test_title_starting_with_dash_goes_after_double_dash(cli: Cli) -> None:
+    cli.init()
+    proc = cli("add", "-foo", input="pw\n")
+    assert proc.returncode == 2 and "unlatch add -- -title" in proc.stderr
+    proc = cli("get", "-foo")
+    assert proc.returncode == 2 and "unlatch get -- -title" in proc.stderr
+    added = json.loads(cli("add", "--json", "--", "-foo", input="dash-pw\n", check=True).stdout)
+    assert added["title"] == "-foo"
+    assert cli("get", "-f", "password", "--", "-foo", check=True).stdout == "dash-pw\n"
+    assert cli("list", "--", "-fo", check=True).stdout.startswith("-foo")
+    cli("edit", "-u", "dash-user", "--", "-foo", check=True)
+    assert json.loads(cli("get", "--json", "--", "-foo", check=True).stdout)["username"] == (
+        "dash-user"
+    )
+    assert "deleted '-foo'" in cli("rm", "--yes", "--", "-foo", check=True).stdout
+    for command in ("add", "get", "edit", "rm"):
+        help_text = " ".join(cli(command, "--help").stdout.split())
+        assert "Put -- before a TITLE that starts with -" in help_text, command
+    proc = cli("add", "--length", "x", "fine")  # a long option's bad value gets no such hint
+    assert proc.returncode == 2 and "-- -title" not in proc.stderr

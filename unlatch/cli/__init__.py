@@ -59,6 +59,34 @@ class _Group(click.Group):
         except UnlatchError as exc:
             click.echo(f"unlatch: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            command = ctx.invoked_subcommand
+            if command in _TITLE_COMMANDS and _maybe_dash_title(exc):
+                exc.message += (
+                    f"\nA TITLE that starts with - goes after --: unlatch {command} -- -title"
+                )
+            raise
+
+
+# Commands whose TITLE argument may start with "-" (click then reads it as options).
+_TITLE_COMMANDS = frozenset({"add", "get", "edit", "rm"})
+
+
+def _maybe_dash_title(exc: click.UsageError) -> bool:
+    """Whether ``exc`` is what click says when a title like ``-foo`` was taken for options.
+
+    ``-foo`` is an unknown ``-f`` (``add``, ``edit``, ``rm``), a bad value for
+    a short option that exists (``get -f oo``), or it swallowed the title so
+    TITLE is missing; a long option's bad value (``--length x``) is not.
+    """
+    if isinstance(exc, click.NoSuchOption):
+        return True
+    if isinstance(exc, click.BadParameter) and exc.param is not None:
+        param = exc.param
+        return isinstance(param, click.Argument) or any(
+            len(opt) == 2 for opt in param.opts + param.secondary_opts
+        )
+    return False
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -381,12 +381,14 @@ def add(
 
     When stdin is not a terminal, its first line is the password (unless
     --generate) and, with --totp, the next line is the TOTP secret.
+    Put -- before a TITLE that starts with - (otherwise it reads as options).
 
     \b
     Examples:
       unlatch add github -u alice --url https://github.com --generate
       printf 'hunter2\\n' | unlatch add forum -u bob
       unlatch add bank --tag money --totp
+      unlatch add --generate -- -dash-title
     """
     with _agent() as agent:
         _require_unlocked(agent)
@@ -463,11 +465,14 @@ def _field_value(item: dict[str, Any], field: str) -> str:
 def get(ref: str, field: str | None, as_json: bool) -> None:
     """Show an item, by title (any case) or id. The password is shown only with --field.
 
+    Put -- before a TITLE that starts with - (otherwise it reads as options).
+
     \b
     Examples:
       unlatch get github
       unlatch get github --field password | xclip
       unlatch get bank --field totp
+      unlatch get --field password -- -dash-title
     """
     with _agent() as agent:
         item = agent.call("get", ref=ref)
@@ -531,12 +536,15 @@ def edit(
 ) -> None:
     """Change fields of an item (found by title or id).
 
+    Put -- before a TITLE that starts with - (otherwise it reads as options).
+
     \b
     Examples:
       unlatch edit github --username alice2
       unlatch edit github --generate --length 32
       printf 'new-secret\\n' | unlatch edit forum --password
       unlatch edit github --url https://github.com --url https://gist.github.com
+      unlatch edit --username bob -- -dash-title
     """
     changes: dict[str, Any] = {}
     for name, value in (("title", new_title), ("username", username), ("notes", notes)):
@@ -573,10 +581,13 @@ def edit(
 def rm(ref: str, yes: bool) -> None:
     """Delete an item (found by title or id). Asks first unless --yes.
 
+    Put -- before a TITLE that starts with - (otherwise it reads as options).
+
     \b
     Examples:
       unlatch rm old-forum
       unlatch rm 3f2a...c9 --yes
+      unlatch rm --yes -- -dash-title
     """
     with _agent() as agent:
         item = agent.call("get", ref=ref)
