@@ -18,13 +18,18 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from unlatch.protocol import (
+    Approved,
+    Denied,
     DesktopPairingRecord,
+    DesktopUnlock,
     KeyPair,
     PhonePairingRecord,
     PhoneUnlock,
+    UnlockState,
     parse_link,
 )
 from unlatch.protocol.constants import REPLY_PLAINTEXT_LEN, UnlockMode, Verdict
+from unlatch.protocol.errors import AlreadyAnswered
 from unlatch.protocol.messages import (
     AcceptPlaintext,
     HelloPlaintext,
@@ -33,7 +38,6 @@ from unlatch.protocol.messages import (
     PairingOffer,
     PushPlaintext,
     UnlockPush,
-    UnlockQR,
     UnlockReply,
 )
 from unlatch.protocol.primitives import SUITE
@@ -73,34 +77,106 @@ def test_vector_pairing_values_are_consistent() -> None:
     assert drec.keys.routing_id.hex() == inter["pairing_keys"]["routing_id"]
 
 
-def test_vector_unlocks_replay_through_the_desktop() -> None:
-    """Every recorded reply opens with the recorded request's keys to the recorded outcome."""
-    doc = load("unlock.json")
-    prec = PhonePairingRecord.from_dict(doc["pairing_records"]["phone"])
-    phone = KeyPair.derive(bytes.fromhex(load("pairing.json")["inputs"]["phone_identity_seed"]))
-    assert {v["name"] for v in doc["vectors"]} >= {
+class Replay:
+    """A random source that hands out a step's recorded draws in order, checking each size."""
+
+    def __init__(self, draws: list[str]) -> None:
+        self._draws = [bytes.fromhex(d) for d in draws]
+
+    def __call__(self, n: int) -> bytes:
+        assert self._draws, f"asked for {n} bytes after the recorded draws ran out"
+        draw = self._draws.pop(0)
+        assert len(draw) == n, f"asked for {n} bytes, the recorded draw has {len(draw)}"
+        return draw
+
+    def done(self) -> None:
+        assert not self._draws, f"{len(self._draws)} recorded draws were not used"
+
+
+def answer(name: str, pu: PhoneUnlock, number: int | None, now: int, rng: Replay) -> bytes:
+    """What the user did in each vector (generate.py's ``answer`` functions)."""
+    if name == "scan_approve":
+        return pu.approve(now=now, rng=rng)
+    if name == "scan_deny":
+        return pu.deny(now=now, rng=rng)
+    if name == "scan_not_me":
+        return pu.deny(now=now, not_me=True, rng=rng)
+    if name == "number_match_approve":
+        return pu.approve(now=now, choice=number, rng=rng)
+    if name == "number_match_wrong":
+        return pu.approve(now=now, choice=next(c for c in pu.choices if c != number), rng=rng)
+    raise AssertionError(f"unknown vector {name}")
+
+
+UNLOCK_NAMES = [v["name"] for v in load("unlock.json")["vectors"]]
+
+
+def test_vector_unlock_names() -> None:
+    assert set(UNLOCK_NAMES) == {
         "scan_approve",
         "scan_deny",
         "scan_not_me",
         "number_match_approve",
         "number_match_wrong",
     }
-    for v in doc["vectors"]:
-        msgs = v["messages"]
-        qr = UnlockQR.decode(bytes.fromhex(msgs["qr"]))
-        assert qr.request_id.hex() == v["intermediate"]["request_id"]
-        pushed = PhoneUnlock.open_push(
-            bytes.fromhex(msgs["push"]), [prec], now=v["inputs"]["now_push"]
-        )
-        assert pushed.params.request_id == qr.request_id
-        if v["inputs"]["mode"] == 1:
-            pu = PhoneUnlock.from_qr(msgs["qr_link"], [prec], phone, now=v["inputs"]["now_scan"])
-            assert pu.seen().hex() == msgs["seen"]  # the seen notice is deterministic
-        outcome = v["outcome"]
-        if outcome["verdict"] == "approve":
-            assert outcome["phone_share"] == prec.phone_share.hex()
-        else:
-            assert outcome["phone_share"] is None
+
+
+@pytest.mark.parametrize("name", UNLOCK_NAMES)
+def test_vector_unlocks_replay_through_the_desktop(name: str) -> None:
+    """Replay the recorded draws through both roles: same bytes, and the desktop's outcome.
+
+    The desktop, fed the request's draws, must make the recorded QR and push
+    byte for byte; the phone, fed the reply's draws, the recorded reply; and
+    that recorded reply, opened by this desktop, must end in the recorded
+    state and release K_P exactly when the verdict is an approval.
+    """
+    doc = load("unlock.json")
+    v = next(v for v in doc["vectors"] if v["name"] == name)
+    inp, inter, msgs = v["inputs"], v["intermediate"], v["messages"]
+    drec = DesktopPairingRecord.from_dict(doc["pairing_records"]["desktop"])
+    prec = PhonePairingRecord.from_dict(doc["pairing_records"]["phone"])
+    phone = KeyPair.derive(bytes.fromhex(load("pairing.json")["inputs"]["phone_identity_seed"]))
+
+    request_rng = Replay(v["draws"]["request"])
+    du = DesktopUnlock(
+        drec,
+        now=inp["now_request"],
+        ttl=inp["ttl"],
+        mode=UnlockMode(inp["mode"]),
+        rng=request_rng,
+    )
+    request_rng.done()
+    assert du.request_id.hex() == inter["request_id"]
+    assert du.number == inter["number"]
+    assert du.qr_bytes.hex() == msgs["qr"]
+    assert du.push_bytes.hex() == msgs["push"]
+
+    pushed = PhoneUnlock.open_push(bytes.fromhex(msgs["push"]), [prec], now=inp["now_push"])
+    assert pushed.params == du.params and list(pushed.choices) == inter["choices"]
+    if du.params.mode is UnlockMode.SCAN:
+        pu = PhoneUnlock.from_qr(msgs["qr_link"], [prec], phone, now=inp["now_scan"])
+    else:
+        pu = PhoneUnlock.from_push(pushed, phone)
+    assert pu.seen().hex() == msgs["seen"]  # the seen notice is deterministic
+    du.receive_seen(bytes.fromhex(msgs["seen"]), now=inp["now_scan"] + 1)
+    assert du.state is UnlockState.SEEN
+    reply_rng = Replay(v["draws"]["reply"])
+    assert answer(name, pu, du.number, inp["now_reply"], reply_rng).hex() == msgs["reply"]
+    reply_rng.done()
+
+    reply = bytes.fromhex(msgs["reply"])
+    outcome = du.receive_reply(reply, now=inp["now_receive"])
+    expected = v["outcome"]
+    assert du.state.value == expected["state"]
+    if expected["verdict"] == "approve":
+        assert isinstance(outcome, Approved) and du.state is UnlockState.APPROVED
+        assert outcome.phone_share.hex() == expected["phone_share"] == prec.phone_share.hex()
+    else:
+        assert isinstance(outcome, Denied) and du.state is UnlockState.DENIED
+        assert outcome.verdict.name.lower() == expected["verdict"]
+        assert expected["phone_share"] is None
+    with pytest.raises(AlreadyAnswered):  # single use: the same reply again is refused
+        du.receive_reply(reply, now=inp["now_receive"])
 
 
 def check_hpke_context(
