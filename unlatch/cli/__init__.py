@@ -62,9 +62,8 @@ class _Group(click.Group):
         except click.UsageError as exc:
             command = ctx.invoked_subcommand
             if command in _TITLE_COMMANDS and _maybe_dash_title(exc):
-                exc.message += (
-                    f"\nA TITLE that starts with - goes after --: unlatch {command} -- -title"
-                )
+                hint = f"A TITLE that starts with - goes after --: unlatch {command} -- -title"
+                raise click.UsageError(f"{exc.format_message()}\n{hint}", exc.ctx) from None
             raise
 
 
