@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,18 +57,58 @@ async def test_lock_drops_the_key_and_unlock_paths(tmp_path: Path) -> None:
     assert events == ["changed", "locked", "unlocked", "changed", "locked", "unlocked", "locked"]
 
 
+async def wait_until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    """Poll ``condition`` on the event loop until it holds (generous bound for CI)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
 async def test_idle_auto_lock_and_touch(tmp_path: Path) -> None:
-    core = await make_core(tmp_path, idle=0.4)
-    for _ in range(4):  # activity keeps it unlocked past the idle delay
-        await asyncio.sleep(0.2)
+    idle = 2.0
+    core = await make_core(tmp_path, idle=idle)
+    began = asyncio.get_running_loop().time()
+    while asyncio.get_running_loop().time() - began < 1.5 * idle:
+        await asyncio.sleep(0.3)  # activity every 0.3 s keeps it unlocked past the idle delay
         await core.search()
-    assert core.is_unlocked
+        assert core.is_unlocked
     status = await core.status()  # status is not activity
-    assert 0 < status["locks_in_seconds"] <= 0.4
-    await asyncio.sleep(0.7)
-    assert not core.is_unlocked
+    assert 0 < status["locks_in_seconds"] <= idle
+    await wait_until(lambda: not core.is_unlocked)
+    assert asyncio.get_running_loop().time() - began >= 1.5 * idle
     with pytest.raises(VaultLockedError):
         await core.search()
+    await core.close()
+
+
+async def test_idle_lock_waiting_for_a_running_operation_rechecks_the_deadline(
+    tmp_path: Path,
+) -> None:
+    """The timer fires while an operation holds the mutex; that operation's touch()
+    moves the deadline, so the queued idle lock must not lock afterwards."""
+    core = await make_core(tmp_path, idle=0.5)
+    started, release = threading.Event(), threading.Event()
+
+    def slow(vault: object) -> int:
+        started.set()
+        release.wait(30)
+        return 1
+
+    operation = asyncio.create_task(core.with_vault(slow))
+    assert await asyncio.to_thread(started.wait, 30)
+    await wait_until(lambda: core._idle_task is not None)  # deadline passed mid-operation
+    idle_task = core._idle_task
+    assert idle_task is not None and not idle_task.done()  # waiting for the mutex
+    release.set()
+    assert await operation == 1
+    await asyncio.wait_for(idle_task, 30)
+    assert core.is_unlocked  # the operation was activity
+    events: list[str] = []
+    core.add_listener(events.append)
+    await wait_until(lambda: not core.is_unlocked)  # and it still locks once truly idle
+    assert events == ["locked"]
     await core.close()
 
 

@@ -43,6 +43,7 @@ class AgentCore:
         self._mutex = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
+        self._idle_task: asyncio.Task[None] | None = None  # the last idle lock started
         self._listeners: list[Listener] = []
         self.started_at = time.time()
 
@@ -81,8 +82,28 @@ class AgentCore:
         if loop.time() < self._deadline:  # touched since: sleep until the new deadline
             self._timer = loop.call_at(self._deadline, self._on_timer)
             return
-        task = loop.create_task(self.lock(reason="idle"))
-        task.add_done_callback(lambda _t: None)
+        self._idle_task = loop.create_task(self._lock_if_idle())
+
+    async def _lock_if_idle(self) -> None:
+        """The idle lock, decided again under the mutex.
+
+        The timer fires at the deadline, but an operation may hold the mutex
+        then; when it ends, its :meth:`touch` moves the deadline. Checking only
+        before waiting for the mutex would lock the vault right after that
+        activity, so the deadline is read again once the mutex is ours.
+        """
+        async with self._mutex:
+            loop = asyncio.get_running_loop()
+            if self._deadline is None:  # locked (or the timer cancelled) meanwhile
+                return
+            if loop.time() < self._deadline:  # touched while we waited: not idle
+                if self._timer is None:
+                    self._timer = loop.call_at(self._deadline, self._on_timer)
+                return
+            was = self._drop_key()
+        if was:
+            log.info("vault locked (idle)")
+            self._emit("locked")
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -154,13 +175,18 @@ class AgentCore:
     async def lock(self, reason: str = "manual") -> bool:
         """Drop the key; returns whether the vault was unlocked."""
         async with self._mutex:
-            was = self.is_unlocked
-            if self._vault is not None:
-                self._vault.lock()
-            self._cancel_timer()
+            was = self._drop_key()
         if was:
             log.info("vault locked (%s)", reason)
             self._emit("locked")
+        return was
+
+    def _drop_key(self) -> bool:
+        """Lock the vault and stop the idle timer (caller holds the mutex)."""
+        was = self.is_unlocked
+        if self._vault is not None:
+            self._vault.lock()
+        self._cancel_timer()
         return was
 
     async def close(self) -> None:
