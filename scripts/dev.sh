@@ -5,9 +5,10 @@
 #   bash scripts/dev.sh test    set up, then lint, type-check and run every test
 #   bash scripts/dev.sh setup   only set up (.venv, npm packages, browser, services)
 #
-# Idempotent: each step is skipped when already done.
+# Idempotent: each step is skipped when already done. Runs as root (no sudo, no stdin
+# needed) or as a user with sudo. Sourcing the file only defines the functions (tests).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
@@ -54,23 +55,39 @@ start_services() {
     fi
   fi
   if [ "$installed_pg" = 1 ]; then
-    # A PostgreSQL this script just installed is a test server: let the tests connect from
-    # loopback as user postgres without a password, as the project's CI machines do.
     local hba
     hba=$(ls /etc/postgresql/*/main/pg_hba.conf 2>/dev/null | head -1)
-    if [ -n "$hba" ] && ! grep -q "unlatch-tests" "$hba"; then
-      log "allowing loopback test connections to PostgreSQL ($hba)"
-      sed -i '1i host all all 127.0.0.1/32 trust  # unlatch-tests\nhost all all ::1/128 trust  # unlatch-tests' "$hba"
-      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main reload || true
-    fi
+    [ -z "$hba" ] || allow_pg_test_connections "$hba" "$(ls /etc/postgresql | head -1)"
   fi
 }
 
-setup_python() {
-  if [ ! -x "$PY" ]; then
-    log "creating .venv"
-    python3 -m venv "$VENV"
+allow_pg_test_connections() {
+  # A PostgreSQL this script just installed is a test server: let the tests connect from
+  # loopback as user postgres without a password, as the project's CI machines do.
+  # pg_hba.conf belongs to postgres (mode 0640), so reading and editing it needs root;
+  # when that is not possible, warn and go on (the PostgreSQL tests then skip).
+  local hba=$1 version=$2
+  as_root grep -q "unlatch-tests" "$hba" 2>/dev/null && return 0
+  log "allowing loopback test connections to PostgreSQL ($hba)"
+  if as_root sed -i '1i host all all 127.0.0.1/32 trust  # unlatch-tests\nhost all all ::1/128 trust  # unlatch-tests' "$hba"; then
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload || true
+  else
+    echo "could not edit $hba (needs root): the PostgreSQL tests will be skipped" >&2
   fi
+}
+
+make_venv() {
+  # Debian's python3 cannot make a venv (no ensurepip) without python3-venv: install it
+  # and retry. A failed attempt leaves a venv without pip, so it is removed first.
+  log "creating .venv"
+  if python3 -m venv "$VENV" >/dev/null 2>&1; then return 0; fi
+  rm -rf "$VENV"
+  apt_install python3-venv
+  python3 -m venv "$VENV"
+}
+
+setup_python() {
+  [ -x "$PY" ] || make_venv
   local stamp="$VENV/.unlatch-installed"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     log "installing unlatch and its dependencies into .venv"
@@ -111,11 +128,15 @@ run_tests() {
   exit $rc
 }
 
-cmd=${1:-help}
-shift || true
-case "$cmd" in
-  setup) setup ;;
-  test) setup; run_tests "$@" ;;
-  demo) setup; exec "$VENV/bin/unlatch" demo "$@" ;;
-  *) sed -n '2,8p' "$0"; exit 2 ;;
-esac
+main() {
+  local cmd=${1:-help}
+  shift || true
+  case "$cmd" in
+    setup) setup ;;
+    test) setup; run_tests "$@" ;;
+    demo) setup; exec "$VENV/bin/unlatch" demo "$@" ;;
+    *) sed -n '2,9p' "$0"; exit 2 ;;
+  esac
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi
