@@ -404,3 +404,148 @@ async def test_websocket_protocol_errors_close_cleanly(relay: RelayProcess) -> N
     logs = relay.logs()
     assert "Traceback" not in logs
     assert '"level":"error"' not in logs, [ln for ln in logs.splitlines() if '"error"' in ln][:3]
+
+
+def _read_http_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of one HTTP/1.1 response read from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError(f"connection closed after {data[:200]!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return int(lines[0].split()[1]), headers, body
+
+
+async def test_slow_bodies_get_408_and_the_connection_cap_answers_503(relay_factory) -> None:
+    """Headers then a trickle of body: answered 408 at the deadline, and while such clients
+    hold every allowed connection, new requests get a quick 503 instead of piling up."""
+    relay = relay_factory(
+        env={"UNLATCH_RELAY_BODY_TIMEOUT": "2", "UNLATCH_RELAY_MAX_CONNECTIONS": "16"}
+    )
+    stalled: list[socket.socket] = []
+    try:
+        started = time.monotonic()
+        for _ in range(16):
+            s = socket.create_connection(("127.0.0.1", relay.port))
+            s.settimeout(30)
+            s.sendall(
+                b"POST /v1/auth/challenge HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+            stalled.append(s)
+        # every allowed connection is held: a new request is refused at once, not queued
+        r = await asyncio.to_thread(httpx.get, relay.url + "/healthz", timeout=10)
+        assert r.status_code == 503
+        answers = await asyncio.gather(
+            *(asyncio.to_thread(_read_http_response, s) for s in stalled)
+        )
+        statuses = [status for status, _, _ in answers]
+        assert set(statuses) <= {408, 503}, statuses
+        assert statuses.count(408) >= 12, statuses  # the cap refuses the last one or two
+        assert time.monotonic() - started >= 1.5  # the deadline, not an instant refusal
+        for status, headers, body in answers:
+            if status == 408:
+                assert headers["content-type"].startswith("application/json")
+                assert json.loads(body)["error"] == "request_timeout"
+                assert headers.get("connection") == "close"
+        # the relay closes them (the rest of the body would be garbage) ...
+        for s in stalled:
+            with contextlib.suppress(OSError):
+                assert s.recv(100) == b""
+    finally:
+        for s in stalled:
+            s.close()
+    # ... and serves again once they are gone
+    deadline = time.monotonic() + 20
+    while True:
+        r = await asyncio.to_thread(httpx.get, relay.url + "/healthz", timeout=10)
+        if r.status_code == 200:
+            break
+        assert time.monotonic() < deadline, r.status_code
+        await asyncio.sleep(0.1)
+    assert "Traceback" not in relay.logs()
+
+
+def _established(local_port: int, remote_port: int) -> bool:
+    """Whether the kernel holds an open TCP connection local_port <-> remote_port (Linux)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as fh:
+            for line in fh.readlines()[1:]:
+                fields = line.split()
+                local, remote, state = fields[1], fields[2], fields[3]
+                if (
+                    int(local.rsplit(":", 1)[1], 16) == local_port
+                    and int(remote.rsplit(":", 1)[1], 16) == remote_port
+                    and state == "01"
+                ):
+                    return True
+    return False
+
+
+async def test_a_websocket_client_that_stops_reading_is_cut_off(relay_factory) -> None:
+    """A listener that never reads: once the buffers are full and a send has waited
+    ws_send_timeout, the relay drops the socket *and* the TCP connection (a plain close
+    would wait for ever for the buffers to drain), and stays healthy."""
+    relay = relay_factory(env={"UNLATCH_RELAY_WS_SEND_TIMEOUT": "2"})
+    pair = await make_pair(relay.url)
+    sock = socket.socket()
+    try:
+        token = await pair.phone.login()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", relay.port))
+        client_port = sock.getsockname()[1]
+        # max_queue=1: the client library stops reading the socket after one unread frame
+        ws = await connect(
+            relay.url.replace("http", "ws") + "/v1/listen",
+            sock=sock,
+            max_queue=1,
+            ping_interval=None,
+        )
+        await ws.send(json.dumps({"type": "auth", "token": token}))
+        assert json.loads(await ws.recv())["type"] == "ready"
+        assert _established(relay.port, client_port)
+        # each notification is ~1.8 KB; the kernel buffers on loopback take a few MB
+        desktop_token = await pair.desktop.login()
+        payload = {"routing_id": b64e(pair.routing_id), "push": b64e(os.urandom(1024))}
+        headers = {"authorization": f"Bearer {desktop_token}", "user-agent": "u" * 200}
+        deadline = time.monotonic() + 120
+        async with httpx.AsyncClient(base_url=relay.url, headers=headers, timeout=30) as http:
+            while relay.metric("unlatch_relay_websockets_open", endpoint="listen") > 0:
+                assert time.monotonic() < deadline, "the stalled listener was never dropped"
+                codes = await asyncio.gather(
+                    *(
+                        http.post(
+                            "/v1/unlock", json={**payload, "request_id": b64e(os.urandom(16))}
+                        )
+                        for _ in range(50)
+                    )
+                )
+                assert all(r.status_code == 201 for r in codes)
+        # the TCP connection is gone too, not just the relay's task
+        deadline = time.monotonic() + 30
+        while _established(relay.port, client_port):
+            assert time.monotonic() < deadline, "the stalled connection is still open"
+            await asyncio.sleep(0.1)
+        assert "the client stopped reading" in relay.logs()
+        # everyone else is served as before
+        rid, reply = os.urandom(16), os.urandom(200)
+        await pair.desktop.create_unlock(rid, pair.routing_id, b"p")
+        await pair.phone.post_reply(rid, reply)
+        assert await pair.desktop.wait_reply(rid, timeout=10) == reply
+    finally:
+        sock.close()
+        await pair.aclose()
+    assert "Traceback" not in relay.logs()

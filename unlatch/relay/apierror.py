@@ -20,6 +20,7 @@ class ApiError(Exception):
         message: str,
         *,
         retry_after: float | None = None,
+        close_connection: bool = False,
         **extra: object,
     ) -> None:
         super().__init__(message)
@@ -27,6 +28,8 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        # the request was not read to its end: the connection cannot carry another one
+        self.close_connection = close_connection
         self.extra = extra
 
     def body(self) -> dict[str, object]:
@@ -42,9 +45,12 @@ class ApiError(Exception):
         return max(1, math.ceil(self.retry_after or 0))
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(self.retry_after_seconds)}
+        out: dict[str, str] = {}
+        if self.retry_after is not None:
+            out["Retry-After"] = str(self.retry_after_seconds)
+        if self.close_connection:
+            out["Connection"] = "close"
+        return out
 
 
 def bad_request(message: str) -> ApiError:

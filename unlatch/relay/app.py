@@ -73,6 +73,10 @@ class Relay:
         peer = request.client.host if request.client else None
         return client_address(peer, request.scope.get("headers", []), self.config.trusted_networks)
 
+    async def body(self, request: Request) -> dict[str, Any]:
+        """The JSON body, bounded in size and in time (``body_timeout``)."""
+        return await read_json(request, timeout=self.config.body_timeout)
+
     async def device(self, request: Request, kind: DeviceKind | None = None) -> Device:
         device = await self.service.authenticate(bearer_token(request))
         if kind is not None and device.kind != kind:
@@ -81,11 +85,11 @@ class Relay:
 
     # auth and devices -------------------------------------------------------------
     async def auth_challenge(self, request: Request) -> Response:
-        Fields(await read_json(request), set())
+        Fields(await self.body(request), set())
         return ok(await self.service.issue_challenge(self.client_ip(request)))
 
     async def auth_session(self, request: Request) -> Response:
-        f = Fields(await read_json(request), {"public_key", "kind", "challenge", "signature"})
+        f = Fields(await self.body(request), {"public_key", "kind", "challenge", "signature"})
         public_key = f.b64("public_key", exact=65)
         kind = f.choice("kind", ("desktop", "phone"))
         challenge = f.b64("challenge", exact=32)
@@ -118,7 +122,7 @@ class Relay:
         if request.method == "DELETE":
             await self.service.set_push_target(device, None)
             return ok({"ok": True})
-        body = await read_json(request)
+        body = await self.body(request)
         try:
             target = parse_target(body)
         except InvalidPushTarget as exc:
@@ -134,7 +138,7 @@ class Relay:
     # pairing channels -----------------------------------------------------------------
     async def pairing_create(self, request: Request) -> Response:
         device = await self.device(request)
-        f = Fields(await read_json(request), {"channel_id", "ttl"})
+        f = Fields(await self.body(request), {"channel_id", "ttl"})
         channel_id = f.b64("channel_id", exact=16)
         ttl = f.opt_int("ttl", 1, self.config.pairing_ttl)
         ch = await self.service.create_pairing_channel(device, channel_id, ttl)
@@ -146,7 +150,7 @@ class Relay:
             raise ApiError(404, "not_found", "no such route")
         device = await self.device(request)
         channel_id = path_id(request, "channel_id")
-        f = Fields(await read_json(request), {"data"})
+        f = Fields(await self.body(request), {"data"})
         data = f.b64("data", max_len=MAX_PAIRING_MESSAGE)
         msg = await self.service.post_pairing(device, channel_id, msg_type, data)
         return ok({"seq": msg.seq}, 202)
@@ -177,7 +181,7 @@ class Relay:
     # pairings ----------------------------------------------------------------------------
     async def pairings_register(self, request: Request) -> Response:
         device = await self.device(request)
-        f = Fields(await read_json(request), {"routing_id", "peer_device_id"})
+        f = Fields(await self.body(request), {"routing_id", "peer_device_id"})
         routing_id = f.b64("routing_id", exact=16)
         peer = f.text("peer_device_id", max_len=22)
         return ok(await self.service.register_pairing(device, routing_id, peer))
@@ -196,14 +200,14 @@ class Relay:
         if action not in ("block", "unblock"):
             raise ApiError(404, "not_found", "no such route")
         device = await self.device(request)
-        Fields(await read_json(request), set())
+        Fields(await self.body(request), set())
         routing_id = path_id(request, "routing_id")
         return ok(await self.service.set_blocked(device, routing_id, action == "block"))
 
     # unlock channels ------------------------------------------------------------------------
     async def unlock_create(self, request: Request) -> Response:
         device = await self.device(request)
-        f = Fields(await read_json(request), {"request_id", "routing_id", "push", "ttl"})
+        f = Fields(await self.body(request), {"request_id", "routing_id", "push", "ttl"})
         request_id = f.b64("request_id", exact=16)
         routing_id = f.b64("routing_id", exact=16)
         push = f.b64("push", max_len=MAX_PUSH_PAYLOAD)
@@ -233,7 +237,7 @@ class Relay:
             raise ApiError(404, "not_found", "no such route")
         device = await self.device(request)
         channel_id = path_id(request, "channel_id")
-        f = Fields(await read_json(request), {"data"})
+        f = Fields(await self.body(request), {"data"})
         data = f.b64("data", max_len=MAX_SEEN if msg_type == "seen" else MAX_REPLY)
         msg = await self.service.post_unlock(device, channel_id, msg_type, data)
         return ok({"seq": msg.seq}, 202)

@@ -47,6 +47,12 @@ class RelayConfig:
     tombstone_ttl: int = 900
     sweep_interval: float = 1.0
     shutdown_grace: float = 5.0
+    # slow clients: a request body must arrive within body_timeout; a WebSocket whose
+    # client stops reading is dropped after ws_send_timeout; at most max_connections
+    # connections (HTTP and WebSocket) are served at once, beyond that 503
+    body_timeout: float = 10.0
+    ws_send_timeout: float = 10.0
+    max_connections: int = 10000
     # caps
     max_pending_unlock: int = 16
     max_pending_pairing: int = 8
@@ -115,6 +121,11 @@ class RelayConfig:
             raise RelayConfigError("unlock_ttl must be <= 600 s and pairing_ttl <= 3600 s")
         if self.max_pending_unlock < 1 or self.max_pending_pairing < 1:
             raise RelayConfigError("max_pending_* must be >= 1")
+        for name in ("body_timeout", "ws_send_timeout"):
+            if not 0 < getattr(self, name) <= 300:
+                raise RelayConfigError(f"{name} must be between 0 and 300 seconds")
+        if self.max_connections < 16:
+            raise RelayConfigError("max_connections must be at least 16")
         return self
 
 

@@ -7,6 +7,7 @@ that becomes a 4xx JSON answer: nothing a client sends can reach a 5xx.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -15,11 +16,20 @@ from unlatch.relay.apierror import ApiError, bad_request, too_large
 from unlatch.relay.codec import CodecError, b64d, json_loads
 
 MAX_BODY = 16 * 1024
+BODY_TIMEOUT = 10.0
 ID_LEN = 16
 
 
-async def read_json(request: Request, *, max_body: int = MAX_BODY) -> dict[str, Any]:
-    """The request's JSON object; ``{}`` for an empty body."""
+async def read_json(
+    request: Request, *, max_body: int = MAX_BODY, timeout: float = BODY_TIMEOUT
+) -> dict[str, Any]:
+    """The request's JSON object; ``{}`` for an empty body.
+
+    The whole body must arrive within ``timeout`` seconds: a client that sends
+    its headers and then trickles (or stops sending) the body would otherwise
+    hold a connection and a task for ever. It gets a 408 and the connection
+    is closed.
+    """
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
@@ -28,12 +38,20 @@ async def read_json(request: Request, *, max_body: int = MAX_BODY) -> dict[str, 
             raise too_large(f"request body over {max_body} bytes")
     body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body:
-                raise too_large(f"request body over {max_body} bytes")
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_body:
+                    raise too_large(f"request body over {max_body} bytes")
     except ClientDisconnect:
         raise bad_request("client went away while sending the body") from None
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {timeout:g} s",
+            close_connection=True,
+        ) from None
     if not body.strip():
         return {}
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

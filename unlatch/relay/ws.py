@@ -28,7 +28,6 @@ from unlatch.relay.models import ChannelKind, Device
 from unlatch.relay.service import RelayService, channel_topic, device_topic
 
 AUTH_TIMEOUT = 10.0
-SEND_TIMEOUT = 10.0
 PING_INTERVAL = 25.0
 LISTEN_RECHECK = 10.0  # a phone listener re-reads its pending requests this often
 MAX_CLIENT_FRAME = 2048
@@ -45,6 +44,8 @@ class Sockets:
 
     def __init__(self, service: RelayService) -> None:
         self.service = service
+        # a client that stops reading fills the buffers, then a send waits: this long at most
+        self.send_timeout = service.config.ws_send_timeout
         self.open_count = 0
         self._shutdown: asyncio.Future[None] | None = None
 
@@ -77,14 +78,13 @@ class Sockets:
             self.open_count -= 1
 
     # framing helpers --------------------------------------------------------------
-    @staticmethod
-    async def _send(ws: WebSocket, lock: asyncio.Lock, obj: dict[str, Any]) -> None:
+    async def _send(self, ws: WebSocket, lock: asyncio.Lock, obj: dict[str, Any]) -> None:
         if ws.application_state != WebSocketState.CONNECTED:
             raise _Closed
         try:
             async with lock:
                 await asyncio.wait_for(
-                    ws.send_text(json.dumps(obj, separators=(",", ":"))), SEND_TIMEOUT
+                    ws.send_text(json.dumps(obj, separators=(",", ":"))), self.send_timeout
                 )
         except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
             raise _Closed from None
