@@ -198,7 +198,11 @@ json_values = st.recursive(
 
 
 @SETTINGS
-@given(st.dictionaries(st.sampled_from(list(PAIRED.phone.to_dict())), json_values))
+@given(
+    st.one_of(
+        st.dictionaries(st.sampled_from(list(PAIRED.phone.to_dict())), json_values), json_values
+    )
+)
 def test_protocol_records_from_bad_dicts_raise_only_protocol_errors(data: dict) -> None:
     for loader in (
         PhonePairingRecord.from_dict,

@@ -172,12 +172,45 @@ def b64d(text: str, what: str = "value", max_len: int = MAX_MESSAGE_BYTES * 2) -
         raise MalformedMessage(f"{what}: {exc}") from None
 
 
+# Code points refused in device names and the relay URL: text a person reads
+# must show what it says. C0 and C1 controls and DEL (escape sequences, line
+# breaks), and the invisible format controls that can hide or reorder text:
+# soft hyphen, Arabic letter mark, Mongolian vowel separator, zero-width space,
+# left-to-right/right-to-left marks, line and paragraph separators, the bidi
+# embeddings and overrides (U+202A-U+202E), word joiner, invisible operators
+# and the bidi isolates (U+2060-U+206F), byte-order mark, interlinear
+# annotations and the tag characters. Zero-width (non-)joiners U+200C/U+200D
+# stay allowed: scripts and emoji sequences need them and they reorder nothing.
+# An explicit list (not a Unicode category) so every implementation and
+# Unicode version refuses exactly the same names (docs/protocol.md 3.1).
+REFUSED_CODE_POINTS: tuple[tuple[int, int], ...] = (
+    (0x0000, 0x001F),
+    (0x007F, 0x009F),
+    (0x00AD, 0x00AD),
+    (0x061C, 0x061C),
+    (0x180E, 0x180E),
+    (0x200B, 0x200B),
+    (0x200E, 0x200F),
+    (0x2028, 0x202E),
+    (0x2060, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0xE0000, 0xE007F),
+)
+
+
+def refused_char(c: str) -> bool:
+    """True for a code point that must not appear in a name shown to a person."""
+    o = ord(c)
+    return any(low <= o <= high for low, high in REFUSED_CODE_POINTS)
+
+
 def utf8(data: bytes, what: str) -> str:
-    """Decode a UTF-8 name field, refusing control characters."""
+    """Decode a UTF-8 name field, refusing control and invisible format characters."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedMessage(f"{what} is not valid UTF-8") from None
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text):
-        raise MalformedMessage(f"{what} contains control characters")
+    if any(refused_char(c) for c in text):
+        raise MalformedMessage(f"{what} contains control or invisible formatting characters")
     return text

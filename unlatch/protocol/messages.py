@@ -52,11 +52,52 @@ def _fixed(name: str, size: int) -> Field:
 
 
 def _check_url(url: str) -> str:
+    """The offer's relay URL, exactly as encoded: the hello binds its bytes, so no rewriting.
+
+    A trailing ``/`` is refused rather than stripped, so decoding never
+    changes what the desktop encoded (docs/protocol.md 5.1).
+    """
     if not (url.startswith("https://") or url.startswith("http://")):
         raise MalformedMessage("relay URL must start with https:// or http://")
     if any(c in url for c in "#?@ \\"):
         raise MalformedMessage("relay URL must be a plain origin and path")
-    return url.rstrip("/")
+    if url.endswith("/"):
+        raise MalformedMessage("relay URL must not end with /")
+    return url
+
+
+def check_name(name: str, what: str) -> bytes:
+    """A device name as it goes on the wire: 1-64 bytes of UTF-8, nothing that hides text.
+
+    The same rule as the decoder's (:func:`utf8` and the field bounds), so a
+    name one side sends is never one the other side refuses. Raises
+    :class:`MalformedMessage`, not ``ValueError``.
+    """
+    if not isinstance(name, str):
+        raise MalformedMessage(f"{what} must be text")
+    try:
+        data = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedMessage(f"{what} is not valid Unicode") from None
+    if not 1 <= len(data) <= MAX_NAME_BYTES:
+        raise MalformedMessage(
+            f"{what} must be 1..{MAX_NAME_BYTES} bytes of UTF-8, got {len(data)}"
+        )
+    utf8(data, what)
+    return data
+
+
+def check_device_id(device_id: str, what: str) -> bytes:
+    """A relay device id as it goes on the wire: 1-64 printable ASCII characters."""
+    if not isinstance(device_id, str) or not device_id.isascii():
+        raise MalformedMessage(f"{what} must be printable ASCII")
+    data = device_id.encode("ascii")
+    if not 1 <= len(data) <= MAX_DEVICE_ID_BYTES:
+        raise MalformedMessage(
+            f"{what} must be 1..{MAX_DEVICE_ID_BYTES} characters, got {len(data)}"
+        )
+    _ascii(data, what)
+    return data
 
 
 def _check_ttl(ttl: int) -> int:
@@ -95,13 +136,15 @@ class PairingOffer:
     )
 
     def encode(self) -> bytes:
+        url = _check_url(self.relay_url).encode("utf-8")
+        utf8(url, "relay URL")  # encode refuses what decode would refuse
         return encode_message(
             self.TYPE,
             [
                 self.channel_id,
                 self.pairing_secret,
                 self.desktop_pk,
-                self.relay_url.encode("utf-8"),
+                url,
                 u64(self.expires_at),
             ],
             self.LAYOUT,
@@ -153,7 +196,12 @@ class HelloPlaintext:
 
     def encode(self) -> bytes:
         return encode_fields(
-            [self.phone_pk, self.phone_name.encode(), self.phone_device_id.encode()], self.LAYOUT
+            [
+                self.phone_pk,
+                check_name(self.phone_name, "phone name"),
+                check_device_id(self.phone_device_id, "phone device id"),
+            ],
+            self.LAYOUT,
         )
 
     @classmethod
@@ -196,7 +244,11 @@ class AcceptPlaintext:
 
     def encode(self) -> bytes:
         return encode_fields(
-            [self.phone_share, self.desktop_name.encode(), self.desktop_device_id.encode()],
+            [
+                self.phone_share,
+                check_name(self.desktop_name, "desktop name"),
+                check_device_id(self.desktop_device_id, "desktop device id"),
+            ],
             self.LAYOUT,
         )
 

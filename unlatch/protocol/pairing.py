@@ -29,7 +29,7 @@ from unlatch.protocol.constants import (
     PAIRING_SECRET_LEN,
     Label,
 )
-from unlatch.protocol.encoding import header, utf8
+from unlatch.protocol.encoding import header
 from unlatch.protocol.errors import InvalidState, ProtocolError, RequestExpired
 from unlatch.protocol.keyschedule import (
     PairingKeys,
@@ -48,6 +48,8 @@ from unlatch.protocol.messages import (
     PairingAccept,
     PairingHello,
     PairingOffer,
+    check_device_id,
+    check_name,
 )
 from unlatch.protocol.primitives import (
     KeyPair,
@@ -163,6 +165,10 @@ class DesktopPairing:
         if self.state is not PairingState.AWAITING_CONFIRM:
             raise InvalidState(f"pairing is {self.state.value}, nothing to confirm")
         assert self._root is not None and self._th is not None and self._hello is not None
+        # The phone refuses an accept whose names break the rules, and that would end
+        # its attempt: refuse them here instead, while the user can still fix them.
+        check_name(desktop_name, "desktop name")
+        check_device_id(desktop_device_id, "desktop device id")
         if now > self.offer.expires_at:
             self.state = PairingState.FAILED
             raise RequestExpired("the pairing code expired: start pairing again")
@@ -204,7 +210,10 @@ class PhonePairing:
         self.offer = PairingOffer.decode(raw)
         if now > self.offer.expires_at:
             raise RequestExpired("this pairing code has expired: ask the desktop for a new one")
-        utf8(phone_name.encode(), "phone name")
+        # The desktop refuses a hello whose names break the rules: check them here,
+        # as protocol errors, before anything is sent.
+        check_name(phone_name, "phone name")
+        check_device_id(phone_device_id, "phone device id")
         o = self.offer
         contents = HelloPlaintext(identity.public, phone_name, phone_device_id).encode()
 

@@ -25,6 +25,13 @@ def _keys_to_dict(keys: PairingKeys) -> dict[str, str]:
     return {name: b64e(getattr(keys, name)) for name in _KEY_FIELDS}
 
 
+def _mapping(data: object) -> dict[str, Any]:
+    """Stored records come from JSON the caller read: refuse anything but an object."""
+    if not isinstance(data, dict):
+        raise MalformedMessage("a pairing record must be a mapping of its fields")
+    return data
+
+
 def _keys_from_dict(data: dict[str, Any]) -> PairingKeys:
     sizes = {"pairing_id": ID_LEN, "routing_id": ID_LEN}
     return PairingKeys(**{n: _bytes(data, n, sizes.get(n, KEY_LEN)) for n in _KEY_FIELDS})
@@ -79,6 +86,7 @@ class DesktopPairingRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
+        data = _mapping(data)
         return cls(
             keys=_keys_from_dict(data),
             phone_pk=_bytes(data, "phone_pk"),
@@ -117,6 +125,7 @@ class PhonePairingRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
+        data = _mapping(data)
         return cls(
             keys=_keys_from_dict(data),
             desktop_pk=_bytes(data, "desktop_pk"),

@@ -50,12 +50,16 @@ class ReplayGuard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReplayGuard:
+        """Restore a stored guard; anything but ``{base64url id: expiry}`` is malformed."""
         guard = cls()
         if not isinstance(data, dict) or len(data) > MAX_ENTRIES:
             raise MalformedMessage("replay guard state is not a bounded mapping")
         for key, exp in data.items():
+            if not isinstance(key, str):
+                raise MalformedMessage("replay guard state holds an invalid entry")
             rid = b64d(key, "request id")
-            if len(rid) != ID_LEN or not isinstance(exp, int):
+            # bool is an int in Python, but True is not a time (JSON would say 1).
+            if len(rid) != ID_LEN or not isinstance(exp, int) or isinstance(exp, bool) or exp < 0:
                 raise MalformedMessage("replay guard state holds an invalid entry")
             guard._seen[rid] = exp
         return guard

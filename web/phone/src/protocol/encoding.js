@@ -253,7 +253,35 @@ export function b64d(text, what = "value", maxLen = MAX_MESSAGE_BYTES * 2) {
 
 const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
-/** Decode a UTF-8 name field, refusing control characters. */
+/**
+ * Code points refused in device names and the relay URL (mirror of
+ * REFUSED_CODE_POINTS in unlatch/protocol/encoding.py; docs/protocol.md 3.1):
+ * C0/C1 controls and DEL, and the invisible format controls that can hide or
+ * reorder text (bidi embeddings, overrides, isolates and marks, zero-width
+ * space, separators, BOM, tags...). ZWNJ/ZWJ (U+200C/U+200D) stay allowed.
+ * An explicit list, not \p{Cf}, so every engine refuses the same names.
+ */
+export const REFUSED_CODE_POINTS = Object.freeze([
+  [0x0000, 0x001f],
+  [0x007f, 0x009f],
+  [0x00ad, 0x00ad],
+  [0x061c, 0x061c],
+  [0x180e, 0x180e],
+  [0x200b, 0x200b],
+  [0x200e, 0x200f],
+  [0x2028, 0x202e],
+  [0x2060, 0x206f],
+  [0xfeff, 0xfeff],
+  [0xfff9, 0xfffb],
+  [0xe0000, 0xe007f],
+]);
+
+/** True for a code point that must not appear in a name shown to a person. */
+export function refusedCodePoint(o) {
+  return REFUSED_CODE_POINTS.some(([low, high]) => low <= o && o <= high);
+}
+
+/** Decode a UTF-8 name field, refusing control and invisible format characters. */
 export function utf8(data, what) {
   let text;
   try {
@@ -262,8 +290,9 @@ export function utf8(data, what) {
     throw new MalformedMessage(`${what} is not valid UTF-8`);
   }
   for (const c of text) {
-    const o = c.codePointAt(0);
-    if (o < 0x20 || (o >= 0x7f && o < 0xa0)) throw new MalformedMessage(`${what} contains control characters`);
+    if (refusedCodePoint(c.codePointAt(0))) {
+      throw new MalformedMessage(`${what} contains control or invisible formatting characters`);
+    }
   }
   return text;
 }

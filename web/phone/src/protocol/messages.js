@@ -46,12 +46,47 @@ import { MalformedMessage } from "./errors.js";
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * The offer's relay URL, exactly as encoded: the hello binds its bytes, so a
+ * trailing "/" is refused rather than stripped (docs/protocol.md 5.1).
+ */
 export function checkUrl(url) {
   if (!(url.startsWith("https://") || url.startsWith("http://"))) {
     throw new MalformedMessage("relay URL must start with https:// or http://");
   }
   if (/[#?@ \\]/.test(url)) throw new MalformedMessage("relay URL must be a plain origin and path");
-  return url.replace(/\/+$/, "");
+  if (url.endsWith("/")) throw new MalformedMessage("relay URL must not end with /");
+  return url;
+}
+
+/**
+ * A device name as it goes on the wire: 1-64 bytes of UTF-8, nothing that
+ * hides text; the decoder's rule, so the peer never refuses what we send.
+ */
+export function checkName(name, what) {
+  if (typeof name !== "string") throw new MalformedMessage(`${what} must be text`);
+  if (typeof name.isWellFormed === "function" && !name.isWellFormed()) {
+    throw new MalformedMessage(`${what} is not valid Unicode`);
+  }
+  const data = utf8Bytes(name);
+  if (data.length < 1 || data.length > MAX_NAME_BYTES) {
+    throw new MalformedMessage(`${what} must be 1..${MAX_NAME_BYTES} bytes of UTF-8, got ${data.length}`);
+  }
+  utf8(data, what);
+  return data;
+}
+
+/** A relay device id as it goes on the wire: 1-64 printable ASCII characters. */
+export function checkDeviceId(deviceId, what) {
+  if (typeof deviceId !== "string" || !/^[\x00-\x7f]*$/.test(deviceId)) {
+    throw new MalformedMessage(`${what} must be printable ASCII`);
+  }
+  if (deviceId.length < 1 || deviceId.length > MAX_DEVICE_ID_BYTES) {
+    throw new MalformedMessage(`${what} must be 1..${MAX_DEVICE_ID_BYTES} characters, got ${deviceId.length}`);
+  }
+  const data = utf8Bytes(deviceId);
+  ascii(data, what);
+  return data;
 }
 
 export function checkTtl(ttl) {
@@ -73,6 +108,13 @@ function ascii(data, what) {
 
 // ------------------------------------------------------------------ pairing
 
+/** Encode refuses what decode would refuse. */
+function offerUrlBytes(url) {
+  const data = utf8Bytes(checkUrl(url));
+  utf8(data, "relay URL");
+  return data;
+}
+
 export const PairingOffer = {
   TYPE: MessageType.PAIRING_OFFER,
   LAYOUT: [
@@ -86,7 +128,7 @@ export const PairingOffer = {
   encode(o) {
     return encodeMessage(
       this.TYPE,
-      [o.channelId, o.pairingSecret, o.desktopPk, utf8Bytes(o.relayUrl), u64(o.expiresAt)],
+      [o.channelId, o.pairingSecret, o.desktopPk, offerUrlBytes(o.relayUrl), u64(o.expiresAt)],
       this.LAYOUT,
     );
   },
@@ -126,7 +168,10 @@ export const HelloPlaintext = {
     field("phone_device_id", 1, MAX_DEVICE_ID_BYTES),
   ],
   encode({ phonePk, phoneName, phoneDeviceId }) {
-    return encodeFields([phonePk, utf8Bytes(phoneName), utf8Bytes(phoneDeviceId)], this.LAYOUT);
+    return encodeFields(
+      [phonePk, checkName(phoneName, "phone name"), checkDeviceId(phoneDeviceId, "phone device id")],
+      this.LAYOUT,
+    );
   },
   decode(data) {
     const [pk, name, dev] = decodeFields(data, this.LAYOUT, "pairing hello contents");
@@ -153,7 +198,10 @@ export const AcceptPlaintext = {
     field("desktop_device_id", 1, MAX_DEVICE_ID_BYTES),
   ],
   encode({ phoneShare, desktopName, desktopDeviceId }) {
-    return encodeFields([phoneShare, utf8Bytes(desktopName), utf8Bytes(desktopDeviceId)], this.LAYOUT);
+    return encodeFields(
+      [phoneShare, checkName(desktopName, "desktop name"), checkDeviceId(desktopDeviceId, "desktop device id")],
+      this.LAYOUT,
+    );
   },
   decode(data) {
     const [share, name, dev] = decodeFields(data, this.LAYOUT, "pairing accept contents");

@@ -15,7 +15,7 @@
  */
 
 import { DEFAULT_PAIRING_TTL, ID_LEN, KEY_LEN, NONCE_LEN, PAIRING_SECRET_LEN, Label } from "./constants.js";
-import { header, utf8, utf8Bytes } from "./encoding.js";
+import { header } from "./encoding.js";
 import { InvalidState, ProtocolError, RequestExpired } from "./errors.js";
 import {
   acceptAad,
@@ -28,7 +28,15 @@ import {
   verificationCode,
 } from "./keyschedule.js";
 import { parseLink } from "./links.js";
-import { AcceptPlaintext, HelloPlaintext, PairingAccept, PairingHello, PairingOffer } from "./messages.js";
+import {
+  AcceptPlaintext,
+  HelloPlaintext,
+  PairingAccept,
+  PairingHello,
+  PairingOffer,
+  checkDeviceId,
+  checkName,
+} from "./messages.js";
 import { aeadOpen, aeadSeal, checkPublicKey, hpkeOpen, hpkeSeal, systemRandom } from "./primitives.js";
 import { DesktopPairingRecord, PhonePairingRecord } from "./records.js";
 
@@ -112,6 +120,10 @@ export class DesktopPairing {
     if (this.state !== PairingState.AWAITING_CONFIRM) {
       throw new InvalidState(`pairing is ${this.state}, nothing to confirm`);
     }
+    // The phone refuses an accept whose names break the rules (and that ends its
+    // attempt): refuse them here instead, while the user can still fix them.
+    checkName(desktopName, "desktop name");
+    checkDeviceId(desktopDeviceId, "desktop device id");
     if (now > this.offer.expiresAt) {
       this.state = PairingState.FAILED;
       throw new RequestExpired("the pairing code expired: start pairing again");
@@ -150,7 +162,9 @@ export class PhonePairing {
     if (now > self.offer.expiresAt) {
       throw new RequestExpired("this pairing code has expired: ask the desktop for a new one");
     }
-    utf8(utf8Bytes(phoneName), "phone name");
+    // The desktop refuses a hello whose names break the rules: check them here first.
+    checkName(phoneName, "phone name");
+    checkDeviceId(phoneDeviceId, "phone device id");
     const o = self.offer;
     const contents = HelloPlaintext.encode({ phonePk: identity.public, phoneName, phoneDeviceId });
     // The root is exported from the HPKE context and bound to the hello's exact bytes.

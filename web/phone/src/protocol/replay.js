@@ -58,7 +58,7 @@ export class ReplayGuard {
     if (entries.length > MAX_ENTRIES) throw new MalformedMessage("replay guard state is not a bounded mapping");
     for (const [key, exp] of entries) {
       const rid = b64d(key, "request id");
-      if (rid.length !== ID_LEN || !Number.isSafeInteger(exp)) {
+      if (rid.length !== ID_LEN || !Number.isSafeInteger(exp) || exp < 0) {
         throw new MalformedMessage("replay guard state holds an invalid entry");
       }
       guard._seen.set(key, exp);
