@@ -16,6 +16,9 @@
  * A second desktop, not paired with the phone, may put a phishing QR in front
  * of the phone's camera.
  *
+ * A request's QR stays on the desktop's screen while the request waits, so
+ * the phone may scan it (and be asked to answer it) more than once.
+ *
  * Checked (assertions):
  *  A1 no forged unlock: the desktop approves request r only if the phone approved r;
  *  A2 single use: each request reaches at most one final decision;
@@ -24,12 +27,19 @@
  *  A5 the phone answers each request at most once.
  *
  * Variants (spin -D...): SHOULDER_SURFER (the relay also sees every QR) must
- * still verify. Each mutant drops checks of the desktop and must yield a
- * counterexample, which shows the model can fail: MUTANT_NO_SENDER_AUTH (with
- * SHOULDER_SURFER: the relay forges a reply), MUTANT_UNBOUND_REPLY (a reply is
- * not tied to its request: replay across requests), MUTANT_NO_EXPIRY (a reply
- * held back by the relay is accepted late), MUTANT_PHONE_TRUSTS_ANY_QR (the
- * phone answers a phishing QR).
+ * still verify. Each mutant drops one check and must yield a counterexample,
+ * which shows the model can fail and what the check is for:
+ * MUTANT_NO_SENDER_AUTH (with SHOULDER_SURFER: the relay forges a reply; A1),
+ * MUTANT_UNBOUND_REPLY (a reply is not tied to its request: replay across
+ * requests; A1), MUTANT_NO_EXPIRY (a reply held back by the relay is accepted
+ * late; A3), MUTANT_PHONE_TRUSTS_ANY_QR (the phone answers a phishing QR; A4),
+ * MUTANT_NO_STATE_CHECK (the desktop opens a reply for a request that is
+ * already decided: a replayed reply decides it again; A2) and
+ * MUTANT_NO_REPLAY_GUARD (the phone answers a rescanned QR again; A5).
+ *
+ * Not modelled (docs/security.md, "The formal model"): number matching (the
+ * phone answering from the push, without the QR), and the phone's own expiry
+ * check (only the desktop's, which is what guards K_P, is checked here).
  */
 
 #define NREQ 2          /* requests made by the paired desktop */
@@ -63,6 +73,16 @@
 #define FRESH(t) true
 #else
 #define FRESH(t) (t <= created[r] + TTL)
+#endif
+#ifdef MUTANT_NO_STATE_CHECK
+#define UNDECIDED(x) true
+#else
+#define UNDECIDED(x) (state[x] == WAITING)    /* a decided request takes no reply */
+#endif
+#ifdef MUTANT_NO_REPLAY_GUARD
+#define ANSWERED(x) false
+#else
+#define ANSWERED(x) (phone_answers[x] > 0)    /* the phone's replay guard */
 #endif
 
 /* desktop request states */
@@ -118,12 +138,14 @@ end_wait:
      :: state[r] != WAITING -> break
      :: (state[r] == WAITING && !FRESH(now)) ->
           state[r] = EXPIRED; decisions[r]++
+     :: (state[r] == WAITING && nfull(screen)) ->
+          screen!true, r, 20 + r               /* the QR is still up: scanned again */
      :: atomic { to_desktop?m ->
           t = now;
           if
           :: m.hdr_rid != r -> skip                   /* wrong_request: no state change */
-          :: (m.hdr_rid == r && state[r] != WAITING) -> skip  /* already_answered */
-          :: (m.hdr_rid == r && state[r] == WAITING) ->
+          :: (m.hdr_rid == r && !UNDECIDED(r)) -> skip  /* already_answered */
+          :: (m.hdr_rid == r && UNDECIDED(r)) ->
                if
                :: !FRESH(t) -> state[r] = EXPIRED
                :: (FRESH(t) && BOUND(m) && PSK_OK(m) && SENDER_OK(m)) ->
@@ -164,18 +186,20 @@ end_phone:
        :: REFUSE_UNPAIRED(paired) -> skip   /* unknown_pairing: refuse, send nothing */
        :: else ->
           if
-          :: phone_answers[rid] > 0 -> skip     /* replay guard */
-          :: phone_answers[rid] == 0 ->
-               out.hdr_rid = rid; out.bound_rid = rid; out.psk = q; out.sender = PHONE;
+          :: ANSWERED(rid) -> skip              /* already_answered: send nothing */
+          :: else ->
                if
-               :: out.verdict = APPROVE; phone_approved[rid] = paired
-               :: out.verdict = DENY
-               fi;
-               phone_answers[rid]++;
-               assert(phone_answers[rid] <= 1);                      /* A5 */
-               phished_reply_sent = phished_reply_sent || !paired;
-               to_relay!out
-          :: phone_answers[rid] == 0 -> skip    /* the user ignores it */
+               :: out.hdr_rid = rid; out.bound_rid = rid; out.psk = q; out.sender = PHONE;
+                  if
+                  :: out.verdict = APPROVE; phone_approved[rid] = paired
+                  :: out.verdict = DENY
+                  fi;
+                  phone_answers[rid]++;
+                  assert(phone_answers[rid] <= 1);                   /* A5 */
+                  phished_reply_sent = phished_reply_sent || !paired;
+                  to_relay!out
+               :: skip                          /* the user ignores it */
+               fi
           fi
        fi;
        assert(!phished_reply_sent);                                  /* A4 */

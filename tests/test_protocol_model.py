@@ -3,8 +3,10 @@
 The model checks assertions A1-A5 (no forged unlock, single use, freshness,
 no phishing, answer once) against a relay that drops, delays, replays,
 redirects and forges. Each mutant removes one of the desktop's or the
-phone's checks; the model checker must then find a counterexample, which
-shows that the model is able to fail and what each check protects against.
+phone's checks; the model checker must then find a counterexample that
+violates the assertion the check is there for, which shows that the model is
+able to fail and what each check protects against. Every assertion has such
+a mutant.
 """
 
 from __future__ import annotations
@@ -55,16 +57,26 @@ def test_protocol_model_verifies(tmp_path: Path, variant: tuple[str, ...]) -> No
 @pytest.mark.parametrize(
     ("mutant", "assertion"),
     [
-        (("MUTANT_NO_SENDER_AUTH", "SHOULDER_SURFER"), "phone_approved[r]"),
-        (("MUTANT_UNBOUND_REPLY",), "phone_approved[r]"),
-        (("MUTANT_NO_EXPIRY",), "created[r]"),
-        (("MUTANT_PHONE_TRUSTS_ANY_QR",), "phished_reply_sent"),
+        (("MUTANT_NO_SENDER_AUTH", "SHOULDER_SURFER"), "phone_approved[r]"),  # A1
+        (("MUTANT_UNBOUND_REPLY",), "phone_approved[r]"),  # A1
+        (("MUTANT_NO_EXPIRY",), "created[r]"),  # A3
+        (("MUTANT_PHONE_TRUSTS_ANY_QR",), "phished_reply_sent"),  # A4
+        (("MUTANT_NO_STATE_CHECK",), "decisions[r]<=1"),  # A2
+        (("MUTANT_NO_REPLAY_GUARD",), "phone_answers[rid]<=1"),  # A5
     ],
-    ids=["no_sender_auth", "unbound_reply", "no_expiry", "phone_trusts_any_qr"],
+    ids=[
+        "no_sender_auth",
+        "unbound_reply",
+        "no_expiry",
+        "phone_trusts_any_qr",
+        "no_state_check",
+        "no_replay_guard",
+    ],
 )
 def test_protocol_model_mutants_are_caught(
     tmp_path: Path, mutant: tuple[str, ...], assertion: str
 ) -> None:
     errors, out = verify(tmp_path, *mutant)
     assert errors >= 1, out
-    assert "assertion violated" in out and assertion in out
+    violated = re.search(r"assertion violated (.*) \(at depth", out)
+    assert violated and assertion in violated.group(1), out
