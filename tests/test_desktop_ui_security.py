@@ -20,17 +20,25 @@ from fixtures.desktop import Desktop
 def ui(desktop_env: Any) -> tuple[Desktop, httpx.Client, str, str]:
     desktop = desktop_env("http://127.0.0.1:9")  # no relay needed here
     launch = desktop.start_ui()
-    base = f"http://localhost:{desktop.port}"
-    client = httpx.Client(base_url=base, follow_redirects=False, timeout=10)
-    first = client.get(launch.removeprefix(base))
-    assert first.status_code == 303 and first.headers["location"] == "/"
+    origin = f"http://localhost:{desktop.port}"
+    client = httpx.Client(follow_redirects=False, timeout=10)
+    first = client.get(launch)
+    prefix = first.headers["location"]
+    assert first.status_code == 303 and re.fullmatch(r"/[A-Za-z0-9_-]{24}/", prefix)
     cookie = first.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert f"Path={prefix};" in cookie and "Max-Age=" in cookie
+    client.base_url = httpx.URL(origin + prefix)  # "/api/x" now means "<prefix>/api/x"
     page = client.get("/")
     assert page.status_code == 200
     csrf = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page.text).group(1)
-    yield desktop, client, csrf, base
+    yield desktop, client, csrf, origin
     client.close()
+
+
+def session_cookie(client: httpx.Client) -> str:
+    (cookie,) = list(client.cookies.jar)
+    return f"{cookie.name}={cookie.value}"
 
 
 def good_headers(base: str, csrf: str) -> dict[str, str]:
@@ -38,10 +46,10 @@ def good_headers(base: str, csrf: str) -> dict[str, str]:
 
 
 def test_desktop_ui_launch_secret_is_single_use(ui: Any) -> None:
-    desktop, _client, _csrf, base = ui
+    desktop, client, _csrf, _origin = ui
     launch = desktop.start_ui()
-    fresh = httpx.Client(base_url=base, follow_redirects=False)
-    assert fresh.get(launch.removeprefix(base)).status_code == 303
+    first = httpx.get(launch, follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"] == client.base_url.path
     again = httpx.get(launch, follow_redirects=False)
     assert again.status_code == 401 and "set-cookie" not in again.headers
 
@@ -66,7 +74,7 @@ def test_desktop_ui_refuses_foreign_host(ui: Any) -> None:
 
 def test_desktop_ui_refuses_missing_cookie(ui: Any) -> None:
     _d, client, csrf, base = ui
-    stranger = httpx.Client(base_url=base)
+    stranger = httpx.Client(base_url=client.base_url)  # the right prefix, no cookie
     assert stranger.get("/api/state").status_code == 401
     assert stranger.get("/api/items").status_code == 401
     assert stranger.post("/api/lock", headers=good_headers(base, csrf), json={}).status_code == 401
@@ -108,3 +116,54 @@ def test_desktop_ui_bad_input_is_a_clear_error(ui: Any) -> None:
     assert resp.status_code == 400 and "unknown item field" in resp.json()["message"]
     resp = client.post("/api/unlock/phone", headers=h, json={})
     assert resp.status_code == 404 and resp.json()["error"] == "not_paired"
+
+
+def test_desktop_ui_cookie_alone_is_useless_outside_the_secret_prefix(ui: Any) -> None:
+    """Cookies ignore ports, so another local server may see the session cookie: without
+    the per-run path prefix it opens nothing (no page, no CSRF token, no data, no action)."""
+    desktop, client, csrf, origin = ui
+    leaked = {"Cookie": session_cookie(client)}
+    prefix = client.base_url.path
+    assert httpx.get(origin + prefix + "api/state", headers=leaked).status_code == 200  # control
+    forged = "/" + ("A" if prefix[1] != "A" else "B") + prefix[2:]  # same length, wrong
+    for path in ("/", "/api/state", "/api/items", forged, forged + "api/items", "/x" + prefix):
+        answer = httpx.get(origin + path, headers=leaked)
+        assert answer.status_code == 401, path
+        assert "csrf-token" not in answer.text and "items" not in answer.text
+    action = {**leaked, **good_headers(origin, csrf)}
+    for path in ("/api/lock", forged + "api/lock"):
+        assert httpx.post(origin + path, headers=action, json={}).status_code == 401
+    assert desktop.status()["unlocked"] is True  # none of them locked it
+
+
+async def test_desktop_ui_session_expires() -> None:
+    """The middleware itself, with a controlled clock: a session older than its life
+    is refused (and forgotten), also on the right path with the right cookie."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from unlatch.desktop.web.security import SESSION_LIFE, SecurityMiddleware, UISecurity
+
+    assert 3600 <= SESSION_LIFE <= 24 * 3600
+    now = [1000.0]
+    sec = UISecurity(session_life=60, clock=lambda: now[0])
+    sec.port = 1234
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    app = SecurityMiddleware(Starlette(routes=[Route("/api/hello", hello)]), sec)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost:1234") as c:
+        first = await c.get(sec.new_launch_url().removeprefix("http://localhost:1234"))
+        assert first.status_code == 303 and first.headers["location"] == sec.base_path
+        url = sec.base_path + "api/hello"
+        assert (await c.get(url)).text == "hello"
+        now[0] += 59
+        assert (await c.get(url)).status_code == 200
+        now[0] += 1
+        expired = await c.get(url)
+        assert expired.status_code == 401 and expired.json()["error"] == "no_session"
+        now[0] -= 30  # the session was dropped, not just out of date
+        assert (await c.get(url)).status_code == 401

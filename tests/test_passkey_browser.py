@@ -10,8 +10,10 @@ desktop is pointed at a closed port it never contacts in these flows.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -44,7 +46,7 @@ def loopback_ip(url: str) -> str:
 # salts, and return the token and the credential JSON without posting them, so a
 # test can replay or tamper with what the browser made.
 STAGE_ASSERTION_JS = """async () => {
-    const opts = await (await fetch('/api/passkeys/unlock/options', {method: 'POST',
+    const opts = await (await fetch('api/passkeys/unlock/options', {method: 'POST',
         headers: {'Content-Type': 'application/json', 'X-CSRF-Token':
         document.querySelector('meta[name="csrf-token"]').content}, body: '{}'})).json();
     const pk = opts.publicKey;
@@ -142,10 +144,10 @@ class PasskeyPage:
 
     def unlocked(self) -> bool:
         """The agent's lock state, as the page's API reports it."""
-        return bool(self.api("GET", "/api/state")["body"]["vault"]["unlocked"])
+        return bool(self.api("GET", "api/state")["body"]["vault"]["unlocked"])
 
     def passkey_labels(self) -> list[str]:
-        return [p["label"] for p in self.api("GET", "/api/passkeys")["body"]["passkeys"]]
+        return [p["label"] for p in self.api("GET", "api/passkeys")["body"]["passkeys"]]
 
     def close(self) -> None:
         self.context.close()
@@ -242,7 +244,7 @@ def test_passkey_rename_and_remove_then_unlock_fails(ui: PasskeyPage, desktop: D
     # The locked screen no longer offers the passkey...
     assert page.is_hidden("#unlock-passkey-btn")
     # ...the removed passkey's (otherwise valid) answer is refused, the vault stays locked...
-    answer = ui.api("POST", "/api/passkeys/unlock", staged)
+    answer = ui.api("POST", "api/passkeys/unlock", staged)
     assert answer["status"] == 401 and answer["body"]["error"] == "passkey_unknown"
     assert "not registered with this vault" in answer["body"]["message"]
     # ...and asking for an unlock says clearly that there is no passkey.
@@ -276,7 +278,7 @@ def test_passkey_second_authenticator_cannot_unlock(ui: PasskeyPage, desktop: De
                 name: 'x'}, user: {id: new Uint8Array(16), name: 'u', displayName: 'u'},
                 challenge: new Uint8Array(32), pubKeyCredParams: [{type: 'public-key', alg: -7}],
                 authenticatorSelection: {userVerification: 'required'}}});
-            const opts = await (await fetch('/api/passkeys/unlock/options',
+            const opts = await (await fetch('api/passkeys/unlock/options',
                 {method: 'POST', headers: h, body: '{}'})).json();
             const dec = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')
                 + '==='.slice((s.length + 3) % 4)), ch => ch.charCodeAt(0));
@@ -284,7 +286,7 @@ def test_passkey_second_authenticator_cannot_unlock(ui: PasskeyPage, desktop: De
                 challenge: dec(opts.publicKey.challenge), userVerification: 'required',
                 allowCredentials: [{type: 'public-key', id: c.rawId}],
                 extensions: {prf: {eval: {first: new Uint8Array(32)}}}}});
-            const r = await fetch('/api/passkeys/unlock', {method: 'POST', headers: h,
+            const r = await fetch('api/passkeys/unlock', {method: 'POST', headers: h,
                 body: JSON.stringify({token: opts.token,
                                       credential: window.unlatchPasskey.credentialJSON(a)})});
             return {status: r.status, body: await r.json()};
@@ -325,28 +327,28 @@ def test_passkey_ceremonies_verify_challenge_signature_and_prf(
     staged = ui.page.evaluate(STAGE_ASSERTION_JS)
     prf = staged["credential"]["clientExtensionResults"]["prf"]["results"]
     prf["first"] = flip(prf["first"])
-    answer = ui.api("POST", "/api/passkeys/unlock", staged)
+    answer = ui.api("POST", "api/passkeys/unlock", staged)
     assert answer["status"] == 401 and "did not open the vault" in answer["body"]["message"]
 
     # Tampered signed data (authenticator data) fails the signature check.
     staged = ui.page.evaluate(STAGE_ASSERTION_JS)
     response = staged["credential"]["response"]
     response["signature"] = flip(response["signature"])
-    answer = ui.api("POST", "/api/passkeys/unlock", staged)
+    answer = ui.api("POST", "api/passkeys/unlock", staged)
     assert answer["status"] == 401 and answer["body"]["error"] == "passkey_rejected"
 
     # A good answer works once; replaying it (same challenge) is refused.
     staged = ui.page.evaluate(STAGE_ASSERTION_JS)
-    assert ui.api("POST", "/api/passkeys/unlock", staged)["status"] == 200
+    assert ui.api("POST", "api/passkeys/unlock", staged)["status"] == 200
     assert ui.unlocked() is True
     ui.lock()
-    replay = ui.api("POST", "/api/passkeys/unlock", staged)
+    replay = ui.api("POST", "api/passkeys/unlock", staged)
     assert replay["status"] == 400 and replay["body"]["error"] == "challenge_expired"
 
     # Garbage is a clear 400, never a crash.
     garbage = ({}, {"token": "x"}, {"token": 5, "credential": []}, {"credential": {"rawId": "!"}})
     for body in garbage:
-        bad = ui.api("POST", "/api/passkeys/unlock", body)
+        bad = ui.api("POST", "api/passkeys/unlock", body)
         assert bad["status"] == 400 and bad["body"]["message"]
     assert ui.unlocked() is False
 
@@ -355,13 +357,14 @@ def test_passkey_needs_localhost_and_switches_host(browser: Any, desktop: Deskto
     ui = PasskeyPage(browser, desktop)
     try:
         ui.open(loopback_ip(desktop.url))  # the launch link on 127.0.0.1
-        answer = ui.api("POST", "/api/passkeys/register/options", {"label": "x"})
+        answer = ui.api("POST", "api/passkeys/register/options", {"label": "x"})
         assert answer["status"] == 400 and answer["body"]["error"] == "use_localhost"
         ui.page.click("#settings-btn")
         ui.page.click("#add-passkey-btn")
         assert "work only on http://localhost:" in ui.page.inner_text("#passkeys-error")
         ui.page.click("#passkeys-card .passkey-switch-host")
-        ui.page.wait_for_url(f"http://localhost:{desktop.port}/")
+        # back in the UI, under the agent's secret path prefix, now on localhost
+        ui.page.wait_for_url(re.compile(rf"^http://localhost:{desktop.port}/[A-Za-z0-9_-]{{24}}/$"))
         ui.page.wait_for_selector("#vault:visible")
         ui.add_passkey("After switch")
         assert len(ui.passkey_labels()) == 1
@@ -416,9 +419,12 @@ def test_passkey_prf_evaluated_by_a_follow_up_assertion(browser: Any, desktop: D
 
 
 def test_passkey_routes_sit_behind_the_ui_guard(ui: PasskeyPage, desktop: Desktop) -> None:
-    """Cookie, CSRF token, Origin and Host are all required, as for the built-in routes."""
+    """Cookie, path prefix, CSRF token, Origin and Host are all required, as for the
+    built-in routes."""
 
     (cookie,) = [c for c in ui.context.cookies() if c["name"] == f"unlatch_ui_{desktop.port}"]
+    prefix = urlsplit(ui.page.url).path
+    assert cookie["path"] == prefix and len(prefix) == 26  # the cookie is scoped to it
     csrf = ui.page.get_attribute('meta[name="csrf-token"]', "content")
     origin = f"http://localhost:{desktop.port}"
     good = {
@@ -428,9 +434,10 @@ def test_passkey_routes_sit_behind_the_ui_guard(ui: PasskeyPage, desktop: Deskto
         "Cookie": f"{cookie['name']}={cookie['value']}",
         "Content-Type": "application/json",
     }
-    url = f"http://127.0.0.1:{desktop.port}/api/passkeys/register/options"
+    url = f"http://127.0.0.1:{desktop.port}{prefix}api/passkeys/register/options"
     cases = [
         ({**good, "Cookie": ""}, 401, "no_session"),
+        ({**good, "Origin": "http://localhost:1"}, 403, "bad_origin"),
         ({k: v for k, v in good.items() if k != "X-CSRF-Token"}, 403, "bad_csrf"),
         ({**good, "Origin": "http://evil.example"}, 403, "bad_origin"),
         ({**good, "Host": "evil.example"}, 421, "wrong_host"),
@@ -439,11 +446,15 @@ def test_passkey_routes_sit_behind_the_ui_guard(ui: PasskeyPage, desktop: Deskto
         for headers, status, code in cases:
             answer = client.post(url, headers=headers, content=b'{"label": "x"}')
             assert (answer.status_code, answer.json()["error"]) == (status, code)
+        # Everything right but the path prefix (a cookie that leaked to another port).
+        root = url.replace(prefix, "/")
+        answer = client.post(root, headers=good, content=b'{"label": "x"}')
+        assert (answer.status_code, answer.json()["error"]) == (401, "no_session")
         ok = client.post(url, headers=good, content=b'{"label": "x"}')
         assert ok.status_code == 200 and ok.json()["publicKey"]["rp"]["id"] == "localhost"
         # GET needs the session cookie too (the list is not public).
         listed = client.get(
-            f"http://127.0.0.1:{desktop.port}/api/passkeys",
+            f"http://127.0.0.1:{desktop.port}{prefix}api/passkeys",
             headers={"Host": f"localhost:{desktop.port}"},
         )
         assert listed.status_code == 401

@@ -164,7 +164,7 @@ def test_pwa_wheel_from_a_clean_copy_carries_and_serves_the_browser_apps(
         with httpx.Client(follow_redirects=True, timeout=10) as ui:
             page = ui.get(info["url"])
             assert page.status_code == 200 and "static/app.js" in page.text
-            script = ui.get(f"http://localhost:{info['port']}/static/app.js")
+            script = ui.get(str(page.url) + "static/app.js")  # under the UI's secret prefix
             assert script.status_code == 200 and MARKER in script.text
     finally:
         subprocess.run(

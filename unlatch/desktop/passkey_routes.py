@@ -9,7 +9,8 @@ way a PRF output travels from the page to the agent.
 
 Ceremonies (add, unlock) are refused unless the page is on the canonical
 host (``localhost``, the RP id); ``POST /api/passkeys/switch-host`` hands a
-page on 127.0.0.1 a fresh single-use launch link on localhost.
+page on 127.0.0.1 a fresh single-use launch link on localhost. Paths are
+relative to the UI's secret prefix (``/<prefix>/api/passkeys``...).
 
 =======  ==================================  ===========================================
 Method   Path                                What
@@ -118,7 +119,8 @@ def routes(rt: DesktopRuntime) -> list[BaseRoute]:
         # opens the launch link itself: a navigation started on 127.0.0.1 would be
         # cross-site, and the SameSite=Strict session cookie would not follow it.
         query = urlsplit(rt.security.new_launch_url()).query
-        url = f"http://{CANONICAL_HOST}:{rt.port}/static/passkey-switch.html#{query}"
+        base = rt.security.base_path  # the secret prefix: same agent run, other host name
+        url = f"http://{CANONICAL_HOST}:{rt.port}{base}static/passkey-switch.html#{query}"
         answer: dict[str, Any] = {"url": url}
         return JSONResponse(answer)
 

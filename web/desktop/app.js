@@ -1,7 +1,8 @@
 // unlatch desktop UI. Plain ES2020, no build step, no external assets.
 // The page is a view of the agent's state: it follows /api/events (server-sent
 // events, one snapshot per change), reconnecting on its own and falling back to
-// polling /api/state; every change is a fetch with the CSRF token.
+// polling /api/state; every change is a fetch with the CSRF token. All URLs are
+// relative: the page lives under the agent's secret path prefix (/<prefix>/).
 "use strict";
 
 (() => {
@@ -43,6 +44,7 @@
   function explain(err) {
     const hints = {
       relay_down: "The relay cannot be reached. Start it (`unlatch relay`) or check the relay URL in Settings.",
+      no_session: "This window's session has ended (sessions last 12 hours, and end when the agent restarts). Run `unlatch desktop` for a fresh link.",
       not_paired: "This phone is not paired (anymore). Pair it again in Settings.",
       blocked: "Your phone blocked requests from this desktop (someone pressed “I did not ask for this”). Unblock it on the phone.",
       rate_limited: `Too many requests. Try again in ${Math.ceil(err.retryAfter || 30)} s.`,
@@ -68,7 +70,7 @@
   let events = null, sseFailures = 0, pollTimer = 0;
   function connect() {
     if (events) events.close();
-    events = new EventSource("/api/events");
+    events = new EventSource("api/events");
     events.addEventListener("state", (e) => { sseFailures = 0; apply(JSON.parse(e.data)); });
     events.onerror = () => {
       sseFailures += 1;
@@ -81,7 +83,7 @@
   function startPolling() {
     if (pollTimer) return;
     const tick = async () => {
-      try { apply(await api("GET", "/api/state")); $("banner").hidden = true; }
+      try { apply(await api("GET", "api/state")); $("banner").hidden = true; }
       catch (e) { $("banner").textContent = explain(e); $("banner").hidden = false; }
     };
     tick(); pollTimer = setInterval(tick, 2000);
@@ -126,7 +128,7 @@
   $("password-form").addEventListener("submit", (e) => {
     e.preventDefault();
     busy($("password-btn"), async () => {
-      try { await api("POST", "/api/unlock/password", { password: $("password").value }); $("password").value = ""; setError($("password-error"), null); }
+      try { await api("POST", "api/unlock/password", { password: $("password").value }); $("password").value = ""; setError($("password-error"), null); }
       catch (err) { setError($("password-error"), err.code === "wrong_password" ? "Wrong master password." : err); $("password").select(); }
     });
   });
@@ -136,14 +138,14 @@
     const body = {};
     if (state && state.phones.length > 1) body.phone_id = $("phone-select").value;
     await busy($("unlock-phone-btn"), async () => {
-      try { apply({ ...state, unlock: await api("POST", "/api/unlock/phone", body) }); }
+      try { apply({ ...state, unlock: await api("POST", "api/unlock/phone", body) }); }
       catch (err) { setError($("unlock-error"), err); }
     });
   }
   $("unlock-phone-btn").addEventListener("click", requestUnlock);
   $("request-again").addEventListener("click", requestUnlock);
   $("request-cancel").addEventListener("click", async () => {
-    try { await api("POST", "/api/unlock/phone/cancel"); } catch (err) { setError($("unlock-error"), err); }
+    try { await api("POST", "api/unlock/phone/cancel"); } catch (err) { setError($("unlock-error"), err); }
   });
 
   const FINAL = ["approved", "denied", "not_me", "wrong_number", "expired", "failed", "cancelled"];
@@ -155,7 +157,7 @@
     show(box, true);
     const final = FINAL.includes(u.state);
     const key = `${u.id}-${u.generation}`;
-    if (!final && key !== qrKey) { qrKey = key; $("unlock-qr").src = `/api/unlock/qr.svg?v=${encodeURIComponent(key)}`; }
+    if (!final && key !== qrKey) { qrKey = key; $("unlock-qr").src = `api/unlock/qr.svg?v=${encodeURIComponent(key)}`; }
     $("unlock-status").dataset.state = u.state;
     $("unlock-status-text").textContent = u.message;
     const overlay = $("qr-overlay");
@@ -176,7 +178,7 @@
   async function loadItems() {
     const seq = ++loadSeq;  // answers can arrive out of order: keep only the newest
     try {
-      const found = (await api("GET", "/api/items?q=" + encodeURIComponent($("search").value))).items;
+      const found = (await api("GET", "api/items?q=" + encodeURIComponent($("search").value))).items;
       if (seq === loadSeq) { items = found; renderItems(); }
     }
     catch (err) { if (err.code !== "locked") toast(explain(err)); }
@@ -205,7 +207,7 @@
     renderDetail();
   }
   async function openItem(id) {
-    try { selected = await api("GET", `/api/items/${encodeURIComponent(id)}`); editing = null; renderItems(); }
+    try { selected = await api("GET", `api/items/${encodeURIComponent(id)}`); editing = null; renderItems(); }
     catch (err) { toast(explain(err)); }
   }
   function renderDetail() {
@@ -266,26 +268,26 @@
       tags: f.tags.value.split(",").map((s) => s.trim()).filter(Boolean),
     };
     try {
-      const saved = editing ? await api("PUT", `/api/items/${encodeURIComponent(editing)}`, { item })
-                            : await api("POST", "/api/items", { item });
+      const saved = editing ? await api("PUT", `api/items/${encodeURIComponent(editing)}`, { item })
+                            : await api("POST", "api/items", { item });
       editing = null; toast("Saved"); await openItem(saved.id); loadItems();
     } catch (err) { setError($("form-error"), err); }
   });
   $("delete-item").addEventListener("click", async () => {
     if (!selected || !confirm(`Delete “${selected.title}”? This cannot be undone.`)) return;
-    try { await api("DELETE", `/api/items/${encodeURIComponent(selected.id)}`); selected = null; toast("Deleted"); loadItems(); }
+    try { await api("DELETE", `api/items/${encodeURIComponent(selected.id)}`); selected = null; toast("Deleted"); loadItems(); }
     catch (err) { toast(explain(err)); }
   });
   async function generate() {
     const words = $("gen-words").checked;
     const body = words ? { kind: "passphrase", words: Math.max(4, Math.round(Number($("gen-length").value) / 4)) }
                        : { length: Number($("gen-length").value), symbols: $("gen-symbols").checked };
-    try { const g = await api("POST", "/api/generate", body); $("form-password").value = g.value; $("gen-entropy").textContent = `${g.entropy_bits} bits`; }
+    try { const g = await api("POST", "api/generate", body); $("form-password").value = g.value; $("gen-entropy").textContent = `${g.entropy_bits} bits`; }
     catch (err) { setError($("form-error"), err); }
   }
   $("gen-btn").addEventListener("click", generate);
   $("gen-length").addEventListener("input", () => { $("gen-length-out").textContent = $("gen-length").value; });
-  $("lock-btn").addEventListener("click", () => api("POST", "/api/lock").catch((err) => toast(explain(err))));
+  $("lock-btn").addEventListener("click", () => api("POST", "api/lock").catch((err) => toast(explain(err))));
 
   // ------------------------------------------------------------ settings
   $("settings-btn").addEventListener("click", () => { show($("vault"), false); show($("settings"), true); $("settings-close").focus(); });
@@ -313,13 +315,13 @@
       rename.addEventListener("click", async () => {
         const label = prompt("New name for this phone", p.label);
         if (!label) return;
-        try { await api("PUT", `/api/phones/${encodeURIComponent(p.id)}`, { label }); setError($("phones-error"), null); }
+        try { await api("PUT", `api/phones/${encodeURIComponent(p.id)}`, { label }); setError($("phones-error"), null); }
         catch (err) { setError($("phones-error"), err); }
       });
       const revoke = document.createElement("button"); revoke.type = "button"; revoke.className = "btn small danger"; revoke.textContent = "Revoke";
       revoke.addEventListener("click", async () => {
         if (!confirm(`Revoke ${p.label}? It will no longer be able to unlock this vault.`)) return;
-        try { const r = await api("DELETE", `/api/phones/${encodeURIComponent(p.id)}`); toast(`${p.label} revoked ${r.relay || ""}`); }
+        try { const r = await api("DELETE", `api/phones/${encodeURIComponent(p.id)}`); toast(`${p.label} revoked ${r.relay || ""}`); }
         catch (err) { setError($("phones-error"), err); }
       });
       li.append(av, info, rename, revoke); ul.append(li);
@@ -327,12 +329,12 @@
     show($("phones-empty"), s.phones.length === 0);
   }
   $("number-matching").addEventListener("change", async (e) => {
-    try { await api("PUT", "/api/settings", { number_matching: e.target.checked }); toast(e.target.checked ? "Number matching on" : "Number matching off"); }
+    try { await api("PUT", "api/settings", { number_matching: e.target.checked }); toast(e.target.checked ? "Number matching on" : "Number matching off"); }
     catch (err) { e.target.checked = !e.target.checked; toast(explain(err)); }
   });
   $("relay-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    try { await api("PUT", "/api/settings", { relay_url: $("relay-url").value }); setError($("relay-error"), null); toast("Relay saved"); }
+    try { await api("PUT", "api/settings", { relay_url: $("relay-url").value }); setError($("relay-error"), null); toast("Relay saved"); }
     catch (err) { setError($("relay-error"), err); }
   });
 
@@ -344,7 +346,7 @@
     if (!p || !pairingOpen) return;
     const waiting = p.state === "waiting";
     show($("pair-qr").parentElement, waiting);
-    if (waiting && pairQrFor !== p.id) { pairQrFor = p.id; $("pair-qr").src = `/api/pairing/qr.svg?v=${encodeURIComponent(p.id)}`; }
+    if (waiting && pairQrFor !== p.id) { pairQrFor = p.id; $("pair-qr").src = `api/pairing/qr.svg?v=${encodeURIComponent(p.id)}`; }
     show($("pair-waiting"), waiting);
     const confirmNow = p.state === "confirm";
     const box = $("pair-confirm-box");
@@ -360,20 +362,20 @@
     $("pair-status").textContent = texts[p.state] || p.message;
   }
   $("pair-btn").addEventListener("click", () => busy($("pair-btn"), async () => {
-    try { pairingOpen = true; pairQrFor = ""; const p = await api("POST", "/api/pairing"); apply({ ...state, pairing: p }); setError($("phones-error"), null); }
+    try { pairingOpen = true; pairQrFor = ""; const p = await api("POST", "api/pairing"); apply({ ...state, pairing: p }); setError($("phones-error"), null); }
     catch (err) { pairingOpen = false; setError($("phones-error"), err); }
   }));
   $("pair-confirm").addEventListener("click", () => busy($("pair-confirm"), async () => {
-    try { await api("POST", `/api/pairing/${encodeURIComponent(state.pairing.id)}/confirm`, { label: $("pair-label").value }); }
+    try { await api("POST", `api/pairing/${encodeURIComponent(state.pairing.id)}/confirm`, { label: $("pair-label").value }); }
     catch (err) { setError($("phones-error"), err); }
   }));
   $("pair-reject").addEventListener("click", async () => {
-    try { await api("POST", `/api/pairing/${encodeURIComponent(state.pairing.id)}/reject`); } catch (err) { setError($("phones-error"), err); }
+    try { await api("POST", `api/pairing/${encodeURIComponent(state.pairing.id)}/reject`); } catch (err) { setError($("phones-error"), err); }
   });
   $("pair-close").addEventListener("click", async () => {
     const p = state && state.pairing;
     pairingOpen = false; show($("pairing"), false);
-    if (p && (p.state === "waiting" || p.state === "confirm")) api("POST", `/api/pairing/${encodeURIComponent(p.id)}/cancel`).catch(() => {});
+    if (p && (p.state === "waiting" || p.state === "confirm")) api("POST", `api/pairing/${encodeURIComponent(p.id)}/cancel`).catch(() => {});
   });
 
   // ------------------------------------------------------------ countdowns
@@ -391,7 +393,7 @@
   setInterval(updateCountdowns, 1000);
   // Activity (viewing, copying) pushes the agent's auto-lock back without an event:
   // resynchronise the countdown now and then.
-  setInterval(() => { if (state && state.vault.unlocked && !pollTimer) api("GET", "/api/state").then(apply).catch(() => {}); }, 20000);
+  setInterval(() => { if (state && state.vault.unlocked && !pollTimer) api("GET", "api/state").then(apply).catch(() => {}); }, 20000);
 
   // ------------------------------------------------------------ keyboard
   document.addEventListener("keydown", (e) => {
@@ -404,5 +406,5 @@
   });
 
   connect();
-  api("GET", "/api/state").then(apply).catch(() => startPolling());
+  api("GET", "api/state").then(apply).catch(() => startPolling());
 })();

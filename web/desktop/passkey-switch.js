@@ -2,7 +2,8 @@
 // name: the WebAuthn RP id is "localhost"). The single-use launch secret arrives in the
 // #fragment, which is never sent to any server; this page, already on localhost, then
 // opens the launch link itself, so the session cookie (SameSite=Strict) is set by a
-// same-site navigation and sent on the redirect that follows.
+// same-site navigation and sent on the redirect that follows (to the UI's secret
+// path prefix, where this page also lives).
 "use strict";
 (() => {
   const k = new URLSearchParams(location.hash.slice(1)).get("k");

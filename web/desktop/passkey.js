@@ -130,28 +130,28 @@ export const onCanonicalHost = () => location.hostname === CANONICAL_HOST;
 
 // ------------------------------------------------------------- ceremonies
 export async function addPasskey(label) {
-  const opts = await api("POST", "/api/passkeys/register/options", { label });
+  const opts = await api("POST", "api/passkeys/register/options", { label });
   const cred = await navigator.credentials.create({ publicKey: creationOptions(opts.publicKey) });
   let result;
-  try { result = await api("POST", "/api/passkeys/register", { token: opts.token, credential: credentialJSON(cred) }); }
+  try { result = await api("POST", "api/passkeys/register", { token: opts.token, credential: credentialJSON(cred) }); }
   finally { wipePrf(cred); }
   if (result.passkey) return result.passkey;
   // PRF supported but not evaluated at creation: one assertion carries it.
   const assertion = await navigator.credentials.get({ publicKey: requestOptions(result.publicKey) });
-  try { result = await api("POST", "/api/passkeys/register/prf", { token: result.token, credential: credentialJSON(assertion) }); }
+  try { result = await api("POST", "api/passkeys/register/prf", { token: result.token, credential: credentialJSON(assertion) }); }
   finally { wipePrf(assertion); }
   return result.passkey;
 }
 
 export async function unlockWithPasskey() {
-  const opts = await api("POST", "/api/passkeys/unlock/options");
+  const opts = await api("POST", "api/passkeys/unlock/options");
   const assertion = await navigator.credentials.get({ publicKey: requestOptions(opts.publicKey) });
-  try { return await api("POST", "/api/passkeys/unlock", { token: opts.token, credential: credentialJSON(assertion) }); }
+  try { return await api("POST", "api/passkeys/unlock", { token: opts.token, credential: credentialJSON(assertion) }); }
   finally { wipePrf(assertion); }
 }
 
 export async function switchToCanonicalHost() {
-  const { url } = await api("POST", "/api/passkeys/switch-host");
+  const { url } = await api("POST", "api/passkeys/switch-host");
   location.assign(url);
 }
 
@@ -251,13 +251,13 @@ function render(state) {
     rename.addEventListener("click", async () => {
       const label = prompt("New name for this passkey", p.label);
       if (!label) return;
-      try { await api("PUT", `/api/passkeys/${encodeURIComponent(p.id)}`, { label }); setError(err, ""); await refresh(); }
+      try { await api("PUT", `api/passkeys/${encodeURIComponent(p.id)}`, { label }); setError(err, ""); await refresh(); }
       catch (e) { setError(err, explainDom(e)); }
     });
     const remove = el("button", { type: "button", className: "btn small danger passkey-remove", textContent: "Remove" });
     remove.addEventListener("click", async () => {
       if (!confirm(`Remove the passkey “${p.label}”? It will no longer unlock this vault.`)) return;
-      try { await api("DELETE", `/api/passkeys/${encodeURIComponent(p.id)}`); setError(err, ""); toast("Passkey removed"); await refresh(); }
+      try { await api("DELETE", `api/passkeys/${encodeURIComponent(p.id)}`); setError(err, ""); toast("Passkey removed"); await refresh(); }
       catch (e) { setError(err, explainDom(e)); }
     });
     li.append(el("span", { className: "avatar", textContent: (p.label.trim()[0] || "?") }), info, rename, remove);
@@ -268,7 +268,7 @@ function render(state) {
 
 let current = null;
 export async function refresh() {
-  try { passkeys = (await api("GET", "/api/passkeys")).passkeys; } catch (e) { passkeys = []; }
+  try { passkeys = (await api("GET", "api/passkeys")).passkeys; } catch (e) { passkeys = []; }
   render(current);
   document.documentElement.dataset.passkeys = String(passkeys.length);
 }

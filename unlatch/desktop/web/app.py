@@ -1,5 +1,9 @@
 """Routes of the local web UI (Starlette), all behind :class:`SecurityMiddleware`.
 
+The paths below are what the routes see: the middleware serves them only
+under the run's secret prefix (``/<prefix>/api/state`` ...) and strips it, so
+the page uses relative URLs throughout.
+
 JSON in, JSON out; errors are ``{"error": code, "message": text}`` with a 4xx
 status, the same shape as the relay's. The page follows state through
 ``GET /api/events`` (server-sent events, one full snapshot per change) and

@@ -3,14 +3,24 @@
 A web page on any site can make the user's browser send requests to
 ``127.0.0.1``; a malicious DNS name can even be rebound to it. So:
 
-* **Launch secret -> cookie.** ``unlatch desktop`` prints/opens
+* **Launch secret -> cookie + path.** ``unlatch desktop`` prints/opens
   ``http://localhost:PORT/?k=<secret>`` (localhost, not 127.0.0.1, because
   passkeys need a host name as their WebAuthn RP id; the server listens on
-  127.0.0.1 only). The secret is single-use: the first
-  request with it gets a fresh session token in an ``HttpOnly;
-  SameSite=Strict`` cookie (name includes the port: cookies ignore ports)
-  and a redirect to ``/`` that drops the secret from the address bar and
-  history. Every other request needs the cookie.
+  127.0.0.1 only). The secret is single-use: the first request with it gets
+  a fresh session token in an ``HttpOnly; SameSite=Strict`` cookie and a
+  redirect to ``/<prefix>/``, which drops the secret from the address bar and
+  history. ``<prefix>`` is random per agent run; the UI, its API and its
+  static files exist only under it, and the cookie is scoped to it
+  (``Path=/<prefix>/``).
+* **Why the path too.** Cookies ignore ports: any server on localhost, at
+  any port, that the browser visits receives the cookies of ``localhost``
+  whose path matches. With ``Path=/<prefix>/`` the browser only sends the
+  session cookie to URLs under the secret prefix, and the agent refuses the
+  cookie anywhere else; a cookie that leaked alone (without the prefix) opens
+  nothing. Every request needs both.
+* **Session lifetime.** A session lasts :data:`SESSION_LIFE` (12 hours) from
+  the launch link, then every request is refused; ``unlatch desktop`` gives
+  a fresh link.
 * **Host check** (DNS rebinding): ``Host`` must be ``127.0.0.1:PORT`` or
   ``localhost:PORT`` exactly.
 * **Origin check**: every state-changing request (anything but GET/HEAD)
@@ -27,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -47,19 +58,45 @@ CSP = (
 )
 SAFE_METHODS = ("GET", "HEAD")
 LAUNCH_SECRET_LIFE = 600.0
+SESSION_LIFE = 12 * 3600.0  # a working day; then `unlatch desktop` again
 MAX_LAUNCH_SECRETS = 16
 MAX_SESSIONS = 64
-PUBLIC_PATHS = ("/static/", "/favicon.ico")
+PUBLIC_PATHS = ("/static/",)  # relative to the prefix: the app's own code, nothing secret
 
 
 class UISecurity:
-    """Launch secrets, sessions and CSRF tokens of one running UI."""
+    """Launch secrets, the path prefix, sessions and CSRF tokens of one running UI."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        session_life: float = SESSION_LIFE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.port = 0
+        self.prefix = secrets.token_urlsafe(18)  # 144 bits; URL-safe, no "/"
+        self.session_life = session_life
+        self._clock = clock
         self._key = secrets.token_bytes(32)
         self._launch: dict[str, float] = {}
-        self._sessions: dict[str, float] = {}
+        self._sessions: dict[str, float] = {}  # digest -> created at (clock)
+
+    @property
+    def base_path(self) -> str:
+        """Where the UI lives: ``/<prefix>/`` (the page, ``api/``, ``static/``)."""
+        return f"/{self.prefix}/"
+
+    def split_path(self, path: str) -> str | None:
+        """``/<prefix>/rest`` -> ``/rest``; None when the path is not under the prefix.
+
+        The prefix is a secret: compared in constant time.
+        """
+        if not path.startswith("/") or "/" not in path[1:]:
+            return None
+        first, rest = path[1:].split("/", 1)
+        if not hmac.compare_digest(first.encode("latin-1", "replace"), self.prefix.encode()):
+            return None
+        return "/" + rest
 
     @property
     def cookie_name(self) -> str:
@@ -75,7 +112,7 @@ class UISecurity:
 
     def new_launch_url(self) -> str:
         """A fresh single-use URL that opens a session (for ``unlatch desktop``)."""
-        now = time.monotonic()
+        now = self._clock()
         self._launch = {k: t for k, t in self._launch.items() if t > now}
         while len(self._launch) >= MAX_LAUNCH_SECRETS:
             self._launch.pop(next(iter(self._launch)))
@@ -85,17 +122,29 @@ class UISecurity:
 
     def redeem(self, secret: str) -> str | None:
         """Trade a launch secret (once) for a new session token."""
+        now = self._clock()
         expires = self._launch.pop(_digest(secret), None)
-        if expires is None or expires < time.monotonic():
+        if expires is None or expires < now:
             return None
+        self._sessions = {k: t for k, t in self._sessions.items() if now - t < self.session_life}
         while len(self._sessions) >= MAX_SESSIONS:
             self._sessions.pop(next(iter(self._sessions)))
         token = secrets.token_urlsafe(32)
-        self._sessions[_digest(token)] = time.time()
+        self._sessions[_digest(token)] = now
         return token
 
     def valid_session(self, token: str | None) -> bool:
-        return bool(token) and _digest(token or "") in self._sessions
+        """A known session that has not outlived :attr:`session_life` (then it is dropped)."""
+        if not token:
+            return False
+        key = _digest(token)
+        created = self._sessions.get(key)
+        if created is None:
+            return False
+        if self._clock() - created >= self.session_life:
+            del self._sessions[key]
+            return False
+        return True
 
     def csrf_token(self, session: str) -> str:
         return hmac.new(self._key, b"csrf\x00" + session.encode(), hashlib.sha256).hexdigest()
@@ -144,22 +193,33 @@ class SecurityMiddleware:
             return
         headers = _headers(scope)
         method = scope["method"]
-        path = scope["path"]
         if headers.get("host", "") not in self.sec.hosts:
             await _deny(send, 421, "wrong_host", "this UI only answers on 127.0.0.1 / localhost")
             return
-        if path == "/" and method == "GET":
+        if scope["path"] == "/" and method == "GET":
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             if "k" in query:
                 await self._redeem(query["k"][0], send)
                 return
+        path = self.sec.split_path(scope["path"])
+        if path is None:  # outside the secret prefix: nothing here, with or without a cookie
+            page = method == "GET" and "text/html" in headers.get("accept", "")
+            if page or scope["path"] == "/":
+                await _login_needed(send)
+            else:
+                await _deny(send, 401, "no_session", "open the link printed by `unlatch desktop`")
+            return
+        # The routes see paths relative to the prefix ("/", "/api/...", "/static/...").
+        scope = dict(scope, path=path, raw_path=path.encode("latin-1", "replace"))
         if not path.startswith(PUBLIC_PATHS):
             session = session_from(scope, self.sec.cookie_name)
             if not self.sec.valid_session(session):
                 if path == "/" and method == "GET":
                     await _login_needed(send)
                 else:
-                    await _deny(send, 401, "no_session", "open the link printed by `unlatch desktop`")
+                    await _deny(
+                        send, 401, "no_session", "open the link printed by `unlatch desktop`"
+                    )
                 return
             assert session is not None
             if method not in SAFE_METHODS:
@@ -171,7 +231,9 @@ class SecurityMiddleware:
                     await _deny(send, 403, "bad_origin", "cross-site request refused")
                     return
                 if not self.sec.check_csrf(session, headers.get("x-csrf-token")):
-                    await _deny(send, 403, "bad_csrf", "missing or wrong CSRF token: reload the page")
+                    await _deny(
+                        send, 403, "bad_csrf", "missing or wrong CSRF token: reload the page"
+                    )
                     return
             scope.setdefault("state", {})["session"] = session
 
@@ -198,13 +260,18 @@ class SecurityMiddleware:
         if token is None:
             await _login_needed(send, expired=True)
             return
-        cookie = f"{self.sec.cookie_name}={token}; HttpOnly; SameSite=Strict; Path=/"
+        base = self.sec.base_path
+        life = int(self.sec.session_life)
+        cookie = (
+            f"{self.sec.cookie_name}={token}; HttpOnly; SameSite=Strict; "
+            f"Path={base}; Max-Age={life}"
+        )
         await send(
             {
                 "type": "http.response.start",
                 "status": 303,
                 "headers": [
-                    (b"location", b"/"),
+                    (b"location", base.encode()),
                     (b"set-cookie", cookie.encode()),
                     (b"cache-control", b"no-store"),
                     (b"referrer-policy", b"no-referrer"),
@@ -216,7 +283,7 @@ class SecurityMiddleware:
 
 
 async def _deny(send: Send, status: int, code: str, message: str) -> None:
-    body = ('{"error": "%s", "message": "%s"}' % (code, message)).encode()
+    body = json.dumps({"error": code, "message": message}).encode()
     await send(
         {
             "type": "http.response.start",
@@ -233,7 +300,11 @@ async def _deny(send: Send, status: int, code: str, message: str) -> None:
 
 
 async def _login_needed(send: Send, *, expired: bool = False) -> None:
-    why = "This link was already used or has expired." if expired else "This page needs its launch link."
+    why = (
+        "This link was already used or has expired."
+        if expired
+        else "This page needs its launch link."
+    )
     body = (
         "<!doctype html><meta charset=utf-8><title>unlatch</title>"
         "<body>"
