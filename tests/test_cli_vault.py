@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -330,5 +331,45 @@ def test_title_starting_with_dash_goes_after_double_dash(cli: Cli) -> None:
     for command in ("add", "get", "edit", "rm"):
         help_text = " ".join(cli(command, "--help").stdout.split())
         assert "Put -- before a TITLE that starts with -" in help_text, command
-    proc = cli("add", "--length", "x", "fine")  # a long option's bad value gets no such hint
+    proc = cli("add", "--words", "x", "fine")  # a long option's bad value gets no such hint
     assert proc.returncode == 2 and "-- -title" not in proc.stderr
+
+
+def test_add_and_edit_generate_take_the_generator_options(cli: Cli) -> None:
+    cli.init()
+    cli("add", "pin", "--generate", "-l", "12", "--no-lower", "--no-upper", "--no-symbols")
+    assert re.fullmatch(r"[0-9]{12}\n", cli("get", "pin", "-f", "password", check=True).stdout)
+    cli("add", "low", "--generate", "--length", "20", "--no-upper", "--no-digits", "--no-symbols")
+    assert re.fullmatch(r"[a-z]{20}\n", cli("get", "low", "-f", "password", check=True).stdout)
+    cli("edit", "pin", "--generate", "--passphrase", "--words", "4", "--separator", ".")
+    words = cli("get", "pin", "-f", "password", check=True).stdout.strip().split(".")
+    assert len(words) == 4 and all(w.isalpha() for w in words)
+    cli("edit", "low", "--generate", "-l", "16", "--no-lower", "--no-digits", "--no-symbols")
+    assert re.fullmatch(r"[A-Z]{16}\n", cli("get", "low", "-f", "password", check=True).stdout)
+    # Generator options without --generate are an error, not silently ignored.
+    for command in (["add", "x", "--length", "12"], ["edit", "low", "--no-symbols"]):
+        proc = cli(*command, input="pw\n")
+        assert proc.returncode == 2 and "use together with --generate" in proc.stderr, command
+    proc = cli("add", "x", "--generate", "--no-lower", "--no-upper", "--no-digits", "--no-symbols")
+    assert proc.returncode != 0 and "at least one character set" in proc.stderr
+    assert [i["title"] for i in json.loads(cli("list", "--json").stdout)] == ["low", "pin"]
+
+
+def test_edit_clears_urls_and_tags(cli: Cli) -> None:
+    cli.init()
+    cli("add", "site", "--url", "https://a.example", "--tag", "t1", "--tag", "t2", input="pw\n")
+    cli("edit", "site", "--clear-urls", check=True)
+    item = json.loads(cli("get", "site", "--json", check=True).stdout)
+    assert item["urls"] == [] and item["tags"] == ["t1", "t2"]
+    cli("edit", "site", "--clear-tags", check=True)
+    item = json.loads(cli("get", "site", "--json", check=True).stdout)
+    assert item["tags"] == [] and item["password"] == "pw"
+    cli("edit", "site", "--notes", "n", check=True)
+    cli("edit", "site", "--notes", "", check=True)
+    assert json.loads(cli("get", "site", "--json", check=True).stdout)["notes"] == ""
+    for flags in (["--url", "u", "--clear-urls"], ["--tag", "t", "--clear-tags"]):
+        proc = cli("edit", "site", *flags)
+        assert proc.returncode == 2 and "contradict" in proc.stderr, flags
+    for command in ("add", "edit", "generate"):
+        assert "--no-symbols" in cli(command, "--help", check=True).stdout, command
+    assert "--clear-urls" in cli("edit", "--help", check=True).stdout

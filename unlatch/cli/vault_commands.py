@@ -11,12 +11,16 @@ from command-line arguments (visible in ``ps``).
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from unlatch.agent import client
 from unlatch.agent.client import AgentClient
@@ -287,21 +291,112 @@ def status(as_json: bool) -> None:
 # ------------------------------------------------------------------ items
 
 
-def _generated(length: int, passphrase: bool, words: int) -> str:
-    if passphrase:
-        g = generator.generate_passphrase(words)
-    else:
-        g = generator.generate_password(length)
-    click.echo(
-        f"generated a {g.entropy_bits:.0f}-bit {'passphrase' if passphrase else 'password'}",
-        err=True,
-    )
-    return g.value
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What ``generate`` and ``add/edit --generate`` were asked for (one set of options)."""
+
+    length: int
+    lower: bool
+    upper: bool
+    digits: bool
+    symbols: bool
+    passphrase: bool
+    words: int
+    separator: str
+    given: tuple[str, ...]  # the options set on the command line, e.g. ("--length",)
+
+    def generate(self) -> generator.Generated:
+        """A fresh password or passphrase as specified."""
+        if self.passphrase:
+            return generator.generate_passphrase(self.words, self.separator)
+        return generator.generate_password(
+            self.length,
+            lower=self.lower,
+            upper=self.upper,
+            digits=self.digits,
+            symbols=self.symbols,
+        )
 
 
-def _item_password(*, generate: bool, length: int, passphrase: bool, words: int) -> str:
+# One definition for `generate` and for `add`/`edit --generate`, so an item's
+# generated password can be shaped exactly like a printed one.
+generator_options = [
+    click.option(
+        "--length",
+        "-l",
+        type=int,
+        default=generator.DEFAULT_LENGTH,
+        show_default=True,
+        help="Password length.",
+    ),
+    click.option("--no-lower", is_flag=True, help="No lowercase letters."),
+    click.option("--no-upper", is_flag=True, help="No uppercase letters."),
+    click.option("--no-digits", is_flag=True, help="No digits."),
+    click.option("--no-symbols", is_flag=True, help="No symbols."),
+    click.option("--passphrase", is_flag=True, help="Words instead of characters."),
+    click.option(
+        "--words",
+        type=int,
+        default=generator.DEFAULT_WORDS,
+        show_default=True,
+        help="Words in a passphrase.",
+    ),
+    click.option("--separator", default="-", show_default=True, help="Between passphrase words."),
+]
+_GENERATOR_PARAMS = (
+    "length",
+    "no_lower",
+    "no_upper",
+    "no_digits",
+    "no_symbols",
+    "passphrase",
+    "words",
+    "separator",
+)
+
+
+def _with_generator_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add :data:`generator_options` to a command; it receives them as ``spec``."""
+
+    @functools.wraps(f)
+    def wrapper(**kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        given = tuple(
+            "--" + name.replace("_", "-")
+            for name in _GENERATOR_PARAMS
+            if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+        )
+        v = {name: kwargs.pop(name) for name in _GENERATOR_PARAMS}
+        kwargs["spec"] = GeneratorSpec(
+            length=v["length"],
+            lower=not v["no_lower"],
+            upper=not v["no_upper"],
+            digits=not v["no_digits"],
+            symbols=not v["no_symbols"],
+            passphrase=v["passphrase"],
+            words=v["words"],
+            separator=v["separator"],
+            given=given,
+        )
+        return f(**kwargs)
+
+    for option in reversed(generator_options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _check_generator_use(generate: bool, spec: GeneratorSpec) -> None:
+    """Refuse generator options without --generate rather than silently ignore them."""
+    if spec.given and not generate:
+        raise InputError(f"{', '.join(spec.given)}: use together with --generate")
+
+
+def _item_password(*, generate: bool, spec: GeneratorSpec) -> str:
     if generate:
-        return _generated(length, passphrase, words)
+        g = spec.generate()
+        kind = "passphrase" if spec.passphrase else "password"
+        click.echo(f"generated a {g.entropy_bits:.0f}-bit {kind}", err=True)
+        return g.value
     if _stdin_is_terminal():
         return str(
             click.prompt(
@@ -324,32 +419,6 @@ def _totp_secret() -> str:
     return secret
 
 
-generate_options = [
-    click.option("--generate", is_flag=True, help="Generate the password."),
-    click.option(
-        "--length",
-        type=int,
-        default=generator.DEFAULT_LENGTH,
-        show_default=True,
-        help="Generated password length.",
-    ),
-    click.option("--passphrase", is_flag=True, help="Generate a passphrase of words instead."),
-    click.option(
-        "--words",
-        type=int,
-        default=generator.DEFAULT_WORDS,
-        show_default=True,
-        help="Words in a generated passphrase.",
-    ),
-]
-
-
-def _with_generate_options(f: Any) -> Any:
-    for option in reversed(generate_options):
-        f = option(f)
-    return f
-
-
 @main.command()
 @click.argument("title")
 @click.option("--username", "-u", default="", help="Login name.")
@@ -362,7 +431,8 @@ def _with_generate_options(f: Any) -> Any:
     is_flag=True,
     help="Also store a TOTP secret (prompted, or the next stdin line).",
 )
-@_with_generate_options
+@click.option("--generate", is_flag=True, help="Generate the password (options below).")
+@_with_generator_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def add(
     title: str,
@@ -372,9 +442,7 @@ def add(
     notes: str,
     with_totp: bool,
     generate: bool,
-    length: int,
-    passphrase: bool,
-    words: int,
+    spec: GeneratorSpec,
     as_json: bool,
 ) -> None:
     """Add an item. Its password comes from a prompt, stdin, or --generate.
@@ -386,15 +454,15 @@ def add(
     \b
     Examples:
       unlatch add github -u alice --url https://github.com --generate
+      unlatch add bank --generate --length 16 --no-symbols
       printf 'hunter2\\n' | unlatch add forum -u bob
       unlatch add bank --tag money --totp
       unlatch add --generate -- -dash-title
     """
+    _check_generator_use(generate, spec)
     with _agent() as agent:
         _require_unlocked(agent)
-        password = _item_password(
-            generate=generate, length=length, passphrase=passphrase, words=words
-        )
+        password = _item_password(generate=generate, spec=spec)
         secret = _totp_secret() if with_totp else ""
         item = {
             "title": title,
@@ -506,8 +574,10 @@ def get(ref: str, field: str | None, as_json: bool) -> None:
 @click.option("--title", "new_title", default=None, help="New title.")
 @click.option("--username", "-u", default=None, help="New login name.")
 @click.option("--url", "urls", multiple=True, help="Replace the URLs (repeatable).")
+@click.option("--clear-urls", is_flag=True, help="Remove every URL.")
 @click.option("--tag", "tags", multiple=True, help="Replace the tags (repeatable).")
-@click.option("--notes", default=None, help="Replace the notes.")
+@click.option("--clear-tags", is_flag=True, help="Remove every tag.")
+@click.option("--notes", default=None, help='Replace the notes ("" clears them).')
 @click.option(
     "--password",
     "new_password",
@@ -516,22 +586,23 @@ def get(ref: str, field: str | None, as_json: bool) -> None:
 )
 @click.option("--totp", "with_totp", is_flag=True, help="Set a new TOTP secret.")
 @click.option("--clear-totp", is_flag=True, help="Remove the TOTP secret.")
-@_with_generate_options
+@click.option("--generate", is_flag=True, help="Generate a new password (options below).")
+@_with_generator_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def edit(
     ref: str,
     new_title: str | None,
     username: str | None,
     urls: tuple[str, ...],
+    clear_urls: bool,
     tags: tuple[str, ...],
+    clear_tags: bool,
     notes: str | None,
     new_password: bool,
     with_totp: bool,
     clear_totp: bool,
     generate: bool,
-    length: int,
-    passphrase: bool,
-    words: int,
+    spec: GeneratorSpec,
     as_json: bool,
 ) -> None:
     """Change fields of an item (found by title or id).
@@ -541,7 +612,8 @@ def edit(
     \b
     Examples:
       unlatch edit github --username alice2
-      unlatch edit github --generate --length 32
+      unlatch edit github --generate --length 32 --no-symbols
+      unlatch edit github --clear-urls --clear-tags
       printf 'new-secret\\n' | unlatch edit forum --password
       unlatch edit github --url https://github.com --url https://gist.github.com
       unlatch edit --username bob -- -dash-title
@@ -550,18 +622,22 @@ def edit(
     for name, value in (("title", new_title), ("username", username), ("notes", notes)):
         if value is not None:
             changes[name] = value
-    if urls:
+    for setter, clearer in (
+        (bool(urls) and "--url", clear_urls and "--clear-urls"),
+        (bool(tags) and "--tag", clear_tags and "--clear-tags"),
+        (with_totp and "--totp", clear_totp and "--clear-totp"),
+    ):
+        if setter and clearer:
+            raise InputError(f"{setter} and {clearer} contradict each other")
+    if urls or clear_urls:
         changes["urls"] = list(urls)
-    if tags:
+    if tags or clear_tags:
         changes["tags"] = list(tags)
-    if with_totp and clear_totp:
-        raise InputError("--totp and --clear-totp contradict each other")
+    _check_generator_use(generate, spec)
     with _agent() as agent:
         _require_unlocked(agent)
         if generate or new_password:
-            changes["password"] = _item_password(
-                generate=generate, length=length, passphrase=passphrase, words=words
-            )
+            changes["password"] = _item_password(generate=generate, spec=spec)
         if with_totp:
             changes["totp_secret"] = _totp_secret()
         if clear_totp:
@@ -600,26 +676,9 @@ def rm(ref: str, yes: bool) -> None:
 
 
 @main.command()
-@click.option("--length", "-l", type=int, default=generator.DEFAULT_LENGTH, show_default=True)
-@click.option("--no-lower", is_flag=True, help="No lowercase letters.")
-@click.option("--no-upper", is_flag=True, help="No uppercase letters.")
-@click.option("--no-digits", is_flag=True, help="No digits.")
-@click.option("--no-symbols", is_flag=True, help="No symbols.")
-@click.option("--passphrase", is_flag=True, help="Words instead of characters.")
-@click.option("--words", type=int, default=generator.DEFAULT_WORDS, show_default=True)
-@click.option("--separator", default="-", show_default=True, help="Between passphrase words.")
+@_with_generator_options
 @click.option("--json", "as_json", is_flag=True, help="Print value and entropy as JSON.")
-def generate(
-    length: int,
-    no_lower: bool,
-    no_upper: bool,
-    no_digits: bool,
-    no_symbols: bool,
-    passphrase: bool,
-    words: int,
-    separator: str,
-    as_json: bool,
-) -> None:
+def generate(spec: GeneratorSpec, as_json: bool) -> None:
     """Print a random password (or passphrase) and its entropy in bits (on stderr).
 
     Needs no vault. Each chosen character set appears at least once.
@@ -630,16 +689,7 @@ def generate(
       unlatch generate --length 16 --no-symbols
       unlatch generate --passphrase --words 7
     """
-    if passphrase:
-        g = generator.generate_passphrase(words, separator)
-    else:
-        g = generator.generate_password(
-            length,
-            lower=not no_lower,
-            upper=not no_upper,
-            digits=not no_digits,
-            symbols=not no_symbols,
-        )
+    g = spec.generate()
     if as_json:
         _echo_json({"value": g.value, "entropy_bits": round(g.entropy_bits, 2)})
         return
