@@ -15,6 +15,7 @@ from fixtures.push_endpoint import LocalPushService
 
 from unlatch.push import (
     InvalidPushOptions,
+    InvalidPushTarget,
     PayloadTooLarge,
     PushDispatcher,
     PushTarget,
@@ -38,11 +39,42 @@ async def dispatcher(vapid: VapidKeys) -> AsyncIterator[PushDispatcher]:
         yield d
 
 
+async def test_a_host_name_resolving_to_a_private_address_is_refused_before_sending(
+    push_service: LocalPushService, vapid: VapidKeys
+) -> None:
+    """SSRF through DNS: a name (not an IP literal) that resolves to loopback/private.
+
+    This machine's own host name resolves to a loopback or private address on
+    CI machines and containers (Debian maps it to 127.0.1.1 in /etc/hosts).
+    """
+    import ipaddress
+
+    host = socket.gethostname()
+    try:
+        infos = socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+    except OSError:
+        pytest.skip(f"this machine's host name {host!r} does not resolve")
+    addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+    if any(a.is_global for a in addresses) or host.lower().rstrip(".").endswith("localhost"):
+        pytest.skip(f"this machine's host name {host!r} resolves to a public address")
+    sub = push_service.subscribe(application_server_key=vapid.public_key_b64url)
+    port = push_service.origin.rsplit(":", 1)[1]
+    endpoint = f"https://{host}:{port}/push/{sub.id}"
+    target = PushTarget.from_json({**sub.to_json(), "endpoint": endpoint})  # a name parses
+    async with PushDispatcher(vapid, SUBJECT, max_attempts=1) as d:
+        with pytest.raises(InvalidPushTarget, match="resolves to a loopback, private"):
+            await d.send(target, PAYLOAD)
+    async with PushDispatcher(vapid, SUBJECT, max_attempts=1, allow_private=True) as d:
+        # allowed: it is tried (and fails, the local service speaks plain http)
+        assert (await d.send(target, PAYLOAD)).outcome == "failed"
+    assert sub.delivered == []
+
+
 async def test_web_push_round_trip_decrypts_to_the_payload(
     push_service: LocalPushService, dispatcher: PushDispatcher, vapid: VapidKeys
 ) -> None:
     sub = push_service.subscribe(application_server_key=vapid.public_key_b64url)
-    target = PushTarget.from_json(sub.to_json())
+    target = PushTarget.from_json(sub.to_json(), allow_private=True)
     before = time.time()
     result = await dispatcher.send(target, PAYLOAD, ttl=90, urgency="high", topic="unlock-req")
     assert (result.outcome, result.status, result.attempts) == ("delivered", 201, 1)
@@ -65,7 +97,7 @@ async def test_vapid_token_is_reused_per_origin_but_messages_differ(
     push_service: LocalPushService, dispatcher: PushDispatcher
 ) -> None:
     sub = push_service.subscribe()
-    target = PushTarget.from_json(sub.to_json())
+    target = PushTarget.from_json(sub.to_json(), allow_private=True)
     for _ in range(2):
         assert (await dispatcher.send(target, b"same payload")).outcome == "delivered"
     first, second = sub.attempts
@@ -78,7 +110,7 @@ async def test_payloadless_push_is_a_bare_wake_up(
     push_service: LocalPushService, dispatcher: PushDispatcher
 ) -> None:
     sub = push_service.subscribe()
-    result = await dispatcher.send(PushTarget.from_json(sub.to_json()), b"")
+    result = await dispatcher.send(PushTarget.from_json(sub.to_json(), allow_private=True), b"")
     assert result.outcome == "delivered"
     assert sub.attempts[0].body == b"" and "content-encoding" not in sub.attempts[0].headers
 
@@ -88,7 +120,7 @@ async def test_push_signed_by_another_relay_key_is_refused_without_retry(
 ) -> None:
     other_relay = VapidKeys.generate()
     sub = push_service.subscribe(application_server_key=other_relay.public_key_b64url)
-    result = await dispatcher.send(PushTarget.from_json(sub.to_json()), PAYLOAD)
+    result = await dispatcher.send(PushTarget.from_json(sub.to_json(), allow_private=True), PAYLOAD)
     assert (result.outcome, result.status, result.attempts) == ("failed", 403, 1)
     assert "applicationServerKey" in result.detail
     assert sub.delivered == []
@@ -124,7 +156,7 @@ async def test_gone_subscription_is_reported_gone(
 ) -> None:
     sub = push_service.subscribe()
     sub.answer(status)
-    result = await dispatcher.send(PushTarget.from_json(sub.to_json()), PAYLOAD)
+    result = await dispatcher.send(PushTarget.from_json(sub.to_json(), allow_private=True), PAYLOAD)
     assert (result.outcome, result.status, result.attempts) == ("gone", status, 1)
 
 
@@ -132,7 +164,9 @@ async def test_unknown_endpoint_path_is_gone(
     push_service: LocalPushService, dispatcher: PushDispatcher
 ) -> None:
     sub = push_service.subscribe()
-    target = PushTarget.from_json({**sub.to_json(), "endpoint": sub.endpoint + "x"})
+    target = PushTarget.from_json(
+        {**sub.to_json(), "endpoint": sub.endpoint + "x"}, allow_private=True
+    )
     assert (await dispatcher.send(target, PAYLOAD)).outcome == "gone"
 
 
@@ -141,7 +175,7 @@ async def test_429_retry_after_is_honoured_then_delivered(
 ) -> None:
     sub = push_service.subscribe()
     sub.answer(429, retry_after="1")
-    result = await dispatcher.send(PushTarget.from_json(sub.to_json()), PAYLOAD)
+    result = await dispatcher.send(PushTarget.from_json(sub.to_json(), allow_private=True), PAYLOAD)
     assert (result.outcome, result.status, result.attempts) == ("delivered", 201, 2)
     first, second = sub.attempts
     assert first.status == 429
@@ -156,7 +190,7 @@ async def test_5xx_is_retried_with_backoff_then_delivered(
     sub.answer(500)
     sub.answer(502)
     sub.answer(503)
-    result = await dispatcher.send(PushTarget.from_json(sub.to_json()), PAYLOAD)
+    result = await dispatcher.send(PushTarget.from_json(sub.to_json(), allow_private=True), PAYLOAD)
     assert (result.outcome, result.status, result.attempts) == ("delivered", 201, 4)
     assert [a.status for a in sub.attempts] == [500, 502, 503, 201]
 
@@ -167,7 +201,7 @@ async def test_persistent_5xx_fails_after_max_attempts(
     sub = push_service.subscribe()
     sub.answer(500, times=10)
     async with PushDispatcher(vapid, SUBJECT, max_attempts=3, base_backoff=0.01) as d:
-        result = await d.send(PushTarget.from_json(sub.to_json()), PAYLOAD)
+        result = await d.send(PushTarget.from_json(sub.to_json(), allow_private=True), PAYLOAD)
     assert (result.outcome, result.status, result.attempts) == ("failed", 500, 3)
     assert "gave up after 3 attempts" in result.detail
     assert len(sub.attempts) == 3
@@ -179,7 +213,7 @@ async def test_retry_after_beyond_the_bound_fails_at_once(
     sub = push_service.subscribe()
     sub.answer(429, retry_after="3600")
     started = time.monotonic()
-    result = await dispatcher.send(PushTarget.from_json(sub.to_json()), PAYLOAD)
+    result = await dispatcher.send(PushTarget.from_json(sub.to_json(), allow_private=True), PAYLOAD)
     assert (result.outcome, result.status, result.attempts) == ("failed", 429, 1)
     assert "3600 s" in result.detail
     assert time.monotonic() - started < 5
@@ -191,7 +225,7 @@ async def test_other_4xx_fails_without_retry(
 ) -> None:
     sub = push_service.subscribe()
     sub.answer(status)
-    result = await dispatcher.send(PushTarget.from_json(sub.to_json()), PAYLOAD)
+    result = await dispatcher.send(PushTarget.from_json(sub.to_json(), allow_private=True), PAYLOAD)
     assert (result.outcome, result.status, result.attempts) == ("failed", status, 1)
     assert len(sub.attempts) == 1
 
@@ -200,7 +234,7 @@ async def test_hostile_answers_are_bounded_and_redirects_not_followed(
     push_service: LocalPushService, dispatcher: PushDispatcher
 ) -> None:
     sub = push_service.subscribe()
-    target = PushTarget.from_json(sub.to_json())
+    target = PushTarget.from_json(sub.to_json(), allow_private=True)
     sub.answer(400, text="\x1b[31mno\n" + "A" * 1_000_000)
     result = await dispatcher.send(target, PAYLOAD)
     assert (result.outcome, result.status) == ("failed", 400)
@@ -217,7 +251,9 @@ async def test_unreachable_push_service_is_retried_then_failed(vapid: VapidKeys)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     sub_json = LocalPushService().subscribe().to_json()  # keys only; nothing listens
-    target = PushTarget.from_json({**sub_json, "endpoint": f"http://127.0.0.1:{port}/push/x"})
+    target = PushTarget.from_json(
+        {**sub_json, "endpoint": f"http://127.0.0.1:{port}/push/x"}, allow_private=True
+    )
     async with PushDispatcher(vapid, SUBJECT, max_attempts=3, base_backoff=0.01) as d:
         result = await d.send(target, PAYLOAD)
     assert (result.outcome, result.status, result.attempts) == ("failed", None, 3)
@@ -228,7 +264,7 @@ async def test_unifiedpush_plain_body_is_sent_as_is(
     push_service: LocalPushService, dispatcher: PushDispatcher
 ) -> None:
     sub = push_service.subscribe("unifiedpush", encrypted=False)
-    target = PushTarget.from_json(sub.to_json())
+    target = PushTarget.from_json(sub.to_json(), allow_private=True)
     assert target.kind == "unifiedpush" and not target.encrypted
     result = await dispatcher.send(target, PAYLOAD, ttl=30, urgency="normal")
     assert (result.outcome, result.status) == ("delivered", 201)
@@ -245,7 +281,7 @@ async def test_unifiedpush_webpush_mode_is_encrypted_and_identified(
     sub = push_service.subscribe(
         "unifiedpush", encrypted=True, application_server_key=vapid.public_key_b64url
     )
-    result = await dispatcher.send(PushTarget.from_json(sub.to_json()), PAYLOAD)
+    result = await dispatcher.send(PushTarget.from_json(sub.to_json(), allow_private=True), PAYLOAD)
     assert result.outcome == "delivered"
     [delivery] = sub.attempts
     assert delivery.plaintext == PAYLOAD and PAYLOAD not in delivery.body
@@ -256,7 +292,7 @@ async def test_unifiedpush_gone_and_retry_outcomes(
     push_service: LocalPushService, dispatcher: PushDispatcher
 ) -> None:
     sub = push_service.subscribe("unifiedpush", encrypted=False)
-    target = PushTarget.from_json(sub.to_json())
+    target = PushTarget.from_json(sub.to_json(), allow_private=True)
     sub.answer(503, retry_after="0")
     assert (await dispatcher.send(target, b"x")).attempts == 2
     sub.answer(410)
@@ -268,14 +304,16 @@ async def test_oversized_payloads_are_refused_before_sending(
 ) -> None:
     web = push_service.subscribe()
     with pytest.raises(PayloadTooLarge, match="at most 3993 bytes"):
-        await dispatcher.send(PushTarget.from_json(web.to_json()), b"x" * 3994)
+        await dispatcher.send(PushTarget.from_json(web.to_json(), allow_private=True), b"x" * 3994)
     plain = push_service.subscribe("unifiedpush", encrypted=False)
     with pytest.raises(PayloadTooLarge, match="at most 4096 bytes"):
-        await dispatcher.send(PushTarget.from_json(plain.to_json()), b"x" * 4097)
+        await dispatcher.send(
+            PushTarget.from_json(plain.to_json(), allow_private=True), b"x" * 4097
+        )
     assert web.attempts == [] and plain.attempts == []
-    assert (await dispatcher.send(PushTarget.from_json(web.to_json()), b"x" * 3993)).outcome == (
-        "delivered"
-    )
+    assert (
+        await dispatcher.send(PushTarget.from_json(web.to_json(), allow_private=True), b"x" * 3993)
+    ).outcome == ("delivered")
     assert len(web.attempts[0].body) == 4096
 
 
@@ -297,7 +335,9 @@ async def test_invalid_options_are_refused(
 ) -> None:
     sub = push_service.subscribe()
     with pytest.raises(InvalidPushOptions, match=message):
-        await dispatcher.send(PushTarget.from_json(sub.to_json()), b"x", **options)  # type: ignore[arg-type]
+        await dispatcher.send(
+            PushTarget.from_json(sub.to_json(), allow_private=True), b"x", **options
+        )  # type: ignore[arg-type]
     assert sub.attempts == []
 
 
@@ -309,7 +349,7 @@ async def test_logs_never_contain_payload_keys_or_endpoint_path(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     sub = push_service.subscribe()
-    target = PushTarget.from_json(sub.to_json())
+    target = PushTarget.from_json(sub.to_json(), allow_private=True)
     sub.answer(500)
     sub.answer(400)
     await dispatcher.send(target, PAYLOAD)

@@ -64,12 +64,68 @@ def test_relay_api_spelling_type_is_an_alias_of_kind() -> None:
         PushTarget.from_json({**data, "kind": "webpush"})
 
 
-def test_loopback_http_is_allowed_for_tests_and_demos() -> None:
+def test_loopback_http_is_allowed_only_when_private_endpoints_are() -> None:
     for host in ("127.0.0.1:8080", "localhost", "[::1]:9000"):
-        target = PushTarget.from_json(browser_json(endpoint=f"http://{host}/push/x"))
+        endpoint = f"http://{host}/push/x"
+        target = PushTarget.from_json(browser_json(endpoint=endpoint), allow_private=True)
         assert target.origin.startswith("http://")
-    assert PushTarget.from_json(browser_json(endpoint="http://[::1]:9000/p")).origin == (
-        "http://[::1]:9000"
+        with pytest.raises(InvalidPushTarget, match="loopback, private or link-local"):
+            PushTarget.from_json(browser_json(endpoint=endpoint))
+    target = PushTarget.from_json(browser_json(endpoint="http://[::1]:9000/p"), allow_private=True)
+    assert target.origin == "http://[::1]:9000"
+    # plain http to anything but loopback stays refused, even when private endpoints are allowed
+    for host in ("10.0.0.7", "192.168.1.2", "push.example.net"):
+        with pytest.raises(InvalidPushTarget, match="must use https://"):
+            PushTarget.from_json(browser_json(endpoint=f"http://{host}/p"), allow_private=True)
+
+
+PRIVATE_HOSTS = [
+    "127.0.0.1",
+    "127.0.0.1:8080",
+    "127.1",  # legacy IPv4 spellings that inet_aton / getaddrinfo accept
+    "2130706433",
+    "0x7f000001",
+    "0x7f.0.0.1",
+    "0177.0.0.1",
+    "0",
+    "0.0.0.0",
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.0.10",
+    "100.64.0.1",  # shared address space (carrier-grade NAT)
+    "169.254.169.254",  # cloud metadata
+    "[::1]",
+    "[::]",
+    "[fe80::1]",
+    "[fd00::1]",
+    "[::ffff:127.0.0.1]",  # IPv4-mapped
+    "[::ffff:a9fe:a9fe]",
+    "localhost",
+    "LOCALHOST.",
+    "metadata.localhost",
+]
+
+
+@pytest.mark.parametrize("host", PRIVATE_HOSTS)
+def test_https_endpoints_on_private_addresses_are_refused_by_default(host: str) -> None:
+    """SSRF: a phone must not make the relay POST into its own network."""
+    endpoint = f"https://{host}/push/x"
+    with pytest.raises(InvalidPushTarget, match="loopback, private or link-local"):
+        PushTarget.from_json(browser_json(endpoint=endpoint))
+    with pytest.raises(InvalidPushTarget, match="loopback, private or link-local"):
+        PushTarget("webpush", endpoint, P256DH, AUTH)
+    assert PushTarget.from_json(browser_json(endpoint=endpoint), allow_private=True).endpoint == (
+        endpoint
+    )
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["push.example.net", "8.8.8.8", "[2001:4860:4860::8888]", "updates.push.services.mozilla.com"],
+)
+def test_public_endpoints_are_accepted(host: str) -> None:
+    assert PushTarget.from_json(browser_json(endpoint=f"https://{host}/p")).origin.endswith(
+        host.lower()
     )
 
 
@@ -134,6 +190,11 @@ def test_constructor_applies_the_same_rules() -> None:
         PushTarget("unifiedpush", ENDPOINT, P256DH, None)
     with pytest.raises(InvalidPushTarget, match="must use https"):
         PushTarget("unifiedpush", "http://example.org/x")
+    with pytest.raises(InvalidPushTarget, match="private"):
+        PushTarget("unifiedpush", "http://127.0.0.1/x")
+    assert PushTarget("unifiedpush", "http://127.0.0.1/x", allow_private=True).origin == (
+        "http://127.0.0.1"
+    )
 
 
 json_values = st.recursive(

@@ -136,3 +136,50 @@ async def test_bad_push_targets_are_refused(relay: RelayProcess) -> None:
         assert r.status_code == 403
     finally:
         await pair.aclose()
+
+
+async def test_private_push_endpoints_are_refused_unless_the_operator_allows_them(
+    relay_factory, push_service
+) -> None:
+    """SSRF: by default a phone cannot make the relay POST to loopback or private hosts."""
+    strict = relay_factory(env={"UNLATCH_RELAY_PUSH_ALLOW_PRIVATE": "0"})
+    sub = push_service.subscribe("webpush")
+    pair = await make_pair(strict.url)
+    try:
+        token = await pair.phone.login()
+        keys = sub.to_json()["keys"]
+        refused = [
+            {"type": "webpush", "endpoint": sub.endpoint, "keys": keys},  # http://127.0.0.1
+            {"type": "unifiedpush", "endpoint": sub.endpoint.replace("/push/", "/up/")},
+            {"type": "unifiedpush", "endpoint": "https://169.254.169.254/latest/meta-data"},
+            {"type": "unifiedpush", "endpoint": "https://10.0.0.1/up"},
+            {"type": "unifiedpush", "endpoint": "https://[::ffff:127.0.0.1]:6379/"},
+            {"type": "unifiedpush", "endpoint": "https://2130706433:5432/"},
+            {"type": "unifiedpush", "endpoint": "https://relay.localhost/"},
+        ]
+        for target in refused:
+            r = httpx.put(
+                strict.url + "/v1/devices/me/push",
+                json=target,
+                headers={"authorization": f"Bearer {token}"},
+            )
+            assert r.status_code == 400, target
+            assert "private" in r.json()["message"], r.json()
+        assert (await pair.phone.me())["push"] is None
+        await pair.phone.set_push_target(
+            {"type": "unifiedpush", "endpoint": "https://push.example.org/up/abc"}
+        )  # a public push service is fine
+    finally:
+        await pair.aclose()
+    # the operator's switch: --push-allow-private (tests and the demo turn it on)
+    allowing = relay_factory(
+        env={"UNLATCH_RELAY_PUSH_ALLOW_PRIVATE": "0"}, args=["--push-allow-private"]
+    )
+    pair = await make_pair(allowing.url)
+    try:
+        await pair.phone.set_push_target(
+            {"type": "webpush", "endpoint": sub.endpoint, "keys": keys}
+        )
+        assert (await pair.phone.me())["push"]["endpoint"] == sub.endpoint
+    finally:
+        await pair.aclose()

@@ -413,6 +413,10 @@ def demo_command(
     local_url = f"{scheme}://127.0.0.1:{relay_port}"
     os.environ["UNLATCH_DESKTOP_RELAY_URL"] = relay_url
     relay_args = ["--host", relay_host, "--port", str(relay_port), "--public-url", relay_url]
+    if relay_host in ("127.0.0.1", "::1", "localhost"):
+        # only this machine reaches the relay: let a phone use a push service running here
+        # (e.g. ntfy on http://127.0.0.1); a relay open to the network keeps the default
+        relay_args.append("--push-allow-private")
     if cert and key:
         relay_args += ["--cert", cert, "--key", key]
     log_path = home / "relay.log"

@@ -53,6 +53,14 @@ from unlatch.cli import main
     help="Disable Web Push/UnifiedPush (WebSocket listeners only).",
 )
 @click.option(
+    "--push-allow-private",
+    is_flag=True,
+    default=None,
+    help="Accept push endpoints on loopback/private addresses (and http:// to loopback):"
+    " for tests, the demo or a push service on your own network. Off by default, so a"
+    " phone cannot make the relay send requests into its network.",
+)
+@click.option(
     "--log-level",
     default=None,
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -68,6 +76,7 @@ def relay_command(
     cert: str | None,
     key: str | None,
     no_push: bool,
+    push_allow_private: bool | None,
     log_level: str | None,
 ) -> None:
     """Run the zero-knowledge relay between desktops and their paired phones.
@@ -102,6 +111,7 @@ def relay_command(
         "key": key,
         "log_level": log_level,
         "push_enabled": False if no_push else None,
+        "push_allow_private": True if push_allow_private else None,
     }
     config = load_config(overrides)
     store = re.sub(r"//[^/@]*@", "//", config.db.split("?")[0])  # never echo a DB password

@@ -18,26 +18,39 @@ give a ``topic`` so the push service replaces the older copy.
 
 Logging names only the endpoint's origin, status and attempt: never the
 endpoint path (a capability), the payload or any key.
+
+Server-side request forgery: the endpoint comes from a phone. Unless the
+dispatcher is made with ``allow_private=True``, a host name that resolves to
+a loopback, private or link-local address is refused before anything is sent
+(:class:`~unlatch.push.errors.InvalidPushTarget`); IP literals were already
+refused when the :class:`PushTarget` was parsed. The name is resolved again
+by the HTTP client when it connects, so a DNS server that answers
+differently the second time (rebinding) is not stopped by this check alone;
+a relay on a network with sensitive services should also have an egress
+firewall.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import ipaddress
 import logging
 import math
 import random
 import re
+import socket
 import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
+from urllib.parse import urlsplit
 
 import httpx
 
 from unlatch.push import encryption
-from unlatch.push.errors import InvalidPushOptions, PayloadTooLarge
-from unlatch.push.target import PushTarget
+from unlatch.push.errors import InvalidPushOptions, InvalidPushTarget, PayloadTooLarge
+from unlatch.push.target import PushTarget, is_public_address, literal_address
 from unlatch.push.vapid import DEFAULT_TOKEN_LIFETIME, VapidKeys, check_subject
 
 log = logging.getLogger(__name__)
@@ -138,6 +151,8 @@ class PushDispatcher:
 
     ``client`` may be given to share connection pools (the dispatcher then
     does not close it); otherwise one is made and closed by :meth:`aclose`.
+    ``allow_private`` lets pushes go to host names that resolve to loopback or
+    private addresses (tests, a push service on the operator's own network).
     """
 
     def __init__(
@@ -150,6 +165,7 @@ class PushDispatcher:
         base_backoff: float = 0.5,
         max_retry_after: float = 30.0,
         timeout: float = 10.0,
+        allow_private: bool = False,
     ) -> None:
         if max_attempts < 1:
             raise InvalidPushOptions("max_attempts must be at least 1")
@@ -169,6 +185,8 @@ class PushDispatcher:
         self._max_attempts = max_attempts
         self._base_backoff = base_backoff
         self._max_retry_after = max_retry_after
+        self._timeout = timeout
+        self._allow_private = allow_private
         self._tokens: dict[str, tuple[str, float]] = {}
 
     async def __aenter__(self) -> PushDispatcher:
@@ -240,6 +258,37 @@ class PushDispatcher:
                     break
             return _Answer(resp.status_code, resp.headers.get("Retry-After"), start)
 
+    async def _check_resolved(self, endpoint: str) -> None:
+        """Refuse a host name that resolves to a non-public address (see the module doc).
+
+        A name that does not resolve now is let through: the POST then fails
+        and is retried like any unreachable push service.
+        """
+        if self._allow_private:
+            return
+        parts = urlsplit(endpoint)
+        host = parts.hostname or ""
+        if literal_address(host) is not None:
+            return  # judged when the target was parsed
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
+                self._timeout,
+            )
+        except (OSError, TimeoutError):
+            return
+        for info in infos:
+            try:
+                addr = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+            except ValueError:
+                continue
+            if not is_public_address(addr):
+                raise InvalidPushTarget(
+                    "push endpoint's host name resolves to a loopback, private or link-local"
+                    " address; this relay only pushes to public push services"
+                )
+
     def _backoff(self, attempt: int) -> float:
         """Delay before attempt ``attempt + 1``: exponential with "equal jitter"."""
         delay = min(MAX_BACKOFF, self._base_backoff * (2 ** (attempt - 1)))
@@ -257,10 +306,12 @@ class PushDispatcher:
         """Deliver ``payload`` to ``target``; see the module docstring for outcomes.
 
         Raises :class:`PayloadTooLarge` or :class:`InvalidPushOptions` for
-        the caller's mistakes, before sending anything.
+        the caller's mistakes, and :class:`InvalidPushTarget` for an endpoint
+        whose name resolves to a private address, before sending anything.
         """
         _check_options(ttl, urgency, topic)
         headers, body = self._build(target, payload, ttl, urgency, topic)
+        await self._check_resolved(target.endpoint)
         origin = target.origin
         status: int | None = None
         detail = ""

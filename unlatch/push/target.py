@@ -5,16 +5,26 @@ it is parsed strictly and with bounds: the relay will later make outbound
 HTTP requests to the endpoint, and the keys feed an ECDH computation. A
 target that passes :meth:`PushTarget.from_json` is safe to store and use.
 
-The endpoint must be ``https://`` (push services all are); plain ``http://``
-is allowed only to a loopback host so tests and a local demo can run
-without certificates. Allowing other plain-HTTP hosts would let a
-network attacker read the push traffic's metadata and drop messages.
+The endpoint must be ``https://`` (push services all are). Because the
+endpoint comes from a phone and the relay POSTs to it, it is also a
+server-side request forgery risk: anyone who registers a phone could make
+the relay talk to services on its own loopback or private network. So by
+default an endpoint that *names* a loopback, private, link-local or
+otherwise non-global address (an IP literal in any spelling the resolver
+accepts, ``localhost`` or ``*.localhost``) is refused, and the dispatcher
+refuses a host name that *resolves* to one. ``allow_private=True`` (the
+relay's ``push_allow_private`` setting, for tests, the demo and a push
+service on the operator's own network) lifts that, and then also allows
+plain ``http://`` to a loopback host, so a local push service needs no
+certificate. Plain HTTP to any other host is never allowed: a network
+attacker could read the push traffic's metadata and drop messages.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import socket
+from dataclasses import InitVar, dataclass
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
@@ -31,22 +41,63 @@ P256DH_BYTES = 65
 AUTH_BYTES = 16
 _ALLOWED_FIELDS = frozenset({"kind", "type", "endpoint", "keys", "expirationTime"})
 _ALLOWED_KEY_FIELDS = frozenset({"p256dh", "auth"})
-_LOOPBACK_NAMES = frozenset({"localhost"})
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _is_localhost_name(host: str) -> bool:
+    """``localhost`` and its subdomains, which resolvers map to loopback (RFC 6761)."""
+    name = host.lower().rstrip(".")
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address ``host`` spells, if it is an IP literal in any form a resolver accepts.
+
+    Besides the standard forms this catches the legacy IPv4 spellings that
+    ``inet_aton`` (and so ``getaddrinfo``) accept, such as ``127.1``,
+    ``2130706433`` or ``0x7f.0.0.1``, which would otherwise pass as names.
+    """
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if host and all(c in "0123456789abcdefxABCDEFX." for c in host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def is_public_address(addr: IPAddress) -> bool:
+    """Whether ``addr`` is a globally routable unicast address (not loopback, private,
+    link-local, shared, reserved, multicast or unspecified); IPv4-mapped IPv6
+    addresses are judged by their IPv4 address."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_global and not addr.is_multicast
+
+
+def _names_private_host(host: str) -> bool:
+    if _is_localhost_name(host):
+        return True
+    addr = literal_address(host)
+    return addr is not None and not is_public_address(addr)
 
 
 def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
+    if _is_localhost_name(host):
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    addr = literal_address(host)
+    return addr is not None and addr.is_loopback
 
 
-def check_endpoint(endpoint: object) -> str:
+def check_endpoint(endpoint: object, *, allow_private: bool = False) -> str:
     """Validate a push endpoint URL and return it unchanged.
 
     Messages never include the URL itself: its path is the capability.
+    ``allow_private`` admits loopback/private hosts and plain ``http://`` to
+    loopback (see the module docstring).
     """
     if not isinstance(endpoint, str) or not endpoint:
         raise InvalidPushTarget("push target needs an 'endpoint' URL (a non-empty string)")
@@ -68,16 +119,22 @@ def check_endpoint(endpoint: object) -> str:
         raise InvalidPushTarget("push endpoint must not contain a #fragment")
     if not host:
         raise InvalidPushTarget("push endpoint has no host name")
+    if parts.scheme not in ("https", "http"):
+        raise InvalidPushTarget(
+            f"push endpoint must be an https:// URL, not {parts.scheme or 'a relative'!s} URL"
+        )
+    if not allow_private and _names_private_host(host):
+        raise InvalidPushTarget(
+            "push endpoint names a loopback, private or link-local address; this relay only "
+            "pushes to public push services (its operator can allow private endpoints)"
+        )
     if parts.scheme == "https":
         return endpoint
-    if parts.scheme == "http":
-        if _is_loopback(host):
-            return endpoint
-        raise InvalidPushTarget(
-            "push endpoint must use https:// (plain http:// is accepted only for loopback)"
-        )
+    if allow_private and _is_loopback(host):
+        return endpoint
     raise InvalidPushTarget(
-        f"push endpoint must be an https:// URL, not {parts.scheme or 'a relative'!s} URL"
+        "push endpoint must use https:// (plain http:// is accepted only for loopback,"
+        " on a relay that allows private endpoints)"
     )
 
 
@@ -134,20 +191,22 @@ class PushTarget:
     present (payloads are encrypted per RFC 8291) or both absent (UnifiedPush
     without encryption: the distributor sees the payload as sent).
     Construct through :meth:`from_json` for untrusted input; the constructor
-    checks the same rules.
+    checks the same rules. ``allow_private`` (not stored) admits endpoints on
+    loopback/private addresses, see :func:`check_endpoint`.
     """
 
     kind: PushKind
     endpoint: str
     p256dh: str | None = None
     auth: str | None = None
+    allow_private: InitVar[bool] = False
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, allow_private: bool) -> None:
         if self.kind not in KINDS:
             raise InvalidPushTarget(
                 f"push target kind must be one of {', '.join(KINDS)}, not {self.kind!r}"
             )
-        check_endpoint(self.endpoint)
+        check_endpoint(self.endpoint, allow_private=allow_private)
         if (self.p256dh is None) != (self.auth is None):
             raise InvalidPushTarget("push keys 'p256dh' and 'auth' must be given together")
         if self.p256dh is None and self.kind == "webpush":
@@ -176,7 +235,7 @@ class PushTarget:
         return check_p256dh(self.p256dh), check_auth(self.auth)
 
     @classmethod
-    def from_json(cls, data: object) -> PushTarget:
+    def from_json(cls, data: object, *, allow_private: bool = False) -> PushTarget:
         """Parse ``{"kind", "endpoint", "keys": {"p256dh", "auth"}}``.
 
         This is ``PushSubscription.toJSON()`` plus ``kind`` (default
@@ -203,7 +262,7 @@ class PushTarget:
             isinstance(expiration, bool) or not isinstance(expiration, int | float)
         ):
             raise InvalidPushTarget("push target 'expirationTime' must be a number or null")
-        endpoint = check_endpoint(obj.get("endpoint"))
+        endpoint = check_endpoint(obj.get("endpoint"), allow_private=allow_private)
         keys = obj.get("keys")
         p256dh: str | None = None
         auth: str | None = None
@@ -221,7 +280,13 @@ class PushTarget:
             check_p256dh(key_obj["p256dh"])
             check_auth(key_obj["auth"])
             p256dh, auth = key_obj["p256dh"], key_obj["auth"]
-        return cls(kind=cast(PushKind, kind), endpoint=endpoint, p256dh=p256dh, auth=auth)
+        return cls(
+            kind=cast(PushKind, kind),
+            endpoint=endpoint,
+            p256dh=p256dh,
+            auth=auth,
+            allow_private=allow_private,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The inverse of :meth:`from_json` (keys omitted when absent)."""

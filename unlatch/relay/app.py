@@ -124,7 +124,7 @@ class Relay:
             return ok({"ok": True})
         body = await self.body(request)
         try:
-            target = parse_target(body)
+            target = parse_target(body, allow_private=self.config.push_allow_private)
         except InvalidPushTarget as exc:
             raise bad_request(str(exc)) from None
         await self.service.set_push_target(device, target.to_json())

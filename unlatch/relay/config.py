@@ -37,6 +37,9 @@ class RelayConfig:
     vapid_key: str = ""  # empty: vapid.pem under paths.subdir("relay")
     push_subject: str = ""  # VAPID "sub": mailto: or https: (default from public_url)
     push_enabled: bool = True
+    # push endpoints on loopback/private/link-local addresses (and plain http:// to
+    # loopback): off, so a phone cannot make the relay POST into its own network (SSRF)
+    push_allow_private: bool = False
     app_dir: str = ""  # empty: the packaged/built phone PWA (unlatch.paths.web_dir("phone"))
     log_level: str = "info"
     # life times, seconds

@@ -19,10 +19,11 @@ from unlatch.relay.metrics import RelayMetrics
 from unlatch.relay.store import Store
 
 
-def parse_target(data: object) -> PushTarget:
+def parse_target(data: object, *, allow_private: bool = False) -> PushTarget:
     """Accept the relay API's ``{"type": ...}`` spelling as well as the push layer's ``kind``.
 
-    Raises :class:`unlatch.push.InvalidPushTarget` with a message for the client.
+    ``allow_private`` is the relay's ``push_allow_private`` setting. Raises
+    :class:`unlatch.push.InvalidPushTarget` with a message for the client.
     """
     if not isinstance(data, dict):
         raise InvalidPushTarget("push target must be a JSON object")
@@ -31,15 +32,26 @@ def parse_target(data: object) -> PushTarget:
         if "kind" in obj and obj["kind"] != obj["type"]:
             raise InvalidPushTarget("push target has both 'type' and 'kind' and they differ")
         obj["kind"] = obj.pop("type")
-    return PushTarget.from_json(obj)
+    return PushTarget.from_json(obj, allow_private=allow_private)
 
 
 class PushGateway:
     """Owns the VAPID keys and dispatcher of one relay process."""
 
-    def __init__(self, vapid_path: Path, subject: str, store: Store, metrics: RelayMetrics) -> None:
+    def __init__(
+        self,
+        vapid_path: Path,
+        subject: str,
+        store: Store,
+        metrics: RelayMetrics,
+        *,
+        allow_private: bool = False,
+    ) -> None:
         self.vapid = VapidKeys.load_or_create(vapid_path)
-        self.dispatcher = PushDispatcher(self.vapid, subject)
+        # allow_private: the relay's push_allow_private; checked again at send time, so
+        # targets stored while it was on are refused once it is turned off
+        self.allow_private = allow_private
+        self.dispatcher = PushDispatcher(self.vapid, subject, allow_private=allow_private)
         self._store = store
         self._metrics = metrics
         self._tasks: set[asyncio.Task[None]] = set()
@@ -58,7 +70,7 @@ class PushGateway:
         self, device_id: str, target_json: dict[str, Any], payload: bytes, ttl: int
     ) -> None:
         try:
-            target = PushTarget.from_json(target_json)
+            target = PushTarget.from_json(target_json, allow_private=self.allow_private)
             result = await self.dispatcher.send(target, payload, ttl=max(ttl, 1), urgency="high")
         except PushError as exc:
             self._metrics.pushes.labels("failed").inc()

@@ -116,7 +116,11 @@ class RelayService:
         await self.bus.start()
         if self.config.push_enabled:
             self.push = PushGateway(
-                Path(self.config.vapid_key), self.config.push_subject, self.store, self.metrics
+                Path(self.config.vapid_key),
+                self.config.push_subject,
+                self.store,
+                self.metrics,
+                allow_private=self.config.push_allow_private,
             )
         self._sweeper = asyncio.create_task(self._sweep_loop())
 
