@@ -372,3 +372,29 @@ def test_e2e_page_falls_back_to_polling_without_its_event_stream(
     assert phone.run("approve", "--qr-image", str(png), "--yes").returncode == 0
     page.wait_for_selector("#vault:visible", timeout=30000)  # learnt by polling /api/state
     page.close()
+
+
+def test_e2e_page_polls_at_once_when_its_event_stream_gets_an_http_error(
+    setup: Any, tmp_path: Path
+) -> None:
+    """An HTTP error (a 5xx here; a 401 after an agent restart) closes an EventSource for
+    good, with one error event: the page must poll at once, not count to three."""
+    desktop, phone, first_page = setup
+    first_page.close()
+    page = first_page.context.browser.new_page()
+    hits: list[str] = []
+
+    def broken_stream(route: Any) -> None:
+        hits.append(route.request.url)
+        route.fulfill(status=500, content_type="application/json", body='{"error": "internal"}')
+
+    page.route("**/api/events", broken_stream)
+    page.goto(desktop.start_ui())
+    page.wait_for_selector("#vault:visible")
+    lock(page)
+    png = request_qr(page, tmp_path)
+    assert phone.run("approve", "--qr-image", str(png), "--yes").returncode == 0
+    # Learnt by polling /api/state (every 2 s); the stream is retried only after 30 s.
+    page.wait_for_selector("#vault:visible", timeout=15000)
+    assert len(hits) == 1
+    page.close()

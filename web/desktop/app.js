@@ -70,13 +70,19 @@
   let events = null, sseFailures = 0, pollTimer = 0;
   function connect() {
     if (events) events.close();
-    events = new EventSource("api/events");
-    events.addEventListener("state", (e) => { sseFailures = 0; apply(JSON.parse(e.data)); });
-    events.onerror = () => {
+    const source = new EventSource("api/events");
+    events = source;
+    source.addEventListener("state", (e) => { sseFailures = 0; stopPolling(); apply(JSON.parse(e.data)); });
+    source.onerror = () => {
+      if (events !== source) return;
       sseFailures += 1;
-      if (sseFailures >= 3) {           // give up on the stream for a while: poll instead
-        events.close(); events = null; startPolling();
-        setTimeout(() => { stopPolling(); sseFailures = 0; connect(); }, 30000);
+      // EventSource retries by itself only after network errors. An HTTP error answer
+      // (401 once the agent restarted, a 5xx) closes it for good: poll at once then.
+      // After 3 failed retries, poll too. Either way, try the stream again in 30 s;
+      // polling stops once the stream delivers a state again.
+      if (source.readyState === EventSource.CLOSED || sseFailures >= 3) {
+        source.close(); events = null; startPolling();
+        setTimeout(() => { sseFailures = 0; connect(); }, 30000);
       }
     };
   }
@@ -157,17 +163,22 @@
     show(box, true);
     const final = FINAL.includes(u.state);
     const key = `${u.id}-${u.generation}`;
-    if (!final && key !== qrKey) { qrKey = key; $("unlock-qr").src = `api/unlock/qr.svg?v=${encodeURIComponent(key)}`; }
+    // Number matching makes no QR (a scanned one could only fail): show the number alone.
+    const numberMode = u.mode === "number";
+    show(box.querySelector(".request-qr"), !numberMode);
+    if (numberMode) qrKey = "";
+    else if (!final && key !== qrKey) { qrKey = key; $("unlock-qr").src = `api/unlock/qr.svg?v=${encodeURIComponent(key)}`; }
     $("unlock-status").dataset.state = u.state;
     $("unlock-status-text").textContent = u.message;
     const overlay = $("qr-overlay");
     const overlayText = { seen: "Scanned ✓\nApprove on your phone", approved: "Approved ✓" }[u.state] || (final ? "This code is no longer valid" : "");
     overlay.textContent = overlayText; show(overlay, Boolean(overlayText));
-    $("request-title").textContent = u.mode === "number" ? "Approve on your phone" : "Scan with your phone";
-    show($("number-box"), u.mode === "number" && u.number !== null && !final);
+    $("request-title").textContent = numberMode ? "Approve on your phone" : "Scan with your phone";
+    show($("number-box"), numberMode && u.number !== null && !final);
     $("number").textContent = u.number === null ? "" : String(u.number);
     const pushed = u.notified && (u.notified.listeners > 0 || u.notified.push === "queued");
-    $("request-detail").textContent = final ? "" : `Sent to ${u.phone.label}${pushed ? " (notified)" : ""}. Scan the code with the phone's camera or the unlatch app.`;
+    const how = numberMode ? "Open the notification on the phone and pick this number." : "Scan the code with the phone's camera or the unlatch app.";
+    $("request-detail").textContent = final ? "" : `Sent to ${u.phone.label}${pushed ? " (notified)" : ""}. ${how}`;
     show($("request-again"), final);
     show($("request-cancel"), !final);
     updateCountdowns();
