@@ -118,3 +118,37 @@ async def test_stop_locks_and_removes_the_socket(unlatch_home: Path) -> None:
     await exchange(path, req("init", password=PASSWORD, kdf=kdf), req("stop"))
     await asyncio.wait_for(task, 10)
     assert not path.exists()
+
+
+async def test_item_fields_must_have_their_types(agent: Path) -> None:
+    """No coercion: "abc" is not three URLs and 5 is not the title "5"."""
+    kdf = {"memory_kib": OWASP_MINIMUM.memory_kib, "time_cost": OWASP_MINIMUM.time_cost}
+    bad_fields = [
+        ({"title": 5}, '"title" must be a string'),
+        ({"title": "x", "urls": "abc"}, '"urls" must be a list of strings'),
+        ({"title": "x", "tags": ["ok", 3]}, '"tags" must be a list of strings'),
+        ({"title": "x", "password": None}, '"password" must be a string'),
+        ({"title": "x", "notes": {"a": 1}}, '"notes" must be a string'),
+        ({"username": "u"}, 'needs a "title"'),
+    ]
+    replies = await exchange(
+        agent,
+        req("init", password=PASSWORD, kdf=kdf),
+        *(req("add", item=fields) for fields, _ in bad_fields),
+        req("add", item={"title": "kept", "urls": ["https://a.example"], "tags": ["t"]}),
+        req("edit", ref="kept", changes={"urls": "abc"}),
+        req("edit", ref="kept", changes={"title": 5}),
+        req("edit", ref="kept", changes=["title"]),
+        req("edit", ref="kept", changes={"urls": [], "tags": []}),
+        req("search"),
+    )
+    for reply, (_fields, message) in zip(replies[1 : len(bad_fields) + 1], bad_fields, strict=True):
+        assert reply["error"]["type"] == "BadRequestError", reply
+        assert message in reply["error"]["message"]
+    added, edit_urls, edit_title, edit_list, cleared, listing = replies[len(bad_fields) + 1 :]
+    assert added["ok"] is True
+    assert edit_urls["error"]["message"] == '"urls" must be a list of strings'
+    assert edit_title["error"]["message"] == '"title" must be a string'
+    assert edit_list["error"]["message"] == '"changes" must be an object'
+    assert cleared["ok"] is True and cleared["result"]["urls"] == []
+    assert [i["title"] for i in listing["result"]] == ["kept"]

@@ -147,3 +147,30 @@ def test_per_item_key_derivation_is_standard_hkdf() -> None:
         ikm, context = os.urandom(32), os.urandom(48)
         fast = crypto.hkdf_expand(crypto.hkdf_extract(ikm), crypto.LABEL_ITEM_KEY, context)
         assert fast == crypto.hkdf(ikm, crypto.LABEL_ITEM_KEY, context)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"title": 5},
+        {"title": "ok", "urls": "abc"},
+        {"title": "ok", "tags": ["a", 1]},
+        {"title": "ok", "username": None},
+        {"title": "ok", "notes": ["n"]},
+        {"title": "ok", "password": 12345678},
+        {"username": "no title"},
+    ],
+)
+def test_item_fields_are_type_checked_not_coerced(
+    make_vault: MakeVault, fields: dict[str, object]
+) -> None:
+    with pytest.raises(InvalidItemError, match="malformed item"):
+        Item.from_dict(fields)
+    if "title" not in fields:
+        return
+    vault = make_vault()
+    item = vault.add_item(Item(title="ok", urls=["https://a.example"]))
+    changes = {k: v for k, v in fields.items() if k != "title"} or {"title": fields["title"]}
+    with pytest.raises(InvalidItemError, match="malformed item"):
+        vault.update_item(item.id, changes)
+    assert vault.get_item(item.id).urls == ["https://a.example"]

@@ -15,6 +15,7 @@ from typing import Any
 from unlatch.agent.core import AgentCore, _slot_dict
 from unlatch.agent.errors import BadRequestError
 from unlatch.vault import Item, KdfParams
+from unlatch.vault.items import LIST_FIELDS
 from unlatch.vault.vault import EDITABLE_FIELDS
 
 Handler = Callable[[AgentCore, dict[str, Any]], Awaitable[Any]]
@@ -84,13 +85,33 @@ async def lock(core: AgentCore, args: dict[str, Any]) -> Any:
     return {"was_unlocked": await core.lock()}
 
 
-async def add(core: AgentCore, args: dict[str, Any]) -> Any:
-    fields = args.get("item")
+def _item_fields(args: dict[str, Any], name: str) -> dict[str, Any]:
+    """``args[name]``: an object of editable item fields, each of its own type.
+
+    Text fields must be strings and ``urls``/``tags`` lists of strings; no
+    coercion (``"abc"`` is not three URLs, ``5`` is not a title). Lengths are
+    checked by the vault (:meth:`Item.validate`).
+    """
+    fields = args.get(name)
     if not isinstance(fields, dict):
-        raise BadRequestError('"item" must be an object')
+        raise BadRequestError(f'"{name}" must be an object')
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
-        raise BadRequestError(f"unknown item field(s): {', '.join(sorted(unknown))}")
+        shown = ", ".join(sorted(str(k)[:40] for k in unknown)[:10])
+        raise BadRequestError(f"unknown item field(s): {shown}")
+    for key, value in fields.items():
+        if key in LIST_FIELDS:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise BadRequestError(f'"{key}" must be a list of strings')
+        elif not isinstance(value, str):
+            raise BadRequestError(f'"{key}" must be a string')
+    return fields
+
+
+async def add(core: AgentCore, args: dict[str, Any]) -> Any:
+    fields = _item_fields(args, "item")
+    if "title" not in fields:
+        raise BadRequestError('"item" needs a "title"')
     return summary(await core.add_item(Item.from_dict(fields)))
 
 
@@ -99,9 +120,7 @@ async def get(core: AgentCore, args: dict[str, Any]) -> Any:
 
 
 async def edit(core: AgentCore, args: dict[str, Any]) -> Any:
-    changes = args.get("changes")
-    if not isinstance(changes, dict):
-        raise BadRequestError('"changes" must be an object')
+    changes = _item_fields(args, "changes")
     return summary(await core.update_item(_text(args, "ref", limit=1024), changes))
 
 

@@ -23,6 +23,9 @@ ENCODING_VERSION = 1
 LIMITS = {"title": 256, "username": 1024, "password": 4096, "notes": 32 * 1024}
 MAX_URLS, MAX_URL_LEN = 32, 2048
 MAX_TAGS, MAX_TAG_LEN = 64, 64
+# The item's text and list-of-text fields (the ones a user edits).
+TEXT_FIELDS = ("title", "username", "password", "notes", "totp_secret")
+LIST_FIELDS = ("urls", "tags")
 
 
 @dataclass
@@ -70,24 +73,37 @@ class Item:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Item:
-        """Build from a dict, ignoring unknown keys and checking types."""
+        """Build from a dict, ignoring unknown keys and checking types.
+
+        Types are checked, not coerced: ``str()`` would turn ``{"title": 5}``
+        into ``"5"`` and ``list()`` would split ``{"urls": "abc"}`` into three
+        URLs. Lengths and counts are :meth:`validate`'s job.
+        """
+        if "title" not in data:
+            raise InvalidItemError("malformed item: no title")
+        text = {name: data.get(name, "") for name in TEXT_FIELDS}
+        lists = {name: data.get(name, []) for name in LIST_FIELDS}
+        for name, value in text.items():
+            if not isinstance(value, str):
+                raise InvalidItemError(f"malformed item: {name} must be a string")
+        for name, values in lists.items():
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise InvalidItemError(f"malformed item: {name} must be a list of strings")
         try:
-            item = cls(
-                title=str(data["title"]),
-                username=str(data.get("username", "")),
-                password=str(data.get("password", "")),
-                urls=[str(u) for u in data.get("urls", [])],
-                notes=str(data.get("notes", "")),
-                tags=[str(t) for t in data.get("tags", [])],
-                totp_secret=str(data.get("totp_secret", "")),
-                created_at=int(data.get("created_at", 0)),
-                updated_at=int(data.get("updated_at", 0)),
-                id=str(data.get("id", "")),
-                version=int(data.get("version", 0)),
+            created, updated, version = (
+                int(data.get(name, 0)) for name in ("created_at", "updated_at", "version")
             )
-        except (KeyError, TypeError, ValueError):
-            raise InvalidItemError("malformed item") from None
-        return item
+        except (TypeError, ValueError):
+            raise InvalidItemError("malformed item: bad times or version") from None
+        return cls(
+            **text,
+            urls=list(lists["urls"]),
+            tags=list(lists["tags"]),
+            created_at=created,
+            updated_at=updated,
+            id=str(data.get("id", "")),
+            version=version,
+        )
 
 
 def _check_list(name: str, values: list[str], max_count: int, max_len: int) -> None:
