@@ -488,7 +488,8 @@ def test_relay_visible_bytes_contain_no_secret(paired: Paired) -> None:
         )
         reply = pu.approve(now=T, choice=du.number)
         carried += [du.push_bytes, pu.seen(), reply]
-        secrets += [du.qr.qr_secret, unlock_psk(drec.keys, du.request_id, du.qr.qr_secret)]
+        q = du.qr.qr_secret if du.qr is not None else pushed.qr_secret  # no QR in number mode
+        secrets += [q, unlock_psk(drec.keys, du.request_id, q)]
         assert du.receive_reply(reply, now=T) == Approved(share)
     blob = b"".join(carried)
     text = "".join(b64e(c) for c in carried)

@@ -339,6 +339,8 @@ def test_e2e_number_matching_from_the_notification(setup: Any, tmp_path: Path) -
         time.sleep(1.0)
         page.click("#request-again" if page.is_visible("#request-again") else "#unlock-phone-btn")
         page.wait_for_selector("#number-box:visible")
+        assert page.is_hidden(".request-qr")  # number matching makes no QR to scan
+        assert "pick this number" in page.inner_text("#request-detail")
         out, err = listener.communicate(timeout=40)
         assert listener.returncode == 0, err
         note = json.loads(out.strip().splitlines()[0])
@@ -398,3 +400,131 @@ def test_e2e_page_polls_at_once_when_its_event_stream_gets_an_http_error(
     page.wait_for_selector("#vault:visible", timeout=15000)
     assert len(hits) == 1
     page.close()
+
+
+def test_e2e_unlocked_screen_items_clipboard_autolock_and_phones(
+    setup: Any, tmp_path: Path
+) -> None:
+    """The unlocked screen as a user drives it: add, search, view, reveal, copy (the
+    clipboard is cleared after 30 s, but only when it still holds the copied value, and
+    not before the window has focus), edit, delete, the auto-lock countdown, and
+    renaming and revoking the phone in Settings."""
+    desktop, _phone, first_page = setup
+    first_page.close()
+    context = first_page.context.browser.new_context(viewport={"width": 1200, "height": 760})
+    page = context.new_page()
+    page.clock.install()  # the page's timers (the 30 s clear) follow page.clock
+    page.goto(desktop.start_ui())
+    origin = page.url.split("/", 3)[:3]
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin="/".join(origin))
+    answers: list[str | None] = []
+    page.on("dialog", lambda d: d.accept(*([a] if (a := answers.pop(0)) else [])))
+    page.wait_for_selector("#vault:visible")
+
+    def add(title: str, username: str, password: str) -> None:
+        page.click("#new-item")
+        page.fill("#item-form [name=title]", title)
+        page.fill("#item-form [name=username]", username)
+        page.fill("#item-form [name=password]", password)
+        page.click("#item-form button[type=submit]")
+        page.wait_for_function(
+            "t => document.getElementById('view-title').textContent === t", arg=title
+        )
+
+    def titles() -> list[str]:
+        return [t.strip() for t in page.locator("#items li .t").all_inner_texts()]
+
+    def clipboard() -> str:
+        return str(page.evaluate("navigator.clipboard.readText()"))
+
+    add("GitHub", "ada@example.org", "gh-secret-1")
+    add("Bank", "ada.l", "bank-secret-2")
+    wait_for(lambda: sorted(titles()) == ["Bank", "GitHub"], what="both items listed")
+
+    # Search
+    page.fill("#search", "bank")
+    wait_for(lambda: titles() == ["Bank"], what="search result")
+    page.fill("#search", "")
+    wait_for(lambda: len(titles()) == 2, what="full list again")
+
+    # View and reveal
+    page.click("#items li:has-text('Bank')")
+    page.wait_for_function("() => document.getElementById('view-title').textContent === 'Bank'")
+    assert page.inner_text("#view-username") == "ada.l"
+    assert "bank-secret-2" not in page.inner_text("#item-view")
+    page.click("#reveal")
+    assert page.inner_text("#view-password") == "bank-secret-2"
+    page.click("#reveal")
+    assert "bank-secret-2" not in page.inner_text("#item-view")
+
+    # Copy: cleared after 30 s
+    page.click("button.copy[data-copy=password]")
+    wait_for(lambda: clipboard() == "bank-secret-2", what="password copied")
+    wait_for(lambda: "Clipboard clears in 0:" in page.inner_text("#clip-status"), what="status")
+    page.clock.fast_forward(31_000)
+    wait_for(lambda: clipboard() == "", what="clipboard cleared")
+    assert "Clipboard cleared" in page.inner_text("#clip-status")
+
+    # Copy, then the user copies something else: that is left alone
+    page.click("button.copy[data-copy=username]")
+    wait_for(lambda: clipboard() == "ada.l", what="username copied")
+    page.evaluate("navigator.clipboard.writeText('my own note')")
+    page.clock.fast_forward(31_000)
+    wait_for(lambda: "left as it is" in page.inner_text("#clip-status"), what="left alone")
+    assert clipboard() == "my own note"
+
+    # Copy while the window has no focus at the time to clear: it waits for focus
+    page.click("button.copy[data-copy=password]")
+    wait_for(lambda: clipboard() == "bank-secret-2", what="password copied again")
+    page.evaluate("window.__realHasFocus = document.hasFocus; document.hasFocus = () => false")
+    page.clock.fast_forward(31_000)
+    wait_for(lambda: "has focus again" in page.inner_text("#clip-status"), what="waiting")
+    assert clipboard() == "bank-secret-2"
+    page.evaluate(
+        "document.hasFocus = window.__realHasFocus; window.dispatchEvent(new Event('focus'))"
+    )
+    wait_for(lambda: clipboard() == "", what="cleared on focus")
+    assert "Clipboard cleared" in page.inner_text("#clip-status")
+
+    # Edit
+    page.click("#edit-item")
+    page.fill("#item-form [name=username]", "ada.lovelace")
+    page.click("#item-form button[type=submit]")
+    page.wait_for_function(
+        "() => document.getElementById('view-username').textContent === 'ada.lovelace'"
+    )
+    assert page.locator("#item-form").is_hidden()
+
+    # Delete (confirmed)
+    answers.append(None)
+    page.click("#delete-item")
+    wait_for(lambda: titles() == ["GitHub"], what="item deleted")
+    assert page.is_visible("#detail-empty")
+    assert "Bank" not in desktop.run("list").stdout
+
+    # Auto-lock countdown: counts down with the page's clock
+    def locks_in() -> int:
+        text = page.inner_text("#autolock")
+        assert text.startswith("Locks in "), text
+        minutes, seconds = text.removeprefix("Locks in ").split(":")
+        return int(minutes) * 60 + int(seconds)
+
+    before = locks_in()
+    assert before > 0
+    page.clock.fast_forward(5_000)
+    wait_for(lambda: locks_in() <= before - 4, what="countdown moving")
+
+    # Settings: rename, then revoke the phone
+    page.click("#settings-btn")
+    answers.append("Work phone")
+    page.click("#phones li button:has-text('Rename')")
+    page.wait_for_function("() => document.getElementById('phones').innerText.includes('Work')")
+    (device,) = json.loads(desktop.run("devices", "--json").stdout)
+    assert device["label"] == "Work phone"
+    answers.append(None)
+    page.click("#phones li button:has-text('Revoke')")
+    page.wait_for_selector("#phones-empty:visible")
+    assert json.loads(desktop.run("devices", "--json").stdout) == []
+    assert not [s for s in desktop.status()["slots"] if s["kind"] == "phone"]
+    assert page.is_hidden("#phones-error")
+    context.close()

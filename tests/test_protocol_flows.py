@@ -32,6 +32,9 @@ from unlatch.protocol import (
 )
 from unlatch.protocol.constants import REPLY_PLAINTEXT_LEN, TAG_LEN
 from unlatch.protocol.errors import MalformedMessage
+from unlatch.protocol.keyschedule import qr_mac_input
+from unlatch.protocol.messages import UnlockQR
+from unlatch.protocol.primitives import mac
 
 T = NOW + 100
 
@@ -179,6 +182,32 @@ def test_number_matching_right_and_wrong(paired: Paired) -> None:
     assert pu2.approved_share_sent is False
     outcome = du2.receive_reply(reply, now=T)
     assert isinstance(outcome, Denied) and outcome.wrong_number
+
+
+def test_number_matching_request_has_no_qr(paired: Paired) -> None:
+    """Mode 2 shows the number only: DesktopUnlock makes no QR (protocol.md 6.2)."""
+    du = DesktopUnlock(paired.desktop, now=T, mode=UnlockMode.NUMBER_MATCH)
+    assert du.qr is None and du.qr_bytes is None and du.number is not None
+    scan = DesktopUnlock(paired.desktop, now=T)
+    assert scan.qr is not None and scan.qr_bytes == scan.qr.encode() and scan.number is None
+
+
+def test_a_qr_for_a_number_matching_request_could_only_fail(paired: Paired) -> None:
+    """Why no QR is made in mode 2: its MAC does not cover the mode, so a phone that
+    scans one answers in scan mode, and the request (whose reply info binds mode 2)
+    refuses that answer and is burnt. This builds the QR an older desktop showed."""
+    du = DesktopUnlock(paired.desktop, now=T, mode=UnlockMode.NUMBER_MATCH)
+    keys = paired.desktop.keys
+    q = du._qr_secret
+    assert q is not None
+    tag = mac(keys.request_mac_key, qr_mac_input(keys.pairing_id, q, du.params))
+    p = du.params
+    qr = UnlockQR(keys.pairing_id, p.request_id, q, p.ephemeral_pk, T, p.ttl, tag).encode()
+    pu = PhoneUnlock.from_qr(qr, [paired.phone], paired.phone_identity, now=T)  # it verifies...
+    assert pu.params.mode is UnlockMode.SCAN
+    with pytest.raises(AuthenticationFailed):  # ...but its answer cannot
+        du.receive_reply(pu.approve(now=T), now=T)
+    assert du.state is UnlockState.FAILED
 
 
 def test_scan_mode_push_cannot_be_answered_without_the_qr(paired: Paired) -> None:

@@ -148,7 +148,7 @@ def test_vector_unlocks_replay_through_the_desktop(name: str) -> None:
     request_rng.done()
     assert du.request_id.hex() == inter["request_id"]
     assert du.number == inter["number"]
-    assert du.qr_bytes.hex() == msgs["qr"]
+    assert (du.qr_bytes.hex() if du.qr_bytes else None) == msgs["qr"]  # no QR in number mode
     assert du.push_bytes.hex() == msgs["push"]
 
     pushed = PhoneUnlock.open_push(bytes.fromhex(msgs["push"]), [prec], now=inp["now_push"])

@@ -300,7 +300,10 @@ def unlock_vector(
             "qr_secret": h(du._qr_secret),
             "number": du.number,
             "choices": list(pushed.choices),
-            "qr_mac_input": h(ks.qr_mac_input(keys.pairing_id, du._qr_secret, p)),
+            # Number matching makes no QR (protocol.md 6.2): no QR MAC input, no QR message.
+            "qr_mac_input": (
+                h(ks.qr_mac_input(keys.pairing_id, du._qr_secret, p)) if du.qr_bytes else None
+            ),
             "push_aad": h(ks.push_aad(b"UL\x01\x11", keys.routing_id)),
             "push_plaintext_len": 128,
             "push_plaintext": h(push_plaintext),
@@ -313,9 +316,9 @@ def unlock_vector(
             "reply_hpke": reply_hpke,
         },
         "messages": {
-            "qr": h(du.qr_bytes),
-            "qr_link": app_link(APP_URL, du.qr_bytes),
-            "qr_bare": bare_link(du.qr_bytes),
+            "qr": h(du.qr_bytes) if du.qr_bytes else None,
+            "qr_link": app_link(APP_URL, du.qr_bytes) if du.qr_bytes else None,
+            "qr_bare": bare_link(du.qr_bytes) if du.qr_bytes else None,
             "push": h(du.push_bytes),
             "seen": h(seen),
             "reply": h(reply),

@@ -87,7 +87,7 @@ async def unlock_with_phone(
         )
         attempt = await service.start(phone_id, number_matching=number_matching)
         click.echo(f"Unlock request sent to {attempt.phone.label}.", err=True)
-        if attempt.request.number is not None:
+        if attempt.link is None:  # number matching makes no QR: the number is shown instead
             click.echo(f"Pick {attempt.request.number} on the phone.", err=True)
         else:
             click.echo("Scan this code with the phone:", err=True)

@@ -53,6 +53,7 @@ FINAL_STATES = ("approved", "denied", "not_me", "wrong_number", "expired", "fail
 
 MESSAGES = {
     "waiting": "Scan the QR code with your phone",
+    "waiting_number": "Pick the number shown here on your phone",
     "seen": "Your phone has scanned the code: approve on the phone",
     "approved": "Approved: the vault is unlocked",
     "denied": "The phone denied the request",
@@ -83,7 +84,7 @@ class UnlockAttempt:
     phone: PairedPhone
     mode: UnlockMode
     request: DesktopUnlock
-    link: str
+    link: str | None  # the QR's app link; None with number matching (no QR is made)
     state: str = "waiting"
     message: str = MESSAGES["waiting"]
     renewals_left: int = DEFAULT_RENEWALS
@@ -156,12 +157,14 @@ class PhoneUnlockService:
             await self.cancel(self.current.id)
         mode = UnlockMode.NUMBER_MATCH if number_matching else UnlockMode.SCAN
         request, notified = await self._new_request(phone, mode)
+        waiting = "waiting_number" if mode is UnlockMode.NUMBER_MATCH else "waiting"
         attempt = UnlockAttempt(
             secrets.token_urlsafe(12),
             phone,
             mode,
             request,
-            app_link(self.relay.base_url + "/app/", request.qr_bytes),
+            self._link(request),
+            message=MESSAGES[waiting],
             renewals_left=self.renewals,
             notified=notified,
         )
@@ -180,6 +183,12 @@ class PhoneUnlockService:
         )
         notified = created.get("notified") if isinstance(created.get("notified"), dict) else {}
         return request, dict(notified or {})
+
+    def _link(self, request: DesktopUnlock) -> str | None:
+        """The app link the QR shows; None with number matching, which shows no QR."""
+        if request.qr_bytes is None:
+            return None
+        return app_link(self.relay.base_url + "/app/", request.qr_bytes)
 
     def get(self, attempt_id: str) -> UnlockAttempt:
         attempt = self.current
@@ -240,7 +249,7 @@ class PhoneUnlockService:
                         continue
                     attempt.renewals_left -= 1
                     attempt.request, attempt.notified = new, notified
-                    attempt.link = app_link(self.relay.base_url + "/app/", new.qr_bytes)
+                    attempt.link = self._link(new)
                     attempt.generation += 1
                     attempt.tasks.append(asyncio.create_task(self._wait(attempt, new)))
                     attempt.changed.set()

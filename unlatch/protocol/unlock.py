@@ -147,7 +147,12 @@ def _number_choices(rng: Random) -> tuple[int, tuple[int, ...]]:
 
 
 class DesktopUnlock:
-    """One unlock request made by the desktop for one paired phone."""
+    """One unlock request made by the desktop for one paired phone.
+
+    ``push_bytes`` go to the relay; in scan mode ``qr_bytes`` are shown as a
+    QR code, in number-matching mode there is no QR (``qr`` and ``qr_bytes``
+    are None) and ``number`` is shown instead.
+    """
 
     def __init__(
         self,
@@ -174,17 +179,25 @@ class DesktopUnlock:
         choices: tuple[int, ...] = ()
         if mode is UnlockMode.NUMBER_MATCH:
             self.number, choices = _number_choices(rng)
-        tag = mac(keys.request_mac_key, qr_mac_input(keys.pairing_id, self._qr_secret, self.params))
-        self.qr = UnlockQR(
-            keys.pairing_id,
-            self.params.request_id,
-            self._qr_secret,
-            self.params.ephemeral_pk,
-            now,
-            ttl,
-            tag,
-        )
-        self.qr_bytes = self.qr.encode()
+        # A QR only in scan mode. Its MAC does not cover the mode, and a phone that
+        # scans one answers in scan mode, which a number-matching request's reply
+        # info refuses: a QR shown in mode 2 could only fail (docs/protocol.md 6.2).
+        self.qr: UnlockQR | None = None
+        self.qr_bytes: bytes | None = None
+        if mode is UnlockMode.SCAN:
+            tag = mac(
+                keys.request_mac_key, qr_mac_input(keys.pairing_id, self._qr_secret, self.params)
+            )
+            self.qr = UnlockQR(
+                keys.pairing_id,
+                self.params.request_id,
+                self._qr_secret,
+                self.params.ephemeral_pk,
+                now,
+                ttl,
+                tag,
+            )
+            self.qr_bytes = self.qr.encode()
         push_secret = self._qr_secret if mode is UnlockMode.NUMBER_MATCH else b""
         plaintext = PushPlaintext(self.params, push_secret, self.number, choices).encode()
         nonce = rng(NONCE_LEN)

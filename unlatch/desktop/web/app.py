@@ -213,6 +213,8 @@ def create_app(rt: DesktopRuntime) -> Starlette:
         attempt = rt.unlock.current
         if attempt is None or attempt.final:
             return _error(404, "no_request", "no unlock request is waiting")
+        if attempt.link is None:
+            return _error(404, "no_qr", "a number-matching request has no QR code")
         return _svg(qr.svg(attempt.link, title="unlatch unlock request"))
 
     @guarded

@@ -116,16 +116,21 @@ export class DesktopUnlock {
       self.number = picked.correct;
       choices = picked.choices;
     }
-    const tag = await mac(keys.request_mac_key, qrMacInput(keys.pairing_id, self._qrSecret, self.params));
-    self.qrBytes = UnlockQR.encode({
-      pairingId: keys.pairing_id,
-      requestId: self.params.requestId,
-      qrSecret: self._qrSecret,
-      ephemeralPk: self.params.ephemeralPk,
-      createdAt: now,
-      ttl,
-      mac: tag,
-    });
+    // A QR only in scan mode: its MAC does not cover the mode, and a scanned QR is
+    // answered in scan mode, which a number-matching request refuses (protocol.md 6.2).
+    self.qrBytes = null;
+    if (mode === UnlockMode.SCAN) {
+      const tag = await mac(keys.request_mac_key, qrMacInput(keys.pairing_id, self._qrSecret, self.params));
+      self.qrBytes = UnlockQR.encode({
+        pairingId: keys.pairing_id,
+        requestId: self.params.requestId,
+        qrSecret: self._qrSecret,
+        ephemeralPk: self.params.ephemeralPk,
+        createdAt: now,
+        ttl,
+        mac: tag,
+      });
+    }
     const pushSecret = mode === UnlockMode.NUMBER_MATCH ? self._qrSecret : new Uint8Array(0);
     const plaintext = PushPlaintext.encode({ params: self.params, qrSecret: pushSecret, number: self.number, choices });
     const nonce = rng(NONCE_LEN);
