@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -14,6 +15,31 @@ import pytest
 from fixtures.vault import PASSWORD, Cli
 
 from unlatch.agent import client, settings
+
+
+def is_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process: a zombie (exited, not yet reaped by its parent,
+    which in a container may be a PID 1 that never reaps) counts as gone."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no procfs: fall back to signal 0 (true for a zombie too)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    state = stat_line.rsplit(")", 1)[1].split()[0]  # the name in (...) may hold spaces
+    return state not in ("Z", "X")
+
+
+def wait_gone(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while is_running(pid):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} still running after {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 def test_agent_start_status_stop_and_socket_modes(cli: Cli) -> None:
@@ -32,14 +58,7 @@ def test_agent_start_status_stop_and_socket_modes(cli: Cli) -> None:
 
     cli("agent", "stop", check=True)
     assert not sock.exists()
-    for _ in range(100):  # the process is gone too
-        try:
-            os.kill(info["pid"], 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("agent process still alive after stop")
+    wait_gone(info["pid"])  # the process is gone too
 
 
 def test_idle_auto_lock_from_environment(cli: Cli) -> None:
@@ -78,12 +97,7 @@ def test_killed_agent_is_replaced_and_the_vault_survives(cli: Cli) -> None:
     cli("add", "kept", input="pw\n", check=True)
     pid = json.loads(cli("agent", "status", "--json", check=True).stdout)["pid"]
     os.kill(pid, 9)
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
+    wait_gone(pid)
     assert (cli.home / "desktop" / "agent.sock").exists()  # stale
     assert "vault is locked" in cli("list").stderr
     cli("unlock", "--password-stdin", input=PASSWORD + "\n", check=True)
@@ -133,3 +147,21 @@ def test_spawned_agent_that_lost_the_race_means_wait_for_the_winner(
     monkeypatch.setattr(client, "spawn", spawn_loser)
     with client.connect(start=True) as agent:
         assert agent.call("ping")["pid"] > 0
+
+
+def test_sigterm_locks_the_vault_and_the_agent_exits(cli: Cli) -> None:
+    cli.init()
+    cli("add", "kept", input="pw\n", check=True)
+    info = json.loads(cli("status", "--json", check=True).stdout)
+    assert info["unlocked"] is True
+    sock = cli.home / "desktop" / "agent.sock"
+    os.kill(info["pid"], signal.SIGTERM)
+    wait_gone(info["pid"])
+    assert not sock.exists()  # removed on the way out, not left stale
+    log = (cli.home / "desktop" / "agent.log").read_text()
+    assert "vault locked (stop)" in log and "agent stopped; vault locked" in log
+    after = json.loads(cli("status", "--json", check=True).stdout)
+    assert after["agent_running"] is False and after["unlocked"] is False
+    assert "vault is locked" in cli("list").stderr  # a fresh agent: the key did not survive
+    cli("unlock", "--password-stdin", input=PASSWORD + "\n", check=True)
+    assert cli("get", "kept", "-f", "password", check=True).stdout == "pw\n"

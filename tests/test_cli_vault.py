@@ -232,8 +232,11 @@ def test_help_teaches_every_command(cli: Cli) -> None:
         "generate",
         "passwd",
         "agent",
+        "agent start",
+        "agent stop",
+        "agent status",
     ):
-        proc = cli(command, "--help", check=True)
+        proc = cli(*command.split(), "--help", check=True)
         assert "Example" in proc.stdout, command
     assert "--kdf-memory-kib" not in cli("init", "--help").stdout  # hidden test knob
 

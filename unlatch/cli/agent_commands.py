@@ -38,7 +38,19 @@ def agent() -> None:
     "idle_lock_seconds, UNLATCH_AGENT_IDLE_LOCK_SECONDS, or 600.",
 )
 def start(foreground: bool, idle_lock: float | None) -> None:
-    """Start the agent (in the background unless --foreground)."""
+    """Start the agent (in the background unless --foreground).
+
+    Other commands start it on demand; start it yourself to choose the idle
+    lock, or to watch its log in a terminal. SIGTERM or SIGINT (Ctrl-C) lock
+    the vault and stop it.
+
+    \b
+    Examples:
+      unlatch agent start
+      unlatch agent start --idle-lock 300     auto-lock after 5 idle minutes
+      unlatch agent start --idle-lock 0       lock only on `unlatch lock` or stop
+      unlatch agent start --foreground        attached, log to the terminal
+    """
     seconds = settings.idle_lock_seconds(idle_lock)
     if foreground:
         from unlatch.agent import server
@@ -61,7 +73,13 @@ def start(foreground: bool, idle_lock: float | None) -> None:
 
 @agent.command("stop")
 def stop() -> None:
-    """Lock the vault and stop the agent."""
+    """Lock the vault and stop the agent (the key is dropped; the socket removed).
+
+    \b
+    Examples:
+      unlatch agent stop
+      unlatch agent stop && unlatch agent start --idle-lock 60
+    """
     try:
         with client.connect(start=False) as running:
             running.call("stop")
@@ -77,7 +95,15 @@ def stop() -> None:
 @agent.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(as_json: bool) -> None:
-    """Whether the agent runs, and its pid and idle-lock setting."""
+    """Whether the agent runs, and its pid and idle-lock setting.
+
+    Does not start the agent and does not count as activity.
+
+    \b
+    Examples:
+      unlatch agent status
+      unlatch agent status --json | jq .idle_lock_seconds
+    """
     try:
         with client.connect(start=False) as running:
             info = running.call("status")
