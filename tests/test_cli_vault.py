@@ -37,7 +37,9 @@ def test_init_unlock_lock_status(cli: Cli) -> None:
 
     status = json.loads(cli("status", "--json", check=True).stdout)
     assert status["unlocked"] is True and status["agent_running"] is True
-    assert status["items"] == 0 and 590 <= status["locks_in_seconds"] <= 600
+    # Default idle lock 600 s, counted from init; a loaded machine may take a while
+    # between the two commands, so only a wide lower bound.
+    assert status["items"] == 0 and 480 <= status["locks_in_seconds"] <= 600
     assert "state: unlocked" in cli("status", check=True).stdout
 
     proc = cli("init", "--password-stdin", *KDF_ARGS, input=PASSWORD + "\n")
