@@ -9,12 +9,15 @@ opaque bytes that must arrive byte for byte, to the right party, once.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from fixtures.push_endpoint import LocalPushService
 from fixtures.scale import (
     REDIS_URL,
     Cluster,
@@ -24,9 +27,11 @@ from fixtures.scale import (
     redis_prefix,
     require_postgres,
     require_redis,
+    start_node,
 )
 
-from unlatch.relay.codec import b64e
+from unlatch.push import VapidKeys
+from unlatch.relay.codec import b64d, b64e
 from unlatch.relay.device_key import DeviceKey
 from unlatch.relay.errors import (
     AlreadyAnswered,
@@ -48,14 +53,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
     Limits are liberal except two, which the limit tests exercise: 4 unlock
     requests per pairing per 600 s and at most 5 open requests per desktop
-    (other tests use a fresh pairing or desktop where they need more).
+    (other tests use a fresh pairing or desktop where they need more). Every
+    node pushes, with one shared VAPID key.
     """
     require_postgres()
     require_redis()
     prefix = redis_prefix()
+    base = tmp_path_factory.mktemp("multinode")
+    VapidKeys.load_or_create(base / "vapid.pem")
     with fresh_database() as db:
         c = Cluster(
-            tmp_path_factory.mktemp("multinode"),
+            base,
             db_url=db,
             bus_url=f"{REDIS_URL}?prefix={prefix}",
             public_url=PUBLIC_URL,
@@ -63,6 +71,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 "UNLATCH_RELAY_RATE_UNLOCK_PAIRING": "4/600",
                 "UNLATCH_RELAY_MAX_PENDING_UNLOCK": "5",
             },
+            vapid_key=base / "vapid.pem",
         )
         try:
             c.start(3)
@@ -367,10 +376,10 @@ async def test_nodes_agree_on_health_and_schema(cluster: Cluster) -> None:
 
     conn = await asyncpg.connect(cluster.db_url)
     try:
-        rows = await conn.fetch("SELECT version FROM unlatch_schema_migrations")
+        rows = await conn.fetch("SELECT version FROM unlatch_schema_migrations ORDER BY version")
     finally:
         await conn.close()
-    assert [r[0] for r in rows] == [1]  # three nodes started, the migration ran once
+    assert [r[0] for r in rows] == [1, 2]  # three nodes started, each migration ran once
 
 
 async def test_a_lost_wake_up_costs_latency_not_the_message(cluster: Cluster) -> None:
@@ -432,3 +441,73 @@ async def test_a_lost_wake_up_costs_latency_not_the_message(cluster: Cluster) ->
         await conn.close()
         await desktop.aclose()
         await phone.aclose()
+
+
+async def test_push_registered_through_one_node_is_sent_by_another(
+    cluster: Cluster, push_service: LocalPushService
+) -> None:
+    """The phone registers its Web Push subscription through node 2; desktops ask through
+    nodes 0 and 1. Each node signs with the one shared VAPID key: the local push service
+    checks the JWT against the subscription's applicationServerKey (403 otherwise) and
+    decrypts the RFC 8291 body with the subscription's private key."""
+    async with httpx.AsyncClient() as http:
+        served = {
+            (await http.get(n.url + "/v1/push/vapid-public-key")).json()["public_key"]
+            for n in cluster.nodes
+        }
+    assert cluster.vapid_key is not None
+    assert served == {VapidKeys.load_or_create(cluster.vapid_key).public_key_b64url}
+    [vapid] = served
+    sub = push_service.subscribe("webpush", application_server_key=vapid)
+    desktop, phone, routing_id = await pair_across(cluster)
+    try:
+        await phone.on[2].set_push_target(sub.to_json())
+        assert (await phone.on[1].me())["push"]["endpoint"] == sub.endpoint
+        sent_before = [
+            n.metric("unlatch_relay_pushes_total", outcome="delivered") for n in cluster.nodes
+        ]
+        requests = [(0, os.urandom(16), os.urandom(600)), (1, os.urandom(16), os.urandom(300))]
+        for count, (node, request_id, opaque) in enumerate(requests, start=1):
+            created = await desktop.on[node].create_unlock(request_id, routing_id, opaque)
+            assert created["notified"]["push"] == "queued"
+            deadline = time.monotonic() + 30
+            while len(sub.delivered) < count:
+                assert time.monotonic() < deadline, [(a.status, a.reason) for a in sub.attempts]
+                await asyncio.sleep(0.05)
+            delivery = sub.delivered[-1]
+            assert delivery.claims is not None and delivery.claims["aud"] == push_service.origin
+            assert delivery.headers["content-encoding"] == "aes128gcm"
+            note = json.loads(delivery.plaintext or b"")
+            assert note["request_id"] == b64e(request_id) and b64d(note["push"]) == opaque
+            assert note["routing_id"] == b64e(routing_id)
+        assert all(a.status == 201 for a in sub.attempts)  # no node signed with another key
+        sent_after = [
+            n.metric("unlatch_relay_pushes_total", outcome="delivered") for n in cluster.nodes
+        ]
+        assert sent_after[0] == sent_before[0] + 1 and sent_after[1] == sent_before[1] + 1
+        assert sent_after[2] == sent_before[2]  # the node that took the registration sent none
+    finally:
+        await desktop.aclose()
+        await phone.aclose()
+
+
+async def test_a_node_with_another_vapid_key_refuses_to_join(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The store records the deployment's VAPID public key: a node started with a different
+    key file would sign pushes the push services refuse, so it stops with the fix."""
+    other = tmp_path / "other-vapid.pem"
+    VapidKeys.load_or_create(other)
+    with pytest.raises(RuntimeError) as err:
+        await asyncio.to_thread(
+            start_node,
+            tmp_path / "intruder",
+            env={**cluster.node_env(), "UNLATCH_RELAY_VAPID_KEY": str(other)},
+            args=cluster.node_args(),
+            liberal=True,
+        )
+    assert "relay exited with 2" in str(err.value)
+    assert "VAPID key" in str(err.value) and "same key file" in str(err.value)
+    async with httpx.AsyncClient() as http:  # the deployment is untouched
+        for node in cluster.nodes:
+            assert (await http.get(node.url + "/healthz")).status_code == 200

@@ -306,6 +306,29 @@ async def test_close_racing_a_reply_never_leaves_a_message_on_a_closed_channel(
         await asyncio.gather(*(s.close() for s in stores))
 
 
+async def test_a_setting_is_recorded_by_the_first_writer_and_replaced_on_purpose(
+    store: Store,
+) -> None:
+    name = "test_" + os.urandom(4).hex()
+    assert await store.record_setting(name, "first") == "first"
+    assert await store.record_setting(name, "second") == "first"
+    assert await store.record_setting(name, "second", replace=True) == "second"
+    assert await store.record_setting(name, "third") == "second"
+
+
+async def test_nodes_racing_to_record_a_setting_agree_on_one_value(pg_url: str) -> None:
+    """What makes the VAPID key check hold when nodes with different keys start at once."""
+    stores = await nodes(pg_url, 5)
+    try:
+        name = "test_" + os.urandom(4).hex()
+        results = await asyncio.gather(
+            *(s.record_setting(name, f"node{i}") for i, s in enumerate(stores))
+        )
+        assert len(set(results)) == 1 and results[0].startswith("node")
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
 # -- migrations, configuration, outages ------------------------------------------------------
 
 
@@ -317,13 +340,15 @@ async def test_concurrent_startup_migrates_once() -> None:
             assert {await s.schema_version() for s in stores} == {len(migrations())}
             conn = await asyncpg.connect(url)
             try:
-                rows = await conn.fetch("SELECT version, name FROM unlatch_schema_migrations")
+                rows = await conn.fetch(
+                    "SELECT version, name FROM unlatch_schema_migrations ORDER BY version"
+                )
                 await conn.execute(
                     "INSERT INTO unlatch_schema_migrations (version, name) VALUES (99, 'future')"
                 )
             finally:
                 await conn.close()
-            assert [(r[0], r[1]) for r in rows] == [(1, "initial")]
+            assert [(r[0], r[1]) for r in rows] == [(1, "initial"), (2, "settings")]
         finally:
             await asyncio.gather(*(s.close() for s in stores))
         newer = PostgresStore(url)

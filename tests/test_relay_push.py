@@ -183,3 +183,46 @@ async def test_private_push_endpoints_are_refused_unless_the_operator_allows_the
         assert (await pair.phone.me())["push"]["endpoint"] == sub.endpoint
     finally:
         await pair.aclose()
+
+
+def test_a_relay_whose_vapid_key_changed_refuses_to_start(tmp_path) -> None:
+    """Phones subscribed with the key recorded in the store: another key would lose every
+    push, so the relay stops with the fix instead (and --vapid-key-replace overrides)."""
+    import pytest
+    from fixtures.relay import start_relay
+
+    db = tmp_path / "relay.db"
+    started: list[RelayProcess] = []
+
+    def start(home: str, *args: str) -> RelayProcess:
+        relay = start_relay(tmp_path / home, db_path=db, args=list(args))
+        started.append(relay)
+        return relay
+
+    def key_of(relay: RelayProcess) -> str:
+        return httpx.get(relay.url + "/v1/push/vapid-public-key").json()["public_key"]
+
+    try:
+        first = start("a")
+        key = key_of(first)
+        first.stop()
+        # same store, another home (so another, freshly generated vapid.pem)
+        with pytest.raises(RuntimeError) as err:
+            start("b")
+        assert "relay exited with 2" in str(err.value)
+        assert "VAPID key" in str(err.value) and "--vapid-key-replace" in str(err.value)
+        assert "Traceback" not in str(err.value).split("unlatch: ")[-1]
+        # the original key file still agrees with the store; --no-push skips the check
+        again = start("a")
+        assert key_of(again) == key
+        again.stop()
+        start("b", "--no-push").stop()
+        # a deliberate change
+        replaced = start("b", "--vapid-key-replace")
+        assert key_of(replaced) != key
+        replaced.stop()
+        with pytest.raises(RuntimeError, match="VAPID key"):
+            start("a")  # now the old key is the wrong one
+    finally:
+        for relay in started:
+            relay.stop()

@@ -61,6 +61,13 @@ from unlatch.cli import main
     " phone cannot make the relay send requests into its network.",
 )
 @click.option(
+    "--vapid-key-replace",
+    is_flag=True,
+    default=None,
+    help="Record this relay's VAPID key as the deployment's, replacing the one in the store"
+    " (use once, after a deliberate key change; phones must re-enable notifications).",
+)
+@click.option(
     "--log-level",
     default=None,
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -77,6 +84,7 @@ def relay_command(
     key: str | None,
     no_push: bool,
     push_allow_private: bool | None,
+    vapid_key_replace: bool | None,
     log_level: str | None,
 ) -> None:
     """Run the zero-knowledge relay between desktops and their paired phones.
@@ -112,6 +120,7 @@ def relay_command(
         "log_level": log_level,
         "push_enabled": False if no_push else None,
         "push_allow_private": True if push_allow_private else None,
+        "vapid_key_replace": True if vapid_key_replace else None,
     }
     config = load_config(overrides)
     store = re.sub(r"//[^/@]*@", "//", config.db.split("?")[0])  # never echo a DB password

@@ -29,6 +29,7 @@ from unlatch.relay.apierror import ApiError, bad_request
 from unlatch.relay.bus import open_bus
 from unlatch.relay.codec import b64e
 from unlatch.relay.config import RelayConfig
+from unlatch.relay.errors import RelayConfigError
 from unlatch.relay.logs import log
 from unlatch.relay.metrics import RelayMetrics
 from unlatch.relay.models import Device, DeviceKind
@@ -67,6 +68,9 @@ class Relay:
             self.metrics,
         )
         self.sockets = Sockets(self.service)
+        # a configuration problem found while starting (store, VAPID record): the server
+        # re-raises it after uvicorn gave up, so the CLI prints it instead of a traceback
+        self.startup_error: RelayConfigError | None = None
 
     # helpers -------------------------------------------------------------------
     def client_ip(self, request: Request) -> str:
@@ -397,7 +401,11 @@ def create_app(config: RelayConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await relay.service.start()
+        try:
+            await relay.service.start()
+        except RelayConfigError as exc:
+            relay.startup_error = exc
+            raise
         log(
             "relay started",
             public_url=config.public_url,

@@ -36,6 +36,9 @@ class RelayConfig:
     key: str = ""
     vapid_key: str = ""  # empty: vapid.pem under paths.subdir("relay")
     push_subject: str = ""  # VAPID "sub": mailto: or https: (default from public_url)
+    # the store records the public VAPID key of the first node to start; a node with
+    # another key refuses to start unless this is set (once, after a deliberate change)
+    vapid_key_replace: bool = False
     push_enabled: bool = True
     # push endpoints on loopback/private/link-local addresses (and plain http:// to
     # loopback): off, so a phone cannot make the relay POST into its own network (SSRF)

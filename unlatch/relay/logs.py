@@ -46,6 +46,9 @@ SAFE_FIELDS = frozenset(
         "version",
         "tls",
         "trusted_proxies",
+        "wanted",
+        "max_connections",
+        "nofile",
     }
 )
 

@@ -108,6 +108,16 @@ class RelayServer(uvicorn.Server):
         super().__init__(config)
         self.relay = relay
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        except SystemExit:
+            # uvicorn exits with status 3 when the app's startup fails; a configuration
+            # error (unreachable store, VAPID key mismatch) goes to the CLI with its message
+            if self.relay.startup_error is not None:
+                raise self.relay.startup_error from None
+            raise
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         log("relay shutting down", websockets=self.relay.sockets.open_count)
         await self.relay.sockets.notify_shutdown(self.relay.config.shutdown_grace)

@@ -25,6 +25,7 @@ from unlatch.relay.apierror import ApiError, forbidden, unauthorized, unknown_ch
 from unlatch.relay.bus import Bus
 from unlatch.relay.codec import b64e
 from unlatch.relay.config import RelayConfig
+from unlatch.relay.errors import RelayConfigError
 from unlatch.relay.logs import log, short
 from unlatch.relay.metrics import RelayMetrics
 from unlatch.relay.models import Channel, ChannelKind, ChannelState, Device, DeviceKind, Message
@@ -37,6 +38,7 @@ WAIT_RECHECK = 5.0  # waiters re-read the store at least this often (a lost bus 
 MAX_USER_AGENT = 200
 SESSION_CACHE_SIZE = 10_000
 SESSION_CACHE_TTL = 30.0  # never beyond a session's own expiry: see authenticate()
+VAPID_SETTING = "vapid_public_key"  # store setting: the deployment's VAPID public key
 
 # which message types each side of a channel may post
 PAIRING_TYPES = {"hello": "phone", "accept": "desktop"}
@@ -122,7 +124,31 @@ class RelayService:
                 self.metrics,
                 allow_private=self.config.push_allow_private,
             )
+            await self._check_vapid_record(self.push.public_key_b64url)
         self._sweeper = asyncio.create_task(self._sweep_loop())
+
+    async def _check_vapid_record(self, ours: str) -> None:
+        """Refuse to start with a VAPID key other than the deployment's.
+
+        Browsers bind a Web Push subscription to the key it was made with, and
+        push services refuse pushes signed with another one. Nodes sharing a
+        store but not a key file would each lose the pushes of phones that
+        subscribed through another node, silently; a single relay whose key
+        file was lost would lose them all. The first node records its public
+        key in the store; any node with a different key stops here with the fix.
+        """
+        replace = self.config.vapid_key_replace
+        recorded = await self.store.record_setting(VAPID_SETTING, ours, replace=replace)
+        if recorded != ours:
+            raise RelayConfigError(
+                f"this relay's VAPID key ({ours[:12]}...) is not the one recorded in its store"
+                f" ({recorded[:12]}...), which phones subscribed to Web Push with: pushes signed"
+                " with this key would be refused. Give every node the same key file"
+                " (vapid_key, UNLATCH_RELAY_VAPID_KEY); after a deliberate key change, start one"
+                " node once with --vapid-key-replace (phones must then re-enable notifications)"
+            )
+        if replace:
+            log("VAPID key recorded for the deployment (replace)", logging.WARNING)
 
     async def stop(self) -> None:
         self.shutting_down.set()

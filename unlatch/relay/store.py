@@ -58,6 +58,15 @@ class Store(abc.ABC):
     async def ping(self) -> None:
         """Raise if the store cannot answer (used by /healthz)."""
 
+    # deployment settings --------------------------------------------------------
+    @abc.abstractmethod
+    async def record_setting(self, name: str, value: str, *, replace: bool = False) -> str:
+        """Record ``value`` under ``name`` unless a value is recorded; return the recorded one.
+
+        The first node to record wins (atomically), so every node can check it
+        agrees with the deployment; ``replace`` overwrites on purpose.
+        """
+
     # challenges and sessions ------------------------------------------------
     @abc.abstractmethod
     async def put_challenge(self, challenge: bytes, expires_at: float) -> None:

@@ -37,7 +37,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -308,6 +308,21 @@ class PostgresStore(Store):
         await self._read(lambda c: c.fetchval("SELECT 1"))
 
     # challenges and sessions ------------------------------------------------
+    async def record_setting(self, name: str, value: str, *, replace: bool = False) -> str:
+        conflict = "DO UPDATE SET value = EXCLUDED.value" if replace else "DO NOTHING"
+
+        async def fn(c: Conn) -> str:
+            await c.execute(
+                f"INSERT INTO relay_settings VALUES ($1, $2) ON CONFLICT (name) {conflict}",  # noqa: S608
+                name,
+                value,
+            )
+            return cast(
+                str, await c.fetchval("SELECT value FROM relay_settings WHERE name = $1", name)
+            )
+
+        return await self._call(fn, tx=True, idempotent=True)
+
     async def put_challenge(self, challenge: bytes, expires_at: float) -> None:
         await self._call(
             lambda c: c.execute(

@@ -96,6 +96,10 @@ CREATE TABLE IF NOT EXISTS pairings (
     PRIMARY KEY (routing_id, device_id)
 );
 CREATE INDEX IF NOT EXISTS pairings_device ON pairings (device_id);
+CREATE TABLE IF NOT EXISTS relay_settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -155,6 +159,15 @@ class SQLiteStore(Store):
 
     async def ping(self) -> None:
         await self._run(lambda db: db.execute("SELECT 1").fetchone())
+
+    async def record_setting(self, name: str, value: str, *, replace: bool = False) -> str:
+        def fn(db: sqlite3.Connection) -> str:
+            verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+            db.execute(f"{verb} INTO relay_settings VALUES (?, ?)", (name, value))
+            row = db.execute("SELECT value FROM relay_settings WHERE name = ?", (name,)).fetchone()
+            return cast(str, row[0])
+
+        return await self._run(fn)
 
     # challenges and sessions ------------------------------------------------
     async def put_challenge(self, challenge: bytes, expires_at: float) -> None:
