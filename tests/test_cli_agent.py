@@ -137,16 +137,22 @@ def test_spawned_agent_that_lost_the_race_means_wait_for_the_winner(
     """Our child exits with AgentAlreadyRunningError's code while another agent is still
     starting: connect() keeps waiting for that agent's socket instead of failing."""
     real_spawn = client.spawn
+    winners: list[subprocess.Popen[bytes]] = []
 
     def spawn_loser(idle_lock: float | None = None) -> subprocess.Popen[bytes]:
-        real_spawn(idle_lock)  # the winner, still importing when the loser exits
+        winners.append(real_spawn(idle_lock))  # still importing when the loser exits
         loser = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
         loser.wait(30)
         return loser
 
     monkeypatch.setattr(client, "spawn", spawn_loser)
-    with client.connect(start=True) as agent:
-        assert agent.call("ping")["pid"] > 0
+    try:
+        with client.connect(start=True) as agent:
+            assert agent.call("ping")["pid"] == winners[0].pid
+    finally:  # on failure the fixture's `agent stop` may come before the winner listens
+        for winner in winners:
+            winner.terminate()
+            winner.wait(30)
 
 
 def test_sigterm_locks_the_vault_and_the_agent_exits(cli: Cli) -> None:
