@@ -90,10 +90,21 @@ async def test_unifiedpush_and_failures_are_counted(relay: RelayProcess, push_se
         rid = os.urandom(16)
         await pair.desktop.create_unlock(rid, pair.routing_id, b"opaque-bytes")
         await _until(lambda: len(up.delivered) == 1)
-        note = json.loads(up.delivered[0].plaintext)
-        assert note["request_id"] == b64e(rid) and b64d(note["push"]) == b"opaque-bytes"
-        # a plain distributor reads the body: it gets no requester address or user agent
-        assert "requester" not in note and "127.0.0.1" not in up.delivered[0].plaintext.decode()
+        body = up.delivered[0].plaintext
+        note = json.loads(body)
+        # a plain distributor reads the body: it gets only the random request id and the
+        # desktop's sealed bytes; no routing id (which links a pairing's requests), no
+        # requester address or user agent, no timestamps
+        assert note == {
+            "v": 1,
+            "type": "unlock",
+            "request_id": b64e(rid),
+            "push": b64e(b"opaque-bytes"),
+        }
+        assert b64e(pair.routing_id).encode() not in body and b"127.0.0.1" not in body
+        # the phone fetches the rest over its own authenticated connection
+        full = await pair.phone.get_unlock(rid)
+        assert full.routing_id == pair.routing_id and full.requester_address == "127.0.0.1"
         # a push service that keeps failing: retried, then counted as failed; the target stays
         up.answer(500, times=10)
         await pair.desktop.create_unlock(os.urandom(16), pair.routing_id, b"x")

@@ -78,17 +78,26 @@ def notification_json(ch: Channel) -> dict[str, Any]:
     }
 
 
+PLAIN_PUSH_FIELDS = ("v", "type", "request_id", "push")
+
+
 def push_view(note: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
     """What a push service may carry of a notification.
 
     An encrypted target (Web Push, UnifiedPush in webpush mode; RFC 8291)
-    gets the whole notification. A plain UnifiedPush distributor would read
-    it, so it gets no requester address or user agent: the phone fetches those
-    over its own authenticated connection (``GET /v1/unlock/{id}``).
+    gets the whole notification: only the phone can read it. A plain
+    UnifiedPush distributor reads what it forwards, so it gets only what the
+    phone needs to act and the protocol already makes opaque: the desktop's
+    sealed ``push`` bytes (which carry the request's own id, mode and expiry,
+    readable only by the paired phone) and the random ``request_id`` to fetch
+    the rest with. No ``routing_id`` (it would let the distributor link every
+    request of one pairing), no requester address or user agent, no
+    timestamps: the phone reads those over its own authenticated connection
+    (``GET /v1/unlock/{id}``).
     """
     if "keys" in target:  # stored as PushTarget.to_json(): keys only when encrypted
         return note
-    return {k: v for k, v in note.items() if k != "requester"}
+    return {k: note[k] for k in PLAIN_PUSH_FIELDS if k in note}
 
 
 class RelayService:
