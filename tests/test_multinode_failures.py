@@ -8,6 +8,13 @@ reply derived from it, and at the end every desktop must hold exactly one
 been notified only of its own requests. The counts (completed, client-visible
 errors that were retried, failed) are printed for the report (``pytest -s``).
 
+The relay client de-duplicates (by ``seq`` on a channel, by request id when
+listening), so what it yields cannot show a message the relay delivered
+twice. Two checks look beneath it: after its reply, each desktop re-reads the
+channel from ``after=0`` and must find exactly one ``seen`` and one ``reply``
+stored; and a raw WebSocket listener per phone (no client library) counts
+every notification frame, which must arrive at most once per connection.
+
 Redis and PostgreSQL restarts use private servers on random ports (a
 throw-away ``redis-server`` and an ``initdb`` cluster), never the shared ones.
 Marked ``slow``: each test starts its own nodes (and servers) and runs 72
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import os
 import signal
 import time
@@ -41,7 +49,9 @@ from fixtures.scale import (
     require_postgres,
     require_redis,
 )
+from websockets.asyncio.client import connect
 
+from unlatch.relay.codec import b64d, b64e
 from unlatch.relay.errors import AlreadyPosted, ChannelExists, RelayError, RelayUnavailable
 
 T = TypeVar("T")
@@ -61,6 +71,12 @@ class Tally:
     failed: list[str] = field(default_factory=list)
     retried: collections.Counter[str] = field(default_factory=collections.Counter)
     latencies: list[float] = field(default_factory=list)
+    # what the relay stores on each channel, re-read from after=0 once the reply arrived
+    stored: dict[bytes, list[tuple[str, bytes]]] = field(default_factory=dict)
+    # raw listener frames: per request id, per phone connection count, repeats within one
+    raw_frames: collections.Counter[bytes] = field(default_factory=collections.Counter)
+    raw_connections: collections.Counter[int] = field(default_factory=collections.Counter)
+    raw_repeats: int = 0
 
     def report(self, title: str) -> str:
         errors = ", ".join(f"{n}x {what}" for what, n in self.retried.most_common(6)) or "none"
@@ -69,7 +85,17 @@ class Tally:
             f"\n[{title}] exchanges={len(self.expected)} completed={self.completed}"
             f" failed={len(self.failed)} retried_errors={sum(self.retried.values())}"
             f" wrong_party={self.wrong_party} duplicates={self.duplicates()}"
+            f" stored_duplicates={self.stored_duplicates()}"
+            f" raw_frames={sum(self.raw_frames.values())}"
+            f" raw_repeats={self.raw_repeats} raw_connections={sum(self.raw_connections.values())}"
             f" p99={p99 * 1000:.0f}ms\n  retried: {errors}\n  failed: {self.failed[:5]}"
+        )
+
+    def stored_duplicates(self) -> int:
+        return sum(
+            max(0, sum(1 for kind, _ in msgs if kind == t) - 1)
+            for msgs in self.stored.values()
+            for t in ("seen", "reply")
         )
 
     def duplicates(self) -> int:
@@ -123,6 +149,14 @@ async def desktop_side(pair: Pair, index: int, tally: Tally) -> None:
             if not got or got[-1][0] != "reply":
                 tally.failed.append("no reply before the deadline")
                 continue
+
+            async def reread() -> Any:
+                return await desktop.request(
+                    "GET", f"/v1/unlock/{b64e(request_id)}/wait", params={"after": 0, "timeout": 0}
+                )
+
+            stored = await retrying(tally, "re-read", reread)
+            tally.stored[request_id] = [(m["type"], b64d(m["data"])) for m in stored["messages"]]
             await retrying(tally, "acknowledge", lambda: desktop.close_unlock(request_id))
             tally.completed += 1
             tally.latencies.append(time.monotonic() - started)
@@ -157,12 +191,57 @@ async def phone_side(pair: Pair, index: int, tally: Tally) -> None:
             await retrying(tally, kind, post)
 
 
+async def raw_listener(
+    pair: Pair, index: int, url: str, tally: Tally, ready: asyncio.Event
+) -> None:
+    """Count every unlock frame on ``/v1/listen`` without the client's de-duplication.
+
+    Reconnects whenever the connection drops; a frame for a request is expected
+    at most once per connection (the relay re-sends still-pending requests to a
+    new connection, by design).
+    """
+    phone: Any = pair.phone
+    ws_url = url.replace("http://", "ws://", 1) + "/v1/listen"
+    while True:
+        try:
+            token = await phone.login()
+            async with connect(ws_url, open_timeout=10, ping_interval=None) as ws:
+                await ws.send(json.dumps({"type": "auth", "token": token}))
+                if json.loads(await asyncio.wait_for(ws.recv(), 10)).get("type") != "ready":
+                    raise ConnectionError("not ready")
+                tally.raw_connections[index] += 1
+                ready.set()
+                here: collections.Counter[bytes] = collections.Counter()
+                async for raw in ws:
+                    frame = json.loads(raw)
+                    if frame.get("type") == "ping":
+                        await ws.send('{"type": "pong"}')
+                    if frame.get("type") != "unlock":
+                        continue
+                    request_id = b64d(frame["request_id"])
+                    owner = tally.expected.get(request_id)
+                    if owner is None or owner[0] != index:
+                        tally.wrong_party += 1
+                    here[request_id] += 1
+                    tally.raw_frames[request_id] += 1
+                    if here[request_id] > 1:
+                        tally.raw_repeats += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # any drop or refusal during a failure: reconnect
+            await asyncio.sleep(0.25)
+
+
 async def run_exchanges(url: str, inject: Callable[[], Awaitable[None]], title: str) -> Tally:
     """Pair PAIRS desktops and phones through ``url``, run the exchanges, inject the failure."""
     tally = Tally()
     pairs = [await make_pair(url) for _ in range(PAIRS)]
     phones = [asyncio.create_task(phone_side(p, i, tally)) for i, p in enumerate(pairs)]
-    await asyncio.sleep(0.5)
+    ready = [asyncio.Event() for _ in pairs]
+    phones += [
+        asyncio.create_task(raw_listener(p, i, url, tally, ready[i])) for i, p in enumerate(pairs)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 60)
     desktops = [asyncio.create_task(desktop_side(p, i, tally)) for i, p in enumerate(pairs)]
     total = PAIRS * PER_PAIR
     deadline = time.monotonic() + 60
@@ -186,13 +265,26 @@ def check(tally: Tally) -> None:
     """Every exchange delivered once, to its own desktop, with its own payload."""
     assert tally.wrong_party == 0
     assert tally.duplicates() == 0
+    assert tally.stored_duplicates() == 0
+    assert tally.raw_repeats == 0  # no notification twice on one listener connection
     assert not tally.failed, tally.failed
     assert tally.completed == PAIRS * PER_PAIR
-    for request_id, (_pair, reply) in tally.expected.items():
+    for request_id, (pair, reply) in tally.expected.items():
         kinds = [kind for kind, _ in tally.received[request_id]]
         assert kinds == ["seen", "reply"], kinds
         assert tally.received[request_id][-1][1] == reply  # its own payload, byte for byte
+        # beneath the client's de-duplication: the relay holds one seen and one reply
+        assert [kind for kind, _ in tally.stored[request_id]] == ["seen", "reply"]
+        assert tally.stored[request_id][-1][1] == reply
         assert tally.notified[request_id] == 1  # the phone was asked once
+        # the raw listener: at most once per connection, exactly once if it never reconnected
+        connections = tally.raw_connections[pair]
+        assert tally.raw_frames[request_id] <= connections, (
+            tally.raw_frames[request_id],
+            connections,
+        )
+        if connections == 1:
+            assert tally.raw_frames[request_id] == 1
 
 
 async def start_cluster(base: Path, db: str, bus: str, nodes: int) -> tuple[Cluster, LoadBalancer]:
