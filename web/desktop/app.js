@@ -113,7 +113,11 @@
     renderSettings(next);
     renderPairing(next.pairing);
     if (unlocked && (!prev || !prev.vault.unlocked || next.version !== listVersion)) { listVersion = next.version; loadItems(); }
-    if (!unlocked && prev && prev.vault.unlocked) { items = []; selected = null; editing = null; renderItems(); $("password").focus(); }
+    if (!unlocked && prev && prev.vault.unlocked) {
+      items = []; selected = null; editing = null; renderItems(); $("password").focus();
+      clearClipboard();  // locked: a copied secret goes now, not in up to 30 s
+    }
+    updateCountdowns();  // at once, not at the next tick of the 1 s timer
     for (const fn of window.unlatch.onState) { try { fn(next, prev); } catch (e) { console.error(e); } }
   }
 
@@ -244,16 +248,64 @@
     const el = $("view-password"); const hidden = $("reveal").textContent === "Show";
     el.textContent = hidden ? (selected.password || "—") : "••••••••••"; $("reveal").textContent = hidden ? "Hide" : "Show";
   });
-  let clearTimer = 0;
+  // Clipboard: what we copied is cleared after 30 s, and only if it is still there
+  // (checked with readText when the browser grants clipboard-read; without that
+  // permission the copied secret is cleared regardless, as it should not linger).
+  // Chromium refuses clipboard access to a window without focus: a clear that could
+  // not run waits, and is retried when the window gets focus or becomes visible.
+  const clip = { value: null, due: 0, timer: 0, waiting: false, hideTimer: 0 };
+  function clipStatus(text, fade) {
+    const el = $("clip-status"); el.textContent = text; el.hidden = !text;
+    clearTimeout(clip.hideTimer);
+    if (fade) clip.hideTimer = setTimeout(() => { if (clip.value === null) clipStatus(""); }, 6000);
+  }
+  async function clipboardHolds(value) {  // true / false, or null when we may not look
+    try {
+      const perm = await navigator.permissions.query({ name: "clipboard-read" });
+      if (perm.state !== "granted") return null;
+      return (await navigator.clipboard.readText()) === value;
+    } catch (e) { return null; }
+  }
+  function clipWait() {
+    clip.waiting = true;
+    clipStatus("The clipboard still holds the copied value: it is cleared when this window has focus again");
+  }
+  async function clearClipboard() {
+    const value = clip.value;
+    if (value === null) return;
+    clearTimeout(clip.timer);
+    if (!document.hasFocus()) { clipWait(); return; }
+    const holds = await clipboardHolds(value);
+    if (clip.value !== value) return;  // copied again meanwhile: that copy has its own timer
+    if (holds === false) {
+      clip.value = null; clip.waiting = false;
+      clipStatus("Clipboard left as it is: it holds something else now", true);
+      return;
+    }
+    try { await navigator.clipboard.writeText(""); }
+    catch (e) { clipWait(); return; }
+    if (clip.value === value) { clip.value = null; clip.waiting = false; clipStatus("Clipboard cleared", true); }
+  }
+  function retryClear() { if (clip.waiting) clearClipboard(); }
+  window.addEventListener("focus", retryClear);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) retryClear(); });
+  // The user copied something else in this page (Ctrl+C): the clipboard is theirs now.
+  document.addEventListener("copy", () => {
+    if (clip.value === null) return;
+    clearTimeout(clip.timer); clip.value = null; clip.waiting = false;
+    clipStatus("Clipboard left as it is: it holds something else now", true);
+  });
   for (const btn of document.querySelectorAll("button.copy")) {
     btn.addEventListener("click", async () => {
       const value = selected ? selected[btn.dataset.copy] : "";
       if (!value) return;
       try {
         await navigator.clipboard.writeText(value);
+        clearTimeout(clip.timer);
+        clip.value = value; clip.waiting = false; clip.due = Date.now() + CLIPBOARD_CLEAR_MS;
+        clip.timer = setTimeout(clearClipboard, CLIPBOARD_CLEAR_MS);
         toast(`${btn.dataset.copy === "password" ? "Password" : "Username"} copied — the clipboard clears in 30 s`);
-        clearTimeout(clearTimer);
-        clearTimer = setTimeout(() => { navigator.clipboard.writeText("").catch(() => {}); }, CLIPBOARD_CLEAR_MS);
+        updateCountdowns();
       } catch (e) { toast("The browser refused clipboard access"); }
     });
   }
@@ -400,6 +452,7 @@
     const u = state.unlock;
     if (u && !FINAL.includes(u.state)) $("request-expiry").textContent = `This code expires in ${mmss(u.expires_at - now())}`;
     else $("request-expiry").textContent = "";
+    if (clip.value !== null && !clip.waiting) clipStatus(`Clipboard clears in ${mmss((clip.due - Date.now()) / 1000)}`);
   }
   setInterval(updateCountdowns, 1000);
   // Activity (viewing, copying) pushes the agent's auto-lock back without an event:
