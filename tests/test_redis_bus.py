@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
+from fixtures.relay import RelayProcess
 from fixtures.scale import PrivateRedis, redis_cleanup, redis_prefix, require_redis
 
 from unlatch.relay.bus import InProcessBus, open_bus
@@ -215,7 +217,8 @@ async def test_buckets_refill_and_expire(
 async def test_limiter_falls_back_to_local_buckets_when_redis_is_down(tmp_path: Path) -> None:
     server = PrivateRedis(tmp_path / "redis")
     server.start()
-    limiter = RedisRateLimiter(server.url)
+    calls: list[int] = []
+    limiter = RedisRateLimiter(server.url, on_fallback=lambda: calls.append(1))
     try:
         rule = Rule(2, 60)
         assert await limiter.acquire([("ip", "x", rule)]) is None
@@ -225,12 +228,46 @@ async def test_limiter_falls_back_to_local_buckets_when_redis_is_down(tmp_path: 
         assert await limiter.acquire([("ip", "y", rule)]) is None
         denied = await limiter.acquire([("ip", "y", rule)])
         assert denied is not None and denied.scope == "ip"
-        assert limiter.fallbacks == 3
+        assert limiter.fallbacks == 3 and len(calls) == 3
         server.start()
         assert await limiter.acquire([("ip", "z", rule)]) is None
-        assert limiter.fallbacks == 3  # back on the shared buckets
+        assert limiter.fallbacks == 3 and len(calls) == 3  # back on the shared buckets
     finally:
         await limiter.close()
+        server.stop()
+
+
+async def test_a_relay_counts_the_checks_it_made_alone_while_redis_was_down(
+    tmp_path: Path, relay_factory: Callable[..., RelayProcess]
+) -> None:
+    """unlatch_relay_rate_limit_fallbacks_total: limits held per node, not per deployment."""
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        relay = relay_factory(args=["--bus", server.url])
+        metric = "unlatch_relay_rate_limit_fallbacks_total"
+
+        def challenge() -> int:
+            return httpx.post(relay.url + "/v1/auth/challenge", timeout=10).status_code
+
+        assert await asyncio.to_thread(challenge) == 200
+        assert relay.metric(metric) == 0
+        server.stop()
+        for _ in range(3):  # Redis gone: still served, on this node's own buckets
+            assert await asyncio.to_thread(challenge) == 200
+        assert relay.metric(metric) == 3
+        assert "using per-node limits" in relay.logs()
+        server.start()
+        # back on the shared buckets: the counter stops growing
+        deadline = time.monotonic() + 30
+        while True:
+            before = relay.metric(metric)
+            assert await asyncio.to_thread(challenge) == 200
+            if relay.metric(metric) == before:
+                break
+            assert time.monotonic() < deadline, "the limiter never went back to Redis"
+            await asyncio.sleep(0.2)
+    finally:
         server.stop()
 
 

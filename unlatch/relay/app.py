@@ -64,7 +64,7 @@ class Relay:
             config,
             open_store(config.db),
             open_bus(config.bus),
-            open_limiter(config.bus),
+            open_limiter(config.bus, on_fallback=self.metrics.rate_limit_fallbacks.inc),
             self.metrics,
         )
         self.sockets = Sockets(self.service)

@@ -46,6 +46,12 @@ class RelayMetrics:
             ["scope"],
             registry=self.registry,
         )
+        self.rate_limit_fallbacks = Counter(
+            "unlatch_relay_rate_limit_fallbacks",
+            "Rate-limit checks made with this node's own buckets because the shared"
+            " limiter (Redis) was unreachable: limits then hold per node, not per deployment",
+            registry=self.registry,
+        )
         self.websockets_open = Gauge(
             "unlatch_relay_websockets_open", "Open WebSockets", ["endpoint"], registry=self.registry
         )

@@ -13,6 +13,7 @@ import abc
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -99,8 +100,12 @@ class MemoryRateLimiter(RateLimiter):
             return None
 
 
-def open_limiter(url: str) -> RateLimiter:
-    """Pick the limiter by the bus URL: in memory unless a shared backend is configured."""
+def open_limiter(url: str, *, on_fallback: Callable[[], None] | None = None) -> RateLimiter:
+    """Pick the limiter by the bus URL: in memory unless a shared backend is configured.
+
+    ``on_fallback`` is called for each check a shared limiter could not make
+    (its backend unreachable) and made with this node's own buckets instead.
+    """
     if url.startswith(("redis://", "rediss://")):
         import importlib
 
@@ -110,6 +115,6 @@ def open_limiter(url: str) -> RateLimiter:
             module = importlib.import_module("unlatch.relay.ratelimit_redis")
         except ImportError:
             raise RelayConfigError("this relay has no Redis rate limiter installed") from None
-        limiter: RateLimiter = module.RedisRateLimiter(url)
+        limiter: RateLimiter = module.RedisRateLimiter(url, on_fallback=on_fallback)
         return limiter
     return MemoryRateLimiter()

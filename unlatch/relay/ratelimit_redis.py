@@ -9,8 +9,11 @@ clock whatever the skew between the nodes' own clocks. A bucket is a small
 hash that expires once it would be full again, so idle keys cost nothing.
 
 If Redis cannot be reached, the limiter falls back to per-node in-memory
-buckets (and logs it): limits stay in force, each node enforcing them on its
-own share of the traffic, rather than the relay refusing every request.
+buckets (and logs it, and calls ``on_fallback`` for each such check: the relay
+counts them in ``unlatch_relay_rate_limit_fallbacks_total``): limits stay in
+force, each node enforcing them on its own share of the traffic, rather than
+the relay refusing every request. With N nodes a client may then get up to N
+times its budget, so the metric is worth an alert.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
@@ -69,8 +73,9 @@ _REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 class RedisRateLimiter(RateLimiter):
     """Atomic multi-bucket token bucket in Redis, with an in-memory fallback."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, on_fallback: Callable[[], None] | None = None) -> None:
         self.url, self.prefix = split_redis_url(url)
+        self._on_fallback = on_fallback
         self.where = describe(self.url)
         self._redis = Redis.from_url(
             self.url,
@@ -100,6 +105,8 @@ class RedisRateLimiter(RateLimiter):
             index, wait = await asyncio.wait_for(self._script(keys=keys, args=args), 1.0)
         except _REDIS_ERRORS as exc:
             self.fallbacks += 1
+            if self._on_fallback is not None:
+                self._on_fallback()
             now = time.monotonic()
             if now - self._last_warning > 5.0:
                 self._last_warning = now
