@@ -46,7 +46,8 @@ def main() -> int:
 
     desktop, phone = KeyPair.generate(os.urandom), KeyPair.generate(os.urandom)
     dp = DesktopPairing(desktop, "https://relay.example", now=NOW)
-    pp = PhonePairing(dp.offer_bytes, phone, "Phone", "p", now=NOW)
+    offer = dp.offer_bytes  # the desktop forgets it once the pairing is done
+    pp = PhonePairing(offer, phone, "Phone", "p", now=NOW)
     dp.receive_hello(pp.hello_bytes, now=NOW)
     accept, drec, share = dp.confirm("Desktop", "d", now=NOW)
     prec = pp.receive_accept(accept, now=NOW)
@@ -58,7 +59,7 @@ def main() -> int:
         d.confirm("Desktop", "d", now=NOW)
 
     def pair_phone_only() -> None:
-        PhonePairing(dp.offer_bytes, phone, "Phone", "p", now=NOW)
+        PhonePairing(offer, phone, "Phone", "p", now=NOW)
 
     state: dict[str, object] = {}
 

@@ -26,6 +26,7 @@ from unlatch.protocol import (
     PairingState,
     PhonePairing,
     PhoneUnlock,
+    PhoneUnlockState,
     ProtocolError,
     RequestExpired,
     UnexpectedMessage,
@@ -270,11 +271,16 @@ def test_replayed_old_reply_is_refused(paired: Paired) -> None:
 
 def test_second_answer_is_refused(paired: Paired) -> None:
     du, pu = fresh_request(paired)
+    qr = du.qr_bytes  # a photo of the screen: the desktop forgets the QR once answered
+    assert qr is not None
     deny = pu.deny(now=T)
+    # The phone's own state machine refuses a second answer (not only its ReplayGuard).
+    with pytest.raises(AlreadyAnswered):
+        pu.approve(now=T)
     du.receive_reply(deny, now=T)
-    # The relay forges a second "answer" by re-encrypting nothing it knows; even a
-    # genuine second reply (from a second scan of the same QR) is refused.
-    pu2 = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+    assert du.qr_bytes is None and du._qr_secret is None
+    # Even a genuine second reply (from a second scan of the same QR) is refused.
+    pu2 = PhoneUnlock.from_qr(qr, [paired.phone], paired.phone_identity, now=T)
     with pytest.raises(AlreadyAnswered):
         du.receive_reply(pu2.approve(now=T), now=T)
     assert du.state is UnlockState.DENIED
@@ -468,12 +474,13 @@ def test_relay_visible_bytes_contain_no_secret(paired: Paired) -> None:
     desktop = KeyPair.generate(os.urandom)
     phone = KeyPair.generate(os.urandom)
     dp = DesktopPairing(desktop, RELAY, now=NOW)
+    pairing_secret = dp.offer.pairing_secret  # forgotten by the desktop once paired
     pp = PhonePairing(dp.offer_bytes, phone, "P", "p", now=NOW)
     dp.receive_hello(pp.hello_bytes, now=NOW)
     accept, drec, share = dp.confirm("D", "d", now=NOW)
     prec = pp.receive_accept(accept, now=NOW)
     carried = [pp.hello_bytes, accept]
-    secrets = [share, dp.offer.pairing_secret, desktop.private_bytes(), phone.private_bytes()]
+    secrets = [share, pairing_secret, desktop.private_bytes(), phone.private_bytes()]
     secrets += [
         getattr(drec.keys, k)
         for k in ("request_mac_key", "push_key", "seen_mac_key", "unlock_psk_key", "pairing_id")
@@ -486,9 +493,10 @@ def test_relay_visible_bytes_contain_no_secret(paired: Paired) -> None:
             if mode is UnlockMode.SCAN
             else PhoneUnlock.from_push(pushed, phone)
         )
-        reply = pu.approve(now=T, choice=du.number)
-        carried += [du.push_bytes, pu.seen(), reply]
         q = du.qr.qr_secret if du.qr is not None else pushed.qr_secret  # no QR in number mode
+        seen = pu.seen()
+        reply = pu.approve(now=T, choice=du.number)
+        carried += [du.push_bytes, seen, reply]
         secrets += [q, unlock_psk(drec.keys, du.request_id, q)]
         assert du.receive_reply(reply, now=T) == Approved(share)
     blob = b"".join(carried)
@@ -618,8 +626,8 @@ def test_request_with_a_small_order_ephemeral_key_is_malformed(paired: Paired, p
         with pytest.raises(MalformedMessage, match="ephemeral key is not usable"):
             PhoneUnlock.open_push(push, [paired.phone], now=T)
     params = RequestParams(os.urandom(16), pk, T, 120, UnlockMode.SCAN)
-    pu = PhoneUnlock(paired.phone, paired.phone_identity, params, os.urandom(16))
-    with pytest.raises(MalformedMessage, match="ephemeral key is not usable"):
-        pu.approve(now=T)
-    with pytest.raises(MalformedMessage, match="ephemeral key is not usable"):
-        pu.deny(now=T)
+    for answer in ("approve", "deny"):
+        pu = PhoneUnlock(paired.phone, paired.phone_identity, params, os.urandom(16))
+        with pytest.raises(MalformedMessage, match="ephemeral key is not usable"):
+            pu.approve(now=T) if answer == "approve" else pu.deny(now=T)
+        assert pu.state is PhoneUnlockState.FAILED and not pu.approved_share_sent

@@ -19,6 +19,7 @@ from unlatch.protocol import (
     PairingState,
     PhonePairing,
     PhoneUnlock,
+    PhoneUnlockState,
     ReplayGuard,
     RequestExpired,
     UnexpectedMessage,
@@ -245,6 +246,119 @@ def test_phone_answers_once(paired: Paired) -> None:
     pu.approve(now=T)
     with pytest.raises(AlreadyAnswered):
         pu.deny(now=T)
+
+
+def test_phone_unlock_states_and_single_answer(paired: Paired) -> None:
+    """verified -> answered; every later step is refused by the object itself."""
+    du = DesktopUnlock(paired.desktop, now=T)
+    pu = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+    assert pu.state is PhoneUnlockState.VERIFIED and not pu.answered
+    pu.seen()  # a status notice is not an answer
+    reply = pu.approve(now=T)
+    assert pu.state is PhoneUnlockState.ANSWERED and pu.answered and pu.approved_share_sent
+    assert pu._qr_secret is None  # the request's secret is dropped with the answer
+    for again in (
+        lambda: pu.approve(now=T),
+        lambda: pu.deny(now=T),
+        lambda: pu.deny(now=T, not_me=True),
+        pu.seen,
+    ):
+        with pytest.raises(AlreadyAnswered):
+            again()
+    assert du.receive_reply(reply, now=T) == Approved(paired.share)
+
+
+def test_phone_unlock_expires_and_fails_without_sending(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T, ttl=30)
+    pu = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+    with pytest.raises(RequestExpired):
+        pu.approve(now=T + 100)  # the user decided too late
+    assert pu.state is PhoneUnlockState.EXPIRED and pu._qr_secret is None
+    assert not pu.approved_share_sent
+    with pytest.raises(InvalidState):
+        pu.deny(now=T)  # a final state: even with an earlier clock nothing is sent
+    with pytest.raises(InvalidState):
+        pu.seen()
+
+
+def test_a_wrong_pick_is_an_answer_but_no_pick_is_not(paired: Paired) -> None:
+    du = DesktopUnlock(paired.desktop, now=T, mode=UnlockMode.NUMBER_MATCH)
+    pushed = PhoneUnlock.open_push(du.push_bytes, [paired.phone], now=T)
+    pu = PhoneUnlock.from_push(pushed, paired.phone_identity)
+    with pytest.raises(InvalidState):
+        pu.approve(now=T, choice=None)
+    with pytest.raises(InvalidState):
+        pu.approve(now=T, choice=100)  # not among the choices: the user may pick again
+    assert pu.state is PhoneUnlockState.VERIFIED
+    wrong = next(c for c in pu.choices if c != du.number)
+    pu.approve(now=T, choice=wrong)
+    assert pu.state is PhoneUnlockState.ANSWERED and not pu.approved_share_sent
+    with pytest.raises(AlreadyAnswered):
+        pu.approve(now=T, choice=du.number)  # no second try after a wrong pick
+
+
+@pytest.mark.parametrize("end", ["approved", "denied", "failed", "expired", "cancelled"])
+def test_desktop_request_drops_its_secrets_in_every_final_state(paired: Paired, end: str) -> None:
+    du = DesktopUnlock(paired.desktop, now=T)
+    assert du.qr is not None and du._qr_secret is not None and du._ephemeral is not None
+    pu = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+    seen = pu.seen()
+    if end == "approved":
+        du.receive_reply(pu.approve(now=T), now=T)
+    elif end == "denied":
+        du.receive_reply(pu.deny(now=T), now=T)
+    elif end == "failed":
+        reply = pu.approve(now=T)
+        with pytest.raises(AuthenticationFailed):
+            du.receive_reply(reply[:-1] + bytes([reply[-1] ^ 1]), now=T)
+    elif end == "expired":
+        assert du.check_expiry(now=T + 1000)
+    else:
+        du.cancel()
+    assert du.state.value == end
+    assert du._ephemeral is None and du._qr_secret is None
+    assert du.qr is None and du.qr_bytes is None
+    with pytest.raises(AlreadyAnswered):
+        du.receive_seen(seen, now=T)
+
+
+def _assert_desktop_pairing_forgot(dp: DesktopPairing) -> None:
+    assert dp.offer.pairing_secret == b""
+    assert dp._root is None and dp._th is None and dp._hello is None
+    with pytest.raises(InvalidState):
+        _ = dp.offer_bytes  # the property refuses once the secret is gone
+    assert dp.channel_id and dp.expires_at  # public fields stay for the caller
+
+
+@pytest.mark.parametrize("end", ["confirmed", "rejected", "expired_hello", "expired_confirm"])
+def test_desktop_pairing_drops_its_secrets_when_it_ends(end: str) -> None:
+    dp = DesktopPairing(KeyPair.generate(os.urandom), RELAY, now=NOW, ttl=60)
+    pp = PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "p", "p", now=NOW)
+    if end == "expired_hello":
+        with pytest.raises(RequestExpired):
+            dp.receive_hello(pp.hello_bytes, now=NOW + 61)
+    else:
+        dp.receive_hello(pp.hello_bytes, now=NOW)
+        assert dp._th is not None and dp._hello is not None
+        if end == "confirmed":
+            dp.confirm("Desktop", "desk-1", now=NOW)
+        elif end == "rejected":
+            dp.reject()
+        else:
+            with pytest.raises(RequestExpired):
+                dp.confirm("Desktop", "desk-1", now=NOW + 61)
+    assert dp.state is (PairingState.DONE if end == "confirmed" else PairingState.FAILED)
+    _assert_desktop_pairing_forgot(dp)
+
+
+def test_phone_pairing_drops_the_pairing_secret_once_the_hello_is_made() -> None:
+    dp = DesktopPairing(KeyPair.generate(os.urandom), RELAY, now=NOW)
+    pp = PhonePairing(dp.offer_bytes, KeyPair.generate(os.urandom), "p", "p", now=NOW)
+    assert pp.offer.pairing_secret == b"" and pp.channel_id == dp.channel_id
+    dp.receive_hello(pp.hello_bytes, now=NOW)
+    accept, _, _ = dp.confirm("Desktop", "desk-1", now=NOW)
+    pp.receive_accept(accept, now=NOW)
+    assert pp.state is PairingState.DONE and pp._root is None and pp._th is None
 
 
 def test_replay_guard_persists_and_prunes() -> None:

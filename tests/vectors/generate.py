@@ -119,6 +119,7 @@ def pairing_vector(rng: Draws) -> tuple[dict[str, Any], Any, Any, KeyPair, bytes
     now = 1_764_000_000
     dp = DesktopPairing(desktop, RELAY_URL, now=now, ttl=600, rng=rng)
     offer_draws = rng.take_log()
+    o, offer_bytes = dp.offer, dp.offer_bytes  # the desktop forgets S once the pairing ends
     pp = PhonePairing(
         app_link(APP_URL, dp.offer_bytes), phone, "Ada's phone", "phone-dev-1", now=now + 5, rng=rng
     )
@@ -128,7 +129,6 @@ def pairing_vector(rng: Draws) -> tuple[dict[str, Any], Any, Any, KeyPair, bytes
     accept_draws = rng.take_log()
     prec = pp.receive_accept(accept, now=now + 21)
 
-    o = dp.offer
     th = ks.pairing_transcript_hash(
         o.channel_id, o.desktop_pk, o.relay_url, o.expires_at, pp.hello_bytes
     )
@@ -208,9 +208,9 @@ def pairing_vector(rng: Draws) -> tuple[dict[str, Any], Any, Any, KeyPair, bytes
             "phone_share": h(share),
         },
         "messages": {
-            "offer": h(dp.offer_bytes),
-            "offer_link": app_link(APP_URL, dp.offer_bytes),
-            "offer_bare": bare_link(dp.offer_bytes),
+            "offer": h(offer_bytes),
+            "offer_link": app_link(APP_URL, offer_bytes),
+            "offer_bare": bare_link(offer_bytes),
             "hello": h(pp.hello_bytes),
             "accept": h(accept),
         },
@@ -233,11 +233,12 @@ def unlock_vector(
 ) -> dict[str, Any]:
     du = DesktopUnlock(drec, now=now, ttl=120, mode=mode, rng=rng)
     request_draws = rng.take_log()
-    ephemeral = du._ephemeral  # dropped by the desktop once the reply is in
-    assert ephemeral is not None
+    # dropped by the desktop once the reply is in
+    ephemeral, qr_secret, qr_bytes = du._ephemeral, du._qr_secret, du.qr_bytes
+    assert ephemeral is not None and qr_secret is not None
     pushed = PhoneUnlock.open_push(du.push_bytes, [prec], now=now + 1)
     if mode is UnlockMode.SCAN:
-        pu = PhoneUnlock.from_qr(app_link(APP_URL, du.qr_bytes), [prec], phone, now=now + 3)
+        pu = PhoneUnlock.from_qr(app_link(APP_URL, qr_bytes), [prec], phone, now=now + 3)
     else:
         pu = PhoneUnlock.from_push(pushed, phone)
     seen = pu.seen()
@@ -259,7 +260,7 @@ def unlock_vector(
     reply_aad = header(MessageType.UNLOCK_REPLY) + p.request_id
     reply_args = {
         "info": ks.reply_info(keys.pairing_id, p),
-        "psk": ks.unlock_psk(keys, p.request_id, du._qr_secret),
+        "psk": ks.unlock_psk(keys, p.request_id, qr_secret),
         "psk_id": Label.UNLOCK_PSK_ID,
         "aad": reply_aad,
     }
@@ -297,18 +298,18 @@ def unlock_vector(
             "request_id": h(p.request_id),
             "ephemeral_pk": h(p.ephemeral_pk),
             "ephemeral_sk": h(ephemeral.private_bytes()),
-            "qr_secret": h(du._qr_secret),
+            "qr_secret": h(qr_secret),
             "number": du.number,
             "choices": list(pushed.choices),
             # Number matching makes no QR (protocol.md 6.2): no QR MAC input, no QR message.
             "qr_mac_input": (
-                h(ks.qr_mac_input(keys.pairing_id, du._qr_secret, p)) if du.qr_bytes else None
+                h(ks.qr_mac_input(keys.pairing_id, qr_secret, p)) if qr_bytes else None
             ),
             "push_aad": h(ks.push_aad(b"UL\x01\x11", keys.routing_id)),
             "push_plaintext_len": 128,
             "push_plaintext": h(push_plaintext),
-            "seen_mac_input": h(ks.seen_mac_input(keys.pairing_id, p.request_id, du._qr_secret)),
-            "unlock_psk": h(ks.unlock_psk(keys, p.request_id, du._qr_secret)),
+            "seen_mac_input": h(ks.seen_mac_input(keys.pairing_id, p.request_id, qr_secret)),
+            "unlock_psk": h(ks.unlock_psk(keys, p.request_id, qr_secret)),
             "unlock_psk_id": h(Label.UNLOCK_PSK_ID),
             "reply_info": h(ks.reply_info(keys.pairing_id, p)),
             "reply_aad": h(b"UL\x01\x13" + p.request_id),
@@ -316,9 +317,9 @@ def unlock_vector(
             "reply_hpke": reply_hpke,
         },
         "messages": {
-            "qr": h(du.qr_bytes) if du.qr_bytes else None,
-            "qr_link": app_link(APP_URL, du.qr_bytes) if du.qr_bytes else None,
-            "qr_bare": bare_link(du.qr_bytes) if du.qr_bytes else None,
+            "qr": h(qr_bytes) if qr_bytes else None,
+            "qr_link": app_link(APP_URL, qr_bytes) if qr_bytes else None,
+            "qr_bare": bare_link(qr_bytes) if qr_bytes else None,
             "push": h(du.push_bytes),
             "seen": h(seen),
             "reply": h(reply),

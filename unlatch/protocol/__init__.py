@@ -8,7 +8,8 @@ vectors under tests/vectors/, which the JavaScript phone app must match too.
 Roles and their state machines:
 
 * pairing: :class:`DesktopPairing`, :class:`PhonePairing`
-* phone unlock: :class:`DesktopUnlock`, :class:`PhoneUnlock`
+* phone unlock: :class:`DesktopUnlock` (:class:`UnlockState`), :class:`PhoneUnlock`
+  (:class:`PhoneUnlockState`)
 
 Every failure is a :class:`ProtocolError` subclass.
 """
@@ -44,6 +45,7 @@ from unlatch.protocol.unlock import (
     Denied,
     DesktopUnlock,
     PhoneUnlock,
+    PhoneUnlockState,
     PushedRequest,
     UnlockOutcome,
     UnlockState,
@@ -70,6 +72,7 @@ __all__ = [
     "PhonePairing",
     "PhonePairingRecord",
     "PhoneUnlock",
+    "PhoneUnlockState",
     "ProtocolError",
     "PushedRequest",
     "ReplayGuard",

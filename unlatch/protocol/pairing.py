@@ -17,6 +17,7 @@ comes from an injected ``rng``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from enum import Enum
@@ -102,11 +103,35 @@ class DesktopPairing:
             relay_url=relay_url.rstrip("/"),
             expires_at=now + ttl,
         )
-        self.offer_bytes = self.offer.encode()
+        self._offer_bytes: bytes | None = self.offer.encode()
         self.state = PairingState.WAITING_HELLO
         self._root: bytes | None = None
         self._th: bytes | None = None
         self._hello: HelloPlaintext | None = None
+
+    @property
+    def offer_bytes(self) -> bytes:
+        """The offer to show as a QR code, while the attempt is open.
+
+        It holds the one-time secret ``S``, so it is forgotten with the other
+        secrets once the attempt is done or failed.
+        """
+        if self._offer_bytes is None:
+            raise InvalidState(f"pairing is {self.state.value}: its code was forgotten")
+        return self._offer_bytes
+
+    def _end(self, state: PairingState) -> None:
+        """Enter a final state and drop every secret of the attempt.
+
+        Python cannot wipe memory; dropping the only references is what it can
+        do. ``offer`` keeps its public fields (channel id, expiry, relay URL)
+        with an empty ``pairing_secret``.
+        """
+        self.offer = dataclasses.replace(self.offer, pairing_secret=b"")
+        self._offer_bytes = None
+        self._root = self._th = None
+        self._hello = None
+        self.state = state
 
     @property
     def channel_id(self) -> bytes:
@@ -126,7 +151,7 @@ class DesktopPairing:
         if self.state is not PairingState.WAITING_HELLO:
             raise InvalidState(f"pairing is {self.state.value}, not waiting for a phone")
         if now > self.offer.expires_at:
-            self.state = PairingState.FAILED
+            self._end(PairingState.FAILED)
             raise RequestExpired("the pairing code expired: start pairing again")
         hello = PairingHello.decode(data)
         o = self.offer
@@ -170,7 +195,7 @@ class DesktopPairing:
         check_name(desktop_name, "desktop name")
         check_device_id(desktop_device_id, "desktop device id")
         if now > self.offer.expires_at:
-            self.state = PairingState.FAILED
+            self._end(PairingState.FAILED)
             raise RequestExpired("the pairing code expired: start pairing again")
         share = rng(KEY_LEN)
         contents = AcceptPlaintext(share, desktop_name, desktop_device_id).encode()
@@ -182,15 +207,12 @@ class DesktopPairing:
             phone_device_id=self._hello.phone_device_id,
             created_at=now,
         )
-        self._root = None
-        self.state = PairingState.DONE
+        self._end(PairingState.DONE)
         return PairingAccept(ct).encode(), record, share
 
     def reject(self) -> None:
         """The codes did not match (or the user cancelled): forget everything."""
-        self._root = self._th = None
-        self._hello = None
-        self.state = PairingState.FAILED
+        self._end(PairingState.FAILED)
 
 
 class PhonePairing:
@@ -237,7 +259,9 @@ class PhonePairing:
             recipient="the desktop's key",
         )
         self.hello_bytes = PairingHello(enc, ct).encode()
-        self._th = pairing_transcript_hash(
+        # S has done its job (the hello's PSK): keep only the offer's public fields.
+        self.offer = dataclasses.replace(o, pairing_secret=b"")
+        self._th: bytes | None = pairing_transcript_hash(
             o.channel_id, o.desktop_pk, o.relay_url, o.expires_at, self.hello_bytes
         )
         self._root: bytes | None = root
@@ -264,6 +288,7 @@ class PhonePairing:
         if self.state is not PairingState.WAITING_ACCEPT or self._root is None:
             raise InvalidState(f"pairing is {self.state.value}, not waiting for the desktop")
         accept = PairingAccept.decode(data)  # outside the try: garbage does not end the attempt
+        assert self._th is not None
         try:
             plaintext = aead_open(
                 accept_key(self._root),
@@ -285,11 +310,13 @@ class PhonePairing:
             phone_share=contents.phone_share,
             created_at=now,
         )
-        self._root = None
-        self.state = PairingState.DONE
+        self._end(PairingState.DONE)
         return record
 
     def fail(self) -> None:
         """Abandon the attempt and forget its secrets."""
-        self._root = None
-        self.state = PairingState.FAILED
+        self._end(PairingState.FAILED)
+
+    def _end(self, state: PairingState) -> None:
+        self._root = self._th = None
+        self.state = state

@@ -97,6 +97,23 @@ class UnlockState(Enum):
         return self not in (UnlockState.WAITING, UnlockState.SEEN)
 
 
+class PhoneUnlockState(Enum):
+    """States of the phone's answer to one request (docs/protocol.md 6.7).
+
+    ``verified`` is the only state that can send anything; the other three
+    are final, and entering one drops the request's QR secret.
+    """
+
+    VERIFIED = "verified"  # the QR or push checked out: waiting for the user's decision
+    ANSWERED = "answered"  # a reply was made (approve, deny or wrong number)
+    EXPIRED = "expired"  # the user decided after the request's lifetime: nothing was sent
+    FAILED = "failed"  # no reply could be made (e.g. an unusable ephemeral key)
+
+    @property
+    def is_final(self) -> bool:
+        return self is not PhoneUnlockState.VERIFIED
+
+
 @dataclass(frozen=True)
 class Approved:
     """The phone approved: ``phone_share`` (K_P) unwraps the phone's vault slot."""
@@ -173,7 +190,7 @@ class DesktopUnlock:
             ttl=ttl,
             mode=mode,
         )
-        self._qr_secret = rng(QR_SECRET_LEN)
+        self._qr_secret: bytes | None = rng(QR_SECRET_LEN)
         keys = pairing.keys
         self.number: int | None = None
         choices: tuple[int, ...] = ()
@@ -216,8 +233,22 @@ class DesktopUnlock:
         return self.params.expires_at
 
     def _finish(self, state: UnlockState) -> None:
-        self._ephemeral = None  # the only copy of the ephemeral private key
+        """Enter a final state and drop the request's secrets.
+
+        The ephemeral private key (its only copy) and the QR secret, with the
+        QR that carries it. Python cannot wipe memory; dropping the only
+        references is what it can do.
+        """
+        self._ephemeral = None
+        self._qr_secret = None
+        self.qr = None
+        self.qr_bytes = None
         self.state = state
+
+    def _open_secrets(self) -> tuple[KeyPair, bytes]:
+        """The ephemeral key and QR secret of an open request (present until it ends)."""
+        assert self._ephemeral is not None and self._qr_secret is not None
+        return self._ephemeral, self._qr_secret
 
     def _check_open(self, now: int) -> None:
         if self.state.is_final:
@@ -242,10 +273,11 @@ class DesktopUnlock:
         if seen.request_id != self.request_id:
             raise WrongRequest("scan notice is for another request")
         self._check_open(now)
+        _, qr_secret = self._open_secrets()
         keys = self.pairing.keys
         verify_mac(
             keys.seen_mac_key,
-            seen_mac_input(keys.pairing_id, self.request_id, self._qr_secret),
+            seen_mac_input(keys.pairing_id, self.request_id, qr_secret),
             seen.mac,
             "scan notice",
         )
@@ -262,16 +294,16 @@ class DesktopUnlock:
         if reply.request_id != self.request_id:
             raise WrongRequest("reply is for another request")
         self._check_open(now)
-        assert self._ephemeral is not None
+        ephemeral, qr_secret = self._open_secrets()
         keys = self.pairing.keys
         try:
             plaintext, _ = hpke_open(
-                recipient=self._ephemeral,
+                recipient=ephemeral,
                 enc=reply.enc,
                 info=reply_info(keys.pairing_id, self.params),
                 aad=header(UnlockReply.TYPE) + reply.request_id,
                 ciphertext=reply.ciphertext,
-                psk=unlock_psk(keys, self.request_id, self._qr_secret),
+                psk=unlock_psk(keys, self.request_id, qr_secret),
                 psk_id=Label.UNLOCK_PSK_ID,
                 sender_pk=self.pairing.phone_pk,
                 what="unlock reply",
@@ -346,7 +378,10 @@ class PhoneUnlock:
     """The phone's answer to one request (from a scanned QR, or a number-matching push).
 
     ``identity`` is the phone's static key pair: it authenticates the reply
-    (HPKE mode_auth_psk), so only the paired phone can make one.
+    (HPKE mode_auth_psk), so only the paired phone can make one. The object
+    is made only for a request that checked out (``verified``) and answers it
+    at most once: a second answer is :class:`AlreadyAnswered` from the object
+    itself, whatever the app's persistent :class:`ReplayGuard` says.
     """
 
     def __init__(
@@ -362,11 +397,28 @@ class PhoneUnlock:
         self.pairing = pairing
         self._identity = identity
         self.params = params
-        self._qr_secret = qr_secret
+        self._qr_secret: bytes | None = qr_secret
         self._number = number
         self.choices = choices
-        self.answered = False
         self.approved_share_sent = False
+        self.state = PhoneUnlockState.VERIFIED
+
+    @property
+    def answered(self) -> bool:
+        """True once a reply was made (the state ``answered``)."""
+        return self.state is PhoneUnlockState.ANSWERED
+
+    def _end(self, state: PhoneUnlockState) -> None:
+        self._qr_secret = None  # the request's one fresh secret: no further use
+        self.state = state
+
+    def _verified_secret(self) -> bytes:
+        """The QR secret, or the typed refusal of a step after a final state."""
+        if self.state is PhoneUnlockState.ANSWERED:
+            raise AlreadyAnswered("this request was already answered")
+        if self.state is not PhoneUnlockState.VERIFIED or self._qr_secret is None:
+            raise InvalidState(f"this request is {self.state.value}: nothing more can be sent")
+        return self._qr_secret
 
     @classmethod
     def from_qr(
@@ -437,11 +489,10 @@ class PhoneUnlock:
         return max(0, self.params.expires_at - now)
 
     def seen(self) -> bytes:
-        """The optional "QR scanned" notice for the desktop's live status."""
+        """The optional "QR scanned" notice for the desktop's live status (before answering)."""
+        qr_secret = self._verified_secret()
         keys = self.pairing.keys
-        tag = mac(
-            keys.seen_mac_key, seen_mac_input(keys.pairing_id, self.request_id, self._qr_secret)
-        )
+        tag = mac(keys.seen_mac_key, seen_mac_input(keys.pairing_id, self.request_id, qr_secret))
         return UnlockSeen(self.request_id, tag).encode()
 
     def approve(self, *, now: int, choice: int | None = None, rng: Random = os.urandom) -> bytes:
@@ -451,16 +502,17 @@ class PhoneUnlock:
         pick releases nothing: the reply says WRONG_NUMBER and the request is over.
         Check :attr:`approved_share_sent` afterwards to tell the user which happened.
         """
+        self._verified_secret()  # answered or over: refused before looking at the choice
         if self.needs_number:
             if choice is None or choice not in self.choices:
                 raise InvalidState("pick one of the numbers offered")
             if not hmac.compare_digest(u8(choice), u8(self._number or 0)):
-                self.approved_share_sent = False
                 return self._reply(Verdict.WRONG_NUMBER, bytes(KEY_LEN), now, rng)
         elif choice is not None:
             raise InvalidState("scan-mode requests take no number")
+        reply = self._reply(Verdict.APPROVE, self.pairing.phone_share, now, rng)
         self.approved_share_sent = True
-        return self._reply(Verdict.APPROVE, self.pairing.phone_share, now, rng)
+        return reply
 
     def deny(self, *, now: int, not_me: bool = False, rng: Random = os.urandom) -> bytes:
         """Refuse; ``not_me``: the user did not ask for this (the app also blocks the relay)."""
@@ -468,20 +520,28 @@ class PhoneUnlock:
         return self._reply(verdict, bytes(KEY_LEN), now, rng)
 
     def _reply(self, verdict: Verdict, share: bytes, now: int, rng: Random) -> bytes:
-        if self.answered:
-            raise AlreadyAnswered("this request was already answered")
-        _check_time(self.params, now)
+        """Make the one reply: ``verified`` -> ``answered`` (or ``expired`` / ``failed``)."""
+        qr_secret = self._verified_secret()
+        try:
+            _check_time(self.params, now)
+        except RequestExpired:
+            self._end(PhoneUnlockState.EXPIRED)
+            raise
         keys = self.pairing.keys
-        enc, ct, _ = hpke_seal(
-            recipient_pk=self.params.ephemeral_pk,
-            info=reply_info(keys.pairing_id, self.params),
-            aad=header(UnlockReply.TYPE) + self.request_id,
-            plaintext=_reply_plaintext(verdict, share),
-            psk=unlock_psk(keys, self.request_id, self._qr_secret),
-            psk_id=Label.UNLOCK_PSK_ID,
-            ephemeral_seed=rng(KEY_LEN),
-            sender=self._identity,
-            recipient=EPHEMERAL_KEY,
-        )
-        self.answered = True
+        try:
+            enc, ct, _ = hpke_seal(
+                recipient_pk=self.params.ephemeral_pk,
+                info=reply_info(keys.pairing_id, self.params),
+                aad=header(UnlockReply.TYPE) + self.request_id,
+                plaintext=_reply_plaintext(verdict, share),
+                psk=unlock_psk(keys, self.request_id, qr_secret),
+                psk_id=Label.UNLOCK_PSK_ID,
+                ephemeral_seed=rng(KEY_LEN),
+                sender=self._identity,
+                recipient=EPHEMERAL_KEY,
+            )
+        except ProtocolError:
+            self._end(PhoneUnlockState.FAILED)
+            raise
+        self._end(PhoneUnlockState.ANSWERED)
         return UnlockReply(self.request_id, enc, ct).encode()

@@ -12,6 +12,7 @@ import {
   PhonePairing,
   PhonePairingRecord,
   PhoneUnlock,
+  PhoneUnlockState,
   UnlockMode,
   UnlockQR,
   bareLink,
@@ -92,8 +93,11 @@ test("a request with a small-order ephemeral key is refused at the scan and cann
       mac: await mac(keys.request_mac_key, qrMacInput(keys.pairing_id, qrSecret, params)),
     });
     await assert.rejects(PhoneUnlock.fromQr(qr, [prec], phone, { now: NOW }), malformed(/ephemeral key is not usable/));
-    const pu = new PhoneUnlock(prec, phone, params, qrSecret);
-    await assert.rejects(pu.approve({ now: NOW }), malformed(/ephemeral key is not usable/));
-    await assert.rejects(pu.deny({ now: NOW }), malformed(/ephemeral key is not usable/));
+    for (const answer of ["approve", "deny"]) {
+      const pu = new PhoneUnlock(prec, phone, params, qrSecret);
+      await assert.rejects(pu[answer]({ now: NOW }), malformed(/ephemeral key is not usable/));
+      assert.equal(pu.state, PhoneUnlockState.FAILED);
+      assert.equal(pu.approvedShareSent, false);
+    }
   }
 });

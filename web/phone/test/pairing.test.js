@@ -6,6 +6,7 @@ import { test } from "node:test";
 import {
   AcceptPlaintext,
   DesktopPairing,
+  InvalidState,
   HelloPlaintext,
   KeyPair,
   MessageType,
@@ -45,6 +46,7 @@ async function run() {
   const offerRng = replayRng(V.draws.offer);
   const dp = await DesktopPairing.create(desktop, I.relay_url, { now: I.now_offer, ttl: I.pairing_ttl, rng: offerRng });
   offerRng.done();
+  const { offer, offerBytes } = dp; // the desktop forgets S (and the offer bytes) once paired
   const helloRng = replayRng(V.draws.hello);
   const pp = await PhonePairing.create(appLink(I.app_url, dp.offerBytes), phone, I.phone_name, I.phone_device_id, {
     now: I.now_hello,
@@ -56,7 +58,7 @@ async function run() {
   const confirmed = await dp.confirm(I.desktop_name, I.desktop_device_id, { now: I.now_confirm, rng: acceptRng });
   acceptRng.done();
   const prec = await pp.receiveAccept(confirmed.accept, { now: I.now_accept });
-  return { desktop, phone, dp, pp, pending, confirmed, prec };
+  return { desktop, phone, dp, pp, pending, confirmed, prec, offer, offerBytes };
 }
 
 test("identities derive to the vector keys (RFC 9180 DeriveKeyPair)", async () => {
@@ -70,10 +72,10 @@ test("identities derive to the vector keys (RFC 9180 DeriveKeyPair)", async () =
 });
 
 test("offer, links, hello and accept match byte for byte", async () => {
-  const { dp, pp, confirmed } = await run();
-  assertBytes(dp.offerBytes, V.messages.offer, "offer");
-  assert.equal(appLink(I.app_url, dp.offerBytes), V.messages.offer_link);
-  assert.equal(bareLink(dp.offerBytes), V.messages.offer_bare);
+  const { pp, confirmed, offerBytes } = await run();
+  assertBytes(offerBytes, V.messages.offer, "offer");
+  assert.equal(appLink(I.app_url, offerBytes), V.messages.offer_link);
+  assert.equal(bareLink(offerBytes), V.messages.offer_bare);
   assertBytes(parseLink(V.messages.offer_link), V.messages.offer, "offer parsed from the app link");
   assertBytes(parseLink(V.messages.offer_bare), V.messages.offer, "offer parsed from the bare link");
   assertBytes(pp.helloBytes, V.messages.hello, "hello");
@@ -82,8 +84,7 @@ test("offer, links, hello and accept match byte for byte", async () => {
 });
 
 test("key schedule intermediates match", async () => {
-  const { dp, pp } = await run();
-  const o = dp.offer;
+  const { pp, offer: o } = await run();
   assertBytes(await pairingPsk(o.pairingSecret, o.channelId), X.pairing_psk, "pairing_psk");
   assertBytes(Label.PAIR_PSK_ID, X.pairing_psk_id, "pairing_psk_id");
   assertBytes(helloInfo(o.channelId, o.desktopPk, o.relayUrl, o.expiresAt), X.hello_info, "hello_info");
@@ -108,6 +109,14 @@ test("both sides show the vector's verification code and end with the vector's r
   assert.deepEqual(prec.toDict(), V.records.phone);
   assert.equal(pp.state, PairingState.DONE);
   assert.equal(dp.state, PairingState.DONE);
+  // Both ends dropped the attempt's secrets.
+  assert.equal(dp.offer.pairingSecret.length, 0);
+  assert.equal(pp.offer.pairingSecret.length, 0);
+  assert.equal(dp._root, null);
+  assert.equal(dp._th, null);
+  assert.equal(dp._hello, null);
+  assert.equal(pp._root, null);
+  assert.throws(() => dp.offerBytes, InvalidState);
   assert.deepEqual(PhonePairingRecord.fromDict(V.records.phone).toDict(), V.records.phone);
   assert.deepEqual(DesktopPairingRecord.fromDict(V.records.desktop).toDict(), V.records.desktop);
 });

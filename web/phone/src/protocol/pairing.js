@@ -62,12 +62,26 @@ export class DesktopPairing {
       relayUrl: relayUrl.replace(/\/+$/, ""),
       expiresAt: now + ttl,
     };
-    self.offerBytes = PairingOffer.encode(self.offer);
+    self._offerBytes = PairingOffer.encode(self.offer);
     self.state = PairingState.WAITING_HELLO;
     self._root = null;
     self._th = null;
     self._hello = null;
     return self;
+  }
+
+  /** The offer to show as a QR code while the attempt is open (it holds S: forgotten at the end). */
+  get offerBytes() {
+    if (this._offerBytes === null) throw new InvalidState(`pairing is ${this.state}: its code was forgotten`);
+    return this._offerBytes;
+  }
+
+  /** Enter a final state and drop every secret of the attempt; `offer` keeps its public fields. */
+  _end(state) {
+    this.offer = { ...this.offer, pairingSecret: new Uint8Array(0) };
+    this._offerBytes = null;
+    this._root = this._th = this._hello = null;
+    this.state = state;
   }
 
   get channelId() {
@@ -84,7 +98,7 @@ export class DesktopPairing {
       throw new InvalidState(`pairing is ${this.state}, not waiting for a phone`);
     }
     if (now > this.offer.expiresAt) {
-      this.state = PairingState.FAILED;
+      this._end(PairingState.FAILED);
       throw new RequestExpired("the pairing code expired: start pairing again");
     }
     const hello = PairingHello.decode(data);
@@ -125,7 +139,7 @@ export class DesktopPairing {
     checkName(desktopName, "desktop name");
     checkDeviceId(desktopDeviceId, "desktop device id");
     if (now > this.offer.expiresAt) {
-      this.state = PairingState.FAILED;
+      this._end(PairingState.FAILED);
       throw new RequestExpired("the pairing code expired: start pairing again");
     }
     const phoneShare = rng(KEY_LEN);
@@ -138,14 +152,13 @@ export class DesktopPairing {
       phoneDeviceId: this._hello.phoneDeviceId,
       createdAt: now,
     });
-    this._root = null;
-    this.state = PairingState.DONE;
+    this._end(PairingState.DONE);
     return { accept: PairingAccept.encode({ ciphertext: ct }), record, phoneShare };
   }
 
+  /** The codes did not match (or the user cancelled): forget everything. */
   reject() {
-    this._root = this._th = this._hello = null;
-    this.state = PairingState.FAILED;
+    this._end(PairingState.FAILED);
   }
 }
 
@@ -186,6 +199,8 @@ export class PhonePairing {
       recipient: "the desktop's key",
     });
     self.helloBytes = helloBytes;
+    // S has done its job (the hello's PSK): keep only the offer's public fields.
+    self.offer = { ...o, pairingSecret: new Uint8Array(0) };
     self._th = await pairingTranscriptHash(o.channelId, o.desktopPk, o.relayUrl, o.expiresAt, helloBytes);
     self._root = root;
     self.verificationCode = await verificationCode(root);
@@ -230,14 +245,17 @@ export class PhonePairing {
       phoneShare: contents.phoneShare,
       createdAt: now,
     });
-    this._root = null;
-    this.state = PairingState.DONE;
+    this._end(PairingState.DONE);
     return record;
   }
 
   /** Abandon the attempt and forget its secrets. */
   fail() {
-    this._root = null;
-    this.state = PairingState.FAILED;
+    this._end(PairingState.FAILED);
+  }
+
+  _end(state) {
+    this._root = this._th = null;
+    this.state = state;
   }
 }

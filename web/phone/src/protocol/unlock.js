@@ -69,6 +69,17 @@ export const UnlockState = Object.freeze({
 
 const FINAL = new Set(["approved", "denied", "failed", "expired", "cancelled"]);
 
+/**
+ * States of the phone's answer to one request (protocol.md 6.7): only
+ * VERIFIED can send; the other three are final and drop the QR secret.
+ */
+export const PhoneUnlockState = Object.freeze({
+  VERIFIED: "verified",
+  ANSWERED: "answered",
+  EXPIRED: "expired",
+  FAILED: "failed",
+});
+
 /** Name of a verdict, lower case as in the vectors ("approve", "deny_not_me", ...). */
 export function verdictName(verdict) {
   return Object.entries(Verdict).find(([, v]) => v === verdict)[0].toLowerCase();
@@ -152,8 +163,11 @@ export class DesktopUnlock {
     return this.params.expiresAt;
   }
 
+  /** Enter a final state and drop the request's secrets: the ephemeral key (its only copy), Q and the QR. */
   _finish(state) {
-    this._ephemeral = null; // the only copy of the ephemeral private key
+    this._ephemeral = null;
+    this._qrSecret = null;
+    this.qrBytes = null;
     this.state = state;
   }
 
@@ -273,8 +287,27 @@ export class PhoneUnlock {
     this._qrSecret = qrSecret;
     this._number = number;
     this.choices = choices;
-    this.answered = false;
     this.approvedShareSent = false;
+    this.state = PhoneUnlockState.VERIFIED;
+  }
+
+  /** True once a reply was made (the state ANSWERED). */
+  get answered() {
+    return this.state === PhoneUnlockState.ANSWERED;
+  }
+
+  _end(state) {
+    this._qrSecret = null; // the request's one fresh secret: no further use
+    this.state = state;
+  }
+
+  /** The QR secret, or the typed refusal of a step after a final state. */
+  _verifiedSecret() {
+    if (this.state === PhoneUnlockState.ANSWERED) throw new AlreadyAnswered("this request was already answered");
+    if (this.state !== PhoneUnlockState.VERIFIED || this._qrSecret === null) {
+      throw new InvalidState(`this request is ${this.state}: nothing more can be sent`);
+    }
+    return this._qrSecret;
   }
 
   /** Check a scanned QR: a paired desktop made it, untampered, and it is fresh. */
@@ -335,8 +368,9 @@ export class PhoneUnlock {
 
   /** The optional "QR scanned" notice for the desktop's live status. */
   async seen() {
+    const qrSecret = this._verifiedSecret();
     const keys = this.pairing.keys;
-    const tag = await mac(keys.seen_mac_key, seenMacInput(keys.pairing_id, this.requestId, this._qrSecret));
+    const tag = await mac(keys.seen_mac_key, seenMacInput(keys.pairing_id, this.requestId, qrSecret));
     return UnlockSeen.encode({ requestId: this.requestId, mac: tag });
   }
 
@@ -346,17 +380,18 @@ export class PhoneUnlock {
    * `approvedShareSent` afterwards to tell the user which happened.
    */
   async approve({ now, choice = null, rng = systemRandom }) {
+    this._verifiedSecret(); // answered or over: refused before looking at the choice
     if (this.needsNumber) {
       if (choice === null || !this.choices.includes(choice)) throw new InvalidState("pick one of the numbers offered");
       if (!equalBytes(u8(choice), u8(this._number ?? 0))) {
-        this.approvedShareSent = false;
         return this._reply(Verdict.WRONG_NUMBER, new Uint8Array(KEY_LEN), now, rng);
       }
     } else if (choice !== null) {
       throw new InvalidState("scan-mode requests take no number");
     }
+    const reply = await this._reply(Verdict.APPROVE, this.pairing.phoneShare, now, rng);
     this.approvedShareSent = true;
-    return this._reply(Verdict.APPROVE, this.pairing.phoneShare, now, rng);
+    return reply;
   }
 
   /** Refuse; `notMe`: the user did not ask for this (the app also blocks the pairing on the relay). */
@@ -364,22 +399,36 @@ export class PhoneUnlock {
     return this._reply(notMe ? Verdict.DENY_NOT_ME : Verdict.DENY, new Uint8Array(KEY_LEN), now, rng);
   }
 
+  /** Make the one reply: VERIFIED -> ANSWERED (or EXPIRED / FAILED). */
   async _reply(verdict, share, now, rng) {
-    if (this.answered) throw new AlreadyAnswered("this request was already answered");
-    checkTime(this.params, now);
+    const qrSecret = this._verifiedSecret();
+    try {
+      checkTime(this.params, now);
+    } catch (err) {
+      this._end(PhoneUnlockState.EXPIRED);
+      throw err;
+    }
+    // Claimed before the first await, so two concurrent answers cannot both proceed.
+    this.state = PhoneUnlockState.ANSWERED;
     const keys = this.pairing.keys;
-    const { enc, ciphertext } = await hpkeSeal({
-      recipientPk: this.params.ephemeralPk,
-      info: replyInfo(keys.pairing_id, this.params),
-      aad: concat(header(UnlockReply.TYPE), this.requestId),
-      plaintext: replyPlaintext(verdict, share),
-      psk: await unlockPsk(keys, this.requestId, this._qrSecret),
-      pskId: Label.UNLOCK_PSK_ID,
-      ephemeralSeed: rng(KEY_LEN),
-      sender: this._identity,
-      recipient: EPHEMERAL_KEY,
-    });
-    this.answered = true;
-    return UnlockReply.encode({ requestId: this.requestId, enc, ciphertext });
+    let sealed;
+    try {
+      sealed = await hpkeSeal({
+        recipientPk: this.params.ephemeralPk,
+        info: replyInfo(keys.pairing_id, this.params),
+        aad: concat(header(UnlockReply.TYPE), this.requestId),
+        plaintext: replyPlaintext(verdict, share),
+        psk: await unlockPsk(keys, this.requestId, qrSecret),
+        pskId: Label.UNLOCK_PSK_ID,
+        ephemeralSeed: rng(KEY_LEN),
+        sender: this._identity,
+        recipient: EPHEMERAL_KEY,
+      });
+    } catch (err) {
+      this._end(PhoneUnlockState.FAILED);
+      throw err;
+    }
+    this._end(PhoneUnlockState.ANSWERED);
+    return UnlockReply.encode({ requestId: this.requestId, enc: sealed.enc, ciphertext: sealed.ciphertext });
   }
 }
