@@ -199,16 +199,22 @@ async def test_buckets_refill_and_expire(
     prefix: str, two_limiters: tuple[RedisRateLimiter, RedisRateLimiter]
 ) -> None:
     a, b = two_limiters
-    rule = Rule(2, 1)  # 2 tokens, 2 per second
-    assert await a.acquire([("ip", "i", rule)]) is None
-    assert await b.acquire([("ip", "i", rule)]) is None
-    denied = await a.acquire([("ip", "i", rule)])
-    assert denied is not None and denied.retry_after <= 0.5
-    await asyncio.sleep(denied.retry_after + 0.1)
-    assert await b.acquire([("ip", "i", rule)]) is None
+    # a slow refill (a token per 15 s), so three calls are never too slow to be refused
+    slow = Rule(2, 30)
+    assert await a.acquire([("ip", "s", slow)]) is None
+    assert await b.acquire([("ip", "s", slow)]) is None
+    denied = await a.acquire([("ip", "s", slow)])
+    assert denied is not None and denied.scope == "ip" and 0 < denied.retry_after <= 15
+    # refill: one token per second; after a second and a bit the bucket has one again
+    fast = Rule(1, 1)
+    assert await a.acquire([("ip", "f", fast)]) is None
+    early = await b.acquire([("ip", "f", fast)])  # refused unless a whole second passed
+    assert early is None or 0 < early.retry_after <= 1.0
+    await asyncio.sleep(1.2)
+    assert await b.acquire([("ip", "f", fast)]) is None
     client = aioredis.Redis()
     try:
-        ttl = await client.pttl(a.key("i"))
+        ttl = await client.pttl(a.key("f"))
     finally:
         await client.aclose()
     assert 0 < ttl <= 2000  # an idle bucket disappears once it would be full again

@@ -332,7 +332,7 @@ async def test_many_idle_websockets_and_slow_clients(relay: RelayProcess) -> Non
         async with httpx.AsyncClient() as http:
             for _ in range(20):
                 assert (await http.get(relay.url + "/healthz")).status_code == 200
-        assert time.monotonic() - t0 < 10
+        assert time.monotonic() - t0 < 30  # responsive, not stuck behind the slow clients
         rid, reply = os.urandom(16), os.urandom(200)
         created = await pair.desktop.create_unlock(rid, pair.routing_id, b"p")
         assert created["notified"]["listeners"] == 300

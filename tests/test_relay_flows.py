@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 
 import httpx
 import pytest
@@ -255,7 +256,12 @@ async def test_phone_listener_gets_pending_and_new_requests(relay: RelayProcess)
                     return
 
         task = asyncio.create_task(listen())
-        await asyncio.sleep(0.5)
+        # the early request arrives once the listener is subscribed (it subscribes first,
+        # then sends what is pending): from then on a new request reaches it live
+        deadline = time.monotonic() + 20
+        while not got:
+            assert time.monotonic() < deadline and not task.done(), "the listener never got ready"
+            await asyncio.sleep(0.02)
         late = os.urandom(16)
         created = await pair.desktop.create_unlock(late, pair.routing_id, b"late")
         assert created["notified"]["listeners"] == 1
@@ -306,7 +312,7 @@ async def test_only_the_parties_can_touch_a_channel(relay: RelayProcess) -> None
 
 
 async def test_long_poll_is_answered_at_shutdown(relay_factory) -> None:
-    relay = relay_factory()
+    relay = relay_factory(env={"UNLATCH_RELAY_SHUTDOWN_GRACE": "2"})
     pair = await make_pair(relay.url, prefer_websocket=False)
     try:
         rid = os.urandom(16)
@@ -319,13 +325,17 @@ async def test_long_poll_is_answered_at_shutdown(relay_factory) -> None:
                     headers={"authorization": f"Bearer {token}"},
                 )
             )
-            await asyncio.sleep(0.5)
+            # nothing observable says the poll reached the relay: give it a moment
+            await asyncio.sleep(1.0)
             t0 = asyncio.get_running_loop().time()
             relay.proc.send_signal(signal.SIGTERM)
             r = await poll
-            assert asyncio.get_running_loop().time() - t0 < 4  # not the 5 s re-check
+            # Answered because of the shutdown, not by the 5 s re-check: uvicorn gives
+            # requests only shutdown_grace (2 s) before cancelling them, so a poll left
+            # to its re-check would get no answer at all.
             assert (
                 r.status_code == 200 and r.json()["messages"] == [] and r.json()["state"] == "open"
             )
+            assert asyncio.get_running_loop().time() - t0 < 30
     finally:
         await pair.aclose()
