@@ -66,6 +66,11 @@ def _op(
         op["security"] = [{"session": []}]
     if body is not None:
         op["requestBody"] = body
+        # a body that does not arrive within body_timeout (slow or stalled clients)
+        responses.setdefault(
+            "408",
+            {"description": "request_timeout", "content": {"application/json": {"schema": ERROR}}},
+        )
     if params:
         op["parameters"] = params
     return op
