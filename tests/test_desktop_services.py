@@ -208,3 +208,38 @@ async def test_desktop_scanned_but_unanswered_request_expires(rig: Rig) -> None:
     assert attempt.generation == 1  # a scanned request is not renewed
     assert time.time() >= expires_at  # ended at the expiry, not before
     assert not rig.core.is_unlocked
+
+
+async def test_desktop_revoke_withdraws_the_pending_request(rig: Rig) -> None:
+    """Revoked while its request waits: the request ends now ("failed", saying why) and
+    its relay channel is closed, so the phone's answer is refused by the relay."""
+    from unlatch.relay.errors import ChannelGone, UnknownChannel
+
+    record = await rig.pair()
+    await rig.core.lock()
+    attempt = await rig.unlock.start()
+    phone_id = rig.store.all()[0].id
+    await rig.pairing.revoke(phone_id)
+    assert await rig.unlock.phone_revoked("0" * 32) is False  # another phone: untouched
+    assert attempt.state == "waiting"
+    assert await rig.unlock.phone_revoked(phone_id) is True
+    assert attempt.state == "failed" and "revoked on this desktop" in attempt.message
+    pu = PhoneUnlock.from_qr(attempt.link, [record], rig.phone_key, now=int(time.time()))
+    with pytest.raises((ChannelGone, UnknownChannel)):
+        await rig.phone.post_seen(pu.request_id, pu.seen())
+    assert await rig.unlock.phone_revoked(phone_id) is False  # already over
+    assert not rig.core.is_unlocked
+
+
+async def test_desktop_reply_from_a_phone_revoked_elsewhere_fails_clearly(rig: Rig) -> None:
+    """Revoked by another process (the CLI) that could not tell this one: the phone's
+    approval arrives, its share no longer opens anything, and the attempt says so."""
+    record = await rig.pair()
+    await rig.core.lock()
+    attempt = await rig.unlock.start()
+    await rig.pairing.revoke(rig.store.all()[0].id)  # K_L gone; nobody told rig.unlock
+    pu = PhoneUnlock.from_qr(attempt.link, [record], rig.phone_key, now=int(time.time()))
+    await rig.phone.post_reply(pu.request_id, pu.approve(now=int(time.time())))
+    assert await rig.finish(attempt) == "failed"
+    assert "revoked on this desktop" in attempt.message
+    assert not rig.core.is_unlocked

@@ -228,10 +228,17 @@ def test_e2e_revoked_phone_cannot_unlock(setup: Any, tmp_path: Path) -> None:
     phone_id = json.loads(desktop.run("devices", "--json").stdout)[0]["id"]
     out = desktop.run("devices", "revoke", phone_id, "--yes")
     assert out.returncode == 0, out.stderr
-    phone.run("approve", "--qr-image", str(png), "--yes", "--json")  # whatever the relay says
-    time.sleep(2)
+    # The agent is told: the page's request for that phone ends now, and says why.
+    wait_for(lambda: state_of(page) == "failed", what="the request withdrawn")
+    assert "was revoked on this desktop" in page.inner_text("#unlock-status")
+    assert page.is_visible("#request-again") and page.is_hidden("#unlock-phone-btn")
+    # The phone (it still has its record) answers anyway: the request is gone on the relay.
+    out = phone.run("approve", "--qr-image", str(png), "--yes", "--json")
+    assert out.returncode == 6, out.stderr
+    assert "the desktop no longer waits for this request" in out.stderr
+    assert "nothing was sent" in out.stderr and out.stdout == ""
     assert desktop.status()["unlocked"] is False
-    assert state_of(page) != "approved"
+    assert state_of(page) == "failed"
     # the slot is gone once the vault is unlocked again (master password)
     page.fill("#password", "correct horse battery staple")
     page.click("#password-btn")

@@ -32,6 +32,7 @@ from unlatch.desktop.pairing import PairingService
 from unlatch.desktop.settings import DesktopSettings
 from unlatch.desktop.store import PairingStore
 from unlatch.desktop.vault_port import SocketVault
+from unlatch.errors import UnlatchError
 from unlatch.relay.client import RelayClient
 
 agent_ops.install()
@@ -256,9 +257,13 @@ def devices_revoke(phone: str, relay: str | None, yes: bool) -> None:
                 identity, PairingStore(), SocketVault(agent), _relay(identity, relay)
             )
             try:
-                return await service.revoke(target.id)
+                result = await service.revoke(target.id)
             finally:
                 await service.relay.aclose()
+            # The web UI (in the agent) may be waiting for this phone: it ends that now.
+            with contextlib.suppress(UnlatchError):
+                agent.call("desktop_phone_revoked", phone_id=target.id)
+            return result
 
     result = _run(go())
     slot = "slot removed" if result["slot_removed"] else "slot removed at the next unlock"

@@ -8,6 +8,9 @@ command every agent process runs, and by :mod:`unlatch.cli.desktop_commands`):
   :class:`~unlatch.desktop.runtime.DesktopRuntime` around the agent's core
   and start the web UI if it is not running; answers a fresh single-use
   launch URL, so the UI lives in the agent process, next to the vault key.
+* ``desktop_phone_revoked {phone_id}`` - sent by ``unlatch devices revoke``
+  (another process): the UI's pending unlock request for that phone ends
+  now, as failed, and its relay channel is closed; the page is refreshed.
 """
 
 from __future__ import annotations
@@ -67,7 +70,20 @@ async def desktop_ui(core: AgentCore, args: dict[str, Any]) -> Any:
     }
 
 
+async def desktop_phone_revoked(core: AgentCore, args: dict[str, Any]) -> Any:
+    phone_id = args.get("phone_id")
+    if not isinstance(phone_id, str) or not 0 < len(phone_id) <= 64:
+        raise BadRequestError('"phone_id" must be a phone id')
+    rt = _RUNTIMES.get(core)
+    if rt is None:
+        return {"withdrawn": False}
+    withdrawn = await rt.unlock.phone_revoked(phone_id)
+    rt.notifier.bump()  # the phone list changed on disk: the page shows it now
+    return {"withdrawn": withdrawn}
+
+
 def install() -> None:
     """Register the operations (idempotent)."""
     HANDLERS.setdefault("desktop_ui", desktop_ui)
+    HANDLERS.setdefault("desktop_phone_revoked", desktop_phone_revoked)
     passkey_routes.install()

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 RENEW_BEFORE = 15  # seconds before expiry at which the QR is renewed (at most ttl/4)
 DEFAULT_RENEWALS = 4  # ~10 minutes of QR on screen at the default 2-minute life
+REVOKED_MESSAGE = "this phone was revoked on this desktop: its request was withdrawn"
 FINAL_STATES = ("approved", "denied", "not_me", "wrong_number", "expired", "failed", "cancelled")
 
 MESSAGES = {
@@ -213,6 +214,27 @@ class PhoneUnlockService:
         attempt.request.cancel()
         with contextlib.suppress(UnlatchError):
             await self.relay.close_unlock(attempt.request.request_id)
+
+    async def phone_revoked(self, phone_id: str) -> bool:
+        """A phone was revoked: end its pending request now, as "failed", and close it.
+
+        Its share can no longer open anything (its local key is gone), so
+        waiting for its answer would only end in an error later, or at
+        expiry. The relay channel is closed too: the phone's late answer gets
+        "no such request" instead of going to a desktop that no longer listens.
+        True when a request was ended.
+        """
+        attempt = self.current
+        if attempt is None or attempt.final or attempt.phone.id != phone_id:
+            return False
+        self._set(attempt, "failed", REVOKED_MESSAGE)
+        for task in attempt.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        attempt.request.cancel()
+        with contextlib.suppress(UnlatchError):
+            await self.relay.close_unlock(attempt.request.request_id)
+        return True
 
     def _set(self, attempt: UnlockAttempt, state: str, message: str | None = None) -> None:
         if attempt.final:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from unlatch import paths
-from unlatch.phone.errors import PairingTimeout, PhoneError, UnknownDesktop
+from unlatch.phone.errors import PairingTimeout, PhoneError, RequestClosed, UnknownDesktop
 from unlatch.phone.requests import RequestView
 from unlatch.phone.state import MAX_NAME_CHARS, Pairing, PhoneState, clean_name, printable
 from unlatch.phone.store import PhoneStore, PinSource
@@ -538,7 +538,13 @@ class PhoneClient:
             raise PhoneError(f"pick one of the numbers offered: {', '.join(map(str, pu.choices))}")
         async with self.relay_client(pairing.record.relay_url) as relay:
             if note is None:  # scanned QR: tell the desktop, learn who asks
-                await relay.post_seen(pu.request_id, pu.seen())
+                try:
+                    await relay.post_seen(pu.request_id, pu.seen())
+                except (ChannelGone, UnknownChannel, ChannelExpired):
+                    raise RequestClosed(
+                        "the desktop no longer waits for this request (it was answered, "
+                        "cancelled, expired, or this phone was revoked there): nothing was sent"
+                    ) from None
                 with contextlib.suppress(RelayError):
                     view = view.with_requester(await relay.get_unlock(pu.request_id))
             if verdict == "approve" and not await _ask(confirm, view):
@@ -554,7 +560,13 @@ class PhoneClient:
             with self.store.transaction() as state:
                 state.replay.check(pu.request_id)  # another process may have answered meanwhile
                 state.replay.remember(pu.request_id, pu.params.expires_at, now=now)
-            await relay.post_reply(pu.request_id, reply)
+            try:
+                await relay.post_reply(pu.request_id, reply)
+            except (ChannelGone, UnknownChannel, ChannelExpired):
+                raise RequestClosed(
+                    "the desktop stopped waiting for this request before the answer arrived "
+                    "(cancelled, expired, or this phone was revoked there): it was not delivered"
+                ) from None
             blocked = False
             if result == "not_me":
                 await relay.block(pairing.routing_id)

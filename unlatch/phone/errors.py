@@ -43,6 +43,12 @@ class PairingTimeout(PhoneError):
     """The desktop did not confirm the pairing in time."""
 
 
+class RequestClosed(PhoneError):
+    """The desktop no longer waits for this request: the relay closed or forgot it."""
+
+    exit_code = 6
+
+
 class UserDeclined(PhoneError):
     """The user answered "no" at a confirmation prompt: nothing was sent."""
 

@@ -302,7 +302,9 @@ def create_app(rt: DesktopRuntime) -> Starlette:
 
     @guarded
     async def phone_revoke(request: Request) -> Response:
-        return JSONResponse(await rt.pairing.revoke(request.path_params["phone_id"][:64]))
+        result = await rt.pairing.revoke(request.path_params["phone_id"][:64])
+        await rt.unlock.phone_revoked(result["revoked"]["id"])  # its pending request ends now
+        return JSONResponse(result)
 
     @guarded
     async def settings_put(request: Request) -> Response:
