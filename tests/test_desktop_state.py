@@ -7,6 +7,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -153,3 +154,34 @@ def test_desktop_phone_ids_never_read_as_options(unlatch_home: Path) -> None:
     devices = CliRunner().invoke(main, ["devices", "--json"])
     assert devices.exit_code == 0, devices.output
     assert {p["id"] for p in json.loads(devices.output)} == {p.id for p in store.all()}
+
+
+def test_desktop_qr_png_is_written_atomically(tmp_path: Path, monkeypatch: Any) -> None:
+    """`--qr-image`: scripts wait for the file and decode it at once, so it appears whole
+    (temp file + rename), owner-only (the link holds the request's secret), or not at all."""
+    import segno
+
+    from unlatch.desktop import terminal
+    from unlatch.desktop.errors import DesktopError
+    from unlatch.phone.qrimage import decode_qr_image
+    from unlatch.protocol import DesktopUnlock, app_link
+
+    rec = phone().record
+    link = app_link("https://relay.example/app/", DesktopUnlock(rec, now=int(time.time())).qr_bytes)
+    png = tmp_path / "qr.png"
+    terminal._write_png(link, png)
+    assert decode_qr_image(png) == link and mode(png) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["qr.png"]
+
+    real_save = segno.QRCode.save
+
+    def half_then_fail(self: Any, out: Any, **kw: Any) -> None:
+        out.write(b"\x89PNG\r\n")  # a partial image ...
+        raise OSError(28, "No space left on device")  # ... then the disk fills up
+
+    monkeypatch.setattr(segno.QRCode, "save", half_then_fail)
+    fresh = tmp_path / "fresh.png"
+    with pytest.raises(DesktopError, match="cannot write the QR image"):
+        terminal._write_png(link, fresh)
+    assert not fresh.exists() and [p.name for p in tmp_path.iterdir()] == ["qr.png"]
+    monkeypatch.setattr(segno.QRCode, "save", real_save)

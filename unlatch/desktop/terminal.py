@@ -10,6 +10,7 @@ drawn in the terminal with segno and can also be written to a PNG.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ import segno
 
 from unlatch.agent.client import AgentClient
 from unlatch.desktop import qr
-from unlatch.desktop.errors import UnlockFailedError
+from unlatch.desktop.errors import DesktopError, UnlockFailedError
 from unlatch.desktop.identity import DesktopIdentity
 from unlatch.desktop.pairing import PairingService
 from unlatch.desktop.settings import DesktopSettings
@@ -29,10 +30,28 @@ from unlatch.desktop.vault_port import SocketVault
 from unlatch.relay.client import RelayClient
 
 
+def _write_png(link: str, path: Path) -> None:
+    """Write the QR as a PNG atomically: a reader never sees half an image.
+
+    Scripts (and the tests) wait for the file to appear and then decode it,
+    so it is written to a temporary file (0600: the link holds the request's
+    secret) in the same directory and renamed into place.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            segno.make(link, error="m").save(fh, kind="png", scale=8, border=4)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DesktopError(f"cannot write the QR image to {path}: {exc.strerror}") from None
+
+
 def _show_qr(link: str, qr_image: Path | None, show_link: bool) -> None:
     click.echo(qr.terminal(link), err=True)
     if qr_image is not None:
-        segno.make(link, error="m").save(str(qr_image), kind="png", scale=8, border=4)
+        _write_png(link, qr_image)
         click.echo(f"QR code also written to {qr_image}", err=True)
     if show_link:
         click.echo(link)
