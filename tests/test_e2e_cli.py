@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,154 @@ def test_e2e_cli_pair_rejected_keeps_nothing(
     assert not [s for s in desktop.status()["slots"] if s["kind"] == "phone"]
     answer.kill()
     answer.wait()
+
+
+def cli_pair(desktop: Any, phone: Any, tmp_path: Path, name: str = "Test phone") -> str:
+    """Pair through `unlatch pair` + `unlatch phone pair`; returns the phone's id."""
+    pair_png = tmp_path / f"pair-{name.replace(' ', '-')}.png"
+    pairing = desktop_popen(desktop, "pair", "--qr-image", str(pair_png), "--name", name)
+    wait_for(pair_png.exists, what="pairing QR")
+    answer = phone.popen("pair", "--qr-image", str(pair_png), "--yes", "--json")
+    answer.stdout.readline()
+    _out, err = pairing.communicate("y\n", timeout=60)
+    assert pairing.returncode == 0, err
+    assert answer.wait(30) == 0
+    (device,) = [
+        d for d in json.loads(desktop.run("devices", "--json").stdout) if d["label"] == name
+    ]
+    return str(device["id"])
+
+
+def start_unlock(desktop: Any, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], Path]:
+    """`unlatch unlock --phone` on a locked vault, once its QR image is written."""
+    assert desktop.run("lock").returncode == 0
+    png = tmp_path / "unlock.png"
+    png.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "unlatch", "unlock", "--phone", "--qr-image", str(png)],
+        env=clean_env(desktop.home, UNLATCH_DESKTOP_RELAY_URL=desktop.relay_url, **env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(png.exists, timeout=30, what="unlock QR")
+    return proc, png
+
+
+def test_e2e_cli_unlock_denied_by_the_phone(
+    relay: Any, desktop_env: Any, phone_factory: Any, tmp_path: Path
+) -> None:
+    desktop = desktop_env(relay.url)
+    phone = phone_factory("phone")
+    cli_pair(desktop, phone, tmp_path)
+    unlocking, png = start_unlock(desktop, tmp_path)
+    denied = phone.run("deny", "--qr-image", str(png), "--json")
+    assert denied.returncode == 0, denied.stderr
+    assert json.loads(denied.stdout)["verdict"] == "denied"
+    out, err = unlocking.communicate(timeout=30)
+    assert unlocking.returncode == 1
+    assert "unlatch: The phone denied the request" in err
+    assert "vault unlocked" not in out
+    assert desktop.status()["unlocked"] is False
+
+
+def test_e2e_cli_unlock_request_expires(
+    relay: Any, desktop_env: Any, phone_factory: Any, tmp_path: Path
+) -> None:
+    desktop = desktop_env(relay.url)
+    phone = phone_factory("phone")
+    cli_pair(desktop, phone, tmp_path)
+    started = time.monotonic()
+    unlocking, png = start_unlock(desktop, tmp_path, UNLATCH_DESKTOP_UNLOCK_TTL="10")
+    _out, err = unlocking.communicate(timeout=60)  # nobody answers
+    assert unlocking.returncode == 1
+    assert "unlatch: The request expired" in err
+    assert time.monotonic() - started >= 9
+    late = phone.run("approve", "--qr-image", str(png), "--yes")
+    assert late.returncode != 0 and "expired" in late.stderr  # the phone refuses it too
+    assert desktop.status()["unlocked"] is False
+
+
+def test_e2e_cli_unlock_with_a_revoked_phone(
+    relay: Any, desktop_env: Any, phone_factory: Any, tmp_path: Path
+) -> None:
+    desktop = desktop_env(relay.url)
+    phone = phone_factory("phone")
+    phone_id = cli_pair(desktop, phone, tmp_path)
+    # Revoked while a request waits: the phone's approval no longer opens anything.
+    unlocking, png = start_unlock(desktop, tmp_path)
+    revoked = desktop.run("devices", "revoke", phone_id, "--yes")
+    assert revoked.returncode == 0, revoked.stderr
+    assert "slot removed at the next unlock" in revoked.stdout  # the vault is locked
+    approved = phone.run("approve", "--qr-image", str(png), "--yes", "--json")
+    out, err = unlocking.communicate(timeout=30)
+    assert unlocking.returncode == 1
+    assert "this phone was revoked on this desktop" in err, err
+    assert "vault unlocked" not in out
+    assert desktop.status()["unlocked"] is False
+    # This desktop process was still waiting, so the phone's answer was delivered: the
+    # phone reports it sent; what it sent opens nothing.
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["verdict"] == "approved"
+    # Asking again: there is no phone left to ask.
+    again = desktop.run("unlock", "--phone")
+    assert again.returncode == 1
+    assert "no phone is paired yet" in again.stderr
+    assert desktop.status()["unlocked"] is False
+
+
+def test_e2e_cli_phishing_qr_from_another_desktop(
+    relay: Any, desktop_env: Any, phone_factory: Any, tmp_path: Path
+) -> None:
+    """Another desktop (its own keys and pairing, a real `unlatch unlock --phone`)
+    shows its QR to our phone: refused; our own pending unlock is undisturbed."""
+    desktop = desktop_env(relay.url, "desk")
+    rogue = desktop_env(relay.url, "rogue")
+    phone = phone_factory("phone")
+    accomplice = phone_factory("accomplice")
+    cli_pair(desktop, phone, tmp_path)
+    cli_pair(rogue, accomplice, tmp_path, name="Rogue phone")
+    ours, ours_png = start_unlock(desktop, tmp_path)
+    (tmp_path / "rogue-qr").mkdir()
+    theirs, their_png = start_unlock(rogue, tmp_path / "rogue-qr")
+    try:
+        phished = phone.run("approve", "--qr-image", str(their_png), "--yes", "--json")
+        assert phished.returncode == 1
+        assert "not made by a desktop paired with this phone" in phished.stderr
+        assert phished.stdout == ""  # nothing was answered
+        assert desktop.status()["unlocked"] is False
+        assert rogue.status()["unlocked"] is False
+        assert theirs.poll() is None  # the rogue got no reply at all
+        approved = phone.run("approve", "--qr-image", str(ours_png), "--yes")
+        assert approved.returncode == 0, approved.stderr
+        out, err = ours.communicate(timeout=30)
+        assert ours.returncode == 0, err
+        assert "vault unlocked" in out
+        assert desktop.status()["unlocked"] is True
+    finally:
+        theirs.kill()
+        theirs.communicate()
+
+
+def test_e2e_cli_devices_rename(
+    relay: Any, desktop_env: Any, phone_factory: Any, tmp_path: Path
+) -> None:
+    desktop = desktop_env(relay.url)
+    phone = phone_factory("phone")
+    phone_id = cli_pair(desktop, phone, tmp_path, name="Pixel")
+    renamed = desktop.run("devices", "rename", phone_id, "Work phone")
+    assert renamed.returncode == 0, renamed.stderr
+    assert "renamed to “Work phone”" in renamed.stdout
+    (device,) = json.loads(desktop.run("devices", "--json").stdout)
+    assert device["label"] == "Work phone" and device["id"] == phone_id
+    (slot,) = [s for s in desktop.status()["slots"] if s["kind"] == "phone"]
+    assert slot["label"] == "Work phone"  # the vault slot follows (the vault is unlocked)
+    # By its current name, too; an unknown phone is a clear error.
+    assert desktop.run("devices", "rename", "work PHONE", "Old phone").returncode == 0
+    assert json.loads(desktop.run("devices", "--json").stdout)[0]["label"] == "Old phone"
+    missing = desktop.run("devices", "rename", "Work phone", "x")
+    assert missing.returncode == 1
+    assert "no paired phone 'Work phone'" in missing.stderr
+    listed = desktop.run("devices")
+    assert f"{phone_id}  Old phone" in listed.stdout
