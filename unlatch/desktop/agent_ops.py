@@ -23,6 +23,7 @@ from unlatch.agent.errors import BadRequestError
 from unlatch.agent.handlers import HANDLERS
 from unlatch.desktop import passkey_routes
 from unlatch.desktop.runtime import DesktopRuntime
+from unlatch.desktop.settings import check_relay_url
 from unlatch.desktop.unlock import DEFAULT_RENEWALS
 
 _RUNTIMES: weakref.WeakKeyDictionary[AgentCore, DesktopRuntime] = weakref.WeakKeyDictionary()
@@ -60,8 +61,8 @@ async def desktop_ui(core: AgentCore, args: dict[str, Any]) -> Any:
         )
         await rt.start_web(port)
         _RUNTIMES[core] = rt
-    elif port and port != rt.port:
-        note = f"the UI already runs on port {rt.port} (stop the agent to change it)"
+    else:
+        note = _ignored(rt, port, relay, ttl, renewals)
     return {
         "url": rt.security.new_launch_url(),
         "port": rt.port,
@@ -80,6 +81,30 @@ async def desktop_phone_revoked(core: AgentCore, args: dict[str, Any]) -> Any:
     withdrawn = await rt.unlock.phone_revoked(phone_id)
     rt.notifier.bump()  # the phone list changed on disk: the page shows it now
     return {"withdrawn": withdrawn}
+
+
+def _ignored(
+    rt: DesktopRuntime, port: int, relay: str | None, ttl: int | None, renewals: int | None
+) -> str:
+    """Say which options cannot apply: the UI already runs with its own (a silent
+    mismatch would leave the user wondering why the relay or the QR life did not change)."""
+    notes: list[str] = []
+    if port and port != rt.port:
+        notes.append(f"it is on port {rt.port} (--port ignored)")
+    if relay is not None and check_relay_url(relay) != rt.settings.relay_url:
+        notes.append(f"it uses the relay {rt.settings.relay_url} (--relay ignored)")
+    if ttl is not None and ttl != rt.unlock.ttl:
+        notes.append(f"its unlock requests live {rt.unlock.ttl} s (--unlock-ttl ignored)")
+    if renewals is not None and renewals != rt.unlock.renewals:
+        renewed = rt.unlock.renewals
+        notes.append(f"it renews the QR {renewed} times (--qr-renewals ignored)")
+    if not notes:
+        return ""
+    return (
+        "note: the desktop UI is already running: "
+        + "; ".join(notes)
+        + ". Stop the agent (`unlatch agent stop`) to change this."
+    )
 
 
 def install() -> None:
