@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import webbrowser
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -360,6 +362,33 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -
     raise DesktopError("the relay did not start in time")
 
 
+def _pairing_help(home: Path, relay_url: str) -> None:
+    """How to pair a phone with the demo, as commands that work as printed."""
+    host = urlsplit(relay_url).hostname or ""
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    click.echo("Pair a phone:")
+    if relay_url.startswith("https://") and not loopback:
+        click.echo(f"  - a real phone: open {relay_url}/app/ on it; in the desktop UI (unlocked)")
+        click.echo("    open Settings > Pair a new phone and scan the QR with the phone.")
+    else:
+        why = "it listens on this machine only" if loopback else "it is plain HTTP"
+        click.echo(f"  - a real phone cannot use this relay, {relay_url}:")
+        click.echo(f"    {why}, and phones need HTTPS for the camera and notifications.")
+        click.echo("    Restart the demo with --relay-host 0.0.0.0 --cert fullchain.pem")
+        click.echo("    --key privkey.pem --public-url https://<this machine>:8470, then open")
+        click.echo("    <public-url>/app/ on the phone and scan the QR code of")
+        click.echo("    Settings > Pair a new phone (in the desktop UI, unlocked).")
+    quoted_home = shlex.quote(str(home))
+    phone_home = shlex.quote(str(home / "phone"))
+    click.echo("  - the Python phone client, on this machine (the vault must be unlocked):")
+    click.echo("    1. in a second terminal (prints the pairing link, then asks to compare codes):")
+    relay_arg = shlex.quote(relay_url)
+    click.echo(f"         UNLATCH_HOME={quoted_home} unlatch pair --relay {relay_arg} --show-link")
+    click.echo("    2. in a third terminal, with the link it printed:")
+    click.echo(f"         unlatch phone --home {phone_home} pair '<pairing link>'")
+    click.echo("    3. check that both show the same code, then answer y in the second terminal.")
+
+
 @main.command("demo")
 @click.option(
     "--dir",
@@ -465,16 +494,7 @@ def demo_command(
         click.echo(f"relay:        {relay_url}   (log: {log_path})")
         click.echo(f"desktop UI:   {ui['url']}")
         click.echo("")
-        click.echo("Pair a phone: unlock with the password, open Settings > Pair a new phone, then")
-        if relay_url.startswith("https://"):
-            click.echo(f"  - on your phone: open {relay_url}/app/ and scan the pairing QR, or")
-        else:
-            click.echo("  - a real phone needs the relay over HTTPS on your network (camera and")
-            click.echo("    notifications require it): restart with --relay-host 0.0.0.0")
-            click.echo("    --public-url https://<this machine> --cert ... --key ... ; or")
-        click.echo(
-            f"  - here, the Python phone client: unlatch phone --home {home}/phone pair <link>"
-        )
+        _pairing_help(home, relay_url)
         click.echo("Ctrl-C stops the demo.")
         if not no_browser:
             webbrowser.open(ui["url"])
