@@ -30,7 +30,7 @@ async def test_pwa_with_the_real_desktop_cli_pairs_and_unlocks_the_vault(
     desktop = desktop_env(ph.relay.url)
     pair_png = tmp_path / "pair.png"
     pairing = desktop_cli(desktop, "pair", "--qr-image", str(pair_png), "--name", "PWA phone")
-    wait_for(pair_png.exists, timeout=90, what="the desktop's pairing QR code")
+    wait_for(lambda: png_complete(pair_png), timeout=90, what="the desktop's pairing QR code")
     write_png_y4m(ph.camera, pair_png)
     await page.click("a.tab[href='#/scan']")
     await ph.expect("#pair-start")
@@ -52,7 +52,7 @@ async def test_pwa_with_the_real_desktop_cli_pairs_and_unlocks_the_vault(
     assert desktop.status()["unlocked"] is False
     unlock_png = tmp_path / "unlock.png"
     unlocking = desktop_cli(desktop, "unlock", "--phone", "--qr-image", str(unlock_png))
-    wait_for(unlock_png.exists, timeout=90, what="the desktop's unlock QR code")
+    wait_for(lambda: png_complete(unlock_png), timeout=90, what="the desktop's unlock QR code")
     write_png_y4m(ph.camera, unlock_png)
     await ph.expect(".request a")  # the relay woke the open app
     await page.click(".request a")
@@ -62,6 +62,18 @@ async def test_pwa_with_the_real_desktop_cli_pairs_and_unlocks_the_vault(
     assert unlocking.returncode == 0, err
     assert "vault unlocked" in out
     assert desktop.status()["unlocked"] is True
+
+
+def png_complete(path: Path) -> bool:
+    """``path`` is a whole, decodable PNG (the CLI may still be writing it when it appears)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except (OSError, SyntaxError, ValueError):  # missing, truncated, or not a PNG yet
+        return False
+    return True
 
 
 def desktop_cli(desktop: Desktop, *args: str) -> subprocess.Popen[str]:

@@ -13,9 +13,23 @@ import asyncio
 import json
 import os
 
+import httpx
 import pytest
-from fixtures.pwa import Phone, wait_js, write_qr_y4m
-from playwright.async_api import Page
+from fixtures.push_endpoint import LocalPushService, Subscription
+from fixtures.pwa import (
+    Phone,
+    click_notification,
+    deliver_push,
+    now,
+    pair_by_link,
+    pending_card,
+    push_manager_script,
+    relay_messages,
+    start_pairing_on_page,
+    wait_for_notifications,
+    wait_js,
+    write_qr_y4m,
+)
 
 from unlatch.protocol import (
     Approved,
@@ -33,45 +47,6 @@ from unlatch.relay.errors import Blocked
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-async def pair_by_link(ph: Phone, *, screenshot: bool = False) -> None:
-    """Pair through the offer link (as if the phone's camera app opened the QR's URL)."""
-    dp = await ph.desktop.offer()
-    assert isinstance(dp, DesktopPairing)
-    await ph.page.goto(app_link(ph.desktop.app_url, dp.offer_bytes))
-    await start_pairing_on_page(ph, dp, screenshot=screenshot)
-
-
-async def start_pairing_on_page(ph: Phone, dp: DesktopPairing, *, screenshot: bool) -> None:
-    page = ph.page
-    await page.wait_for_selector("#pair-start")
-    if screenshot:
-        await ph.screenshot("pwa-pair-confirm.png")
-    await page.fill("#phone-name", "Test phone")
-    await page.click("#pair-start")
-    code = await ph.desktop.receive_hello(dp)
-    shown = page.locator("#verification-code")
-    await shown.wait_for()
-    assert await shown.get_attribute("data-code") == code  # the user compares the two screens
-    assert (await shown.inner_text()).replace("\n", "").replace(" ", "") == code
-    if screenshot:
-        await ph.screenshot("pwa-pairing.png")
-    await ph.desktop.confirm(dp)
-    await page.wait_for_selector("#desktop-name")
-    assert await page.input_value("#desktop-name") == ph.desktop.name
-    await page.click("#pair-save")
-    await page.wait_for_selector("#pair-finish")
-    if screenshot:
-        await ph.screenshot("pwa-pair-done.png")
-    await page.click("#pair-finish")
-    await page.wait_for_selector(".screen-home")
-
-
-async def pending_card(ph: Phone, du: DesktopUnlock) -> str:
-    rid = b64e(du.request_id)
-    await ph.page.wait_for_selector(f'[data-request="{rid}"]', timeout=15000)
-    return rid
-
-
 async def test_pwa_pairs_by_link_then_unlocks_by_scanning_with_the_camera(pwa_phone: Phone) -> None:
     ph = pwa_phone
     page = ph.page
@@ -81,6 +56,9 @@ async def test_pwa_pairs_by_link_then_unlocks_by_scanning_with_the_camera(pwa_ph
     assert [p.linked for p in pairings] == [True]
     assert pairings[0].peer_device_id == ph.desktop.phone_device_id
     assert "Ada's laptop" in await page.inner_text(".list")
+    # Headless Chromium has no push service: the app says so instead of failing.
+    push_state = await page.evaluate("unlatchApp.state.push")
+    assert push_state["enabled"] is False and "push service" in push_state["reason"]
 
     du = await ph.desktop.request_unlock()
     assert isinstance(du, DesktopUnlock)
@@ -132,11 +110,11 @@ async def test_pwa_pairs_through_the_camera_and_refuses_a_phishing_qr(pwa_phone:
     # Another desktop (paired with some other phone) shows its own unlock QR.
     attacker = KeyPair.generate(os.urandom)
     other_phone = KeyPair.generate(os.urandom)
-    adp = DesktopPairing(attacker, ph.relay.url, now=_now())
-    opp = PhonePairing(adp.offer_bytes, other_phone, "victim's other phone", "x", now=_now())
-    adp.receive_hello(opp.hello_bytes, now=_now())
-    _, attacker_record, _ = adp.confirm("Ada's laptop", "desktop-x", now=_now())
-    phishing = DesktopUnlock(attacker_record, now=_now())
+    adp = DesktopPairing(attacker, ph.relay.url, now=now())
+    opp = PhonePairing(adp.offer_bytes, other_phone, "victim's other phone", "x", now=now())
+    adp.receive_hello(opp.hello_bytes, now=now())
+    _, attacker_record, _ = adp.confirm("Ada's laptop", "desktop-x", now=now())
+    phishing = DesktopUnlock(attacker_record, now=now())
     await ph.show(app_link(ph.desktop.app_url, phishing.qr_bytes))
     await page.click("a.tab[href='#/scan']")
     notice = page.locator(".notice.danger")
@@ -153,38 +131,52 @@ async def test_pwa_pairs_through_the_camera_and_refuses_a_phishing_qr(pwa_phone:
     await page.wait_for_selector("text=Not an unlatch code", timeout=15000)
 
 
-async def test_pwa_push_shows_the_notification_and_its_click_opens_the_scanner(
-    pwa_phone: Phone,
+async def test_pwa_push_subscription_delivery_notification_and_its_click(
+    pwa_phone: Phone, push_service: LocalPushService
 ) -> None:
+    """Subscribe -> the relay stores the target -> the relay's real push -> notification -> click.
+
+    Headless Chromium has no push service, so ``pushManager.subscribe`` is
+    answered by an init script with a subscription of the local push service
+    (tests/fixtures/push_endpoint.py). Everything else is real: the app
+    registers it with the relay, the relay sends its Web Push (VAPID-signed,
+    aes128gcm-encrypted to the subscription's keys) to that service, which
+    checks and decrypts it; the body the relay sent is delivered to the app's
+    service worker with ServiceWorker.deliverPushMessage, and the worker's own
+    notificationclick listener handles the click.
+    """
     ph = pwa_phone
     page = ph.page
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(ph.relay.url + "/v1/push/vapid-public-key", timeout=10)
+    vapid = answer.json()["public_key"]
+    sub = push_service.subscribe(application_server_key=vapid)
+    await ph.emulate(push_manager_script(sub.to_json()))
     await pair_by_link(ph)
-    # Headless Chromium has no push service: the app says so instead of failing.
     push_state = await page.evaluate("unlatchApp.state.push")
-    assert push_state["enabled"] is False and "push service" in push_state["reason"]
+    assert push_state["enabled"] is True, push_state
+    assert await page.evaluate("window.__pushSubscribeKey") == vapid  # the relay's VAPID key
+    me = await page.evaluate("unlatchApp.relay.me()")
+    assert me["push"] == {"type": "webpush", "endpoint": sub.endpoint}  # stored on the relay
 
     du = await ph.desktop.request_unlock()
     assert isinstance(du, DesktopUnlock)
     rid = b64e(du.request_id)
-    # What the relay pushes is its notification JSON (the same as GET /v1/unlock/{id}).
-    notification = await page.evaluate(
-        "rid => unlatchApp.relay.getUnlock(Uint8Array.from(atob(rid.replace(/-/g,'+')"
-        ".replace(/_/g,'/')), c => c.charCodeAt(0)))",
-        rid,
-    )
-    assert notification["push"] == b64e(du.push_bytes)
-    await deliver_push(page, ph.relay.url, json.dumps(notification))
+    body = await pushed_body(sub)
+    notification = json.loads(body)
+    assert notification["request_id"] == rid
+    assert notification["push"] == b64e(du.push_bytes)  # the desktop's sealed bytes, as made
+    await deliver_push(page, ph.relay.url, body.decode())
 
     shown = await wait_for_notifications(page, 1)
     assert shown[0]["title"] == "Unlock request from Ada's laptop"
     assert shown[0]["tag"] == f"unlatch-{rid}"
     assert "127.0.0.1" in shown[0]["body"]
 
-    # The notification's click handler opens the app on the scanner for this request.
+    # Tapping it opens the app on the scanner for this request.
     await page.goto(ph.relay.url + "/app/#/settings")
     await ph.show(app_link(ph.desktop.app_url, du.qr_bytes))
-    result = await sw_message(page, {"type": "click", "tag": f"unlatch-{rid}"})
-    assert result["url"].endswith(f"/app/#/scan?request={rid}")
+    await click_notification(page, f"unlatch-{rid}")
     await wait_js(page, f"location.hash === '#/scan?request={rid}'")
     assert await wait_for_notifications(page, 0) == []  # the click closed it
     # ... and the scan goes on to the approve screen for that request.
@@ -200,6 +192,17 @@ async def test_pwa_push_shows_the_notification_and_its_click_opens_the_scanner(
     assert titles == ["Unlock request not from your desktops"]
 
 
+async def pushed_body(sub: Subscription, timeout: float = 30) -> bytes:
+    """The plaintext of the first push the relay delivered to ``sub`` (checked and decrypted)."""
+    for _ in range(int(timeout / 0.05)):
+        if sub.delivered:
+            plaintext = sub.delivered[0].plaintext
+            assert plaintext is not None
+            return plaintext
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the relay pushed nothing to the subscription: {sub.attempts}")
+
+
 async def test_pwa_deny_and_not_me_block_the_desktop(pwa_phone: Phone) -> None:
     ph = pwa_phone
     page = ph.page
@@ -208,9 +211,10 @@ async def test_pwa_deny_and_not_me_block_the_desktop(pwa_phone: Phone) -> None:
     # Deny, through the paste-a-link fallback.
     du = await ph.desktop.request_unlock()
     assert isinstance(du, DesktopUnlock)
+    link = app_link(ph.desktop.app_url, du.qr_bytes)  # (the desktop forgets it once answered)
     await page.goto(ph.relay.url + "/app/#/scan")
     await page.click("summary")
-    await page.fill(".paste-input", app_link(ph.desktop.app_url, du.qr_bytes))
+    await page.fill(".paste-input", link)
     await page.click("#use-link")
     await page.wait_for_selector("#deny")
     await page.click("#deny")
@@ -223,7 +227,7 @@ async def test_pwa_deny_and_not_me_block_the_desktop(pwa_phone: Phone) -> None:
     await page.reload()
     await page.goto(ph.relay.url + "/app/#/scan")
     await page.click("summary")
-    await page.fill(".paste-input", app_link(ph.desktop.app_url, du.qr_bytes))
+    await page.fill(".paste-input", link)
     await page.click("#use-link")
     await page.wait_for_selector("text=Already answered")
 
@@ -272,6 +276,7 @@ async def test_pwa_number_matching_from_the_pending_list(pwa_phone: Phone) -> No
     du2 = await ph.desktop.request_unlock(number_match=True)
     assert isinstance(du2, DesktopUnlock)
     fresh = await ph.context.new_page()
+    ph.watch(fresh)
     await fresh.goto(f"{ph.relay.url}/app/#/scan?request={b64e(du2.request_id)}")
     await fresh.wait_for_selector(".btn.number", timeout=15000)
     wrong = next(
@@ -319,10 +324,10 @@ async def test_pwa_user_verification_gates_approval(pwa_phone: Phone) -> None:
     await page.click("#approve")
     await page.wait_for_selector(".approve-error .notice")
     assert "nothing was sent" in await page.inner_text(".approve-error")
-    messages = await ph.desktop.client.request(
-        "GET", f"/v1/unlock/{b64e(du.request_id)}/wait", params={"after": 0, "timeout": 1}
-    )
-    assert [m["type"] for m in messages["messages"]] == ["seen"]  # no reply
+    # On the relay: the "seen" (long-polled until it is there), and after it, for a while, nothing.
+    seen = await relay_messages(ph, du, timeout=20)
+    assert [m["type"] for m in seen] == ["seen"]
+    assert await relay_messages(ph, du, after=int(seen[-1]["seq"]), timeout=3) == []  # no reply
 
     # The owner verifies: the approval goes through.
     await cdp.send(
@@ -376,58 +381,3 @@ async def test_pwa_starts_offline_from_its_service_worker(pwa_phone: Phone) -> N
         assert "Ada's laptop" in await page.inner_text(".list")  # records decrypted offline
     finally:
         await ph.context.set_offline(False)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _now() -> int:
-    import time
-
-    return int(time.time())
-
-
-async def deliver_push(page: Page, origin: str, data: str) -> None:
-    """Deliver a push message to the app's service worker through the DevTools protocol."""
-    await wait_js(page, "navigator.serviceWorker.controller !== null")  # installed and active
-    cdp = await page.context.new_cdp_session(page)
-    registrations: asyncio.Queue[dict[str, object]] = asyncio.Queue()
-    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.put_nowait(e))
-    await cdp.send("ServiceWorker.enable")
-    registration_id = None
-    while registration_id is None:
-        event = await asyncio.wait_for(registrations.get(), timeout=10)
-        for reg in event["registrations"]:  # type: ignore[union-attr]
-            if reg["scopeURL"] == origin + "/app/" and not reg.get("isDeleted"):
-                registration_id = reg["registrationId"]
-    await cdp.send(
-        "ServiceWorker.deliverPushMessage",
-        {"origin": origin + "/", "registrationId": registration_id, "data": data},
-    )
-    await cdp.detach()
-
-
-async def sw_message(page: Page, message: dict[str, object]) -> object:
-    """Send ``message`` to the active service worker and return its answer."""
-    return await page.evaluate(
-        """async (message) => {
-            const reg = await navigator.serviceWorker.ready;
-            return await new Promise((resolve) => {
-                const channel = new MessageChannel();
-                channel.port1.onmessage = (event) => resolve(event.data);
-                reg.active.postMessage(message, [channel.port2]);
-            });
-        }""",
-        message,
-    )
-
-
-async def wait_for_notifications(page: Page, count: int) -> list[dict[str, str]]:
-    for _ in range(200):
-        shown = await sw_message(page, {"type": "notifications"})
-        assert isinstance(shown, list)
-        if len(shown) == count:
-            return shown
-        await asyncio.sleep(0.1)
-    status = await sw_message(page, {"type": "status"})
-    raise AssertionError(f"expected {count} notifications, the worker shows {shown} ({status})")

@@ -111,10 +111,7 @@ async function describe(notification) {
   }
 }
 
-let pushesReceived = 0; // for diagnostics ("status" message)
-
 self.addEventListener("push", (event) => {
-  pushesReceived += 1;
   event.waitUntil(
     (async () => {
       let notification = null;
@@ -158,28 +155,4 @@ async function clickNotification(notification) {
 
 self.addEventListener("notificationclick", (event) => {
   event.waitUntil(clickNotification(event.notification));
-});
-
-/**
- * Messages from the app's pages. "notifications" lists what is shown (used by
- * the end-to-end tests, and harmless: titles name only the user's own
- * desktops); "click" runs the notificationclick path for a shown notification; "status"
- * tells the cache version and how many pushes arrived since the worker started.
- */
-self.addEventListener("message", (event) => {
-  const msg = event.data || {};
-  const reply = (value) => event.ports[0]?.postMessage(value);
-  event.waitUntil(
-    (async () => {
-      if (msg.type === "notifications") {
-        const shown = await self.registration.getNotifications();
-        reply(shown.map((n) => ({ title: n.title, body: n.body, tag: n.tag, hash: n.data?.hash })));
-      } else if (msg.type === "click") {
-        const shown = await self.registration.getNotifications({ tag: msg.tag });
-        reply(shown.length ? await clickNotification(shown[0]) : { error: "no such notification" });
-      } else if (msg.type === "status") {
-        reply({ cache: CACHE, pushesReceived });
-      }
-    })(),
-  );
 });
