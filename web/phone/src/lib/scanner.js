@@ -139,7 +139,9 @@ export class Scanner {
     this._canvas.height = h;
     this._ctx.drawImage(v, 0, 0, w, h);
     const image = this._ctx.getImageData(0, 0, w, h);
-    const code = this._jsQR(image.data, w, h, { inversionAttempts: "dontInvert" });
+    // Both polarities: a terminal with a light background shows the CLI's QR code
+    // light-on-dark (inverted), which a dark-on-light-only search never finds.
+    const code = this._jsQR(image.data, w, h, { inversionAttempts: "attemptBoth" });
     return code ? code.data : null;
   }
 

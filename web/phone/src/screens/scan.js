@@ -54,8 +54,9 @@ function renderScanner(ctx, pending) {
   const video = h("video", { class: "camera", autoplay: true, muted: true, playsinline: true, "aria-label": "Camera" });
   const status = h("p", { class: "scan-status", role: "status", text: "Starting the camera…" });
   const errorBox = h("div", { class: "scan-error" });
-  const torchBtn = button("Light", null, { kind: "ghost small", iconName: "torch" });
+  const torchBtn = button("Light", null, { kind: "ghost small", iconName: "torch", id: "torch" });
   torchBtn.hidden = true;
+  torchBtn.setAttribute("aria-pressed", "false");
   const viewfinder = h(
     "div",
     { class: "viewfinder" },
@@ -105,6 +106,7 @@ function renderScanner(ctx, pending) {
     try {
       await scanner?.setTorch(torchOn);
       torchBtn.classList.toggle("on", torchOn);
+      torchBtn.setAttribute("aria-pressed", String(torchOn));
     } catch {
       torchBtn.hidden = true;
     }
