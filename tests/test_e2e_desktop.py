@@ -160,11 +160,11 @@ def test_e2e_expired_request_offers_new_one(
     desktop = desktop_env(shared_relay.url)
     phone = phone_factory("phone")
     page = browser.new_page()
-    page.goto(desktop.start_ui("--unlock-ttl", "10", "--qr-renewals", "0"))
+    page.goto(desktop.start_ui("--unlock-ttl", "20", "--qr-renewals", "0"))
     pair_through_ui(page, phone, tmp_path)
     lock(page)
     old = request_qr(page, tmp_path, "old.png")
-    wait_for(lambda: state_of(page) == "expired", timeout=20, what="expiry")
+    wait_for(lambda: state_of(page) == "expired", timeout=45, what="expiry")
     out = phone.run("approve", "--qr-image", str(old), "--yes", "--json")
     assert out.returncode != 0  # the phone refuses an expired code
     old_src = page.get_attribute("#unlock-qr", "src")
@@ -318,13 +318,13 @@ def test_e2e_qr_is_renewed_before_it_expires(
     desktop = desktop_env(shared_relay.url)
     phone = phone_factory("phone")
     page = browser.new_page()
-    page.goto(desktop.start_ui("--unlock-ttl", "12", "--qr-renewals", "1"))
+    page.goto(desktop.start_ui("--unlock-ttl", "24", "--qr-renewals", "1"))  # renews at ~18 s
     pair_through_ui(page, phone, tmp_path)
     lock(page)
     request_qr(page, tmp_path, "first.png")
     first_src = page.get_attribute("#unlock-qr", "src")
     wait_for(
-        lambda: page.get_attribute("#unlock-qr", "src") != first_src, timeout=15, what="renewal"
+        lambda: page.get_attribute("#unlock-qr", "src") != first_src, timeout=40, what="renewal"
     )
     assert state_of(page) == "waiting"  # renewed, not expired
     renewed = qr_png(page, "#unlock-qr", tmp_path / "renewed.png")

@@ -376,8 +376,19 @@ def test_passkey_slot_survives_a_port_change(ui: PasskeyPage, desktop: Desktop) 
     ui.add_passkey("Portable")
     first_port = desktop.port
     desktop.stop()
-    new_port = free_port()
-    desktop.start_ui("--port", str(new_port))
+    # A free port now may be taken before the agent binds it: then try another one.
+    for _ in range(10):
+        new_port = free_port()
+        if new_port == first_port:
+            continue
+        out = desktop.run("desktop", "--no-browser", "--json", "--port", str(new_port))
+        if out.returncode == 0:
+            break
+        assert "cannot listen on 127.0.0.1" in out.stderr, out.stderr
+    else:
+        pytest.fail("no free port for the agent's UI")
+    info = json.loads(out.stdout)
+    desktop.url, desktop.port = info["url"], info["port"]
     assert desktop.port == new_port != first_port
     ui.open(localhost(desktop.url))  # same browser tab, same authenticator
     assert ui.unlocked() is False

@@ -181,7 +181,7 @@ async def test_pair_listen_approve_by_link_and_image_then_replay(relay, phone, t
     assert note["requester"]["address"] == "127.0.0.1"
     assert note["requester"]["user_agent"].startswith("unlatch-desktop/")
     assert base64.urlsafe_b64decode(note["request_id"] + "==") == du.request_id
-    assert 100 <= note["remaining"] <= 120
+    assert 30 <= note["remaining"] <= 120  # 120 s life; the listener may print late on a busy box
 
     # approve by link: the desktop sees the scan notice, then gets K_P
     link = app_link(relay.url + "/app/", du.qr_bytes)
