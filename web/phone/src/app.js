@@ -16,6 +16,7 @@ import { addNotification, enablePush, explain, handleCode, loadPushStatus, refre
 import { h, icon } from "./lib/dom.js";
 import { Relay, relayBaseFromLocation } from "./lib/relay.js";
 import { identity, loadPairings, loadReplayGuard, loadSettings } from "./lib/store.js";
+import { unsupportedReason } from "./lib/support.js";
 import * as approve from "./screens/approve.js";
 import * as devices from "./screens/devices.js";
 import * as home from "./screens/home.js";
@@ -120,7 +121,22 @@ async function openLink() {
   }
 }
 
+function showBootError(title, message) {
+  root.replaceChildren(
+    h(
+      "main",
+      { class: "screen" },
+      h("div", { class: "card error", id: "boot-error" }, h("h2", { text: title }), h("p", { text: message })),
+    ),
+  );
+}
+
 async function boot() {
+  const unsupported = await unsupportedReason();
+  if (unsupported) {
+    showBootError(unsupported.title, unsupported.message);
+    return;
+  }
   try {
     [state.identity, state.pairings, state.settings, state.replay, state.push] = await Promise.all([
       identity(),
@@ -131,13 +147,7 @@ async function boot() {
     ]);
     await relay.computeDeviceId();
   } catch (err) {
-    root.replaceChildren(
-      h(
-        "main",
-        { class: "screen" },
-        h("div", { class: "card error" }, h("h2", { text: "This browser cannot run unlatch" }), h("p", { text: explain(err).message })),
-      ),
-    );
+    showBootError("This browser cannot run unlatch", explain(err).message);
     return;
   }
   state.ready = true;

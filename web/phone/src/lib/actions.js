@@ -182,6 +182,16 @@ export async function unpair(ctx, entry) {
 
 /** A scanned unlock QR: verify it, tell the desktop it was scanned, open the Approve screen. */
 export async function startUnlockFromQr(ctx, qrBytes) {
+  if (!ctx.state.pairings.length) {
+    // Not the phishing case: nothing here could have made this request. On an
+    // iPhone, a QR opened by the Camera app lands in Safari, whose storage is
+    // not the Home Screen app's, so the pairings are simply not in this browser.
+    throw new UserFacingError(
+      "No paired desktops here",
+      "This browser has no paired desktops: open the unlatch app from your Home Screen and scan there, or pair first. Nothing was sent.",
+      { kind: "warning" },
+    );
+  }
   const records = ctx.state.pairings.map((p) => p.record);
   const pu = await PhoneUnlock.fromQr(qrBytes, records, ctx.state.identity, { now: nowSeconds() });
   ctx.state.replay.check(pu.requestId);
