@@ -32,6 +32,7 @@ SHOTS = os.environ.get("UNLATCH_WRITE_SCREENSHOTS") == "1"
 
 def shot(page: Any, name: str) -> None:
     if SHOTS:
+        page.evaluate("document.getElementById('toast').hidden = true")  # no stray "Saved"
         page.screenshot(path=str(DOCS_IMG / name))
 
 
