@@ -21,7 +21,7 @@ import {
 } from "../protocol/index.js";
 import { RelayError } from "./relay.js";
 import { nowSeconds } from "./dom.js";
-import { loadPairings, saveReplayGuard, savePairings, kvGet, kvSet } from "./store.js";
+import { loadPairings, loadReplayGuard, rememberAnswer, savePairings, kvGet, kvSet } from "./store.js";
 import { verifyUser } from "./webauthn.js";
 
 /** A failure the app explains to the user: a title and a sentence. */
@@ -194,6 +194,7 @@ export async function startUnlockFromQr(ctx, qrBytes) {
   }
   const records = ctx.state.pairings.map((p) => p.record);
   const pu = await PhoneUnlock.fromQr(qrBytes, records, ctx.state.identity, { now: nowSeconds() });
+  ctx.state.replay = await loadReplayGuard(); // another open copy of the app may have answered it
   ctx.state.replay.check(pu.requestId);
   const notification = await ctx.relay.getUnlock(pu.requestId);
   if (notification.routing_id !== b64e(pu.pairing.keys.routing_id)) {
@@ -229,33 +230,57 @@ function openApprove(ctx, pu, notification) {
 /**
  * Answer the request on the Approve screen: "approve" (with `choice` for
  * number matching), "deny" or "not_me" (deny, then block the desktop on the relay).
+ *
+ * The request id goes into the stored replay guard first (one IndexedDB
+ * transaction, see rememberAnswer), so a crash or a second open copy of the
+ * app cannot answer twice; then the reply is made ONCE and kept in
+ * `flow.outbox`. If sending fails (no network, relay down), the Approve
+ * screen offers "Send again", which calls sendAnswer: the same bytes again,
+ * never a second reply.
  */
 export async function answer(ctx, verdict, choice = null) {
   const flow = ctx.state.flow;
+  if (flow.outbox) return sendAnswer(ctx); // made already: only the sending is left
   const { pu } = flow;
   if (verdict === "approve" && ctx.state.settings.uvCredentialId) {
     await verifyUser(ctx.state.settings.uvCredentialId);
   }
   const now = nowSeconds();
-  const guard = ctx.state.replay;
-  guard.check(pu.requestId);
-  guard.remember(pu.requestId, pu.params.expiresAt, { now });
-  await saveReplayGuard(guard); // before sending: a crash cannot answer twice
+  ctx.state.replay = await rememberAnswer(pu.requestId, pu.params.expiresAt, { now });
   let reply;
   if (verdict === "approve") reply = await pu.approve({ now, choice });
   else reply = await pu.deny({ now, notMe: verdict === "not_me" });
-  await ctx.relay.postReply(pu.requestId, reply);
+  flow.outbox = { verdict, reply, shareSent: pu.approvedShareSent, sent: false, attempts: 0 };
+  return sendAnswer(ctx);
+}
+
+/**
+ * Send the reply kept in `flow.outbox` (again, after a failure), then block
+ * the desktop for "not_me". The relay keeps the first reply of a request and
+ * answers a repeat with 409 already_answered; only this phone can post a
+ * reply to its request and it made exactly one, so on a repeat that means the
+ * earlier attempt arrived (its answer was lost on the way back) and counts as sent.
+ */
+export async function sendAnswer(ctx) {
+  const flow = ctx.state.flow;
+  const { pu, outbox } = flow;
+  if (!outbox.sent) {
+    outbox.attempts += 1;
+    try {
+      await ctx.relay.postReply(pu.requestId, outbox.reply);
+    } catch (err) {
+      const arrivedBefore = outbox.attempts > 1 && err instanceof RelayError && err.code === "already_answered";
+      if (!arrivedBefore) throw err;
+    }
+    outbox.sent = true;
+  }
   ctx.state.pending.delete(b64e(pu.requestId));
   let blocked = false;
-  if (verdict === "not_me") {
+  if (outbox.verdict === "not_me") {
     await ctx.relay.block(pu.pairing.keys.routing_id);
     blocked = true;
   }
-  flow.result = {
-    verdict,
-    shareSent: pu.approvedShareSent,
-    blocked,
-  };
+  flow.result = { verdict: outbox.verdict, shareSent: outbox.shareSent, blocked };
   return flow.result;
 }
 

@@ -157,8 +157,39 @@ export async function loadReplayGuard() {
   return stored ? ReplayGuard.fromDict(stored) : new ReplayGuard();
 }
 
-export async function saveReplayGuard(guard) {
-  await kvSet("replay", guard.toDict());
+/**
+ * Record that this phone answers `requestId`, in the stored replay guard, in
+ * ONE readwrite transaction: read the guard, refuse with AlreadyAnswered if
+ * the id is there, add it, write it back. IndexedDB runs readwrite
+ * transactions on the same store one at a time across every tab, window and
+ * the service worker of the origin, so two open copies of the app can neither
+ * both answer one request nor overwrite each other's entries (a
+ * load-then-save of the in-memory guard could do both). Resolves to the
+ * stored guard (with the new entry) for the app's in-memory copy.
+ */
+export async function rememberAnswer(requestId, expiresAt, { now }) {
+  const db = await openDb();
+  return new Promise((resolve, reject) => {
+    const t = db.transaction(STORE, "readwrite");
+    const store = t.objectStore(STORE);
+    let guard = null;
+    let refusal = null;
+    const req = store.get("replay");
+    req.onsuccess = () => {
+      // Synchronous from here to put(): an await would let the transaction commit early.
+      try {
+        guard = req.result ? ReplayGuard.fromDict(req.result) : new ReplayGuard();
+        guard.check(requestId);
+        guard.remember(requestId, expiresAt, { now });
+        store.put(guard.toDict(), "replay");
+      } catch (err) {
+        refusal = err;
+        t.abort();
+      }
+    };
+    t.oncomplete = () => resolve(guard);
+    t.onabort = () => reject(refusal || t.error || new Error("storage transaction aborted"));
+  });
 }
 
 const DEFAULT_SETTINGS = Object.freeze({

@@ -4,7 +4,8 @@
  * With number matching, the user picks the number the desktop shows.
  */
 
-import { answer, explain, labelOf, prepareUnlockFromPush } from "../lib/actions.js";
+import { answer, explain, labelOf, prepareUnlockFromPush, sendAnswer } from "../lib/actions.js";
+import { RelayError } from "../lib/relay.js";
 import { describeUserAgent, formatAgo, formatClock, formatRemaining, h, icon, nowSeconds } from "../lib/dom.js";
 import { busy, button, header, noticeCard } from "./common.js";
 
@@ -61,9 +62,31 @@ export function render(ctx, params) {
     );
   };
 
+  // After a failed send the answer is made and kept (flow.outbox): offer to send the same
+  // bytes again when another try can help (network, relay trouble), not after a refusal.
+  const canRetry = (err) =>
+    Boolean(flow.outbox) &&
+    !flow.result &&
+    (!(err instanceof RelayError) || err.status === 0 || err.status === 429 || err.status >= 500);
+  const retryBtn = button("Send again", null, { iconName: "unlock", id: "send-again" });
+  retryBtn.addEventListener("click", () =>
+    busy(retryBtn, async () => showResult(await sendAnswer(ctx)), (err) => showError(err)),
+  );
+
   const showError = (err) => {
     const e = explain(err);
-    errorBox.replaceChildren(noticeCard({ title: e.title, message: e.message, kind: e.kind }));
+    if (canRetry(err)) {
+      errorBox.replaceChildren(
+        noticeCard({
+          title: "Not sent yet",
+          message: `${e.message} Your answer is kept: "Send again" sends exactly the same answer.`,
+          kind: "warning",
+        }),
+        retryBtn,
+      );
+    } else {
+      errorBox.replaceChildren(noticeCard({ title: e.title, message: e.message, kind: e.kind }));
+    }
   };
 
   const errorBox = h("div", { class: "approve-error" });
@@ -81,12 +104,11 @@ export function render(ctx, params) {
         const result = await answer(ctx, verdict, choice);
         showResult(result);
       },
-      (err) => {
-        showError(err);
-        if (pu.answered) for (const b of buttons) b.disabled = true;
-      },
+      showError,
     ).finally(() => {
-      if (!pu.answered) for (const b of buttons) b.disabled = false;
+      // After `busy` re-enabled its button: once the answer is made (sent or kept for
+      // "Send again"), none of the answers can be picked any more.
+      for (const b of buttons) b.disabled = pu.answered;
     });
 
   let actions;
