@@ -88,9 +88,9 @@ def test_pwa_wheel_from_a_clean_copy_carries_and_serves_the_browser_apps(
         built = src / "web" / "phone" / "dist"
         assert phone == {p.name for p in built.iterdir()}
         assert zf.read("unlatch/_web/phone/sw.js") == (built / "sw.js").read_bytes()
-        written = {p.name for p in (REPO / "web" / "desktop").iterdir()}
+        written = {p.name for p in (src / "web" / "desktop").iterdir()}
         assert desktop == written
-        assert zf.read("unlatch/_web/desktop/app.js") == (REPO / "web/desktop/app.js").read_bytes()
+        assert zf.read("unlatch/_web/desktop/app.js") == (src / "web/desktop/app.js").read_bytes()
         assert not any(n.startswith(("web/", "build/")) for n in names)
 
     site = tmp_path / "site"
