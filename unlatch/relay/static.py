@@ -1,10 +1,11 @@
 """Serving the phone PWA's built files under ``/app/``.
 
 The app holds the phone's keys, so it gets the strictest headers that still
-let it work: a CSP allowing only same-origin code (plus WebAssembly for a QR
-decoder), no framing, camera allowed for itself only. ``Service-Worker-Allowed``
-lets its worker control ``/app/``. When the app has not been built, ``/app/``
-answers 503 with a message saying so, rather than a bare 404.
+let it work: a CSP allowing only same-origin code (no eval, no WebAssembly:
+the QR decoder is plain JavaScript), no framing, camera allowed for itself
+only. ``Service-Worker-Allowed`` lets its worker control ``/app/``. When the
+app has not been built, ``/app/`` answers 503 with a message saying so,
+rather than a bare 404.
 """
 
 from __future__ import annotations
