@@ -206,7 +206,13 @@ def test_a_relay_whose_vapid_key_changed_refuses_to_start(tmp_path) -> None:
     started: list[RelayProcess] = []
 
     def start(home: str, *args: str) -> RelayProcess:
-        relay = start_relay(tmp_path / home, db_path=db, args=list(args))
+        vapid_key = str(tmp_path / home / "vapid.pem")  # one key file per "home"
+        relay = start_relay(
+            tmp_path / home,
+            db_path=db,
+            args=list(args),
+            env={"UNLATCH_RELAY_VAPID_KEY": vapid_key},
+        )
         started.append(relay)
         return relay
 
@@ -217,7 +223,7 @@ def test_a_relay_whose_vapid_key_changed_refuses_to_start(tmp_path) -> None:
         first = start("a")
         key = key_of(first)
         first.stop()
-        # same store, another home (so another, freshly generated vapid.pem)
+        # same store, another key file (freshly generated)
         with pytest.raises(RuntimeError) as err:
             start("b")
         assert "relay exited with 2" in str(err.value)
