@@ -9,6 +9,8 @@
   whether the first try never reached the relay or only its answer was lost.
 * Two open copies of the app share one replay guard in IndexedDB: a request
   is answered once, and neither copy erases the other's entries.
+* A service worker that never becomes active (its install failed) does not
+  leave the pairing waiting for ever at its notifications step.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from fixtures.pwa import NO_X25519, Phone, now, pair_by_link, wait_js
+from fixtures.pwa import NO_X25519, VIEWPORT, Phone, now, pair_by_link, wait_js
 from playwright.async_api import Page, Request, Route
 
 from unlatch.protocol import (
@@ -34,6 +36,11 @@ from unlatch.protocol.encoding import b64e
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 REPLY_URL = "**/v1/unlock/*/reply"
+
+# The app's service worker never gets installed (as when fetching one of its files fails).
+SERVICE_WORKER_NEVER_STARTS = """ServiceWorkerContainer.prototype.register = function () {
+  return new Promise(() => {});
+};"""
 
 READ_REPLAY_GUARD = """() => new Promise((resolve, reject) => {
   const open = indexedDB.open("unlatch-phone");
@@ -201,3 +208,22 @@ async def test_pwa_two_open_copies_share_one_replay_guard(pwa_phone: Phone) -> N
     await other.goto(links[a.request_id])
     await other.wait_for_selector("text=Already answered")
     await other.close()
+
+
+async def test_pwa_pairing_ends_even_if_the_service_worker_never_starts(pwa_phone: Phone) -> None:
+    ph = pwa_phone
+    context = await ph.browser.new_context(viewport=VIEWPORT)
+    try:
+        await context.grant_permissions(["notifications"], origin=ph.relay.url)
+        await context.add_init_script(SERVICE_WORKER_NEVER_STARTS)
+        page = await context.new_page()
+        phone = Phone(page, context, ph.browser, ph.camera, ph.desktop, ph.relay, ph.shots)
+        phone.watch(page)
+        await phone.open_app()
+        await pair_by_link(phone)  # the Done button comes (after the app gives up waiting)
+        push = await page.evaluate("unlatchApp.state.push")
+        assert push["enabled"] is False and "service worker did not start" in push["reason"]
+        assert await page.evaluate("unlatchApp.state.pairings.length") == 1
+    finally:
+        await context.close()
+    assert not phone.problems, phone.problems

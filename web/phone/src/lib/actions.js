@@ -356,8 +356,17 @@ export async function enablePush(ctx, { ask = true } = {}) {
     } catch {
       return { enabled: false, reason: "This relay does not send notifications. Keep the app open to see requests." };
     }
+    let reg;
     try {
-      const reg = await navigator.serviceWorker.ready;
+      reg = await serviceWorkerReady();
+    } catch {
+      return {
+        enabled: false,
+        reason:
+          "The app's service worker did not start, so requests show only while the app is open. Reload the app and turn notifications on in Settings.",
+      };
+    }
+    try {
       let sub = await reg.pushManager.getSubscription();
       if (sub && !sameKey(sub, vapid)) {
         await sub.unsubscribe();
@@ -376,6 +385,22 @@ export async function enablePush(ctx, { ask = true } = {}) {
   await kvSet("push", { ...status, at: nowSeconds() });
   ctx.state.push = status;
   return status;
+}
+
+/** How long to wait for the service worker to be installed and active (it caches a few files). */
+const SERVICE_WORKER_READY_MS = 20000;
+
+/**
+ * navigator.serviceWorker.ready, but failing after SERVICE_WORKER_READY_MS: a
+ * worker whose install failed (a file of the app could not be fetched) never
+ * becomes ready, and the pairing's last step must not wait for it for ever.
+ */
+function serviceWorkerReady() {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error("the service worker did not become active")), SERVICE_WORKER_READY_MS);
+  });
+  return Promise.race([navigator.serviceWorker.ready, timeout]).finally(() => clearTimeout(timer));
 }
 
 function sameKey(sub, vapid) {
