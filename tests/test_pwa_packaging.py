@@ -71,12 +71,16 @@ def test_pwa_wheel_from_a_clean_copy_carries_and_serves_the_browser_apps(
 ) -> None:
     src = tmp_path / "src"
     _clean_copy(src)
-    (src / "web" / "phone" / "node_modules").symlink_to(phone_app_deps / "node_modules")
+    modules = src / "web" / "phone" / "node_modules"
+    modules.symlink_to(phone_app_deps / "node_modules")
     wheels = tmp_path / "wheels"
-    _run(
-        [*PIP, "wheel", *OFFLINE, "--no-build-isolation", "-w", str(wheels), str(src)],
-        cwd=tmp_path,
-    )
+    try:
+        _run(
+            [*PIP, "wheel", *OFFLINE, "--no-build-isolation", "-w", str(wheels), str(src)],
+            cwd=tmp_path,
+        )
+    finally:
+        modules.unlink()  # no link into the checkout's packages is left for a cleanup to follow
     (wheel,) = wheels.glob("unlatch-*.whl")
 
     # Inside the wheel: the built PWA (as built from this copy) and the desktop UI as written.
