@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from unlatch.cli import main
 from unlatch.config import ConfigError
-from unlatch.desktop.errors import NotPairedError, StateFileError
+from unlatch.desktop.errors import DesktopError, NotPairedError, StateFileError
 from unlatch.desktop.identity import DesktopIdentity, check_name
 from unlatch.desktop.settings import DEFAULT_RELAY_URL, DesktopSettings, check_relay_url
 from unlatch.desktop.store import PairedPhone, PairingStore
@@ -51,6 +51,8 @@ def test_desktop_identity_persists_with_owner_only_files(unlatch_home: Path) -> 
         check_name("é" * 40)
     with pytest.raises(Exception, match="printable"):
         check_name("bad\nname")
+    with pytest.raises(DesktopError):  # a right-to-left override hides what the name says
+        check_name("work\u202elaptop")
 
 
 def test_desktop_identity_damaged_file_is_a_clear_error(unlatch_home: Path) -> None:

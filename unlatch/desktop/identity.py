@@ -22,8 +22,9 @@ from pathlib import Path
 from unlatch import paths
 from unlatch.desktop.errors import DesktopError, StateFileError
 from unlatch.desktop.files import read_json, write_json
-from unlatch.protocol import KeyPair
+from unlatch.protocol import KeyPair, ProtocolError
 from unlatch.protocol.constants import MAX_NAME_BYTES
+from unlatch.protocol.messages import check_name as check_wire_name
 from unlatch.relay.device_key import DeviceKey
 
 IDENTITY_FILE = "identity.json"
@@ -32,12 +33,21 @@ FILE_VERSION = 1
 
 
 def check_name(name: str) -> str:
-    """A device name: 1-64 UTF-8 bytes of printable text; returned stripped."""
+    """A device name: 1-64 UTF-8 bytes of printable text; returned stripped.
+
+    Checked here with the protocol's own rule as well (no bidi overrides or
+    other invisible format characters), so a name accepted now is never one
+    the pairing refuses later.
+    """
     name = name.strip() if isinstance(name, str) else ""
     if not name or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise DesktopError("a device name must be printable text and not empty")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise DesktopError(f"a device name must be at most {MAX_NAME_BYTES} bytes")
+    try:
+        check_wire_name(name, "device name")
+    except ProtocolError as exc:
+        raise DesktopError(str(exc)) from None
     return name
 
 
