@@ -24,7 +24,7 @@ from unlatch.desktop.vault_port import CoreVault
 from unlatch.protocol import KeyPair, PhonePairing, PhonePairingRecord, PhoneUnlock
 from unlatch.relay.client import RelayClient
 from unlatch.relay.device_key import DeviceKey
-from unlatch.relay.errors import RelayError
+from unlatch.relay.errors import ChannelGone, RelayError
 from unlatch.vault import OWASP_MINIMUM
 from unlatch.vault.localkeys import LocalKeyStore
 
@@ -213,7 +213,7 @@ async def test_desktop_scanned_but_unanswered_request_expires(rig: Rig) -> None:
 async def test_desktop_revoke_withdraws_the_pending_request(rig: Rig) -> None:
     """Revoked while its request waits: the request ends now ("failed", saying why) and
     its relay channel is closed, so the phone's answer is refused by the relay."""
-    from unlatch.relay.errors import ChannelGone, UnknownChannel
+    from unlatch.relay.errors import UnknownChannel
 
     record = await rig.pair()
     await rig.core.lock()
@@ -232,14 +232,16 @@ async def test_desktop_revoke_withdraws_the_pending_request(rig: Rig) -> None:
 
 
 async def test_desktop_reply_from_a_phone_revoked_elsewhere_fails_clearly(rig: Rig) -> None:
-    """Revoked by another process (the CLI) that could not tell this one: the phone's
-    approval arrives, its share no longer opens anything, and the attempt says so."""
+    """Revoked by another process (the CLI) that could not tell this one: the relay
+    closes the pairing's open request, so the phone's approval is refused there, and
+    this service learns from the close (not at expiry) that its phone was revoked."""
     record = await rig.pair()
     await rig.core.lock()
     attempt = await rig.unlock.start()
     await rig.pairing.revoke(rig.store.all()[0].id)  # K_L gone; nobody told rig.unlock
     pu = PhoneUnlock.from_qr(attempt.link, [record], rig.phone_key, now=int(time.time()))
-    await rig.phone.post_reply(pu.request_id, pu.approve(now=int(time.time())))
+    with pytest.raises(ChannelGone):
+        await rig.phone.post_reply(pu.request_id, pu.approve(now=int(time.time())))
     assert await rig.finish(attempt) == "failed"
     assert "revoked on this desktop" in attempt.message
     assert not rig.core.is_unlocked

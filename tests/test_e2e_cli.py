@@ -155,10 +155,10 @@ def test_e2e_cli_unlock_with_a_revoked_phone(
     assert "this phone was revoked on this desktop" in err, err
     assert "vault unlocked" not in out
     assert desktop.status()["unlocked"] is False
-    # This desktop process was still waiting, so the phone's answer was delivered: the
-    # phone reports it sent; what it sent opens nothing.
-    assert approved.returncode == 0, approved.stderr
-    assert json.loads(approved.stdout)["verdict"] == "approved"
+    # Unlinking the pairing on the relay closed the request: the phone is told the
+    # desktop no longer waits, and sends nothing (exit 6, RequestClosed).
+    assert approved.returncode == 6, (approved.stdout, approved.stderr)
+    assert "no longer waits" in approved.stderr and "nothing was sent" in approved.stderr
     # Asking again: there is no phone left to ask.
     again = desktop.run("unlock", "--phone")
     assert again.returncode == 1

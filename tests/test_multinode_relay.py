@@ -280,6 +280,11 @@ async def test_block_and_unblock_across_nodes(cluster: Cluster) -> None:
         # unpairing on one node removes it for both parties everywhere
         await phone.on[0].delete_pairing(routing_id)
         assert await desktop.on[1].list_pairings() == []
+        # ... and closes its open request on every node
+        with pytest.raises(ChannelGone):
+            await phone.on[2].post_reply(request_id, b"late")
+        with pytest.raises(ChannelGone):
+            await desktop.on[1].wait_reply(request_id, timeout=10)
     finally:
         await desktop.aclose()
         await phone.aclose()

@@ -214,15 +214,51 @@ async def test_pairing_links_only_when_both_sides_match(relay: RelayProcess) -> 
             await other.register_pairing(routing_id, desktop.device_id)
         assert getattr(err.value, "code", "") == "pairing_conflict"
         assert await phone.register_pairing(routing_id, desktop.device_id) == "linked"
-        await desktop.create_unlock(os.urandom(16), routing_id, b"p")
-        # unpair from the phone: the desktop can no longer wake it
+        pending = os.urandom(16)
+        await desktop.create_unlock(pending, routing_id, b"p")
+        # unpair from the phone: the desktop can no longer wake it, and the
+        # request made before is closed, not left to its expiry
         await phone.delete_pairing(routing_id)
         with pytest.raises(NotPaired):
             await desktop.create_unlock(os.urandom(16), routing_id, b"p")
         assert await desktop.list_pairings() == []
+        with pytest.raises(ChannelGone):
+            await desktop.wait_reply(pending, timeout=5)
+        with pytest.raises(ChannelGone):
+            await phone.post_reply(pending, b"late")
     finally:
         for c in (desktop, phone, other):
             await c.aclose()
+
+
+async def test_unpairing_closes_the_pairings_open_requests(relay: RelayProcess) -> None:
+    """A desktop that revokes a phone: the phone's late answer carries nothing.
+
+    The waiting desktop wakes at once with 'closed'; the phone gets 410
+    closed for its reply and no longer lists the request. Requests of other
+    pairings are untouched.
+    """
+    pair = await make_pair(relay.url)
+    other = await make_pair(relay.url)
+    try:
+        doomed, kept = os.urandom(16), os.urandom(16)
+        await pair.desktop.create_unlock(doomed, pair.routing_id, b"p")
+        await other.desktop.create_unlock(kept, other.routing_id, b"p")
+        waiting = asyncio.create_task(pair.desktop.wait_reply(doomed, timeout=60))
+        await asyncio.sleep(0)  # let the wait start; closing must wake it either way
+        started = time.monotonic()
+        await pair.desktop.delete_pairing(pair.routing_id)
+        with pytest.raises(ChannelGone):
+            await asyncio.wait_for(waiting, 30)
+        assert time.monotonic() - started < 30  # woken by the close, not the 120 s expiry
+        with pytest.raises(ChannelGone):
+            await pair.phone.post_reply(doomed, b"late")
+        assert await pair.phone.pending_unlocks() == []
+        assert [n.request_id for n in await other.phone.pending_unlocks()] == [kept]
+    finally:
+        for p in (pair, other):
+            await p.desktop.aclose()
+            await p.phone.aclose()
 
 
 async def test_block_and_unblock(relay: RelayProcess) -> None:

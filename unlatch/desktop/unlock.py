@@ -319,7 +319,17 @@ class PhoneUnlockService:
                     elif msg.type == "reply":
                         await self._on_reply(attempt, request, msg.data)
                         return
-        except (TimeoutError, ChannelExpired, ChannelGone):
+        except ChannelGone:
+            # The relay closes a pairing's requests when it is unpaired; if this
+            # phone is no longer ours, that is why: say so now, not at expiry.
+            if attempt.request is request and not attempt.final and not self._still_paired(attempt):
+                self._set(attempt, "failed", REVOKED_MESSAGE)
+                request.cancel()
+                for task in attempt.tasks:
+                    if task is not asyncio.current_task():
+                        task.cancel()
+            return
+        except (TimeoutError, ChannelExpired):
             return  # expiry is reported by the renewer (it knows if a newer QR exists)
         except asyncio.CancelledError:
             raise
@@ -330,6 +340,13 @@ class PhoneUnlockService:
             log.exception("unlock wait failed")
             if attempt.request is request:
                 self._set(attempt, "failed", "the unlock failed unexpectedly (see the agent log)")
+
+    def _still_paired(self, attempt: UnlockAttempt) -> bool:
+        try:
+            self.store.get(attempt.phone.id)
+        except UnlatchError:
+            return False
+        return True
 
     def _on_seen(self, attempt: UnlockAttempt, request: DesktopUnlock, data: bytes) -> None:
         try:

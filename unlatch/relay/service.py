@@ -505,9 +505,34 @@ class RelayService:
         ]
 
     async def delete_pairing(self, device: Device, routing_id: bytes) -> None:
-        if not await self.store.delete_pairing(routing_id, device.device_id):
+        """Unlink a pairing, and close the unlock requests still open on it.
+
+        Either side may unpair. A request made before the unpairing must not
+        carry an answer afterwards: the phone's late reply gets 410 ``closed``
+        (it is told the desktop no longer waits) and a waiting desktop wakes
+        at once instead of at the request's expiry.
+        """
+        pairing = await self.store.get_pairing(routing_id, device.device_id)
+        if pairing is None or not await self.store.delete_pairing(routing_id, device.device_id):
             raise ApiError(404, "unknown_pairing", "no such pairing for this device")
-        log("pairing deleted", routing=short(routing_id), device=short(device.device_id))
+        phone_id = device.device_id if device.kind == "phone" else pairing.peer_device_id
+        closed = await self._close_requests_of(routing_id, phone_id)
+        log(
+            "pairing deleted",
+            routing=short(routing_id),
+            device=short(device.device_id),
+            requests_closed=closed,
+        )
+
+    async def _close_requests_of(self, routing_id: bytes, phone_id: str) -> int:
+        """Close the open unlock channels of one pairing; returns how many."""
+        now = time.time()
+        closed = 0
+        for ch in await self.store.open_unlock_for_peer(phone_id, now):
+            if ch.routing_id == routing_id and await self.store.close_channel(ch.channel_id, now):
+                await self.bus.publish(channel_topic(ch.channel_id), {"event": "ended"})
+                closed += 1
+        return closed
 
     async def set_blocked(self, device: Device, routing_id: bytes, blocked: bool) -> dict[str, Any]:
         if device.kind != "phone":
