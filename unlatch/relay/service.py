@@ -521,7 +521,7 @@ class RelayService:
             "pairing deleted",
             routing=short(routing_id),
             device=short(device.device_id),
-            requests_closed=closed,
+            count=closed,  # the open unlock requests closed with it
         )
 
     async def _close_requests_of(self, routing_id: bytes, phone_id: str) -> int:
