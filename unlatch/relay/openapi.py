@@ -95,6 +95,20 @@ WAIT = {"$ref": "#/components/schemas/WaitResult"}
 OK = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
 
 
+def _post_message(summary: str, tag: str, max_bytes: int, what: str) -> dict[str, Any]:
+    """A party posts one opaque message to a channel (hello/accept, seen/reply).
+
+    The four message routes differ only in summary, tag and size limit.
+    """
+    return _op(
+        summary,
+        _resp("202", "posted", DATA, "400", "401", "403", "404", "409", "410", "413"),
+        tag=tag,
+        params=[_path("channel_id")],
+        body=_body({"data": _b64(max_bytes, what)}, ["data"]),
+    )
+
+
 def openapi_document(server_url: str) -> dict[str, Any]:
     """The document served at ``/openapi.json``."""
     paths: dict[str, dict[str, Any]] = {
@@ -220,21 +234,16 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             )
         },
         "/v1/pairing/{channel_id}/hello": {
-            "post": _op(
+            "post": _post_message(
                 "Post the phone's hello (first phone owns the channel)",
-                _resp("202", "posted", DATA, "400", "401", "403", "404", "409", "410", "413"),
-                tag="pairing",
-                params=[_path("channel_id")],
-                body=_body({"data": _b64(4096, "opaque protocol message")}, ["data"]),
+                "pairing",
+                4096,
+                "opaque protocol message",
             )
         },
         "/v1/pairing/{channel_id}/accept": {
-            "post": _op(
-                "Post the desktop's accept",
-                _resp("202", "posted", DATA, "400", "401", "403", "404", "409", "410", "413"),
-                tag="pairing",
-                params=[_path("channel_id")],
-                body=_body({"data": _b64(4096, "opaque protocol message")}, ["data"]),
+            "post": _post_message(
+                "Post the desktop's accept", "pairing", 4096, "opaque protocol message"
             )
         },
         "/v1/pairing/{channel_id}/wait": {
@@ -330,21 +339,11 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             ),
         },
         "/v1/unlock/{channel_id}/seen": {
-            "post": _op(
-                "The phone saw the request (once)",
-                _resp("202", "posted", DATA, "400", "401", "403", "404", "409", "410", "413"),
-                tag="unlock",
-                params=[_path("channel_id")],
-                body=_body({"data": _b64(256, "opaque")}, ["data"]),
-            )
+            "post": _post_message("The phone saw the request (once)", "unlock", 256, "opaque")
         },
         "/v1/unlock/{channel_id}/reply": {
-            "post": _op(
-                "The phone's reply (once, before expiry)",
-                _resp("202", "posted", DATA, "400", "401", "403", "404", "409", "410", "413"),
-                tag="unlock",
-                params=[_path("channel_id")],
-                body=_body({"data": _b64(1024, "opaque")}, ["data"]),
+            "post": _post_message(
+                "The phone's reply (once, before expiry)", "unlock", 1024, "opaque"
             )
         },
         "/v1/unlock/{channel_id}/wait": {
