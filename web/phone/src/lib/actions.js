@@ -240,7 +240,7 @@ function openApprove(ctx, pu, notification) {
  */
 export async function answer(ctx, verdict, choice = null) {
   const flow = ctx.state.flow;
-  if (flow.outbox) return sendAnswer(ctx); // made already: only the sending is left
+  if (flow.outbox) return sendAnswer(ctx, flow); // made already: only the sending is left
   const { pu } = flow;
   if (verdict === "approve" && ctx.state.settings.uvCredentialId) {
     await verifyUser(ctx.state.settings.uvCredentialId);
@@ -251,7 +251,7 @@ export async function answer(ctx, verdict, choice = null) {
   if (verdict === "approve") reply = await pu.approve({ now, choice });
   else reply = await pu.deny({ now, notMe: verdict === "not_me" });
   flow.outbox = { verdict, reply, shareSent: pu.approvedShareSent, sent: false, attempts: 0 };
-  return sendAnswer(ctx);
+  return sendAnswer(ctx, flow);
 }
 
 /**
@@ -260,9 +260,11 @@ export async function answer(ctx, verdict, choice = null) {
  * answers a repeat with 409 already_answered; only this phone can post a
  * reply to its request and it made exactly one, so on a repeat that means the
  * earlier attempt arrived (its answer was lost on the way back) and counts as sent.
+ * `flow` is the approval this reply belongs to, passed in rather than read from
+ * ctx.state.flow: another request may have opened while the answer was being
+ * made (a notification tapped during the user-verification prompt).
  */
-export async function sendAnswer(ctx) {
-  const flow = ctx.state.flow;
+export async function sendAnswer(ctx, flow) {
   const { pu, outbox } = flow;
   if (!outbox.sent) {
     outbox.attempts += 1;

@@ -70,7 +70,7 @@ export function render(ctx, params) {
     (!(err instanceof RelayError) || err.status === 0 || err.status === 429 || err.status >= 500);
   const retryBtn = button("Send again", null, { iconName: "unlock", id: "send-again" });
   retryBtn.addEventListener("click", () =>
-    busy(retryBtn, async () => showResult(await sendAnswer(ctx)), (err) => showError(err)),
+    busy(retryBtn, async () => showResult(await sendAnswer(ctx, flow)), (err) => showError(err)),
   );
 
   const showError = (err) => {
