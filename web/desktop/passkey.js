@@ -9,7 +9,6 @@
 // ceremonies run only on http://localhost:PORT/.
 
 const CANONICAL_HOST = "localhost";
-const csrf = document.querySelector('meta[name="csrf-token"]').content;
 
 // ------------------------------------------------------------------ base64url
 export function b64urlEncode(buf) {
@@ -24,27 +23,9 @@ export function b64urlDecode(text) {
 }
 
 // ------------------------------------------------------------------ API
-export class PasskeyApiError extends Error {
-  constructor(status, body) {
-    super((body && body.message) || `request failed (HTTP ${status})`);
-    this.status = status; this.code = body && body.error;
-  }
-}
-async function api(method, path, body) {
-  const opts = { method, headers: { "Accept": "application/json" }, credentials: "same-origin" };
-  if (method !== "GET") {
-    opts.headers["X-CSRF-Token"] = csrf;
-    opts.headers["Content-Type"] = "application/json";
-    opts.body = JSON.stringify(body || {});
-  }
-  let resp;
-  try { resp = await fetch(path, opts); } catch (e) {
-    throw new PasskeyApiError(0, { error: "agent_down", message: "The unlatch agent is not answering. Is it still running?" });
-  }
-  const data = await resp.json().catch(() => null);
-  if (!resp.ok) throw new PasskeyApiError(resp.status, data);
-  return data;
-}
+// app.js's helper (window.unlatch.api: CSRF token, relative paths, ApiError). app.js
+// is a deferred classic script listed before this module, so it has run by now.
+const { api, ApiError } = window.unlatch;
 
 // ------------------------------------------------------ options and results
 function creationOptions(pk) {
@@ -113,7 +94,7 @@ function wipePrf(cred) {
 }
 
 function explainDom(err, during) {
-  if (err instanceof PasskeyApiError) return err.message;
+  if (err instanceof ApiError) return err.message;
   const name = err && err.name;
   if (name === "NotAllowedError") {
     return during === "unlock"
@@ -281,10 +262,6 @@ function onState(next) {
 
 buildLocked();
 buildSettings();
-if (window.unlatch && Array.isArray(window.unlatch.onState)) {
-  window.unlatch.onState.push(onState);
-  if (window.unlatch.state) onState(window.unlatch.state);
-} else {
-  refresh();
-}
+window.unlatch.onState.push(onState);
+if (window.unlatch.state) onState(window.unlatch.state);
 window.unlatchPasskey = { addPasskey, unlockWithPasskey, refresh, credentialJSON, switchToCanonicalHost };
