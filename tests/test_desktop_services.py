@@ -21,7 +21,14 @@ from unlatch.desktop.pairing import PairingService
 from unlatch.desktop.store import PairingStore
 from unlatch.desktop.unlock import PhoneUnlockService
 from unlatch.desktop.vault_port import CoreVault
-from unlatch.protocol import KeyPair, PhonePairing, PhonePairingRecord, PhoneUnlock
+from unlatch.protocol import (
+    InvalidState,
+    KeyPair,
+    PairingState,
+    PhonePairing,
+    PhonePairingRecord,
+    PhoneUnlock,
+)
 from unlatch.relay.client import RelayClient
 from unlatch.relay.device_key import DeviceKey
 from unlatch.relay.errors import ChannelGone, RelayError
@@ -218,13 +225,14 @@ async def test_desktop_revoke_withdraws_the_pending_request(rig: Rig) -> None:
     record = await rig.pair()
     await rig.core.lock()
     attempt = await rig.unlock.start()
+    scanned = attempt.link  # the phone holds the QR; the ended attempt keeps no copy
     phone_id = rig.store.all()[0].id
     await rig.pairing.revoke(phone_id)
     assert await rig.unlock.phone_revoked("0" * 32) is False  # another phone: untouched
     assert attempt.state == "waiting"
     assert await rig.unlock.phone_revoked(phone_id) is True
     assert attempt.state == "failed" and "revoked on this desktop" in attempt.message
-    pu = PhoneUnlock.from_qr(attempt.link, [record], rig.phone_key, now=int(time.time()))
+    pu = PhoneUnlock.from_qr(scanned, [record], rig.phone_key, now=int(time.time()))
     with pytest.raises((ChannelGone, UnknownChannel)):
         await rig.phone.post_seen(pu.request_id, pu.seen())
     assert await rig.unlock.phone_revoked(phone_id) is False  # already over
@@ -245,3 +253,31 @@ async def test_desktop_reply_from_a_phone_revoked_elsewhere_fails_clearly(rig: R
     assert await rig.finish(attempt) == "failed"
     assert "revoked on this desktop" in attempt.message
     assert not rig.core.is_unlocked
+
+
+async def test_desktop_ended_attempts_keep_no_copy_of_their_secrets(rig: Rig) -> None:
+    """The protocol objects forget S and the QR secret in their final states; the
+    services keep no copy either (their QR links are derived, not stored), also when
+    a pairing code expires unused."""
+    await rig.pair()
+    (paired,) = rig.pairing.sessions.values()
+    assert paired.state == "done"
+    with pytest.raises(InvalidState):
+        paired.link  # the property is what is tested
+    await rig.core.lock()
+    attempt = await rig.unlock.start()
+    pu = PhoneUnlock.from_qr(attempt.link, [rig.record], rig.phone_key, now=int(time.time()))
+    await rig.phone.post_reply(pu.request_id, pu.approve(now=int(time.time())))
+    assert await rig.finish(attempt) == "approved"
+    assert attempt.link is None and attempt.request.qr_bytes is None
+
+    rig.pairing.ttl = 3
+    unused = await rig.pairing.start()
+    assert unused.link.startswith(rig.url)
+    async with asyncio.timeout(30):
+        while not unused.final:
+            await rig.pairing.wait(unused.id, 10)
+    assert unused.state == "expired"
+    assert unused.desktop.state is PairingState.FAILED
+    with pytest.raises(InvalidState):
+        unused.link

@@ -55,7 +55,7 @@ class PairingSession:
 
     id: str
     desktop: DesktopPairing
-    link: str
+    app_base: str  # the relay's phone app, where the QR's link points
     state: str = "waiting"  # waiting | confirm | done | rejected | expired | failed
     message: str = ""
     pending: PendingPhone | None = None
@@ -70,6 +70,16 @@ class PairingSession:
     @property
     def final(self) -> bool:
         return self.state in ("done", "rejected", "expired", "failed")
+
+    @property
+    def link(self) -> str:
+        """The app link the pairing QR shows, while the attempt is open.
+
+        Derived, not stored: it carries the one-time secret ``S``, which
+        :class:`DesktopPairing` forgets when the attempt ends (then this raises
+        :class:`~unlatch.protocol.InvalidState`).
+        """
+        return app_link(self.app_base, self.desktop.offer_bytes)
 
     def view(self) -> dict[str, Any]:
         """JSON for the UI (the link is not included: it is only in the QR image)."""
@@ -124,9 +134,7 @@ class PairingService:
             self.identity.keypair, self.relay.base_url, now=int(time.time()), ttl=self.ttl
         )
         await self.relay.create_pairing_channel(dp.channel_id, self.ttl)
-        session = PairingSession(
-            secrets.token_urlsafe(12), dp, app_link(self.relay.base_url + "/app/", dp.offer_bytes)
-        )
+        session = PairingSession(secrets.token_urlsafe(12), dp, self.relay.base_url + "/app/")
         self.sessions = {k: v for k, v in self.sessions.items() if not v.final}
         self.sessions[session.id] = session
         session.task = asyncio.create_task(self._wait_hello(session))
@@ -158,9 +166,8 @@ class PairingService:
                     session.message = "compare the codes on both screens"
                     self._changed(session)
                     return
-        except TimeoutError:
-            self._end(session, "expired", "the pairing code expired: start again")
-        except (ChannelExpired, ChannelGone):
+        except (TimeoutError, ChannelExpired, ChannelGone):
+            dp.reject()  # forget S and the offer: nothing can come any more
             self._end(session, "expired", "the pairing code expired: start again")
         except (ProtocolError, UnlatchError) as exc:
             dp.reject()

@@ -85,7 +85,7 @@ class UnlockAttempt:
     phone: PairedPhone
     mode: UnlockMode
     request: DesktopUnlock
-    link: str | None  # the QR's app link; None with number matching (no QR is made)
+    app_base: str  # the relay's phone app, where the QR's link points
     state: str = "waiting"
     message: str = MESSAGES["waiting"]
     renewals_left: int = DEFAULT_RENEWALS
@@ -98,6 +98,16 @@ class UnlockAttempt:
     @property
     def final(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def link(self) -> str | None:
+        """The app link the current request's QR shows.
+
+        None with number matching (no QR is made) and once the request is over:
+        derived, not stored, so no copy of the QR secret outlives the request.
+        """
+        qr_bytes = self.request.qr_bytes
+        return None if qr_bytes is None else app_link(self.app_base, qr_bytes)
 
     def view(self) -> dict[str, Any]:
         """JSON for the page: no link, no secret (the QR image carries those)."""
@@ -164,7 +174,7 @@ class PhoneUnlockService:
             phone,
             mode,
             request,
-            self._link(request),
+            self.relay.base_url + "/app/",
             message=MESSAGES[waiting],
             renewals_left=self.renewals,
             notified=notified,
@@ -184,12 +194,6 @@ class PhoneUnlockService:
         )
         notified = created.get("notified") if isinstance(created.get("notified"), dict) else {}
         return request, dict(notified or {})
-
-    def _link(self, request: DesktopUnlock) -> str | None:
-        """The app link the QR shows; None with number matching, which shows no QR."""
-        if request.qr_bytes is None:
-            return None
-        return app_link(self.relay.base_url + "/app/", request.qr_bytes)
 
     def get(self, attempt_id: str) -> UnlockAttempt:
         attempt = self.current
@@ -271,7 +275,6 @@ class PhoneUnlockService:
                         continue
                     attempt.renewals_left -= 1
                     attempt.request, attempt.notified = new, notified
-                    attempt.link = self._link(new)
                     attempt.generation += 1
                     attempt.tasks.append(asyncio.create_task(self._wait(attempt, new)))
                     attempt.changed.set()
