@@ -24,7 +24,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from unlatch.vault import crypto, items, kdf, schema, slots
+from unlatch.vault import crypto, items, kdf, schema, scratch, slots
 from unlatch.vault.crypto import AeadFailure
 from unlatch.vault.errors import (
     AmbiguousItemError,
@@ -106,10 +106,9 @@ class Vault:
         if path.exists():
             raise VaultExistsError(f"a vault already exists at {path}")
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{_new_id()[:12]}.creating")
-        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        scratch.sweep(path)
         key = bytearray(crypto.random_bytes(crypto.KEY_LEN))
-        try:
+        with scratch.scratch_file(path, _new_id()[:12]) as tmp:
             conn = schema.connect(tmp)
             try:
                 schema.migrate(conn, 0)
@@ -134,9 +133,6 @@ class Vault:
             except FileExistsError:
                 raise VaultExistsError(f"a vault already exists at {path}") from None
             _fsync_dir(path.parent)
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{tmp}{suffix}").unlink(missing_ok=True)
         vault = cls.open(path)
         vault._set_key(bytes(key))
         for i in range(len(key)):
