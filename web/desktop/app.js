@@ -113,6 +113,9 @@
     renderSettings(next);
     renderPairing(next.pairing);
     if (unlocked && (!prev || !prev.vault.unlocked || next.version !== listVersion)) { listVersion = next.version; loadItems(); }
+    // Unlocked: the locked screen (and whatever had focus on it) is gone; keep the keyboard in the vault.
+    const lost = document.activeElement === document.body || $("locked").contains(document.activeElement);
+    if (unlocked && prev && !prev.vault.unlocked && lost) $("search").focus();
     if (!unlocked && prev && prev.vault.unlocked) {
       items = []; selected = null; editing = null; renderItems(); $("password").focus();
       clearClipboard();  // locked: a copied secret goes now, not in up to 30 s
@@ -148,7 +151,10 @@
     const body = {};
     if (state && state.phones.length > 1) body.phone_id = $("phone-select").value;
     await busy($("unlock-phone-btn"), async () => {
-      try { apply({ ...state, unlock: await api("POST", "api/unlock/phone", body) }); }
+      try {
+        apply({ ...state, unlock: await api("POST", "api/unlock/phone", body) });
+        $("request-title").focus();  // the pressed button is busy: keep keyboard users on the request
+      }
       catch (err) { setError($("unlock-error"), err); }
     });
   }
@@ -204,7 +210,7 @@
     for (const it of items) {
       const li = document.createElement("li");
       li.tabIndex = 0; li.setAttribute("role", "option"); li.dataset.id = it.id;
-      li.setAttribute("aria-selected", String(selected && selected.id === it.id));
+      li.setAttribute("aria-selected", selected !== null && selected.id === it.id ? "true" : "false");
       const av = document.createElement("span"); av.className = "avatar"; av.textContent = initial(it.title);
       const text = document.createElement("span");
       const t = document.createElement("div"); t.className = "t"; t.textContent = it.title;
@@ -295,18 +301,29 @@
     clearTimeout(clip.timer); clip.value = null; clip.waiting = false;
     clipStatus("Clipboard left as it is: it holds something else now", true);
   });
+  async function copySecret(value, what) {
+    try {
+      await navigator.clipboard.writeText(value);
+      clearTimeout(clip.timer);
+      clip.value = value; clip.waiting = false; clip.due = Date.now() + CLIPBOARD_CLEAR_MS;
+      clip.timer = setTimeout(clearClipboard, CLIPBOARD_CLEAR_MS);
+      toast(`${what} copied — the clipboard clears in 30 s`);
+      updateCountdowns();
+    } catch (e) { toast("The browser refused clipboard access"); }
+  }
   for (const btn of document.querySelectorAll("button.copy")) {
     btn.addEventListener("click", async () => {
       const value = selected ? selected[btn.dataset.copy] : "";
-      if (!value) return;
-      try {
-        await navigator.clipboard.writeText(value);
-        clearTimeout(clip.timer);
-        clip.value = value; clip.waiting = false; clip.due = Date.now() + CLIPBOARD_CLEAR_MS;
-        clip.timer = setTimeout(clearClipboard, CLIPBOARD_CLEAR_MS);
-        toast(`${btn.dataset.copy === "password" ? "Password" : "Username"} copied — the clipboard clears in 30 s`);
-        updateCountdowns();
-      } catch (e) { toast("The browser refused clipboard access"); }
+      if (value) await copySecret(value, btn.dataset.copy === "password" ? "Password" : "Username");
+    });
+  }
+  // The QR codes' text alternative: their link, fetched only on this click (it holds the
+  // request's secret in its #fragment), for whoever cannot scan the screen.
+  for (const [button, route, what] of [["unlock-copy-link", "api/unlock/link", "Unlock link"],
+                                       ["pair-copy-link", "api/pairing/link", "Pairing link"]]) {
+    $(button).addEventListener("click", async () => {
+      try { await copySecret((await api("POST", route)).link, `${what} (open it on the phone)`); }
+      catch (err) { toast(explain(err)); }
     });
   }
   let searchTimer = 0;

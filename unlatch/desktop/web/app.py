@@ -9,7 +9,11 @@ status, the same shape as the relay's. The page follows state through
 ``GET /api/events`` (server-sent events, one full snapshot per change) and
 falls back to polling ``GET /api/state``. QR codes are SVG images made here
 (``/api/unlock/qr.svg``, ``/api/pairing/qr.svg``): the link they hold (its
-#fragment carries the request's secret) never appears in any JSON or URL.
+#fragment carries the request's secret) never appears in a URL, nor in the
+state the page polls or streams. The one exception is the QR's text
+alternative: ``POST /api/unlock/link`` and ``POST /api/pairing/link`` hand the
+link to the page (no-store) only when the user presses "Copy link", for people
+who cannot scan a screen, as the phone app offers "Paste a link instead".
 """
 
 from __future__ import annotations
@@ -208,14 +212,14 @@ def create_app(rt: DesktopRuntime) -> Starlette:
             await rt.unlock.cancel(rt.unlock.current.id)
         return JSONResponse({"cancelled": True})
 
-    @guarded
-    async def unlock_qr(request: Request) -> Response:
+    def unlock_link() -> str | Response:
+        """The waiting request's link, or the error page the QR and copy routes answer."""
         attempt = rt.unlock.current
         if attempt is None or attempt.final:
             return _error(404, "no_request", "no unlock request is waiting")
         if attempt.link is None:
             return _error(404, "no_qr", "a number-matching request has no QR code")
-        return _svg(qr.svg(attempt.link, title="unlatch unlock request"))
+        return attempt.link
 
     @guarded
     async def lock(request: Request) -> Response:
@@ -270,12 +274,11 @@ def create_app(rt: DesktopRuntime) -> Starlette:
         session = await rt.pairing.start()
         return JSONResponse(session.view())
 
-    @guarded
-    async def pairing_qr(request: Request) -> Response:
+    def pairing_link() -> str | Response:
         session = next((s for s in rt.pairing.sessions.values() if s.state == "waiting"), None)
         if session is None:
             return _error(404, "no_pairing", "no pairing is waiting for a phone")
-        return _svg(qr.svg(session.link, title="unlatch pairing code"))
+        return session.link
 
     @guarded
     async def pairing_confirm(request: Request) -> Response:
@@ -297,7 +300,8 @@ def create_app(rt: DesktopRuntime) -> Starlette:
     @guarded
     async def phone_rename(request: Request) -> Response:
         data = await _body(request)
-        phone = await rt.pairing.rename(request.path_params["phone_id"][:64], _str(data, "label", 128))
+        label = _str(data, "label", 128)
+        phone = await rt.pairing.rename(request.path_params["phone_id"][:64], label)
         return JSONResponse({"phone": phone.public_view()})
 
     @guarded
@@ -336,7 +340,7 @@ def create_app(rt: DesktopRuntime) -> Starlette:
         Route("/api/unlock/password", unlock_password, methods=["POST"]),
         Route("/api/unlock/phone", unlock_phone, methods=["POST"]),
         Route("/api/unlock/phone/cancel", unlock_cancel, methods=["POST"]),
-        Route("/api/unlock/qr.svg", unlock_qr, methods=["GET"]),
+        *qr_routes("/api/unlock", unlock_link, "unlatch unlock request"),
         Route("/api/lock", lock, methods=["POST"]),
         Route("/api/items", items_list, methods=["GET"]),
         Route("/api/items", item_add, methods=["POST"]),
@@ -345,7 +349,7 @@ def create_app(rt: DesktopRuntime) -> Starlette:
         Route("/api/items/{item_id}", item_delete, methods=["DELETE"]),
         Route("/api/generate", generate, methods=["POST"]),
         Route("/api/pairing", pairing_start, methods=["POST"]),
-        Route("/api/pairing/qr.svg", pairing_qr, methods=["GET"]),
+        *qr_routes("/api/pairing", pairing_link, "unlatch pairing code"),
         Route("/api/pairing/{session_id}/confirm", pairing_confirm, methods=["POST"]),
         Route("/api/pairing/{session_id}/reject", pairing_reject, methods=["POST"]),
         Route("/api/pairing/{session_id}/cancel", pairing_cancel, methods=["POST"]),
@@ -361,6 +365,32 @@ def create_app(rt: DesktopRuntime) -> Starlette:
         middleware=[Middleware(SecurityMiddleware, security=rt.security)],
         exception_handlers={404: not_found, 405: bad_method},
     )
+
+
+def qr_routes(prefix: str, find_link: Callable[[], str | Response], title: str) -> list[Route]:
+    """``GET <prefix>/qr.svg`` (the QR image) and ``POST <prefix>/link`` (its text alternative).
+
+    ``find_link`` gives the waiting attempt's link, or the error both answer.
+    The link goes out as JSON only on that POST (the page's "Copy the link"),
+    no-store; it is never in the state the page polls.
+    """
+
+    @guarded
+    async def image(request: Request) -> Response:
+        link = find_link()
+        return link if isinstance(link, Response) else _svg(qr.svg(link, title=title))
+
+    @guarded
+    async def copy(request: Request) -> Response:
+        link = find_link()
+        if isinstance(link, Response):
+            return link
+        return JSONResponse({"link": link}, headers={"Cache-Control": "no-store"})
+
+    return [
+        Route(f"{prefix}/qr.svg", image, methods=["GET"]),
+        Route(f"{prefix}/link", copy, methods=["POST"]),
+    ]
 
 
 def _svg(text: str) -> Response:

@@ -22,8 +22,11 @@ export function render(ctx) {
   });
 
   // User verification
-  const uvToggle = h("input", { type: "checkbox", id: "uv-toggle", role: "switch", checked: Boolean(state.settings.uvCredentialId) });
-  const uvNote = h("p", { class: "muted small" });
+  const uvToggle = h("input", {
+    type: "checkbox", id: "uv-toggle", role: "switch", checked: Boolean(state.settings.uvCredentialId),
+    "aria-labelledby": "uv-title", "aria-describedby": "uv-note",
+  });
+  const uvNote = h("p", { class: "muted small", id: "uv-note" });
   const setUvNote = () => {
     uvNote.textContent = state.settings.uvCredentialId
       ? "On: approving asks for your fingerprint, face or screen lock first."
@@ -107,7 +110,7 @@ export function render(ctx) {
         "section",
         { class: "card settings" },
         h("label", { class: "field" }, h("span", { text: "Name of this phone" }), nameInput),
-        h("div", { class: "setting" }, h("div", {}, h("strong", {}, icon("fingerprint"), "Confirm it's you before approving"), uvNote), h("label", { class: "switch" }, uvToggle, h("span", { class: "slider" }))),
+        h("div", { class: "setting" }, h("div", {}, h("strong", { id: "uv-title" }, icon("fingerprint"), "Confirm it's you before approving"), uvNote), h("label", { class: "switch" }, uvToggle, h("span", { class: "slider" }))),
         h("div", { class: "setting" }, h("div", {}, h("strong", {}, icon("bell"), "Notifications"), pushStatus), pushBtn),
       ),
       h(
