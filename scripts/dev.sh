@@ -119,6 +119,10 @@ run_tests() {
     log "JavaScript tests (node --test)"
     (cd web/phone && npm test --silent)
   fi
+  if [ -f web/extension/package.json ]; then
+    log "JavaScript tests of the browser extension (node --test)"
+    (cd web/extension && npm test --silent)
+  fi
   log "pytest"
   set +e
   "$VENV/bin/python" -m pytest "$@"

@@ -38,6 +38,7 @@ _COMMAND_MODULES: dict[str, str] = {
     "pair": "desktop_commands",
     "devices": "desktop_commands",
     "demo": "desktop_commands",
+    "browser": "browser_commands",
 }
 
 

@@ -54,9 +54,11 @@ def start(foreground: bool, idle_lock: float | None) -> None:
     seconds = settings.idle_lock_seconds(idle_lock)
     if foreground:
         from unlatch.agent import server
+        from unlatch.browser import agent_ops as browser_ops
         from unlatch.desktop import agent_ops
 
         agent_ops.install()  # the desktop web UI and passkeys live in the agent process
+        browser_ops.install()  # and the browser extension's view of the same runtime
         server.run(seconds)
         return
     try:

@@ -39,8 +39,32 @@ def _int(args: dict[str, Any], name: str, low: int, high: int) -> int | None:
 
 
 def runtime_for(core: AgentCore) -> DesktopRuntime | None:
-    """The running runtime of this agent, if the UI was started."""
+    """The runtime of this agent, if the UI or the browser extension started one."""
     return _RUNTIMES.get(core)
+
+
+def ensure_runtime(
+    core: AgentCore,
+    *,
+    relay: str | None = None,
+    ttl: int | None = None,
+    renewals: int | None = None,
+) -> DesktopRuntime:
+    """This agent's one :class:`DesktopRuntime`, made on first use (its web UI not started).
+
+    The web UI and the browser extension are two surfaces over the same
+    runtime: one unlock attempt, one pairing, one notifier for both.
+    """
+    rt = _RUNTIMES.get(core)
+    if rt is None:
+        rt = DesktopRuntime(
+            core,
+            relay_url=relay,
+            unlock_ttl=ttl,
+            renewals=DEFAULT_RENEWALS if renewals is None else renewals,
+        )
+        _RUNTIMES[core] = rt
+    return rt
 
 
 async def desktop_ui(core: AgentCore, args: dict[str, Any]) -> Any:
@@ -52,17 +76,12 @@ async def desktop_ui(core: AgentCore, args: dict[str, Any]) -> Any:
         raise BadRequestError('"relay" must be a URL')
     rt = _RUNTIMES.get(core)
     note = ""
-    if rt is None or not rt.running:
-        rt = DesktopRuntime(
-            core,
-            relay_url=relay,
-            unlock_ttl=ttl,
-            renewals=DEFAULT_RENEWALS if renewals is None else renewals,
-        )
-        await rt.start_web(port)
-        _RUNTIMES[core] = rt
-    else:
+    if rt is None:
+        rt = ensure_runtime(core, relay=relay, ttl=ttl, renewals=renewals)
+    else:  # made by an earlier `unlatch desktop`, or by the browser extension's host
         note = _ignored(rt, port, relay, ttl, renewals)
+    if not rt.running:
+        await rt.start_web(port)
     return {
         "url": rt.security.new_launch_url(),
         "port": rt.port,
@@ -89,7 +108,7 @@ def _ignored(
     """Say which options cannot apply: the UI already runs with its own (a silent
     mismatch would leave the user wondering why the relay or the QR life did not change)."""
     notes: list[str] = []
-    if port and port != rt.port:
+    if port and rt.running and port != rt.port:
         notes.append(f"it is on port {rt.port} (--port ignored)")
     if relay is not None and check_relay_url(relay) != rt.settings.relay_url:
         notes.append(f"it uses the relay {rt.settings.relay_url} (--relay ignored)")

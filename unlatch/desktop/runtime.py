@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,6 +82,29 @@ class DesktopRuntime:
             task = asyncio.get_running_loop().create_task(self.pairing.remove_orphan_slots())
             self._bg.add(task)
             task.add_done_callback(self._bg.discard)
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Everything a surface shows (web UI page, browser extension popup): no secret."""
+        status = await self.core.status()
+        attempt = self.unlock.current
+        session = next(iter(self.pairing.sessions.values()), None)
+        return {
+            "desktop": {"name": self.identity.name, "device_id": self.identity.device_id},
+            "vault": {
+                "exists": status["vault_exists"],
+                "unlocked": status["unlocked"],
+                "items": status["items"],
+                "locks_in": status["locks_in_seconds"],
+                "idle_lock": status["idle_lock_seconds"],
+                "error": status["error"],
+            },
+            "unlock": attempt.view() if attempt else None,
+            "pairing": session.view() if session else None,
+            "phones": [p.public_view() for p in self.store.all()],
+            "settings": self.settings.public_view(),
+            "version": self.notifier.version,
+            "now": time.time(),
+        }
 
     async def set_relay_url(self, url: str) -> None:
         """Switch relays (settings page); pairings made on another relay stay listed."""

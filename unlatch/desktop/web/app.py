@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -143,27 +142,7 @@ def create_app(rt: DesktopRuntime) -> Starlette:
     web_root = paths.web_dir("desktop")
     template = (web_root / "index.html").read_text("utf-8")
 
-    async def state() -> dict[str, Any]:
-        status = await rt.core.status()
-        attempt = rt.unlock.current
-        session = next((s for s in rt.pairing.sessions.values()), None)
-        return {
-            "desktop": {"name": rt.identity.name, "device_id": rt.identity.device_id},
-            "vault": {
-                "exists": status["vault_exists"],
-                "unlocked": status["unlocked"],
-                "items": status["items"],
-                "locks_in": status["locks_in_seconds"],
-                "idle_lock": status["idle_lock_seconds"],
-                "error": status["error"],
-            },
-            "unlock": attempt.view() if attempt else None,
-            "pairing": session.view() if session else None,
-            "phones": [p.public_view() for p in rt.store.all()],
-            "settings": rt.settings.public_view(),
-            "version": rt.notifier.version,
-            "now": time.time(),
-        }
+    state = rt.snapshot
 
     async def index(request: Request) -> Response:
         csrf = rt.security.csrf_token(request.scope["state"]["session"])
