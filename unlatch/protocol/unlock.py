@@ -486,7 +486,13 @@ class PhoneUnlock:
 
     @classmethod
     def from_push(cls, pushed: PushedRequest, identity: KeyPair) -> PhoneUnlock:
-        """Answer a number-matching request straight from its notification."""
+        """Answer a number-matching request straight from its notification.
+
+        Made also for a pairing whose policy does not allow number matching,
+        so the user can deny it: :meth:`approve` then refuses
+        (:class:`ModeNotAllowed`), and :attr:`mode_allowed` tells a UI to show
+        that refusal instead of the numbers.
+        """
         if pushed.params.mode is not UnlockMode.NUMBER_MATCH:
             raise InvalidState("this request must be approved by scanning the desktop's QR code")
         return cls(

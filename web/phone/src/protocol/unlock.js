@@ -355,7 +355,11 @@ export class PhoneUnlock {
     return Object.freeze({ pairing, params: c.params, qrSecret: c.qrSecret, number: c.number, choices: c.choices });
   }
 
-  /** Answer a number-matching request straight from its notification. */
+  /**
+   * Answer a number-matching request straight from its notification. Made also
+   * for a pairing whose policy does not allow it, so the user can deny it:
+   * approve() then refuses (ModeNotAllowed) and `modeAllowed` tells the UI.
+   */
   static fromPush(pushed, identity) {
     if (pushed.params.mode !== UnlockMode.NUMBER_MATCH) {
       throw new InvalidState("this request must be approved by scanning the desktop's QR code");
