@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from fixtures.protocol import NOW, RELAY, Paired, make_pairing
@@ -32,6 +33,7 @@ from unlatch.protocol import (
     UnexpectedMessage,
     UnknownPairing,
     UnlockMode,
+    UnlockPolicy,
     UnlockState,
     UnsupportedVersion,
     WrongRequest,
@@ -478,7 +480,8 @@ def test_relay_visible_bytes_contain_no_secret(paired: Paired) -> None:
     pp = PhonePairing(dp.offer_bytes, phone, "P", "p", now=NOW)
     dp.receive_hello(pp.hello_bytes, now=NOW)
     accept, drec, share = dp.confirm("D", "d", now=NOW)
-    prec = pp.receive_accept(accept, now=NOW)
+    # The phone allowed number matching, so both modes' messages are carried.
+    prec = replace(pp.receive_accept(accept, now=NOW), allow_number_matching=True)
     carried = [pp.hello_bytes, accept]
     secrets = [share, pairing_secret, desktop.private_bytes(), phone.private_bytes()]
     secrets += [
@@ -498,7 +501,7 @@ def test_relay_visible_bytes_contain_no_secret(paired: Paired) -> None:
         reply = pu.approve(now=T, choice=du.number)
         carried += [du.push_bytes, seen, reply]
         secrets += [q, unlock_psk(drec.keys, du.request_id, q)]
-        assert du.receive_reply(reply, now=T) == Approved(share)
+        assert du.receive_reply(reply, now=T) == Approved(share, UnlockPolicy.NUMBER_MATCHING)
     blob = b"".join(carried)
     text = "".join(b64e(c) for c in carried)
     for secret in secrets:

@@ -88,6 +88,29 @@ def test_desktop_pairing_store_round_trip(unlatch_home: Path) -> None:
     assert "record" not in json.dumps(b.public_view())
 
 
+def test_desktop_pairing_store_learns_each_phones_policy(unlatch_home: Path) -> None:
+    """What a phone's reply said of its unlock policy, per phone; older files lack it."""
+    store = PairingStore()
+    a, b = phone("Pixel"), phone("iPhone")
+    store.add(a)
+    store.add(b)
+    assert store.get(a.id).allows_number_matching is False  # scan only until a phone says so
+    learned = store.learn_policy(a.id, True)
+    assert learned is not None and learned.allows_number_matching
+    assert store.get(a.id).allows_number_matching and not store.get(b.id).allows_number_matching
+    assert store.get(a.id).public_view()["allows_number_matching"] is True
+    assert store.learn_policy("f" * 32, True) is None  # revoked meanwhile: nothing to learn
+    data = json.loads(store.path.read_text())
+    del data["phones"][0]["allows_number_matching"]  # a file written before policies
+    data["phones"][1]["allows_number_matching"] = "yes"
+    store.path.write_text(json.dumps(data))
+    with pytest.raises(StateFileError, match="invalid"):
+        store.all()
+    data["phones"][1]["allows_number_matching"] = False
+    store.path.write_text(json.dumps(data))
+    assert [p.allows_number_matching for p in store.all()] == [False, False]
+
+
 def test_desktop_pairing_store_refuses_damage(unlatch_home: Path) -> None:
     store = PairingStore()
     store.add(phone())

@@ -220,3 +220,64 @@ def test_e2e_cli_devices_rename(
     assert "no paired phone 'Work phone'" in missing.stderr
     listed = desktop.run("devices")
     assert f"{phone_id}  Old phone" in listed.stdout
+
+
+def test_attack_edited_desktop_settings_enable_number_matching(
+    relay: Any, desktop_env: Any, phone_factory: Any, tmp_path: Path
+) -> None:
+    """A thief with the desktop's state directory turns number matching on by editing its
+    files: settings.json, and what pairings.json says the phone allows. The desktop then
+    sends a number-matching request, but the phone's pairing allows scanning only (the
+    default): even the right number is refused before anything is sent, and the vault
+    stays locked. The user's denial tells the desktop the phone's policy, so its next
+    request is a QR again (docs/protocol.md 6.8)."""
+    desktop = desktop_env(relay.url)
+    phone = phone_factory("phone")
+    cli_pair(desktop, phone, tmp_path)
+    state = desktop.home / "desktop"
+    (state / "settings.json").write_text(json.dumps({"version": 1, "number_matching": True}))
+    pairings = json.loads((state / "pairings.json").read_text())
+    for entry in pairings["phones"]:
+        entry["allows_number_matching"] = True
+    (state / "pairings.json").write_text(json.dumps(pairings))
+
+    assert desktop.run("lock").returncode == 0
+    listener = phone.popen("listen", "--once", "--json", "--timeout", "40")
+    time.sleep(1.0)
+    unlocking = desktop_popen(desktop, "unlock", "--phone")
+    assert unlocking.stderr is not None
+    shown = None
+    while shown is None:
+        line = unlocking.stderr.readline()
+        assert line, "the desktop ended before showing a number"
+        if line.startswith("Pick "):
+            shown = int(line.split()[1])  # the edited desktop asks for number matching
+    out, err = listener.communicate(timeout=60)
+    assert listener.returncode == 0, err
+    note = json.loads(out.strip().splitlines()[0])
+    assert note["mode"] == "number_match"
+
+    # The user taps (the thief even knows the right number): nothing is released.
+    tapped = phone.run("approve", "--request", note["request_id"], "--number", str(shown), "--yes")
+    assert tapped.returncode != 0
+    assert "which you did not allow for it" in tapped.stderr
+    assert "someone may have copied the desktop's files" in tapped.stderr
+    assert desktop.status()["unlocked"] is False
+    assert note.get("refused") and note["choices"] == []  # no numbers to tap blindly
+
+    # No reply was sent: the relay still takes the user's denial, which carries the policy.
+    denied = phone.run("deny", "--request", note["request_id"], "--json")
+    assert denied.returncode == 0, denied.stderr
+    _out, err = unlocking.communicate(timeout=30)
+    assert unlocking.returncode == 1 and "scanning only" in err
+    assert desktop.status()["unlocked"] is False
+    (device,) = json.loads(desktop.run("devices", "--json").stdout)
+    assert device["allows_number_matching"] is False  # learnt from the phone's answer
+
+    # settings.json still says number matching: the desktop now shows a QR to scan.
+    unlocking, png = start_unlock(desktop, tmp_path)
+    approved = phone.run("approve", "--qr-image", str(png), "--yes")
+    assert approved.returncode == 0, approved.stderr
+    _out, err = unlocking.communicate(timeout=30)
+    assert unlocking.returncode == 0, err
+    assert desktop.status()["unlocked"] is True

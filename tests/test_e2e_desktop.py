@@ -340,6 +340,15 @@ def test_e2e_number_matching_from_the_notification(setup: Any, tmp_path: Path) -
     page.check("#number-matching")
     wait_for(lambda: "Number matching on" in page.inner_text("#toast"), what="setting saved")
     page.click("#settings-close")
+    # The switch only asks: the phone allows scanning only, so the desktop shows a QR,
+    # says why, and learns the phone's new policy from its next answer.
+    (row,) = json.loads(phone.run("list", "--json").stdout)
+    assert phone.run("number-matching", row["id"], "on", "--yes").returncode == 0
+    lock(page)
+    png = request_qr(page, tmp_path)
+    assert "scanning only" in page.inner_text("#request")
+    assert phone.run("approve", "--qr-image", str(png), "--yes").returncode == 0
+    page.wait_for_selector("#vault:visible", timeout=20000)
     lock(page)
 
     def ask() -> tuple[dict[str, Any], int]:

@@ -27,6 +27,7 @@ from unlatch.protocol import (
     DesktopUnlock,
     KeyPair,
     UnlockMode,
+    UnlockPolicy,
     UnlockState,
     Verdict,
     app_link,
@@ -316,7 +317,22 @@ async def test_expired_qr_and_refused_pairing(relay, phone, tmp_path) -> None:
 
 async def test_number_matching_from_the_notification(relay, phone) -> None:
     desktop = Desktop(relay.url)
-    await pair(phone, desktop)
+    lines = await pair(phone, desktop)
+    assert lines[-1]["number_matching"] is False  # scan only unless the user allows it
+    # A desktop's request for number matching is refused until this phone allows it.
+    du = await desktop.request(UnlockMode.NUMBER_MATCH)
+    refused = await phone.run(
+        "approve", "--request", _b64(du.request_id), "--number", str(du.number), "--yes"
+    )
+    assert refused.rc != 0 and "you did not allow for it" in refused.err
+    waiter = asyncio.create_task(desktop.outcome(du))
+    assert (await phone.run("deny", "--request", _b64(du.request_id))).rc == 0
+    assert (await waiter)[0] == Denied(Verdict.DENY, UnlockPolicy.SCAN_ONLY)
+    allowed = await phone.run("number-matching", "Work laptop", "on", "--yes")
+    assert allowed.rc == 0 and "may now be approved" in allowed.out
+    (row,) = json.loads((await phone.run("list", "--json")).out)
+    assert row["number_matching"] is True
+
     listener = await phone.start("listen", "--once", "--json", "--timeout", "30")
     await asyncio.sleep(1.5)
     du = await desktop.request(UnlockMode.NUMBER_MATCH)
@@ -342,6 +358,6 @@ async def test_number_matching_from_the_notification(relay, phone) -> None:
     )
     assert result.rc == 0, result.err
     outcome, _ = await waiter
-    assert outcome == Approved(desktop.share)
+    assert outcome == Approved(desktop.share, UnlockPolicy.NUMBER_MATCHING)
     assert du.state is UnlockState.APPROVED
     await desktop.relay.aclose()

@@ -16,6 +16,7 @@ from unlatch.protocol import (
     DesktopUnlock,
     InvalidState,
     KeyPair,
+    ModeNotAllowed,
     PairingState,
     PhonePairing,
     PhoneUnlock,
@@ -24,6 +25,7 @@ from unlatch.protocol import (
     RequestExpired,
     UnexpectedMessage,
     UnlockMode,
+    UnlockPolicy,
     UnlockState,
     UnsupportedVersion,
     app_link,
@@ -31,7 +33,7 @@ from unlatch.protocol import (
     parse_link,
     phone_slot_kek,
 )
-from unlatch.protocol.constants import REPLY_PLAINTEXT_LEN, TAG_LEN
+from unlatch.protocol.constants import REPLY_PLAINTEXT_LEN, TAG_LEN, Verdict
 from unlatch.protocol.errors import MalformedMessage
 from unlatch.protocol.keyschedule import qr_mac_input
 from unlatch.protocol.messages import UnlockQR
@@ -54,6 +56,19 @@ def test_pairing_records_round_trip(paired: Paired) -> None:
 
     assert DesktopPairingRecord.from_dict(paired.desktop.to_dict()) == paired.desktop
     assert PhonePairingRecord.from_dict(paired.phone.to_dict()) == paired.phone
+    allowing = paired.allowing_number_matching().phone
+    assert PhonePairingRecord.from_dict(allowing.to_dict()) == allowing
+
+
+def test_a_phone_record_without_a_policy_allows_scanning_only(paired: Paired) -> None:
+    """Records stored before the policy existed lack the field: they read as scan only."""
+    from unlatch.protocol import PhonePairingRecord
+
+    old = paired.allowing_number_matching().phone.to_dict()
+    del old["allow_number_matching"]
+    assert PhonePairingRecord.from_dict(old).allow_number_matching is False
+    with pytest.raises(MalformedMessage, match="true or false"):
+        PhonePairingRecord.from_dict({**old, "allow_number_matching": 1})
 
 
 def test_desktop_pairing_states() -> None:
@@ -165,6 +180,7 @@ def test_approve_and_deny_have_the_same_size(paired: Paired) -> None:
 
 
 def test_number_matching_right_and_wrong(paired: Paired) -> None:
+    paired = paired.allowing_number_matching()
     du = DesktopUnlock(paired.desktop, now=T, mode=UnlockMode.NUMBER_MATCH)
     assert du.number is not None
     pushed = PhoneUnlock.open_push(du.push_bytes, [paired.phone], now=T)
@@ -172,7 +188,9 @@ def test_number_matching_right_and_wrong(paired: Paired) -> None:
     assert du.number in pu.choices and len(set(pu.choices)) == 3
     with pytest.raises(InvalidState):
         pu.approve(now=T)  # must pick a number
-    assert du.receive_reply(pu.approve(now=T, choice=du.number), now=T) == Approved(paired.share)
+    assert du.receive_reply(pu.approve(now=T, choice=du.number), now=T) == Approved(
+        paired.share, UnlockPolicy.NUMBER_MATCHING
+    )
 
     du2 = DesktopUnlock(paired.desktop, now=T, mode=UnlockMode.NUMBER_MATCH)
     pu2 = PhoneUnlock.from_push(
@@ -208,6 +226,65 @@ def test_a_qr_for_a_number_matching_request_could_only_fail(paired: Paired) -> N
     assert pu.params.mode is UnlockMode.SCAN
     with pytest.raises(AuthenticationFailed):  # ...but its answer cannot
         du.receive_reply(pu.approve(now=T), now=T)
+    assert du.state is UnlockState.FAILED
+
+
+def test_phone_refuses_a_mode_its_pairing_did_not_allow(paired: Paired) -> None:
+    """A number-matching request to a scan-only pairing (the default): approving is refused,
+    even with the right number, nothing is made or dropped, and the user may still deny;
+    the denial tells the desktop the policy (protocol.md 6.8)."""
+    assert paired.phone.allow_number_matching is False
+    du = DesktopUnlock(paired.desktop, now=T, mode=UnlockMode.NUMBER_MATCH)
+    pushed = PhoneUnlock.open_push(du.push_bytes, [paired.phone], now=T)
+    pu = PhoneUnlock.from_push(pushed, paired.phone_identity)
+    assert not pu.mode_allowed
+    with pytest.raises(ModeNotAllowed, match="you did not allow") as refused:
+        pu.approve(now=T, choice=du.number)
+    assert refused.value.code == "mode_not_allowed"
+    with pytest.raises(ModeNotAllowed):
+        pu.check_mode()
+    assert pu.state is PhoneUnlockState.VERIFIED and not pu.approved_share_sent
+    outcome = du.receive_reply(pu.deny(now=T), now=T)
+    assert outcome == Denied(Verdict.DENY, UnlockPolicy.SCAN_ONLY)
+    # Scanning stays allowed under every policy.
+    scan = DesktopUnlock(paired.desktop, now=T)
+    pu_scan = PhoneUnlock.from_qr(scan.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+    assert pu_scan.mode_allowed
+    assert scan.receive_reply(pu_scan.approve(now=T), now=T) == Approved(paired.share)
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_every_reply_tells_the_desktop_the_phones_policy(paired: Paired, allowed: bool) -> None:
+    """The desktop learns the policy from any authenticated reply, a scan's included."""
+    if allowed:
+        paired = paired.allowing_number_matching()
+    policy = UnlockPolicy.NUMBER_MATCHING if allowed else UnlockPolicy.SCAN_ONLY
+    for answer in ("approve", "deny", "not_me"):
+        du = DesktopUnlock(paired.desktop, now=T)
+        pu = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+        reply = (
+            pu.approve(now=T) if answer == "approve" else pu.deny(now=T, not_me=answer == "not_me")
+        )
+        assert du.receive_reply(reply, now=T).policy is policy
+
+
+def test_a_reply_with_an_unknown_policy_is_refused(
+    paired: Paired, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Byte 33 of the reply's plaintext is 0 or 1; anything else burns the request."""
+    import unlatch.protocol.unlock as unlock
+
+    du = DesktopUnlock(paired.desktop, now=T)
+    pu = PhoneUnlock.from_qr(du.qr_bytes, [paired.phone], paired.phone_identity, now=T)
+    monkeypatch.setattr(
+        unlock,
+        "_reply_plaintext",
+        lambda verdict, share, policy: (
+            b"\x02" + bytes(32) + b"\x02" + bytes(REPLY_PLAINTEXT_LEN - 34)
+        ),
+    )
+    with pytest.raises(MalformedMessage, match="policy"):
+        du.receive_reply(pu.deny(now=T), now=T)
     assert du.state is UnlockState.FAILED
 
 
@@ -282,6 +359,7 @@ def test_phone_unlock_expires_and_fails_without_sending(paired: Paired) -> None:
 
 
 def test_a_wrong_pick_is_an_answer_but_no_pick_is_not(paired: Paired) -> None:
+    paired = paired.allowing_number_matching()
     du = DesktopUnlock(paired.desktop, now=T, mode=UnlockMode.NUMBER_MATCH)
     pushed = PhoneUnlock.open_push(du.push_bytes, [paired.phone], now=T)
     pu = PhoneUnlock.from_push(pushed, paired.phone_identity)

@@ -38,6 +38,7 @@ from unlatch.protocol import (
     DesktopUnlock,
     KeyPair,
     PhonePairing,
+    UnlockPolicy,
     Verdict,
     app_link,
 )
@@ -258,7 +259,7 @@ async def test_pwa_deny_and_not_me_block_the_desktop(pwa_phone: Phone) -> None:
 async def test_pwa_number_matching_from_the_pending_list(pwa_phone: Phone) -> None:
     ph = pwa_phone
     page = ph.page
-    await pair_by_link(ph)
+    await pair_by_link(ph, allow_number_matching=True)
     du = await ph.desktop.request_unlock(number_match=True)
     assert isinstance(du, DesktopUnlock) and du.number is not None
     rid = await pending_card(ph, du)
@@ -270,6 +271,7 @@ async def test_pwa_number_matching_from_the_pending_list(pwa_phone: Phone) -> No
     await page.click(f'.btn.number[data-number="{du.number}"]')
     outcome = await ph.desktop.outcome(du)
     assert isinstance(outcome, Approved) and outcome.phone_share == ph.desktop.phone_share
+    assert outcome.policy is UnlockPolicy.NUMBER_MATCHING  # the desktop learns it
 
     # A wrong pick releases nothing; here the app is started cold on the link a
     # notification opens (#/scan?request=...), before it has heard of the request.
@@ -287,6 +289,47 @@ async def test_pwa_number_matching_from_the_pending_list(pwa_phone: Phone) -> No
     assert isinstance(outcome, Denied) and outcome.wrong_number
     await fresh.wait_for_selector("text=Wrong number")
     await fresh.close()
+
+
+async def test_attack_pwa_refuses_number_matching_its_pairing_did_not_allow(
+    pwa_phone: Phone,
+) -> None:
+    """A desktop whose files were edited (or copied) asks the app for number matching.
+    The pairing allows scanning only (the default): the request shows the refusal and no
+    numbers, nothing reaches the relay, and "Deny" tells the desktop the policy. Allowing
+    it under Desktops (the phone's consent) is what makes the numbers appear."""
+    ph = pwa_phone
+    page = ph.page
+    await pair_by_link(ph)
+    du = await ph.desktop.request_unlock(number_match=True)
+    assert isinstance(du, DesktopUnlock) and du.number is not None
+    rid = await pending_card(ph, du)
+    await page.click(f'[data-request="{rid}"] a')
+    await page.wait_for_selector("#mode-refused")
+    text = await page.inner_text("#mode-refused")
+    assert "which you did not allow for it" in text
+    assert "someone may have copied the desktop's files" in text
+    assert await page.locator(".btn.number").count() == 0  # nothing to tap blindly
+    await ph.screenshot("pwa-mode-refused.png")
+    assert await relay_messages(ph, du, timeout=1) == []  # nothing was sent
+    await page.click("#deny")
+    outcome = await ph.desktop.outcome(du)
+    assert outcome == Denied(Verdict.DENY, UnlockPolicy.SCAN_ONLY)
+
+    # The phone's consent, under Desktops: then the same kind of request shows the numbers.
+    await page.goto(ph.relay.url + "/app/#/devices")
+    await page.click(".policy-allow")
+    await page.click(".policy-allow-confirm")
+    await page.wait_for_selector('[data-number-matching="true"]')
+    du2 = await ph.desktop.request_unlock(number_match=True)
+    assert isinstance(du2, DesktopUnlock)
+    await page.goto(ph.relay.url + "/app/#/")
+    rid2 = await pending_card(ph, du2)
+    await page.click(f'[data-request="{rid2}"] a')
+    await page.wait_for_selector(".btn.number")
+    await page.click(f'.btn.number[data-number="{du2.number}"]')
+    outcome = await ph.desktop.outcome(du2)
+    assert isinstance(outcome, Approved) and outcome.policy is UnlockPolicy.NUMBER_MATCHING
 
 
 async def test_pwa_user_verification_gates_approval(pwa_phone: Phone) -> None:

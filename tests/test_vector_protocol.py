@@ -25,11 +25,12 @@ from unlatch.protocol import (
     KeyPair,
     PhonePairingRecord,
     PhoneUnlock,
+    PhoneUnlockState,
     UnlockState,
     parse_link,
 )
 from unlatch.protocol.constants import REPLY_PLAINTEXT_LEN, UnlockMode, Verdict
-from unlatch.protocol.errors import AlreadyAnswered
+from unlatch.protocol.errors import AlreadyAnswered, ModeNotAllowed
 from unlatch.protocol.messages import (
     AcceptPlaintext,
     HelloPlaintext,
@@ -105,6 +106,12 @@ def answer(name: str, pu: PhoneUnlock, number: int | None, now: int, rng: Replay
         return pu.approve(now=now, choice=number, rng=rng)
     if name == "number_match_wrong":
         return pu.approve(now=now, choice=next(c for c in pu.choices if c != number), rng=rng)
+    if name == "number_match_not_allowed":
+        # Even the right number is refused, before any draw; the user then denies.
+        with pytest.raises(ModeNotAllowed):
+            pu.approve(now=now, choice=number, rng=rng)
+        assert pu.state is PhoneUnlockState.VERIFIED
+        return pu.deny(now=now, rng=rng)
     raise AssertionError(f"unknown vector {name}")
 
 
@@ -118,6 +125,7 @@ def test_vector_unlock_names() -> None:
         "scan_not_me",
         "number_match_approve",
         "number_match_wrong",
+        "number_match_not_allowed",
     }
 
 
@@ -134,7 +142,12 @@ def test_vector_unlocks_replay_through_the_desktop(name: str) -> None:
     v = next(v for v in doc["vectors"] if v["name"] == name)
     inp, inter, msgs = v["inputs"], v["intermediate"], v["messages"]
     drec = DesktopPairingRecord.from_dict(doc["pairing_records"]["desktop"])
-    prec = PhonePairingRecord.from_dict(doc["pairing_records"]["phone"])
+    prec = PhonePairingRecord.from_dict(
+        {
+            **doc["pairing_records"]["phone"],
+            "allow_number_matching": inp["phone_allows_number_matching"],
+        }
+    )
     phone = KeyPair.derive(bytes.fromhex(load("pairing.json")["inputs"]["phone_identity_seed"]))
 
     request_rng = Replay(v["draws"]["request"])
@@ -168,6 +181,7 @@ def test_vector_unlocks_replay_through_the_desktop(name: str) -> None:
     outcome = du.receive_reply(reply, now=inp["now_receive"])
     expected = v["outcome"]
     assert du.state.value == expected["state"]
+    assert outcome.policy == expected["policy"] == prec.policy  # the desktop learns the policy
     if expected["verdict"] == "approve":
         assert isinstance(outcome, Approved) and du.state is UnlockState.APPROVED
         assert outcome.phone_share.hex() == expected["phone_share"] == prec.phone_share.hex()
@@ -307,7 +321,10 @@ def test_vector_unlock_plaintexts_and_hpke_context(index: int) -> None:
         plaintext=inter["reply_plaintext"],
     )
     plaintext = bytes.fromhex(inter["reply_plaintext"])
-    assert len(plaintext) == REPLY_PLAINTEXT_LEN and not any(plaintext[33:])
+    assert len(plaintext) == REPLY_PLAINTEXT_LEN and not any(plaintext[34:])
+    assert (
+        plaintext[33] == v["outcome"]["policy"] == int(v["inputs"]["phone_allows_number_matching"])
+    )
     assert Verdict(plaintext[0]).name.lower() == v["outcome"]["verdict"]
     share = v["outcome"]["phone_share"]
     assert plaintext[1:33].hex() == (share if share is not None else "00" * 32)

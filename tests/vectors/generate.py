@@ -15,6 +15,7 @@ through the public API.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -29,6 +30,7 @@ from unlatch.protocol import (
     DesktopPairing,
     DesktopUnlock,
     KeyPair,
+    ModeNotAllowed,
     PhonePairing,
     PhoneUnlock,
     UnlockMode,
@@ -237,6 +239,7 @@ def unlock_vector(
     ephemeral, qr_secret, qr_bytes = du._ephemeral, du._qr_secret, du.qr_bytes
     assert ephemeral is not None and qr_secret is not None
     pushed = PhoneUnlock.open_push(du.push_bytes, [prec], now=now + 1)
+    assert pushed.pairing is prec
     if mode is UnlockMode.SCAN:
         pu = PhoneUnlock.from_qr(app_link(APP_URL, qr_bytes), [prec], phone, now=now + 3)
     else:
@@ -288,6 +291,7 @@ def unlock_vector(
             "now_request": now,
             "ttl": 120,
             "mode": int(mode),
+            "phone_allows_number_matching": prec.allow_number_matching,
             "now_push": now + 1,
             "now_scan": now + 3,
             "now_reply": now + 5,
@@ -328,13 +332,28 @@ def unlock_vector(
             "state": du.state.value,
             "verdict": outcome.verdict.name.lower() if hasattr(outcome, "verdict") else "approve",
             "phone_share": h(outcome.phone_share) if hasattr(outcome, "phone_share") else None,
+            "policy": int(outcome.policy),
         },
     }
+
+
+def refuse_then_deny(pu: PhoneUnlock, du: DesktopUnlock, rng: Draws) -> bytes:
+    """Even the right number is refused before any draw; the request stays open for a denial."""
+    try:
+        pu.approve(now=du.params.created_at + 5, choice=du.number, rng=rng)
+    except ModeNotAllowed:
+        pass
+    else:
+        raise AssertionError("a scan-only pairing approved a number-matching request")
+    assert not rng.log and not pu.answered
+    return pu.deny(now=du.params.created_at + 5, rng=rng)
 
 
 def build() -> dict[str, Any]:
     rng = Draws("unlatch test vectors v1")
     pairing, drec, prec, phone, share = pairing_vector(rng)
+    # The phone's user allowed approving this desktop from the notification (6.8).
+    prec_nm = dataclasses.replace(prec, allow_number_matching=True)
     unlocks = [
         unlock_vector(
             "scan_approve",
@@ -374,7 +393,7 @@ def build() -> dict[str, Any]:
             "Approve from the notification, right number",
             rng,
             drec,
-            prec,
+            prec_nm,
             phone,
             UnlockMode.NUMBER_MATCH,
             lambda pu, du, r: pu.approve(now=du.params.created_at + 5, choice=du.number, rng=r),
@@ -385,7 +404,7 @@ def build() -> dict[str, Any]:
             "Approve from the notification, wrong number",
             rng,
             drec,
-            prec,
+            prec_nm,
             phone,
             UnlockMode.NUMBER_MATCH,
             lambda pu, du, r: pu.approve(
@@ -394,6 +413,19 @@ def build() -> dict[str, Any]:
                 rng=r,
             ),
             1_764_000_900,
+        ),
+        unlock_vector(
+            "number_match_not_allowed",
+            "A number-matching request to a phone that allows scanning only: approving it "
+            "is refused (mode_not_allowed, nothing made); the user denies, and the reply "
+            "tells the desktop the policy",
+            rng,
+            drec,
+            prec,
+            phone,
+            UnlockMode.NUMBER_MATCH,
+            refuse_then_deny,
+            1_764_001_100,
         ),
     ]
     local_secret = hashlib.sha256(b"vector local secret").digest()

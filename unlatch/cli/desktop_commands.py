@@ -214,7 +214,8 @@ def devices_group(ctx: click.Context, as_json: bool) -> None:
         return
     for p in phones:
         when = time.strftime("%Y-%m-%d", time.localtime(p.created_at))
-        click.echo(f"{p.id}  {p.label}  (paired {when}, relay {p.relay_url})")
+        policy = "allows number matching" if p.allows_number_matching else "scan only"
+        click.echo(f"{p.id}  {p.label}  (paired {when}, relay {p.relay_url}, {policy})")
 
 
 @devices_group.command("rename")

@@ -150,6 +150,12 @@ def init_command(ctx: click.Context, name: str | None, as_json: bool) -> None:
     show_default=True,
     help="Seconds to wait for the desktop's confirmation.",
 )
+@click.option(
+    "--allow-number-matching",
+    is_flag=True,
+    help="Let this desktop be approved from the notification by picking the number it "
+    "shows (weaker than scanning; default: scan only).",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before contacting the relay.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON objects (code, then result).")
 @click.pass_context
@@ -161,6 +167,7 @@ def pair_command(
     phone_name: str | None,
     push_endpoint: str | None,
     timeout: float,
+    allow_number_matching: bool,
     yes: bool,
     as_json: bool,
 ) -> None:
@@ -203,7 +210,11 @@ def pair_command(
 
     async def go() -> Any:
         attempt = await client.start_pairing(
-            text, name=name, phone_name=phone_name, push_endpoint=push_endpoint
+            text,
+            name=name,
+            phone_name=phone_name,
+            push_endpoint=push_endpoint,
+            allow_number_matching=allow_number_matching,
         )
         show_code(attempt)
         ticker = None
@@ -484,6 +495,7 @@ def list_command(ctx: click.Context, check_relay: bool, as_json: bool) -> None:
     for row in rows:
         when = time.strftime("%Y-%m-%d", time.localtime(row["paired_at"]))
         flags = " [blocked]" if row["blocked"] else ""
+        flags += " [number matching allowed]" if row["number_matching"] else ""
         if "relay_state" in row:
             flags += f" [relay: {row['relay_state']}]"
         click.echo(f"{row['id']}  {row['name']}{flags}  paired {when}  via {row['relay_url']}")
@@ -520,6 +532,38 @@ def rename_command(ctx: click.Context, desktop: str, new_name: str) -> None:
     """
     summary = _client(ctx).rename(desktop, new_name)
     click.echo(f"Renamed to “{summary['name']}”.")
+
+
+@phone_group.command("number-matching")
+@click.argument("desktop")
+@click.argument("choice", type=click.Choice(["on", "off"]))
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def number_matching_command(ctx: click.Context, desktop: str, choice: str, yes: bool) -> None:
+    """Allow a desktop to be approved from the notification (on), or scan only (off).
+
+    The policy is this phone's, per desktop: a desktop can ask for number
+    matching, but this phone refuses it unless it is on here. The desktop
+    learns the change from this phone's next answer.
+
+    \b
+    Example:
+      unlatch phone number-matching "Work laptop" on
+    """
+    client = _client(ctx)
+    pairing = client.state().find(desktop)
+    allowed = choice == "on"
+    if allowed and not yes:
+        click.confirm(
+            f"Let “{pairing.label}” be approved from the notification? Only the number you "
+            "pick then proves you are at the desktop (scanning proves more).",
+            default=False,
+            abort=True,
+            err=True,
+        )
+    summary = client.set_number_matching(desktop, allowed)
+    state = "may now be approved" if allowed else "must now be approved by scanning, not"
+    click.echo(f"“{summary['name']}” {state} from the notification.")
 
 
 @phone_group.command("unpair")

@@ -8,6 +8,9 @@ web UI's settings page (``$UNLATCH_HOME/desktop/settings.json``),
 Number matching ("approve from the notification") is OFF by default
 (design brief, property 4): with it, a phone can approve without seeing
 the desktop's screen, so only the number the user picks proves presence.
+The setting is only the desktop's wish: each phone allows it or not for its
+pairing (docs/protocol.md 6.8) and refuses it otherwise, so editing this
+file (a stolen disk) cannot turn it on.
 """
 
 from __future__ import annotations

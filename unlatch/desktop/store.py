@@ -54,13 +54,20 @@ def local_ref_of(record: DesktopPairingRecord) -> str:
 
 @dataclass(frozen=True)
 class PairedPhone:
-    """One paired phone as the desktop remembers it."""
+    """One paired phone as the desktop remembers it.
+
+    ``allows_number_matching`` is what the phone's last authenticated reply
+    said about its policy for this pairing (docs/protocol.md 6.8). It only
+    decides which request the desktop makes: the phone holds the policy and
+    refuses what it did not allow, so editing this file widens nothing.
+    """
 
     record: DesktopPairingRecord
     slot_id: str
     relay_url: str
     label: str
     created_at: int
+    allows_number_matching: bool = False
 
     @property
     def id(self) -> str:
@@ -77,6 +84,7 @@ class PairedPhone:
             "relay_url": self.relay_url,
             "label": self.label,
             "created_at": self.created_at,
+            "allows_number_matching": self.allows_number_matching,
         }
 
     @classmethod
@@ -90,7 +98,10 @@ class PairedPhone:
             raise ValueError("bad text field")
         if not isinstance(created, int):
             raise ValueError("bad time")
-        return cls(record, slot_id, relay_url, label, created)
+        allows = data.get("allows_number_matching", False)  # absent in older files
+        if not isinstance(allows, bool):
+            raise ValueError("bad policy")
+        return cls(record, slot_id, relay_url, label, created, allows)
 
     def public_view(self) -> dict[str, Any]:
         """What the UI and ``unlatch devices --json`` show (no key material)."""
@@ -101,6 +112,7 @@ class PairedPhone:
             "phone_device_id": self.record.phone_device_id,
             "relay_url": self.relay_url,
             "created_at": self.created_at,
+            "allows_number_matching": self.allows_number_matching,
         }
 
 
@@ -199,6 +211,21 @@ class PairingStore:
             phones, orphans = self._load()
             updated = replace(target, label=label)
             self._save([updated if p.id == target.id else p for p in phones], orphans)
+        return updated
+
+    def learn_policy(self, phone_id: str, allows_number_matching: bool) -> PairedPhone | None:
+        """Record the policy a phone's authenticated reply stated; None if it is gone.
+
+        Keyed by the exact id: the phone may have been revoked meanwhile.
+        """
+        with self._lock():
+            phones, orphans = self._load()
+            target = next((p for p in phones if p.id == phone_id), None)
+            if target is None:
+                return None
+            updated = replace(target, allows_number_matching=allows_number_matching)
+            if updated != target:
+                self._save([updated if p.id == phone_id else p for p in phones], orphans)
         return updated
 
     def remove(self, phone_id: str, *, orphan_slot: bool) -> PairedPhone:

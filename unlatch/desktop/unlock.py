@@ -13,6 +13,12 @@ request has its own waiter task that follows the relay's unlock channel:
 * ``reply`` -> Approved: KEK = phone_slot_kek(K_P, K_L, pairing_id) unlocks
   the vault slot; Denied: "denied" / "not_me" / "wrong_number".
 
+Number matching is the phone's to allow, per pairing (docs/protocol.md 6.8):
+the desktop's setting is a wish, used only with a phone whose last
+authenticated reply said it allows it; every reply updates what the desktop
+knows. A phone that does not allow it refuses such a request whatever this
+desktop's files say.
+
 A renewed request's predecessor keeps its waiter until it expires, so a
 phone that scanned the old QR just before the swap still gets through.
 """
@@ -37,6 +43,7 @@ from unlatch.protocol import (
     DesktopUnlock,
     ProtocolError,
     UnlockMode,
+    UnlockPolicy,
     WrongRequest,
     app_link,
     phone_slot_kek,
@@ -61,6 +68,11 @@ MESSAGES = {
     "not_me": "The phone said: I did not ask for this. Requests from this desktop are "
     "blocked until the phone unblocks them.",
     "wrong_number": "The wrong number was picked on the phone: nothing was released",
+    "scan_only": "Scan the QR code with your phone (number matching is on here, but this phone "
+    "allows this desktop scanning only: allow approving from the notification on the phone, "
+    "under its paired desktops; this desktop learns it from the phone's next answer)",
+    "mode_refused": "The phone refused approve-from-notification: it allows this desktop "
+    "scanning only. Unlock again to scan a QR code, or allow it on the phone.",
     "expired": "The request expired",
     "cancelled": "Request cancelled",
 }
@@ -166,9 +178,11 @@ class PhoneUnlockService:
         phone = self.choose_phone(phone_id)
         if self.current is not None and not self.current.final:
             await self.cancel(self.current.id)
-        mode = UnlockMode.NUMBER_MATCH if number_matching else UnlockMode.SCAN
+        # The setting is a wish: number matching only where the phone said it allows it.
+        allowed = number_matching and phone.allows_number_matching
+        mode = UnlockMode.NUMBER_MATCH if allowed else UnlockMode.SCAN
         request, notified = await self._new_request(phone, mode)
-        waiting = "waiting_number" if mode is UnlockMode.NUMBER_MATCH else "waiting"
+        waiting = "waiting_number" if allowed else "scan_only" if number_matching else "waiting"
         attempt = UnlockAttempt(
             secrets.token_urlsafe(12),
             phone,
@@ -378,13 +392,19 @@ class PhoneUnlockService:
             self._set(attempt, "failed", f"a reply was refused: {exc}")
             return
         timing.hpke_open = time.perf_counter() - timing.reply_received_at
+        self._learn_policy(attempt, outcome.policy)
         if not isinstance(outcome, Approved):
             with contextlib.suppress(UnlatchError):
                 await self.relay.close_unlock(request.request_id)  # acknowledge
             state = (
                 "not_me" if outcome.not_me else "wrong_number" if outcome.wrong_number else "denied"
             )
-            self._set(attempt, state)
+            refused_mode = (
+                state == "denied"
+                and attempt.mode is UnlockMode.NUMBER_MATCH
+                and outcome.policy is UnlockPolicy.SCAN_ONLY
+            )
+            self._set(attempt, state, MESSAGES["mode_refused"] if refused_mode else None)
             return
         attempt.request = request
         try:
@@ -399,6 +419,19 @@ class PhoneUnlockService:
         for other in attempt.tasks:
             if other is not asyncio.current_task():
                 other.cancel()
+
+    def _learn_policy(self, attempt: UnlockAttempt, policy: UnlockPolicy) -> None:
+        """Remember the policy the phone's authenticated reply stated, for the next request."""
+        allows = policy is UnlockPolicy.NUMBER_MATCHING
+        if allows == attempt.phone.allows_number_matching:
+            return
+        try:
+            updated = self.store.learn_policy(attempt.phone.id, allows)
+        except UnlatchError as exc:  # a damaged file: the unlock itself goes on
+            log.info("could not record the phone's unlock policy: %s", type(exc).__name__)
+            return
+        if updated is not None:
+            attempt.phone = updated
 
     async def unlock_with_share(self, phone: PairedPhone, share: bytes, timing: Timing) -> None:
         """K_P from the phone + K_L from this desktop -> KEK -> the phone's vault slot."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import os
 import socket
@@ -126,12 +127,14 @@ class PairingAttempt:
         pairing: PhonePairing,
         label: str | None,
         push_endpoint: str | None,
+        allow_number_matching: bool = False,
     ) -> None:
         self._client = client
         self._relay = relay
         self._pairing = pairing
         self._label = label
         self._push_endpoint = push_endpoint
+        self._allow_number_matching = allow_number_matching
         self.verification_code: str = pairing.verification_code
         self.relay_url: str = pairing.relay_url
         self.expires_at: int = pairing.offer.expires_at
@@ -156,6 +159,8 @@ class PairingAttempt:
             if msg.type != "accept":
                 raise PhoneError(f"the relay delivered an unexpected {msg.type!r} message")
             record = pp.receive_accept(msg.data, now=int(time.time()))
+            # The pairing's unlock policy is this phone user's choice (protocol.md 6.8).
+            record = dataclasses.replace(record, allow_number_matching=self._allow_number_matching)
             if msg.sender != record.desktop_device_id:
                 raise PhoneError(
                     "the desktop's relay identity does not match the one in its accept "
@@ -259,6 +264,19 @@ class PhoneClient:
             pairing.label = new_name
             return pairing.summary()
 
+    def set_number_matching(self, desktop: str, allowed: bool) -> dict[str, Any]:
+        """Allow (or stop allowing) a desktop to be approved from the notification.
+
+        The pairing's unlock policy lives here, on the phone, and only this
+        call changes it: a desktop can ask for number matching, but this
+        phone refuses it unless its user allowed it for that desktop. The
+        desktop learns the new policy from this phone's next answer.
+        """
+        with self.store.transaction() as state:
+            pairing = state.find(desktop)
+            pairing.record = dataclasses.replace(pairing.record, allow_number_matching=allowed)
+            return pairing.summary()
+
     def set_pin(self, new_pin: str | None) -> None:
         """Protect the state with a PIN (Argon2id), change it, or (``None``) remove it."""
         self.store.set_pin(new_pin)
@@ -272,11 +290,14 @@ class PhoneClient:
         name: str | None = None,
         phone_name: str | None = None,
         push_endpoint: str | None = None,
+        allow_number_matching: bool = False,
     ) -> PairingAttempt:
         """Parse the desktop's pairing QR and post this phone's hello.
 
         ``name`` overrides what this phone calls the desktop; ``phone_name``
         is what the desktop will call this phone (default: the phone's name).
+        ``allow_number_matching`` is the pairing's unlock policy (default:
+        scan only; :meth:`set_number_matching` changes it later).
         """
         state, _ = self.init(phone_name)
         device_key = self.store.device_key()
@@ -294,7 +315,7 @@ class PhoneClient:
             pp.fail()
             await relay.aclose()
             raise
-        return PairingAttempt(self, relay, pp, name, push_endpoint)
+        return PairingAttempt(self, relay, pp, name, push_endpoint, allow_number_matching)
 
     async def pair(
         self,
@@ -305,10 +326,15 @@ class PhoneClient:
         on_code: Callable[[PairingAttempt], None] | None = None,
         timeout: float = DEFAULT_PAIR_TIMEOUT,
         push_endpoint: str | None = None,
+        allow_number_matching: bool = False,
     ) -> PairResult:
         """Pair with the desktop whose pairing link (QR text) is ``link``."""
         attempt = await self.start_pairing(
-            link, name=name, phone_name=phone_name, push_endpoint=push_endpoint
+            link,
+            name=name,
+            phone_name=phone_name,
+            push_endpoint=push_endpoint,
+            allow_number_matching=allow_number_matching,
         )
         if on_code is not None:
             on_code(attempt)
@@ -533,6 +559,8 @@ class PhoneClient:
         pairing = self.state().by_pairing_id(pu.pairing.pairing_id)
         if pairing is None:
             raise UnknownDesktop("this desktop was unpaired meanwhile")
+        if verdict == "approve":
+            pu.check_mode()  # a mode this pairing did not allow: refused before anything is sent
         view = RequestView.build(pairing, pu.params, pu.choices, note)
         if choice is not None and choice not in pu.choices:
             raise PhoneError(f"pick one of the numbers offered: {', '.join(map(str, pu.choices))}")

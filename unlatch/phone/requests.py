@@ -19,6 +19,7 @@ from unlatch.phone.state import Pairing, printable
 from unlatch.protocol import UnlockMode
 from unlatch.protocol.encoding import b64e
 from unlatch.protocol.messages import RequestParams
+from unlatch.protocol.unlock import MODE_NOT_ALLOWED
 from unlatch.relay.client import UnlockNotification
 
 
@@ -36,6 +37,7 @@ class RequestView:
     requester_address: str = ""
     requester_user_agent: str = ""
     blocked: bool = False
+    refused: str = ""  # why this phone will not approve it (a mode its pairing did not allow)
 
     @classmethod
     def build(
@@ -45,17 +47,20 @@ class RequestView:
         choices: tuple[int, ...] = (),
         note: UnlockNotification | None = None,
     ) -> RequestView:
+        number_match = params.mode is UnlockMode.NUMBER_MATCH
+        refused = number_match and not pairing.record.allow_number_matching
         return cls(
             request_id=b64e(params.request_id),
             desktop=pairing.label,
             desktop_id=pairing.short_id,
             created_at=params.created_at,
             expires_at=params.expires_at,
-            mode="number_match" if params.mode is UnlockMode.NUMBER_MATCH else "scan",
-            choices=tuple(choices),
+            mode="number_match" if number_match else "scan",
+            choices=() if refused else tuple(choices),  # nothing to tap blindly
             requester_address=printable(note.requester_address, 100) if note else "",
             requester_user_agent=printable(note.requester_user_agent) if note else "",
             blocked=pairing.blocked,
+            refused=MODE_NOT_ALLOWED if refused else "",
         )
 
     def with_requester(self, note: UnlockNotification) -> RequestView:
@@ -79,6 +84,7 @@ class RequestView:
             "remaining": self.remaining(now),
             "mode": self.mode,
             "choices": list(self.choices),
+            "refused": self.refused or None,
             "requester": {
                 "address": self.requester_address,
                 "user_agent": self.requester_user_agent,
@@ -93,7 +99,11 @@ class RequestView:
         if self.requester_user_agent:
             origin += f", {self.requester_user_agent}"
         lines.append(f"  requested from: {origin} (as seen by the relay)")
-        if self.mode == "number_match":
+        if self.refused:
+            lines.append(f"  REFUSED: {self.refused}")
+            lines.append(f"  unlatch phone deny --request {self.request_id} [--not-me]")
+            lines.append(f"  unlatch phone unpair {self.desktop_id}")
+        elif self.mode == "number_match":
             picks = " / ".join(str(c) for c in self.choices)
             lines.append(f"  number matching: pick the number the desktop shows: {picks}")
             lines.append(f"  unlatch phone approve --request {self.request_id} --number N")

@@ -70,6 +70,7 @@ class Pairing:
             "routing_id": b64e(self.routing_id),
             "paired_at": self.paired_at,
             "blocked": self.blocked,
+            "number_matching": self.record.allow_number_matching,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from unlatch.protocol.constants import (
     VERSION,
     MessageType,
     UnlockMode,
+    UnlockPolicy,
     Verdict,
 )
 from unlatch.protocol.errors import (
@@ -27,6 +28,7 @@ from unlatch.protocol.errors import (
     AuthenticationFailed,
     InvalidState,
     MalformedMessage,
+    ModeNotAllowed,
     ProtocolError,
     RequestExpired,
     UnexpectedMessage,
@@ -66,6 +68,7 @@ __all__ = [
     "KeyPair",
     "MalformedMessage",
     "MessageType",
+    "ModeNotAllowed",
     "PairingKeys",
     "PairingState",
     "PendingPhone",
@@ -81,6 +84,7 @@ __all__ = [
     "UnknownPairing",
     "UnlockMode",
     "UnlockOutcome",
+    "UnlockPolicy",
     "UnlockState",
     "UnsupportedVersion",
     "Verdict",

@@ -34,7 +34,7 @@ MAX_DEVICE_ID_BYTES = 64  # relay device id (ASCII)
 MAX_MESSAGE_BYTES = 2048  # no v1 message is larger; parsers refuse before decoding
 MAX_LINK_CHARS = 4096
 
-REPLY_PLAINTEXT_LEN = 64  # verdict (1) | K_P (32) | zero padding (31)
+REPLY_PLAINTEXT_LEN = 64  # verdict (1) | K_P (32) | policy (1) | zero padding (30)
 PUSH_PLAINTEXT_LEN = 128  # padded so scan and number-matching pushes look alike
 
 MAX_TTL_SECONDS = 600  # an unlock request may live at most this long
@@ -73,6 +73,18 @@ class Verdict(IntEnum):
     DENY = 2
     DENY_NOT_ME = 3  # "I did not ask for this"
     WRONG_NUMBER = 4  # number matching: the user picked a number the desktop did not show
+
+
+class UnlockPolicy(IntEnum):
+    """The unlock modes the phone allows for one pairing, inside every reply (protocol.md 6.8).
+
+    The phone's choice, held in its pairing record: nothing the desktop
+    stores can widen it. The desktop only learns it, to know which request
+    to make.
+    """
+
+    SCAN_ONLY = 0  # the default, and every record made before policies existed
+    NUMBER_MATCHING = 1  # scan, or approve from the notification by picking the number
 
 
 class Label:

@@ -68,3 +68,9 @@ class InvalidState(ProtocolError):
     """The state machine cannot take this step in its current state."""
 
     code = "invalid_state"
+
+
+class ModeNotAllowed(ProtocolError):
+    """The desktop asked for an unlock mode this phone did not allow for the pairing."""
+
+    code = "mode_not_allowed"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Self
 
-from unlatch.protocol.constants import ID_LEN, KEY_LEN
+from unlatch.protocol.constants import ID_LEN, KEY_LEN, UnlockPolicy
 from unlatch.protocol.encoding import b64d, b64e
 from unlatch.protocol.errors import MalformedMessage
 from unlatch.protocol.keyschedule import PairingKeys
@@ -51,6 +51,14 @@ def _text(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str):
         raise MalformedMessage(f"pairing record lacks {name}")
+    return value
+
+
+def _flag(data: dict[str, Any], name: str) -> bool:
+    """A yes/no field that records made before it existed lack: absent means no."""
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise MalformedMessage(f"pairing record field {name} must be true or false")
     return value
 
 
@@ -98,7 +106,13 @@ class DesktopPairingRecord:
 
 @dataclass(frozen=True)
 class PhonePairingRecord:
-    """The phone's view of a paired desktop, including its unlock share K_P."""
+    """The phone's view of a paired desktop, including its unlock share K_P.
+
+    ``allow_number_matching`` is the pairing's unlock policy, the phone
+    user's choice (docs/protocol.md 6.8): off, the phone answers only
+    requests whose QR it scanned, whatever the desktop asks. A record
+    stored before the policy existed lacks the field and reads as off.
+    """
 
     keys: PairingKeys
     desktop_pk: bytes
@@ -107,6 +121,14 @@ class PhonePairingRecord:
     relay_url: str
     phone_share: bytes
     created_at: int
+    allow_number_matching: bool = False
+
+    @property
+    def policy(self) -> UnlockPolicy:
+        """The policy as the replies carry it."""
+        if self.allow_number_matching:
+            return UnlockPolicy.NUMBER_MATCHING
+        return UnlockPolicy.SCAN_ONLY
 
     @property
     def pairing_id(self) -> bytes:
@@ -121,6 +143,7 @@ class PhonePairingRecord:
             "relay_url": self.relay_url,
             "phone_share": b64e(self.phone_share),
             "created_at": self.created_at,
+            "allow_number_matching": self.allow_number_matching,
         }
 
     @classmethod
@@ -134,4 +157,5 @@ class PhonePairingRecord:
             relay_url=_text(data, "relay_url"),
             phone_share=_bytes(data, "phone_share"),
             created_at=_int(data, "created_at"),
+            allow_number_matching=_flag(data, "allow_number_matching"),
         )

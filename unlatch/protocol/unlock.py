@@ -38,6 +38,7 @@ from unlatch.protocol.constants import (
     REPLY_PLAINTEXT_LEN,
     Label,
     UnlockMode,
+    UnlockPolicy,
     Verdict,
 )
 from unlatch.protocol.encoding import header, u8
@@ -45,6 +46,7 @@ from unlatch.protocol.errors import (
     AlreadyAnswered,
     InvalidState,
     MalformedMessage,
+    ModeNotAllowed,
     ProtocolError,
     RequestExpired,
     UnknownPairing,
@@ -116,9 +118,15 @@ class PhoneUnlockState(Enum):
 
 @dataclass(frozen=True)
 class Approved:
-    """The phone approved: ``phone_share`` (K_P) unwraps the phone's vault slot."""
+    """The phone approved: ``phone_share`` (K_P) unwraps the phone's vault slot.
+
+    ``policy`` is the pairing's unlock policy as the phone holds it now
+    (every reply carries it, authenticated): what the desktop should ask
+    for next time.
+    """
 
     phone_share: bytes
+    policy: UnlockPolicy = UnlockPolicy.SCAN_ONLY
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ class Denied:
     """The phone refused: plainly, "I did not ask for this", or a wrong number was picked."""
 
     verdict: Verdict
+    policy: UnlockPolicy = UnlockPolicy.SCAN_ONLY
 
     @property
     def not_me(self) -> bool:
@@ -316,24 +325,37 @@ class DesktopUnlock:
         return outcome
 
 
+_POLICY_AT = 1 + KEY_LEN  # verdict | share | policy | padding
+
+
 def _parse_reply_plaintext(plaintext: bytes) -> UnlockOutcome:
     if len(plaintext) != REPLY_PLAINTEXT_LEN:
         raise MalformedMessage("unlock reply contents have the wrong size")
-    verdict, share, padding = plaintext[0], plaintext[1 : 1 + KEY_LEN], plaintext[1 + KEY_LEN :]
+    verdict, share = plaintext[0], plaintext[1:_POLICY_AT]
+    policy, padding = plaintext[_POLICY_AT], plaintext[_POLICY_AT + 1 :]
     if any(padding):
         raise MalformedMessage("unlock reply padding is not zero")
+    if policy not in tuple(UnlockPolicy):
+        raise MalformedMessage(f"unknown unlock policy {policy}")
     if verdict == Verdict.APPROVE:
-        return Approved(share)
+        return Approved(share, UnlockPolicy(policy))
     if verdict in (Verdict.DENY, Verdict.DENY_NOT_ME, Verdict.WRONG_NUMBER):
         if any(share):
             raise MalformedMessage("a denial must not carry a share")
-        return Denied(Verdict(verdict))
+        return Denied(Verdict(verdict), UnlockPolicy(policy))
     raise MalformedMessage(f"unknown verdict {verdict}")
 
 
-def _reply_plaintext(verdict: Verdict, share: bytes) -> bytes:
-    body = u8(int(verdict)) + share
+def _reply_plaintext(verdict: Verdict, share: bytes, policy: UnlockPolicy) -> bytes:
+    body = u8(int(verdict)) + share + u8(int(policy))
     return body + bytes(REPLY_PLAINTEXT_LEN - len(body))
+
+
+MODE_NOT_ALLOWED = (
+    "this desktop asked for approve-from-notification, which you did not allow for it: "
+    "nothing was released. If you did not change this, someone may have copied the "
+    "desktop's files: revoke it (unpair it on this phone)"
+)
 
 
 def _find_pairing(
@@ -464,7 +486,13 @@ class PhoneUnlock:
 
     @classmethod
     def from_push(cls, pushed: PushedRequest, identity: KeyPair) -> PhoneUnlock:
-        """Answer a number-matching request straight from its notification."""
+        """Answer a number-matching request straight from its notification.
+
+        Made also for a pairing whose policy does not allow number matching,
+        so the user can deny it: :meth:`approve` then refuses
+        (:class:`ModeNotAllowed`), and :attr:`mode_allowed` tells a UI to show
+        that refusal instead of the numbers.
+        """
         if pushed.params.mode is not UnlockMode.NUMBER_MATCH:
             raise InvalidState("this request must be approved by scanning the desktop's QR code")
         return cls(
@@ -484,6 +512,22 @@ class PhoneUnlock:
     def needs_number(self) -> bool:
         return self.params.mode is UnlockMode.NUMBER_MATCH
 
+    @property
+    def mode_allowed(self) -> bool:
+        """Whether this pairing's policy allows the mode the request was made for.
+
+        Scanning is always allowed; number matching only when the phone's
+        user allowed it for this desktop (docs/protocol.md 6.8). The request
+        says its mode, but whoever holds the desktop's files can make one,
+        so the phone's record decides.
+        """
+        return not self.needs_number or self.pairing.allow_number_matching
+
+    def check_mode(self) -> None:
+        """Refuse, before anything is shown or sent, a mode the pairing did not agree to."""
+        if not self.mode_allowed:
+            raise ModeNotAllowed(MODE_NOT_ALLOWED)
+
     def remaining(self, *, now: int) -> int:
         """Seconds left before the request expires (never negative)."""
         return max(0, self.params.expires_at - now)
@@ -501,8 +545,12 @@ class PhoneUnlock:
         With number matching, ``choice`` is the number the user picked; a wrong
         pick releases nothing: the reply says WRONG_NUMBER and the request is over.
         Check :attr:`approved_share_sent` afterwards to tell the user which happened.
+        A number-matching request from a pairing whose policy does not allow it
+        is refused (:class:`ModeNotAllowed`) and stays unanswered: the user may
+        still deny it.
         """
         self._verified_secret()  # answered or over: refused before looking at the choice
+        self.check_mode()
         if self.needs_number:
             if choice is None or choice not in self.choices:
                 raise InvalidState("pick one of the numbers offered")
@@ -533,7 +581,7 @@ class PhoneUnlock:
                 recipient_pk=self.params.ephemeral_pk,
                 info=reply_info(keys.pairing_id, self.params),
                 aad=header(UnlockReply.TYPE) + self.request_id,
-                plaintext=_reply_plaintext(verdict, share),
+                plaintext=_reply_plaintext(verdict, share, self.pairing.policy),
                 psk=unlock_psk(keys, self.request_id, qr_secret),
                 psk_id=Label.UNLOCK_PSK_ID,
                 ephemeral_seed=rng(KEY_LEN),

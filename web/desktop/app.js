@@ -389,7 +389,8 @@
       const info = document.createElement("div"); info.className = "spacer";
       const name = document.createElement("div"); name.className = "name"; name.textContent = p.label;
       const meta = document.createElement("div"); meta.className = "muted small";
-      meta.textContent = `paired ${new Date(p.created_at * 1000).toLocaleDateString()} · via ${p.relay_url}`;
+      const policy = p.allows_number_matching ? "allows number matching" : "scan only";
+      meta.textContent = `paired ${new Date(p.created_at * 1000).toLocaleDateString()} · via ${p.relay_url} · ${policy}`;
       info.append(name, meta);
       const rename = document.createElement("button"); rename.type = "button"; rename.className = "btn small"; rename.textContent = "Rename";
       rename.addEventListener("click", async () => {
@@ -409,7 +410,7 @@
     show($("phones-empty"), s.phones.length === 0);
   }
   $("number-matching").addEventListener("change", async (e) => {
-    try { await api("PUT", "api/settings", { number_matching: e.target.checked }); toast(e.target.checked ? "Number matching on" : "Number matching off"); }
+    try { await api("PUT", "api/settings", { number_matching: e.target.checked }); toast(e.target.checked ? "Number matching on, with phones that allow it" : "Number matching off"); }
     catch (err) { e.target.checked = !e.target.checked; toast(explain(err)); }
   });
   $("relay-form").addEventListener("submit", async (e) => {

@@ -77,13 +77,16 @@ async function describe(notification) {
     const entry = pairings.find((p) => p.record === pushed.pairing);
     const rid = notification.request_id;
     const numberMatch = pushed.params.mode === 2;
+    const refused = numberMatch && !pushed.pairing.allowNumberMatching; // protocol.md 6.8
     const from = notification.requester?.address;
     return {
       title: `Unlock request from ${label(entry)}`,
       options: {
-        body: numberMatch
-          ? "Tap to pick the number your desktop shows."
-          : `Tap to scan the QR code on its screen${from ? ` · from ${from}` : ""}.`,
+        body: refused
+          ? "It asked to be approved from the notification, which you did not allow for it. Tap for details."
+          : numberMatch
+            ? "Tap to pick the number your desktop shows."
+            : `Tap to scan the QR code on its screen${from ? ` · from ${from}` : ""}.`,
         tag: `unlatch-${rid}`,
         renotify: true,
         requireInteraction: true,

@@ -15,7 +15,10 @@ import {
   UnlockPush,
   UnlockReply,
   AlreadyAnswered,
+  ModeNotAllowed,
+  PhoneUnlockState,
   UnlockMode,
+  UnlockPolicy,
   UnlockState,
   appLink,
   bareLink,
@@ -39,9 +42,11 @@ const P = loadVector("pairing.json");
 const S = loadVector("slots.json");
 const APP_URL = P.inputs.app_url;
 
-async function fixtures() {
+async function fixtures(v = null) {
   const drec = DesktopPairingRecord.fromDict(U.pairing_records.desktop);
-  const prec = PhonePairingRecord.fromDict(U.pairing_records.phone);
+  // The vector says whether the phone's user allowed number matching for this desktop.
+  const allowed = v?.inputs.phone_allows_number_matching ?? false;
+  const prec = PhonePairingRecord.fromDict({ ...U.pairing_records.phone, allow_number_matching: allowed });
   const phone = await KeyPair.fromPrivateBytes(unhex(P.intermediate.phone_sk));
   return { drec, prec, phone };
 }
@@ -59,16 +64,27 @@ function answer(v, pu, du, rng) {
       return pu.approve({ now, choice: du.number, rng });
     case "number_match_wrong":
       return pu.approve({ now, choice: pu.choices.find((c) => c !== du.number), rng });
+    case "number_match_not_allowed":
+      return refuseThenDeny(pu, du, now, rng);
     default:
       throw new Error(`unknown vector ${v.name}`);
   }
 }
 
-assert.equal(U.vectors.length, 5);
+/** Even the right number is refused, before any draw; the request stays open and the user denies. */
+async function refuseThenDeny(pu, du, now, rng) {
+  assert.equal(pu.modeAllowed, false);
+  await assert.rejects(pu.approve({ now, choice: du.number, rng }), (err) => err instanceof ModeNotAllowed && err.code === "mode_not_allowed");
+  assert.equal(pu.state, PhoneUnlockState.VERIFIED);
+  assert.equal(pu.approvedShareSent, false);
+  return pu.deny({ now, rng });
+}
+
+assert.equal(U.vectors.length, 6);
 
 for (const v of U.vectors) {
   test(`unlock vector ${v.name}: every message and outcome byte for byte`, async () => {
-    const { drec, prec, phone } = await fixtures();
+    const { drec, prec, phone } = await fixtures(v);
     const I = v.inputs;
     const X = v.intermediate;
     const requestRng = replayRng(v.draws.request);
@@ -129,6 +145,8 @@ for (const v of U.vectors) {
     const outcome = await du.receiveReply(unhex(v.messages.reply), { now: I.now_receive });
     assert.equal(du.state, v.outcome.state);
     assert.equal(verdictName(outcome.verdict), v.outcome.verdict);
+    assert.equal(outcome.policy, v.outcome.policy); // the desktop learns the phone's policy
+    assert.equal(prec.policy, v.outcome.policy);
     if (v.outcome.phone_share === null) {
       assert.equal(outcome.approved, false);
       assert.equal(pu.approvedShareSent, false);
@@ -181,9 +199,23 @@ for (const v of U.vectors) {
     assert.equal(pt.length, 64);
     assert.equal(verdictName(pt[0]), v.outcome.verdict);
     assert.equal(hex(pt.slice(1, 33)), v.outcome.phone_share ?? "00".repeat(32));
-    assert.ok(pt.slice(33).every((b) => b === 0), "reply padding is zero");
+    assert.equal(pt[33], v.outcome.policy, "reply policy byte");
+    assert.equal(pt[33], v.inputs.phone_allows_number_matching ? UnlockPolicy.NUMBER_MATCHING : UnlockPolicy.SCAN_ONLY);
+    assert.ok(pt.slice(34).every((b) => b === 0), "reply padding is zero");
   });
 }
+
+test("phone records: the policy round-trips, an old record without it allows scanning only", () => {
+  const old = { ...U.pairing_records.phone };
+  delete old.allow_number_matching;
+  const rec = PhonePairingRecord.fromDict(old);
+  assert.equal(rec.allowNumberMatching, false);
+  assert.equal(rec.policy, UnlockPolicy.SCAN_ONLY);
+  const allowing = rec.withNumberMatching(true);
+  assert.equal(PhonePairingRecord.fromDict(allowing.toDict()).allowNumberMatching, true);
+  assert.deepEqual(PhonePairingRecord.fromDict(allowing.toDict()).toDict(), allowing.toDict());
+  assert.throws(() => PhonePairingRecord.fromDict({ ...old, allow_number_matching: 1 }), /true or false/);
+});
 
 test("phone slot KEK matches slots.json", async () => {
   const s = S.phone_slot;

@@ -7,6 +7,7 @@
 import {
   AlreadyAnswered,
   MessageType,
+  ModeNotAllowed,
   PairingOffer,
   PhonePairing,
   PhoneUnlock,
@@ -40,6 +41,9 @@ export function explain(err) {
     return new UserFacingError("Not from your paired desktop", capitalize(err.message), { kind: "danger" });
   }
   if (err instanceof AlreadyAnswered) return new UserFacingError("Already answered", err.message);
+  if (err instanceof ModeNotAllowed) {
+    return new UserFacingError("Not allowed for this desktop", capitalize(err.message), { kind: "danger" });
+  }
   if (err instanceof RequestExpired) return new UserFacingError("Expired", capitalize(err.message));
   if (err instanceof ProtocolError) {
     if (err.code === "authentication_failed") {
@@ -163,6 +167,20 @@ export async function awaitAccept(ctx, signal) {
 export async function renamePairing(ctx, entry, label) {
   const pairings = await loadPairings();
   for (const p of pairings) if (equalBytes(p.record.pairingId, entry.record.pairingId)) p.label = label;
+  await savePairings(pairings);
+  ctx.state.pairings = pairings;
+}
+
+/**
+ * Allow (or stop allowing) a desktop to be approved from the notification: the
+ * pairing's unlock policy, which only this phone holds and changes (protocol.md
+ * 6.8). The desktop learns it from this phone's next answer.
+ */
+export async function setNumberMatching(ctx, entry, allowed) {
+  const pairings = await loadPairings();
+  for (const p of pairings) {
+    if (equalBytes(p.record.pairingId, entry.record.pairingId)) p.record = p.record.withNumberMatching(allowed);
+  }
   await savePairings(pairings);
   ctx.state.pairings = pairings;
 }

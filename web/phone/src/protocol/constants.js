@@ -71,6 +71,15 @@ export const Verdict = Object.freeze({
   WRONG_NUMBER: 4,
 });
 
+/**
+ * The unlock modes the phone allows for one pairing, inside every reply
+ * (protocol.md 6.8): the phone's choice, held in its record.
+ */
+export const UnlockPolicy = Object.freeze({
+  SCAN_ONLY: 0, // the default, and every record made before policies existed
+  NUMBER_MATCHING: 1, // scan, or approve from the notification by picking the number
+});
+
 const te = new TextEncoder();
 
 /** Domain-separation labels: each derivation and MAC has its own (bytes). */

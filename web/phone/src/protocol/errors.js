@@ -64,3 +64,8 @@ export class WrongRequest extends ProtocolError {
 export class InvalidState extends ProtocolError {
   static code = "invalid_state";
 }
+
+/** The desktop asked for an unlock mode this phone did not allow for the pairing. */
+export class ModeNotAllowed extends ProtocolError {
+  static code = "mode_not_allowed";
+}

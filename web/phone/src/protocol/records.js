@@ -7,6 +7,7 @@
  * the app stores it only encrypted (see src/store.js).
  */
 
+import { UnlockPolicy } from "./constants.js";
 import { b64d, b64e } from "./encoding.js";
 import { MalformedMessage } from "./errors.js";
 import { PAIRING_KEY_FIELDS } from "./keyschedule.js";
@@ -28,6 +29,13 @@ function bytesOf(data, name) {
 function textOf(data, name) {
   const value = data?.[name];
   if (typeof value !== "string") throw new MalformedMessage(`pairing record lacks ${name}`);
+  return value;
+}
+
+/** A yes/no field that records made before it existed lack: absent means no. */
+function flagOf(data, name) {
+  const value = data?.[name] ?? false;
+  if (typeof value !== "boolean") throw new MalformedMessage(`pairing record field ${name} must be true or false`);
   return value;
 }
 
@@ -69,15 +77,29 @@ export class DesktopPairingRecord {
   }
 }
 
-/** The phone's view of a paired desktop, including its unlock share K_P. */
+/**
+ * The phone's view of a paired desktop, including its unlock share K_P.
+ * `allowNumberMatching` is the pairing's unlock policy, the phone user's
+ * choice (protocol.md 6.8); a record stored before it existed reads as off.
+ */
 export class PhonePairingRecord {
-  constructor({ keys, desktopPk, desktopName, desktopDeviceId, relayUrl, phoneShare, createdAt }) {
-    Object.assign(this, { keys, desktopPk, desktopName, desktopDeviceId, relayUrl, phoneShare, createdAt });
+  constructor({ keys, desktopPk, desktopName, desktopDeviceId, relayUrl, phoneShare, createdAt, allowNumberMatching = false }) {
+    Object.assign(this, { keys, desktopPk, desktopName, desktopDeviceId, relayUrl, phoneShare, createdAt, allowNumberMatching });
     Object.freeze(this);
   }
 
   get pairingId() {
     return this.keys.pairing_id;
+  }
+
+  /** The policy as the replies carry it. */
+  get policy() {
+    return this.allowNumberMatching ? UnlockPolicy.NUMBER_MATCHING : UnlockPolicy.SCAN_ONLY;
+  }
+
+  /** The same record with another policy (records are frozen). */
+  withNumberMatching(allowed) {
+    return new PhonePairingRecord({ ...this, allowNumberMatching: Boolean(allowed) });
   }
 
   toDict() {
@@ -89,6 +111,7 @@ export class PhonePairingRecord {
       relay_url: this.relayUrl,
       phone_share: b64e(this.phoneShare),
       created_at: this.createdAt,
+      allow_number_matching: this.allowNumberMatching,
     };
   }
 
@@ -101,6 +124,7 @@ export class PhonePairingRecord {
       relayUrl: textOf(data, "relay_url"),
       phoneShare: bytesOf(data, "phone_share"),
       createdAt: intOf(data, "created_at"),
+      allowNumberMatching: flagOf(data, "allow_number_matching"),
     });
   }
 }

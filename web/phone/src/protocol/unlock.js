@@ -8,7 +8,7 @@
  *       UnlockQR    ======== QR code on the desktop's screen =====>  PhoneUnlock.fromQr
  *                   <----------------  UnlockSeen  <---------  .seen()
  *                   <----------------  UnlockReply <---------  .approve() / .deny()
- *     .receiveReply -> {approved: true, phoneShare} | {approved: false, verdict, notMe, wrongNumber}
+ *     .receiveReply -> {approved: true, phoneShare, policy} | {approved: false, verdict, notMe, wrongNumber, policy}
  *
  * The reply is HPKE mode_auth_psk: encrypted to the request's ephemeral key,
  * authenticated by the phone's static key, keyed by the QR's fresh secret and
@@ -28,6 +28,7 @@ import {
   REPLY_PLAINTEXT_LEN,
   Label,
   UnlockMode,
+  UnlockPolicy,
   Verdict,
 } from "./constants.js";
 import { concat, equalBytes, header, u8 } from "./encoding.js";
@@ -35,6 +36,7 @@ import {
   AlreadyAnswered,
   InvalidState,
   MalformedMessage,
+  ModeNotAllowed,
   ProtocolError,
   RequestExpired,
   UnknownPairing,
@@ -232,13 +234,17 @@ export class DesktopUnlock {
   }
 }
 
+const POLICY_AT = 1 + KEY_LEN; // verdict | share | policy | padding
+
 function parseReplyPlaintext(plaintext) {
   if (plaintext.length !== REPLY_PLAINTEXT_LEN) throw new MalformedMessage("unlock reply contents have the wrong size");
   const verdict = plaintext[0];
-  const share = plaintext.slice(1, 1 + KEY_LEN);
-  const padding = plaintext.slice(1 + KEY_LEN);
+  const share = plaintext.slice(1, POLICY_AT);
+  const policy = plaintext[POLICY_AT];
+  const padding = plaintext.slice(POLICY_AT + 1);
   if (padding.some((b) => b !== 0)) throw new MalformedMessage("unlock reply padding is not zero");
-  if (verdict === Verdict.APPROVE) return Object.freeze({ approved: true, verdict, phoneShare: share });
+  if (!Object.values(UnlockPolicy).includes(policy)) throw new MalformedMessage(`unknown unlock policy ${policy}`);
+  if (verdict === Verdict.APPROVE) return Object.freeze({ approved: true, verdict, phoneShare: share, policy });
   if ([Verdict.DENY, Verdict.DENY_NOT_ME, Verdict.WRONG_NUMBER].includes(verdict)) {
     if (share.some((b) => b !== 0)) throw new MalformedMessage("a denial must not carry a share");
     return Object.freeze({
@@ -246,17 +252,24 @@ function parseReplyPlaintext(plaintext) {
       verdict,
       notMe: verdict === Verdict.DENY_NOT_ME,
       wrongNumber: verdict === Verdict.WRONG_NUMBER,
+      policy,
     });
   }
   throw new MalformedMessage(`unknown verdict ${verdict}`);
 }
 
-function replyPlaintext(verdict, share) {
+function replyPlaintext(verdict, share, policy) {
   const out = new Uint8Array(REPLY_PLAINTEXT_LEN);
   out[0] = verdict;
   out.set(share, 1);
+  out[POLICY_AT] = policy;
   return out;
 }
+
+export const MODE_NOT_ALLOWED =
+  "this desktop asked for approve-from-notification, which you did not allow for it: " +
+  "nothing was released. If you did not change this, someone may have copied the " +
+  "desktop's files: revoke it (unpair it on this phone)";
 
 function findPairing(pairings, { pairingId = null, routingId = null }) {
   for (const record of pairings) {
@@ -342,7 +355,11 @@ export class PhoneUnlock {
     return Object.freeze({ pairing, params: c.params, qrSecret: c.qrSecret, number: c.number, choices: c.choices });
   }
 
-  /** Answer a number-matching request straight from its notification. */
+  /**
+   * Answer a number-matching request straight from its notification. Made also
+   * for a pairing whose policy does not allow it, so the user can deny it:
+   * approve() then refuses (ModeNotAllowed) and `modeAllowed` tells the UI.
+   */
   static fromPush(pushed, identity) {
     if (pushed.params.mode !== UnlockMode.NUMBER_MATCH) {
       throw new InvalidState("this request must be approved by scanning the desktop's QR code");
@@ -359,6 +376,21 @@ export class PhoneUnlock {
 
   get needsNumber() {
     return this.params.mode === UnlockMode.NUMBER_MATCH;
+  }
+
+  /**
+   * Whether this pairing's policy allows the request's mode: scanning always,
+   * number matching only when the phone's user allowed it for this desktop
+   * (protocol.md 6.8). Whoever holds the desktop's files can make a request,
+   * so the phone's record decides.
+   */
+  get modeAllowed() {
+    return !this.needsNumber || this.pairing.allowNumberMatching === true;
+  }
+
+  /** Refuse, before anything is shown or sent, a mode the pairing did not agree to. */
+  checkMode() {
+    if (!this.modeAllowed) throw new ModeNotAllowed(MODE_NOT_ALLOWED);
   }
 
   /** Seconds left before the request expires (never negative). */
@@ -381,6 +413,7 @@ export class PhoneUnlock {
    */
   async approve({ now, choice = null, rng = systemRandom }) {
     this._verifiedSecret(); // answered or over: refused before looking at the choice
+    this.checkMode(); // refused, still unanswered: the user may deny
     if (this.needsNumber) {
       if (choice === null || !this.choices.includes(choice)) throw new InvalidState("pick one of the numbers offered");
       if (!equalBytes(u8(choice), u8(this._number ?? 0))) {
@@ -417,7 +450,7 @@ export class PhoneUnlock {
         recipientPk: this.params.ephemeralPk,
         info: replyInfo(keys.pairing_id, this.params),
         aad: concat(header(UnlockReply.TYPE), this.requestId),
-        plaintext: replyPlaintext(verdict, share),
+        plaintext: replyPlaintext(verdict, share, this.pairing.policy),
         psk: await unlockPsk(keys, this.requestId, qrSecret),
         pskId: Label.UNLOCK_PSK_ID,
         ephemeralSeed: rng(KEY_LEN),

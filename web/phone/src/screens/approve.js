@@ -5,6 +5,7 @@
  */
 
 import { answer, explain, labelOf, prepareUnlockFromPush, sendAnswer } from "../lib/actions.js";
+import { MODE_NOT_ALLOWED, ModeNotAllowed } from "../protocol/index.js";
 import { RelayError } from "../lib/relay.js";
 import { describeUserAgent, formatAgo, formatClock, formatRemaining, h, icon, nowSeconds } from "../lib/dom.js";
 import { busy, button, header, noticeCard } from "./common.js";
@@ -112,7 +113,15 @@ export function render(ctx, params) {
     });
 
   let actions;
-  if (pu.needsNumber) {
+  if (!pu.modeAllowed) {
+    // A mode this pairing did not agree to (protocol.md 6.8): no numbers to tap
+    // blindly, only the refusal; Deny and "I did not ask for this" stay.
+    const e = explain(new ModeNotAllowed(MODE_NOT_ALLOWED));
+    actions = [
+      h("div", { id: "mode-refused" }, noticeCard({ title: e.title, message: e.message, kind: e.kind })),
+      h("a", { class: "btn secondary", href: "#/devices", id: "mode-refused-devices" }, h("span", { text: "Open Desktops to unpair it" })),
+    ];
+  } else if (pu.needsNumber) {
     const choices = pu.choices.map((n) => {
       const b = h("button", { class: "btn number", type: "button", "data-number": n, text: String(n) });
       b.addEventListener("click", () => act(b, "approve", n));

@@ -1,7 +1,10 @@
-/** Paired desktops: rename, unpair, and unblock after "I did not ask for this". */
+/**
+ * Paired desktops: rename, unpair, unblock after "I did not ask for this", and
+ * each desktop's unlock policy (scan only, or approve from the notification too).
+ */
 
 import { b64e } from "../protocol/index.js";
-import { explain, labelOf, renamePairing, unpair } from "../lib/actions.js";
+import { explain, labelOf, renamePairing, setNumberMatching, unpair } from "../lib/actions.js";
 import { formatDate, h, icon } from "../lib/dom.js";
 import { busy, button, header, noticeCard, takeNotice } from "./common.js";
 
@@ -44,6 +47,13 @@ export function render(ctx) {
             entry.label && entry.label !== entry.record.desktopName ? `${entry.record.desktopName} · ` : "",
             `paired ${formatDate(entry.addedAt)}`,
           ),
+          h("span", {
+            class: "muted policy",
+            "data-number-matching": String(entry.record.allowNumberMatching),
+            text: entry.record.allowNumberMatching
+              ? "Approve by scanning, or from the notification (number matching)"
+              : "Approve by scanning its QR code only",
+          }),
         ),
       ),
       actions,
@@ -51,7 +61,10 @@ export function render(ctx) {
     const showActions = () => {
       const rename = button("Rename", showRename, { kind: "ghost small" });
       const remove = button("Unpair", showUnpair, { kind: "ghost small danger-text" });
-      const row = [rename, remove];
+      const policy = entry.record.allowNumberMatching
+        ? button("Scan only", () => savePolicy(policy, false), { kind: "ghost small policy-scan-only" })
+        : button("Allow from notification", showAllow, { kind: "ghost small policy-allow" });
+      const row = [rename, policy, remove];
       if (info?.blocked) {
         const unblock = button("Unblock", null, { kind: "ghost small" });
         unblock.addEventListener("click", () =>
@@ -76,6 +89,26 @@ export function render(ctx) {
       );
       actions.replaceChildren(input, save, button("Cancel", showActions, { kind: "ghost small" }));
       input.focus();
+    };
+    const savePolicy = (btn, allowed) =>
+      busy(btn, async () => {
+        await setNumberMatching(ctx, entry, allowed);
+        draw();
+      }, showError);
+    const showAllow = () => {
+      const confirmBtn = button("Allow", null, { kind: "primary small policy-allow-confirm" });
+      confirmBtn.addEventListener("click", () => savePolicy(confirmBtn, true));
+      actions.replaceChildren(
+        h("p", {
+          class: "confirm-text",
+          text:
+            `${labelOf(entry)} may then be approved from the notification by picking the number it shows. ` +
+            "Scanning proves you are at the desktop; a picked number only proves you looked. " +
+            "The desktop uses it after this phone's next answer.",
+        }),
+        confirmBtn,
+        button("Keep scan only", showActions, { kind: "ghost small" }),
+      );
     };
     const showUnpair = () => {
       const confirmBtn = button("Unpair", null, { kind: "danger small" });

@@ -4,7 +4,7 @@
  * confirmation -> name the desktop -> notifications -> done.
  */
 
-import { awaitAccept, enablePush, explain, renamePairing, sendHello } from "../lib/actions.js";
+import { awaitAccept, enablePush, explain, renamePairing, sendHello, setNumberMatching } from "../lib/actions.js";
 import { formatRemaining, groupCode, h, icon, nowSeconds } from "../lib/dom.js";
 import { saveSettings } from "../lib/store.js";
 import { busy, button, header, noticeCard } from "./common.js";
@@ -114,6 +114,8 @@ export function render(ctx) {
 
   const stepName = (entry) => {
     const labelInput = h("input", { id: "desktop-name", class: "text-input", maxlength: 40, value: entry.label, autocomplete: "off" });
+    // The pairing's unlock policy is this phone's choice (protocol.md 6.8): scan only unless allowed here.
+    const allowInput = h("input", { type: "checkbox", id: "allow-number-matching", role: "switch" });
     const save = button("Save", null, { iconName: "check", id: "pair-save" });
     save.addEventListener("click", () =>
       busy(
@@ -121,6 +123,7 @@ export function render(ctx) {
         async () => {
           const label = labelInput.value.trim() || entry.record.desktopName;
           if (label !== entry.label) await renamePairing(ctx, entry, label);
+          if (allowInput.checked) await setNumberMatching(ctx, entry, true);
           stepDone(label, await enablePush(ctx));
         },
         fail,
@@ -134,6 +137,20 @@ export function render(ctx) {
         h("h2", { text: "Paired" }),
         h("p", { class: "muted", text: `This phone can now unlock ${entry.record.desktopName}.` }),
         h("label", { class: "field" }, h("span", { text: "Name for this desktop" }), labelInput),
+        h(
+          "div",
+          { class: "setting" },
+          h(
+            "div",
+            {},
+            h("strong", { text: "Also approve from the notification" }),
+            h("p", {
+              class: "muted",
+              text: "Number matching: pick the number the desktop shows instead of scanning its QR code. Weaker: it proves you looked, not that you are there. Off unless you turn it on; change it later under Desktops.",
+            }),
+          ),
+          h("label", { class: "switch" }, allowInput, h("span", { class: "slider" })),
+        ),
       ),
       save,
     );
