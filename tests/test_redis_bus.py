@@ -12,13 +12,15 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 from fixtures.relay import RelayProcess
-from fixtures.scale import PrivateRedis, redis_cleanup, redis_prefix, require_redis
+from fixtures.scale import LoadBalancer, PrivateRedis, redis_cleanup, redis_prefix, require_redis
 
+from unlatch.relay import bus_redis
 from unlatch.relay.bus import InProcessBus, open_bus
 from unlatch.relay.bus_redis import RedisBus
 from unlatch.relay.errors import RelayConfigError
@@ -149,6 +151,77 @@ async def test_redis_restart_resyncs_waiters_and_publishing_never_fails(tmp_path
         await a.close()
         await b.close()
         server.stop()
+
+
+def _run_on(loop: str, scenario: Callable[[], Any]) -> None:
+    """Run ``scenario()`` on a fresh loop: uvloop (the relay's, under uvicorn) or asyncio."""
+    import uvloop
+
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(scenario())
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_waiters_joining_and_leaving_while_redis_resets_the_connection_get_no_error(
+    prefix: str, loop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: a waiter subscribing while Redis drops got a 500 / 1011 close.
+
+    The race, made to happen every time: the bus's own lock orders its Redis
+    commands, so the test holds it while a waiter leaves (its UNSUBSCRIBE
+    queues), another joins (its SUBSCRIBE queues) and the bus's reader queues
+    its ping; then Redis's connections are reset (TCP RST through a proxy)
+    and the lock released. Both commands now run on the reset connection
+    before the reader can notice. On uvloop a write there raises
+    RuntimeError("... the handler is closed"): the leaving waiter's task
+    died with it and the joining waiter got the exception. Now neither fails,
+    and the joining waiter is told to re-read the store when the bus is back
+    and gets live events again.
+    """
+    monkeypatch.setattr(bus_redis, "PING_EVERY", 0.05)  # the reader queues for its ping soon
+
+    async def scenario() -> None:
+        proxy = LoadBalancer([6379])  # a TCP proxy in front of the real Redis
+        await proxy.start()
+        bus = RedisBus(f"redis://127.0.0.1:{proxy.port}/0?prefix={prefix}")
+        other = RedisBus(f"redis://127.0.0.1:6379/0?prefix={prefix}")  # another node
+        direct = aioredis.Redis(port=6379)
+        await bus.start()
+        await other.start()
+        try:
+            leaving = bus.subscribe("channel:leaving")
+            await leaving.__aenter__()
+            await bus._lock.acquire()
+            await leaving.__aexit__(None, None, None)  # spawns the UNSUBSCRIBE
+            unsubscribes = list(bus._tasks)
+            joining = bus.subscribe("channel:joining")
+            joined = asyncio.create_task(joining.__aenter__())
+            while len(bus._lock._waiters or ()) < 3:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.01)  # until unsubscribe, subscribe and ping all wait
+            assert proxy.reset_clients() >= 1
+            for _ in range(2):
+                await direct.ping()  # round trips on loopback: the resets have arrived
+            bus._lock.release()
+            results = await asyncio.gather(*unsubscribes, return_exceptions=True)
+            assert not [r for r in results if isinstance(r, BaseException)], results
+            sub = await asyncio.wait_for(joined, 10)
+            assert await sub.get(10) == {"event": "resync"}
+            got = None
+            for _ in range(50):
+                if await other.publish("channel:joining", {"event": "message", "seq": 1}) >= 1:
+                    got = await sub.get(5)
+                    break
+                await asyncio.sleep(0.1)  # until the bus's new SUBSCRIBE is in place
+            assert got == {"event": "message", "seq": 1}
+            await joining.__aexit__(None, None, None)
+        finally:
+            await bus.close()
+            await other.close()
+            await direct.aclose()
+            await proxy.close()
+
+    _run_on(loop, scenario)
 
 
 # -- rate limits --------------------------------------------------------------------------

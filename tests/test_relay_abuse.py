@@ -16,7 +16,7 @@ import time
 
 import httpx
 import pytest
-from fixtures.relay import RelayProcess, make_pair
+from fixtures.relay import RelayProcess, make_pair, read_http_response
 from websockets.asyncio.client import connect
 
 from unlatch.relay.auth import auth_message
@@ -406,29 +406,6 @@ async def test_websocket_protocol_errors_close_cleanly(relay: RelayProcess) -> N
     assert '"level":"error"' not in logs, [ln for ln in logs.splitlines() if '"error"' in ln][:3]
 
 
-def _read_http_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of one HTTP/1.1 response read from a raw socket."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError(f"connection closed after {data[:200]!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        body += chunk
-    return int(lines[0].split()[1]), headers, body
-
-
 async def test_slow_bodies_get_408_and_the_connection_cap_answers_503(relay_factory) -> None:
     """Headers then a trickle of body: answered 408 at the deadline, and while such clients
     hold every allowed connection, new requests get a quick 503 instead of piling up."""
@@ -449,9 +426,7 @@ async def test_slow_bodies_get_408_and_the_connection_cap_answers_503(relay_fact
         # every allowed connection is held: a new request is refused at once, not queued
         r = await asyncio.to_thread(httpx.get, relay.url + "/healthz", timeout=10)
         assert r.status_code == 503
-        answers = await asyncio.gather(
-            *(asyncio.to_thread(_read_http_response, s) for s in stalled)
-        )
+        answers = await asyncio.gather(*(asyncio.to_thread(read_http_response, s) for s in stalled))
         statuses = [status for status, _, _ in answers]
         assert set(statuses) <= {408, 503}, statuses
         assert statuses.count(408) >= 12, statuses  # the cap refuses the last one or two

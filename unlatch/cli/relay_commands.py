@@ -7,6 +7,7 @@ import re
 import click
 
 from unlatch.cli import main
+from unlatch.relay.proxy import PROXY_HEADERS  # stdlib only: cheap at CLI start
 
 
 @main.command("relay")
@@ -32,7 +33,15 @@ from unlatch.cli import main
 @click.option(
     "--trusted-proxy",
     multiple=True,
-    help="CIDR of a reverse proxy whose X-Forwarded-For/Forwarded is believed (repeatable).",
+    help="CIDR of your reverse proxy (repeatable): from these peers only, the client address"
+    " is read from the --proxy-header header.",
+)
+@click.option(
+    "--proxy-header",
+    default=None,
+    type=click.Choice(PROXY_HEADERS, case_sensitive=False),
+    help="The one header your trusted proxy writes (default x-forwarded-for, as the nginx and"
+    " Caddy setups in docs/deploy.md send); the other is ignored, whoever sent it.",
 )
 @click.option(
     "--cert",
@@ -80,6 +89,7 @@ def relay_command(
     bus: str | None,
     public_url: str | None,
     trusted_proxy: tuple[str, ...],
+    proxy_header: str | None,
     cert: str | None,
     key: str | None,
     no_push: bool,
@@ -115,6 +125,7 @@ def relay_command(
         "bus": bus,
         "public_url": public_url,
         "trusted_proxy": trusted_proxy,
+        "proxy_header": proxy_header,
         "cert": cert,
         "key": key,
         "log_level": log_level,

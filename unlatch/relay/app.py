@@ -75,7 +75,12 @@ class Relay:
     # helpers -------------------------------------------------------------------
     def client_ip(self, request: Request) -> str:
         peer = request.client.host if request.client else None
-        return client_address(peer, request.scope.get("headers", []), self.config.trusted_networks)
+        return client_address(
+            peer,
+            request.scope.get("headers", []),
+            self.config.trusted_networks,
+            self.config.proxy_header,
+        )
 
     async def body(self, request: Request) -> dict[str, Any]:
         """The JSON body, bounded in size and in time (``body_timeout``)."""
@@ -411,6 +416,7 @@ def create_app(config: RelayConfig) -> Starlette:
             public_url=config.public_url,
             tls=bool(config.cert),
             trusted_proxies=len(config.trusted_networks),
+            proxy_header=config.proxy_header if config.trusted_networks else None,
             version=__version__,
         )
         try:

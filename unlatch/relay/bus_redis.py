@@ -50,13 +50,12 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from unlatch.relay.bus import Bus, Event, Subscription, _QueueSubscription
 from unlatch.relay.codec import json_loads
 from unlatch.relay.logs import log
-from unlatch.relay.redis_url import describe, split_redis_url
+from unlatch.relay.redis_url import REDIS_ERRORS, describe, split_redis_url
 
 SUBSCRIBE_WAIT = 1.0  # how long subscribe() waits for Redis to confirm
 # A request never waits longer than this on a publish: an unreachable (even
@@ -66,7 +65,7 @@ PING_EVERY = 5.0  # ping the subscriber connection after this much silence
 DEAD_AFTER = 15.0  # no answer for this long: reconnect
 OUTBOX_SIZE = 1000
 OUTBOX_MAX_AGE = 30.0
-_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+_REDIS_ERRORS = REDIS_ERRORS
 
 
 class RedisBus(Bus):
@@ -172,15 +171,19 @@ class RedisBus(Bus):
                 await self._pump(ps)
             except asyncio.CancelledError:
                 raise
-            except _REDIS_ERRORS as exc:
+            except Exception as exc:  # noqa: BLE001 - this task must outlive any failure
                 self._warn("redis bus connection lost", exc)
             finally:
-                self._pubsub = None
-                self._connected.clear()
-                for fut in self._confirmed.values():
-                    if not fut.done():
-                        fut.set_result(None)
-                with contextlib.suppress(*_REDIS_ERRORS):
+                # under the lock: a (un)subscribe holding it has taken the old connection
+                # and may be using it; it finishes (or fails) before the teardown, so its
+                # confirmation future is not completed under its feet
+                async with self._lock:
+                    self._pubsub = None
+                    self._connected.clear()
+                    for fut in self._confirmed.values():
+                        if not fut.done():
+                            fut.set_result(None)
+                with contextlib.suppress(Exception):
                     await ps.aclose()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
@@ -190,6 +193,8 @@ class RedisBus(Bus):
         last_heard = time.monotonic()
         pinged = False
         while True:
+            if self._pubsub is not ps:  # a command failed on it: _abandon()
+                raise ConnectionError("redis pub/sub connection abandoned")
             msg = await ps.get_message(timeout=PING_EVERY)
             now = time.monotonic()
             if msg is None:
@@ -197,7 +202,9 @@ class RedisBus(Bus):
                     raise ConnectionError("redis pub/sub connection went silent")
                 if not pinged or now - last_heard > PING_EVERY:
                     async with self._lock:
-                        await ps.ping()
+                        if self._pubsub is not ps:
+                            raise ConnectionError("redis pub/sub connection abandoned")
+                        await asyncio.wait_for(ps.ping(), PUBLISH_TIMEOUT)
                     pinged = True
                 continue
             last_heard = now
@@ -285,10 +292,13 @@ class RedisBus(Bus):
                 fut = asyncio.get_running_loop().create_future()
                 self._confirmed[channel] = fut
                 try:
-                    await ps.subscribe(channel)
+                    # bounded: the lock is held, and a black-holed Redis must not stall it
+                    await asyncio.wait_for(ps.subscribe(channel), SUBSCRIBE_WAIT)
                 except _REDIS_ERRORS as exc:
                     self._warn("redis subscribe failed", exc)
-                    fut.set_result(None)
+                    if not fut.done():
+                        fut.set_result(None)
+                    await self._abandon(ps)
                     return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(fut), SUBSCRIBE_WAIT)
@@ -302,8 +312,24 @@ class RedisBus(Bus):
             ps = self._pubsub
             if ps is None:
                 return
-            with contextlib.suppress(*_REDIS_ERRORS):
-                await ps.unsubscribe(channel)
+            try:
+                await asyncio.wait_for(ps.unsubscribe(channel), SUBSCRIBE_WAIT)
+            except _REDIS_ERRORS as exc:
+                self._warn("redis unsubscribe failed", exc)
+                await self._abandon(ps)
+
+    async def _abandon(self, ps: PubSub) -> None:
+        """Give up a subscriber connection a command failed on (the caller holds the lock).
+
+        redis-py would quietly reconnect it at the next command, and the events
+        published meanwhile would be lost without anyone knowing. Closing it
+        instead makes the reader fail, reconnect (subscribing every local topic)
+        and wake every local subscriber with "resync", as after any drop.
+        """
+        if self._pubsub is ps:
+            self._pubsub = None
+        with contextlib.suppress(Exception):
+            await ps.aclose()
 
     @contextlib.asynccontextmanager
     async def _subscribe(self, topic: str) -> AsyncIterator[Subscription]:

@@ -16,7 +16,7 @@ from unlatch import config as unlatch_config
 from unlatch import paths
 from unlatch.relay.auth import canonical_origin
 from unlatch.relay.errors import RelayConfigError
-from unlatch.relay.proxy import Network, parse_networks
+from unlatch.relay.proxy import DEFAULT_PROXY_HEADER, PROXY_HEADERS, Network, parse_networks
 from unlatch.relay.ratelimit import Rule
 
 DEFAULT_PORT = 8470
@@ -32,6 +32,8 @@ class RelayConfig:
     bus: str = "memory://"
     public_url: str = ""  # empty: http(s)://host:port
     trusted_proxy: list[str] = field(default_factory=list)
+    # the one header a trusted proxy writes (unlatch.relay.proxy); read only from those
+    proxy_header: str = DEFAULT_PROXY_HEADER
     cert: str = ""
     key: str = ""
     vapid_key: str = ""  # empty: vapid.pem under paths.subdir("relay")
@@ -108,6 +110,11 @@ class RelayConfig:
                 self.origin
                 if self.origin.startswith("https://")
                 else "mailto:relay@unlatch.invalid"
+            )
+        self.proxy_header = self.proxy_header.strip().lower()
+        if self.proxy_header not in PROXY_HEADERS:
+            raise RelayConfigError(
+                f"--proxy-header {self.proxy_header!r} must be one of: {', '.join(PROXY_HEADERS)}"
             )
         try:
             self.trusted_networks = parse_networks(self.trusted_proxy)

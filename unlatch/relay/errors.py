@@ -104,6 +104,7 @@ class TooManyPending(RateLimited):
 ERROR_CLASSES: dict[str, type[RelayError]] = {
     "bad_request": BadRequest,
     "too_large": BadRequest,
+    "headers_too_large": BadRequest,
     "unsupported_media_type": BadRequest,
     "unauthorized": AuthFailed,
     "bad_signature": AuthFailed,

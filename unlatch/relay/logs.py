@@ -46,6 +46,7 @@ SAFE_FIELDS = frozenset(
         "version",
         "tls",
         "trusted_proxies",
+        "proxy_header",
         "wanted",
         "max_connections",
         "nofile",

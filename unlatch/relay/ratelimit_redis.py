@@ -25,12 +25,11 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from unlatch.relay.logs import log
 from unlatch.relay.ratelimit import Denied, MemoryRateLimiter, RateLimiter, Rule
-from unlatch.relay.redis_url import describe, split_redis_url
+from unlatch.relay.redis_url import REDIS_ERRORS, describe, split_redis_url
 
 # KEYS: the buckets. ARGV: for each bucket burst, rate (tokens/s), ttl (ms).
 # Returns {0, "0"} when every bucket gave a token, else {index, "seconds to wait"}
@@ -67,7 +66,7 @@ end
 return {0, '0'}
 """
 
-_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+_REDIS_ERRORS = REDIS_ERRORS
 
 
 class RedisRateLimiter(RateLimiter):

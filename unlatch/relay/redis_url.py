@@ -1,4 +1,4 @@
-"""Parsing of the ``--bus redis://...`` URL shared by the Redis bus and rate limiter.
+"""The ``--bus redis://...`` URL and what a failing Redis raises (bus and rate limiter).
 
 Our own option ``prefix`` (default ``unlatch:``) namespaces every key and
 pub/sub channel, so several deployments (or test runs) can share one Redis:
@@ -11,7 +11,17 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from redis.exceptions import RedisError
+
 from unlatch.relay.errors import RelayConfigError
+
+# What a Redis command raises when Redis or the connection fails. RuntimeError is
+# among them: under uvloop (uvicorn's loop) a write on a connection being torn down
+# raises RuntimeError("... the handler is closed"), and redis-py raises
+# RuntimeError on a PubSub whose connection was released. The relay turns all of
+# them into "Redis is unavailable" (the store stays the truth, limits fall back
+# to per-node buckets), never into an error for a client.
+REDIS_ERRORS = (RedisError, OSError, TimeoutError, RuntimeError)
 
 DEFAULT_PREFIX = "unlatch:"
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -9,27 +9,169 @@ Slow clients are bounded three ways: request bodies have a deadline
 (:func:`unlatch.relay.validate.read_json`), at most ``max_connections``
 connections are served at once (uvicorn's ``limit_concurrency``: beyond it, 503),
 and a WebSocket whose client stops reading is cut off (:class:`StallGuardWebSocket`).
+Big clients are bounded too: a request head (request line and header fields,
+WebSocket upgrades included) over :data:`MAX_HEAD_BYTES` or with more than
+:data:`MAX_HEADERS` fields gets 431 (:class:`HeadLimitHttpToolsProtocol`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from unlatch.relay.apierror import ApiError
 from unlatch.relay.app import Relay, create_app
 from unlatch.relay.config import RelayConfig
 from unlatch.relay.logs import log, setup_logging
 
 FD_HEADROOM = 128  # descriptors kept free beyond max_connections (store, bus, logs, pushes)
+# A request head (request line + header fields) larger than this, or with more
+# fields, is refused with 431. The relay's own clients send well under 2 KiB;
+# browsers stay under 8 KiB per line (nginx's default large_client_header_buffers).
+MAX_HEAD_BYTES = 16 * 1024
+MAX_HEADERS = 100
+# after a 431 the relay stops sending but reads (and drops) what the client is still
+# sending for this long before closing, so the client gets the answer, not a reset
+REFUSE_LINGER = 1.0
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback: stops httptools at once (the request is refused)."""
+
+
+class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a cap on the request head: 431 above it.
+
+    httptools (llhttp) has no limit of its own: it buffers a header field of
+    any length, by repeated bytes concatenation, before handing it over, so a
+    single 64 MiB header took 15 s of CPU and left the relay's memory 67 MiB
+    larger. (uvicorn's ``h11_max_incomplete_event_size`` only applies to the
+    slower h11 parser.) Two guards here:
+
+    * memory: while a head is being read, the parser is fed at most the bytes
+      left in the budget; a head that has not ended when the budget is used
+      up is refused before any more of it is parsed or buffered;
+    * exact size and count: each URL chunk and each completed header field is
+      added up from the parser's callbacks, so a head that ends inside one
+      network read is measured too (a pipelined request following a finished
+      one in the same read is only seen this way).
+
+    The WebSocket upgrade request is parsed by this protocol before it is
+    handed to the WebSocket implementation, so it gets the same caps.
+    """
+
+    max_head_bytes = MAX_HEAD_BYTES
+    max_headers = MAX_HEADERS
+    _in_head = True  # a connection starts waiting for a request head
+    _head_fed = 0  # bytes given to the parser since this head began
+    _head_size = 0  # URL + field names and values seen through callbacks
+    _head_fields = 0
+    _refused = False
+    _refusal_pending = False  # the 431 waits for the answer to an earlier pipelined request
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a 431: dropped unparsed
+        while data and self._in_head and not self._refused:
+            room = self.max_head_bytes - self._head_fed
+            if room <= 0:
+                self._refuse()
+                return
+            piece, data = data[:room], data[room:]
+            self._head_fed += len(piece)
+            super().data_received(piece)
+            if (
+                self.parser is None
+                or self.transport.is_closing()
+                or self.transport.get_protocol() is not self  # upgraded to a WebSocket
+            ):
+                return
+        if data and not self._refused:
+            super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_fed = self._head_size = self._head_fields = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._grow(len(url), 0)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._grow(len(name) + len(value) + 4, 1)  # "name: value\r\n"
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def _grow(self, size: int, fields: int) -> None:
+        self._head_size += size
+        self._head_fields += fields
+        if self._head_size > self.max_head_bytes or self._head_fields > self.max_headers:
+            self._refuse()
+            raise _HeadTooLarge  # httptools stops; uvicorn's handler calls send_400_response
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:
+            super().send_400_response(msg)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refusal_pending:
+            self._refusal_pending = False
+            self._send_431()
+
+    def _refuse(self) -> None:
+        """Stop reading; answer 431 (after any answer in progress) and close."""
+        if self._refused:
+            return
+        self._refused = True
+        self.pipeline.clear()  # requests queued behind the one in progress are not served
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._refusal_pending = True
+            return
+        self._send_431()
+
+    def _send_431(self) -> None:
+        if self.transport.is_closing():
+            return
+        err = ApiError(
+            431,
+            "headers_too_large",
+            f"request head over {self.max_head_bytes} bytes or {self.max_headers} header fields",
+        )
+        body = json.dumps(err.body(), separators=(",", ":")).encode()
+        head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
+        for name, value in self.server_state.default_headers:
+            head.append(name + b": " + value + b"\r\n")
+        head.append(b"content-type: application/json\r\n")
+        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+        if self.transport.can_write_eof():
+            # half-close: a close with unread input would reset the connection, and the
+            # reset can destroy the 431 before the client (still sending) reads it
+            self.transport.write_eof()
+            self.loop.call_later(REFUSE_LINGER, self.transport.close)
+        else:
+            self.transport.close()
+        size = max(self._head_fed, self._head_size)
+        log("request head too large", size=size, count=self._head_fields)
 
 
 class StallGuardWebSocket(WebSocketsSansIOProtocol):
     """uvicorn's WebSocket protocol, aborting a connection whose client stopped reading.
+
+    (It also closes a connection whose text message is not UTF-8 without an
+    error line in the log: :meth:`send_receive_event_to_app`.)
 
     When a client stops reading, the kernel buffers fill (several MB on
     loopback), then asyncio pauses writing and the relay's send times out.
@@ -42,6 +184,24 @@ class StallGuardWebSocket(WebSocketsSansIOProtocol):
 
     stall_timeout = 10.0
     _stall_timer: asyncio.TimerHandle | None = None
+
+    def send_receive_event_to_app(self) -> None:
+        """A text message that is not UTF-8 is the client's error: close 1007, log at debug.
+
+        uvicorn closes with 1007 too, but logs it at ERROR with a traceback, so any
+        client could write error lines into the relay's log at will.
+        """
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                log("websocket text frame is not UTF-8; closed 1007", logging.DEBUG)
+                self.conn.send_close(1007, "text frame is not UTF-8")
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -137,6 +297,8 @@ def build_server(config: RelayConfig) -> RelayServer:
         port=config.port,
         ssl_certfile=config.cert or None,
         ssl_keyfile=config.key or None,
+        # httptools (the fast parser), with the relay's caps on the request head
+        http=HeadLimitHttpToolsProtocol,
         proxy_headers=False,  # the relay decides itself, from --trusted-proxy
         server_header=False,
         date_header=True,
