@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fixtures.vault import PASSWORD
+from fixtures.vault import PASSWORD, copy_file, key_from, readable_items
 
 from unlatch.vault import Item, ItemIntegrityError, Vault, WrongKeyError, WrongPasswordError, crypto
 from unlatch.vault.vault import DROP_ALTERED, DROP_NOT_RENEWABLE
@@ -33,60 +32,17 @@ def reopen(vault: Vault) -> Vault:
     return Vault.open(path)
 
 
-def copy_file(vault: Vault, dest: Path) -> Path:
-    """What an attacker keeps: a consistent copy of the file as it is now."""
-    src = sqlite3.connect(vault.path)
-    dst = sqlite3.connect(dest)
-    src.backup(dst)
-    src.close()
-    dst.close()
-    return dest
-
-
-def key_from(path: Path, password: str) -> bytes:
-    """The attacker opens a copy with a password they know and takes its vault key."""
-    vault = Vault.open(path)
-    vault.unlock_with_password(password)
-    assert vault._key is not None
-    key = bytes(vault._key)
-    vault.close()
-    return key
-
-
-def readable_items(path: Path, key: bytes) -> list[str]:
-    """Titles of the items of ``path`` that ``key`` decrypts, derived as docs/vault.md says
-    (per-item HKDF key, AAD over vault id, item id and version), straight from SQLite."""
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    vault_id = bytes.fromhex(
-        conn.execute("SELECT value FROM meta WHERE key='vault_id'").fetchone()[0]
-    )
-    rows = conn.execute("SELECT id, version, nonce, ciphertext FROM items").fetchall()
-    conn.close()
-    titles = []
-    for item_id, version, nonce, ct in rows:
-        item_key = crypto.hkdf(key, crypto.LABEL_ITEM_KEY, crypto.lp(vault_id, item_id.encode()))
-        aad = crypto.lp(
-            crypto.LABEL_ITEM_AAD, vault_id, item_id.encode(), struct.pack(">Q", version)
-        )
-        try:
-            plain = crypto.open_sealed(item_key, nonce, ct, aad)
-        except crypto.AeadFailure:
-            continue
-        titles.append(plain.decode().split('"title":"', 1)[1].split('"', 1)[0])
-    return sorted(titles)
-
-
 def test_attack_old_password_and_old_file_after_rotation(
     make_vault: MakeVault, tmp_path: Path
 ) -> None:
     vault = make_vault()
     vault.add_item(Item(title="before", password="old secret"))
-    old_copy = copy_file(vault, tmp_path / "stolen-copy.db")
+    old_copy = copy_file(vault.path, tmp_path / "stolen-copy.db")
 
     vault.rotate_key(PASSWORD, NEW_PASSWORD)
     vault.add_item(Item(title="after", password="new secret"))
     vault.update_item(vault.find("before").id, {"notes": "edited after"})
-    current = copy_file(vault, tmp_path / "current.db")
+    current = copy_file(vault.path, tmp_path / "current.db")
 
     old_key = key_from(old_copy, PASSWORD)  # the old password opens the old copy, as it must
     assert readable_items(old_copy, old_key) == ["before"]
@@ -99,10 +55,10 @@ def test_attack_old_password_and_old_file_after_rotation(
 def test_a_plain_password_change_keeps_the_key(make_vault: MakeVault, tmp_path: Path) -> None:
     """Why rotation exists: `passwd` without it leaves the old key opening new items."""
     vault = make_vault()
-    old_copy = copy_file(vault, tmp_path / "stolen-copy.db")
+    old_copy = copy_file(vault.path, tmp_path / "stolen-copy.db")
     vault.change_password(PASSWORD, NEW_PASSWORD)
     vault.add_item(Item(title="after"))
-    current = copy_file(vault, tmp_path / "current.db")
+    current = copy_file(vault.path, tmp_path / "current.db")
     assert readable_items(current, key_from(old_copy, PASSWORD)) == ["after"]
 
 
