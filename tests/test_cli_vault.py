@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -12,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from fixtures.vault import KDF_ARGS, PASSWORD, Cli
+from fixtures.vault import KDF_ARGS, PASSWORD, Cli, copy_file, key_from, readable_items
 
+from unlatch.agent import client
 from unlatch.vault import totp
 
 TOTP_SECRET = "JBSWY3DPEHPK3PXP"
@@ -174,6 +176,65 @@ def test_passwd(cli: Cli) -> None:
     cli("lock", check=True)
     assert cli("unlock", "--password-stdin", input=PASSWORD + "\n").returncode != 0
     cli("unlock", "--password-stdin", input="new password 1\n", check=True)
+
+
+def test_attack_old_password_and_old_file_after_passwd_rotate_key(cli: Cli, tmp_path: Path) -> None:
+    """Issue 11.6: someone who learnt the old master password and kept an old copy of the
+    vault file reads nothing of the current file after `passwd --rotate-key`, items added
+    later included (with plain `passwd` they read everything: see test_vault_rotation)."""
+    cli.init()
+    vault_file = cli.home / "desktop" / "vault.db"
+    cli("add", "before", input="secret-1\n", check=True)
+    old_copy = copy_file(vault_file, tmp_path / "stolen-copy.db")
+    proc = cli("passwd", "--rotate-key", "--password-stdin", input=f"{PASSWORD}\nnew password 1\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "vault key rotated: 1 item(s) re-encrypted" in proc.stdout
+    cli("add", "after", input="secret-2\n", check=True)  # the agent holds the new key
+    current = copy_file(vault_file, tmp_path / "current.db")
+
+    old_key = key_from(old_copy, PASSWORD)
+    assert readable_items(old_copy, old_key) == ["before"]
+    assert readable_items(current, old_key) == []
+    assert readable_items(current, key_from(current, "new password 1")) == ["after", "before"]
+    cli("lock", check=True)
+    assert cli("unlock", "--password-stdin", input=PASSWORD + "\n").returncode != 0
+    cli("unlock", "--password-stdin", input="new password 1\n", check=True)
+    assert cli("get", "before", "--field", "password", check=True).stdout == "secret-1\n"
+
+
+def test_rotate_key_keeps_phones_and_asks_before_dropping_one(cli: Cli) -> None:
+    cli.init()
+    cli("add", "item", input="pw\n", check=True)
+    kek = os.urandom(32)
+    with client.connect(start=False) as agent:
+        args = {"kek": base64.b64encode(kek).decode(), "meta": {}}
+        phone = agent.call("add_slot", kind="phone", label="Pixel 8", **args)["slot_id"]
+        old = agent.call("add_slot", kind="phone", label="Old phone", **args)["slot_id"]
+    conn = sqlite3.connect(cli.home / "desktop" / "vault.db")  # as an older unlatch left it
+    conn.execute("UPDATE slots SET renew_key = NULL, renew_mac = NULL WHERE id = ?", (old,))
+    conn.commit()
+    conn.close()
+
+    proc = cli("rotate-key", "--password-stdin", input=PASSWORD + "\n")
+    assert proc.returncode == 2 and "add --yes" in proc.stderr
+    assert "cannot renew, and will remove: phone 'Old phone'" in proc.stderr
+    no_traceback(proc)
+    proc = cli("rotate-key", "--password-stdin", "--yes", input=PASSWORD + "\n", check=True)
+    assert "kept, renewed the next time each unlocks: phone 'Pixel 8'" in proc.stdout
+    assert "removed phone 'Old phone': it was added by an older unlatch" in proc.stdout
+    assert "unlatch devices revoke 'Old phone'" in proc.stdout
+    status = json.loads(cli("status", "--json", check=True).stdout)
+    assert {s["label"]: s["renewal"] for s in status["slots"]} == {
+        "master password": "ready",
+        "Pixel 8": "pending",
+    }
+    cli("lock", check=True)
+    with client.connect(start=False) as agent:
+        agent.call("unlock_slot", slot_id=phone, kek=base64.b64encode(kek).decode())
+        assert {s["id"]: s["renewal"] for s in agent.call("slots")}[phone] == "ready"
+    assert cli("get", "item", "--field", "password", check=True).stdout == "pw\n"
+    proc = cli("rotate-key", "--password-stdin", input="wrong password\n")
+    assert proc.returncode != 0 and "current master password is wrong" in proc.stderr
 
 
 def test_kdf_options_never_go_below_owasp(cli: Cli) -> None:

@@ -197,7 +197,9 @@ def test_a_planted_slot_wrapping_another_key_is_rejected(make_vault: MakeVault) 
     kek, foreign_key = os.urandom(32), os.urandom(32)
     nonce, wrapped = crypto.seal(kek, foreign_key, slot_aad(vault.vault_id, "planted", "phone"))
     vault._conn.execute(
-        "INSERT INTO slots VALUES ('planted', 'phone', 'evil', 0, '{}', ?, ?)", (nonce, wrapped)
+        "INSERT INTO slots (id, kind, label, created_at, meta, nonce, wrapped_key)"
+        " VALUES ('planted', 'phone', 'evil', 0, '{}', ?, ?)",
+        (nonce, wrapped),
     )
     vault = reopen(vault)
     with pytest.raises(CorruptVaultError, match="does not hold this vault's key"):

@@ -27,6 +27,7 @@ from unlatch.errors import UnlatchError
 from unlatch.vault import Item, KdfParams, SlotInfo, Vault, VaultLockedError
 from unlatch.vault.errors import VaultNotFoundError
 from unlatch.vault.slots import SlotMeta
+from unlatch.vault.vault import Rotation
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -252,6 +253,23 @@ class AgentCore:
             await asyncio.to_thread(vault.change_password, old, new, kdf_params=kdf_params)
         self.touch()
 
+    async def rotate_key(
+        self, password: str, new_password: str | None = None, kdf_params: KdfParams | None = None
+    ) -> Rotation:
+        """Replace the vault key (:meth:`Vault.rotate_key`; works locked or unlocked).
+
+        Under the mutex like every write, so no item write, idle lock or
+        slot renewal interleaves with it; the held key becomes the new one.
+        """
+        async with self._mutex:
+            vault = await asyncio.to_thread(self._open_vault)
+            result = await asyncio.to_thread(
+                vault.rotate_key, password, new_password, kdf_params=kdf_params
+            )
+        self.touch()
+        self._emit("changed")
+        return result
+
     # -------------------------------------------------------------- slots
 
     async def list_slots(self) -> list[SlotInfo]:
@@ -294,4 +312,5 @@ def _slot_dict(slot: SlotInfo) -> dict[str, Any]:
         "label": slot.label,
         "created_at": slot.created_at,
         "meta": dict(slot.meta),
+        "renewal": slot.renewal,
     }

@@ -143,6 +143,20 @@ async def passwd(core: AgentCore, args: dict[str, Any]) -> Any:
     return {"changed": True}
 
 
+async def rotate_key(core: AgentCore, args: dict[str, Any]) -> Any:
+    new = args.get("new")
+    if new is not None:
+        new = _text(args, "new", limit=1024)
+    done = await core.rotate_key(_text(args, "password", limit=1024), new, _kdf(args))
+    return {
+        "rotated": True,
+        "items": done.items,
+        "rewrapped": [_slot_dict(s) for s in done.rewrapped],
+        "renewing": [_slot_dict(s) for s in done.renewing],
+        "dropped": [{**_slot_dict(d.slot), "reason": d.reason} for d in done.dropped],
+    }
+
+
 async def slots(core: AgentCore, args: dict[str, Any]) -> Any:
     return [_slot_dict(s) for s in await core.list_slots()]
 
@@ -179,6 +193,7 @@ HANDLERS: dict[str, Handler] = {
     "remove": remove,
     "search": search,
     "passwd": passwd,
+    "rotate_key": rotate_key,
     "slots": slots,
     "add_slot": add_slot,
     "rename_slot": rename_slot,

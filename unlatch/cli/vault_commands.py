@@ -1,4 +1,5 @@
-"""Vault commands: init, unlock, lock, status, add, list, get, edit, rm, generate, passwd.
+"""Vault commands: init, unlock, lock, status, add, list, get, edit, rm, generate, passwd,
+rotate-key.
 
 Each command talks to the agent (:mod:`unlatch.agent.client`), which holds
 the unlocked key and is started on demand. Secrets are read from a hidden
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -697,25 +699,144 @@ def generate(spec: GeneratorSpec, as_json: bool) -> None:
     click.echo(f"entropy: {g.entropy_bits:.1f} bits", err=True)
 
 
+_yes_option = click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="With a key rotation: remove unlock methods it cannot renew without asking.",
+)
+
+
 @main.command()
 @click.option(
     "--password-stdin",
     is_flag=True,
     help="Read the current then the new password from stdin (two lines).",
 )
+@click.option(
+    "--rotate-key",
+    is_flag=True,
+    help="Also replace the vault key (re-encrypts every item; see `unlatch rotate-key`).",
+)
+@_yes_option
 @_with_kdf_options
-def passwd(password_stdin: bool, kdf_memory_kib: int | None, kdf_time: int | None) -> None:
-    """Change the master password. Only its key slot is rewrapped; phones and passkeys
-    keep working.
+def passwd(
+    password_stdin: bool,
+    rotate_key: bool,
+    yes: bool,
+    kdf_memory_kib: int | None,
+    kdf_time: int | None,
+) -> None:
+    """Change the master password.
+
+    Without --rotate-key only the password's key slot is rewrapped and the
+    vault key stays: the old password still opens any copy of the vault file
+    made before the change, and that copy's key decrypts the current file,
+    items added later included. If the old password or a copy of the file
+    may have leaked, use --rotate-key: a new vault key, every item
+    re-encrypted, phones and passkeys kept (see `unlatch rotate-key --help`).
 
     \b
     Examples:
       unlatch passwd
+      unlatch passwd --rotate-key
       printf '%s\\n%s\\n' "$OLD" "$NEW" | unlatch passwd --password-stdin
     """
     kdf = _kdf_args(kdf_memory_kib, kdf_time)
-    old = read_secret("current master password", from_stdin=password_stdin)
-    new = read_secret("new master password", from_stdin=password_stdin, confirm=True)
     with _agent() as agent:
-        agent.call("passwd", old=old, new=new, **kdf)
+        if rotate_key:
+            _confirm_rotation_drops(agent, yes=yes)
+        old = read_secret("current master password", from_stdin=password_stdin)
+        new = read_secret("new master password", from_stdin=password_stdin, confirm=True)
+        if not rotate_key:
+            agent.call("passwd", old=old, new=new, **kdf)
+            click.echo("master password changed")
+            return
+        done = agent.call("rotate_key", password=old, new=new, **kdf)
     click.echo("master password changed")
+    _report_rotation(done)
+
+
+@main.command("rotate-key")
+@click.option("--password-stdin", is_flag=True, help="Read the master password from stdin.")
+@_yes_option
+@_with_kdf_options
+def rotate_key_command(
+    password_stdin: bool, yes: bool, kdf_memory_kib: int | None, kdf_time: int | None
+) -> None:
+    """Replace the vault key: the old key, and every old copy of the vault file, then
+    open nothing in the current file.
+
+    A new random vault key is made and every item re-encrypted under it, in
+    one transaction (a crash leaves the old vault or the new one). The master
+    password is asked for and stays the same (`unlatch passwd --rotate-key`
+    changes it at the same time). Paired phones and passkeys keep working:
+    each gets the new key sealed to its own renewal key and is rewrapped the
+    next time it unlocks. One that has not unlocked the vault since unlatch
+    learned key rotation cannot be renewed and is removed (you are asked
+    first; pair the phone or add the passkey again afterwards).
+
+    A phone or passkey you no longer trust is not cut off by a rotation:
+    revoke or remove it first.
+
+    \b
+    Examples:
+      unlatch rotate-key
+      printf '%s\\n' "$PASSWORD" | unlatch rotate-key --password-stdin --yes
+    """
+    kdf = _kdf_args(kdf_memory_kib, kdf_time)
+    with _agent() as agent:
+        _confirm_rotation_drops(agent, yes=yes)
+        password = read_secret("master password", from_stdin=password_stdin)
+        done = agent.call("rotate_key", password=password, **kdf)
+    _report_rotation(done)
+
+
+def _slot_name(slot: dict[str, Any]) -> str:
+    return (
+        "master password"
+        if slot["kind"] == "password" and slot["label"] == "master password"
+        else f"{slot['kind']} {slot['label']!r}"
+    )
+
+
+def _confirm_rotation_drops(agent: AgentClient, *, yes: bool) -> None:
+    """Name, before anything changes, the phones and passkeys a rotation will remove."""
+    info = agent.call("status")
+    if not info["vault_exists"]:
+        raise InputError("no vault yet: run `unlatch init`")
+    doomed = [s for s in info["slots"] if s["kind"] != "password" and s["renewal"] == "none"]
+    if not doomed:
+        return
+    click.echo(
+        "A key rotation cannot renew, and will remove: "
+        + ", ".join(_slot_name(s) for s in doomed)
+        + ". Each has not unlocked the vault since this version of unlatch; unlock with "
+        "it once first to keep it, or pair / add it again after the rotation.",
+        err=True,
+    )
+    if yes:
+        return
+    if not _stdin_is_terminal():
+        raise InputError("not a terminal: add --yes to rotate and remove them")
+    click.confirm("Rotate the key and remove them?", abort=True)
+
+
+def _report_rotation(done: dict[str, Any]) -> None:
+    click.echo(f"vault key rotated: {done['items']} item(s) re-encrypted under a new key")
+    if done["renewing"]:
+        click.echo(
+            "kept, renewed the next time each unlocks: "
+            + ", ".join(_slot_name(s) for s in done["renewing"])
+        )
+    for slot in done["dropped"]:
+        if slot["kind"] == "phone":
+            again = (
+                f"revoke it (`unlatch devices revoke {shlex.quote(slot['label'])}`) "
+                "and pair it again"
+            )
+        elif slot["kind"] == "passkey":
+            again = "add the passkey again in the desktop app's Settings -> Passkeys"
+        else:
+            again = "add it again"
+        click.echo(f"removed {_slot_name(slot)}: {slot['reason']}; {again}")

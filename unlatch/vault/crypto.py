@@ -12,6 +12,7 @@ import os
 import struct
 from hashlib import sha256
 
+import pyhpke
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -28,6 +29,21 @@ LABEL_ITEM_AAD = b"unlatch/vault/v1/item"
 LABEL_MANIFEST_KEY = b"unlatch/vault/v1/manifest-key"
 LABEL_MANIFEST = b"unlatch/vault/v1/manifest"
 LABEL_KEY_CHECK = b"unlatch/vault/v1/key-check"
+LABEL_RENEW_SEED = b"unlatch/vault/v1/renew-seed"
+LABEL_RENEW_MAC_KEY = b"unlatch/vault/v1/renew-mac-key"
+LABEL_RENEW_MAC = b"unlatch/vault/v1/renew-mac"
+LABEL_SLOT_SEAL = b"unlatch/vault/v1/slot-seal"
+
+#: HPKE (RFC 9180) suite of a slot's renewal key: DHKEM(X25519, HKDF-SHA256),
+#: HKDF-SHA256, AES-256-GCM, base mode. A vault-format fact, independent of
+#: the protocol's choice (which happens to be the same suite).
+RENEW_SUITE = pyhpke.CipherSuite.new(
+    pyhpke.KEMId.DHKEM_X25519_HKDF_SHA256,
+    pyhpke.KDFId.HKDF_SHA256,
+    pyhpke.AEADId.AES256_GCM,
+)
+RENEW_KEY_LEN = 32
+RENEW_ENC_LEN = 32
 
 
 class AeadFailure(Exception):
@@ -81,4 +97,43 @@ def open_sealed(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> byte
     try:
         return AESGCM(key).decrypt(nonce, ciphertext, aad)
     except InvalidTag:
+        raise AeadFailure from None
+
+
+def renewal_key_pair(seed: bytes) -> pyhpke.KEMKeyPair:
+    """RFC 9180 DeriveKeyPair: the slot's renewal key pair from a 32-byte seed."""
+    return RENEW_SUITE.kem.derive_key_pair(seed)
+
+
+def renewal_public_key(seed: bytes) -> bytes:
+    """The public half of :func:`renewal_key_pair` (32 bytes, stored in the slot)."""
+    return bytes(renewal_key_pair(seed).public_key.to_public_bytes())
+
+
+def seal_to(public_key: bytes, plaintext: bytes, info: bytes, aad: bytes) -> tuple[bytes, bytes]:
+    """HPKE base-mode single-shot seal to ``public_key``; returns ``(enc, ciphertext)``.
+
+    Raises :class:`AeadFailure` when the public key is not a usable X25519
+    point (wrong size, small order): the caller treats the slot as damaged.
+    """
+    if len(public_key) != RENEW_KEY_LEN:
+        raise AeadFailure
+    try:
+        recipient = RENEW_SUITE.kem.deserialize_public_key(public_key)
+        enc, ctx = RENEW_SUITE.create_sender_context(recipient, info=info)
+    except (pyhpke.PyHPKEError, ValueError):
+        raise AeadFailure from None
+    return bytes(enc), bytes(ctx.seal(plaintext, aad))
+
+
+def open_from(seed: bytes, enc: bytes, ciphertext: bytes, info: bytes, aad: bytes) -> bytes:
+    """Inverse of :func:`seal_to`, with the key pair of ``seed``; :class:`AeadFailure` if wrong."""
+    if len(enc) != RENEW_ENC_LEN:
+        raise AeadFailure
+    try:
+        ctx = RENEW_SUITE.create_recipient_context(
+            enc, renewal_key_pair(seed).private_key, info=info
+        )
+        return bytes(ctx.open(ciphertext, aad))
+    except (pyhpke.PyHPKEError, ValueError):
         raise AeadFailure from None

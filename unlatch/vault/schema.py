@@ -28,7 +28,7 @@ from unlatch.vault.errors import (
 )
 
 FORMAT_NAME = "unlatch-vault"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_HEADER_LEN = 100
 
@@ -59,8 +59,23 @@ def _create_v1(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO meta (key, value) VALUES ('format', ?)", (FORMAT_NAME,))
 
 
+def _renewal_v2(conn: sqlite3.Connection) -> None:
+    """Key rotation: each slot's renewal public key, its MAC, and the sealed form.
+
+    ``renew_key``: the slot's HPKE public key, derived from its KEK (NULL until
+    the vault has seen that KEK: at creation, or at the slot's next unlock).
+    ``renew_mac``: HMAC of it under the vault key. ``enc``: NULL when
+    ``wrapped_key`` is AES-GCM under the KEK; otherwise the HPKE encapsulated
+    key and ``wrapped_key`` is sealed to ``renew_key`` (after a rotation, until
+    the slot's next use). See docs/vault.md "Key rotation".
+    """
+    conn.execute("ALTER TABLE slots ADD COLUMN renew_key BLOB")
+    conn.execute("ALTER TABLE slots ADD COLUMN renew_mac BLOB")
+    conn.execute("ALTER TABLE slots ADD COLUMN enc BLOB")
+
+
 # MIGRATIONS[n] upgrades a file at schema version n to n + 1.
-MIGRATIONS: dict[int, Migration] = {0: _create_v1}
+MIGRATIONS: dict[int, Migration] = {0: _create_v1, 1: _renewal_v2}
 
 
 def connect(path: Path) -> sqlite3.Connection:

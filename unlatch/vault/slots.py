@@ -6,6 +6,10 @@ vault key is sealed with AES-256-GCM under a 32-byte key-encryption key
 the slot id and the kind, so a wrapped key cannot be moved to another slot,
 relabelled as another kind, or copied into another vault.
 
+Every slot also carries a renewal public key derived from its KEK, so a
+key rotation can hand the new vault key to a phone or passkey slot without
+the phone or the passkey (see :meth:`unlatch.vault.Vault.rotate_key`).
+
 The table is generic on purpose: ``password`` (Argon2id, params in
 ``meta``) today; ``phone`` (KEK = HKDF over the phone's share and a
 desktop-local secret) and ``passkey`` (KEK from the WebAuthn PRF output)
@@ -47,6 +51,10 @@ class SlotInfo:
     label: str
     created_at: int
     meta: SlotMeta
+    #: Key rotation (docs/vault.md): ``ready`` (a rotation can renew this slot),
+    #: ``pending`` (sealed by a rotation, rewrapped at its next use) or ``none``
+    #: (made by an older unlatch and not used since: a rotation drops it).
+    renewal: str = "ready"
 
 
 def slot_aad(vault_id: bytes, slot_id: str, kind: str) -> bytes:

@@ -6,7 +6,9 @@ caller-provided key-encryption key for phone / passkey slots). Items are
 sealed with AES-256-GCM under a per-item key ``HKDF(vault key, item id)``;
 the AAD binds vault id, item id and item version, and an HMAC "manifest"
 over every ``(item id, version)`` pair catches rows that were deleted,
-added, or rolled back to an older copy. See docs/vault.md for the layout.
+added, or rolled back to an older copy. :meth:`Vault.rotate_key` replaces
+the vault key itself (every item re-encrypted, every slot rewrapped or
+sealed to its renewal key) in one transaction. See docs/vault.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,34 @@ def check_password(password: str) -> None:
         )
     if len(password) > MAX_PASSWORD_CHARS:
         raise InvalidSlotError(f"the master password must be at most {MAX_PASSWORD_CHARS} chars")
+
+
+DROP_NOT_RENEWABLE = (
+    "it was added by an older unlatch and has not unlocked the vault since, so "
+    "the vault never learned its renewal key"
+)
+DROP_ALTERED = "its renewal key failed its integrity check (the vault file was altered)"
+
+
+@dataclass(frozen=True)
+class DroppedSlot:
+    """A slot a rotation had to delete, and why (shown to the user)."""
+
+    slot: SlotInfo
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What :meth:`Vault.rotate_key` did."""
+
+    items: int
+    #: password slots rewrapped with the password that was typed
+    rewrapped: list[SlotInfo]
+    #: slots sealed to their renewal key: they keep working, rewrapped at next use
+    renewing: list[SlotInfo]
+    #: slots deleted: their phone must be paired again, their passkey added again
+    dropped: list[DroppedSlot]
 
 
 class Vault:
@@ -209,9 +240,11 @@ class Vault:
         if not isinstance(password, str) or len(password) > MAX_PASSWORD_CHARS:
             raise WrongPasswordError()
         for slot_id in self._slot_ids(KIND_PASSWORD):
-            key = self._try_password_slot(slot_id, password)
-            if key is not None:
+            opened = self._try_password_slot(slot_id, password)
+            if opened is not None:
+                row, kek, key = opened
                 self._verify_key(key, may_record=True)
+                self._renew_slot(row, kek, key)
                 self._set_key(key)
                 return
         raise WrongPasswordError()
@@ -223,12 +256,14 @@ class Vault:
         if key is None:
             raise WrongKeyError(f"the key does not open slot {row['label']!r} ({row['kind']})")
         self._verify_key(key)
+        self._renew_slot(row, bytes(kek), key)
         self._set_key(key)
 
     def list_slots(self) -> list[SlotInfo]:
         """Every slot (works while locked: the UI offers the unlock methods)."""
         rows = self._conn.execute(
-            "SELECT id, kind, label, created_at, meta FROM slots ORDER BY created_at, id"
+            "SELECT id, kind, label, created_at, meta, renew_key, enc FROM slots"
+            " ORDER BY created_at, id"
         ).fetchall()
         return [_slot_info(r) for r in rows]
 
@@ -251,12 +286,11 @@ class Vault:
         meta_text = slots.encode_meta(meta or {})
         key = self._require_key()
         slot_id = _new_id()
-        nonce, wrapped = crypto.seal(bytes(kek), key, slots.slot_aad(self.vault_id, slot_id, kind))
+        wrap = _wrap(self.vault_id, slot_id, kind, bytes(kek), key)
         with schema.write_txn(self._conn):
             self._conn.execute(
-                "INSERT INTO slots (id, kind, label, created_at, meta, nonce, wrapped_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (slot_id, kind, label, _now(), meta_text, nonce, wrapped),
+                _INSERT_SLOT,
+                (slot_id, kind, label, _now(), meta_text, *wrap),
             )
         return slot_id
 
@@ -309,23 +343,165 @@ class Vault:
         """
         check_password(new)
         for slot_id in self._slot_ids(KIND_PASSWORD):
-            key = self._try_password_slot(slot_id, old)
-            if key is None:
+            opened = self._try_password_slot(slot_id, old)
+            if opened is None:
                 continue
-            row = self._slot_row(slot_id)
-            params = kdf_params or _params_from_meta(slots.decode_meta(row["meta"]))
-            params.check()
-            meta, kek = _password_kek(new, params)
-            nonce, wrapped = crypto.seal(
-                kek, key, slots.slot_aad(self.vault_id, slot_id, KIND_PASSWORD)
-            )
+            row, _, key = opened
+            meta, kek = _password_kek(new, self._slot_params(row, kdf_params))
+            wrap = _wrap(self.vault_id, slot_id, KIND_PASSWORD, kek, key)
             with schema.write_txn(self._conn):
                 self._conn.execute(
-                    "UPDATE slots SET meta = ?, nonce = ?, wrapped_key = ? WHERE id = ?",
-                    (slots.encode_meta(meta), nonce, wrapped, slot_id),
+                    _UPDATE_META_AND_WRAP,
+                    (slots.encode_meta(meta), *wrap, slot_id),
                 )
             return
         raise WrongPasswordError("the current master password is wrong")
+
+    def rotate_key(
+        self,
+        password: str,
+        new_password: str | None = None,
+        *,
+        kdf_params: KdfParams | None = None,
+    ) -> Rotation:
+        """Replace the vault key: a new random key, every item re-encrypted, every slot moved.
+
+        ``password`` is the current master password: each password slot it
+        opens is rewrapped directly, under ``new_password`` if given (with a
+        new salt; the slot's Argon2 cost unless ``kdf_params``). Every other
+        slot is *sealed* to its renewal public key (HPKE; no KEK needed) and
+        rewrapped at its next use; a slot without a usable renewal key
+        (older than this feature and not used since, or altered) is deleted
+        and reported. The old key then opens nothing in this file.
+
+        All of it is one ``BEGIN IMMEDIATE`` transaction: a crash at any point
+        leaves the old vault or the new one, never a mix. Works locked or
+        unlocked (the vault stays as it was, with the new key if unlocked).
+        Refuses (:class:`ItemIntegrityError`) a vault whose items do not all
+        authenticate, rather than re-encrypt tampered data under the new key.
+        """
+        if new_password is not None:
+            check_password(new_password)
+        if not isinstance(password, str) or len(password) > MAX_PASSWORD_CHARS:
+            raise WrongPasswordError("the current master password is wrong")
+        opened = [
+            found
+            for slot_id in self._slot_ids(KIND_PASSWORD)
+            if (found := self._try_password_slot(slot_id, password)) is not None
+        ]
+        if not opened:
+            raise WrongPasswordError("the current master password is wrong")
+        old_key = opened[0][2]
+        self._verify_key(old_key, may_record=True)
+        # Argon2 for the rewrapped slots before the write lock is taken.
+        typed = {
+            str(row["id"]): _password_kek(
+                password if new_password is None else new_password,
+                self._slot_params(row, kdf_params),
+            )
+            for row, _, _ in opened
+        }
+        was_unlocked = self.is_unlocked
+        new_key = bytearray(crypto.random_bytes(crypto.KEY_LEN))
+        try:
+            with schema.write_txn(self._conn):
+                self._verify_key(old_key)  # the file may have changed since the check above
+                count = self._reencrypt_items(old_key, bytes(new_key))
+                self._conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'key_check'",
+                    (_key_check(bytes(new_key), self.vault_id).hex(),),
+                )
+                result = self._move_slots(old_key, bytes(new_key), typed)
+            self.lock()
+            if was_unlocked:
+                self._set_key(bytes(new_key))
+        finally:
+            for i in range(len(new_key)):
+                new_key[i] = 0
+        return Rotation(count, *result)
+
+    def _reencrypt_items(self, old_key: bytes, new_key: bytes) -> int:
+        """Inside rotate_key's transaction: authenticate every item and the manifest
+        under the old key, re-encrypt each under the new one (same id and version)."""
+        rows = self._conn.execute(
+            "SELECT id, version, nonce, ciphertext FROM items ORDER BY id"
+        ).fetchall()
+        listed = [(r[0], r[1]) for r in rows]
+        stored = self._conn.execute("SELECT value FROM meta WHERE key = 'manifest_mac'").fetchone()
+        try:
+            expected = _manifest_mac(old_key, self.vault_id, listed)
+            ok = stored is not None and hmac.compare_digest(bytes.fromhex(stored[0]), expected)
+        except (TypeError, ValueError, struct.error):
+            ok = False
+        if not ok:
+            raise ItemIntegrityError(
+                "the vault's item list failed its integrity check: not rotating a vault "
+                "whose items were removed, added or rolled back outside unlatch"
+            )
+        old_prk, new_prk = crypto.hkdf_extract(old_key), crypto.hkdf_extract(new_key)
+        updates = []
+        for item_id, version, nonce, ct in rows:
+            aad = self._item_aad(item_id, version)
+            try:
+                if not isinstance(ct, bytes) or len(ct) > MAX_CIPHERTEXT:
+                    raise AeadFailure
+                plaintext = crypto.open_sealed(
+                    self._item_key_from(old_prk, item_id), nonce, ct, aad
+                )
+            except (AeadFailure, TypeError):
+                raise ItemIntegrityError(
+                    f"item {item_id} failed its integrity check: not rotating a vault "
+                    "with a tampered or damaged item"
+                ) from None
+            updates.append(
+                (*crypto.seal(self._item_key_from(new_prk, item_id), plaintext, aad), item_id)
+            )
+        self._conn.executemany("UPDATE items SET nonce = ?, ciphertext = ? WHERE id = ?", updates)
+        _store_manifest(self._conn, _manifest_mac(new_key, self.vault_id, listed))
+        return len(rows)
+
+    def _move_slots(
+        self, old_key: bytes, new_key: bytes, typed: Mapping[str, tuple[SlotMeta, bytes]]
+    ) -> tuple[list[SlotInfo], list[SlotInfo], list[DroppedSlot]]:
+        """Inside rotate_key's transaction: rewrap the typed password slots, seal the
+        others to their (authenticated) renewal keys, delete those that cannot be."""
+        rewrapped: list[SlotInfo] = []
+        sealed: list[SlotInfo] = []
+        dropped: list[DroppedSlot] = []
+        rows = self._conn.execute(
+            "SELECT id, kind, label, created_at, meta, renew_key, enc, renew_mac FROM slots"
+            " ORDER BY created_at, id"
+        ).fetchall()
+        for row in rows:
+            slot_id, kind, public, mac = str(row[0]), str(row[1]), row[5], row[7]
+            if slot_id in typed:
+                meta, kek = typed[slot_id]
+                wrap = _wrap(self.vault_id, slot_id, kind, kek, new_key)
+                self._conn.execute(
+                    _UPDATE_META_AND_WRAP,
+                    (slots.encode_meta(meta), *wrap, slot_id),
+                )
+                rewrapped.append(_slot_info((*row[:4], slots.encode_meta(meta), wrap[2], None)))
+                continue
+            reason = None
+            if not isinstance(public, bytes) or not isinstance(mac, bytes):
+                reason = DROP_NOT_RENEWABLE
+            elif not hmac.compare_digest(
+                mac, _renew_mac(old_key, self.vault_id, slot_id, kind, public)
+            ):
+                reason = DROP_ALTERED
+            else:
+                try:
+                    wrap = _seal(self.vault_id, slot_id, kind, public, new_key)
+                except AeadFailure:
+                    reason = DROP_ALTERED
+            if reason is not None:
+                self._conn.execute("DELETE FROM slots WHERE id = ?", (slot_id,))
+                dropped.append(DroppedSlot(_slot_info(row[:7]), reason))
+                continue
+            self._conn.execute(_UPDATE_WRAP, (*wrap, slot_id))
+            sealed.append(_slot_info((*row[:6], wrap[4])))
+        return rewrapped, sealed, dropped
 
     # -------------------------------------------------------------------- items
 
@@ -528,7 +704,8 @@ class Vault:
 
     def _slot_row(self, slot_id: str) -> dict[str, Any]:
         cur = self._conn.execute(
-            "SELECT id, kind, label, created_at, meta, nonce, wrapped_key FROM slots WHERE id = ?",
+            "SELECT id, kind, label, created_at, meta, nonce, wrapped_key, renew_key, renew_mac,"
+            " enc FROM slots WHERE id = ?",
             (slot_id,),
         )
         row = cur.fetchone()
@@ -539,16 +716,64 @@ class Vault:
     def _unwrap(self, row: Mapping[str, Any], kek: bytes) -> bytes | None:
         if not isinstance(kek, bytes | bytearray) or len(kek) != crypto.KEY_LEN:
             return None
-        aad = slots.slot_aad(self.vault_id, str(row["id"]), str(row["kind"]))
+        """The vault key from a slot row: AES-GCM under the KEK, or, for a slot
+        sealed by a rotation (``enc`` set), HPKE-opened with the renewal key
+        pair derived from the KEK. None when the KEK does not open it."""
+        slot_id, kind = str(row["id"]), str(row["kind"])
+        aad = slots.slot_aad(self.vault_id, slot_id, kind)
         try:
-            key = crypto.open_sealed(
-                bytes(kek), bytes(row["nonce"]), bytes(row["wrapped_key"]), aad
-            )
-        except AeadFailure:
+            if row["enc"] is None:
+                key = crypto.open_sealed(
+                    bytes(kek), bytes(row["nonce"]), bytes(row["wrapped_key"]), aad
+                )
+            else:
+                seed = _renew_seed(self.vault_id, slot_id, kind, bytes(kek))
+                key = crypto.open_from(
+                    seed, bytes(row["enc"]), bytes(row["wrapped_key"]), crypto.LABEL_SLOT_SEAL, aad
+                )
+        except (AeadFailure, TypeError):
             return None
         return key if len(key) == crypto.KEY_LEN else None
 
-    def _try_password_slot(self, slot_id: str, password: str) -> bytes | None:
+    def _renew_slot(self, row: Mapping[str, Any], kek: bytes, key: bytes) -> None:
+        """After ``kek`` opened ``row``: rewrap it under the KEK if it was sealed by a
+        rotation, or record its renewal key if it has none (made by an older unlatch).
+
+        Runs in its own transaction, and only if the row and the vault key are
+        still what was read (another process may have rotated meanwhile: the
+        slot must never get an older key written back). A file that cannot be
+        written (read-only, busy) leaves the slot as it was: it keeps working.
+        """
+        slot_id, kind = str(row["id"]), str(row["kind"])
+        mac_ok = isinstance(row["renew_key"], bytes) and isinstance(row["renew_mac"], bytes)
+        if mac_ok:
+            expected = _renew_mac(key, self.vault_id, slot_id, kind, row["renew_key"])
+            mac_ok = hmac.compare_digest(expected, row["renew_mac"])
+        if row["enc"] is None and mac_ok:
+            return
+        wrap = _wrap(self.vault_id, slot_id, kind, kek, key)
+        try:
+            with schema.write_txn(self._conn):
+                now = self._conn.execute(
+                    "SELECT nonce, wrapped_key, enc FROM slots WHERE id = ?", (slot_id,)
+                ).fetchone()
+                check = self._conn.execute(
+                    "SELECT value FROM meta WHERE key = 'key_check'"
+                ).fetchone()
+                if now != (row["nonce"], row["wrapped_key"], row["enc"]) or check is None:
+                    return
+                if not hmac.compare_digest(
+                    str(check[0]).encode(), _key_check(key, self.vault_id).hex().encode()
+                ):
+                    return
+                self._conn.execute(_UPDATE_WRAP, (*wrap, slot_id))
+        except sqlite3.OperationalError:
+            return
+
+    def _try_password_slot(
+        self, slot_id: str, password: str
+    ) -> tuple[dict[str, Any], bytes, bytes] | None:
+        """``(row, kek, vault key)`` if ``password`` opens this password slot."""
         row = self._slot_row(slot_id)
         meta = slots.decode_meta(row["meta"])
         params = _params_from_meta(meta)
@@ -557,13 +782,24 @@ class Vault:
             kek = _kek_from_argon(kdf.derive(password, salt, params))
         except ValueError:
             return None
-        return self._unwrap(row, kek)
+        key = self._unwrap(row, kek)
+        return None if key is None else (row, kek, key)
+
+    @staticmethod
+    def _slot_params(row: Mapping[str, Any], kdf_params: KdfParams | None) -> KdfParams:
+        """The Argon2 cost for rewrapping a password slot: the given one, else the slot's."""
+        params = kdf_params or _params_from_meta(slots.decode_meta(row["meta"]))
+        params.check()
+        return params
 
     def _item_key(self, key: bytes, item_id: str) -> bytes:
         if self._items_prk is None:
             self._items_prk = crypto.hkdf_extract(key)
+        return self._item_key_from(self._items_prk, item_id)
+
+    def _item_key_from(self, prk: bytes, item_id: str) -> bytes:
         context = crypto.lp(self.vault_id, item_id.encode())
-        return crypto.hkdf_expand(self._items_prk, crypto.LABEL_ITEM_KEY, context)
+        return crypto.hkdf_expand(prk, crypto.LABEL_ITEM_KEY, context)
 
     def _item_aad(self, item_id: str, version: int) -> bytes:
         return crypto.lp(
@@ -719,13 +955,63 @@ def _insert_password_slot(
 ) -> str:
     slot_id = _new_id()
     meta, kek = _password_kek(password, params)
-    nonce, wrapped = crypto.seal(kek, key, slots.slot_aad(vault_id, slot_id, KIND_PASSWORD))
+    wrap = _wrap(vault_id, slot_id, KIND_PASSWORD, kek, key)
     conn.execute(
-        "INSERT INTO slots (id, kind, label, created_at, meta, nonce, wrapped_key)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (slot_id, KIND_PASSWORD, label, _now(), slots.encode_meta(meta), nonce, wrapped),
+        _INSERT_SLOT,
+        (slot_id, KIND_PASSWORD, label, _now(), slots.encode_meta(meta), *wrap),
     )
     return slot_id
+
+
+# The five columns that hold a slot's wrapping, in the order _wrap/_seal return them.
+_INSERT_SLOT = (
+    "INSERT INTO slots (id, kind, label, created_at, meta,"
+    " nonce, wrapped_key, renew_key, renew_mac, enc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_WRAP = (
+    "UPDATE slots SET nonce = ?, wrapped_key = ?, renew_key = ?, renew_mac = ?, enc = ?"
+    " WHERE id = ?"
+)
+_UPDATE_META_AND_WRAP = (
+    "UPDATE slots SET meta = ?, nonce = ?, wrapped_key = ?, renew_key = ?, renew_mac = ?,"
+    " enc = ? WHERE id = ?"
+)
+Wrap = tuple[bytes, bytes, bytes, bytes, bytes | None]
+
+
+def _renew_seed(vault_id: bytes, slot_id: str, kind: str, kek: bytes) -> bytes:
+    """Seed of a slot's renewal key pair: only the holder of the slot's KEK can make it."""
+    return crypto.hkdf(
+        kek, crypto.LABEL_RENEW_SEED, crypto.lp(vault_id, slot_id.encode(), kind.encode())
+    )
+
+
+def _renew_mac(key: bytes, vault_id: bytes, slot_id: str, kind: str, public: bytes) -> bytes:
+    """HMAC of a slot's renewal public key under the vault key.
+
+    A rotation seals the new key to this public key; without the MAC, someone
+    able to write the file could swap in a key of their own and receive it.
+    """
+    mac_key = crypto.hkdf(key, crypto.LABEL_RENEW_MAC_KEY, vault_id)
+    data = crypto.lp(crypto.LABEL_RENEW_MAC, vault_id, slot_id.encode(), kind.encode(), public)
+    return hmac.new(mac_key, data, sha256).digest()
+
+
+def _wrap(vault_id: bytes, slot_id: str, kind: str, kek: bytes, key: bytes) -> Wrap:
+    """A slot's normal form: the vault key AES-GCM-wrapped under the KEK, plus the
+    slot's renewal public key (derived from the KEK) and its MAC under the vault key."""
+    nonce, wrapped = crypto.seal(kek, key, slots.slot_aad(vault_id, slot_id, kind))
+    public = crypto.renewal_public_key(_renew_seed(vault_id, slot_id, kind, kek))
+    return nonce, wrapped, public, _renew_mac(key, vault_id, slot_id, kind, public), None
+
+
+def _seal(vault_id: bytes, slot_id: str, kind: str, public: bytes, key: bytes) -> Wrap:
+    """A slot's sealed form (after a rotation): the vault key HPKE-sealed to the slot's
+    renewal public key, which needs no KEK; :class:`AeadFailure` for an unusable key."""
+    enc, wrapped = crypto.seal_to(
+        public, key, crypto.LABEL_SLOT_SEAL, slots.slot_aad(vault_id, slot_id, kind)
+    )
+    return b"", wrapped, public, _renew_mac(key, vault_id, slot_id, kind, public), enc
 
 
 def _params_from_meta(meta: SlotMeta) -> KdfParams:
@@ -750,9 +1036,15 @@ def _salt_from_meta(meta: SlotMeta) -> bytes:
 
 
 def _slot_info(row: tuple[Any, ...]) -> SlotInfo:
-    slot_id, kind, label, created_at, meta = row
+    slot_id, kind, label, created_at, meta, renew_key, enc = row
+    renewal = "none" if renew_key is None else "ready" if enc is None else "pending"
     return SlotInfo(
-        str(slot_id), str(kind), str(label), int(created_at), slots.decode_meta(str(meta))
+        str(slot_id),
+        str(kind),
+        str(label),
+        int(created_at),
+        slots.decode_meta(str(meta)),
+        renewal,
     )
 
 
