@@ -58,8 +58,8 @@ MESSAGES = {
     "seen": "Your phone has scanned the code: approve on the phone",
     "approved": "Approved: the vault is unlocked",
     "denied": "The phone denied the request",
-    "not_me": "The phone said: I did not ask for this. Requests from this desktop are "
-    "blocked until the phone unblocks them.",
+    "not_me": "Your phone says it did not ask for this: requests from this desktop are "
+    "blocked until the phone re-confirms.",
     "wrong_number": "The wrong number was picked on the phone: nothing was released",
     "expired": "The request expired",
     "cancelled": "Request cancelled",

@@ -286,6 +286,44 @@ export async function sendAnswer(ctx, flow) {
   return flow.result;
 }
 
+/**
+ * "I did not ask for this" from a request card, before any scan. A scan-mode
+ * push has no QR secret, so no reply can be made; the phone sends an
+ * UnlockRefusal (a MAC under the pairing's seen-MAC key: the desktop shows
+ * that the phone refused, and the relay cannot forge one), then blocks the
+ * pairing on the relay. The request id goes into the stored replay guard
+ * first, and the refusal is made once and kept on the pending entry, so a
+ * second try after a network failure sends the same bytes. A request the
+ * desktop no longer waits for still gets the block.
+ */
+export async function refuseFromPush(ctx, pending) {
+  if (!pending.refusal) {
+    const pu = PhoneUnlock.forRefusal(pending.pushed, ctx.state.identity);
+    const now = nowSeconds();
+    ctx.state.replay = await rememberAnswer(pu.requestId, pu.params.expiresAt, { now });
+    pending.refusal = { requestId: pu.requestId, bytes: await pu.refuse({ now }), sent: false, attempts: 0 };
+  }
+  const out = pending.refusal;
+  let delivered = true;
+  if (!out.sent) {
+    out.attempts += 1;
+    try {
+      await ctx.relay.postReply(out.requestId, out.bytes);
+    } catch (err) {
+      const code = err instanceof RelayError ? err.code : null;
+      const arrivedBefore = out.attempts > 1 && code === "already_answered";
+      const tooLate = ["closed", "expired", "unknown_channel"].includes(code);
+      if (!arrivedBefore && !tooLate) throw err;
+      delivered = !tooLate;
+    }
+    out.sent = true;
+  }
+  await ctx.relay.block(pending.pushed.pairing.keys.routing_id);
+  ctx.state.pending.delete(pending.requestId);
+  ctx.emit();
+  return { delivered, blocked: true };
+}
+
 // ------------------------------------------------------------------ pending requests
 
 /**
