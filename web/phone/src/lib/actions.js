@@ -21,7 +21,17 @@ import {
 } from "../protocol/index.js";
 import { RelayError } from "./relay.js";
 import { nowSeconds } from "./dom.js";
-import { loadPairings, loadReplayGuard, rememberAnswer, savePairings, kvGet, kvSet } from "./store.js";
+import {
+  loadPairings,
+  loadReplayGuard,
+  recordWithShare,
+  rememberAnswer,
+  savePairings,
+  shareKeyFromPrf,
+  shareProtection,
+  kvGet,
+  kvSet,
+} from "./store.js";
 import { verifyUser } from "./webauthn.js";
 
 /** A failure the app explains to the user: a title and a sentence. */
@@ -151,13 +161,39 @@ export async function awaitAccept(ctx, signal) {
   await ctx.relay.closePairingChannel(pp.channelId);
   await ctx.relay.registerPairing(record.keys.routing_id, record.desktopDeviceId);
   const pairings = await loadPairings();
-  const entry = { record, label: record.desktopName, addedAt: nowSeconds() };
-  pairings.push(entry);
-  await savePairings(pairings);
-  ctx.state.pairings = pairings;
+  pairings.push({ record, label: record.desktopName, addedAt: nowSeconds() });
+  // With the PRF protection, the new K_P goes under the authenticator now if the
+  // user verifies; if not, it waits under the device key for the next approval.
+  const shareKey = await protectionKey().catch(() => null);
+  ctx.state.pairings = await savePairings(pairings, { shareKey });
+  const entry = ctx.state.pairings[ctx.state.pairings.length - 1];
   flow.entry = entry;
   flow.step = "name";
   return entry;
+}
+
+/** The key the shares are sealed under (asks the authenticator), or null without the PRF protection. */
+async function protectionKey() {
+  const protection = await shareProtection();
+  if (protection.kind !== "prf") return null;
+  const prf = await verifyUser(protection.credentialId, { prfSalt: protection.salt });
+  return shareKeyFromPrf(prf, protection.salt);
+}
+
+/**
+ * Before an approval the user verifies. With the PRF protection that same
+ * assertion gives the key of the stored K_P: the request's record gets its
+ * share for this one reply (and a pairing made since is sealed too); without
+ * the authenticator there is no K_P to send.
+ */
+async function verifyForApproval(ctx, pu) {
+  const shareKey = await protectionKey();
+  if (shareKey) {
+    pu.pairing = await recordWithShare(pu.pairing, shareKey);
+    ctx.state.pairings = await savePairings(await loadPairings(), { shareKey });
+  } else if (ctx.state.settings.uvCredentialId) {
+    await verifyUser(ctx.state.settings.uvCredentialId);
+  }
 }
 
 export async function renamePairing(ctx, entry, label) {
@@ -242,9 +278,7 @@ export async function answer(ctx, verdict, choice = null) {
   const flow = ctx.state.flow;
   if (flow.outbox) return sendAnswer(ctx, flow); // made already: only the sending is left
   const { pu } = flow;
-  if (verdict === "approve" && ctx.state.settings.uvCredentialId) {
-    await verifyUser(ctx.state.settings.uvCredentialId);
-  }
+  if (verdict === "approve") await verifyForApproval(ctx, pu);
   const now = nowSeconds();
   ctx.state.replay = await rememberAnswer(pu.requestId, pu.params.expiresAt, { now });
   let reply;
