@@ -258,6 +258,36 @@ async def test_deny_and_not_me_blocks_until_unblock(relay, phone) -> None:
     await desktop.relay.aclose()
 
 
+async def test_not_me_from_listen_before_scanning_blocks(relay, phone) -> None:
+    """`listen` names the request; `deny --request ID --not-me` refuses it without the QR."""
+    desktop = Desktop(relay.url, "Home PC")
+    await pair(phone, desktop)
+    listener = await phone.start("listen", "--once", "--json", "--timeout", "30")
+    await asyncio.sleep(1.5)
+    du = await desktop.request()
+    out, _err = await asyncio.wait_for(listener.communicate(), 40)
+    (note,) = [json.loads(x) for x in out.decode().splitlines()]
+    assert note["mode"] == "scan"
+
+    declined = await phone.run("deny", "--request", note["request_id"], "--not-me", input="n\n")
+    assert declined.rc == 3 and "nothing was sent" in declined.err
+    waiter = asyncio.create_task(desktop.outcome(du))
+    result = await phone.run("deny", "--request", note["request_id"], "--not-me", "--yes")
+    assert result.rc == 0, result.err
+    assert "blocked" in result.out
+    outcome, saw_seen = await waiter
+    assert outcome == Denied(Verdict.DENY_NOT_ME, policy=None) and not saw_seen
+    assert du.state is UnlockState.DENIED
+    with pytest.raises(Blocked):
+        await desktop.request()
+    # A plain "deny" of a scan-mode request still needs its QR.
+    assert (await phone.run("unblock", "Home PC", "--yes")).rc == 0
+    du = await desktop.request()
+    plain = await phone.run("deny", "--request", _b64(du.request_id))
+    assert plain.rc == 1 and "scanning the QR code" in plain.err
+    await desktop.relay.aclose()
+
+
 async def test_phishing_qr_from_another_desktop_is_refused_and_nothing_posted(
     relay, phone, tmp_path
 ) -> None:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from unlatch.cli import main
+from unlatch.phone import sealed
 from unlatch.phone.errors import (
     NotInitialized,
     PhoneError,
@@ -25,6 +26,7 @@ from unlatch.phone.qrimage import decode_qr_image
 from unlatch.phone.state import Pairing, printable
 from unlatch.phone.store import PhoneStore
 from unlatch.protocol import bare_link
+from unlatch.protocol.encoding import b64e
 
 
 def _pairing(paired, label: str) -> Pairing:
@@ -75,30 +77,30 @@ def test_tampering_is_detected(tmp_path: Path) -> None:
 def test_pin_seals_the_state_and_its_parameters_are_authenticated(tmp_path: Path) -> None:
     home = tmp_path / "p"
     PhoneStore(home).init("x")
-    PhoneStore(home).set_pin("2468")
+    PhoneStore(home).set_pin("246813")
     assert PhoneStore(home).pin_protected()
     with pytest.raises(PinRequired):
         PhoneStore(home).load()
     with pytest.raises(WrongPin):
-        PhoneStore(home, pin=lambda: "1357").load()
-    assert PhoneStore(home, pin=lambda: "2468").load().name == "x"
+        PhoneStore(home, pin=lambda: "135791").load()
+    assert PhoneStore(home, pin=lambda: "246813").load().name == "x"
 
     # An attacker lowering the Argon2id cost in the file breaks the seal.
     envelope = json.loads((home / "state.sealed").read_text())
     envelope["kdf"]["time_cost"] = 1
     (home / "state.sealed").write_text(json.dumps(envelope))
     with pytest.raises(WrongPin):
-        PhoneStore(home, pin=lambda: "2468").load()
+        PhoneStore(home, pin=lambda: "246813").load()
     envelope["kdf"]["memory_kib"] = 1 << 30  # absurd cost: refused before any work
     (home / "state.sealed").write_text(json.dumps(envelope))
     with pytest.raises(StorageError, match="out of bounds"):
-        PhoneStore(home, pin=lambda: "2468").load()
+        PhoneStore(home, pin=lambda: "246813").load()
 
 
 def test_pin_shape_and_removal(tmp_path: Path) -> None:
     home = tmp_path / "p"
     PhoneStore(home).init("x")
-    with pytest.raises(PhoneError, match="4 to 128"):
+    with pytest.raises(PhoneError, match="6 to 128"):
         PhoneStore(home).set_pin("12")
     PhoneStore(home).set_pin("246810")
     with pytest.raises(WrongPin):
@@ -106,6 +108,86 @@ def test_pin_shape_and_removal(tmp_path: Path) -> None:
     PhoneStore(home, pin=lambda: "246810").set_pin(None)
     assert not PhoneStore(home).pin_protected()
     assert PhoneStore(home).load().name == "x"
+
+
+def test_attack_offline_pin_guess_cost(tmp_path: Path) -> None:
+    """Someone copies both files of a PIN-protected phone and guesses the PIN offline.
+
+    Each guess must cost one Argon2id derivation with the documented
+    parameters (256 MiB, 3 passes, one lane): the cost in the file is bound
+    into the seal, so a cheaper derivation opens nothing even with the right
+    PIN; and the shortest PIN allowed leaves at least 10^6 guesses. Before,
+    a guess cost 64 MiB (about 0.27 s on this kind of core) and a 4-digit PIN
+    (10^4 guesses) was accepted: about 45 minutes on one core.
+    """
+    home = tmp_path / "p"
+    PhoneStore(home).init("x")
+    with pytest.raises(PhoneError, match="6 to 128"):
+        PhoneStore(home).set_pin("2468")
+    PhoneStore(home).set_pin("246813")
+    kdf = json.loads((home / "state.sealed").read_text())["kdf"]
+    assert kdf["name"] == "argon2id" and kdf["parallelism"] == 1
+    assert kdf["memory_kib"] >= 256 * 1024 and kdf["time_cost"] >= 3
+    mib_passes_per_guess = kdf["memory_kib"] // 1024 * kdf["time_cost"]
+    assert mib_passes_per_guess >= 768
+    # The smallest key space an attacker can meet: 6 characters, digits only.
+    assert 10**sealed.MIN_PIN_LEN * mib_passes_per_guess >= 10**6 * 768
+    # The documented table is for these parameters (one source: sealed.py).
+    doc = (Path(__file__).parents[1] / "docs" / "phone-client.md").read_text()
+    assert f'"memory_kib": {kdf["memory_kib"]}' in doc and f'"time_cost": {kdf["time_cost"]}' in doc
+    assert f"{sealed.MEASURED_SECONDS_PER_GUESS} s per guess" in doc
+
+    # The attacker's loop, with the copied files: a guess is the derivation with
+    # the file's parameters; a cheaper one (the old 64 MiB) with the RIGHT PIN opens nothing.
+    params, nonce, ct = sealed.read_params((home / "state.sealed").read_bytes())
+    storage_key = (home / "storage.key").read_bytes()
+    cheap = sealed.KdfParams("argon2id", params.salt, 3, 64 * 1024, 1)
+    with pytest.raises(WrongPin):
+        sealed.open_sealed(sealed.derive_key(storage_key, cheap, "246813"), params, nonce, ct)
+    for guess in ("000000", "246813"):
+        key = sealed.derive_key(storage_key, params, guess)
+        if guess != "246813":
+            with pytest.raises(WrongPin):
+                sealed.open_sealed(key, params, nonce, ct)
+        else:
+            assert json.loads(sealed.open_sealed(key, params, nonce, ct))["name"] == "x"
+
+
+def test_pin_envelope_of_an_earlier_version_is_resealed_at_next_unlock(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A state sealed with the old 64 MiB cost (and a 4-digit PIN) still opens, once, then
+    carries today's parameters; the CLI warns what that PIN costs to guess."""
+    home = tmp_path / "p"
+    store = PhoneStore(home)
+    state, _ = store.init("x")
+    old = sealed.KdfParams.argon2id(time_cost=3, memory_kib=64 * 1024)
+    with store._locked():
+        store._save(state, old, "2468")  # what an earlier version wrote
+    assert json.loads((home / "state.sealed").read_text())["kdf"]["memory_kib"] == 64 * 1024
+    asked: list[int] = []
+
+    def pin() -> str:
+        asked.append(1)
+        return "2468"
+
+    assert PhoneStore(home, pin=pin).load().name == "x"
+    assert asked == [1]  # asked once: the re-seal uses the same PIN
+    kdf = json.loads((home / "state.sealed").read_text())["kdf"]
+    assert (kdf["memory_kib"], kdf["time_cost"]) == (
+        sealed.DEFAULT_MEMORY_KIB,
+        sealed.DEFAULT_TIME_COST,
+    )
+    assert kdf["salt"] != b64e(old.salt)
+    assert PhoneStore(home, pin=lambda: "2468").load().name == "x"
+    with pytest.raises(WrongPin):
+        PhoneStore(home, pin=lambda: "1357").load()
+
+    monkeypatch.setenv("UNLATCH_PHONE_PIN", "2468")
+    result = CliRunner().invoke(main, ["phone", "--home", str(home), "list"])
+    assert result.exit_code == 0
+    assert "this PIN has 4 characters" in result.output
+    assert f"offline guess in about {sealed.offline_guess_time('2468')}" in result.output
 
 
 def test_find_by_name_id_and_ambiguity(tmp_path: Path, paired) -> None:

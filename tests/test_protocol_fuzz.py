@@ -32,6 +32,7 @@ from unlatch.protocol.messages import (
     RequestParams,
     UnlockPush,
     UnlockQR,
+    UnlockRefusal,
     UnlockReply,
     UnlockSeen,
 )
@@ -65,6 +66,7 @@ messages: dict[type, st.SearchStrategy[Any]] = {
     UnlockPush: st.builds(UnlockPush, ids, b(12), b(144)),
     UnlockSeen: st.builds(UnlockSeen, ids, ids),
     UnlockReply: st.builds(UnlockReply, ids, keys, b(80)),
+    UnlockRefusal: st.builds(UnlockRefusal, ids, ids),
 }
 
 

@@ -31,6 +31,7 @@ from unlatch.protocol import (
 )
 from unlatch.protocol.constants import REPLY_PLAINTEXT_LEN, UnlockMode, Verdict
 from unlatch.protocol.errors import AlreadyAnswered, ModeNotAllowed
+from unlatch.protocol.keyschedule import refusal_mac_input
 from unlatch.protocol.messages import (
     AcceptPlaintext,
     HelloPlaintext,
@@ -39,9 +40,10 @@ from unlatch.protocol.messages import (
     PairingOffer,
     PushPlaintext,
     UnlockPush,
+    UnlockRefusal,
     UnlockReply,
 )
-from unlatch.protocol.primitives import SUITE
+from unlatch.protocol.primitives import SUITE, mac
 
 VECTORS = Path(__file__).parent / "vectors"
 sys.path.insert(0, str(VECTORS))
@@ -118,6 +120,21 @@ def answer(name: str, pu: PhoneUnlock, number: int | None, now: int, rng: Replay
 UNLOCK_NAMES = [v["name"] for v in load("unlock.json")["vectors"]]
 
 
+def unlock_vector(
+    kind: str, name: str
+) -> tuple[dict, DesktopPairingRecord, PhonePairingRecord, KeyPair]:
+    """One vector of unlock.json (``vectors`` or ``refusals``), with both records and the phone."""
+    doc = load("unlock.json")
+    v = next(v for v in doc[kind] if v["name"] == name)
+    drec = DesktopPairingRecord.from_dict(doc["pairing_records"]["desktop"])
+    allows = v.get("inputs", {}).get("phone_allows_number_matching", False)
+    prec = PhonePairingRecord.from_dict(
+        {**doc["pairing_records"]["phone"], "allow_number_matching": allows}
+    )
+    phone = KeyPair.derive(bytes.fromhex(load("pairing.json")["inputs"]["phone_identity_seed"]))
+    return v, drec, prec, phone
+
+
 def test_vector_unlock_names() -> None:
     assert set(UNLOCK_NAMES) == {
         "scan_approve",
@@ -138,17 +155,8 @@ def test_vector_unlocks_replay_through_the_desktop(name: str) -> None:
     that recorded reply, opened by this desktop, must end in the recorded
     state and release K_P exactly when the verdict is an approval.
     """
-    doc = load("unlock.json")
-    v = next(v for v in doc["vectors"] if v["name"] == name)
+    v, drec, prec, phone = unlock_vector("vectors", name)
     inp, inter, msgs = v["inputs"], v["intermediate"], v["messages"]
-    drec = DesktopPairingRecord.from_dict(doc["pairing_records"]["desktop"])
-    prec = PhonePairingRecord.from_dict(
-        {
-            **doc["pairing_records"]["phone"],
-            "allow_number_matching": inp["phone_allows_number_matching"],
-        }
-    )
-    phone = KeyPair.derive(bytes.fromhex(load("pairing.json")["inputs"]["phone_identity_seed"]))
 
     request_rng = Replay(v["draws"]["request"])
     du = DesktopUnlock(
@@ -191,6 +199,42 @@ def test_vector_unlocks_replay_through_the_desktop(name: str) -> None:
         assert expected["phone_share"] is None
     with pytest.raises(AlreadyAnswered):  # single use: the same reply again is refused
         du.receive_reply(reply, now=inp["now_receive"])
+
+
+REFUSAL_NAMES = [v["name"] for v in load("unlock.json")["refusals"]]
+
+
+@pytest.mark.parametrize("name", REFUSAL_NAMES)
+def test_vector_refusals_replay_through_the_desktop(name: str) -> None:
+    """ "I did not ask for this" from the push alone: the recorded refusal, byte for byte.
+
+    The phone has only the push (no QR secret); its refusal is a MAC under the
+    seen-MAC key over the recorded input, and the desktop, fed the request's
+    draws, ends the request as "not me" and accepts it once.
+    """
+    v, drec, prec, phone = unlock_vector("refusals", name)
+    inp, inter, msgs = v["inputs"], v["intermediate"], v["messages"]
+    request_rng = Replay(v["draws"]["request"])
+    du = DesktopUnlock(
+        drec, now=inp["now_request"], ttl=inp["ttl"], mode=UnlockMode(inp["mode"]), rng=request_rng
+    )
+    request_rng.done()
+    assert du.push_bytes.hex() == msgs["push"]
+    assert refusal_mac_input(drec.keys.pairing_id, du.params).hex() == inter["refusal_mac_input"]
+    pushed = PhoneUnlock.open_push(bytes.fromhex(msgs["push"]), [prec], now=inp["now_push"])
+    pu = PhoneUnlock.for_refusal(pushed, phone)
+    refusal = pu.refuse(now=inp["now_refuse"])
+    assert refusal.hex() == msgs["refusal"]
+    tag = UnlockRefusal.decode(refusal).mac
+    assert tag == mac(
+        bytes.fromhex(inter["seen_mac_key"]), bytes.fromhex(inter["refusal_mac_input"])
+    )
+    outcome = du.receive_reply(refusal, now=inp["now_receive"])
+    assert isinstance(outcome, Denied) and outcome.verdict is Verdict.DENY_NOT_ME
+    assert du.state.value == v["outcome"]["state"] == "denied"
+    assert outcome.verdict.name.lower() == v["outcome"]["verdict"]
+    with pytest.raises(AlreadyAnswered):
+        du.receive_reply(refusal, now=inp["now_receive"])
 
 
 def check_hpke_context(

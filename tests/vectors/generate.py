@@ -349,6 +349,47 @@ def refuse_then_deny(pu: PhoneUnlock, du: DesktopUnlock, rng: Draws) -> bytes:
     return pu.deny(now=du.params.created_at + 5, rng=rng)
 
 
+def refusal_vector(
+    name: str,
+    description: str,
+    rng: Draws,
+    drec: Any,
+    prec: Any,
+    phone: KeyPair,
+    mode: UnlockMode,
+    now: int,
+) -> dict[str, Any]:
+    """ "I did not ask for this" from the notification, before any scan (protocol.md 6.9)."""
+    du = DesktopUnlock(drec, now=now, ttl=120, mode=mode, rng=rng)
+    request_draws = rng.take_log()
+    pushed = PhoneUnlock.open_push(du.push_bytes, [prec], now=now + 1)
+    pu = PhoneUnlock.for_refusal(pushed, phone)
+    refusal = pu.refuse(now=now + 2)
+    outcome = du.receive_reply(refusal, now=now + 3)
+    keys = drec.keys
+    return {
+        "name": name,
+        "description": description,
+        "inputs": {
+            "now_request": now,
+            "ttl": 120,
+            "mode": int(mode),
+            "now_push": now + 1,
+            "now_refuse": now + 2,
+            "now_receive": now + 3,
+        },
+        "draws": {"request": request_draws},
+        "intermediate": {
+            "request_id": h(du.params.request_id),
+            "ephemeral_pk": h(du.params.ephemeral_pk),
+            "refusal_mac_input": h(ks.refusal_mac_input(keys.pairing_id, du.params)),
+            "seen_mac_key": h(keys.seen_mac_key),
+        },
+        "messages": {"push": h(du.push_bytes), "refusal": h(refusal)},
+        "outcome": {"state": du.state.value, "verdict": outcome.verdict.name.lower()},
+    }
+
+
 def build() -> dict[str, Any]:
     rng = Draws("unlatch test vectors v1")
     pairing, drec, prec, phone, share = pairing_vector(rng)
@@ -428,6 +469,28 @@ def build() -> dict[str, Any]:
             1_764_001_100,
         ),
     ]
+    refusals = [
+        refusal_vector(
+            "scan_refused_from_push",
+            "'I did not ask for this' from a scan-mode notification, before any scan",
+            rng,
+            drec,
+            prec,
+            phone,
+            UnlockMode.SCAN,
+            1_764_001_100,
+        ),
+        refusal_vector(
+            "number_match_refused_from_push",
+            "The same for a number-matching notification",
+            rng,
+            drec,
+            prec,
+            phone,
+            UnlockMode.NUMBER_MATCH,
+            1_764_001_300,
+        ),
+    ]
     local_secret = hashlib.sha256(b"vector local secret").digest()
     slot = {
         "description": "Phone slot KEK: HKDF(K_P, salt=K_L, info=transcript(label, pairing_id))",
@@ -439,7 +502,12 @@ def build() -> dict[str, Any]:
     }
     return {
         "pairing.json": {"version": 1, "suite": {"kem": 32, "kdf": 1, "aead": 2}, **pairing},
-        "unlock.json": {"version": 1, "pairing_records": pairing["records"], "vectors": unlocks},
+        "unlock.json": {
+            "version": 1,
+            "pairing_records": pairing["records"],
+            "vectors": unlocks,
+            "refusals": refusals,
+        },
         "slots.json": {"version": 1, "phone_slot": slot},
     }
 

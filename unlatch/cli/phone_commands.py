@@ -24,6 +24,7 @@ from unlatch.cli import main
 from unlatch.phone.client import HOME_ENV, Answer, Ignored, PairingAttempt, PhoneClient
 from unlatch.phone.errors import UserDeclined
 from unlatch.phone.requests import RequestView
+from unlatch.phone.sealed import MIN_PIN_LEN, offline_guess_time
 from unlatch.protocol.links import parse_link
 from unlatch.protocol.messages import PairingOffer
 
@@ -32,11 +33,20 @@ T = TypeVar("T")
 
 
 def _pin_prompt() -> str:
-    """The PIN from $UNLATCH_PHONE_PIN (scripts) or a hidden prompt."""
-    env = os.environ.get(PIN_ENV)
-    if env:
-        return env
-    return str(click.prompt("PIN", hide_input=True, err=True))
+    """The PIN from $UNLATCH_PHONE_PIN (scripts) or a hidden prompt.
+
+    A PIN shorter than new ones may be (set by an earlier version) still
+    opens the state, with a warning that says what it costs to guess.
+    """
+    pin = os.environ.get(PIN_ENV) or str(click.prompt("PIN", hide_input=True, err=True))
+    if len(pin.strip()) < MIN_PIN_LEN:
+        click.echo(
+            f"unlatch: warning: this PIN has {len(pin.strip())} characters: a copy of this "
+            f"phone's files falls to an offline guess in about {offline_guess_time(pin.strip())} "
+            f"on one core; choose one of at least {MIN_PIN_LEN} (`unlatch phone set-pin`)",
+            err=True,
+        )
+    return pin
 
 
 def _client(ctx: click.Context) -> PhoneClient:
@@ -320,15 +330,27 @@ def listen_command(ctx: click.Context, once: bool, timeout: float | None, as_jso
         sys.exit(4)
 
 
-def _confirm_prompt(yes: bool) -> Callable[[RequestView], bool]:
+def _confirm_prompt(
+    yes: bool, question: Callable[[RequestView], str] = lambda view: "Approve?"
+) -> Callable[[RequestView], bool]:
+    """Show who asks, then ask ``question(view)`` (unless ``yes``)."""
+
     def confirm(view: RequestView) -> bool:
         for line in view.describe(int(time.time()))[:2]:
             click.echo(line, err=True)
         if yes:
             return True
-        return click.confirm("Approve?", default=False, err=True)
+        return click.confirm(question(view), default=False, err=True)
 
     return confirm
+
+
+def _not_me_question(view: RequestView) -> str:
+    """Refusing from the notification blocks the desktop until `unblock`: ask first."""
+    return (
+        f"You did not ask for this? “{view.desktop}” is told so and blocked until "
+        "`unlatch phone unblock`"
+    )
 
 
 def _report(answer: Answer, as_json: bool) -> None:
@@ -356,7 +378,8 @@ def _request_source(fn: F) -> F:
         "request_id",
         default=None,
         metavar="ID",
-        help="Number matching: the request id printed by `listen`.",
+        help="The request id printed by `listen` (number matching; or, with `deny "
+        "--not-me`, a request you did not ask for, before scanning).",
     )(fn)
     fn = click.option(
         "--qr-image",
@@ -415,6 +438,7 @@ def approve_command(
     is_flag=True,
     help='"I did not ask for this": also block this desktop until `unblock`.',
 )
+@click.option("--yes", "-y", is_flag=True, help="With --request --not-me: do not ask first.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.pass_context
 def deny_command(
@@ -423,6 +447,7 @@ def deny_command(
     qr_image: Path | None,
     request_id: str | None,
     not_me: bool,
+    yes: bool,
     as_json: bool,
 ) -> None:
     """Refuse an unlock request (the desktop is told at once).
@@ -431,13 +456,14 @@ def deny_command(
     Examples:
       unlatch phone deny --qr-image screen.png
       unlatch phone deny LINK --not-me       (blocks further requests from that desktop)
-      unlatch phone deny --request 3q2-7w... --not-me
+      unlatch phone deny --request 3q2-7w... --not-me   (from `listen`, before scanning)
     """
     client = _client(ctx)
     if request_id is not None:
         if link or qr_image:
             raise click.UsageError("give LINK, --qr-image or --request, not several")
-        answer = _run(client.deny_request(request_id, not_me=not_me))
+        confirm = _confirm_prompt(yes, _not_me_question) if not_me else None
+        answer = _run(client.deny_request(request_id, not_me=not_me, confirm=confirm))
     else:
         answer = _run(client.deny(_link(link, qr_image), not_me=not_me))
     _report(answer, as_json)
@@ -597,7 +623,10 @@ def unpair_command(ctx: click.Context, desktop: str, force: bool, yes: bool) -> 
 def set_pin_command(ctx: click.Context, remove: bool) -> None:
     """Protect this phone's state (and its shares) with a PIN, change it, or remove it.
 
-    The PIN is stretched with Argon2id; without it the shares cannot be read.
+    The PIN is stretched with Argon2id (256 MiB, 3 passes); without it the
+    shares cannot be read. It has at least 6 characters: a copy of the
+    phone's files then costs about 8 days per core to guess (6 digits), more
+    with a longer PIN or a passphrase (docs/phone-client.md).
     The current PIN is asked first when one is set. In scripts, the new PIN
     can come from $UNLATCH_PHONE_NEW_PIN.
 

@@ -65,8 +65,8 @@ MESSAGES = {
     "seen": "Your phone has scanned the code: approve on the phone",
     "approved": "Approved: the vault is unlocked",
     "denied": "The phone denied the request",
-    "not_me": "The phone said: I did not ask for this. Requests from this desktop are "
-    "blocked until the phone unblocks them.",
+    "not_me": "Your phone says it did not ask for this: requests from this desktop are "
+    "blocked until the phone re-confirms.",
     "wrong_number": "The wrong number was picked on the phone: nothing was released",
     "scan_only": "Scan the QR code with your phone (number matching is on here, but this phone "
     "allows this desktop scanning only: allow approving from the notification on the phone, "
@@ -392,7 +392,8 @@ class PhoneUnlockService:
             self._set(attempt, "failed", f"a reply was refused: {exc}")
             return
         timing.hpke_open = time.perf_counter() - timing.reply_received_at
-        self._learn_policy(attempt, outcome.policy)
+        if outcome.policy is not None:  # a refusal from the notification states no policy
+            self._learn_policy(attempt, outcome.policy)
         if not isinstance(outcome, Approved):
             with contextlib.suppress(UnlatchError):
                 await self.relay.close_unlock(request.request_id)  # acknowledge

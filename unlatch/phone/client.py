@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from unlatch import paths
-from unlatch.phone.errors import PairingTimeout, PhoneError, RequestClosed, UnknownDesktop
+from unlatch.phone.errors import (
+    PairingTimeout,
+    PhoneError,
+    RequestClosed,
+    UnknownDesktop,
+    UserDeclined,
+)
 from unlatch.phone.requests import RequestView
 from unlatch.phone.state import MAX_NAME_CHARS, Pairing, PhoneState, clean_name, printable
 from unlatch.phone.store import PhoneStore, PinSource
@@ -505,8 +511,15 @@ class PhoneClient:
         pu = self.verify(link)
         return await self._answer(pu, verdict="not_me" if not_me else "deny")
 
-    async def _fetch_pushed(self, request_id: str) -> tuple[PhoneUnlock, UnlockNotification]:
-        """A number-matching request by id, from the relay (the link of a notification)."""
+    async def _fetch_pushed(
+        self, request_id: str, *, refuse: bool = False
+    ) -> tuple[PhoneUnlock, UnlockNotification]:
+        """A request by id, from the relay (the link of a notification).
+
+        Number matching: the push has all it takes to answer. Scan mode: only
+        with ``refuse`` ("I did not ask for this" before scanning), for the
+        push has no QR secret and the request can only be refused.
+        """
         try:
             rid = b64d(request_id.strip(), "request id")
         except ProtocolError:
@@ -526,9 +539,12 @@ class PhoneClient:
             pushed = PhoneUnlock.open_push(note.push, state.records, now=int(time.time()))
             if pushed.params.request_id != rid:
                 raise PhoneError("the relay returned a different request than asked")
+            if refuse:
+                return PhoneUnlock.for_refusal(pushed, state.identity), note
             if pushed.params.mode is not UnlockMode.NUMBER_MATCH:
                 raise PhoneError(
-                    "this request must be approved by scanning the QR code on the desktop"
+                    "this request must be answered by scanning the QR code on the desktop "
+                    "(or refused with --not-me: I did not ask for this)"
                 )
             return PhoneUnlock.from_push(pushed, state.identity), note
         if last is not None:
@@ -542,10 +558,21 @@ class PhoneClient:
         pu, note = await self._fetch_pushed(request_id)
         return await self._answer(pu, confirm=confirm, verdict="approve", choice=number, note=note)
 
-    async def deny_request(self, request_id: str, *, not_me: bool = False) -> Answer:
-        """Refuse a number-matching request from its notification."""
-        pu, note = await self._fetch_pushed(request_id)
-        return await self._answer(pu, verdict="not_me" if not_me else "deny", note=note)
+    async def deny_request(
+        self, request_id: str, *, not_me: bool = False, confirm: Confirm | None = None
+    ) -> Answer:
+        """Refuse a request from its notification.
+
+        A number-matching request can be denied or refused ("not me"); a
+        scan-mode one, before its QR is scanned, only refused with ``not_me``:
+        the phone sends an :class:`~unlatch.protocol.messages.UnlockRefusal`
+        (the desktop says the phone did not ask for it) and blocks the desktop
+        on the relay. ``confirm(view)`` is asked first; False sends nothing.
+        """
+        pu, note = await self._fetch_pushed(request_id, refuse=not_me)
+        return await self._answer(
+            pu, verdict="not_me" if not_me else "deny", note=note, confirm=confirm
+        )
 
     async def _answer(
         self,
@@ -577,10 +604,15 @@ class PhoneClient:
                     view = view.with_requester(await relay.get_unlock(pu.request_id))
             if verdict == "approve" and not await _ask(confirm, view):
                 verdict = "deny"
+            elif verdict == "not_me" and not await _ask(confirm, view):
+                raise UserDeclined("nothing was sent: the request is still open")
             now = int(time.time())
             if verdict == "approve":
                 reply = pu.approve(now=now, choice=choice)
                 result = "approved" if pu.approved_share_sent else "wrong_number"
+            elif not pu.can_reply:  # from a scan-mode notification, before any scan
+                reply = pu.refuse(now=now)
+                result = "not_me"
             else:
                 reply = pu.deny(now=now, not_me=verdict == "not_me")
                 result = "not_me" if verdict == "not_me" else "denied"
@@ -588,19 +620,26 @@ class PhoneClient:
             with self.store.transaction() as state:
                 state.replay.check(pu.request_id)  # another process may have answered meanwhile
                 state.replay.remember(pu.request_id, pu.params.expires_at, now=now)
+            closed = False
             try:
                 await relay.post_reply(pu.request_id, reply)
             except (ChannelGone, UnknownChannel, ChannelExpired):
-                raise RequestClosed(
-                    "the desktop stopped waiting for this request before the answer arrived "
-                    "(cancelled, expired, or this phone was revoked there): it was not delivered"
-                ) from None
+                closed = True
             blocked = False
-            if result == "not_me":
+            if result == "not_me":  # blocked even when the answer came too late
                 await relay.block(pairing.routing_id)
                 with self.store.transaction() as state:
                     current = state.by_pairing_id(pairing.record.pairing_id)
                     if current is not None:
                         current.blocked = True
                 blocked = True
+            if closed:
+                also = (
+                    f"; “{pairing.label}” is blocked on the relay all the same" if blocked else ""
+                )
+                raise RequestClosed(
+                    "the desktop stopped waiting for this request before the answer arrived "
+                    "(cancelled, expired, or this phone was revoked there): it was not "
+                    f"delivered{also}"
+                )
         return Answer(result, view, blocked)

@@ -110,4 +110,6 @@ class RequestView:
         else:
             lines.append("  scan the QR code on the desktop:")
             lines.append("  unlatch phone approve LINK   (or --qr-image SCREENSHOT.png)")
+            lines.append("  did not ask for it? refuse, and block that desktop:")
+            lines.append(f"  unlatch phone deny --request {self.request_id} --not-me")
         return lines

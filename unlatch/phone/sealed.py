@@ -8,11 +8,17 @@ envelope is AES-256-GCM under a key made with HKDF from
 * those bytes **and** Argon2id(PIN) when the user set a PIN, so the share
   cannot be read without the PIN even by someone holding every file.
 
-The key-derivation parameters travel in the envelope (so a PIN change or a
-cost increase needs no migration) and are bound into the AEAD's associated
-data as length-prefixed bytes: an attacker cannot lower the Argon2id cost or
-swap the salt without the open failing. Parameters read from disk are bounded
-so a tampered file cannot make the client allocate gigabytes.
+The key-derivation parameters travel in the envelope and are bound into the
+AEAD's associated data as length-prefixed bytes: an attacker cannot lower the
+Argon2id cost or swap the salt without the open failing. Parameters read from
+disk are bounded so a tampered file cannot make the client allocate
+gigabytes. An envelope sealed with a lower cost than today's defaults (the
+64 MiB of earlier versions) still opens, and :mod:`unlatch.phone.store`
+re-seals it with the defaults at that first opening.
+
+What one guess of an offline attacker costs (someone with a copy of both
+files, ``storage.key`` and ``state.sealed``) is one Argon2id derivation with
+these parameters: docs/phone-client.md has the table per PIN length.
 """
 
 from __future__ import annotations
@@ -43,15 +49,27 @@ MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
 _STATE_KEY_LABEL = b"unlatch phone state key v1"
 _AAD_LABEL = b"unlatch phone state v1"
 
-# Argon2id costs: about a quarter second on a laptop core; RFC 9106's second
-# recommended option uses 64 MiB. Bounds refuse absurd values from a tampered file.
+# Argon2id costs of a new PIN envelope: 256 MiB and 3 passes, one lane, so each
+# guess needs 256 MiB of memory touched 3 times (RFC 9106 section 4's second
+# option with four times its memory). Measured by bench/bench_phone_pin.py:
+# about 0.7 s on one x86-64 server core (AMD EPYC); that is what each guess of
+# an offline attacker costs (docs/phone-client.md, the table). A phone's slower
+# core makes the user wait longer at each opening, not the attacker.
 DEFAULT_TIME_COST = 3
-DEFAULT_MEMORY_KIB = 64 * 1024
+DEFAULT_MEMORY_KIB = 256 * 1024
 DEFAULT_PARALLELISM = 1
+# Seconds per guess on one core with the defaults, as measured and documented
+# (docs/phone-client.md): what the CLI quotes to a user with a short PIN.
+MEASURED_SECONDS_PER_GUESS = 0.7
+# Bounds refuse absurd values from a tampered file (before any work).
 _MAX_TIME_COST = 20
 _MAX_MEMORY_KIB = 1024 * 1024
 _MAX_PARALLELISM = 8
-MIN_PIN_LEN = 4
+# A new PIN has at least 6 characters: 10^6 guesses of 0.7 s, about 8 days per
+# core for 6 digits, where 4 digits fell in about 2 hours. A state sealed under
+# a shorter PIN by an earlier version still opens (LEGACY_MIN_PIN_LEN).
+MIN_PIN_LEN = 6
+LEGACY_MIN_PIN_LEN = 4
 MAX_PIN_LEN = 128
 
 
@@ -72,6 +90,13 @@ class KdfParams:
     @property
     def needs_pin(self) -> bool:
         return self.name == "argon2id"
+
+    @property
+    def below_defaults(self) -> bool:
+        """A PIN envelope cheaper to guess than today's defaults: re-seal it."""
+        return self.needs_pin and (
+            self.memory_kib < DEFAULT_MEMORY_KIB or self.time_cost < DEFAULT_TIME_COST
+        )
 
     @classmethod
     def keyfile(cls) -> KdfParams:
@@ -132,12 +157,30 @@ class KdfParams:
         return cls("argon2id", salt, t, m, p)
 
 
-def check_pin(pin: str) -> str:
-    """A PIN's shape: digits or a passphrase, bounded, without surrounding spaces."""
+def check_pin(pin: str, *, minimum: int = MIN_PIN_LEN) -> str:
+    """A PIN's shape: digits or a passphrase, bounded, without surrounding spaces.
+
+    New PINs need ``MIN_PIN_LEN`` characters; opening a state sealed by an
+    earlier version passes ``LEGACY_MIN_PIN_LEN``.
+    """
     pin = pin.strip()
-    if not MIN_PIN_LEN <= len(pin) <= MAX_PIN_LEN:
-        raise PhoneError(f"a PIN has {MIN_PIN_LEN} to {MAX_PIN_LEN} characters")
+    if not minimum <= len(pin) <= MAX_PIN_LEN:
+        raise PhoneError(f"a PIN has {minimum} to {MAX_PIN_LEN} characters")
     return pin
+
+
+def offline_guess_time(pin: str) -> str:
+    """Roughly how long one core needs to try every PIN of this shape (for warnings)."""
+    alphabet = 10 if pin.isdigit() else 95
+    return format_duration(alphabet ** len(pin) * MEASURED_SECONDS_PER_GUESS)
+
+
+def format_duration(seconds: float) -> str:
+    """A long duration in the largest unit that gives at least 2 of it."""
+    for unit, size in (("years", 365 * 86400), ("days", 86400), ("hours", 3600)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:,.0f} {unit}"
+    return f"{seconds / 60:,.0f} minutes"
 
 
 def derive_key(storage_key: bytes, params: KdfParams, pin: str | None) -> bytes:
@@ -149,7 +192,7 @@ def derive_key(storage_key: bytes, params: KdfParams, pin: str | None) -> bytes:
         if pin is None:
             raise PinRequired("this phone is protected by a PIN: give it to continue")
         ikm += hash_secret_raw(
-            check_pin(pin).encode("utf-8"),
+            check_pin(pin, minimum=LEGACY_MIN_PIN_LEN).encode("utf-8"),
             params.salt,
             time_cost=params.time_cost,
             memory_cost=params.memory_kib,

@@ -64,6 +64,7 @@ class PhoneStore:
         self.home = home
         self._pin_source = pin
         self._key_cache: tuple[KdfParams, bytes] | None = None
+        self._lock_depth = 0  # _locked() is re-entrant within this object
 
     @property
     def state_path(self) -> Path:
@@ -97,13 +98,22 @@ class PhoneStore:
             raise StorageError(f"{self._storage_key_path} is damaged (wrong size)")
         return data
 
-    def _key_for(self, params: KdfParams, pin: str | None = None) -> bytes:
+    def _cached_key(self, params: KdfParams) -> bytes | None:
         if self._key_cache is not None and self._key_cache[0] == params:
             return self._key_cache[1]
+        return None
+
+    def _ask_pin(self) -> str:
+        if self._pin_source is None:
+            raise PinRequired("this phone is protected by a PIN: give it to continue")
+        return self._pin_source()
+
+    def _key_for(self, params: KdfParams, pin: str | None = None) -> bytes:
+        cached = self._cached_key(params)
+        if cached is not None:
+            return cached
         if params.needs_pin and pin is None:
-            if self._pin_source is None:
-                raise PinRequired("this phone is protected by a PIN: give it to continue")
-            pin = self._pin_source()
+            pin = self._ask_pin()
         key = derive_key(self._storage_key(), params, pin)
         self._key_cache = (params, key)
         return key
@@ -142,14 +152,37 @@ class PhoneStore:
             return state, True
 
     def load(self) -> PhoneState:
-        envelope = self._read_envelope()
-        params, nonce, ct = read_params(envelope)
-        plaintext = open_sealed(self._key_for(params), params, nonce, ct)
+        return self._load_current()[0]
+
+    def _open(self) -> tuple[PhoneState, KdfParams, str | None]:
+        """The state, its KDF parameters, and the PIN if it had to be asked."""
+        params, nonce, ct = read_params(self._read_envelope())
+        pin = None
+        if params.needs_pin and self._cached_key(params) is None:
+            pin = self._ask_pin()
+        plaintext = open_sealed(self._key_for(params, pin), params, nonce, ct)
         try:
             data = json.loads(plaintext)
         except ValueError:
             raise StorageError("phone state is damaged (not JSON)") from None
-        return PhoneState.from_dict(data)
+        return PhoneState.from_dict(data), params, pin
+
+    def _load_current(self) -> tuple[PhoneState, KdfParams]:
+        """Open the state; one sealed under a cheaper Argon2id than today's is re-sealed.
+
+        The migration happens at the first opening with the PIN (the only time
+        the PIN is at hand), under the lock and from a fresh read, so a change
+        made meanwhile by another command is neither lost nor migrated twice.
+        """
+        state, params, pin = self._open()
+        if not params.below_defaults or pin is None:
+            return state, params
+        with self._locked():
+            state, params, again = self._open()
+            if params.below_defaults:
+                params = KdfParams.argon2id()
+                self._save(state, params, again or pin)
+        return state, params
 
     def _save(self, state: PhoneState, params: KdfParams, pin: str | None = None) -> None:
         key = self._key_for(params, pin)
@@ -158,12 +191,22 @@ class PhoneStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        """The directory's flock; re-entrant (a second flock on a new fd would deadlock)."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
         self._ensure_dir()
         fd = os.open(self.home / "lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_depth = 1
             yield
         finally:
+            self._lock_depth = 0
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
@@ -171,8 +214,7 @@ class PhoneStore:
     def transaction(self) -> Iterator[PhoneState]:
         """Load under the lock, let the caller change the state, save it on success."""
         with self._locked():
-            params, _, _ = read_params(self._read_envelope())
-            state = self.load()
+            state, params = self._load_current()
             yield state
             self._save(state, params)
 

@@ -57,6 +57,7 @@ class MessageType(IntEnum):
     UNLOCK_PUSH = 0x11
     UNLOCK_SEEN = 0x12
     UNLOCK_REPLY = 0x13
+    UNLOCK_REFUSAL = 0x14  # "I did not ask for this" from the notification, without the QR
 
 
 class UnlockMode(IntEnum):
@@ -110,5 +111,6 @@ class Label:
     UNLOCK_PSK = b"unlatch/v1/unlock/psk"
     UNLOCK_PSK_ID = b"unlatch/v1/unlock/psk-id"
     UNLOCK_REPLY_INFO = b"unlatch/v1/unlock/reply"
+    UNLOCK_REFUSAL_MAC = b"unlatch/v1/unlock/refusal"
     SLOT_PHONE = b"unlatch/v1/slot/phone"
     SLOT_PASSKEY = b"unlatch/v1/slot/passkey"

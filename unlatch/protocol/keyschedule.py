@@ -115,6 +115,24 @@ def seen_mac_input(pairing_id: bytes, request_id: bytes, qr_secret: bytes) -> by
     return transcript(Label.UNLOCK_SEEN_MAC, pairing_id, request_id, qr_secret)
 
 
+def refusal_mac_input(pairing_id: bytes, params: RequestParams) -> bytes:
+    """MAC input of a refusal sent without the QR: the request as its push described it."""
+    return _request_transcript(Label.UNLOCK_REFUSAL_MAC, pairing_id, params)
+
+
+def _request_transcript(label: bytes, pairing_id: bytes, params: RequestParams) -> bytes:
+    """Every parameter of one request, under ``label``."""
+    return transcript(
+        label,
+        pairing_id,
+        params.request_id,
+        params.ephemeral_pk,
+        u64(params.created_at),
+        u16(params.ttl),
+        u8(int(params.mode)),
+    )
+
+
 def unlock_psk(keys: PairingKeys, request_id: bytes, qr_secret: bytes) -> bytes:
     """The reply's HPKE PSK: the fresh QR secret, salted with the pairing's unlock-PSK key."""
     return hkdf(
@@ -126,15 +144,7 @@ def unlock_psk(keys: PairingKeys, request_id: bytes, qr_secret: bytes) -> bytes:
 
 def reply_info(pairing_id: bytes, params: RequestParams) -> bytes:
     """HPKE ``info`` of the reply: pairing, request id, ephemeral key, times and mode."""
-    return transcript(
-        Label.UNLOCK_REPLY_INFO,
-        pairing_id,
-        params.request_id,
-        params.ephemeral_pk,
-        u64(params.created_at),
-        u16(params.ttl),
-        u8(int(params.mode)),
-    )
+    return _request_transcript(Label.UNLOCK_REPLY_INFO, pairing_id, params)
 
 
 def phone_slot_kek(phone_share: bytes, local_secret: bytes, pairing_id: bytes) -> bytes:
@@ -160,6 +170,7 @@ __all__ = [
     "phone_slot_kek",
     "push_aad",
     "qr_mac_input",
+    "refusal_mac_input",
     "reply_info",
     "root_export_context",
     "seen_mac_input",

@@ -464,6 +464,30 @@ class UnlockReply:
         return cls(rid, enc, ct)
 
 
+@dataclass(frozen=True)
+class UnlockRefusal:
+    """Phone to desktop: "I did not ask for this", from the notification, before any scan.
+
+    A scan-mode push does not carry the QR secret, so the phone cannot make an
+    :class:`UnlockReply` without scanning; this message needs only the pairing's
+    seen-MAC key (docs/protocol.md 6.9). It releases nothing and ends the request.
+    """
+
+    request_id: bytes
+    mac: bytes
+
+    TYPE: ClassVar[MessageType] = MessageType.UNLOCK_REFUSAL
+    LAYOUT: ClassVar[tuple[Field, ...]] = (_fixed("request_id", ID_LEN), _fixed("mac", MAC_LEN))
+
+    def encode(self) -> bytes:
+        return encode_message(self.TYPE, [self.request_id, self.mac], self.LAYOUT)
+
+    @classmethod
+    def decode(cls, data: bytes) -> UnlockRefusal:
+        rid, tag = decode_message(data, cls.TYPE, cls.LAYOUT, "refusal")
+        return cls(rid, tag)
+
+
 ALL_MESSAGES: tuple[type, ...] = (
     PairingOffer,
     PairingHello,
@@ -472,4 +496,5 @@ ALL_MESSAGES: tuple[type, ...] = (
     UnlockPush,
     UnlockSeen,
     UnlockReply,
+    UnlockRefusal,
 )

@@ -8,6 +8,7 @@ Flow (docs/protocol.md, "Phone unlock")::
       UnlockQR    ======== QR code on the desktop's screen =====>  PhoneUnlock.from_qr
                   <----------------  UnlockSeen  <---------  .seen()          (optional)
                   <----------------  UnlockReply <---------  .approve() / .deny()
+                  <----------------  UnlockRefusal <-------  .refuse()   (from the push, no QR)
     .receive_reply -> Approved(K_P) | Denied
 
 The reply is HPKE mode_auth_psk: encrypted to the request's ephemeral key,
@@ -37,11 +38,12 @@ from unlatch.protocol.constants import (
     QR_SECRET_LEN,
     REPLY_PLAINTEXT_LEN,
     Label,
+    MessageType,
     UnlockMode,
     UnlockPolicy,
     Verdict,
 )
-from unlatch.protocol.encoding import header, u8
+from unlatch.protocol.encoding import header, peek_type, u8
 from unlatch.protocol.errors import (
     AlreadyAnswered,
     InvalidState,
@@ -55,6 +57,7 @@ from unlatch.protocol.errors import (
 from unlatch.protocol.keyschedule import (
     push_aad,
     qr_mac_input,
+    refusal_mac_input,
     reply_info,
     seen_mac_input,
     unlock_psk,
@@ -65,6 +68,7 @@ from unlatch.protocol.messages import (
     RequestParams,
     UnlockPush,
     UnlockQR,
+    UnlockRefusal,
     UnlockReply,
     UnlockSeen,
     _check_ttl,
@@ -134,7 +138,8 @@ class Denied:
     """The phone refused: plainly, "I did not ask for this", or a wrong number was picked."""
 
     verdict: Verdict
-    policy: UnlockPolicy = UnlockPolicy.SCAN_ONLY
+    # The policy the reply stated; None for an UnlockRefusal, which carries none.
+    policy: UnlockPolicy | None = UnlockPolicy.SCAN_ONLY
 
     @property
     def not_me(self) -> bool:
@@ -295,10 +300,14 @@ class DesktopUnlock:
     def receive_reply(self, data: bytes, *, now: int) -> UnlockOutcome:
         """Decrypt the phone's reply. The first reply for this request ends it, whatever it says.
 
-        Bytes that are not a reply, or a reply for another request id, are
-        refused without touching the request (they cannot be attributed to
-        it); a reply for this request that fails authentication burns it.
+        The reply is an :class:`UnlockReply` or, when the user refused from the
+        notification without scanning, an :class:`UnlockRefusal` ("I did not ask
+        for this"). Bytes that are neither, or an answer for another request id,
+        are refused without touching the request (they cannot be attributed to
+        it); an answer for this request that fails authentication burns it.
         """
+        if peek_type(data) is MessageType.UNLOCK_REFUSAL:
+            return self._receive_refusal(data, now=now)
         reply = UnlockReply.decode(data)
         if reply.request_id != self.request_id:
             raise WrongRequest("reply is for another request")
@@ -323,6 +332,31 @@ class DesktopUnlock:
             raise
         self._finish(UnlockState.APPROVED if isinstance(outcome, Approved) else UnlockState.DENIED)
         return outcome
+
+    def _receive_refusal(self, data: bytes, *, now: int) -> UnlockOutcome:
+        """ "I did not ask for this" made from the push: a MAC under the seen-MAC key.
+
+        Only the two ends of the pairing hold that key, so the relay can neither
+        forge nor redirect one (it names this request and its parameters). It
+        carries no share, so it can only end the request.
+        """
+        refusal = UnlockRefusal.decode(data)
+        if refusal.request_id != self.request_id:
+            raise WrongRequest("refusal is for another request")
+        self._check_open(now)
+        keys = self.pairing.keys
+        try:
+            verify_mac(
+                keys.seen_mac_key,
+                refusal_mac_input(keys.pairing_id, self.params),
+                refusal.mac,
+                "refusal",
+            )
+        except ProtocolError:
+            self._finish(UnlockState.FAILED)
+            raise
+        self._finish(UnlockState.DENIED)
+        return Denied(Verdict.DENY_NOT_ME, policy=None)
 
 
 _POLICY_AT = 1 + KEY_LEN  # verdict | share | policy | padding
@@ -411,7 +445,7 @@ class PhoneUnlock:
         pairing: PhonePairingRecord,
         identity: KeyPair,
         params: RequestParams,
-        qr_secret: bytes,
+        qr_secret: bytes | None,
         *,
         number: int | None = None,
         choices: tuple[int, ...] = (),
@@ -434,12 +468,18 @@ class PhoneUnlock:
         self._qr_secret = None  # the request's one fresh secret: no further use
         self.state = state
 
-    def _verified_secret(self) -> bytes:
-        """The QR secret, or the typed refusal of a step after a final state."""
+    def _check_verified(self) -> None:
+        """The typed refusal of a step after a final state."""
         if self.state is PhoneUnlockState.ANSWERED:
             raise AlreadyAnswered("this request was already answered")
-        if self.state is not PhoneUnlockState.VERIFIED or self._qr_secret is None:
+        if self.state is not PhoneUnlockState.VERIFIED:
             raise InvalidState(f"this request is {self.state.value}: nothing more can be sent")
+
+    def _verified_secret(self) -> bytes:
+        """The QR secret, or the typed refusal of a step after a final state or without it."""
+        self._check_verified()
+        if self._qr_secret is None:  # made from a scan-mode push: only refuse() can answer
+            raise InvalidState("this request must be answered by scanning the desktop's QR code")
         return self._qr_secret
 
     @classmethod
@@ -504,9 +544,26 @@ class PhoneUnlock:
             choices=pushed.choices,
         )
 
+    @classmethod
+    def for_refusal(cls, pushed: PushedRequest, identity: KeyPair) -> PhoneUnlock:
+        """A request known from its notification only, which the user may refuse.
+
+        In scan mode the push has no QR secret, so the only answer this object
+        can make is :meth:`refuse` ("I did not ask for this"); approve, deny and
+        seen are :class:`InvalidState` until the QR is scanned.
+        """
+        if pushed.params.mode is UnlockMode.NUMBER_MATCH:
+            return cls.from_push(pushed, identity)
+        return cls(pushed.pairing, identity, pushed.params, None)
+
     @property
     def request_id(self) -> bytes:
         return self.params.request_id
+
+    @property
+    def can_reply(self) -> bool:
+        """False for a request known only from a scan-mode push: it can only be refused."""
+        return self._qr_secret is not None or self.state is not PhoneUnlockState.VERIFIED
 
     @property
     def needs_number(self) -> bool:
@@ -567,14 +624,32 @@ class PhoneUnlock:
         verdict = Verdict.DENY_NOT_ME if not_me else Verdict.DENY
         return self._reply(verdict, bytes(KEY_LEN), now, rng)
 
-    def _reply(self, verdict: Verdict, share: bytes, now: int, rng: Random) -> bytes:
-        """Make the one reply: ``verified`` -> ``answered`` (or ``expired`` / ``failed``)."""
-        qr_secret = self._verified_secret()
+    def refuse(self, *, now: int) -> bytes:
+        """ "I did not ask for this" without the QR secret: an :class:`UnlockRefusal`.
+
+        The answer of a request seen only in its notification (a scan-mode push
+        has no QR secret, so no :class:`UnlockReply` can be made). It releases
+        nothing; the app also blocks the pairing on the relay.
+        """
+        self._check_verified()
+        self._check_fresh(now)
+        keys = self.pairing.keys
+        tag = mac(keys.seen_mac_key, refusal_mac_input(keys.pairing_id, self.params))
+        self._end(PhoneUnlockState.ANSWERED)
+        return UnlockRefusal(self.request_id, tag).encode()
+
+    def _check_fresh(self, now: int) -> None:
+        """Decided too late: nothing is sent and the request ends ``expired``."""
         try:
             _check_time(self.params, now)
         except RequestExpired:
             self._end(PhoneUnlockState.EXPIRED)
             raise
+
+    def _reply(self, verdict: Verdict, share: bytes, now: int, rng: Random) -> bytes:
+        """Make the one reply: ``verified`` -> ``answered`` (or ``expired`` / ``failed``)."""
+        qr_secret = self._verified_secret()
+        self._check_fresh(now)
         keys = self.pairing.keys
         try:
             enc, ct, _ = hpke_seal(

@@ -20,6 +20,8 @@ import {
   UnlockMode,
   UnlockPolicy,
   UnlockState,
+  InvalidState,
+  refusalMacInput,
   appLink,
   bareLink,
   concat,
@@ -215,6 +217,47 @@ test("phone records: the policy round-trips, an old record without it allows sca
   assert.equal(PhonePairingRecord.fromDict(allowing.toDict()).allowNumberMatching, true);
   assert.deepEqual(PhonePairingRecord.fromDict(allowing.toDict()).toDict(), allowing.toDict());
   assert.throws(() => PhonePairingRecord.fromDict({ ...old, allow_number_matching: 1 }), /true or false/);
+});
+
+assert.equal(U.refusals.length, 2);
+
+for (const v of U.refusals) {
+  test(`refusal vector ${v.name}: "I did not ask for this" from the push alone, byte for byte`, async () => {
+    const { drec, prec, phone } = await fixtures();
+    const I = v.inputs;
+    const requestRng = replayRng(v.draws.request);
+    const du = await DesktopUnlock.create(drec, { now: I.now_request, ttl: I.ttl, mode: I.mode, rng: requestRng });
+    requestRng.done();
+    assertBytes(du.pushBytes, v.messages.push, "push");
+    assertBytes(refusalMacInput(drec.keys.pairing_id, du.params), v.intermediate.refusal_mac_input, "refusal_mac_input");
+    const pushed = await PhoneUnlock.openPush(unhex(v.messages.push), [prec], { now: I.now_push });
+    const pu = PhoneUnlock.forRefusal(pushed, phone);
+    if (I.mode === UnlockMode.SCAN) {
+      assert.equal(pu.canReply, false); // no QR secret: approve, deny and seen are impossible
+      await assert.rejects(pu.approve({ now: I.now_refuse }), InvalidState);
+      await assert.rejects(pu.seen(), InvalidState);
+    }
+    const refusal = await pu.refuse({ now: I.now_refuse });
+    assertBytes(refusal, v.messages.refusal, "refusal");
+    await assert.rejects(pu.refuse({ now: I.now_refuse }), AlreadyAnswered);
+    const outcome = await du.receiveReply(unhex(v.messages.refusal), { now: I.now_receive });
+    assert.equal(du.state, v.outcome.state);
+    assert.equal(verdictName(outcome.verdict), v.outcome.verdict);
+    assert.equal(outcome.notMe, true);
+    assert.equal(outcome.approved, false);
+    await assert.rejects(du.receiveReply(unhex(v.messages.refusal), { now: I.now_receive }), AlreadyAnswered);
+  });
+}
+
+test("a refusal with a wrong MAC burns the request and says nothing about the phone", async () => {
+  const { drec, prec, phone } = await fixtures();
+  const v = U.refusals[0];
+  const du = await DesktopUnlock.create(drec, { now: v.inputs.now_request, ttl: 120, mode: UnlockMode.SCAN });
+  const pushed = await PhoneUnlock.openPush(du.pushBytes, [prec], { now: v.inputs.now_push });
+  const forged = await PhoneUnlock.forRefusal(pushed, phone).refuse({ now: v.inputs.now_refuse });
+  forged[forged.length - 1] ^= 1;
+  await assert.rejects(du.receiveReply(forged, { now: v.inputs.now_receive }), /authentication|refusal/);
+  assert.equal(du.state, UnlockState.FAILED);
 });
 
 test("phone slot KEK matches slots.json", async () => {

@@ -22,7 +22,17 @@ import {
 } from "../protocol/index.js";
 import { RelayError } from "./relay.js";
 import { nowSeconds } from "./dom.js";
-import { loadPairings, loadReplayGuard, rememberAnswer, savePairings, kvGet, kvSet } from "./store.js";
+import {
+  loadPairings,
+  loadReplayGuard,
+  recordWithShare,
+  rememberAnswer,
+  savePairings,
+  shareKeyFromPrf,
+  shareProtection,
+  kvGet,
+  kvSet,
+} from "./store.js";
 import { verifyUser } from "./webauthn.js";
 
 /** A failure the app explains to the user: a title and a sentence. */
@@ -155,13 +165,39 @@ export async function awaitAccept(ctx, signal) {
   await ctx.relay.closePairingChannel(pp.channelId);
   await ctx.relay.registerPairing(record.keys.routing_id, record.desktopDeviceId);
   const pairings = await loadPairings();
-  const entry = { record, label: record.desktopName, addedAt: nowSeconds() };
-  pairings.push(entry);
-  await savePairings(pairings);
-  ctx.state.pairings = pairings;
+  pairings.push({ record, label: record.desktopName, addedAt: nowSeconds() });
+  // With the PRF protection, the new K_P goes under the authenticator now if the
+  // user verifies; if not, it waits under the device key for the next approval.
+  const shareKey = await protectionKey().catch(() => null);
+  ctx.state.pairings = await savePairings(pairings, { shareKey });
+  const entry = ctx.state.pairings[ctx.state.pairings.length - 1];
   flow.entry = entry;
   flow.step = "name";
   return entry;
+}
+
+/** The key the shares are sealed under (asks the authenticator), or null without the PRF protection. */
+async function protectionKey() {
+  const protection = await shareProtection();
+  if (protection.kind !== "prf") return null;
+  const prf = await verifyUser(protection.credentialId, { prfSalt: protection.salt });
+  return shareKeyFromPrf(prf, protection.salt);
+}
+
+/**
+ * Before an approval the user verifies. With the PRF protection that same
+ * assertion gives the key of the stored K_P: the request's record gets its
+ * share for this one reply (and a pairing made since is sealed too); without
+ * the authenticator there is no K_P to send.
+ */
+async function verifyForApproval(ctx, pu) {
+  const shareKey = await protectionKey();
+  if (shareKey) {
+    pu.pairing = await recordWithShare(pu.pairing, shareKey);
+    ctx.state.pairings = await savePairings(await loadPairings(), { shareKey });
+  } else if (ctx.state.settings.uvCredentialId) {
+    await verifyUser(ctx.state.settings.uvCredentialId);
+  }
 }
 
 export async function renamePairing(ctx, entry, label) {
@@ -260,9 +296,7 @@ export async function answer(ctx, verdict, choice = null) {
   const flow = ctx.state.flow;
   if (flow.outbox) return sendAnswer(ctx, flow); // made already: only the sending is left
   const { pu } = flow;
-  if (verdict === "approve" && ctx.state.settings.uvCredentialId) {
-    await verifyUser(ctx.state.settings.uvCredentialId);
-  }
+  if (verdict === "approve") await verifyForApproval(ctx, pu);
   const now = nowSeconds();
   ctx.state.replay = await rememberAnswer(pu.requestId, pu.params.expiresAt, { now });
   let reply;
@@ -302,6 +336,44 @@ export async function sendAnswer(ctx, flow) {
   }
   flow.result = { verdict: outbox.verdict, shareSent: outbox.shareSent, blocked };
   return flow.result;
+}
+
+/**
+ * "I did not ask for this" from a request card, before any scan. A scan-mode
+ * push has no QR secret, so no reply can be made; the phone sends an
+ * UnlockRefusal (a MAC under the pairing's seen-MAC key: the desktop shows
+ * that the phone refused, and the relay cannot forge one), then blocks the
+ * pairing on the relay. The request id goes into the stored replay guard
+ * first, and the refusal is made once and kept on the pending entry, so a
+ * second try after a network failure sends the same bytes. A request the
+ * desktop no longer waits for still gets the block.
+ */
+export async function refuseFromPush(ctx, pending) {
+  if (!pending.refusal) {
+    const pu = PhoneUnlock.forRefusal(pending.pushed, ctx.state.identity);
+    const now = nowSeconds();
+    ctx.state.replay = await rememberAnswer(pu.requestId, pu.params.expiresAt, { now });
+    pending.refusal = { requestId: pu.requestId, bytes: await pu.refuse({ now }), sent: false, attempts: 0 };
+  }
+  const out = pending.refusal;
+  let delivered = true;
+  if (!out.sent) {
+    out.attempts += 1;
+    try {
+      await ctx.relay.postReply(out.requestId, out.bytes);
+    } catch (err) {
+      const code = err instanceof RelayError ? err.code : null;
+      const arrivedBefore = out.attempts > 1 && code === "already_answered";
+      const tooLate = ["closed", "expired", "unknown_channel"].includes(code);
+      if (!arrivedBefore && !tooLate) throw err;
+      delivered = !tooLate;
+    }
+    out.sent = true;
+  }
+  await ctx.relay.block(pending.pushed.pairing.keys.routing_id);
+  ctx.state.pending.delete(pending.requestId);
+  ctx.emit();
+  return { delivered, blocked: true };
 }
 
 // ------------------------------------------------------------------ pending requests

@@ -8,6 +8,10 @@
  *   - "wrap-key": an AES-256-GCM key, NOT extractable, that encrypts the
  *     pairing records (which hold K_P and the pairing's MAC/push/PSK keys).
  *   - "pairings": {iv, ct}: the records, encrypted under "wrap-key".
+ *   - "share-wrap" and "shares", where the WebAuthn credential has the PRF
+ *     extension: the records' K_P are zeros in "pairings" and live in
+ *     "shares" ({iv, ct}), encrypted under a key derived (HKDF, labelled)
+ *     from the authenticator's PRF output, which nothing in storage holds.
  *   - "replay", "settings", "push": plain data (no secrets).
  * A script of this origin can still *use* these keys (that is how the app
  * works); what it cannot do is copy the raw key bytes elsewhere.
@@ -16,12 +20,16 @@
  * arrives, so it must not touch `window` or the DOM.
  */
 
-import { PhonePairingRecord, ReplayGuard, KeyPair } from "../protocol/index.js";
+import { PhonePairingRecord, ReplayGuard, KeyPair, b64d, b64e } from "../protocol/index.js";
 
 const DB_NAME = "unlatch-phone";
 const DB_VERSION = 1;
 const STORE = "kv";
-const RECORDS_AAD = new TextEncoder().encode("unlatch-phone/pairings/v1");
+const te = new TextEncoder();
+const RECORDS_AAD = te.encode("unlatch-phone/pairings/v1");
+const SHARES_AAD = te.encode("unlatch-phone/shares/v1");
+const SHARE_KEY_INFO = te.encode("unlatch-phone/share-key/v1");
+const SHARE_LEN = 32;
 
 let dbPromise = null;
 
@@ -73,6 +81,17 @@ export async function kvDelete(key) {
   await tx("readwrite", (store) => store.delete(key));
 }
 
+/** Put (value) or delete (undefined) several keys in ONE transaction: all or nothing. */
+async function kvWriteAll(entries) {
+  await tx("readwrite", (store) => {
+    for (const [key, value] of Object.entries(entries)) {
+      if (value === undefined) store.delete(key);
+      else store.put(value, key);
+    }
+    return null;
+  });
+}
+
 /** Get `key`, or create it with `make()` (once, even if called concurrently in one context). */
 const pending = new Map();
 async function getOrCreate(key, make) {
@@ -122,13 +141,7 @@ export async function deviceKey() {
 export async function loadPairings() {
   const stored = await kvGet("pairings");
   if (!stored) return [];
-  const key = await wrapKey();
-  const plain = await crypto.subtle.decrypt(
-    { name: "AES-GCM", iv: stored.iv, additionalData: RECORDS_AAD },
-    key,
-    stored.ct,
-  );
-  const list = JSON.parse(new TextDecoder().decode(plain));
+  const list = await openJson(await wrapKey(), RECORDS_AAD, stored);
   return list.map((entry) => ({
     record: PhonePairingRecord.fromDict(entry.record),
     label: entry.label,
@@ -136,20 +149,125 @@ export async function loadPairings() {
   }));
 }
 
-export async function savePairings(pairings) {
-  const key = await wrapKey();
+async function sealJson(key, aad, value) {
   const iv = crypto.getRandomValues(new Uint8Array(12));
-  const json = JSON.stringify(
-    pairings.map((p) => ({ record: p.record.toDict(), label: p.label, addedAt: p.addedAt })),
+  const plain = te.encode(JSON.stringify(value));
+  const ct = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, key, plain));
+  return { iv, ct };
+}
+
+async function openJson(key, aad, stored) {
+  const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: stored.iv, additionalData: aad }, key, stored.ct);
+  return JSON.parse(new TextDecoder().decode(plain));
+}
+
+function pairingsJson(pairings) {
+  return pairings.map((p) => ({ record: p.record.toDict(), label: p.label, addedAt: p.addedAt }));
+}
+
+/**
+ * Store the paired desktops. With the PRF protection on and `shareKey` given
+ * (the user just verified), a record that still carries its K_P (a pairing
+ * made since) has it moved into "shares" and stored as zeros, and shares of
+ * unpaired desktops are dropped. Without `shareKey` a new record keeps its K_P
+ * under the device key until the next verification (a pairing is never lost
+ * to a cancelled prompt). Returns the records as stored.
+ */
+export async function savePairings(pairings, { shareKey = null } = {}) {
+  const writes = {};
+  let stored = pairings;
+  if (shareKey && (await kvGet("share-wrap"))) {
+    const shares = await openShares(shareKey);
+    const kept = {};
+    for (const p of pairings) {
+      const id = b64e(p.record.pairingId);
+      if (hasShare(p.record)) kept[id] = b64e(p.record.phoneShare);
+      else if (shares[id]) kept[id] = shares[id];
+    }
+    writes.shares = await sealJson(shareKey, SHARES_AAD, kept);
+    stored = pairings.map((p) => ({ ...p, record: withShare(p.record, new Uint8Array(SHARE_LEN)) }));
+  }
+  writes.pairings = await sealJson(await wrapKey(), RECORDS_AAD, pairingsJson(stored));
+  await kvWriteAll(writes);
+  return stored;
+}
+
+// ------------------------------------------------------------------ K_P under the authenticator (PRF)
+
+function hasShare(record) {
+  return record.phoneShare.some((b) => b !== 0);
+}
+
+function withShare(record, share) {
+  return PhonePairingRecord.fromDict({ ...record.toDict(), phone_share: b64e(share) });
+}
+
+/**
+ * How the shares (K_P) are kept: {kind: "prf", credentialId, salt} when they are
+ * sealed under the authenticator's PRF, else {kind: "device"} (the records'
+ * non-extractable wrap key only).
+ */
+export async function shareProtection() {
+  const wrap = await kvGet("share-wrap");
+  return wrap ? { kind: "prf", credentialId: wrap.credentialId, salt: wrap.salt } : { kind: "device" };
+}
+
+/** The AES-GCM key of "shares": HKDF-SHA256(PRF output, salt, "unlatch-phone/share-key/v1"). */
+export async function shareKeyFromPrf(prfOutput, salt) {
+  const ikm = await crypto.subtle.importKey("raw", prfOutput, "HKDF", false, ["deriveKey"]);
+  return crypto.subtle.deriveKey(
+    { name: "HKDF", hash: "SHA-256", salt, info: SHARE_KEY_INFO },
+    ikm,
+    { name: "AES-GCM", length: 256 },
+    false,
+    ["encrypt", "decrypt"],
   );
-  const ct = new Uint8Array(
-    await crypto.subtle.encrypt(
-      { name: "AES-GCM", iv, additionalData: RECORDS_AAD },
-      key,
-      new TextEncoder().encode(json),
-    ),
-  );
-  await kvSet("pairings", { iv, ct });
+}
+
+async function openShares(shareKey) {
+  const stored = await kvGet("shares");
+  return stored ? openJson(shareKey, SHARES_AAD, stored) : {};
+}
+
+/**
+ * Move every K_P under the PRF-derived key: "shares" gets them, "pairings" keeps
+ * zeros, "share-wrap" says so; the three in one transaction. `salt` is the PRF
+ * input (32 random bytes, stored: it is no secret). Returns the stored records.
+ */
+export async function enableShareWrap(credentialId, prfOutput, salt) {
+  const shareKey = await shareKeyFromPrf(prfOutput, salt);
+  const pairings = await loadPairings();
+  const shares = Object.fromEntries(pairings.map((p) => [b64e(p.record.pairingId), b64e(p.record.phoneShare)]));
+  const stored = pairings.map((p) => ({ ...p, record: withShare(p.record, new Uint8Array(SHARE_LEN)) }));
+  await kvWriteAll({
+    shares: await sealJson(shareKey, SHARES_AAD, shares),
+    pairings: await sealJson(await wrapKey(), RECORDS_AAD, pairingsJson(stored)),
+    "share-wrap": { credentialId, salt },
+  });
+  return stored;
+}
+
+/** Back to the device key only (verification turned off): the shares return into the records. */
+export async function disableShareWrap(shareKey) {
+  const shares = await openShares(shareKey);
+  const pairings = (await loadPairings()).map((p) => {
+    const share = shares[b64e(p.record.pairingId)];
+    return share && !hasShare(p.record) ? { ...p, record: withShare(p.record, b64d(share, "share", 64)) } : p;
+  });
+  await kvWriteAll({
+    pairings: await sealJson(await wrapKey(), RECORDS_AAD, pairingsJson(pairings)),
+    shares: undefined,
+    "share-wrap": undefined,
+  });
+  return pairings;
+}
+
+/** The record with its K_P, for the one approval it is needed for (never stored so). */
+export async function recordWithShare(record, shareKey) {
+  if (hasShare(record)) return record;
+  const share = (await openShares(shareKey))[b64e(record.pairingId)];
+  if (!share) throw new Error("This desktop's unlock key is missing from this phone: pair it again.");
+  return withShare(record, b64d(share, "share", 64));
 }
 
 export async function loadReplayGuard() {

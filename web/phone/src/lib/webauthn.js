@@ -4,7 +4,10 @@
  *
  * This is a local gate against someone holding the already-unlocked phone,
  * not a server-checked signature: the assertion is checked here (UV flag set,
- * the credential we registered), nothing is sent anywhere.
+ * the credential we registered), nothing is sent anywhere. Where the
+ * authenticator has the PRF extension, the same assertion also evaluates the
+ * PRF on a stored salt: its output is the key (after HKDF, lib/store.js) that
+ * the pairing shares are sealed under, so the gate is then cryptographic.
  */
 
 import { b64d, b64e } from "../protocol/index.js";
@@ -23,7 +26,7 @@ export async function platformAuthenticatorAvailable() {
   }
 }
 
-/** Register a platform credential; returns its id (base64url). */
+/** Register a platform credential (asking for PRF); returns {id (base64url), prf: enabled?}. */
 export async function createCredential(phoneName) {
   const cred = await navigator.credentials.create({
     publicKey: {
@@ -45,14 +48,20 @@ export async function createCredential(phoneName) {
       },
       attestation: "none",
       timeout: 60000,
+      extensions: { prf: {} },
     },
   });
   if (!cred) throw new Error("no credential was created");
-  return b64e(new Uint8Array(cred.rawId));
+  const prf = cred.getClientExtensionResults?.().prf;
+  return { id: b64e(new Uint8Array(cred.rawId)), prf: Boolean(prf?.enabled || prf?.results?.first) };
 }
 
-/** Ask the user to verify (biometric or PIN); throws if they cancel or cannot. */
-export async function verifyUser(credentialId) {
+/**
+ * Ask the user to verify (biometric or PIN); throws if they cancel or cannot.
+ * With `prfSalt`, also evaluates the credential's PRF on it and returns the
+ * 32-byte output (throws if the authenticator gives none); else returns null.
+ */
+export async function verifyUser(credentialId, { prfSalt = null } = {}) {
   let assertion;
   try {
     assertion = await navigator.credentials.get({
@@ -62,6 +71,7 @@ export async function verifyUser(credentialId) {
         allowCredentials: [{ type: "public-key", id: b64d(credentialId, "credential id", 1400) }],
         userVerification: "required",
         timeout: 60000,
+        ...(prfSalt ? { extensions: { prf: { eval: { first: prfSalt } } } } : {}),
       },
     });
   } catch (err) {
@@ -75,4 +85,10 @@ export async function verifyUser(credentialId) {
   if (b64e(new Uint8Array(assertion.rawId)) !== credentialId || !(authData[32] & UV_FLAG)) {
     throw new Error("The verification did not confirm it was you: nothing was sent.");
   }
+  if (!prfSalt) return null;
+  const first = assertion.getClientExtensionResults?.().prf?.results?.first;
+  if (!first || first.byteLength !== 32) {
+    throw new Error("This authenticator did not give the key that protects the unlock keys: nothing was sent.");
+  }
+  return new Uint8Array(first);
 }

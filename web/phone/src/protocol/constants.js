@@ -47,6 +47,7 @@ export const MessageType = Object.freeze({
   UNLOCK_PUSH: 0x11,
   UNLOCK_SEEN: 0x12,
   UNLOCK_REPLY: 0x13,
+  UNLOCK_REFUSAL: 0x14, // "I did not ask for this" from the notification, without the QR
 });
 
 /** Name of a message type, lower case as in the Python error messages. */
@@ -106,6 +107,7 @@ export const Label = Object.freeze(
       UNLOCK_PSK: "unlatch/v1/unlock/psk",
       UNLOCK_PSK_ID: "unlatch/v1/unlock/psk-id",
       UNLOCK_REPLY_INFO: "unlatch/v1/unlock/reply",
+      UNLOCK_REFUSAL_MAC: "unlatch/v1/unlock/refusal",
       SLOT_PHONE: "unlatch/v1/slot/phone",
       SLOT_PASSKEY: "unlatch/v1/slot/passkey",
     }).map(([k, v]) => [k, te.encode(v)]),

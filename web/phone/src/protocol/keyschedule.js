@@ -110,8 +110,13 @@ export function unlockPsk(keys, requestId, qrSecret) {
 
 /** HPKE `info` of the reply: pairing, request id, ephemeral key, times and mode. */
 export function replyInfo(pairingId, params) {
+  return requestTranscript(Label.UNLOCK_REPLY_INFO, pairingId, params);
+}
+
+/** Every parameter of one request, under `label`. */
+function requestTranscript(label, pairingId, params) {
   return transcript(
-    Label.UNLOCK_REPLY_INFO,
+    label,
     pairingId,
     params.requestId,
     params.ephemeralPk,
@@ -119,6 +124,11 @@ export function replyInfo(pairingId, params) {
     u16(params.ttl),
     u8(params.mode),
   );
+}
+
+/** MAC input of a refusal sent without the QR: the request as its push described it. */
+export function refusalMacInput(pairingId, params) {
+  return requestTranscript(Label.UNLOCK_REFUSAL_MAC, pairingId, params);
 }
 
 /** Key-encryption key of a phone's vault slot (the desktop computes it; here for the vectors). */

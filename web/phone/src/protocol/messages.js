@@ -373,6 +373,23 @@ export const UnlockReply = {
   },
 };
 
+/**
+ * Phone to desktop: "I did not ask for this", from the notification, before any
+ * scan (a scan-mode push has no QR secret, so no UnlockReply can be made). A MAC
+ * under the pairing's seen-MAC key; it releases nothing and ends the request.
+ */
+export const UnlockRefusal = {
+  TYPE: MessageType.UNLOCK_REFUSAL,
+  LAYOUT: [fixed("request_id", ID_LEN), fixed("mac", MAC_LEN)],
+  encode({ requestId, mac }) {
+    return encodeMessage(this.TYPE, [requestId, mac], this.LAYOUT);
+  },
+  decode(data) {
+    const [requestId, mac] = decodeMessage(data, this.TYPE, this.LAYOUT, "refusal");
+    return { requestId, mac };
+  },
+};
+
 export const ALL_MESSAGES = Object.freeze([
   PairingOffer,
   PairingHello,
@@ -381,4 +398,5 @@ export const ALL_MESSAGES = Object.freeze([
   UnlockPush,
   UnlockSeen,
   UnlockReply,
+  UnlockRefusal,
 ]);

@@ -8,7 +8,9 @@
  *       UnlockQR    ======== QR code on the desktop's screen =====>  PhoneUnlock.fromQr
  *                   <----------------  UnlockSeen  <---------  .seen()
  *                   <----------------  UnlockReply <---------  .approve() / .deny()
+ *                   <----------------  UnlockRefusal <-------  .refuse()   (from the push, no QR)
  *     .receiveReply -> {approved: true, phoneShare, policy} | {approved: false, verdict, notMe, wrongNumber, policy}
+ *                    (a refusal carries no policy: policy null)
  *
  * The reply is HPKE mode_auth_psk: encrypted to the request's ephemeral key,
  * authenticated by the phone's static key, keyed by the QR's fresh secret and
@@ -17,6 +19,7 @@
 
 import {
   CLOCK_SKEW_SECONDS,
+  MessageType,
   DEFAULT_UNLOCK_TTL,
   ID_LEN,
   KEY_LEN,
@@ -31,7 +34,7 @@ import {
   UnlockPolicy,
   Verdict,
 } from "./constants.js";
-import { concat, equalBytes, header, u8 } from "./encoding.js";
+import { concat, equalBytes, header, peekType, u8 } from "./encoding.js";
 import {
   AlreadyAnswered,
   InvalidState,
@@ -42,9 +45,18 @@ import {
   UnknownPairing,
   WrongRequest,
 } from "./errors.js";
-import { pushAad, qrMacInput, replyInfo, seenMacInput, unlockPsk } from "./keyschedule.js";
+import { pushAad, qrMacInput, refusalMacInput, replyInfo, seenMacInput, unlockPsk } from "./keyschedule.js";
 import { parseLink } from "./links.js";
-import { PushPlaintext, UnlockPush, UnlockQR, UnlockReply, UnlockSeen, checkTtl, requestParams } from "./messages.js";
+import {
+  PushPlaintext,
+  UnlockPush,
+  UnlockQR,
+  UnlockRefusal,
+  UnlockReply,
+  UnlockSeen,
+  checkTtl,
+  requestParams,
+} from "./messages.js";
 import {
   KeyPair,
   aeadOpen,
@@ -205,8 +217,12 @@ export class DesktopUnlock {
     this.state = UnlockState.SEEN;
   }
 
-  /** Decrypt the phone's reply; the first reply for this request ends it, whatever it says. */
+  /**
+   * Decrypt the phone's reply (an UnlockReply, or an UnlockRefusal made from the
+   * notification without scanning); the first one for this request ends it, whatever it says.
+   */
   async receiveReply(data, { now }) {
+    if (peekType(data) === MessageType.UNLOCK_REFUSAL) return this._receiveRefusal(data, { now });
     const reply = UnlockReply.decode(data);
     if (!equalBytes(reply.requestId, this.requestId)) throw new WrongRequest("reply is for another request");
     this._checkOpen(now);
@@ -231,6 +247,22 @@ export class DesktopUnlock {
     }
     this._finish(outcome.approved ? UnlockState.APPROVED : UnlockState.DENIED);
     return outcome;
+  }
+
+  /** "I did not ask for this" made from the push: a MAC under the seen-MAC key (only the two ends hold it). */
+  async _receiveRefusal(data, { now }) {
+    const refusal = UnlockRefusal.decode(data);
+    if (!equalBytes(refusal.requestId, this.requestId)) throw new WrongRequest("refusal is for another request");
+    this._checkOpen(now);
+    const keys = this.pairing.keys;
+    try {
+      await verifyMac(keys.seen_mac_key, refusalMacInput(keys.pairing_id, this.params), refusal.mac, "refusal");
+    } catch (err) {
+      if (err instanceof ProtocolError) this._finish(UnlockState.FAILED);
+      throw err;
+    }
+    this._finish(UnlockState.DENIED);
+    return Object.freeze({ approved: false, verdict: Verdict.DENY_NOT_ME, notMe: true, wrongNumber: false, policy: null });
   }
 }
 
@@ -314,11 +346,20 @@ export class PhoneUnlock {
     this.state = state;
   }
 
-  /** The QR secret, or the typed refusal of a step after a final state. */
-  _verifiedSecret() {
+  /** The typed refusal of a step after a final state. */
+  _checkVerified() {
     if (this.state === PhoneUnlockState.ANSWERED) throw new AlreadyAnswered("this request was already answered");
-    if (this.state !== PhoneUnlockState.VERIFIED || this._qrSecret === null) {
+    if (this.state !== PhoneUnlockState.VERIFIED) {
       throw new InvalidState(`this request is ${this.state}: nothing more can be sent`);
+    }
+  }
+
+  /** The QR secret, or the typed refusal of a step after a final state or without it. */
+  _verifiedSecret() {
+    this._checkVerified();
+    if (this._qrSecret === null) {
+      // made from a scan-mode push: only refuse() can answer
+      throw new InvalidState("this request must be answered by scanning the desktop's QR code");
     }
     return this._qrSecret;
   }
@@ -370,8 +411,23 @@ export class PhoneUnlock {
     });
   }
 
+  /**
+   * A request known from its notification only, which the user may refuse. In
+   * scan mode the push has no QR secret, so the only answer is refuse() ("I did
+   * not ask for this"); approve, deny and seen are InvalidState until the QR is scanned.
+   */
+  static forRefusal(pushed, identity) {
+    if (pushed.params.mode === UnlockMode.NUMBER_MATCH) return PhoneUnlock.fromPush(pushed, identity);
+    return new PhoneUnlock(pushed.pairing, identity, pushed.params, null);
+  }
+
   get requestId() {
     return this.params.requestId;
+  }
+
+  /** False for a request known only from a scan-mode push: it can only be refused. */
+  get canReply() {
+    return this._qrSecret !== null || this.state !== PhoneUnlockState.VERIFIED;
   }
 
   get needsNumber() {
@@ -432,15 +488,35 @@ export class PhoneUnlock {
     return this._reply(notMe ? Verdict.DENY_NOT_ME : Verdict.DENY, new Uint8Array(KEY_LEN), now, rng);
   }
 
-  /** Make the one reply: VERIFIED -> ANSWERED (or EXPIRED / FAILED). */
-  async _reply(verdict, share, now, rng) {
-    const qrSecret = this._verifiedSecret();
+  /**
+   * "I did not ask for this" without the QR secret: an UnlockRefusal. The answer
+   * of a request seen only in its notification; it releases nothing (the app
+   * also blocks the pairing on the relay).
+   */
+  async refuse({ now }) {
+    this._checkVerified();
+    this._checkFresh(now);
+    this.state = PhoneUnlockState.ANSWERED; // claimed before the first await
+    const keys = this.pairing.keys;
+    const tag = await mac(keys.seen_mac_key, refusalMacInput(keys.pairing_id, this.params));
+    this._end(PhoneUnlockState.ANSWERED);
+    return UnlockRefusal.encode({ requestId: this.requestId, mac: tag });
+  }
+
+  /** Decided too late: nothing is sent and the request ends EXPIRED. */
+  _checkFresh(now) {
     try {
       checkTime(this.params, now);
     } catch (err) {
       this._end(PhoneUnlockState.EXPIRED);
       throw err;
     }
+  }
+
+  /** Make the one reply: VERIFIED -> ANSWERED (or EXPIRED / FAILED). */
+  async _reply(verdict, share, now, rng) {
+    const qrSecret = this._verifiedSecret();
+    this._checkFresh(now);
     // Claimed before the first await, so two concurrent answers cannot both proceed.
     this.state = PhoneUnlockState.ANSWERED;
     const keys = this.pairing.keys;

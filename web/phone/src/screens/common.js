@@ -1,7 +1,7 @@
 /** Pieces several screens share: the header, notices, buttons, the pending-request card. */
 
 import { UnlockMode } from "../protocol/index.js";
-import { labelOf } from "../lib/actions.js";
+import { explain, labelOf, refuseFromPush } from "../lib/actions.js";
 import { formatRemaining, h, icon, nowSeconds } from "../lib/dom.js";
 
 export function header(title, subtitle = null, { back = null } = {}) {
@@ -51,6 +51,60 @@ export async function busy(btn, fn, onError) {
   }
 }
 
+/**
+ * "I did not ask for this" on a request card, with a confirm step (it blocks the
+ * desktop). The step in progress lives on the pending entry, so a redraw of the
+ * list (another request arriving) keeps it.
+ */
+export function refuseControls(ctx, p) {
+  const label = labelOf(p.pairingEntry);
+  const area = h("div", { class: "refuse" });
+  const ask = () => {
+    p.refuseStep = "ask";
+    const yes = button(`Block ${label}`, null, { kind: "danger small confirm-not-me", iconName: "shield" });
+    const no = button("Cancel", null, { kind: "ghost small" });
+    no.addEventListener("click", idle);
+    yes.addEventListener("click", () =>
+      busy(
+        yes,
+        async () => {
+          const result = await refuseFromPush(ctx, p);
+          ctx.notify({
+            title: `${label} is blocked`,
+            message:
+              (result.delivered
+                ? `${label} was told you did not ask for this. `
+                : "The desktop had already stopped waiting for this request. ") +
+              "It cannot send new requests until you unblock it under Desktops.",
+            kind: "warning",
+          });
+          ctx.go("#/");
+        },
+        (err) => {
+          const e = explain(err);
+          area.replaceChildren(noticeCard({ title: e.title, message: e.message, kind: e.kind }), yes, no);
+        },
+      ),
+    );
+    area.replaceChildren(
+      h("p", {
+        class: "confirm-text",
+        text: `Tell ${label} you did not ask for this, and block its requests until you unblock it under Desktops?`,
+      }),
+      yes,
+      no,
+    );
+  };
+  const idle = () => {
+    p.refuseStep = null;
+    const notMe = button("I did not ask for this", ask, { kind: "danger-link small not-me", iconName: "shield" });
+    area.replaceChildren(notMe);
+  };
+  if (p.refuseStep === "ask") ask();
+  else idle();
+  return area;
+}
+
 /** A pending unlock request as a card with its countdown and the way to answer it. */
 export function pendingCard(ctx, p) {
   const scanMode = p.pushed.params.mode === UnlockMode.SCAN;
@@ -79,6 +133,7 @@ export function pendingCard(ctx, p) {
       scanMode
         ? h("a", { class: "btn primary", href: `#/scan?request=${p.requestId}` }, icon("scan"), h("span", { text: "Scan the QR code" }))
         : h("a", { class: "btn primary", href: `#/approve?request=${p.requestId}` }, icon("check"), h("span", { text: "Answer" })),
+      refuseControls(ctx, p),
     ),
   };
 }

@@ -8,7 +8,7 @@ import { explain, handleCode, labelOf, refreshPending, startUnlockFromPush } fro
 import { h, icon } from "../lib/dom.js";
 import { Scanner, cameraErrorMessage } from "../lib/scanner.js";
 import { UnlockMode } from "../protocol/index.js";
-import { busy, button, header, noticeCard, takeNotice } from "./common.js";
+import { busy, button, header, noticeCard, refuseControls, takeNotice } from "./common.js";
 
 export function render(ctx, params) {
   const requestId = params.get("request");
@@ -149,6 +149,7 @@ function renderScanner(ctx, pending) {
       h("div", { class: "scan-row" }, status, torchBtn),
       errorBox,
       pasteBox,
+      pending ? refuseControls(ctx, pending) : null,
     ],
     cleanup() {
       scanner?.stop();

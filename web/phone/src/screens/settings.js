@@ -2,7 +2,7 @@
 
 import { enablePush, explain } from "../lib/actions.js";
 import { h, icon } from "../lib/dom.js";
-import { saveSettings, wipe } from "../lib/store.js";
+import { disableShareWrap, enableShareWrap, saveSettings, shareKeyFromPrf, shareProtection, wipe } from "../lib/store.js";
 import { createCredential, platformAuthenticatorAvailable, verifyUser, webauthnAvailable } from "../lib/webauthn.js";
 import { busy, button, header, noticeCard } from "./common.js";
 
@@ -27,10 +27,19 @@ export function render(ctx) {
     "aria-labelledby": "uv-title", "aria-describedby": "uv-note",
   });
   const uvNote = h("p", { class: "muted small", id: "uv-note" });
+  // Which protection the unlock keys (K_P) have at rest: shown, not assumed.
+  const protectionNote = h("p", { class: "muted small", id: "share-protection" });
   const setUvNote = () => {
     uvNote.textContent = state.settings.uvCredentialId
       ? "On: approving asks for your fingerprint, face or screen lock first."
       : "Off: Approve sends the unlock key at once.";
+    shareProtection().then((p) => {
+      protectionNote.dataset.kind = p.kind;
+      protectionNote.textContent =
+        p.kind === "prf"
+          ? "Unlock keys: sealed by this phone's authenticator (passkey PRF). A copy of this browser's storage cannot release them."
+          : "Unlock keys: sealed by this browser's own storage key. Turn on the check above on a phone whose authenticator supports PRF to tie them to it.";
+    });
   };
   setUvNote();
   if (!webauthnAvailable()) {
@@ -48,11 +57,24 @@ export function render(ctx) {
     uvToggle.disabled = true;
     try {
       if (uvToggle.checked) {
-        const id = await createCredential(state.settings.phoneName);
-        await verifyUser(id); // prove it works before relying on it
-        state.settings.uvCredentialId = id;
+        const cred = await createCredential(state.settings.phoneName);
+        // Prove it works before relying on it; with PRF, seal the unlock keys under it.
+        const salt = crypto.getRandomValues(new Uint8Array(32));
+        const prf = await verifyUser(cred.id, { prfSalt: salt }).catch(async (err) => {
+          if (cred.prf) throw err;
+          await verifyUser(cred.id); // no PRF here: the check alone, keys stay under the device key
+          return null;
+        });
+        if (prf) state.pairings = await enableShareWrap(cred.id, prf, salt);
+        state.settings.uvCredentialId = cred.id;
       } else {
-        if (state.settings.uvCredentialId) await verifyUser(state.settings.uvCredentialId);
+        const p = await shareProtection();
+        if (p.kind === "prf") {
+          const prf = await verifyUser(p.credentialId, { prfSalt: p.salt });
+          state.pairings = await disableShareWrap(await shareKeyFromPrf(prf, p.salt));
+        } else if (state.settings.uvCredentialId) {
+          await verifyUser(state.settings.uvCredentialId);
+        }
         state.settings.uvCredentialId = null;
       }
       await saveSettings(state.settings);
@@ -110,7 +132,7 @@ export function render(ctx) {
         "section",
         { class: "card settings" },
         h("label", { class: "field" }, h("span", { text: "Name of this phone" }), nameInput),
-        h("div", { class: "setting" }, h("div", {}, h("strong", { id: "uv-title" }, icon("fingerprint"), "Confirm it's you before approving"), uvNote), h("label", { class: "switch" }, uvToggle, h("span", { class: "slider" }))),
+        h("div", { class: "setting" }, h("div", {}, h("strong", { id: "uv-title" }, icon("fingerprint"), "Confirm it's you before approving"), uvNote, protectionNote), h("label", { class: "switch" }, uvToggle, h("span", { class: "slider" }))),
         h("div", { class: "setting" }, h("div", {}, h("strong", {}, icon("bell"), "Notifications"), pushStatus), pushBtn),
       ),
       h(
