@@ -110,6 +110,8 @@ async def test_attack_relay_serves_modified_app_js_to_an_installed_phone(
         await wait_js(page, "window.unlatchApp && unlatchApp.state.ready")
     await ph.expect("#integrity-warning :text('An app update was refused')")
     refused = await page.inner_text("#integrity-warning")
+    await page.reload()  # the worker update has ended (refused): this start shows what runs now
+    await wait_js(page, "window.unlatchApp && unlatchApp.state.ready")
 
     # The modified code never ran, and no secret reached the relay.
     assert await page.evaluate("document.documentElement.dataset.tampered") is None

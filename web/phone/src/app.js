@@ -179,8 +179,11 @@ function registerServiceWorker() {
       location.reload();
     }
   });
-  // Ask the worker for its report (it also checks what the server serves now).
-  navigator.serviceWorker.ready.then((reg) => reg.active?.postMessage({ type: "integrity" })).catch(() => null);
+  // Ask the worker for its report (it also checks what the server serves now), and ask
+  // again when another worker takes over (it answers from its own, later, reading).
+  const ask = () => navigator.serviceWorker.controller?.postMessage({ type: "integrity" });
+  navigator.serviceWorker.ready.then(ask).catch(() => null);
+  navigator.serviceWorker.addEventListener("controllerchange", ask);
 }
 
 /** The user approved the waiting update shown with its version: tell that worker to pin itself. */

@@ -214,7 +214,7 @@ self.addEventListener("message", (event) => {
   if (msg.type === "integrity") {
     event.waitUntil(
       (async () => {
-        await checking?.catch(() => null); // the check this start of the app began, if still running
+        await checkServed().catch(() => null); // joins the check this start began, if still running
         event.source?.postMessage({ type: "integrity", status: await integrityStatus() });
       })(),
     );
