@@ -37,7 +37,15 @@ ROOT = Path(__file__).resolve().parent
 PHONE = ROOT / "web" / "phone"
 DESKTOP = ROOT / "web" / "desktop"
 # Files the built app must have; a dist/ without them is not an app.
-PHONE_REQUIRED = ("index.html", "app.js", "sw.js", "qr-decoder.js", "manifest.webmanifest")
+PHONE_REQUIRED = (
+    "index.html",
+    "app.js",
+    "sw.js",
+    "qr-decoder.js",
+    "manifest.webmanifest",
+    "app-manifest.json",
+    "app-manifest.sig",
+)
 DESKTOP_REQUIRED = ("index.html", "app.js")
 NPM_TIMEOUT = 600
 

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.pwa import served_copy
 
 from unlatch.agent.core import AgentCore
+from unlatch.desktop.errors import AppMismatchError
 from unlatch.desktop.identity import DesktopIdentity
 from unlatch.desktop.pairing import PairingService
 from unlatch.desktop.store import PairingStore
@@ -281,3 +283,68 @@ async def test_desktop_ended_attempts_keep_no_copy_of_their_secrets(rig: Rig) ->
     assert unused.desktop.state is PairingState.FAILED
     with pytest.raises(InvalidState):
         unused.link
+
+
+async def test_attack_relay_serving_a_modified_app_gets_no_pairing_link(
+    relay_factory: Any, unlatch_home: Path, phone_app_dist: Path, tmp_path: Path
+) -> None:
+    """A relay whose /app/app.js has a few lines appended: the desktop shows no link at all.
+
+    The desktop fetches the app at the link's origin and compares it with its own
+    build before it makes an offer: so the refusal names that origin, and no
+    pairing channel (and so no offer with its secret S) ever reaches the relay.
+    """
+    served = served_copy(phone_app_dist, tmp_path / "served", tampered=True)
+    relay = relay_factory(env={"UNLATCH_RELAY_APP_DIR": str(served)})
+    rig = Rig(relay.url, unlatch_home)
+    await rig.start()
+    try:
+        with pytest.raises(AppMismatchError) as refused:
+            await rig.pairing.start()
+        message = str(refused.value)
+        assert message.startswith(f"refusing to show a pairing link to {relay.url}:")
+        assert "app.js" in message and "differs from this desktop's build" in message
+        assert refused.value.origin == relay.url
+        assert rig.pairing.sessions == {}
+        assert relay.metric("unlatch_relay_channels_created_total", kind="pairing") == 0
+        # The same relay serving the genuine app: the link is made (the check is not blind).
+        served.joinpath("app.js").write_bytes(phone_app_dist.joinpath("app.js").read_bytes())
+        session = await rig.pairing.start()
+        assert session.link.startswith(relay.url + "/app/#m=")
+        assert relay.metric("unlatch_relay_channels_created_total", kind="pairing") == 1
+        await rig.pairing.cancel(session.id)
+    finally:
+        await rig.close()
+
+
+async def test_desktop_pairing_link_points_at_the_app_origin_it_checked(
+    relay_factory: Any, unlatch_home: Path, phone_app_dist: Path, tmp_path: Path
+) -> None:
+    """With app_url, links point at the operator's app origin, and that origin is checked."""
+    relay = relay_factory()
+    app_host = relay_factory(
+        env={"UNLATCH_RELAY_APP_DIR": str(served_copy(phone_app_dist, tmp_path / "app"))}
+    )
+    bad_host = relay_factory(
+        env={
+            "UNLATCH_RELAY_APP_DIR": str(
+                served_copy(phone_app_dist, tmp_path / "bad", tampered=True)
+            )
+        }
+    )
+    rig = Rig(relay.url, unlatch_home)
+    await rig.start()
+    try:
+        rig.pairing.app_url = app_host.url + "/app/"
+        session = await rig.pairing.start()
+        assert session.link.startswith(app_host.url + "/app/#m=")
+        assert relay.metric("unlatch_relay_channels_created_total", kind="pairing") == 1
+        await rig.pairing.cancel(session.id)
+        rig.pairing.app_url = bad_host.url + "/app/"
+        with pytest.raises(AppMismatchError, match=f"pairing link to {bad_host.url}:"):
+            await rig.pairing.start()
+        rig.pairing.app_url = relay.url + "/nothing-here/"
+        with pytest.raises(AppMismatchError, match=r"index\.html \(HTTP 404\)|HTTP 404"):
+            await rig.pairing.start()
+    finally:
+        await rig.close()

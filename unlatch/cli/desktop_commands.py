@@ -141,6 +141,13 @@ def desktop_command(
 @main.command("pair")
 @click.option("--relay", default=None, metavar="URL", help=RELAY_HELP)
 @click.option(
+    "--app-url",
+    default=None,
+    metavar="URL",
+    help="Where the phone app is served, if not by the relay (default: UNLATCH_DESKTOP_APP_URL,"
+    " [desktop] app_url, <relay>/app/). Its files must match this desktop's build.",
+)
+@click.option(
     "--name", "label", default=None, help="What to call the phone (default: its own name)."
 )
 @click.option(
@@ -152,20 +159,28 @@ def desktop_command(
 @click.option("--show-link", is_flag=True, help="Also print the pairing link on stdout.")
 @click.option("--yes", "-y", is_flag=True, help="Accept the phone without asking (scripts).")
 def pair_command(
-    relay: str | None, label: str | None, qr_image: Path | None, show_link: bool, yes: bool
+    relay: str | None,
+    app_url: str | None,
+    label: str | None,
+    qr_image: Path | None,
+    show_link: bool,
+    yes: bool,
 ) -> None:
     """Pair a phone: show a QR code, compare the 6-digit codes, confirm.
 
     The vault must be unlocked (pairing adds a phone key slot to it). The
     phone scans the code with the unlatch app (or `unlatch phone pair`), both
-    screens show a code, and you confirm here only if they match.
+    screens show a code, and you confirm here only if they match. Before the
+    code is shown, the phone app at the link's address is compared with this
+    desktop's own build: if it differs, no link is shown.
 
     \b
     Examples:
       unlatch pair
       unlatch pair --name "Pixel 8" --qr-image pair.png
+      unlatch pair --app-url https://app.example.org/
     """
-    settings = DesktopSettings.load(relay)
+    settings = DesktopSettings.load(relay, app_url_override=app_url)
 
     def confirm(phone_name: str, code: str) -> bool:
         click.echo(f"Phone “{phone_name}” wants to pair. Its screen must show: {code}", err=True)

@@ -77,6 +77,15 @@ from unlatch.relay.proxy import PROXY_HEADERS  # stdlib only: cheap at CLI start
     " (use once, after a deliberate key change; phones must re-enable notifications).",
 )
 @click.option(
+    "--app-url",
+    default=None,
+    metavar="URL",
+    help="Where the phone app is served, if not by this relay (an origin you choose, e.g."
+    " https://app.example.org/): /app/ then redirects there and that origin may call the API."
+    " Unset, the relay serves the app under /app/ and is trusted for its code"
+    " (docs/security.md).",
+)
+@click.option(
     "--log-level",
     default=None,
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -95,6 +104,7 @@ def relay_command(
     no_push: bool,
     push_allow_private: bool | None,
     vapid_key_replace: bool | None,
+    app_url: str | None,
     log_level: str | None,
 ) -> None:
     """Run the zero-knowledge relay between desktops and their paired phones.
@@ -132,6 +142,7 @@ def relay_command(
         "push_enabled": False if no_push else None,
         "push_allow_private": True if push_allow_private else None,
         "vapid_key_replace": True if vapid_key_replace else None,
+        "app_url": app_url,
     }
     config = load_config(overrides)
     store = re.sub(r"//[^/@]*@", "//", config.db.split("?")[0])  # never echo a DB password

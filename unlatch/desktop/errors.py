@@ -46,3 +46,29 @@ class StateFileError(DesktopError):
 
     code = "state_damaged"
     status = 500
+
+
+class AppMismatchError(PairingFailedError):
+    """The phone app at a pairing link's origin is not this desktop's build: the link is refused.
+
+    The message names the origin: that server would run other code next to the
+    phone's keys (docs/security.md section 1).
+    """
+
+    code = "app_mismatch"
+    status = 409
+
+    def __init__(self, origin: str, detail: str) -> None:
+        self.origin = origin
+        super().__init__(
+            f"refusing to show a pairing link to {origin}: {detail}. A phone that opened it"
+            " would run that code with its keys. If you did not just update unlatch there, that"
+            " server may be compromised; otherwise update this desktop to the same version."
+        )
+
+
+class AppBuildError(PairingFailedError):
+    """This desktop has no usable copy of the phone app to compare an app origin with."""
+
+    code = "app_build_missing"
+    status = 500

@@ -2,7 +2,8 @@
 
 One :class:`PairingSession` per attempt::
 
-    start()        DesktopPairing offer -> relay pairing channel -> QR link
+    start()        the app at the link's origin is this desktop's build (appcheck)
+                   -> DesktopPairing offer -> relay pairing channel -> QR link
     (background)   wait for the phone's hello on the channel (resumable socket)
                    -> verification code shown, state "confirm"
     confirm()      user says the codes match:
@@ -26,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from unlatch.desktop.appcheck import check_app
 from unlatch.desktop.errors import PairingFailedError
 from unlatch.desktop.identity import DesktopIdentity, check_name
 from unlatch.desktop.notifier import Notifier
@@ -55,7 +57,7 @@ class PairingSession:
 
     id: str
     desktop: DesktopPairing
-    app_base: str  # the relay's phone app, where the QR's link points
+    app_base: str  # the phone app's URL, where the QR's link points (checked by appcheck)
     state: str = "waiting"  # waiting | confirm | done | rejected | expired | failed
     message: str = ""
     pending: PendingPhone | None = None
@@ -107,8 +109,10 @@ class PairingService:
         local_keys: LocalKeyStore | None = None,
         notifier: Notifier | None = None,
         ttl: int = DEFAULT_PAIRING_TTL,
+        app_url: str = "",
     ) -> None:
         self.identity = identity
+        self.app_url = app_url  # empty: the relay serves the app (<relay>/app/)
         self.store = store
         self.vault = vault
         self.relay = relay
@@ -123,10 +127,20 @@ class PairingService:
 
     # -------------------------------------------------------------- pairing
 
+    @property
+    def app_base(self) -> str:
+        return self.app_url or self.relay.base_url + "/app/"
+
     async def start(self) -> PairingSession:
-        """Make a pairing offer, open its relay channel and wait for a phone."""
+        """Check the app the link opens, make a pairing offer, open its relay channel, wait.
+
+        The check comes first: a link to an app origin that serves other code
+        than this desktop's build is never shown (AppMismatchError names it).
+        """
         if not await self.vault.is_unlocked():
             raise VaultLockedError("unlock the vault first: pairing adds a key slot to it")
+        app_base = self.app_base
+        await check_app(app_base)
         for old in list(self.sessions.values()):
             if not old.final:
                 await self.cancel(old.id)
@@ -134,7 +148,7 @@ class PairingService:
             self.identity.keypair, self.relay.base_url, now=int(time.time()), ttl=self.ttl
         )
         await self.relay.create_pairing_channel(dp.channel_id, self.ttl)
-        session = PairingSession(secrets.token_urlsafe(12), dp, self.relay.base_url + "/app/")
+        session = PairingSession(secrets.token_urlsafe(12), dp, app_base)
         self.sessions = {k: v for k, v in self.sessions.items() if not v.final}
         self.sessions[session.id] = session
         session.task = asyncio.create_task(self._wait_hello(session))

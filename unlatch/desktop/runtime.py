@@ -61,7 +61,12 @@ class DesktopRuntime:
         self.security = UISecurity()
         self.relay = RelayClient(self.settings.relay_url, self.identity.relay_key, "desktop")
         self.pairing = PairingService(
-            self.identity, self.store, self.vault, self.relay, notifier=self.notifier
+            self.identity,
+            self.store,
+            self.vault,
+            self.relay,
+            notifier=self.notifier,
+            app_url=self.settings.app_url_setting,
         )
         self.unlock = PhoneUnlockService(
             self.store,
@@ -70,6 +75,7 @@ class DesktopRuntime:
             notifier=self.notifier,
             ttl=self.settings.unlock_ttl,
             renewals=renewals,
+            app_url=self.settings.app_url_setting,
         )
         self._server: uvicorn.Server | None = None
         self._serve_task: asyncio.Task[None] | None = None

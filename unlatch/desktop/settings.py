@@ -5,6 +5,12 @@ Precedence for the relay URL, highest first: ``--relay URL``, the
 web UI's settings page (``$UNLATCH_HOME/desktop/settings.json``),
 ``[desktop] relay_url`` in the config file, then ``http://127.0.0.1:8470``.
 
+The phone app's URL (where pairing and unlock links point): the
+``UNLATCH_DESKTOP_APP_URL`` environment variable or ``[desktop] app_url``,
+else ``<relay URL>/app/`` (the relay serves the app: a trust assumption,
+docs/security.md section 1). It is the desktop's own setting, never learned
+from the relay, which is not trusted to say where the app is.
+
 Number matching ("approve from the notification") is OFF by default
 (design brief, property 4): with it, a phone can approve without seeing
 the desktop's screen, so only the number the user picks proves presence.
@@ -30,6 +36,7 @@ DEFAULT_RELAY_URL = "http://127.0.0.1:8470"
 SETTINGS_FILE = "settings.json"
 ENV_RELAY = "UNLATCH_DESKTOP_RELAY_URL"
 ENV_TTL = "UNLATCH_DESKTOP_UNLOCK_TTL"
+ENV_APP_URL = "UNLATCH_DESKTOP_APP_URL"
 MIN_UNLOCK_TTL = 5
 
 
@@ -41,6 +48,19 @@ def check_relay_url(url: str, source: str = "relay URL") -> str:
         raise ConfigError(f"{source}: {url!r} is not an http(s) URL like http://127.0.0.1:8470")
     if parts.query or parts.fragment or parts.path not in ("", "/"):
         raise ConfigError(f"{source}: give only scheme://host[:port], without a path")
+    if len(url.encode()) > MAX_URL_BYTES:
+        raise ConfigError(f"{source}: the URL is longer than {MAX_URL_BYTES} bytes")
+    return url
+
+
+def check_app_url(url: str, source: str = "app URL") -> str:
+    """An http(s) URL of a directory (ends with ``/``), without query or fragment."""
+    url = url.strip() if isinstance(url, str) else ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{source}: {url!r} is not an http(s) URL like https://app.example/")
+    if parts.query or parts.fragment or "#" in url or not parts.path.endswith("/"):
+        raise ConfigError(f"{source}: give the app's directory, ending with /, without ? or #")
     if len(url.encode()) > MAX_URL_BYTES:
         raise ConfigError(f"{source}: the URL is longer than {MAX_URL_BYTES} bytes")
     return url
@@ -66,10 +86,19 @@ class DesktopSettings:
     number_matching: bool
     unlock_ttl: int
     path: Path
+    app_url_setting: str = ""  # empty: the relay serves the app (<relay URL>/app/)
+
+    @property
+    def app_url(self) -> str:
+        """Where pairing and unlock links point: the phone app's directory URL."""
+        return self.app_url_setting or f"{self.relay_url}/app/"
 
     @classmethod
     def load(
-        cls, relay_override: str | None = None, ttl_override: int | None = None
+        cls,
+        relay_override: str | None = None,
+        ttl_override: int | None = None,
+        app_url_override: str | None = None,
     ) -> DesktopSettings:
         path = paths.subdir("desktop") / SETTINGS_FILE
         saved = read_json(path) or {}
@@ -97,7 +126,13 @@ class DesktopSettings:
         else:
             ttl = DEFAULT_UNLOCK_TTL
         number = saved.get("number_matching", False) is True
-        return cls(relay, locked, number, ttl, path)
+        if app_url_override:
+            app_url = check_app_url(app_url_override, "--app-url")
+        elif "app_url" in section:
+            app_url = check_app_url(str(section["app_url"]), f"{ENV_APP_URL} / [desktop] app_url")
+        else:
+            app_url = ""
+        return cls(relay, locked, number, ttl, path, app_url)
 
     def save(self) -> None:
         """Persist what the UI may change (relay URL unless locked, number matching)."""
@@ -116,4 +151,5 @@ class DesktopSettings:
             "relay_url_locked": self.relay_url_locked,
             "number_matching": self.number_matching,
             "unlock_ttl": self.unlock_ttl,
+            "app_url": self.app_url,
         }

@@ -69,7 +69,9 @@ async def pair(
     """Pair a phone from the terminal; returns the new pairing."""
     identity = DesktopIdentity.load_or_create()
     async with RelayClient(settings.relay_url, identity.relay_key, "desktop") as relay:
-        service = PairingService(identity, PairingStore(), SocketVault(agent), relay)
+        service = PairingService(
+            identity, PairingStore(), SocketVault(agent), relay, app_url=settings.app_url_setting
+        )
         session = await service.start()
         click.echo("Scan this pairing code with the phone (unlatch app or camera):", err=True)
         _show_qr(session.link, qr_image, show_link)
@@ -102,7 +104,12 @@ async def unlock_with_phone(
     identity = DesktopIdentity.load_or_create()
     async with RelayClient(settings.relay_url, identity.relay_key, "desktop") as relay:
         service = PhoneUnlockService(
-            PairingStore(), SocketVault(agent), relay, ttl=settings.unlock_ttl, renewals=0
+            PairingStore(),
+            SocketVault(agent),
+            relay,
+            ttl=settings.unlock_ttl,
+            renewals=0,
+            app_url=settings.app_url_setting,
         )
         attempt = await service.start(phone_id, number_matching=number_matching)
         click.echo(f"Unlock request sent to {attempt.phone.label}.", err=True)

@@ -149,7 +149,9 @@ class PhoneUnlockService:
         notifier: Notifier | None = None,
         ttl: int = 120,
         renewals: int = DEFAULT_RENEWALS,
+        app_url: str = "",
     ) -> None:
+        self.app_url = app_url  # where unlock links point; empty: the relay's /app/
         self.store = store
         self.vault = vault
         self.relay = relay
@@ -188,7 +190,7 @@ class PhoneUnlockService:
             phone,
             mode,
             request,
-            self.relay.base_url + "/app/",
+            self.app_url or self.relay.base_url + "/app/",
             message=MESSAGES[waiting],
             renewals_left=self.renewals,
             notified=notified,

@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -280,7 +281,12 @@ class Relay:
         return ok(openapi_document(self.config.public_url))
 
     async def root(self, request: Request) -> Response:
-        return RedirectResponse("/app/", status_code=307)
+        return RedirectResponse(self.config.app_url or "/app/", status_code=307)
+
+    async def app_elsewhere(self, request: Request) -> Response:
+        """/app/... when the app has its own origin: there (a link's #fragment survives)."""
+        rest = request.path_params.get("path", "")
+        return RedirectResponse(self.config.app_url + rest, status_code=307)
 
     # WebSockets ---------------------------------------------------------------------------------
     async def ws_pairing(self, websocket: WebSocket) -> None:
@@ -320,12 +326,17 @@ class Relay:
             Route("/v1/unlock/{channel_id}", self.unlock_delete, methods=["DELETE"]),
             WebSocketRoute("/v1/unlock/{channel_id}/ws", self.ws_unlock),
             WebSocketRoute("/v1/listen", self.ws_listen),
-            Mount(
-                "/app",
-                app=PhoneApp(Path(self.config.app_dir) if self.config.app_dir else None),
-                name="app",
-            ),
+            self._app_route(),
         ]
+
+    def _app_route(self) -> Any:
+        if self.config.app_url:
+            return Route("/app/{path:path}", self.app_elsewhere, methods=["GET"])
+        return Mount(
+            "/app",
+            app=PhoneApp(Path(self.config.app_dir) if self.config.app_dir else None),
+            name="app",
+        )
 
 
 class AccessLog:
@@ -432,5 +443,15 @@ def create_app(config: RelayConfig) -> Starlette:
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
     app.state.relay = relay
+    if config.app_origin and config.app_origin != config.origin:
+        # The app on its own origin calls this API from there (bearer tokens, never cookies).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[config.app_origin],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["authorization", "content-type"],
+            allow_credentials=False,
+            max_age=600,
+        )
     app.add_middleware(AccessLog, relay=relay)
     return app

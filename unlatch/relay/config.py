@@ -46,6 +46,10 @@ class RelayConfig:
     # loopback): off, so a phone cannot make the relay POST into its own network (SSRF)
     push_allow_private: bool = False
     app_dir: str = ""  # empty: the packaged/built phone PWA (unlatch.paths.web_dir("phone"))
+    # where the phone app is served when not by this relay (another origin the operator
+    # chooses, so the app's code does not rest on the relay: docs/security.md section 1).
+    # Set: /app/ redirects there, and that origin may call the API (CORS). Empty: /app/.
+    app_url: str = ""
     log_level: str = "info"
     # life times, seconds
     unlock_ttl: int = 120
@@ -73,6 +77,7 @@ class RelayConfig:
 
     # derived, filled by finalize()
     origin: str = ""
+    app_origin: str = ""  # the origin of app_url, "" when the relay serves the app
     trusted_networks: list[Network] = field(default_factory=list)
     rules: dict[str, Rule] = field(default_factory=dict)
 
@@ -105,6 +110,18 @@ class RelayConfig:
                 f"--public-url {self.public_url!r} is not an http(s) URL"
             ) from None
         self.public_url = self.public_url.rstrip("/")
+        if self.app_url:
+            if not self.app_url.endswith("/") or "?" in self.app_url or "#" in self.app_url:
+                raise RelayConfigError(
+                    f"--app-url {self.app_url!r}: give the app's directory, ending with /,"
+                    " without ? or #"
+                )
+            try:
+                self.app_origin = canonical_origin(self.app_url)
+            except ValueError:
+                raise RelayConfigError(
+                    f"--app-url {self.app_url!r} is not an http(s) URL"
+                ) from None
         if not self.push_subject:
             self.push_subject = (
                 self.origin
@@ -143,7 +160,7 @@ class RelayConfig:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RelayConfig)}
-_DERIVED = {"origin", "trusted_networks", "rules"}
+_DERIVED = {"origin", "app_origin", "trusted_networks", "rules"}
 
 
 def _convert(name: str, value: Any) -> Any:

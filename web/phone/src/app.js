@@ -14,12 +14,13 @@
 
 import { addNotification, enablePush, explain, handleCode, loadPushStatus, refreshPending } from "./lib/actions.js";
 import { h, icon } from "./lib/dom.js";
-import { Relay, relayBaseFromLocation } from "./lib/relay.js";
-import { identity, loadPairings, loadReplayGuard, loadSettings } from "./lib/store.js";
+import { RELAY_URL_KEY, Relay, relayBaseFromLocation } from "./lib/relay.js";
+import { identity, kvGet, loadPairings, loadReplayGuard, loadSettings } from "./lib/store.js";
 import { unsupportedReason } from "./lib/support.js";
 import * as approve from "./screens/approve.js";
 import * as devices from "./screens/devices.js";
 import * as home from "./screens/home.js";
+import { renderIntegrity } from "./screens/integrity.js";
 import * as pair from "./screens/pair.js";
 import * as scan from "./screens/scan.js";
 import * as settings from "./screens/settings.js";
@@ -43,11 +44,14 @@ const state = {
   push: null,
   flow: null, // the pairing or approval in progress
   notice: null, // {title, message, kind} shown once on the next screen
+  integrity: null, // the service worker's report on the app's own code (sw.js, "Pinned code")
 };
 
 const relay = new Relay(relayBaseFromLocation());
 let current = null; // {name, cleanup}
 const root = document.getElementById("app");
+// Above every screen, kept across renders: warnings about the app's own code.
+const integrityBanner = h("div", { id: "integrity-warning", class: "integrity", role: "alert", hidden: true });
 
 const ctx = {
   state,
@@ -92,7 +96,7 @@ function frame(name, content) {
     ),
   );
   const focused = name === "pair" || name === "approve";
-  return [h("main", { class: `screen screen-${name || "home"}` }, content), focused ? null : nav];
+  return [integrityBanner, h("main", { class: `screen screen-${name || "home"}` }, content), focused ? null : nav];
 }
 
 async function render() {
@@ -145,6 +149,8 @@ async function boot() {
       loadReplayGuard(),
       loadPushStatus(),
     ]);
+    const ownRelay = await kvGet(RELAY_URL_KEY); // set when the app has an origin of its own
+    if (typeof ownRelay === "string") relay.use(ownRelay);
     await relay.computeDeviceId();
   } catch (err) {
     showBootError("This browser cannot run unlatch", explain(err).message);
@@ -166,8 +172,26 @@ function registerServiceWorker() {
       ctx.go(msg.hash);
     } else if (msg.type === "notification" && msg.notification) {
       addNotification(ctx, msg.notification).then((added) => added && ctx.emit());
+    } else if (msg.type === "integrity" && msg.status) {
+      state.integrity = msg.status;
+      renderIntegrity(integrityBanner, msg.status, { approve: approveUpdate });
+    } else if (msg.type === "update-approved") {
+      location.reload();
     }
   });
+  // Ask the worker for its report (it also checks what the server serves now), and ask
+  // again when another worker takes over (it answers from its own, later, reading).
+  const ask = () => navigator.serviceWorker.controller?.postMessage({ type: "integrity" });
+  navigator.serviceWorker.ready.then(ask).catch(() => null);
+  navigator.serviceWorker.addEventListener("controllerchange", ask);
+}
+
+/** The user approved the waiting update shown with its version: tell that worker to pin itself. */
+async function approveUpdate(build) {
+  const reg = await navigator.serviceWorker.getRegistration();
+  for (const worker of [reg?.waiting, reg?.installing, reg?.active]) {
+    worker?.postMessage({ type: "approve-update", build });
+  }
 }
 
 function startListening() {

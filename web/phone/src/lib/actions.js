@@ -20,7 +20,7 @@ import {
   parseLink,
   peekType,
 } from "../protocol/index.js";
-import { RelayError } from "./relay.js";
+import { RELAY_URL_KEY, RelayError, servedByARelay } from "./relay.js";
 import { nowSeconds } from "./dom.js";
 import {
   loadPairings,
@@ -124,6 +124,12 @@ export async function startPairing(ctx, offerBytes) {
   const offer = PairingOffer.decode(offerBytes);
   if (nowSeconds() > offer.expiresAt) {
     throw new UserFacingError("Pairing code expired", "Ask the desktop for a new pairing code.");
+  }
+  if (offer.relayUrl !== ctx.relay.baseUrl && ctx.state.pairings.length === 0 && !(await servedByARelay())) {
+    // The app has an origin of its own (the operator's --app-url, docs/deploy.md): its
+    // relay is the one its first pairing names, remembered for the next starts.
+    ctx.relay.use(offer.relayUrl);
+    await kvSet(RELAY_URL_KEY, offer.relayUrl);
   }
   if (offer.relayUrl !== ctx.relay.baseUrl) {
     throw new UserFacingError(

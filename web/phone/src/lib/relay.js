@@ -51,13 +51,34 @@ export function relayBaseFromLocation(loc = globalThis.location) {
   return (loc.origin + path).replace(/\/+$/, "");
 }
 
+/** Where this app's relay is remembered when the app has an origin of its own (kv key). */
+export const RELAY_URL_KEY = "relay-url";
+
+/**
+ * Whether the app is served by a relay (at <relay>/app/), asked of its own origin:
+ * an app on an origin of its own (the operator's --app-url) has no relay there.
+ */
+export async function servedByARelay(loc = globalThis.location) {
+  try {
+    const res = await fetch(relayBaseFromLocation(loc) + "/healthz", { cache: "no-store", credentials: "omit" });
+    return res.ok && (await res.json())?.ok === true;
+  } catch {
+    return false;
+  }
+}
+
 export class Relay {
   constructor(baseUrl) {
+    this.use(baseUrl);
+    this.deviceId = null;
+  }
+
+  /** Talk to the relay at `baseUrl` from now on (a new relay: a new sign-in). */
+  use(baseUrl) {
     this.baseUrl = baseUrl.replace(/\/+$/, "");
     this.origin = new URL(this.baseUrl).origin;
     this._token = null;
     this._login = null;
-    this.deviceId = null;
   }
 
   async publicKeyRaw() {
@@ -242,8 +263,8 @@ export class Relay {
     let stopped = false;
     let delay = 1000;
     let timer = null;
-    const wsUrl = this.baseUrl.replace(/^http/, "ws") + "/v1/listen";
     const connect = async () => {
+      const wsUrl = this.baseUrl.replace(/^http/, "ws") + "/v1/listen"; // use() may have changed it
       if (stopped) return;
       let token;
       try {
