@@ -31,6 +31,8 @@ _COMMAND_MODULES: dict[str, str] = {
     "rm": "vault_commands",
     "generate": "vault_commands",
     "passwd": "vault_commands",
+    "import": "transfer_commands",
+    "export": "transfer_commands",
     "agent": "agent_commands",
     "relay": "relay_commands",
     "phone": "phone_commands",

@@ -28,6 +28,8 @@ LABEL_ITEM_AAD = b"unlatch/vault/v1/item"
 LABEL_MANIFEST_KEY = b"unlatch/vault/v1/manifest-key"
 LABEL_MANIFEST = b"unlatch/vault/v1/manifest"
 LABEL_KEY_CHECK = b"unlatch/vault/v1/key-check"
+LABEL_EXPORT_KEY = b"unlatch/export/v1/key"
+LABEL_EXPORT_AAD = b"unlatch/export/v1/payload"
 
 
 class AeadFailure(Exception):

@@ -28,7 +28,7 @@ from unlatch.vault.errors import (
 )
 
 FORMAT_NAME = "unlatch-vault"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_HEADER_LEN = 100
 
@@ -59,8 +59,21 @@ def _create_v1(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO meta (key, value) VALUES ('format', ?)", (FORMAT_NAME,))
 
 
+def _v2_item_types(conn: sqlite3.Connection) -> None:
+    """Schema 2: item plaintexts may use item encoding 2 (types, custom fields, favourites).
+
+    No table changes: the new fields live inside each item's ciphertext, and
+    items written in encoding 1 are still read (as logins) and rewritten in
+    encoding 2 on their next edit, since re-encrypting needs the key and a
+    migration runs while the vault is locked. The version bump itself is the
+    point: an older unlatch then refuses the file with "upgrade unlatch"
+    (:class:`UnsupportedSchemaError`) instead of reporting every new item as
+    tampered with.
+    """
+
+
 # MIGRATIONS[n] upgrades a file at schema version n to n + 1.
-MIGRATIONS: dict[int, Migration] = {0: _create_v1}
+MIGRATIONS: dict[int, Migration] = {0: _create_v1, 1: _v2_item_types}
 
 
 def connect(path: Path) -> sqlite3.Connection:
