@@ -674,7 +674,7 @@ def test_import_keepass_wrong_password_is_a_typed_error(tmp_path: Path) -> None:
         import_file("keepass", kdbx_file(tmp_path), password("not it"))
 
 
-def test_import_keepass_refuses_a_costly_kdf_before_deriving(tmp_path: Path) -> None:
+def test_attack_import_keepass_costly_kdf_is_refused_before_deriving(tmp_path: Path) -> None:
     """A database asking Argon2 for 8 GiB is refused from its clear header."""
     data = bytearray(kdbx_file(tmp_path))
     # VariantDictionary record: type 0x05 (u64), key length 1, key "M", value length 8
@@ -725,7 +725,7 @@ def test_export_unlatch_round_trip_gives_the_same_items() -> None:
     assert [comparable(i) for i in back.items] == [comparable(i) for i in items]
 
 
-def test_import_unlatch_export_wrong_password_or_tampered_envelope() -> None:
+def test_attack_import_unlatch_export_wrong_password_or_tampered_envelope() -> None:
     data = export_items("unlatch", sample_items()[:1], EXPORT_PASSWORD, kdf_params=OWASP_MINIMUM)
     with pytest.raises(TransferPasswordError, match="wrong password"):
         import_file("unlatch", data, password("another password"))

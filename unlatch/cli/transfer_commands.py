@@ -27,7 +27,7 @@ from unlatch.cli.vault_commands import (
     _with_kdf_options,
     read_stdin_line,
 )
-from unlatch.vault.items import Item
+from unlatch.vault.items import EDITABLE_FIELDS, Item
 from unlatch.vault.kdf import KdfParams
 from unlatch.vault.transfer import (
     EXPORTERS,
@@ -93,7 +93,8 @@ def _batches(items: list[Item]) -> list[list[dict[str, Any]]]:
     batches: list[list[dict[str, Any]]] = [[]]
     size = 0
     for item in items:
-        data = item.to_dict()
+        full = item.to_dict()
+        data = {k: full[k] for k in EDITABLE_FIELDS}  # the vault assigns id, version, times
         n = len(json.dumps(data, ensure_ascii=False).encode("utf-8"))
         if batches[-1] and size + n > BATCH_BYTES:
             batches.append([])
