@@ -190,7 +190,7 @@ def test_item_type_vault_made_by_the_previous_release_migrates(tmp_path: Path) -
     added = vault.add_item(card())
     vault.close()
     meta = dict(sqlite3.connect(path).execute("SELECT key, value FROM meta").fetchall())
-    assert meta["schema_version"] == str(schema.SCHEMA_VERSION) == "2"
+    assert meta["schema_version"] == str(schema.SCHEMA_VERSION)  # every migration ran
     again = Vault.open(path)
     again.unlock_with_password(PASSWORD)
     assert again.get_item(gh.id).favorite and again.get_item(added.id).type == "card"
