@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from unlatch.agent.errors import NoVaultError
+from unlatch.agent.staging import ImportStaging
 from unlatch.errors import UnlatchError
 from unlatch.vault import Item, KdfParams, SlotInfo, Vault, VaultLockedError
 from unlatch.vault.errors import VaultNotFoundError
@@ -47,6 +48,7 @@ class AgentCore:
         self._idle_task: asyncio.Task[None] | None = None  # the last idle lock started
         self._listeners: list[Listener] = []
         self.started_at = time.time()
+        self.imports = ImportStaging()  # socket imports in batches (see staging.py)
 
     # ------------------------------------------------------------- state
 
@@ -187,6 +189,7 @@ class AgentCore:
         was = self.is_unlocked
         if self._vault is not None:
             self._vault.lock()
+        self.imports.clear()
         self._cancel_timer()
         return was
 
@@ -243,6 +246,14 @@ class AgentCore:
     async def search(self, query: str = "", tag: str | None = None) -> list[Item]:
         """Items matching ``query`` (title, username, URL, tag) and ``tag``."""
         return await self.with_vault(lambda v: v.search(query, tag))
+
+    async def import_items(self, items: list[Item]) -> list[Item]:
+        """Add ``items`` in one transaction: all land or none do (imports)."""
+        return await self.with_vault(lambda v: v.add_items(items), changes=True)
+
+    async def export_items(self) -> list[Item]:
+        """Every item with its secrets (for an export file)."""
+        return await self.with_vault(lambda v: v.items())
 
     async def change_password(
         self, old: str, new: str, kdf_params: KdfParams | None = None

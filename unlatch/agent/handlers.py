@@ -15,8 +15,8 @@ from typing import Any
 from unlatch.agent.core import AgentCore, _slot_dict
 from unlatch.agent.errors import BadRequestError
 from unlatch.vault import Item, KdfParams
-from unlatch.vault.items import LIST_FIELDS
-from unlatch.vault.vault import EDITABLE_FIELDS
+from unlatch.vault.errors import InvalidItemError
+from unlatch.vault.items import EDITABLE_FIELDS, ITEM_TYPES, check_types, public_view
 
 Handler = Callable[[AgentCore, dict[str, Any]], Awaitable[Any]]
 MAX_TEXT = 64 * 1024
@@ -48,11 +48,8 @@ def _kdf(args: dict[str, Any]) -> KdfParams | None:
 
 
 def summary(item: Item) -> dict[str, Any]:
-    """An item without its password or TOTP secret."""
-    data = item.to_dict()
-    data.pop("password")
-    data["has_totp"] = bool(data.pop("totp_secret"))
-    return data
+    """An item without its secrets (:func:`unlatch.vault.items.public_view`)."""
+    return public_view(item)
 
 
 async def status(core: AgentCore, args: dict[str, Any]) -> Any:
@@ -88,9 +85,11 @@ async def lock(core: AgentCore, args: dict[str, Any]) -> Any:
 def _item_fields(args: dict[str, Any], name: str) -> dict[str, Any]:
     """``args[name]``: an object of editable item fields, each of its own type.
 
-    Text fields must be strings and ``urls``/``tags`` lists of strings; no
-    coercion (``"abc"`` is not three URLs, ``5`` is not a title). Lengths are
-    checked by the vault (:meth:`Item.validate`).
+    Text fields must be strings, ``urls``/``tags`` lists of strings,
+    ``favorite`` a boolean, ``fields`` and ``data`` their own shapes
+    (:func:`unlatch.vault.items.check_types`); no coercion (``"abc"`` is not
+    three URLs, ``5`` is not a title). Lengths are checked by the vault
+    (:meth:`Item.validate`).
     """
     fields = args.get(name)
     if not isinstance(fields, dict):
@@ -99,12 +98,10 @@ def _item_fields(args: dict[str, Any], name: str) -> dict[str, Any]:
     if unknown:
         shown = ", ".join(sorted(str(k)[:40] for k in unknown)[:10])
         raise BadRequestError(f"unknown item field(s): {shown}")
-    for key, value in fields.items():
-        if key in LIST_FIELDS:
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise BadRequestError(f'"{key}" must be a list of strings')
-        elif not isinstance(value, str):
-            raise BadRequestError(f'"{key}" must be a string')
+    try:
+        check_types(fields)
+    except InvalidItemError as exc:
+        raise BadRequestError(str(exc).removeprefix("malformed item: ")) from None
     return fields
 
 
@@ -129,11 +126,52 @@ async def remove(core: AgentCore, args: dict[str, Any]) -> Any:
 
 
 async def search(core: AgentCore, args: dict[str, Any]) -> Any:
-    tag = args.get("tag")
+    tag, item_type, favorite = args.get("tag"), args.get("type"), args.get("favorite")
     if tag is not None and not isinstance(tag, str):
         raise BadRequestError('"tag" must be a string')
+    if item_type is not None and item_type not in ITEM_TYPES:
+        raise BadRequestError(f'"type" must be one of {", ".join(ITEM_TYPES)}')
+    if favorite is not None and not isinstance(favorite, bool):
+        raise BadRequestError('"favorite" must be true or false')
     found = await core.search(_text(args, "query", required=False, limit=1024), tag)
-    return [summary(i) for i in found]
+    return [
+        summary(i)
+        for i in found
+        if (item_type is None or i.type == item_type)
+        and (favorite is None or i.favorite == favorite)
+    ]
+
+
+def _token(args: dict[str, Any]) -> str:
+    return _text(args, "token", limit=64)
+
+
+async def import_begin(core: AgentCore, args: dict[str, Any]) -> Any:
+    await core.with_vault(lambda v: None)  # unlocked, or the typed error now
+    return {"token": core.imports.begin()}
+
+
+async def import_add(core: AgentCore, args: dict[str, Any]) -> Any:
+    raw = args.get("items")
+    if not isinstance(raw, list):
+        raise BadRequestError('"items" must be a list')
+    items = []
+    for n, fields in enumerate(raw, 1):
+        checked = _item_fields({"item": fields}, "item")
+        try:
+            items.append(Item.from_dict(checked))
+        except InvalidItemError as exc:
+            raise BadRequestError(f"item {n}: {exc}") from None
+    return {"staged": core.imports.add(_token(args), items)}
+
+
+async def import_commit(core: AgentCore, args: dict[str, Any]) -> Any:
+    added = await core.import_items(core.imports.take(_token(args)))
+    return {"imported": len(added)}
+
+
+async def export(core: AgentCore, args: dict[str, Any]) -> Any:
+    return [i.to_dict() for i in await core.export_items()]
 
 
 async def passwd(core: AgentCore, args: dict[str, Any]) -> Any:
@@ -192,6 +230,10 @@ HANDLERS: dict[str, Handler] = {
     "edit": edit,
     "remove": remove,
     "search": search,
+    "import_begin": import_begin,
+    "import_add": import_add,
+    "import_commit": import_commit,
+    "export": export,
     "passwd": passwd,
     "rotate_key": rotate_key,
     "slots": slots,

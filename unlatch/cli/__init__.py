@@ -32,6 +32,8 @@ _COMMAND_MODULES: dict[str, str] = {
     "generate": "vault_commands",
     "passwd": "vault_commands",
     "rotate-key": "vault_commands",
+    "import": "transfer_commands",
+    "export": "transfer_commands",
     "agent": "agent_commands",
     "relay": "relay_commands",
     "phone": "phone_commands",

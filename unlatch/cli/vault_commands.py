@@ -28,9 +28,11 @@ from unlatch.agent import client
 from unlatch.agent.client import AgentClient
 from unlatch.agent.errors import AgentNotRunningError
 from unlatch.cli import main
+from unlatch.cli.item_options import TYPE_PARAMS, apply_type_options, describe, with_type_options
 from unlatch.errors import UnlatchError
 from unlatch.vault import generator, totp
 from unlatch.vault.errors import VaultExistsError, VaultLockedError
+from unlatch.vault.items import ITEM_TYPES
 from unlatch.vault.location import default_vault_path
 
 MAX_STDIN_LINE = 64 * 1024
@@ -412,6 +414,13 @@ def _item_password(*, generate: bool, spec: GeneratorSpec) -> str:
     return read_stdin_line("the item's password")
 
 
+def _secret_value(what: str) -> str:
+    """One secret field value: a hidden prompt on a terminal, else the next stdin line."""
+    if _stdin_is_terminal():
+        return str(click.prompt(what[0].upper() + what[1:], hide_input=True))
+    return read_stdin_line(what)
+
+
 def _totp_secret() -> str:
     if _stdin_is_terminal():
         secret = str(click.prompt("TOTP secret (base32 or otpauth:// URI)", hide_input=True))
@@ -435,6 +444,7 @@ def _totp_secret() -> str:
 )
 @click.option("--generate", is_flag=True, help="Generate the password (options below).")
 @_with_generator_options
+@with_type_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def add(
     title: str,
@@ -446,11 +456,14 @@ def add(
     generate: bool,
     spec: GeneratorSpec,
     as_json: bool,
+    **type_opts: Any,
 ) -> None:
-    """Add an item. Its password comes from a prompt, stdin, or --generate.
+    """Add an item: a login (the default), a note, a card, an identity or an SSH key.
 
-    When stdin is not a terminal, its first line is the password (unless
-    --generate) and, with --totp, the next line is the TOTP secret.
+    A login's (or SSH key's passphrase) password comes from a prompt, stdin,
+    or --generate. When stdin is not a terminal its lines are read in order:
+    the password (logins and SSH keys, unless --generate), the TOTP secret
+    (--totp), then each --secret and --hidden-field value.
     Put -- before a TITLE that starts with - (otherwise it reads as options).
 
     \b
@@ -460,13 +473,21 @@ def add(
       printf 'hunter2\\n' | unlatch add forum -u bob
       unlatch add bank --tag money --totp
       unlatch add --generate -- -dash-title
+      unlatch add "wifi at home" --type note --notes "router in the hall" --favorite
+      printf '4111111111111111\\n123\\n' | unlatch add visa --type card \\
+          --set cardholder="A. Person" --set exp_month=12 --set exp_year=2030 \\
+          --secret number --secret code
+      unlatch add "deploy key" --type ssh_key --secret-file private_key=key.pem --generate
     """
     _check_generator_use(generate, spec)
+    item_type = type_opts["item_type"] or "login"
     with _agent() as agent:
         _require_unlocked(agent)
-        password = _item_password(generate=generate, spec=spec)
+        password = ""
+        if generate or item_type in ("login", "ssh_key"):
+            password = _item_password(generate=generate, spec=spec)
         secret = _totp_secret() if with_totp else ""
-        item = {
+        item: dict[str, Any] = {
             "title": title,
             "username": username,
             "password": password,
@@ -474,7 +495,9 @@ def add(
             "notes": notes,
             "tags": list(tags),
             "totp_secret": secret,
+            "type": item_type,
         }
+        apply_type_options(item, type_opts, _secret_value)
         added = agent.call("add", item=item)
     if as_json:
         _echo_json(added)
@@ -485,18 +508,34 @@ def add(
 @main.command("list")
 @click.argument("query", required=False, default="")
 @click.option("--tag", default=None, help="Only items with this tag.")
+@click.option(
+    "--type",
+    "item_type",
+    type=click.Choice(ITEM_TYPES),
+    default=None,
+    help="Only items of this type.",
+)
+@click.option("--favorites", is_flag=True, help="Only favourites.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (no secrets).")
-def list_items(query: str, tag: str | None, as_json: bool) -> None:
-    """List items, optionally only those matching QUERY (title, username, URL or tag).
+def list_items(
+    query: str, tag: str | None, item_type: str | None, favorites: bool, as_json: bool
+) -> None:
+    """List items, optionally only those matching QUERY (title, username, URL, tag,
+    custom field). Favourites start with "* "; types other than login are named.
 
     \b
     Examples:
       unlatch list
       unlatch list github
       unlatch list --tag work --json
+      unlatch list --type card
+      unlatch list --favorites
     """
+    filters: dict[str, Any] = {"type": item_type} if item_type else {}
+    if favorites:
+        filters["favorite"] = True
     with _agent() as agent:
-        found = agent.call("search", query=query, tag=tag)
+        found = agent.call("search", query=query, tag=tag, **filters)
     if as_json:
         _echo_json(found)
         return
@@ -507,11 +546,23 @@ def list_items(query: str, tag: str | None, as_json: bool) -> None:
     for i in found:
         url = i["urls"][0] if i["urls"] else ""
         tags = " ".join(f"#{t}" for t in i["tags"])
-        line = f"{i['title']:<{width}}  {i['username']:<24}  {url}  {tags}"
+        kind = "" if i.get("type", "login") == "login" else f"[{i['type']}] "
+        star = "* " if i.get("favorite") else ""
+        line = f"{star}{i['title']:<{width}}  {kind}{i['username']:<24}  {url}  {tags}"
         click.echo(line.rstrip())
 
 
 def _field_value(item: dict[str, Any], field: str) -> str:
+    if field not in FIELDS:
+        if field in item.get("data", {}):
+            return str(item["data"][field])
+        for custom in item.get("fields", []):
+            if custom["name"] == field:
+                return str(custom["value"])
+        raise InputError(
+            f"{item['title']!r} has no field {field!r} (fields: {', '.join(FIELDS)}, "
+            "the type's fields shown by `unlatch get`, or a custom field's name)"
+        )
     if field == "totp":
         if not item["totp_secret"]:
             raise InputError(f"{item['title']!r} has no TOTP secret")
@@ -527,9 +578,9 @@ def _field_value(item: dict[str, Any], field: str) -> str:
 @click.option(
     "--field",
     "-f",
-    type=click.Choice(FIELDS),
     default=None,
-    help="Print only this field (e.g. password, totp for the current code).",
+    help="Print only this field: password, username, url, totp (the current code), "
+    "notes..., a type's field (number, private_key...) or a custom field's name.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with secrets).")
 def get(ref: str, field: str | None, as_json: bool) -> None:
@@ -542,6 +593,7 @@ def get(ref: str, field: str | None, as_json: bool) -> None:
       unlatch get github
       unlatch get github --field password | xclip
       unlatch get bank --field totp
+      unlatch get visa --field number
       unlatch get --field password -- -dash-title
     """
     with _agent() as agent:
@@ -553,7 +605,9 @@ def get(ref: str, field: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json({**item, "totp": {"code": code, "valid_seconds": valid} if code else None})
         return
-    click.echo(f"title:    {item['title']}")
+    click.echo(f"title:    {item['title']}" + ("  (favourite)" if item.get("favorite") else ""))
+    if item.get("type", "login") != "login":
+        click.echo(f"type:     {item['type']}")
     click.echo(f"username: {item['username']}")
     click.echo(
         f"password: {'********  (unlatch get ... --field password)' if item['password'] else ''}"
@@ -564,6 +618,8 @@ def get(ref: str, field: str | None, as_json: bool) -> None:
         click.echo(f"tags:     {', '.join(item['tags'])}")
     if code:
         click.echo(f"totp:     {code}  (valid {valid} s)")
+    for line in describe(item):
+        click.echo(line)
     if item["notes"]:
         click.echo("notes:")
         for line in item["notes"].splitlines():
@@ -590,6 +646,10 @@ def get(ref: str, field: str | None, as_json: bool) -> None:
 @click.option("--clear-totp", is_flag=True, help="Remove the TOTP secret.")
 @click.option("--generate", is_flag=True, help="Generate a new password (options below).")
 @_with_generator_options
+@with_type_options
+@click.option(
+    "--remove-field", "remove_fields", multiple=True, metavar="NAME", help="Remove a custom field."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def edit(
     ref: str,
@@ -605,9 +665,15 @@ def edit(
     clear_totp: bool,
     generate: bool,
     spec: GeneratorSpec,
+    remove_fields: tuple[str, ...],
     as_json: bool,
+    **type_opts: Any,
 ) -> None:
     """Change fields of an item (found by title or id).
+
+    --field, --url-field and --hidden-field add a custom field or replace the
+    one of the same name; --set and --secret change one of the type's fields
+    (an empty --set value removes it).
 
     Put -- before a TITLE that starts with - (otherwise it reads as options).
 
@@ -619,6 +685,8 @@ def edit(
       printf 'new-secret\\n' | unlatch edit forum --password
       unlatch edit github --url https://github.com --url https://gist.github.com
       unlatch edit --username bob -- -dash-title
+      unlatch edit github --favorite --field team=core
+      unlatch edit github --remove-field team
     """
     changes: dict[str, Any] = {}
     for name, value in (("title", new_title), ("username", username), ("notes", notes)):
@@ -644,6 +712,12 @@ def edit(
             changes["totp_secret"] = _totp_secret()
         if clear_totp:
             changes["totp_secret"] = ""
+        if remove_fields or any(type_opts[name] not in (None, ()) for name in TYPE_PARAMS):
+            current = agent.call("get", ref=ref)
+            current["fields"] = [f for f in current["fields"] if f["name"] not in remove_fields]
+            apply_type_options(current, type_opts, _secret_value)
+            for name in ("type", "favorite", "fields", "data"):
+                changes[name] = current[name]
         if not changes:
             raise InputError("nothing to change: see `unlatch edit --help`")
         edited = agent.call("edit", ref=ref, changes=changes)

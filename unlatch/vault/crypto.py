@@ -45,6 +45,9 @@ RENEW_SUITE = pyhpke.CipherSuite.new(
 RENEW_KEY_LEN = 32
 RENEW_ENC_LEN = 32
 
+LABEL_EXPORT_KEY = b"unlatch/export/v1/key"
+LABEL_EXPORT_AAD = b"unlatch/export/v1/payload"
+
 
 class AeadFailure(Exception):
     """Internal: authentication failed. Callers turn it into a typed vault error."""

@@ -28,7 +28,7 @@ from unlatch.vault.errors import (
 )
 
 FORMAT_NAME = "unlatch-vault"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_HEADER_LEN = 100
 
@@ -74,8 +74,22 @@ def _renewal_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE slots ADD COLUMN enc BLOB")
 
 
+
+def _v3_item_types(conn: sqlite3.Connection) -> None:
+    """Schema 3: item plaintexts may use item encoding 2 (types, custom fields, favourites).
+
+    No table changes: the new fields live inside each item's ciphertext, and
+    items written in encoding 1 are still read (as logins) and rewritten in
+    encoding 2 on their next edit, since re-encrypting needs the key and a
+    migration runs while the vault is locked. The version bump itself is the
+    point: an older unlatch then refuses the file with "upgrade unlatch"
+    (:class:`UnsupportedSchemaError`) instead of reporting every new item as
+    tampered with.
+    """
+
+
 # MIGRATIONS[n] upgrades a file at schema version n to n + 1.
-MIGRATIONS: dict[int, Migration] = {0: _create_v1, 1: _renewal_v2}
+MIGRATIONS: dict[int, Migration] = {0: _create_v1, 1: _renewal_v2, 2: _v3_item_types}
 
 
 def connect(path: Path) -> sqlite3.Connection:

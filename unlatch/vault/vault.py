@@ -50,7 +50,7 @@ VAULT_ID_LEN = 16
 MAX_MIN_PASSWORD = 8
 MAX_PASSWORD_CHARS = 1024
 MAX_CIPHERTEXT = items.MAX_PLAINTEXT + items.PAD_TO + 16
-EDITABLE_FIELDS = ("title", "username", "password", "urls", "notes", "tags", "totp_secret")
+EDITABLE_FIELDS = items.EDITABLE_FIELDS
 
 
 def _now() -> int:
