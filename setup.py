@@ -36,6 +36,7 @@ from setuptools.errors import SetupError
 ROOT = Path(__file__).resolve().parent
 PHONE = ROOT / "web" / "phone"
 DESKTOP = ROOT / "web" / "desktop"
+EXTENSION = ROOT / "web" / "extension"
 # Files the built app must have; a dist/ without them is not an app.
 PHONE_REQUIRED = (
     "index.html",
@@ -47,6 +48,8 @@ PHONE_REQUIRED = (
     "app-manifest.sig",
 )
 DESKTOP_REQUIRED = ("index.html", "app.js")
+# The browser extension: the native host reads protocol.json and the manifests (its pinned ids).
+EXTENSION_REQUIRED = ("manifest.json", "manifest.firefox.json", "protocol.json", "popup.html")
 NPM_TIMEOUT = 600
 
 
@@ -85,6 +88,13 @@ def desktop_ui() -> Path:
     return DESKTOP
 
 
+def browser_extension() -> Path:
+    missing = [f for f in EXTENSION_REQUIRED if not (EXTENSION / f).is_file()]
+    if missing:
+        raise SetupError(f"{EXTENSION} lacks {', '.join(missing)}: the extension cannot be packaged")
+    return EXTENSION
+
+
 class BuildPyWithWeb(build_py):
     """``build_py`` that also puts the browser apps in ``unlatch/_web`` of the build."""
 
@@ -97,6 +107,8 @@ class BuildPyWithWeb(build_py):
         ignore = shutil.ignore_patterns(".*")
         shutil.copytree(build_phone_app(), target / "phone", ignore=ignore)
         shutil.copytree(desktop_ui(), target / "desktop", ignore=ignore)
+        extension_ignore = shutil.ignore_patterns(".*", "node_modules", "test", "package*.json")
+        shutil.copytree(browser_extension(), target / "extension", ignore=extension_ignore)
 
 
 class SdistWithWeb(sdist):
@@ -105,6 +117,7 @@ class SdistWithWeb(sdist):
     def run(self) -> None:
         build_phone_app()
         desktop_ui()
+        browser_extension()
         super().run()
 
 

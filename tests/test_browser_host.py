@@ -187,3 +187,51 @@ def test_attack_browser_host_fills_only_a_matching_page(home: Path) -> None:
 )
 def test_browser_host_matching_rules(saved: str, page: str, expected: Match) -> None:
     assert matching.match(saved, page) is expected
+
+
+def test_browser_host_install_status_uninstall(tmp_path: Path) -> None:
+    """`unlatch browser install` finds the browsers with a profile, pins the origin, and
+    writes a launcher that keeps this UNLATCH_HOME; uninstall removes what it wrote."""
+    home_dir = tmp_path / "user"
+    (home_dir / ".config" / "chromium").mkdir(parents=True)  # Chromium has been run once
+    (home_dir / ".mozilla").mkdir()
+    unlatch_home = tmp_path / "unlatch"
+    env = {"HOME": str(home_dir)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        proc_env = clean_env(unlatch_home, **env)
+        proc_env.pop("XDG_CONFIG_HOME", None)
+        return subprocess.run(
+            [sys.executable, "-m", "unlatch", "browser", *args],
+            env=proc_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    out = run("install")
+    assert out.returncode == 0, out.stderr
+    chromium = home_dir / ".config/chromium/NativeMessagingHosts" / f"{messaging.HOST_NAME}.json"
+    firefox = home_dir / ".mozilla/native-messaging-hosts" / f"{messaging.HOST_NAME}.json"
+    manifest = json.loads(chromium.read_text())
+    assert manifest["allowed_origins"] == [ORIGIN] and manifest["type"] == "stdio"
+    assert json.loads(firefox.read_text())["allowed_extensions"] == ["unlatch@unlatch.org"]
+    assert not (home_dir / ".config/google-chrome").exists()  # not found: not written
+    launcher = Path(manifest["path"])
+    assert launcher.stat().st_mode & 0o777 == 0o700
+    assert f"UNLATCH_HOME={unlatch_home.resolve()}" in launcher.read_text()
+
+    status = {r["browser"]: r for r in json.loads(run("status", "--json").stdout)}
+    assert status["chromium"]["state"] == "installed" and status["chromium"]["found"]
+    assert status["chrome"]["state"] == "not installed" and not status["chrome"]["found"]
+
+    # The launcher, run as the browser runs it, is the host.
+    proc = subprocess.run(
+        [str(launcher), "chrome-extension://nope/"], input=b"", capture_output=True, timeout=60
+    )
+    assert proc.returncode == 1 and b"forbidden_origin" in proc.stdout
+
+    out = run("uninstall")
+    assert out.returncode == 0, out.stderr
+    assert not chromium.exists() and not firefox.exists() and not launcher.exists()
+    assert "nothing to remove" in run("uninstall").stdout

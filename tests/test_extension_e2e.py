@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from fixtures.desktop import CHROMIUM, clean_env, wait_for
 from fixtures.relay import start_relay
+from fixtures.vault import PASSWORD
 from test_e2e_cli import cli_pair
 
 from unlatch.browser.host import extension_ids
@@ -92,6 +93,7 @@ class Browser:
 
     def click_toolbar_button(self, page_url: str) -> None:
         """The user clicks the extension's button while on ``page_url`` (grants activeTab)."""
+        self.page.bring_to_front()  # the toolbar acts on the window's active tab
         cdp = self.page.context.new_cdp_session(self.page) if self.cdp is None else self.cdp
         tabs = cdp.send("Target.getTargets", {"filter": [{"type": "tab"}]})["targetInfos"]
         (tab,) = [t for t in tabs if t["url"] == page_url]
@@ -227,8 +229,6 @@ def test_attack_extension_does_not_fill_a_cross_origin_frame_or_a_downgraded_pag
     popup.click("#password-btn")
     popup.wait_for_selector("#password-error:visible")
     assert "Wrong master password" in popup.inner_text("#password-error")
-    from fixtures.vault import PASSWORD
-
     popup.fill("#password", PASSWORD)
     popup.click("#password-btn")
     popup.wait_for_selector("#logins li")
@@ -253,8 +253,6 @@ def test_extension_popup_follows_locks_and_unlocks_made_elsewhere(
     desktop, _phone, browser = world
     popup = browser.visit(f"{pages.url}/login.html")
     assert popup.get_attribute("body", "data-screen") == "locked"
-    from fixtures.vault import PASSWORD
-
     assert desktop.run("unlock", "--password-stdin", input=f"{PASSWORD}\n").returncode == 0
     popup.wait_for_selector("body[data-screen=unlocked]", timeout=5000)
 
@@ -268,3 +266,76 @@ def test_extension_popup_follows_locks_and_unlocks_made_elsewhere(
     popup.wait_for_selector("body[data-screen=unlocked]", timeout=5000)
     popup.click("#lock-btn")
     wait_for(lambda: desktop.status()["unlocked"] is False, what="locked by the popup")
+
+
+def test_extension_unlock_approved_by_the_phone_app(
+    world: tuple[Any, Any, Browser], pages: Pages, tmp_path: Path
+) -> None:
+    """The same popup request, approved by the phone PWA (served by the relay) in another tab."""
+    import re
+    import subprocess
+    import sys
+
+    from unlatch.phone.qrimage import decode_qr_image
+
+    desktop, _phone, browser = world
+    assert desktop.run("unlock", "--password-stdin", input=f"{PASSWORD}\n").returncode == 0
+    pairing = subprocess.Popen(
+        [sys.executable, "-m", "unlatch", "pair", "--show-link", "--name", "PWA phone"],
+        env=clean_env(desktop.home, UNLATCH_DESKTOP_RELAY_URL=desktop.relay_url),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert pairing.stdout is not None and pairing.stderr is not None
+        link = pairing.stdout.readline().strip()
+        phone_page = browser.context.new_page()
+        phone_page.goto(link)
+        phone_page.click("#pair-start")
+        phone_page.wait_for_selector("#verification-code")
+        code = phone_page.get_attribute("#verification-code", "data-code")
+        shown = ""
+        while not re.search(r"\d{3} \d{3}", shown):
+            shown += pairing.stderr.readline()
+        assert code == re.search(r"(\d{3} \d{3})", shown).group(1).replace(" ", "")
+        _out, err = pairing.communicate("y\n", timeout=60)
+        assert pairing.returncode == 0, err
+    finally:
+        if pairing.poll() is None:
+            pairing.kill()
+    phone_page.wait_for_selector("#pair-save")
+    phone_page.click("#pair-save")
+    phone_page.wait_for_selector("#pair-finish", timeout=60000)
+    phone_page.click("#pair-finish")
+    assert desktop.run("lock").returncode == 0
+
+    popup = browser.visit(f"{pages.url}/login.html")
+    popup.select_option("#phone-select", label="PWA phone")
+    popup.click("#phone-btn")
+    popup.wait_for_function("() => document.getElementById('request-qr').naturalWidth > 0")
+    png = tmp_path / "popup-qr.png"
+    popup.locator("#request-qr").screenshot(path=str(png))
+    phone_page.goto(decode_qr_image(png))  # the phone's camera app opens the QR's link
+    phone_page.wait_for_selector("#approve")
+    phone_page.click("#approve")
+    popup.wait_for_selector("body[data-screen=unlocked]", timeout=20000)
+    assert desktop.status()["unlocked"] is True
+
+
+def test_extension_passkey_opens_the_desktop_ui_and_the_popup_follows(
+    world: tuple[Any, Any, Browser], pages: Pages
+) -> None:
+    _desktop, _phone, browser = world
+    popup = browser.visit(f"{pages.url}/login.html")
+    with browser.context.expect_page() as opened:
+        popup.click("#passkey-btn")
+    ui = opened.value
+    ui.wait_for_selector("#locked:visible")  # the desktop UI, signed in by its launch link
+    assert ui.locator("#unlock-passkey-btn").count() == 1  # shown once a passkey is registered
+    popup.wait_for_selector("#passkey-note:visible")
+    # However the UI unlocks (here: its password form), the popup follows.
+    ui.fill("#password", PASSWORD)
+    ui.press("#password", "Enter")
+    popup.wait_for_selector("body[data-screen=unlocked]", timeout=10000)

@@ -95,6 +95,11 @@ def test_pwa_wheel_from_a_clean_copy_carries_and_serves_the_browser_apps(
         written = {p.name for p in (src / "web" / "desktop").iterdir()}
         assert desktop == written
         assert zf.read("unlatch/_web/desktop/app.js") == (src / "web/desktop/app.js").read_bytes()
+        # The browser extension (the native host reads its protocol.json and pinned ids).
+        for name in ("protocol.json", "manifest.json", "popup.js", "lib/host.js"):
+            wheel_copy = zf.read(f"unlatch/_web/extension/{name}")
+            assert wheel_copy == (src / "web" / "extension" / name).read_bytes()
+        assert not any("/_web/extension/test/" in n for n in names)
         assert not any(n.startswith(("web/", "build/")) for n in names)
 
     site = tmp_path / "site"
