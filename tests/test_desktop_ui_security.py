@@ -118,6 +118,25 @@ def test_desktop_ui_bad_input_is_a_clear_error(ui: Any) -> None:
     assert resp.status_code == 404 and resp.json()["error"] == "not_paired"
 
 
+def test_attack_desktop_ui_deeply_nested_json_is_a_400(ui: Any) -> None:
+    # 10,000 "[" (10 KiB, under the 64 KiB body limit) made the standard parser raise
+    # RecursionError: the UI answered 500 "internal". It is bad input like any other.
+    desktop, client, csrf, base = ui
+    h = good_headers(base, csrf)
+    for depth in (2_000, 10_000):
+        for body in (b"[" * depth, b'{"item": ' + b'{"a": ' * depth):
+            for path in ("/api/items", "/api/unlock/password", "/api/settings"):
+                method = client.put if path == "/api/settings" else client.post
+                resp = method(path, headers=h, content=body)
+                assert resp.status_code == 400, (path, depth, resp.text)
+                assert resp.json()["error"] == "bad_request"
+                assert "nested too deeply" in resp.json()["message"]
+    # The same request, well formed, is served: the refusal is about the nesting.
+    ok = client.post("/api/items", headers=h, content=b'{"item": {"title": "flat"}}')
+    assert ok.status_code == 201
+    assert desktop.status()["unlocked"] is True
+
+
 def test_desktop_ui_cookie_alone_is_useless_outside_the_secret_prefix(ui: Any) -> None:
     """Cookies ignore ports, so another local server may see the session cookie: without
     the per-run path prefix it opens nothing (no page, no CSRF token, no data, no action)."""
