@@ -60,6 +60,15 @@ async def test_garbage_gets_typed_errors_and_the_connection_survives(agent: Path
     assert replies[-1]["ok"] is True and replies[-1]["result"]["vault_exists"] is False
 
 
+async def test_deeply_nested_request_is_a_bad_request(agent: Path) -> None:
+    # The standard parser's RecursionError used to come back as "internal error".
+    (reply,) = await exchange(agent, b"[" * 50_000 + b"\n")
+    assert reply["error"]["type"] == "BadRequestError"
+    assert "nested too deeply" in reply["error"]["message"]
+    (reply,) = await exchange(agent, req("status"))
+    assert reply["ok"] is True
+
+
 async def test_oversized_request_is_refused(agent: Path) -> None:
     big = b'{"op": "status", "args": {"x": "' + b"a" * (wire.MAX_REQUEST + 10) + b'"}}\n'
     (reply,) = await exchange(agent, big)

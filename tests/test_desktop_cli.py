@@ -4,7 +4,11 @@ apply any more are reported, never silently dropped."""
 from __future__ import annotations
 
 import json
+import re
+import stat
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 
 def test_desktop_options_a_running_ui_cannot_take_are_reported(desktop_env: Any) -> None:
@@ -38,3 +42,22 @@ def test_desktop_options_a_running_ui_cannot_take_are_reported(desktop_env: Any)
     # --json carries the note too.
     info = json.loads(desktop.run("desktop", "--no-browser", "--json", "--unlock-ttl", "9").stdout)
     assert "--unlock-ttl ignored" in info["note"]
+
+
+def test_desktop_opens_the_browser_with_a_launch_file_only(desktop_env: Any) -> None:
+    """Without --no-browser nothing printed or passed on holds the secret: the browser gets
+    a private file's path; when no browser starts, that path is what the user is told."""
+    desktop = desktop_env("http://127.0.0.1:9")
+    out = desktop.run("desktop", BROWSER="/bin/false")  # a "browser" that fails at once
+    assert out.returncode == 0, out.stderr
+    assert "k=" not in out.stdout + out.stderr
+    match = re.search(r"unlatch desktop UI: http://localhost:(\d+)/ \(opening it", out.stdout)
+    assert match is not None, out.stdout
+    uri = re.search(r"no browser could be started: open (file://\S+) in yours", out.stderr)
+    assert uri is not None, out.stderr
+    launch = Path(unquote(urlsplit(uri.group(1)).path))
+    assert stat.S_IMODE(launch.stat().st_mode) == 0o600
+    assert f"http://localhost:{match.group(1)}/" in launch.read_text()
+    info = json.loads(desktop.run("desktop", "--json", BROWSER="/bin/true").stdout)
+    assert "url" not in info and Path(info["launch_file"]).is_file()
+    assert info["address"] == f"http://localhost:{info['port']}/"

@@ -64,6 +64,9 @@ def test_desktop_identity_damaged_file_is_a_clear_error(unlatch_home: Path) -> N
     path.write_bytes(b"\xff" * 10)
     with pytest.raises(StateFileError, match="not JSON"):
         DesktopIdentity.load_or_create()
+    path.write_bytes(b'{"version": ' + b"[" * 100_000)  # RecursionError before: a traceback
+    with pytest.raises(StateFileError, match="not JSON"):
+        DesktopIdentity.load_or_create()
 
 
 def test_desktop_pairing_store_round_trip(unlatch_home: Path) -> None:

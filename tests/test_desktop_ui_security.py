@@ -8,7 +8,11 @@ refusing everything.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -118,6 +122,25 @@ def test_desktop_ui_bad_input_is_a_clear_error(ui: Any) -> None:
     assert resp.status_code == 404 and resp.json()["error"] == "not_paired"
 
 
+def test_attack_desktop_ui_deeply_nested_json_is_a_400(ui: Any) -> None:
+    # 10,000 "[" (10 KiB, under the 64 KiB body limit) made the standard parser raise
+    # RecursionError: the UI answered 500 "internal". It is bad input like any other.
+    desktop, client, csrf, base = ui
+    h = good_headers(base, csrf)
+    for depth in (2_000, 10_000):
+        for body in (b"[" * depth, b'{"item": ' + b'{"a": ' * depth):
+            for path in ("/api/items", "/api/unlock/password", "/api/settings"):
+                method = client.put if path == "/api/settings" else client.post
+                resp = method(path, headers=h, content=body)
+                assert resp.status_code == 400, (path, depth, resp.text)
+                assert resp.json()["error"] == "bad_request"
+                assert "nested too deeply" in resp.json()["message"]
+    # The same request, well formed, is served: the refusal is about the nesting.
+    ok = client.post("/api/items", headers=h, content=b'{"item": {"title": "flat"}}')
+    assert ok.status_code == 201
+    assert desktop.status()["unlocked"] is True
+
+
 def test_desktop_ui_cookie_alone_is_useless_outside_the_secret_prefix(ui: Any) -> None:
     """Cookies ignore ports, so another local server may see the session cookie: without
     the per-run path prefix it opens nothing (no page, no CSRF token, no data, no action)."""
@@ -167,3 +190,69 @@ async def test_desktop_ui_session_expires() -> None:
         assert expired.status_code == 401 and expired.json()["error"] == "no_session"
         now[0] -= 30  # the session was dropped, not just out of date
         assert (await c.get(url)).status_code == 401
+
+
+def test_desktop_ui_launch_files_are_private_and_die_with_their_secret(
+    unlatch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Launch files (the browser's way in, see unlatch.desktop.web.launch): 0600 in a
+    private 0700 directory, holding a hand-over link, deleted when the secret is spent
+    (redeemed, expired, evicted, agent exit), with a controlled clock."""
+    from unlatch.desktop.web.security import LAUNCH_SECRET_LIFE, MAX_LAUNCH_SECRETS, UISecurity
+
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    now = [1000.0]
+    sec = UISecurity(clock=lambda: now[0])
+    sec.port = 1234
+    (runtime / "unlatch").mkdir(mode=0o700)
+    left = runtime / "unlatch" / "launch-killed-agent.html"  # an agent died with it
+    other = runtime / "unlatch" / "launch-other-agent.html"  # another agent's, still live
+    for path, age in ((left, LAUNCH_SECRET_LIFE + 5), (other, 5)):
+        path.write_text("x")
+        os.utime(path, (time.time() - age, time.time() - age))
+
+    first = sec.new_launch_file()
+    assert not left.exists() and other.exists()
+    other.unlink()
+    assert first.parent == runtime / "unlatch"
+    assert stat.S_IMODE(first.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(first.stat().st_mode) == 0o600 and first.stat().st_uid == os.geteuid()
+    text = first.read_text()
+    secret = re.search(r"static/launch\.html#k=([A-Za-z0-9_-]{43})\"", text).group(1)
+    assert f"http://localhost:1234{sec.base_path}static/launch.html#k={secret}" in text
+    assert sec.redeem(secret) is not None and not first.exists()  # redeemed: gone
+    assert sec.redeem(secret) is None  # and single-use as ever
+
+    second = sec.new_launch_file()
+    now[0] += LAUNCH_SECRET_LIFE
+    sec.purge()  # the agent's timer
+    assert not second.exists()
+
+    files = [sec.new_launch_file() for _ in range(MAX_LAUNCH_SECRETS + 1)]
+    assert not files[0].exists() and all(f.exists() for f in files[1:])  # evicted: gone
+    sec.close()  # agent exit
+    assert not any(f.exists() for f in files) and list(first.parent.iterdir()) == []
+
+
+def test_desktop_ui_launch_dir_is_never_a_shared_one(
+    unlatch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unlatch.desktop.web.launch import LaunchFileError, launch_dir
+
+    fallback = unlatch_home / "desktop" / "launch"
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    for runtime in (str(shared), "relative/dir", str(tmp_path / "missing")):
+        monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+        assert launch_dir() == fallback  # an XDG_RUNTIME_DIR others can enter is not used
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    fallback.chmod(0o755)
+    assert launch_dir() == fallback and stat.S_IMODE(fallback.stat().st_mode) == 0o700
+    fallback.rmdir()
+    fallback.symlink_to(shared)  # planted link: refused, nothing written through it
+    with pytest.raises(LaunchFileError, match="not a private directory"):
+        launch_dir()
+    assert list(shared.iterdir()) == []

@@ -9,7 +9,6 @@ for the socket, like ``ssh-agent`` but without the shell dance.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from unlatch import safejson
 from unlatch.agent import settings, wire
 from unlatch.agent.errors import (
     AgentAlreadyRunningError,
@@ -59,8 +59,8 @@ class AgentClient:
         if len(line) > wire.MAX_REPLY:
             raise AgentError("the agent's reply is too large")
         try:
-            reply = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            reply = safejson.loads(line)
+        except ValueError:
             raise AgentError("the agent sent an unreadable reply") from None
         if not isinstance(reply, dict):
             raise AgentError("the agent sent an unreadable reply")

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from unlatch import errors as base_errors
+from unlatch import safejson
 from unlatch.agent import errors as agent_errors
 from unlatch.agent.errors import AgentError, BadRequestError
 from unlatch.errors import UnlatchError
@@ -47,8 +48,10 @@ def decode_request(line: bytes) -> tuple[str, dict[str, Any]]:
     if len(line) > MAX_REQUEST:
         raise BadRequestError(f"request larger than {MAX_REQUEST} bytes")
     try:
-        data = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = safejson.loads(line)
+    except safejson.JSONInputError:
+        raise BadRequestError("request is JSON nested too deeply") from None
+    except ValueError:
         raise BadRequestError("request is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequestError("request must be a JSON object")

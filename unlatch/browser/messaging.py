@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from unlatch import paths
+from unlatch import paths, safejson
 from unlatch.errors import UnlatchError
 
 _PROTOCOL = json.loads((paths.web_dir("extension") / "protocol.json").read_text("utf-8"))
@@ -100,8 +100,8 @@ def parse_request(frame: bytes) -> Request:
     if frame.count(b"[") + frame.count(b"{") > 10_000:
         raise BadJson("request nests or lists too much")
     try:
-        data = json.loads(frame.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        data = safejson.loads(frame.decode("utf-8"))  # the one bounded parser: all ValueError
+    except ValueError:
         raise BadJson("request is not valid UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise MessageError("request must be a JSON object")
@@ -125,8 +125,8 @@ def parse_request(frame: bytes) -> Request:
 def request_id(frame: bytes) -> int | None:
     """The id of a request that failed to parse, when it can be read (to answer it)."""
     try:
-        data = json.loads(frame.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        data = safejson.loads(frame.decode("utf-8"))
+    except ValueError:
         return None
     rid = data.get("id") if isinstance(data, dict) else None
     return rid if isinstance(rid, int) and not isinstance(rid, bool) else None

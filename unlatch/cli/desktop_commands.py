@@ -71,9 +71,15 @@ def start_ui(
     relay: str | None = None,
     unlock_ttl: int | None = None,
     renewals: int | None = None,
+    launch: str = "url",
 ) -> dict[str, Any]:
-    """Ask the agent to serve the web UI; returns ``{url, port, relay_url, note}``."""
-    args: dict[str, Any] = {"port": port}
+    """Ask the agent to serve the web UI.
+
+    Returns ``{address, port, relay_url, note}`` and, by ``launch``, the
+    single-use link as ``url`` (to print) or ``launch_file`` (to open in a
+    browser: :func:`open_launch_file`).
+    """
+    args: dict[str, Any] = {"port": port, "launch": launch}
     if relay:
         args["relay"] = relay
     if unlock_ttl is not None:
@@ -84,11 +90,27 @@ def start_ui(
     return result
 
 
+def open_launch_file(path: str) -> None:
+    """Open the UI in the user's browser through its launch file.
+
+    A browser's command line is readable by every local user
+    (``/proc/PID/cmdline``), so it gets only the path of the agent's 0600
+    file, which redirects to the launch link (:mod:`unlatch.desktop.web.launch`).
+    """
+    uri = Path(path).as_uri()
+    if not webbrowser.open(uri):
+        click.echo(
+            f"no browser could be started: open {uri} in yours "
+            "(it works once, within 10 minutes), or run `unlatch desktop --no-browser`",
+            err=True,
+        )
+
+
 @main.command("desktop")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=0, help="Port (default: a free one)."
 )
-@click.option("--no-browser", is_flag=True, help="Only print the URL.")
+@click.option("--no-browser", is_flag=True, help="Only print the one-time link.")
 @click.option("--relay", default=None, metavar="URL", help=RELAY_HELP)
 @click.option(
     "--unlock-ttl",
@@ -113,9 +135,11 @@ def desktop_command(
 ) -> None:
     """Open the vault window: the local web UI served by the agent on 127.0.0.1.
 
-    Starts the agent if needed. The printed link holds a one-time secret that
-    the page trades for a session cookie: open it only in your own browser.
-    Run the command again for a fresh link.
+    Starts the agent if needed and opens the UI in your browser through a
+    private launch file (the one-time secret never goes on a command line).
+    With --no-browser it prints the link instead: it holds a one-time secret
+    that the page trades for a session cookie, so open it only in your own
+    browser. Run the command again for a fresh link.
 
     \b
     Examples:
@@ -126,16 +150,24 @@ def desktop_command(
     if relay:
         DesktopSettings.load(relay)  # validate before the agent sees it
     with client.connect(start=True) as agent:
-        info = start_ui(agent, port=port, relay=relay, unlock_ttl=unlock_ttl, renewals=qr_renewals)
+        info = start_ui(
+            agent,
+            port=port,
+            relay=relay,
+            unlock_ttl=unlock_ttl,
+            renewals=qr_renewals,
+            launch="url" if no_browser else "file",
+        )
     if as_json:
         click.echo(json.dumps(info))
     else:
-        click.echo(f"unlatch desktop UI: {info['url']}")
+        shown = info["url"] if no_browser else f"{info['address']} (opening it in your browser)"
+        click.echo(f"unlatch desktop UI: {shown}")
         click.echo(f"relay: {info['relay_url']}")
         if info.get("note"):
             click.echo(info["note"], err=True)
     if not no_browser:
-        webbrowser.open(info["url"])
+        open_launch_file(info["launch_file"])
 
 
 @main.command("pair")
@@ -504,16 +536,17 @@ def demo_command(
                 for item in DEMO_ITEMS:
                     agent.call("add", item={**item, "password": generate_password(20).value})
                 created = True
-            ui = start_ui(agent, port=port, relay=relay_url)
+            ui = start_ui(agent, port=port, relay=relay_url, launch="url" if no_browser else "file")
         click.echo(f"demo state:   {home}" + ("  (new demo vault created)" if created else ""))
         click.echo(f"master pass:  {DEMO_PASSWORD}")
         click.echo(f"relay:        {relay_url}   (log: {log_path})")
-        click.echo(f"desktop UI:   {ui['url']}")
+        shown = ui["url"] if no_browser else f"{ui['address']} (opening it in your browser)"
+        click.echo(f"desktop UI:   {shown}")
         click.echo("")
         _pairing_help(home, relay_url)
         click.echo("Ctrl-C stops the demo.")
         if not no_browser:
-            webbrowser.open(ui["url"])
+            open_launch_file(ui["launch_file"])
         while not stop["now"] and relay_proc.poll() is None:
             time.sleep(0.2)
     finally:

@@ -4,10 +4,14 @@ The agent's socket server dispatches on :data:`unlatch.agent.handlers.HANDLERS`;
 :func:`install` adds it (called by ``unlatch agent start --foreground``, the
 command every agent process runs, and by :mod:`unlatch.cli.desktop_commands`):
 
-* ``desktop_ui {port?, relay?, unlock_ttl?, renewals?}`` - build the
+* ``desktop_ui {port?, relay?, unlock_ttl?, renewals?, launch?}`` - build the
   :class:`~unlatch.desktop.runtime.DesktopRuntime` around the agent's core
-  and start the web UI if it is not running; answers a fresh single-use
-  launch URL, so the UI lives in the agent process, next to the vault key.
+  and start the web UI if it is not running, so the UI lives in the agent
+  process, next to the vault key. Answers ``address`` (the UI's address,
+  no secret) and a fresh single-use launch link: ``url`` (``launch: "url"``,
+  the default, for printing) or ``launch_file``, the path of a 0600 file that
+  leads to it (``launch: "file"``, for a browser's command line, which
+  every local user can read; see :mod:`unlatch.desktop.web.launch`).
 * ``desktop_phone_revoked {phone_id}`` - sent by ``unlatch devices revoke``
   (another process): the UI's pending unlock request for that phone ends
   now, as failed, and its relay channel is closed; the page is refreshed.
@@ -74,6 +78,9 @@ async def desktop_ui(core: AgentCore, args: dict[str, Any]) -> Any:
     relay = args.get("relay")
     if relay is not None and not isinstance(relay, str):
         raise BadRequestError('"relay" must be a URL')
+    launch = args.get("launch", "url")
+    if launch not in ("url", "file"):
+        raise BadRequestError('"launch" must be "url" or "file"')
     rt = _RUNTIMES.get(core)
     note = ""
     if rt is None:
@@ -82,12 +89,17 @@ async def desktop_ui(core: AgentCore, args: dict[str, Any]) -> Any:
         note = _ignored(rt, port, relay, ttl, renewals)
     if not rt.running:
         await rt.start_web(port)
-    return {
-        "url": rt.security.new_launch_url(),
+    answer: dict[str, Any] = {
+        "address": rt.security.address,
         "port": rt.port,
         "relay_url": rt.settings.relay_url,
         "note": note,
     }
+    if launch == "file":
+        answer["launch_file"] = str(rt.new_launch_file())
+    else:
+        answer["url"] = rt.security.new_launch_url()
+    return answer
 
 
 async def desktop_phone_revoked(core: AgentCore, args: dict[str, Any]) -> Any:

@@ -41,6 +41,13 @@ class UnlockFailedError(DesktopError):
     code = "unlock_failed"
 
 
+class PortTaken(DesktopError):
+    """The web UI cannot hold its port on both loopback addresses (another program has one)."""
+
+    code = "port_taken"
+    status = 409
+
+
 class StateFileError(DesktopError):
     """A desktop state file (identity, pairings, settings) is unreadable or damaged."""
 

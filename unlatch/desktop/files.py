@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from unlatch import safejson
 from unlatch.desktop.errors import StateFileError
 
 MAX_STATE_BYTES = 1024 * 1024
@@ -32,8 +33,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
     if len(raw) > MAX_STATE_BYTES:
         raise StateFileError(f"{path} is too large to be an unlatch state file")
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = safejson.loads(raw)
+    except ValueError:
         raise StateFileError(f"{path} is damaged (not JSON)") from None
     if not isinstance(data, dict):
         raise StateFileError(f"{path} is damaged (not a JSON object)")

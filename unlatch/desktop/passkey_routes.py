@@ -30,7 +30,6 @@ POST     /api/passkeys/switch-host           a launch link on http://localhost:P
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -118,10 +117,7 @@ def routes(rt: DesktopRuntime) -> list[BaseRoute]:
         # The secret travels in the #fragment to a static page on localhost, which
         # opens the launch link itself: a navigation started on 127.0.0.1 would be
         # cross-site, and the SameSite=Strict session cookie would not follow it.
-        query = urlsplit(rt.security.new_launch_url()).query
-        base = rt.security.base_path  # the secret prefix: same agent run, other host name
-        url = f"http://{CANONICAL_HOST}:{rt.port}{base}static/passkey-switch.html#{query}"
-        answer: dict[str, Any] = {"url": url}
+        answer: dict[str, Any] = {"url": rt.security.new_handover_url()}
         return JSONResponse(answer)
 
     return [

@@ -3,18 +3,20 @@
 The agent (:mod:`unlatch.agent.server`) owns the :class:`AgentCore`; the
 first ``desktop_ui`` request on its socket (sent by ``unlatch desktop``)
 builds a :class:`DesktopRuntime` around that core and starts uvicorn on
-127.0.0.1 in the same event loop. Vault operations from the page therefore
-go through the same core (same lock, same idle timer) as the CLI's.
+127.0.0.1 and ::1 (one port, both or none) in the same event loop. Vault
+operations from the page therefore go through the same core (same lock,
+same idle timer) as the CLI's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -27,7 +29,8 @@ from unlatch.desktop.settings import DesktopSettings, check_relay_url
 from unlatch.desktop.store import PairingStore
 from unlatch.desktop.unlock import DEFAULT_RENEWALS, PhoneUnlockService
 from unlatch.desktop.vault_port import CoreVault
-from unlatch.desktop.web.security import UISecurity
+from unlatch.desktop.web import listen
+from unlatch.desktop.web.security import LAUNCH_SECRET_LIFE, UISecurity
 from unlatch.relay.client import RelayClient
 
 log = logging.getLogger(__name__)
@@ -135,41 +138,53 @@ class DesktopRuntime:
         return self._serve_task is not None and not self._serve_task.done()
 
     async def start_web(self, port: int = 0) -> None:
-        """Bind 127.0.0.1:``port`` (0: a free one) and serve the UI in this loop."""
+        """Listen on 127.0.0.1:``port`` *and* [::1]:``port`` (0: a free one) and serve the UI.
+
+        Both loopback addresses or none: ``localhost`` reaches either, and a
+        port held on one by another user would hand it the launch link
+        (:mod:`unlatch.desktop.web.listen`).
+        """
         from unlatch.desktop.web.app import create_app
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        socks = listen.bind_loopback(port)
+        self.security.port = int(socks[0].getsockname()[1])
+        atexit.register(self.security.close)  # no launch file outlives the agent
         try:
-            sock.bind(("127.0.0.1", port))
-        except OSError as exc:
-            sock.close()
-            from unlatch.desktop.errors import DesktopError
-
-            raise DesktopError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
-        sock.listen(128)
-        sock.setblocking(False)
-        self.security.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(self),
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-            ws="none",
-        )
+            config = uvicorn.Config(
+                create_app(self),
+                log_config=None,
+                access_log=False,
+                server_header=False,
+                lifespan="off",
+                timeout_graceful_shutdown=1,
+                ws="none",
+            )
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
         server = _EmbeddedServer(config)
         self._server = server
-        self._serve_task = asyncio.create_task(server.serve(sockets=[sock]))
+        self._serve_task = asyncio.create_task(server.serve(sockets=socks))
         for _ in range(200):
             if server.started:
                 break
             await asyncio.sleep(0.01)
-        log.info("desktop UI on http://127.0.0.1:%d/", self.port)
+        bound = " and ".join(f"http://{listen.where(*s.getsockname()[:2])}/" for s in socks)
+        log.info("desktop UI on %s", bound)
+
+    def new_launch_file(self) -> Path:
+        """A launch file for a browser (see :mod:`unlatch.desktop.web.launch`).
+
+        Deleted when redeemed; a timer deletes it when its secret expires.
+        """
+        path = self.security.new_launch_file()
+        asyncio.get_running_loop().call_later(LAUNCH_SECRET_LIFE + 1, self.security.purge)
+        return path
 
     async def stop(self) -> None:
         """Stop the web server and the waiters (agent shutdown)."""
+        self.security.close()
         if self.unlock.current is not None and not self.unlock.current.final:
             with contextlib.suppress(Exception):
                 await self.unlock.cancel(self.unlock.current.id)

@@ -1,15 +1,16 @@
 """Base64url without padding (the one binary encoding of the relay's JSON) and JSON parsing.
 
+JSON parsing is :func:`unlatch.safejson.loads` (every failure a ``ValueError``,
+nesting included), re-exported as :func:`json_loads` for the relay's modules.
+
 Decoding is strict (alphabet, no padding, canonical form) so that one value has
 exactly one spelling; ids compared as text can then never alias.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from unlatch import b64url
+from unlatch.safejson import loads as json_loads  # the one bounded parser; re-exported here
 
 
 class CodecError(ValueError):
@@ -34,17 +35,4 @@ def b64d(text: str, *, max_len: int | None = None) -> bytes:
         raise CodecError(str(exc)) from None
 
 
-def json_loads(data: str | bytes) -> Any:
-    """``json.loads`` whose every failure is a :class:`ValueError`.
-
-    The standard parser recurses once per nesting level, so about a thousand
-    ``[`` (a 1 KiB body) raise :class:`RecursionError`, which is not a
-    ``ValueError`` and would escape the callers' "not JSON" handling as a 500
-    or a crashed socket. Input from the other side of the relay (request
-    bodies, WebSocket frames, bus envelopes, the relay's answers to a client)
-    goes through here.
-    """
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
+__all__ = ["CodecError", "b64d", "b64e", "json_loads"]

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from unlatch import paths
+from unlatch import paths, safejson
 from unlatch.errors import UnlatchError
 from unlatch.vault import crypto
 
@@ -111,7 +111,7 @@ class LocalKeyStore:
         if len(raw) > MAX_FILE_BYTES:
             raise LocalKeyError(f"{self.path} is too large to be a local key file")
         try:
-            data = json.loads(raw)
+            data = safejson.loads(raw)
             if not isinstance(data, dict) or data.get("version") != FILE_VERSION:
                 raise ValueError
             entries = data["keys"]

@@ -22,6 +22,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from unlatch import safejson
 from unlatch.vault.crypto import LABEL_SLOT_WRAP, lp
 from unlatch.vault.errors import VaultError
 
@@ -93,8 +94,8 @@ def encode_meta(meta: SlotMeta) -> str:
 def decode_meta(text: str) -> SlotMeta:
     """Parse a stored meta column; malformed -> :class:`InvalidSlotError`."""
     try:
-        data = json.loads(text) if len(text) <= MAX_META_ENTRIES * 4300 else None
-    except json.JSONDecodeError:
+        data = safejson.loads(text) if len(text) <= MAX_META_ENTRIES * 4300 else None
+    except ValueError:
         data = None
     if not isinstance(data, dict):
         raise InvalidSlotError("a key slot's meta is damaged")

@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from unlatch import paths
+from unlatch import paths, safejson
 from unlatch.agent.handlers import summary
 from unlatch.desktop import qr
 from unlatch.desktop.errors import DesktopError
@@ -110,8 +110,10 @@ async def _body(request: Request) -> dict[str, Any]:
     if len(raw) > MAX_BODY:
         raise BadInput("request too large")
     try:
-        data = json.loads(raw or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = safejson.loads(raw or b"{}")  # too deep is a 400, not a RecursionError (500)
+    except safejson.JSONInputError:
+        raise BadInput("the request body is JSON nested too deeply") from None
+    except ValueError:
         raise BadInput("the request body is not JSON") from None
     if not isinstance(data, dict):
         raise BadInput("the request body must be a JSON object")

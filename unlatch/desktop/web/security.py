@@ -3,10 +3,13 @@
 A web page on any site can make the user's browser send requests to
 ``127.0.0.1``; a malicious DNS name can even be rebound to it. So:
 
-* **Launch secret -> cookie + path.** ``unlatch desktop`` prints/opens
+* **Launch secret -> cookie + path.** ``unlatch desktop`` opens
   ``http://localhost:PORT/?k=<secret>`` (localhost, not 127.0.0.1, because
   passkeys need a host name as their WebAuthn RP id; the server listens on
-  127.0.0.1 only). The secret is single-use: the first request with it gets
+  127.0.0.1 and ::1, both or none: :mod:`~unlatch.desktop.web.listen`)
+  through a 0600 launch file, so the secret is in no process's arguments
+  (:mod:`~unlatch.desktop.web.launch`); ``--no-browser`` prints the link
+  instead. The secret is single-use: the first request with it gets
   a fresh session token in an ``HttpOnly; SameSite=Strict`` cookie and a
   redirect to ``/<prefix>/``, which drops the secret from the address bar and
   history. ``<prefix>`` is random per agent run; the UI, its API and its
@@ -42,8 +45,11 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+
+from unlatch.desktop.web.launch import LaunchFiles
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -72,13 +78,15 @@ class UISecurity:
         *,
         session_life: float = SESSION_LIFE,
         clock: Callable[[], float] = time.monotonic,
+        launch_files: LaunchFiles | None = None,
     ) -> None:
         self.port = 0
         self.prefix = secrets.token_urlsafe(18)  # 144 bits; URL-safe, no "/"
         self.session_life = session_life
         self._clock = clock
         self._key = secrets.token_bytes(32)
-        self._launch: dict[str, float] = {}
+        self._launch: dict[str, float] = {}  # digest -> expires at (clock)
+        self._files = launch_files if launch_files is not None else LaunchFiles(LAUNCH_SECRET_LIFE)
         self._sessions: dict[str, float] = {}  # digest -> created at (clock)
 
     @property
@@ -110,21 +118,73 @@ class UISecurity:
     def hosts(self) -> tuple[str, str]:
         return (f"127.0.0.1:{self.port}", f"localhost:{self.port}")
 
-    def new_launch_url(self) -> str:
-        """A fresh single-use URL that opens a session (for ``unlatch desktop``)."""
-        now = self._clock()
-        self._launch = {k: t for k, t in self._launch.items() if t > now}
+    def _new_launch_secret(self) -> str:
+        self.purge()
         while len(self._launch) >= MAX_LAUNCH_SECRETS:
-            self._launch.pop(next(iter(self._launch)))
+            self._spend(next(iter(self._launch)))
         secret = secrets.token_urlsafe(32)
-        self._launch[_digest(secret)] = now + LAUNCH_SECRET_LIFE
-        return f"http://localhost:{self.port}/?k={secret}"
+        self._launch[_digest(secret)] = self._clock() + LAUNCH_SECRET_LIFE
+        return secret
+
+    @property
+    def address(self) -> str:
+        """The UI's address as links give it (no secret): ``http://localhost:PORT/``."""
+        return f"http://localhost:{self.port}/"
+
+    def _launch_url(self, secret: str) -> str:
+        return f"{self.address}?k={secret}"
+
+    def new_launch_url(self) -> str:
+        """A fresh single-use URL that opens a session (``unlatch desktop --no-browser``)."""
+        return self._launch_url(self._new_launch_secret())
+
+    def new_handover_url(self) -> str:
+        """A fresh single-use link for a page that is not on localhost to open the UI with.
+
+        ``http://localhost:PORT/<prefix>/static/launch.html#k=<secret>``: the
+        secret is in the fragment (never sent), and that page opens ``/?k=``
+        itself, a same-site navigation, so the ``SameSite=Strict`` cookie set
+        by the answer is sent on its redirect (a navigation started on
+        ``file://`` or ``127.0.0.1`` is cross-site and would arrive without it).
+        """
+        secret = self._new_launch_secret()
+        return self._handover_url(secret)
+
+    def _handover_url(self, secret: str) -> str:
+        return f"{self.address.rstrip('/')}{self.base_path}static/launch.html#k={secret}"
+
+    def new_launch_file(self) -> Path:
+        """A fresh single-use URL, in a 0600 file that redirects to it (to open a browser).
+
+        The file is deleted when its secret is spent (:meth:`redeem`,
+        :meth:`purge`, :meth:`close`); only its path goes on a command line.
+        """
+        secret = self._new_launch_secret()
+        return self._files.write(_digest(secret), self._handover_url(secret))
+
+    def _spend(self, key: str) -> None:
+        self._launch.pop(key, None)
+        self._files.remove(key)
+
+    def purge(self) -> None:
+        """Forget expired launch secrets and delete their files (also run by a timer)."""
+        now = self._clock()
+        for key in [k for k, t in self._launch.items() if t <= now]:
+            self._spend(key)
+
+    def close(self) -> None:
+        """Spend every launch secret and delete their files (agent exit)."""
+        for key in list(self._launch):
+            self._spend(key)
+        self._files.remove_all()
 
     def redeem(self, secret: str) -> str | None:
         """Trade a launch secret (once) for a new session token."""
         now = self._clock()
-        expires = self._launch.pop(_digest(secret), None)
-        if expires is None or expires < now:
+        key = _digest(secret)
+        expires = self._launch.get(key)
+        self._spend(key)
+        if expires is None or expires <= now:
             return None
         self._sessions = {k: t for k, t in self._sessions.items() if now - t < self.session_life}
         while len(self._sessions) >= MAX_SESSIONS:
