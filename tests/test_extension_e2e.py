@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.a11y import AXE_RUN, assert_accessible, axe_source
 from fixtures.desktop import CHROMIUM, clean_env, wait_for
 from fixtures.relay import start_relay
 from fixtures.vault import PASSWORD
@@ -165,6 +166,7 @@ def world(
             ],
         )
         context.grant_permissions(["clipboard-read", "clipboard-write"])
+        context.add_init_script(axe_source())  # the popup's screens are checked as the UI's are
         try:
             yield desktop, phone, Browser(context)
         finally:
@@ -181,13 +183,16 @@ def test_extension_unlock_from_phone_then_fill(
     world: tuple[Any, Any, Browser], pages: Pages, tmp_path: Path
 ) -> None:
     desktop, phone, browser = world
+    seen: list[str] = []
     popup = browser.visit(f"{pages.url}/login.html")
     assert popup.get_attribute("body", "data-screen") == "locked"
     assert popup.is_visible("#phone-btn") and popup.is_visible("#passkey-btn")
+    assert_accessible(popup.evaluate(AXE_RUN), "extension popup, locked", seen)
 
     popup.click("#phone-btn")
     popup.wait_for_function("() => document.getElementById('request-qr').naturalWidth > 0")
     assert popup.get_attribute("#request-status", "data-state") == "waiting"
+    assert_accessible(popup.evaluate(AXE_RUN), "extension popup, request", seen)
     png = tmp_path / "popup-qr.png"
     popup.locator("#request-qr").screenshot(path=str(png))
     out = phone.run("approve", "--qr-image", str(png), "--yes", "--json")
@@ -198,6 +203,7 @@ def test_extension_unlock_from_phone_then_fill(
     popup.wait_for_selector("#logins li")
     rows = popup.locator("#logins li")
     assert rows.count() == 1  # only the login for this site (not the https-only one)
+    assert_accessible(popup.evaluate(AXE_RUN), "extension popup, unlocked", seen)
     assert "Local site" in rows.first.inner_text()
     rows.first.get_by_role("button", name="Fill Local site").click()
     popup.wait_for_selector("#notice:has-text('Filled')")

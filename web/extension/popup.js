@@ -195,9 +195,9 @@ function renderLogins(logins, query) {
     const acts = document.createElement("div");
     acts.className = "acts";
     if (login.match) acts.append(actionButton("Fill", `Fill ${login.title}`, () => fill(login)));
-    if (login.username) acts.append(actionButton("Copy username", `Copy the username of ${login.title}`, () => copy(login, "username")));
-    acts.append(actionButton("Copy password", `Copy the password of ${login.title}`, () => copy(login, "password")));
-    if (login.has_totp) acts.append(actionButton("Copy code", `Copy the one-time code of ${login.title}`, () => copy(login, "totp")));
+    if (login.username) acts.append(actionButton("Copy username", `Copy username of ${login.title}`, () => copy(login, "username")));
+    acts.append(actionButton("Copy password", `Copy password of ${login.title}`, () => copy(login, "password")));
+    if (login.has_totp) acts.append(actionButton("Copy code", `Copy code of ${login.title}`, () => copy(login, "totp")));
     li.append(title, user, acts);
     list.append(li);
   }
