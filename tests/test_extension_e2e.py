@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,9 @@ from test_e2e_cli import cli_pair
 from unlatch.browser.host import extension_ids
 
 EXTENSION = Path(__file__).resolve().parent.parent / "web" / "extension"
+DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+SHOTS = os.environ.get("UNLATCH_WRITE_SCREENSHOTS") == "1"  # refresh docs/img/extension-*.png
+POPUP_SIZE = {"width": 360, "height": 560}
 EXT_ID = extension_ids()["chromium"]
 
 LOGIN = """<!doctype html><title>Login</title>
@@ -104,6 +108,7 @@ class Browser:
         self.click_toolbar_button(page_url)
         if self.popup is None:
             self.popup = self.context.new_page()
+            self.popup.set_viewport_size(POPUP_SIZE)  # as the toolbar popup shows it
             self.popup.goto(f"chrome-extension://{EXT_ID}/popup.html")
         tab_id = self.popup.evaluate(
             "u => chrome.tabs.query({}).then(ts => ts.find(t => t.url === u).id)", page_url
@@ -193,6 +198,8 @@ def test_extension_unlock_from_phone_then_fill(
     popup.wait_for_function("() => document.getElementById('request-qr').naturalWidth > 0")
     assert popup.get_attribute("#request-status", "data-state") == "waiting"
     assert_accessible(popup.evaluate(AXE_RUN), "extension popup, request", seen)
+    if SHOTS:
+        popup.screenshot(path=str(DOCS_IMG / "extension-locked-qr.png"))
     png = tmp_path / "popup-qr.png"
     popup.locator("#request-qr").screenshot(path=str(png))
     out = phone.run("approve", "--qr-image", str(png), "--yes", "--json")
@@ -204,6 +211,8 @@ def test_extension_unlock_from_phone_then_fill(
     rows = popup.locator("#logins li")
     assert rows.count() == 1  # only the login for this site (not the https-only one)
     assert_accessible(popup.evaluate(AXE_RUN), "extension popup, unlocked", seen)
+    if SHOTS:
+        popup.screenshot(path=str(DOCS_IMG / "extension-unlocked.png"))
     assert "Local site" in rows.first.inner_text()
     rows.first.get_by_role("button", name="Fill Local site").click()
     popup.wait_for_selector("#notice:has-text('Filled')")

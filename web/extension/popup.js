@@ -162,10 +162,10 @@ async function loadLogins() {
   } catch (err) { fail(err); }
 }
 
-function actionButton(text, label, onClick) {
+function actionButton(text, label, onClick, primary = false) {
   const b = document.createElement("button");
   b.type = "button";
-  b.className = "btn";
+  b.className = primary ? "btn primary" : "btn";
   b.textContent = text;
   b.setAttribute("aria-label", label);
   b.addEventListener("click", () => busy(b, onClick));
@@ -194,7 +194,7 @@ function renderLogins(logins, query) {
     user.textContent = login.username;
     const acts = document.createElement("div");
     acts.className = "acts";
-    if (login.match) acts.append(actionButton("Fill", `Fill ${login.title}`, () => fill(login)));
+    if (login.match) acts.append(actionButton("Fill", `Fill ${login.title}`, () => fill(login), true));
     if (login.username) acts.append(actionButton("Copy username", `Copy username of ${login.title}`, () => copy(login, "username")));
     acts.append(actionButton("Copy password", `Copy password of ${login.title}`, () => copy(login, "password")));
     if (login.has_totp) acts.append(actionButton("Copy code", `Copy code of ${login.title}`, () => copy(login, "totp")));
