@@ -5,6 +5,20 @@
 * :mod:`unlatch.agent.client` - the CLI's client; starts the agent on demand.
 """
 
-from unlatch.agent.core import AgentCore
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from unlatch.agent.core import AgentCore
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: a client of the agent (the CLI, the browser's native host) imports
+    # unlatch.agent.client without paying for the core and the whole vault.
+    if name == "AgentCore":
+        from unlatch.agent.core import AgentCore
+
+        return AgentCore
+    raise AttributeError(name)
+
 
 __all__ = ["AgentCore"]

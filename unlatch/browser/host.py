@@ -29,8 +29,6 @@ from unlatch.agent import client as agent_client
 from unlatch.browser import matching, messaging
 from unlatch.browser.messaging import ForbiddenOrigin, MessageError, UnknownOperation
 from unlatch.errors import UnlatchError
-from unlatch.vault import totp
-from unlatch.vault.generator import generate_password
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +197,8 @@ def op_copy(agent: Agent, args: dict[str, Any]) -> Any:
         raise BadArgument(f'"field" must be one of {", ".join(COPYABLE)}')
     item = _item(agent, args)
     if field == "totp":
+        from unlatch.vault import totp
+
         secret = item.get("totp_secret") or ""
         if not secret:
             raise NoMatch("this item has no one-time code")
@@ -211,6 +211,8 @@ def op_generate(agent: Agent, args: dict[str, Any]) -> Any:
     length = args.get("length", 20)
     if not isinstance(length, int) or isinstance(length, bool) or not 8 <= length <= 128:
         raise BadArgument('"length" must be 8 to 128')
+    from unlatch.vault.generator import generate_password
+
     return {"value": generate_password(length).value}
 
 
@@ -317,3 +319,7 @@ def _log_path() -> Path | None:
         return paths.subdir("browser") / "host.log"
     except UnlatchError:
         return None
+
+
+if __name__ == "__main__":  # the launcher's entry: no CLI machinery to import at each popup
+    sys.exit(main(sys.argv[1:]))

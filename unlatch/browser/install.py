@@ -3,7 +3,8 @@
 A browser finds a native messaging host through a JSON manifest in a
 per-browser, per-user directory. Its ``path`` must be an absolute executable
 with no arguments, so install writes a small launcher (0700, in the unlatch
-state directory) that runs this Python with ``-m unlatch browser host`` and
+state directory) that runs this Python with ``-m unlatch.browser.host`` (the
+same host as ``unlatch browser host``, without the CLI's start-up cost) and
 keeps the ``UNLATCH_HOME`` the command was run with (the extension then opens
 the same vault as the CLI). Only the pinned extension may call it: Chromium
 browsers read ``allowed_origins``, Firefox ``allowed_extensions``, and the
@@ -91,7 +92,8 @@ def write_launcher() -> Path:
     home = os.environ.get("UNLATCH_HOME")
     if home:
         lines.append(f"UNLATCH_HOME={shlex.quote(str(Path(home).resolve()))}; export UNLATCH_HOME")
-    lines.append(f'exec {shlex.quote(sys.executable)} -m unlatch browser host "$@"')
+    # The host module itself, not the CLI: a popup waits for this process to start.
+    lines.append(f'exec {shlex.quote(sys.executable)} -m unlatch.browser.host "$@"')
     _write_private(path, "\n".join(lines) + "\n", 0o700)
     return path
 
