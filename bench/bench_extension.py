@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fixtures.desktop import CHROMIUM, clean_env  # noqa: E402
 from fixtures.vault import KDF_ARGS, PASSWORD  # noqa: E402
-from test_extension_e2e import EXT_ID, EXTENSION, Browser, Pages  # noqa: E402
+from test_extension_e2e import EXT_ID, Browser, Pages, extension_chromium_args  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:
@@ -85,18 +85,7 @@ def main() -> None:
                     executable_path=CHROMIUM,
                     headless=False,
                     env=clean_env(home),
-                    args=[
-                        "--headless=new",
-                        "--no-sandbox",
-                        "--disable-gpu",
-                        "--no-first-run",
-                        "--disable-background-networking",
-                        "--disable-component-update",
-                        "--disable-sync",
-                        "--enable-unsafe-extension-debugging",
-                        f"--disable-extensions-except={EXTENSION}",
-                        f"--load-extension={EXTENSION}",
-                    ],
+                    args=extension_chromium_args(),
                 )
                 browser = Browser(context)
                 browser.page.goto(page_url)

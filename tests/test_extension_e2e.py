@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from fixtures.a11y import AXE_RUN, assert_accessible, axe_source
-from fixtures.desktop import CHROMIUM, clean_env, wait_for
+from fixtures.desktop import CHROMIUM, CHROMIUM_ARGS, clean_env, wait_for
 from fixtures.relay import start_relay
 from fixtures.vault import PASSWORD
 from test_e2e_cli import cli_pair
@@ -59,6 +59,18 @@ document.getElementById("root").append(form);
 
 def frame_page(src: str) -> str:
     return f'<!doctype html><title>Framed</title><p>Sign in below</p><iframe src="{src}"></iframe>'
+
+
+def extension_chromium_args() -> list[str]:
+    """The project's Chromium flags, with the new headless mode (extensions need it), the
+    DevTools' Extensions domain (a toolbar click) and the unpacked extension."""
+    return [
+        "--headless=new",
+        *(a for a in CHROMIUM_ARGS if a != "--headless"),
+        "--enable-unsafe-extension-debugging",
+        f"--disable-extensions-except={EXTENSION}",
+        f"--load-extension={EXTENSION}",
+    ]
 
 
 class Pages:
@@ -156,19 +168,7 @@ def world(
             executable_path=CHROMIUM,
             headless=False,
             env=clean_env(desktop.home),
-            args=[
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--enable-unsafe-extension-debugging",
-                f"--disable-extensions-except={EXTENSION}",
-                f"--load-extension={EXTENSION}",
-            ],
+            args=extension_chromium_args(),
         )
         context.grant_permissions(["clipboard-read", "clipboard-write"])
         context.add_init_script(axe_source())  # the popup's screens are checked as the UI's are
