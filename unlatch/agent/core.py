@@ -199,11 +199,15 @@ class AgentCore:
 
     # -------------------------------------------------------------- items
 
-    async def with_vault(self, fn: Callable[[Vault], T], *, changes: bool = False) -> T:
+    async def with_vault(
+        self, fn: Callable[[Vault], T], *, changes: bool = False, activity: bool = True
+    ) -> T:
         """Run ``fn(vault)`` in a worker thread on the unlocked vault; counts as activity.
 
         The extension point for later features (pairing, passkeys) that need
-        an operation not listed here.
+        an operation not listed here. ``activity=False`` is for reads a page
+        repeats on its own (the one-time code it refreshes every period): they
+        must not keep an idle vault unlocked for ever.
         """
         async with self._mutex:
             vault = self._vault
@@ -212,7 +216,8 @@ class AgentCore:
             if vault is None or not vault.is_unlocked:
                 raise VaultLockedError()
             result = await asyncio.to_thread(fn, vault)
-        self.touch()
+        if activity:
+            self.touch()
         if changes:
             self._emit("changed")
         return result

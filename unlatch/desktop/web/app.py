@@ -37,7 +37,7 @@ from unlatch.desktop.errors import DesktopError
 from unlatch.desktop.web.security import SecurityMiddleware
 from unlatch.errors import UnlatchError
 from unlatch.relay.errors import RelayError, RelayUnavailable
-from unlatch.vault import Item, VaultLockedError, WrongPasswordError
+from unlatch.vault import Item, Vault, VaultLockedError, WrongPasswordError, totp
 from unlatch.vault.generator import generate_passphrase, generate_password
 from unlatch.vault.vault import EDITABLE_FIELDS
 
@@ -60,6 +60,23 @@ class BadInput(DesktopError):
     """The page sent something malformed."""
 
     code = "bad_request"
+
+
+class NoTotpError(DesktopError):
+    """The item has no one-time-code secret."""
+
+    code = "no_totp"
+    status = 404
+
+
+def page_item(item: Item) -> dict[str, Any]:
+    """An item as the page gets it: with its password (shown on "Show", copied),
+    but never its TOTP secret; the page asks for the current code instead
+    (``GET /api/items/{id}/totp``), so the secret that makes every future code
+    stays in the agent."""
+    data = item.to_dict()
+    data["has_totp"] = bool(data.pop("totp_secret"))
+    return data
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -213,7 +230,24 @@ def create_app(rt: DesktopRuntime) -> Starlette:
     @guarded
     async def item_get(request: Request) -> Response:
         item = await rt.core.get_item(request.path_params["item_id"][:64])
-        return JSONResponse(item.to_dict())
+        return JSONResponse(page_item(item))
+
+    @guarded
+    async def item_totp(request: Request) -> Response:
+        """The item's current one-time code, computed here from its secret.
+
+        Not activity for the auto-lock: the page asks again every period while
+        the item is open, which must not keep an idle vault unlocked.
+        """
+        ref = request.path_params["item_id"][:64]
+
+        def current(v: Vault) -> dict[str, str | int]:
+            item = v.find(ref)
+            if not item.totp_secret:
+                raise NoTotpError(f"{item.title!r} has no one-time code")
+            return totp.current_view(item.totp_secret)
+
+        return JSONResponse(await rt.core.with_vault(current, activity=False))
 
     @guarded
     async def item_add(request: Request) -> Response:
@@ -324,6 +358,7 @@ def create_app(rt: DesktopRuntime) -> Starlette:
         Route("/api/items", items_list, methods=["GET"]),
         Route("/api/items", item_add, methods=["POST"]),
         Route("/api/items/{item_id}", item_get, methods=["GET"]),
+        Route("/api/items/{item_id}/totp", item_totp, methods=["GET"]),
         Route("/api/items/{item_id}", item_edit, methods=["PUT"]),
         Route("/api/items/{item_id}", item_delete, methods=["DELETE"]),
         Route("/api/generate", generate, methods=["POST"]),
