@@ -43,6 +43,10 @@ def pair_phone(page: Any, phone: Phone, tmp: Path, check: Any) -> None:
     page.click("#settings-btn")
     page.wait_for_selector("#settings:visible")
     check("settings")
+    page.fill("#clip-clear-s", "1")
+    page.click("#timers-save")
+    page.wait_for_selector("#timers-error:visible")
+    check("settings: a clipboard time refused")
     page.click("#pair-btn")
     page.wait_for_function("() => document.getElementById('pair-qr').naturalWidth > 0")
     check("settings: pairing QR")
@@ -111,7 +115,7 @@ def test_a11y_desktop_screens(desktop_page: Any, phone_factory: Any, tmp_path: P
     assert out.returncode == 0, out.stderr
     wait_for(lambda: page.get_attribute("#unlock-status", "data-state") == "denied")
     check("unlock request, denied")
-    assert len(seen) == 13
+    assert len(seen) == 14
 
 
 def test_a11y_qr_codes_have_a_usable_text_alternative(

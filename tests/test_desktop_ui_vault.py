@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import pytest
-from fixtures.desktop import good_headers, wait_for
+from fixtures.desktop import good_headers, ui_session, wait_for
 
 from unlatch.vault import totp
 
@@ -173,3 +173,104 @@ def test_totp_ui_websites_open_safely_and_empty_fields_have_no_copy(vault_page: 
     new_item(page, title="Full", username="ada", password="pw")
     assert page.is_visible("button.copy[data-copy=username]")
     assert page.is_visible("button.copy[data-copy=password]") and page.is_visible("#reveal")
+
+
+# ------------------------------------------------------------------ settings
+
+
+def put_settings(client: Any, csrf: str, origin: str, body: dict[str, Any]) -> Any:
+    return client.put("/api/settings", headers=good_headers(origin, csrf), json=body)
+
+
+def test_settings_ui_timers_are_checked_and_a_bad_one_changes_nothing(ui: Any) -> None:
+    desktop, client, csrf, origin = ui
+    settings = client.get("/api/state").json()["settings"]
+    assert (settings["idle_lock_seconds"], settings["clipboard_clear_seconds"]) == (600, 30)
+    refusals = [
+        ({"idle_lock_seconds": -1}, "auto-lock time: idle lock must be 0 (off) to 604800 s"),
+        ({"idle_lock_seconds": 7 * 86400 + 1}, "0 (off) to 604800 s"),
+        ({"idle_lock_seconds": "60"}, "must be a number of seconds"),
+        ({"idle_lock_seconds": True}, "must be a number of seconds"),
+        ({"clipboard_clear_seconds": 2}, "clipboard time: the clipboard time must be 5 to 600"),
+        ({"clipboard_clear_seconds": 601}, "5 to 600 seconds"),
+        ({"clipboard_clear_seconds": 7.5}, "whole seconds"),
+        ({"clipboard_clear_seconds": None}, "must be a number of seconds"),
+        # a good value beside a bad one is not applied either
+        ({"idle_lock_seconds": 60, "clipboard_clear_seconds": 1}, "5 to 600"),
+        ({"clipboard_clear_seconds": 10, "relay_url": "http://127.0.0.1:8"}, "set by --relay"),
+    ]
+    for body, message in refusals:
+        resp = put_settings(client, csrf, origin, body)
+        assert resp.status_code == 400, body
+        assert message in resp.json()["message"], (body, resp.json())
+    after = client.get("/api/state").json()["settings"]
+    assert (after["idle_lock_seconds"], after["clipboard_clear_seconds"]) == (600, 30)
+    assert not (desktop.home / "desktop" / "settings.json").exists()
+
+    ok = put_settings(
+        client, csrf, origin, {"idle_lock_seconds": 90, "clipboard_clear_seconds": 12}
+    )
+    assert ok.status_code == 200
+    assert (ok.json()["idle_lock_seconds"], ok.json()["clipboard_clear_seconds"]) == (90, 12)
+    # Applied to the agent's idle timer at once, not at the old deadline.
+    assert desktop.status()["locks_in_seconds"] <= 90
+    # Kept for the next agent: a restarted agent (vault locked) starts with them.
+    desktop.stop()
+    started = desktop.run("agent", "start")
+    assert "idle lock 90 s" in started.stdout, started.stdout + started.stderr
+    assert desktop.status()["idle_lock_seconds"] == 90
+    client2, _csrf2, _origin2 = ui_session(desktop)
+    assert client2.get("/api/state").json()["settings"]["clipboard_clear_seconds"] == 12
+    client2.close()
+
+
+def test_settings_ui_idle_lock_set_by_an_option_is_shown_not_changed(desktop_env: Any) -> None:
+    desktop = desktop_env("http://127.0.0.1:9")
+    desktop.stop()
+    assert desktop.run("agent", "start", "--idle-lock", "300").returncode == 0
+    client, csrf, origin = ui_session(desktop)
+    settings = client.get("/api/state").json()["settings"]
+    assert settings["idle_lock_seconds"] == 300 and settings["idle_lock_fixed_by"] == "--idle-lock"
+    resp = put_settings(client, csrf, origin, {"idle_lock_seconds": 60})
+    assert resp.status_code == 400
+    assert "set by --idle-lock for this agent" in resp.json()["message"]
+    assert put_settings(client, csrf, origin, {"clipboard_clear_seconds": 20}).status_code == 200
+    client.close()
+
+
+def test_settings_ui_screen_saves_applies_and_explains(vault_page: Any) -> None:
+    desktop, page = vault_page
+    page.click("#settings-btn")
+    page.wait_for_selector("#settings:visible")
+    assert page.input_value("#idle-lock-min") == "10" and page.input_value("#clip-clear-s") == "30"
+
+    page.fill("#idle-lock-min", "-3")
+    page.click("#timers-save")
+    page.wait_for_selector("#timers-error:visible")
+    assert "0 (off) to 604800 s" in page.inner_text("#timers-error")
+    page.fill("#idle-lock-min", "")
+    page.click("#timers-save")
+    wait_for(lambda: "number of seconds" in page.inner_text("#timers-error"), what="error")
+    page.fill("#idle-lock-min", "1.5")
+    page.fill("#clip-clear-s", "3")
+    page.click("#timers-save")
+    wait_for(lambda: "5 to 600" in page.inner_text("#timers-error"), what="clipboard error")
+    assert desktop.status()["idle_lock_seconds"] == 600  # nothing applied
+
+    page.fill("#clip-clear-s", "5")
+    page.click("#timers-save")
+    page.wait_for_selector("#timers-error", state="hidden")
+    status = desktop.status()
+    assert status["idle_lock_seconds"] == 90 and status["locks_in_seconds"] <= 90
+    page.wait_for_function(
+        "() => /Locks in 1:[0-3]\\d/.test(document.getElementById('autolock').textContent)"
+    )
+
+    # The page's clipboard timer follows at once: a copy now clears after 5 s.
+    page.click("#settings-close")
+    new_item(page, title="Mail", password="s3cret-pw")
+    page.click("button.copy[data-copy=password]")
+    wait_for(lambda: page.evaluate("navigator.clipboard.readText()") == "s3cret-pw", what="copy")
+    assert "clears in 5 s" in page.inner_text("#toast")
+    wait_for(lambda: page.evaluate("navigator.clipboard.readText()") == "", timeout=12,
+             what="the clipboard cleared after 5 s")  # fmt: skip

@@ -8,7 +8,6 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const CLIPBOARD_CLEAR_MS = 30000;
   let state = null;
   let items = [];
   let selected = null;   // full item currently shown
@@ -325,12 +324,21 @@
     const el = $("view-password"); const hidden = $("reveal").textContent === "Show";
     el.textContent = hidden ? (selected.password || "—") : "••••••••••"; $("reveal").textContent = hidden ? "Hide" : "Show";
   });
-  // Clipboard: what we copied is cleared after 30 s, and only if it is still there
+  // Clipboard: what we copied is cleared after the clipboard time (30 s by default), and only if it is still there
   // (checked with readText when the browser grants clipboard-read; without that
   // permission the copied secret is cleared regardless, as it should not linger).
   // Chromium refuses clipboard access to a window without focus: a clear that could
   // not run waits, and is retried when the window gets focus or becomes visible.
-  const clip = { value: null, due: 0, timer: 0, waiting: false, hideTimer: 0 };
+  // How long a copied secret stays: the clipboard time of Settings (agent state).
+  function clipClearSeconds() { return state ? state.settings.clipboard_clear_seconds : 30; }
+  const clip = { value: null, copiedAt: 0, due: 0, timer: 0, waiting: false, hideTimer: 0 };
+  // A new clipboard time applies at once to what is on the clipboard now.
+  function rescheduleClear() {
+    if (clip.value === null || clip.waiting) return;
+    clearTimeout(clip.timer);
+    clip.due = clip.copiedAt + clipClearSeconds() * 1000;
+    clip.timer = setTimeout(clearClipboard, Math.max(0, clip.due - Date.now()));
+  }
   function clipStatus(text, fade) {
     const el = $("clip-status"); el.textContent = text; el.hidden = !text;
     clearTimeout(clip.hideTimer);
@@ -376,9 +384,9 @@
     try {
       await navigator.clipboard.writeText(value);
       clearTimeout(clip.timer);
-      clip.value = value; clip.waiting = false; clip.due = Date.now() + CLIPBOARD_CLEAR_MS;
-      clip.timer = setTimeout(clearClipboard, CLIPBOARD_CLEAR_MS);
-      toast(`${what} copied — the clipboard clears in 30 s`);
+      clip.value = value; clip.waiting = false; clip.copiedAt = Date.now();
+      rescheduleClear();
+      toast(`${what} copied — the clipboard clears in ${clipClearSeconds()} s`);
       updateCountdowns();
     } catch (e) { toast("The browser refused clipboard access"); }
   }
@@ -452,6 +460,21 @@
   $("settings-close").addEventListener("click", () => { show($("settings"), false); show($("vault"), Boolean(state && state.vault.unlocked)); });
   function renderSettings(s) {
     $("number-matching").checked = s.settings.number_matching;
+    const idle = $("idle-lock-min"), clipInput = $("clip-clear-s");
+    const editingTimers = $("timers-form").contains(document.activeElement);
+    if (!editingTimers) {
+      idle.value = String(Math.round((s.settings.idle_lock_seconds / 60) * 100) / 100);
+      clipInput.value = String(s.settings.clipboard_clear_seconds);
+    }
+    idle.disabled = Boolean(s.settings.idle_lock_fixed_by);
+    clipInput.disabled = s.settings.clipboard_clear_locked;
+    $("timers-save").disabled = idle.disabled && clipInput.disabled;
+    const fixed = [];
+    if (s.settings.idle_lock_fixed_by) fixed.push(`The auto-lock time is set by ${s.settings.idle_lock_fixed_by} for this agent.`);
+    if (s.settings.clipboard_clear_locked) fixed.push("The clipboard time is set by UNLATCH_DESKTOP_CLIPBOARD_CLEAR_SECONDS.");
+    $("timers-note").textContent = fixed.join(" "); show($("timers-note"), fixed.length > 0);
+    if (!prevSettings || prevSettings.clipboard_clear_seconds !== s.settings.clipboard_clear_seconds) rescheduleClear();
+    prevSettings = s.settings;
     const relay = $("relay-url");
     if (document.activeElement !== relay) relay.value = s.settings.relay_url;
     relay.disabled = s.settings.relay_url_locked;
@@ -486,6 +509,23 @@
     }
     show($("phones-empty"), s.phones.length === 0);
   }
+  let prevSettings = null;
+  $("timers-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = {};
+    const minutes = $("idle-lock-min").value.trim(), seconds = $("clip-clear-s").value.trim();
+    // An empty or non-numeric field goes as null: the agent's check says what it wants.
+    if (!$("idle-lock-min").disabled) body.idle_lock_seconds = minutes === "" ? null : Math.round(Number(minutes) * 60);
+    if (!$("clip-clear-s").disabled) body.clipboard_clear_seconds = seconds === "" ? null : Number(seconds);
+    await busy($("timers-save"), async () => {
+      try {
+        const saved = await api("PUT", "api/settings", body); setError($("timers-error"), null);
+        $("idle-lock-min").value = String(Math.round((saved.idle_lock_seconds / 60) * 100) / 100);
+        $("clip-clear-s").value = String(saved.clipboard_clear_seconds);
+        toast("Saved: applied now");
+      } catch (err) { setError($("timers-error"), err); }
+    });
+  });
   $("number-matching").addEventListener("change", async (e) => {
     try { await api("PUT", "api/settings", { number_matching: e.target.checked }); toast(e.target.checked ? "Number matching on" : "Number matching off"); }
     catch (err) { e.target.checked = !e.target.checked; toast(explain(err)); }

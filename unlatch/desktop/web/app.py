@@ -32,8 +32,11 @@ from starlette.staticfiles import StaticFiles
 
 from unlatch import paths
 from unlatch.agent.handlers import summary
+from unlatch.agent.settings import parse_idle_lock
+from unlatch.config import ConfigError
 from unlatch.desktop import qr
 from unlatch.desktop.errors import DesktopError
+from unlatch.desktop.settings import ENV_CLIPBOARD, check_clipboard_clear, check_relay_url
 from unlatch.desktop.web.security import SecurityMiddleware
 from unlatch.errors import UnlatchError
 from unlatch.relay.errors import RelayError, RelayUnavailable
@@ -152,6 +155,19 @@ def _item_fields(data: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise BadInput(f"unknown item field(s): {', '.join(sorted(unknown))}")
     return fields
+
+
+def _seconds(
+    data: dict[str, Any], name: str, what: str, check: Callable[[object, str], float]
+) -> float:
+    """A JSON number of seconds, checked by the same function as the config value."""
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadInput(f'the {what} ("{name}") must be a number of seconds')
+    try:
+        return check(value, what)
+    except ConfigError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def create_app(rt: DesktopRuntime) -> Starlette:
@@ -326,19 +342,41 @@ def create_app(rt: DesktopRuntime) -> Starlette:
     @guarded
     async def settings_put(request: Request) -> Response:
         data = await _body(request)
-        if "number_matching" in data:
-            if not isinstance(data["number_matching"], bool):
-                raise BadInput('"number_matching" must be true or false')
-            rt.settings.number_matching = data["number_matching"]
-            rt.settings.save()
+        # Every value is checked before any is applied: a bad one changes nothing.
+        settings = rt.settings
+        idle = clip = None
+        if "idle_lock_seconds" in data:
+            if rt.core.idle_lock_fixed_by:
+                raise BadInput(
+                    f"the auto-lock time is set by {rt.core.idle_lock_fixed_by} for this agent"
+                )
+            idle = _seconds(data, "idle_lock_seconds", "auto-lock time", parse_idle_lock)
+        if "clipboard_clear_seconds" in data:
+            if settings.clipboard_clear_locked:
+                raise BadInput(f"the clipboard time is set by {ENV_CLIPBOARD}")
+            clip = _seconds(
+                data, "clipboard_clear_seconds", "clipboard time", check_clipboard_clear
+            )
+        if "number_matching" in data and not isinstance(data["number_matching"], bool):
+            raise BadInput('"number_matching" must be true or false')
+        url = None
         if "relay_url" in data:
             url = _str(data, "relay_url", 200)
-            if rt.settings.relay_url_locked and url != rt.settings.relay_url:
+            if settings.relay_url_locked and url != settings.relay_url:
                 raise BadInput("the relay URL is set by --relay or UNLATCH_DESKTOP_RELAY_URL")
-            if url != rt.settings.relay_url:
-                await rt.set_relay_url(url)
+            url = None if url == settings.relay_url else check_relay_url(url)
+        if idle is not None:
+            rt.core.set_idle_lock(idle)  # the running timer, at once
+            settings.saved_idle_lock = idle
+        if clip is not None:
+            settings.clipboard_clear_seconds = settings.saved_clipboard_clear = int(clip)
+        if "number_matching" in data:
+            settings.number_matching = data["number_matching"]
+        settings.save()
+        if url is not None:
+            await rt.set_relay_url(url)
         rt.notifier.bump()
-        return JSONResponse(rt.settings.public_view())
+        return JSONResponse((await state())["settings"])
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, "not_found", "no such page")
