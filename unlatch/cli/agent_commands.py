@@ -21,9 +21,9 @@ def agent() -> None:
     \b
     Examples:
       unlatch agent status
-      unlatch agent start --idle-lock 300     auto-lock after 5 idle minutes
-      unlatch agent start --foreground        run attached, log to the terminal
-      unlatch agent stop                      lock the vault and exit
+      unlatch agent start --idle-lock 300     # auto-lock after 5 idle minutes
+      unlatch agent start --foreground        # run attached, log to the terminal
+      unlatch agent stop                      # lock the vault and exit
     """
 
 
@@ -48,9 +48,9 @@ def start(foreground: bool, idle_lock: float | None) -> None:
     \b
     Examples:
       unlatch agent start
-      unlatch agent start --idle-lock 300     auto-lock after 5 idle minutes
-      unlatch agent start --idle-lock 0       lock only on `unlatch lock` or stop
-      unlatch agent start --foreground        attached, log to the terminal
+      unlatch agent start --idle-lock 300     # auto-lock after 5 idle minutes
+      unlatch agent start --idle-lock 0       # lock only on `unlatch lock` or stop
+      unlatch agent start --foreground        # attached, log to the terminal
     """
     chosen = settings.idle_lock(idle_lock)
     seconds = chosen.seconds

@@ -26,10 +26,12 @@ from unlatch.agent import client
 from unlatch.agent.client import AgentClient
 from unlatch.agent.errors import AgentNotRunningError
 from unlatch.cli import main
+from unlatch.cli.ask import confirm_or_abort
 from unlatch.errors import UnlatchError
 from unlatch.vault import generator, totp
 from unlatch.vault.errors import VaultExistsError, VaultLockedError
 from unlatch.vault.location import default_vault_path
+from unlatch.vault.vault import MIN_ID_PREFIX
 
 MAX_STDIN_LINE = 64 * 1024
 FIELDS = ("title", "username", "password", "url", "urls", "notes", "tags", "totp", "id")
@@ -196,7 +198,7 @@ def unlock(
     Examples:
       unlatch unlock
       unlatch unlock --password-stdin < password-file
-      unlatch unlock --phone                 scan the QR with your paired phone
+      unlatch unlock --phone                 # scan the QR with your paired phone
     """
     with _agent() as agent:
         info = agent.call("status")
@@ -462,6 +464,11 @@ def add(
     _check_generator_use(generate, spec)
     with _agent() as agent:
         _require_unlocked(agent)
+        same = [
+            i["id"]
+            for i in agent.call("search", query=title)
+            if i["title"].casefold() == title.casefold()
+        ]
         password = _item_password(generate=generate, spec=spec)
         secret = _totp_secret() if with_totp else ""
         item = {
@@ -474,6 +481,15 @@ def add(
             "totp_secret": secret,
         }
         added = agent.call("add", item=item)
+    if same:
+        # Still added (two logins on one site are real), but the title alone no longer
+        # names one item: say so now rather than at the next `get`.
+        ids = ", ".join(i[:8] for i in [*same, added["id"]])
+        click.echo(
+            f"warning: {len(same) + 1} items are now titled {title!r} (any case); name them "
+            f"by id or its first {MIN_ID_PREFIX}+ characters: {ids}",
+            err=True,
+        )
     if as_json:
         _echo_json(added)
     else:
@@ -662,15 +678,12 @@ def rm(ref: str, yes: bool) -> None:
     \b
     Examples:
       unlatch rm old-forum
-      unlatch rm 3f2a...c9 --yes
+      unlatch rm 3f2a --yes                # by id, or its first 4+ characters
       unlatch rm --yes -- -dash-title
     """
     with _agent() as agent:
         item = agent.call("get", ref=ref)
-        if not yes:
-            if not _stdin_is_terminal():
-                raise InputError("not a terminal: add --yes to delete without asking")
-            click.confirm(f"Delete {item['title']!r} ({item['id']})?", abort=True)
+        confirm_or_abort(f"Delete {item['title']!r} ({item['id']})?", yes=yes)
         agent.call("remove", ref=item["id"])
     click.echo(f"deleted {item['title']!r}")
 
