@@ -43,6 +43,10 @@ def pair_phone(page: Any, phone: Phone, tmp: Path, check: Any) -> None:
     page.click("#settings-btn")
     page.wait_for_selector("#settings:visible")
     check("settings")
+    page.fill("#clip-clear-s", "1")
+    page.click("#timers-save")
+    page.wait_for_selector("#timers-error:visible")
+    check("settings: a clipboard time refused")
     page.click("#pair-btn")
     page.wait_for_function("() => document.getElementById('pair-qr').naturalWidth > 0")
     check("settings: pairing QR")
@@ -79,6 +83,14 @@ def test_a11y_desktop_screens(desktop_page: Any, phone_factory: Any, tmp_path: P
     page.wait_for_selector("#item-view:visible")
     check("item view")
     page.click("#new-item")
+    page.fill("#item-form [name=title]", "Bank")
+    page.fill("#item-form [name=totp_secret]", "JBSWY3DPEHPK3PXP")
+    page.fill("#item-form [name=urls]", "https://bank.example\njavascript:void(0)")
+    page.click("#item-form button[type=submit]")
+    page.wait_for_selector("#totp-row:visible")
+    page.wait_for_function("() => /\\d/.test(document.getElementById('view-totp').textContent)")
+    check("item view: one-time code, websites, empty fields")
+    page.click("#new-item")
     page.click("#item-form button[type=button]:has-text('Cancel')")
     check("vault list, nothing selected")
 
@@ -103,7 +115,7 @@ def test_a11y_desktop_screens(desktop_page: Any, phone_factory: Any, tmp_path: P
     assert out.returncode == 0, out.stderr
     wait_for(lambda: page.get_attribute("#unlock-status", "data-state") == "denied")
     check("unlock request, denied")
-    assert len(seen) == 12
+    assert len(seen) == 14
 
 
 def test_a11y_qr_codes_have_a_usable_text_alternative(

@@ -439,3 +439,80 @@ def test_edit_clears_urls_and_tags(cli: Cli) -> None:
     for command in ("add", "edit", "generate"):
         assert "--no-symbols" in cli(command, "--help", check=True).stdout, command
     assert "--clear-urls" in cli("edit", "--help", check=True).stdout
+
+
+def test_add_warns_about_a_duplicate_title(cli: Cli) -> None:
+    cli.init()
+    first = json.loads(cli("add", "GitHub", "--json", input="a\n", check=True).stdout)
+    assert "warning" not in cli("add", "Bank", input="b\n", check=True).stderr
+    proc = cli("add", "github", "--json", input="c\n", check=True)  # other case: same title
+    second = json.loads(proc.stdout)
+    assert "warning: 2 items are now titled 'github'" in proc.stderr
+    assert first["id"][:8] in proc.stderr and second["id"][:8] in proc.stderr
+    assert "first 4+ characters" in proc.stderr
+
+
+def test_item_ids_are_accepted_by_unique_prefix(cli: Cli) -> None:
+    cli.init()
+    made = [
+        json.loads(cli("add", f"item{n}", "--json", input=f"pw{n}\n", check=True).stdout)
+        for n in range(40)
+    ]
+    one = made[0]
+    for command in (["get", one["id"][:4], "-f", "password"], ["get", one["id"][:8].upper()]):
+        proc = cli(*command, check=True)
+        assert "pw0" in proc.stdout or "item0" in proc.stdout, command
+    cli("edit", one["id"][:6], "--username", "ada", check=True)
+    assert json.loads(cli("get", one["id"], "--json", check=True).stdout)["username"] == "ada"
+    # Too short: never a guess.
+    proc = cli("get", one["id"][:3])
+    assert proc.returncode != 0 and "at least 4 characters" in proc.stderr
+    # A title wins over an id prefix that spells it.
+    hexy = made[1]["id"][:4]
+    cli("add", hexy, input="titled\n", check=True)
+    assert cli("get", hexy, "-f", "password", check=True).stdout == "titled\n"
+    proc = cli("rm", one["id"][:5], "--yes", check=True)
+    assert "deleted 'item0'" in proc.stdout
+
+
+def test_questions_follow_one_rule(cli: Cli) -> None:
+    """--yes answers; otherwise the next stdin line is the answer (y/yes, anything else is
+    no); no line at all stops the command with exit 2 and names --yes."""
+    cli.init()
+    for title in ("a", "b", "c"):
+        cli("add", title, input="pw\n", check=True)
+    proc = cli("rm", "a", input="")
+    assert proc.returncode == 2 and "add --yes to answer yes" in proc.stderr
+    proc = cli("rm", "a", input="n\n")
+    assert proc.returncode == 1 and "Aborted" in proc.stderr
+    proc = cli("rm", "a", input="\n")  # an empty answer is no, never a silent yes
+    assert proc.returncode == 1
+    assert "deleted 'a'" in cli("rm", "a", input="y\n", check=True).stdout
+    assert "deleted 'b'" in cli("rm", "b", "--yes", check=True).stdout
+    assert "deleted 'c'" in cli("rm", "c", "-y", check=True).stdout
+
+
+def test_every_command_that_asks_uses_the_one_rule() -> None:
+    """The commands with --yes are exactly the ones listed in unlatch.cli.ask, and no
+    command asks a yes/no question any other way."""
+    import click
+
+    from unlatch.cli import ask, main
+
+    listed = set(re.findall(r"``([a-z -]+)``", ask.__doc__.split("behave alike")[0]))
+    ctx = click.Context(main, info_name="unlatch")
+    with_yes: set[str] = set()
+
+    def walk(cmd: click.Command, path: str) -> None:
+        if any("--yes" in p.opts for p in cmd.params):
+            with_yes.add(path)
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), f"{path} {name}".strip())  # type: ignore[arg-type]
+
+    walk(main, "")
+    assert with_yes == listed
+    cli_dir = Path(ask.__file__).parent
+    for source in cli_dir.glob("*.py"):
+        if source.name != "ask.py":
+            assert "click.confirm(" not in source.read_text(), source.name

@@ -17,36 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from fixtures.desktop import Desktop
-
-
-@pytest.fixture
-def ui(desktop_env: Any) -> tuple[Desktop, httpx.Client, str, str]:
-    desktop = desktop_env("http://127.0.0.1:9")  # no relay needed here
-    launch = desktop.start_ui()
-    origin = f"http://localhost:{desktop.port}"
-    client = httpx.Client(follow_redirects=False, timeout=10)
-    first = client.get(launch)
-    prefix = first.headers["location"]
-    assert first.status_code == 303 and re.fullmatch(r"/[A-Za-z0-9_-]{24}/", prefix)
-    cookie = first.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    assert f"Path={prefix};" in cookie and "Max-Age=" in cookie
-    client.base_url = httpx.URL(origin + prefix)  # "/api/x" now means "<prefix>/api/x"
-    page = client.get("/")
-    assert page.status_code == 200
-    csrf = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page.text).group(1)
-    yield desktop, client, csrf, origin
-    client.close()
+from fixtures.desktop import good_headers
 
 
 def session_cookie(client: httpx.Client) -> str:
     (cookie,) = list(client.cookies.jar)
     return f"{cookie.name}={cookie.value}"
-
-
-def good_headers(base: str, csrf: str) -> dict[str, str]:
-    return {"Origin": base, "X-CSRF-Token": csrf, "Content-Type": "application/json"}
 
 
 def test_desktop_ui_launch_secret_is_single_use(ui: Any) -> None:

@@ -174,3 +174,22 @@ def test_item_fields_are_type_checked_not_coerced(
     with pytest.raises(InvalidItemError, match="malformed item"):
         vault.update_item(item.id, changes)
     assert vault.get_item(item.id).urls == ["https://a.example"]
+
+
+def test_find_by_unique_id_prefix(make_vault, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An id prefix of 4+ characters names the one item it starts; a shared one is refused."""
+    from unlatch.vault import vault as vault_module
+
+    ids = iter(["abcd" + "0" * 28, "abcd" + "1" * 28, "ef01" + "2" * 28])
+    v = make_vault()
+    monkeypatch.setattr(vault_module, "_new_id", lambda: next(ids))
+    for title in ("one", "two", "three"):
+        v.add_item(Item(title=title))
+    assert v.find("abcd0").title == "one" and v.find("ABCD1").title == "two"
+    assert v.find("ef01").title == "three"
+    with pytest.raises(AmbiguousItemError, match="give more characters"):
+        v.find("abcd")
+    with pytest.raises(ItemNotFoundError, match="at least 4 characters"):
+        v.find("ef0")
+    with pytest.raises(ItemNotFoundError):
+        v.find("0bcd")

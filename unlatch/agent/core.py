@@ -41,6 +41,8 @@ class AgentCore:
     def __init__(self, vault_path: Path, idle_lock_seconds: float) -> None:
         self.vault_path = vault_path
         self.idle_lock_seconds = idle_lock_seconds
+        # "--idle-lock" or the env var that set it: the settings page may not change it then
+        self.idle_lock_fixed_by = ""
         self._vault: Vault | None = None
         self._mutex = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
@@ -76,6 +78,17 @@ class AgentCore:
         self._deadline = loop.time() + self.idle_lock_seconds
         if self._timer is None:
             self._timer = loop.call_at(self._deadline, self._on_timer)
+
+    def set_idle_lock(self, seconds: float) -> None:
+        """Change the idle auto-lock delay now (settings page), counted from this moment.
+
+        The running timer is dropped and, when unlocked, armed again with the
+        new delay (none for ``0``), so a shorter time applies at once rather
+        than after the old deadline.
+        """
+        self.idle_lock_seconds = seconds
+        self._cancel_timer()
+        self.touch()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -203,11 +216,15 @@ class AgentCore:
 
     # -------------------------------------------------------------- items
 
-    async def with_vault(self, fn: Callable[[Vault], T], *, changes: bool = False) -> T:
+    async def with_vault(
+        self, fn: Callable[[Vault], T], *, changes: bool = False, activity: bool = True
+    ) -> T:
         """Run ``fn(vault)`` in a worker thread on the unlocked vault; counts as activity.
 
         The extension point for later features (pairing, passkeys) that need
-        an operation not listed here.
+        an operation not listed here. ``activity=False`` is for reads a page
+        repeats on its own (the one-time code it refreshes every period): they
+        must not keep an idle vault unlocked for ever.
         """
         async with self._mutex:
             vault = self._vault
@@ -216,7 +233,8 @@ class AgentCore:
             if vault is None or not vault.is_unlocked:
                 raise VaultLockedError()
             result = await asyncio.to_thread(fn, vault)
-        self.touch()
+        if activity:
+            self.touch()
         if changes:
             self._emit("changed")
         return result

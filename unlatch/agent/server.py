@@ -132,10 +132,17 @@ def _instance_lock(sock_path: Path) -> Any:
         os.close(fd)
 
 
-async def serve(idle_lock_seconds: float, ready: asyncio.Event | None = None) -> None:
-    """Run the agent until ``stop``, SIGTERM or SIGINT."""
+async def serve(
+    idle_lock_seconds: float, ready: asyncio.Event | None = None, *, fixed_by: str = ""
+) -> None:
+    """Run the agent until ``stop``, SIGTERM or SIGINT.
+
+    ``fixed_by`` names what set the idle lock when the settings page may not
+    change it (:class:`unlatch.agent.settings.IdleLock`).
+    """
     sock_path = settings.socket_path()
     core = AgentCore(default_vault_path(), idle_lock_seconds)
+    core.idle_lock_fixed_by = fixed_by
     with _instance_lock(sock_path):
         server = AgentServer(core, sock_path)
         await server.start()
@@ -154,9 +161,9 @@ async def serve(idle_lock_seconds: float, ready: asyncio.Event | None = None) ->
             log.info("agent stopped; vault locked")
 
 
-def run(idle_lock_seconds: float) -> None:
+def run(idle_lock: settings.IdleLock) -> None:
     """Blocking entry point for ``unlatch agent start --foreground``."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s agent[%(process)d] %(levelname)s %(message)s"
     )
-    asyncio.run(serve(idle_lock_seconds))
+    asyncio.run(serve(idle_lock.seconds, fixed_by=idle_lock.fixed_by))

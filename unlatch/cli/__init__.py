@@ -99,14 +99,14 @@ def main() -> None:
 
     \b
     Quick start:
-      unlatch init                 create a vault (asks for a master password)
+      unlatch init                 # create a vault (asks for a master password)
       unlatch add github --generate
       unlatch lock
-      unlatch unlock               master password
-      unlatch relay                run the relay ("the service") on this machine
-      unlatch pair                 pair a phone (scan the QR with it)
-      unlatch unlock --phone       unlock by scanning a QR with the paired phone
-      unlatch desktop              the local web UI
+      unlatch unlock               # with the master password
+      unlatch relay                # run the relay ("the service") on this machine
+      unlatch pair                 # pair a phone (scan the QR with it)
+      unlatch unlock --phone       # unlock by scanning a QR with the paired phone
+      unlatch desktop              # the local web UI
 
     State lives in $UNLATCH_HOME (default: your user data directory).
     """

@@ -21,9 +21,9 @@ def agent() -> None:
     \b
     Examples:
       unlatch agent status
-      unlatch agent start --idle-lock 300     auto-lock after 5 idle minutes
-      unlatch agent start --foreground        run attached, log to the terminal
-      unlatch agent stop                      lock the vault and exit
+      unlatch agent start --idle-lock 300     # auto-lock after 5 idle minutes
+      unlatch agent start --foreground        # run attached, log to the terminal
+      unlatch agent stop                      # lock the vault and exit
     """
 
 
@@ -34,8 +34,9 @@ def agent() -> None:
     type=float,
     default=None,
     metavar="SECONDS",
-    help="Lock after this many idle seconds (0 = never). Default: [agent] "
-    "idle_lock_seconds, UNLATCH_AGENT_IDLE_LOCK_SECONDS, or 600.",
+    help="Lock after this many idle seconds (0 = never). Default: "
+    "UNLATCH_AGENT_IDLE_LOCK_SECONDS, the desktop UI's setting, [agent] "
+    "idle_lock_seconds, or 600.",
 )
 def start(foreground: bool, idle_lock: float | None) -> None:
     """Start the agent (in the background unless --foreground).
@@ -47,11 +48,12 @@ def start(foreground: bool, idle_lock: float | None) -> None:
     \b
     Examples:
       unlatch agent start
-      unlatch agent start --idle-lock 300     auto-lock after 5 idle minutes
-      unlatch agent start --idle-lock 0       lock only on `unlatch lock` or stop
-      unlatch agent start --foreground        attached, log to the terminal
+      unlatch agent start --idle-lock 300     # auto-lock after 5 idle minutes
+      unlatch agent start --idle-lock 0       # lock only on `unlatch lock` or stop
+      unlatch agent start --foreground        # attached, log to the terminal
     """
-    seconds = settings.idle_lock_seconds(idle_lock)
+    chosen = settings.idle_lock(idle_lock)
+    seconds = chosen.seconds
     if foreground:
         from unlatch.agent import server
         from unlatch.browser import agent_ops as browser_ops
@@ -59,7 +61,7 @@ def start(foreground: bool, idle_lock: float | None) -> None:
 
         agent_ops.install()  # the desktop web UI and passkeys live in the agent process
         browser_ops.install()  # and the browser extension's view of the same runtime
-        server.run(seconds)
+        server.run(chosen)
         return
     try:
         with client.connect(start=False) as running:
@@ -68,7 +70,9 @@ def start(foreground: bool, idle_lock: float | None) -> None:
         return
     except AgentNotRunningError:
         pass
-    with client.connect(start=True, idle_lock=seconds) as started:
+    # Only a value given here is passed on: it then fixes the idle lock for this agent,
+    # while one from the settings page stays changeable there.
+    with client.connect(start=True, idle_lock=idle_lock) as started:
         pid = started.call("ping")["pid"]
     click.echo(f"agent started (pid {pid}, idle lock {seconds:g} s)")
 

@@ -23,8 +23,8 @@ def browser() -> None:
 
     \b
     Examples:
-      unlatch browser install                   every browser found
-      unlatch browser install --browser chrome  only Google Chrome
+      unlatch browser install                   # every browser found
+      unlatch browser install --browser chrome  # only Google Chrome
       unlatch browser status
       unlatch browser uninstall
     """

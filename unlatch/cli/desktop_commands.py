@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import click
 
 from unlatch.agent import client
-from unlatch.cli import main
+from unlatch.cli import ask, main
 from unlatch.desktop import agent_ops, terminal
 from unlatch.desktop.errors import DesktopError
 from unlatch.desktop.identity import DesktopIdentity
@@ -216,9 +216,7 @@ def pair_command(
 
     def confirm(phone_name: str, code: str) -> bool:
         click.echo(f"Phone “{phone_name}” wants to pair. Its screen must show: {code}", err=True)
-        if yes:
-            return True
-        return click.confirm("Do the codes match?", default=False, err=True)
+        return ask.confirm("Do the codes match?", yes=yes)
 
     with client.connect(start=True) as agent:
         _require_unlocked(agent)
@@ -244,8 +242,8 @@ def devices_group(ctx: click.Context, as_json: bool) -> None:
     \b
     Examples:
       unlatch devices
-      unlatch devices rename <id-or-name> "Old phone"
-      unlatch devices revoke <id-or-name>
+      unlatch devices rename "Pixel 8" "Old phone"
+      unlatch devices revoke "Old phone" --yes
 
     A phone is named by its id (or its first 6+ characters) or by its
     name. Put `--` before a name that starts with "-".
@@ -269,7 +267,12 @@ def devices_group(ctx: click.Context, as_json: bool) -> None:
 @click.argument("phone")
 @click.argument("new_name")
 def devices_rename(phone: str, new_name: str) -> None:
-    """Rename a paired phone (give its id or current name)."""
+    """Rename a paired phone (give its id or current name).
+
+    \b
+    Example:
+      unlatch devices rename "Pixel 8" "Old phone"
+    """
 
     async def go() -> str:
         identity = DesktopIdentity.load_or_create()
@@ -294,11 +297,15 @@ def devices_revoke(phone: str, relay: str | None, yes: bool) -> None:
 
     Deletes this desktop's local secret for the phone and its vault slot
     (at the next unlock if the vault is locked now), and unlinks the pairing
-    on the relay.
+    on the relay. Asks first unless --yes.
+
+    \b
+    Examples:
+      unlatch devices revoke "Old phone"
+      unlatch devices revoke "Old phone" --yes
     """
     target = PairingStore().get(phone)
-    if not yes:
-        click.confirm(f"Revoke “{target.label}”?", default=False, abort=True, err=True)
+    ask.confirm_or_abort(f"Revoke “{target.label}”?", yes=yes)
 
     async def go() -> dict[str, Any]:
         identity = DesktopIdentity.load_or_create()

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
-from unlatch.cli import main
+from unlatch.cli import ask, main
 from unlatch.phone.client import HOME_ENV, Answer, Ignored, PairingAttempt, PhoneClient
 from unlatch.phone.errors import UserDeclined
 from unlatch.phone.requests import RequestView
@@ -99,10 +99,10 @@ def phone_group(ctx: click.Context, home: str | None) -> None:
 
     \b
     Typical use:
-      unlatch phone pair 'https://relay.example/app/#m=...'   (the desktop's pairing link)
-      unlatch phone listen                                    (prints each unlock request)
-      unlatch phone approve --qr-image screenshot.png         (scan the desktop's QR)
-      unlatch phone deny LINK --not-me                        ("I did not ask for this")
+      unlatch phone pair 'https://relay.example.org/app/#m=AQEC...'  # the pairing link
+      unlatch phone listen                         # prints each unlock request
+      unlatch phone approve --qr-image screen.png  # a picture of the QR
+      unlatch phone deny LINK --not-me             # "I did not ask for this"
 
     Several phones can live on one machine: give each its own --home.
     With a PIN set (`unlatch phone set-pin`) every command asks for it
@@ -189,19 +189,13 @@ def pair_command(
 
     \b
     Examples:
-      unlatch phone pair 'unlatch:AQEC...'
+      unlatch phone pair 'https://relay.example.org/app/#m=AQEC...'
       unlatch phone pair --qr-image pairing.png --name "Work laptop" --yes
     """
     text = _link(link, qr_image)
     client = _client(ctx)
     offer = PairingOffer.decode(parse_link(text))
-    if not yes:
-        click.confirm(
-            f"Pair with the desktop through the relay {offer.relay_url}?",
-            default=True,
-            abort=True,
-            err=True,
-        )
+    ask.confirm_or_abort(f"Pair with the desktop through the relay {offer.relay_url}?", yes=yes)
 
     def show_code(attempt: PairingAttempt) -> None:
         _emit(
@@ -338,9 +332,7 @@ def _confirm_prompt(
     def confirm(view: RequestView) -> bool:
         for line in view.describe(int(time.time()))[:2]:
             click.echo(line, err=True)
-        if yes:
-            return True
-        return click.confirm(question(view), default=False, err=True)
+        return ask.confirm(question(view), yes=yes)
 
     return confirm
 
@@ -414,9 +406,9 @@ def approve_command(
 
     \b
     Examples:
-      unlatch phone approve 'https://relay.example/app/#m=...'
+      unlatch phone approve 'https://relay.example.org/app/#m=AQEC...'
       unlatch phone approve --qr-image screen.png --yes
-      unlatch phone approve --request 3q2-7w... --number 47
+      unlatch phone approve --request REQUEST_ID --number 47
     """
     client = _client(ctx)
     confirm = _confirm_prompt(yes)
@@ -455,8 +447,8 @@ def deny_command(
     \b
     Examples:
       unlatch phone deny --qr-image screen.png
-      unlatch phone deny LINK --not-me       (blocks further requests from that desktop)
-      unlatch phone deny --request 3q2-7w... --not-me   (from `listen`, before scanning)
+      unlatch phone deny LINK --not-me       # also blocks that desktop
+      unlatch phone deny --request REQUEST_ID --not-me   # from `listen`, before scanning
     """
     client = _client(ctx)
     if request_id is not None:
@@ -482,13 +474,7 @@ def unblock_command(ctx: click.Context, desktop: str, yes: bool) -> None:
     """
     client = _client(ctx)
     pairing = client.state().find(desktop)
-    if not yes:
-        click.confirm(
-            f"Accept unlock requests from “{pairing.label}” again?",
-            default=False,
-            abort=True,
-            err=True,
-        )
+    ask.confirm_or_abort(f"Accept unlock requests from “{pairing.label}” again?", yes=yes)
     summary = _run(client.unblock(desktop))
     click.echo(f"“{summary['name']}” may send unlock requests again.")
 
@@ -579,13 +565,11 @@ def number_matching_command(ctx: click.Context, desktop: str, choice: str, yes: 
     client = _client(ctx)
     pairing = client.state().find(desktop)
     allowed = choice == "on"
-    if allowed and not yes:
-        click.confirm(
+    if allowed:
+        ask.confirm_or_abort(
             f"Let “{pairing.label}” be approved from the notification? Only the number you "
             "pick then proves you are at the desktop (scanning proves more).",
-            default=False,
-            abort=True,
-            err=True,
+            yes=yes,
         )
     summary = client.set_number_matching(desktop, allowed)
     state = "may now be approved" if allowed else "must now be approved by scanning, not"
@@ -606,13 +590,7 @@ def unpair_command(ctx: click.Context, desktop: str, force: bool, yes: bool) -> 
     """
     client = _client(ctx)
     pairing = client.state().find(desktop)
-    if not yes:
-        click.confirm(
-            f"Unpair “{pairing.label}”? This phone can no longer unlock it.",
-            default=False,
-            abort=True,
-            err=True,
-        )
+    ask.confirm_or_abort(f"Unpair “{pairing.label}”? This phone can no longer unlock it.", yes=yes)
     summary = _run(client.unpair(desktop, force=force))
     click.echo(f"Unpaired “{summary['name']}”.")
 
@@ -657,7 +635,7 @@ def set_push_command(ctx: click.Context, endpoint: str | None, remove: bool) -> 
 
     \b
     Example:
-      unlatch phone set-push https://ntfy.sh/upAbC123?up=1
+      unlatch phone set-push 'https://ntfy.sh/upAbC123?up=1'
     """
     if remove == (endpoint is not None):
         raise click.UsageError("give an ENDPOINT or --remove")

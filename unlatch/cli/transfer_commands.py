@@ -127,7 +127,8 @@ password_options = [
 
 @main.command("import")
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(list(IMPORTERS)))
-@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+# Not exists=True: the command reads the file itself and says "cannot read FILE: why".
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Read the file and report; change nothing.")
 @password_options[0]
 @password_options[1]

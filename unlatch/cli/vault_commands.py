@@ -28,12 +28,14 @@ from unlatch.agent import client
 from unlatch.agent.client import AgentClient
 from unlatch.agent.errors import AgentNotRunningError
 from unlatch.cli import main
+from unlatch.cli.ask import confirm_or_abort
 from unlatch.cli.item_options import TYPE_PARAMS, apply_type_options, describe, with_type_options
 from unlatch.errors import UnlatchError
 from unlatch.vault import generator, totp
 from unlatch.vault.errors import VaultExistsError, VaultLockedError
 from unlatch.vault.items import ITEM_TYPES
 from unlatch.vault.location import default_vault_path
+from unlatch.vault.vault import MIN_ID_PREFIX
 
 MAX_STDIN_LINE = 64 * 1024
 FIELDS = ("title", "username", "password", "url", "urls", "notes", "tags", "totp", "id")
@@ -200,7 +202,7 @@ def unlock(
     Examples:
       unlatch unlock
       unlatch unlock --password-stdin < password-file
-      unlatch unlock --phone                 scan the QR with your paired phone
+      unlatch unlock --phone                 # scan the QR with your paired phone
     """
     with _agent() as agent:
         info = agent.call("status")
@@ -483,6 +485,11 @@ def add(
     item_type = type_opts["item_type"] or "login"
     with _agent() as agent:
         _require_unlocked(agent)
+        same = [
+            i["id"]
+            for i in agent.call("search", query=title)
+            if i["title"].casefold() == title.casefold()
+        ]
         password = ""
         if generate or item_type in ("login", "ssh_key"):
             password = _item_password(generate=generate, spec=spec)
@@ -499,6 +506,15 @@ def add(
         }
         apply_type_options(item, type_opts, _secret_value)
         added = agent.call("add", item=item)
+    if same:
+        # Still added (two logins on one site are real), but the title alone no longer
+        # names one item: say so now rather than at the next `get`.
+        ids = ", ".join(i[:8] for i in [*same, added["id"]])
+        click.echo(
+            f"warning: {len(same) + 1} items are now titled {title!r} (any case); name them "
+            f"by id or its first {MIN_ID_PREFIX}+ characters: {ids}",
+            err=True,
+        )
     if as_json:
         _echo_json(added)
     else:
@@ -738,15 +754,12 @@ def rm(ref: str, yes: bool) -> None:
     \b
     Examples:
       unlatch rm old-forum
-      unlatch rm 3f2a...c9 --yes
+      unlatch rm 3f2a --yes                # by id, or its first 4+ characters
       unlatch rm --yes -- -dash-title
     """
     with _agent() as agent:
         item = agent.call("get", ref=ref)
-        if not yes:
-            if not _stdin_is_terminal():
-                raise InputError("not a terminal: add --yes to delete without asking")
-            click.confirm(f"Delete {item['title']!r} ({item['id']})?", abort=True)
+        confirm_or_abort(f"Delete {item['title']!r} ({item['id']})?", yes=yes)
         agent.call("remove", ref=item["id"])
     click.echo(f"deleted {item['title']!r}")
 
@@ -889,11 +902,7 @@ def _confirm_rotation_drops(agent: AgentClient, *, yes: bool) -> None:
         "it once first to keep it, or pair / add it again after the rotation.",
         err=True,
     )
-    if yes:
-        return
-    if not _stdin_is_terminal():
-        raise InputError("not a terminal: add --yes to rotate and remove them")
-    click.confirm("Rotate the key and remove them?", abort=True)
+    confirm_or_abort("Rotate the key and remove them?", yes=yes)
 
 
 def _report_rotation(done: dict[str, Any]) -> None:

@@ -110,7 +110,11 @@ class DesktopRuntime:
             "unlock": attempt.view() if attempt else None,
             "pairing": session.view() if session else None,
             "phones": [p.public_view() for p in self.store.all()],
-            "settings": self.settings.public_view(),
+            "settings": {
+                **self.settings.public_view(),
+                "idle_lock_seconds": self.core.idle_lock_seconds,
+                "idle_lock_fixed_by": self.core.idle_lock_fixed_by,
+            },
             "version": self.notifier.version,
             "now": time.time(),
         }

@@ -1,4 +1,4 @@
-"""Desktop settings: relay URL, number matching, unlock request lifetime.
+"""Desktop settings: relay URL, number matching, unlock request lifetime, clipboard time.
 
 Precedence for the relay URL, highest first: ``--relay URL``, the
 ``UNLATCH_DESKTOP_RELAY_URL`` environment variable, the value saved from the
@@ -10,6 +10,13 @@ The phone app's URL (where pairing and unlock links point): the
 else ``<relay URL>/app/`` (the relay serves the app: a trust assumption,
 docs/security.md section 1). It is the desktop's own setting, never learned
 from the relay, which is not trusted to say where the app is.
+
+The clipboard clear time (how long a secret copied in the web UI stays on
+the clipboard) follows the same order without a command-line option:
+``UNLATCH_DESKTOP_CLIPBOARD_CLEAR_SECONDS``, the settings page,
+``[desktop] clipboard_clear_seconds``, then 30 s. The settings page also
+saves the agent's idle auto-lock time in the same file
+(:func:`unlatch.agent.settings.idle_lock` reads it).
 
 Number matching ("approve from the notification") is OFF by default
 (design brief, property 4): with it, a phone can approve without seeing
@@ -27,17 +34,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from unlatch import paths
+from unlatch.agent.settings import parse_idle_lock, saved_settings_path
 from unlatch.config import ConfigError, load_section
 from unlatch.desktop.files import read_json, write_json
 from unlatch.protocol.constants import DEFAULT_UNLOCK_TTL, MAX_TTL_SECONDS, MAX_URL_BYTES
 
 DEFAULT_RELAY_URL = "http://127.0.0.1:8470"
-SETTINGS_FILE = "settings.json"
 ENV_RELAY = "UNLATCH_DESKTOP_RELAY_URL"
 ENV_TTL = "UNLATCH_DESKTOP_UNLOCK_TTL"
 ENV_APP_URL = "UNLATCH_DESKTOP_APP_URL"
+ENV_CLIPBOARD = "UNLATCH_DESKTOP_CLIPBOARD_CLEAR_SECONDS"
 MIN_UNLOCK_TTL = 5
+DEFAULT_CLIPBOARD_CLEAR_SECONDS = 30
+# A copied secret must not linger: at most 10 minutes, no "never".
+MIN_CLIPBOARD_CLEAR_SECONDS, MAX_CLIPBOARD_CLEAR_SECONDS = 5, 600
 
 
 def check_relay_url(url: str, source: str = "relay URL") -> str:
@@ -77,6 +87,24 @@ def check_ttl(value: object, source: str) -> int:
     return ttl
 
 
+def check_clipboard_clear(value: object, source: str) -> int:
+    """Seconds a copied secret stays on the clipboard (5..600, whole seconds)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{source}: the clipboard time must be a number of seconds")
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise ConfigError(f"{source}: {value!r} is not a number of seconds") from None
+    if number != int(number):
+        raise ConfigError(f"{source}: the clipboard time must be whole seconds")
+    if not MIN_CLIPBOARD_CLEAR_SECONDS <= number <= MAX_CLIPBOARD_CLEAR_SECONDS:
+        raise ConfigError(
+            f"{source}: the clipboard time must be {MIN_CLIPBOARD_CLEAR_SECONDS} to "
+            f"{MAX_CLIPBOARD_CLEAR_SECONDS} seconds"
+        )
+    return int(number)
+
+
 @dataclass
 class DesktopSettings:
     """The effective settings plus the path where UI changes are saved."""
@@ -87,6 +115,11 @@ class DesktopSettings:
     unlock_ttl: int
     path: Path
     app_url_setting: str = ""  # empty: the relay serves the app (<relay URL>/app/)
+
+    clipboard_clear_seconds: int = DEFAULT_CLIPBOARD_CLEAR_SECONDS
+    clipboard_clear_locked: bool = False  # set by the environment
+    saved_clipboard_clear: int | None = None  # as saved by the UI (kept under the env var)
+    saved_idle_lock: float | None = None  # the agent's auto-lock, as saved by the UI
 
     @property
     def app_url(self) -> str:
@@ -100,7 +133,7 @@ class DesktopSettings:
         ttl_override: int | None = None,
         app_url_override: str | None = None,
     ) -> DesktopSettings:
-        path = paths.subdir("desktop") / SETTINGS_FILE
+        path = saved_settings_path()
         saved = read_json(path) or {}
         section = load_section("desktop")
         file_section: dict[str, Any] = {
@@ -132,15 +165,47 @@ class DesktopSettings:
             app_url = check_app_url(str(section["app_url"]), f"{ENV_APP_URL} / [desktop] app_url")
         else:
             app_url = ""
-        return cls(relay, locked, number, ttl, path, app_url)
+        saved_clip = saved.get("clipboard_clear_seconds")
+        if saved_clip is not None:
+            saved_clip = check_clipboard_clear(saved_clip, str(path))
+        clip_locked = bool(os.environ.get(ENV_CLIPBOARD))
+        if clip_locked:
+            clip = check_clipboard_clear(os.environ[ENV_CLIPBOARD], ENV_CLIPBOARD)
+        elif saved_clip is not None:
+            clip = saved_clip
+        elif "clipboard_clear_seconds" in file_section:
+            source = "[desktop] clipboard_clear_seconds"
+            clip = check_clipboard_clear(file_section["clipboard_clear_seconds"], source)
+        else:
+            clip = DEFAULT_CLIPBOARD_CLEAR_SECONDS
+        idle = saved.get("idle_lock_seconds")
+        saved_idle = None if idle is None else parse_idle_lock(idle, str(path))
+        return cls(
+            relay,
+            locked,
+            number,
+            ttl,
+            path,
+            app_url_setting=app_url,
+            clipboard_clear_seconds=clip,
+            clipboard_clear_locked=clip_locked,
+            saved_clipboard_clear=saved_clip,
+            saved_idle_lock=saved_idle,
+        )
 
     def save(self) -> None:
-        """Persist what the UI may change (relay URL unless locked, number matching)."""
+        """Persist what the UI may change (relay URL unless locked, number matching, timers)."""
         data: dict[str, Any] = {"version": 1, "number_matching": self.number_matching}
+        for key, value in (
+            ("idle_lock_seconds", self.saved_idle_lock),
+            ("clipboard_clear_seconds", self.saved_clipboard_clear),
+        ):
+            if value is not None:
+                data[key] = value
+        old = read_json(self.path) or {}
         if not self.relay_url_locked:
             data["relay_url"] = self.relay_url
         else:
-            old = read_json(self.path) or {}
             if isinstance(old.get("relay_url"), str):
                 data["relay_url"] = old["relay_url"]
         write_json(self.path, data)
@@ -152,4 +217,6 @@ class DesktopSettings:
             "number_matching": self.number_matching,
             "unlock_ttl": self.unlock_ttl,
             "app_url": self.app_url,
+            "clipboard_clear_seconds": self.clipboard_clear_seconds,
+            "clipboard_clear_locked": self.clipboard_clear_locked,
         }

@@ -88,3 +88,11 @@ def current_code(secret: str, at: float | None = None) -> tuple[str, int]:
     )
     code = totp.generate(int(now)).decode("ascii")
     return code, spec.period - int(now) % spec.period
+
+
+def current_view(secret: str, at: float | None = None) -> dict[str, str | int]:
+    """What a screen shows for an item's one-time code: the code, the seconds it
+    stays valid and the period (for a countdown ring), never the secret itself."""
+    spec = parse(secret)
+    code, remaining = current_code(secret, at)
+    return {"code": code, "remaining": remaining, "period": spec.period}

@@ -17,6 +17,7 @@ import base64
 import binascii
 import hmac
 import os
+import re
 import sqlite3
 import struct
 import time
@@ -55,6 +56,11 @@ EDITABLE_FIELDS = items.EDITABLE_FIELDS
 
 def _now() -> int:
     return int(time.time())
+
+
+#: An item may be named by the first characters of its id, as long as they are unique.
+MIN_ID_PREFIX = 4
+_ID_PREFIX = re.compile(rf"[0-9a-fA-F]{{{MIN_ID_PREFIX},32}}")
 
 
 def _new_id() -> str:
@@ -641,15 +647,29 @@ class Vault:
         return result
 
     def find(self, title_or_id: str) -> Item:
-        """The one item whose id is ``title_or_id`` or whose title equals it (any case)."""
+        """The one item named by ``title_or_id``: first an exact id, then a title
+        (any case), then a unique id prefix of :data:`MIN_ID_PREFIX`+ characters
+        (ids are 32 hex digits: nobody types them whole, as with git commits)."""
         key = self._require_key()
         if self._conn.execute("SELECT 1 FROM items WHERE id = ?", (title_or_id,)).fetchone():
             return self.get_item(title_or_id)
         wanted = title_or_id.casefold()
         matches = [i.copy() for i in self._all_items() if i.title.casefold() == wanted]
         del key
+        if not matches and _ID_PREFIX.fullmatch(title_or_id):
+            prefix = title_or_id.lower()
+            matches = [i.copy() for i in self._all_items() if i.id.startswith(prefix)]
+            if len(matches) > 1:
+                ids = ", ".join(i.id for i in matches[:5])
+                raise AmbiguousItemError(
+                    f"{len(matches)} items have ids starting with {title_or_id!r}; "
+                    f"give more characters: {ids}"
+                )
         if not matches:
-            raise ItemNotFoundError(f"no item titled {title_or_id!r} (see `unlatch list`)")
+            hint = "see `unlatch list`"
+            if len(title_or_id) < MIN_ID_PREFIX:
+                hint += f"; an id prefix needs at least {MIN_ID_PREFIX} characters"
+            raise ItemNotFoundError(f"no item titled {title_or_id!r} ({hint})")
         if len(matches) > 1:
             ids = ", ".join(i.id for i in matches)
             raise AmbiguousItemError(

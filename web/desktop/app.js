@@ -8,7 +8,6 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const CLIPBOARD_CLEAR_MS = 30000;
   let state = null;
   let items = [];
   let selected = null;   // full item currently shown
@@ -228,10 +227,76 @@
     renderDetail();
   }
   async function openItem(id) {
-    try { selected = await api("GET", `api/items/${encodeURIComponent(id)}`); editing = null; renderItems(); }
+    try {
+      selected = await api("GET", `api/items/${encodeURIComponent(id)}`); editing = null;
+      stopTotp();  // its secret may have changed (edited): ask for a fresh code
+      renderItems();
+    }
     catch (err) { toast(explain(err)); }
   }
+  // A website opens only as http(s): a stored "javascript:" or "data:" address stays text.
+  // A bare host name ("github.com", as imports often have it) opens as https.
+  function siteHref(u) {
+    const text = u.trim();
+    const candidate = /^[a-z][a-z0-9+.-]*:/i.test(text) ? text
+      : (/^[^\s/?#:@]+\.[^\s/?#:@]+([/?#].*)?$/.test(text) ? `https://${text}` : "");
+    try { const url = new URL(candidate); return ["http:", "https:"].includes(url.protocol) ? url.href : null; }
+    catch (e) { return null; }
+  }
+  function copyButton(label, onClick) {
+    const b = document.createElement("button"); b.type = "button"; b.className = "btn small ghost";
+    b.textContent = "Copy"; b.setAttribute("aria-label", label); b.addEventListener("click", onClick);
+    return b;
+  }
+  function renderUrls(list) {
+    const box = $("view-urls"); box.textContent = "";
+    for (const u of list) {
+      const line = document.createElement("span"); line.className = "url-line";
+      const href = siteHref(u);
+      const text = document.createElement(href ? "a" : "span");
+      text.textContent = u;
+      if (href) { text.href = href; text.target = "_blank"; text.rel = "noopener noreferrer"; text.title = "Open in a new tab"; }
+      line.append(text, copyButton(`Copy website ${u}`, () => copySecret(u, "Website")));
+      box.append(line);
+    }
+    if (!list.length) box.textContent = "—";
+  }
+
+  // One-time code: the agent computes it from the item's secret, which never reaches the
+  // page; the page asks again when the code expires, as long as the item stays open.
+  // These requests do not count as activity: an open item does not defeat the auto-lock.
+  const otp = { id: null, code: "", expires: 0, period: 30, timer: 0, seq: 0, error: "" };
+  function stopTotp() { clearTimeout(otp.timer); otp.seq += 1; otp.id = null; otp.code = ""; otp.error = ""; }
+  async function loadTotp(id) {
+    clearTimeout(otp.timer);
+    const seq = ++otp.seq;
+    otp.id = id;
+    try {
+      const t = await api("GET", `api/items/${encodeURIComponent(id)}/totp`);
+      if (seq !== otp.seq) return;
+      Object.assign(otp, { code: t.code, period: t.period, expires: Date.now() + t.remaining * 1000, error: "" });
+      otp.timer = setTimeout(() => loadTotp(id), t.remaining * 1000 + 200);
+    } catch (err) {
+      if (seq !== otp.seq) return;
+      otp.code = ""; otp.error = err.code === "locked" ? "" : explain(err);
+    }
+    renderTotp();
+  }
+  function renderTotp() {
+    const code = otp.code;
+    const half = Math.floor(code.length / 2);
+    $("view-totp").textContent = code ? `${code.slice(0, half)} ${code.slice(half)}` : "—";
+    show($("copy-totp"), Boolean(code));
+    show($("totp-ring"), Boolean(code));
+    if (!code) { $("totp-left").textContent = otp.error; return; }
+    const left = Math.max(0, Math.ceil((otp.expires - Date.now()) / 1000));
+    $("totp-left").textContent = `${left} s`;
+    $("totp-ring-left").setAttribute("stroke-dasharray", `${Math.min(100, (100 * left) / otp.period)} 100`);
+    $("totp-ring").classList.toggle("ending", left <= 5);
+  }
+  $("copy-totp").addEventListener("click", () => { if (otp.code) copySecret(otp.code, "One-time code"); });
   function renderDetail() {
+    if (!selected || editing !== null) stopTotp();
     show($("detail-empty"), !selected && editing === null);
     show($("item-view"), Boolean(selected) && editing === null);
     show($("item-form"), editing !== null);
@@ -240,10 +305,15 @@
       $("view-title").textContent = selected.title;
       $("view-updated").textContent = "Updated " + new Date(selected.updated_at * 1000).toLocaleString();
       $("view-username").textContent = selected.username || "—";
-      $("view-password").textContent = "••••••••••"; $("reveal").textContent = "Show";
-      const urls = $("view-urls"); urls.textContent = "";
-      for (const u of selected.urls) { const s = document.createElement("span"); s.textContent = u; urls.append(s, document.createElement("br")); }
-      if (!selected.urls.length) urls.textContent = "—";
+      $("view-password").textContent = selected.password ? "••••••••••" : "—"; $("reveal").textContent = "Show";
+      // No Copy (or Show) button on an empty field: it would copy nothing.
+      show(document.querySelector("button.copy[data-copy=username]"), Boolean(selected.username));
+      show(document.querySelector("button.copy[data-copy=password]"), Boolean(selected.password));
+      show($("reveal"), Boolean(selected.password));
+      renderUrls(selected.urls);
+      show($("totp-row"), selected.has_totp);
+      if (!selected.has_totp) stopTotp();
+      else if (otp.id !== selected.id) { stopTotp(); renderTotp(); loadTotp(selected.id); }
       const tags = $("view-tags"); tags.textContent = "";
       for (const t of selected.tags) { const s = document.createElement("span"); s.className = "tag"; s.textContent = t; tags.append(s); }
       if (!selected.tags.length) tags.textContent = "—";
@@ -254,12 +324,21 @@
     const el = $("view-password"); const hidden = $("reveal").textContent === "Show";
     el.textContent = hidden ? (selected.password || "—") : "••••••••••"; $("reveal").textContent = hidden ? "Hide" : "Show";
   });
-  // Clipboard: what we copied is cleared after 30 s, and only if it is still there
+  // Clipboard: what we copied is cleared after the clipboard time (30 s by default), and only if it is still there
   // (checked with readText when the browser grants clipboard-read; without that
   // permission the copied secret is cleared regardless, as it should not linger).
   // Chromium refuses clipboard access to a window without focus: a clear that could
   // not run waits, and is retried when the window gets focus or becomes visible.
-  const clip = { value: null, due: 0, timer: 0, waiting: false, hideTimer: 0 };
+  // How long a copied secret stays: the clipboard time of Settings (agent state).
+  function clipClearSeconds() { return state ? state.settings.clipboard_clear_seconds : 30; }
+  const clip = { value: null, copiedAt: 0, due: 0, timer: 0, waiting: false, hideTimer: 0 };
+  // A new clipboard time applies at once to what is on the clipboard now.
+  function rescheduleClear() {
+    if (clip.value === null || clip.waiting) return;
+    clearTimeout(clip.timer);
+    clip.due = clip.copiedAt + clipClearSeconds() * 1000;
+    clip.timer = setTimeout(clearClipboard, Math.max(0, clip.due - Date.now()));
+  }
   function clipStatus(text, fade) {
     const el = $("clip-status"); el.textContent = text; el.hidden = !text;
     clearTimeout(clip.hideTimer);
@@ -305,9 +384,9 @@
     try {
       await navigator.clipboard.writeText(value);
       clearTimeout(clip.timer);
-      clip.value = value; clip.waiting = false; clip.due = Date.now() + CLIPBOARD_CLEAR_MS;
-      clip.timer = setTimeout(clearClipboard, CLIPBOARD_CLEAR_MS);
-      toast(`${what} copied — the clipboard clears in 30 s`);
+      clip.value = value; clip.waiting = false; clip.copiedAt = Date.now();
+      rescheduleClear();
+      toast(`${what} copied — the clipboard clears in ${clipClearSeconds()} s`);
       updateCountdowns();
     } catch (e) { toast("The browser refused clipboard access"); }
   }
@@ -333,6 +412,10 @@
     const f = $("item-form");
     f.title.value = it ? it.title : ""; f.username.value = it ? it.username : ""; f.password.value = it ? it.password : "";
     f.urls.value = it ? it.urls.join("\n") : ""; f.tags.value = it ? it.tags.join(", ") : ""; f.notes.value = it ? it.notes : "";
+    // The saved TOTP secret is never sent to the page: the field only sets a new one.
+    f.totp_secret.value = ""; $("form-totp-remove").checked = false;
+    f.totp_secret.placeholder = it && it.has_totp ? "Saved: leave empty to keep it" : "";
+    show($("form-totp-remove-row"), Boolean(it && it.has_totp));
     $("form-title").textContent = it ? `Edit ${it.title}` : "New item";
     setError($("form-error"), null); $("gen-entropy").textContent = "";
   }
@@ -347,6 +430,9 @@
       urls: f.urls.value.split("\n").map((s) => s.trim()).filter(Boolean),
       tags: f.tags.value.split(",").map((s) => s.trim()).filter(Boolean),
     };
+    const secret = f.totp_secret.value.trim();
+    if (secret) item.totp_secret = secret;
+    else if (editing && $("form-totp-remove").checked) item.totp_secret = "";
     try {
       const saved = editing ? await api("PUT", `api/items/${encodeURIComponent(editing)}`, { item })
                             : await api("POST", "api/items", { item });
@@ -374,6 +460,21 @@
   $("settings-close").addEventListener("click", () => { show($("settings"), false); show($("vault"), Boolean(state && state.vault.unlocked)); });
   function renderSettings(s) {
     $("number-matching").checked = s.settings.number_matching;
+    const idle = $("idle-lock-min"), clipInput = $("clip-clear-s");
+    const editingTimers = $("timers-form").contains(document.activeElement);
+    if (!editingTimers) {
+      idle.value = String(Math.round((s.settings.idle_lock_seconds / 60) * 100) / 100);
+      clipInput.value = String(s.settings.clipboard_clear_seconds);
+    }
+    idle.disabled = Boolean(s.settings.idle_lock_fixed_by);
+    clipInput.disabled = s.settings.clipboard_clear_locked;
+    $("timers-save").disabled = idle.disabled && clipInput.disabled;
+    const fixed = [];
+    if (s.settings.idle_lock_fixed_by) fixed.push(`The auto-lock time is set by ${s.settings.idle_lock_fixed_by} for this agent.`);
+    if (s.settings.clipboard_clear_locked) fixed.push("The clipboard time is set by UNLATCH_DESKTOP_CLIPBOARD_CLEAR_SECONDS.");
+    $("timers-note").textContent = fixed.join(" "); show($("timers-note"), fixed.length > 0);
+    if (!prevSettings || prevSettings.clipboard_clear_seconds !== s.settings.clipboard_clear_seconds) rescheduleClear();
+    prevSettings = s.settings;
     const relay = $("relay-url");
     if (document.activeElement !== relay) relay.value = s.settings.relay_url;
     relay.disabled = s.settings.relay_url_locked;
@@ -409,6 +510,23 @@
     }
     show($("phones-empty"), s.phones.length === 0);
   }
+  let prevSettings = null;
+  $("timers-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = {};
+    const minutes = $("idle-lock-min").value.trim(), seconds = $("clip-clear-s").value.trim();
+    // An empty or non-numeric field goes as null: the agent's check says what it wants.
+    if (!$("idle-lock-min").disabled) body.idle_lock_seconds = minutes === "" ? null : Math.round(Number(minutes) * 60);
+    if (!$("clip-clear-s").disabled) body.clipboard_clear_seconds = seconds === "" ? null : Number(seconds);
+    await busy($("timers-save"), async () => {
+      try {
+        const saved = await api("PUT", "api/settings", body); setError($("timers-error"), null);
+        $("idle-lock-min").value = String(Math.round((saved.idle_lock_seconds / 60) * 100) / 100);
+        $("clip-clear-s").value = String(saved.clipboard_clear_seconds);
+        toast("Saved: applied now");
+      } catch (err) { setError($("timers-error"), err); }
+    });
+  });
   $("number-matching").addEventListener("change", async (e) => {
     try { await api("PUT", "api/settings", { number_matching: e.target.checked }); toast(e.target.checked ? "Number matching on, with phones that allow it" : "Number matching off"); }
     catch (err) { e.target.checked = !e.target.checked; toast(explain(err)); }
@@ -470,6 +588,7 @@
     const u = state.unlock;
     if (u && !FINAL.includes(u.state)) $("request-expiry").textContent = `This code expires in ${mmss(u.expires_at - now())}`;
     else $("request-expiry").textContent = "";
+    if (otp.code) renderTotp();
     if (clip.value !== null && !clip.waiting) clipStatus(`Clipboard clears in ${mmss((clip.due - Date.now()) / 1000)}`);
   }
   setInterval(updateCountdowns, 1000);

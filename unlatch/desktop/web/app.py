@@ -32,12 +32,15 @@ from starlette.staticfiles import StaticFiles
 
 from unlatch import paths, safejson
 from unlatch.agent.handlers import summary
+from unlatch.agent.settings import parse_idle_lock
+from unlatch.config import ConfigError
 from unlatch.desktop import qr
 from unlatch.desktop.errors import DesktopError
+from unlatch.desktop.settings import ENV_CLIPBOARD, check_clipboard_clear, check_relay_url
 from unlatch.desktop.web.security import SecurityMiddleware
 from unlatch.errors import UnlatchError
 from unlatch.relay.errors import RelayError, RelayUnavailable
-from unlatch.vault import Item, VaultLockedError, WrongPasswordError
+from unlatch.vault import Item, Vault, VaultLockedError, WrongPasswordError, totp
 from unlatch.vault.generator import generate_passphrase, generate_password
 from unlatch.vault.vault import EDITABLE_FIELDS
 
@@ -60,6 +63,23 @@ class BadInput(DesktopError):
     """The page sent something malformed."""
 
     code = "bad_request"
+
+
+class NoTotpError(DesktopError):
+    """The item has no one-time-code secret."""
+
+    code = "no_totp"
+    status = 404
+
+
+def page_item(item: Item) -> dict[str, Any]:
+    """An item as the page gets it: with its password (shown on "Show", copied),
+    but never its TOTP secret; the page asks for the current code instead
+    (``GET /api/items/{id}/totp``), so the secret that makes every future code
+    stays in the agent."""
+    data = item.to_dict()
+    data["has_totp"] = bool(data.pop("totp_secret"))
+    return data
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -139,6 +159,19 @@ def _item_fields(data: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _seconds(
+    data: dict[str, Any], name: str, what: str, check: Callable[[object, str], float]
+) -> float:
+    """A JSON number of seconds, checked by the same function as the config value."""
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadInput(f'the {what} ("{name}") must be a number of seconds')
+    try:
+        return check(value, what)
+    except ConfigError as exc:
+        raise BadInput(str(exc)) from None
+
+
 def create_app(rt: DesktopRuntime) -> Starlette:
     """The Starlette app for one runtime."""
     web_root = paths.web_dir("desktop")
@@ -215,7 +248,24 @@ def create_app(rt: DesktopRuntime) -> Starlette:
     @guarded
     async def item_get(request: Request) -> Response:
         item = await rt.core.get_item(request.path_params["item_id"][:64])
-        return JSONResponse(item.to_dict())
+        return JSONResponse(page_item(item))
+
+    @guarded
+    async def item_totp(request: Request) -> Response:
+        """The item's current one-time code, computed here from its secret.
+
+        Not activity for the auto-lock: the page asks again every period while
+        the item is open, which must not keep an idle vault unlocked.
+        """
+        ref = request.path_params["item_id"][:64]
+
+        def current(v: Vault) -> dict[str, str | int]:
+            item = v.find(ref)
+            if not item.totp_secret:
+                raise NoTotpError(f"{item.title!r} has no one-time code")
+            return totp.current_view(item.totp_secret)
+
+        return JSONResponse(await rt.core.with_vault(current, activity=False))
 
     @guarded
     async def item_add(request: Request) -> Response:
@@ -294,19 +344,41 @@ def create_app(rt: DesktopRuntime) -> Starlette:
     @guarded
     async def settings_put(request: Request) -> Response:
         data = await _body(request)
-        if "number_matching" in data:
-            if not isinstance(data["number_matching"], bool):
-                raise BadInput('"number_matching" must be true or false')
-            rt.settings.number_matching = data["number_matching"]
-            rt.settings.save()
+        # Every value is checked before any is applied: a bad one changes nothing.
+        settings = rt.settings
+        idle = clip = None
+        if "idle_lock_seconds" in data:
+            if rt.core.idle_lock_fixed_by:
+                raise BadInput(
+                    f"the auto-lock time is set by {rt.core.idle_lock_fixed_by} for this agent"
+                )
+            idle = _seconds(data, "idle_lock_seconds", "auto-lock time", parse_idle_lock)
+        if "clipboard_clear_seconds" in data:
+            if settings.clipboard_clear_locked:
+                raise BadInput(f"the clipboard time is set by {ENV_CLIPBOARD}")
+            clip = _seconds(
+                data, "clipboard_clear_seconds", "clipboard time", check_clipboard_clear
+            )
+        if "number_matching" in data and not isinstance(data["number_matching"], bool):
+            raise BadInput('"number_matching" must be true or false')
+        url = None
         if "relay_url" in data:
             url = _str(data, "relay_url", 200)
-            if rt.settings.relay_url_locked and url != rt.settings.relay_url:
+            if settings.relay_url_locked and url != settings.relay_url:
                 raise BadInput("the relay URL is set by --relay or UNLATCH_DESKTOP_RELAY_URL")
-            if url != rt.settings.relay_url:
-                await rt.set_relay_url(url)
+            url = None if url == settings.relay_url else check_relay_url(url)
+        if idle is not None:
+            rt.core.set_idle_lock(idle)  # the running timer, at once
+            settings.saved_idle_lock = idle
+        if clip is not None:
+            settings.clipboard_clear_seconds = settings.saved_clipboard_clear = int(clip)
+        if "number_matching" in data:
+            settings.number_matching = data["number_matching"]
+        settings.save()
+        if url is not None:
+            await rt.set_relay_url(url)
         rt.notifier.bump()
-        return JSONResponse(rt.settings.public_view())
+        return JSONResponse((await state())["settings"])
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, "not_found", "no such page")
@@ -326,6 +398,7 @@ def create_app(rt: DesktopRuntime) -> Starlette:
         Route("/api/items", items_list, methods=["GET"]),
         Route("/api/items", item_add, methods=["POST"]),
         Route("/api/items/{item_id}", item_get, methods=["GET"]),
+        Route("/api/items/{item_id}/totp", item_totp, methods=["GET"]),
         Route("/api/items/{item_id}", item_edit, methods=["PUT"]),
         Route("/api/items/{item_id}", item_delete, methods=["DELETE"]),
         Route("/api/generate", generate, methods=["POST"]),
