@@ -367,3 +367,25 @@ async def test_desktop_ended_attempts_keep_no_copy_of_their_secrets(fake_rig: Ri
     assert unused.desktop.state is PairingState.FAILED
     with pytest.raises(InvalidState):
         unused.link
+
+
+async def test_desktop_renew_by_hand_and_not_once_scanned(fake_rig: Rig) -> None:
+    from unlatch.desktop.errors import UnlockFailedError
+
+    record = await rig_paired_and_locked(fake_rig)
+    attempt = await fake_rig.unlock.start()
+    first = attempt.link
+    await fake_rig.unlock.renew(attempt.id)
+    await until(fake_rig, attempt, lambda: attempt.generation == 2)
+    assert attempt.link != first and attempt.state == "waiting"
+    pu = PhoneUnlock.from_qr(attempt.link, [record], fake_rig.phone_key, now=fake_rig.now())
+    await fake_rig.phone.post_seen(pu.request_id, pu.seen())
+    await until(fake_rig, attempt, lambda: attempt.state == "seen")
+    with pytest.raises(UnlockFailedError, match="only a QR nobody scanned can be renewed"):
+        await fake_rig.unlock.renew(attempt.id)
+
+
+async def rig_paired_and_locked(rig: Rig) -> PhonePairingRecord:
+    record = await rig.pair()
+    await rig.core.lock()
+    return record
