@@ -8,20 +8,24 @@ the PWA do), so each test can make the phone misbehave precisely.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.clock import FakeClock
 from fixtures.pwa import served_copy
 
 from unlatch.agent.core import AgentCore
+from unlatch.desktop.clock import WALL_CLOCK, Clock
 from unlatch.desktop.errors import AppMismatchError
 from unlatch.desktop.identity import DesktopIdentity
 from unlatch.desktop.pairing import PairingService
 from unlatch.desktop.store import PairingStore
-from unlatch.desktop.unlock import PhoneUnlockService
+from unlatch.desktop.unlock import MESSAGES, PhoneUnlockService
 from unlatch.desktop.vault_port import CoreVault
 from unlatch.protocol import (
     InvalidState,
@@ -30,10 +34,11 @@ from unlatch.protocol import (
     PhonePairing,
     PhonePairingRecord,
     PhoneUnlock,
+    UnlockMode,
 )
 from unlatch.relay.client import RelayClient
 from unlatch.relay.device_key import DeviceKey
-from unlatch.relay.errors import ChannelGone, RelayError
+from unlatch.relay.errors import ChannelGone, RelayError, UnknownChannel
 from unlatch.vault import OWASP_MINIMUM
 from unlatch.vault.localkeys import LocalKeyStore
 
@@ -41,7 +46,10 @@ PASSWORD = "correct horse battery staple"
 
 
 class Rig:
-    def __init__(self, url: str, home: Path, *, websocket: bool = True) -> None:
+    def __init__(
+        self, url: str, home: Path, *, websocket: bool = True, clock: Clock = WALL_CLOCK
+    ) -> None:
+        self.clock = clock
         self.url = url
         self.core = AgentCore(home / "desktop" / "vault.db", idle_lock_seconds=0)
         self.identity = DesktopIdentity.load_or_create()
@@ -50,8 +58,12 @@ class Rig:
         )
         self.store = PairingStore()
         self.vault = CoreVault(self.core)
-        self.pairing = PairingService(self.identity, self.store, self.vault, self.relay)
-        self.unlock = PhoneUnlockService(self.store, self.vault, self.relay, ttl=30, renewals=0)
+        self.pairing = PairingService(
+            self.identity, self.store, self.vault, self.relay, clock=clock
+        )
+        self.unlock = PhoneUnlockService(
+            self.store, self.vault, self.relay, ttl=30, renewals=0, clock=clock
+        )
         self.phone_key = KeyPair.generate(os.urandom)
         self.phone_dev = DeviceKey.generate()
         self.phone = RelayClient(url, self.phone_dev, "phone", prefer_websocket=websocket)
@@ -67,7 +79,7 @@ class Rig:
             self.phone_key,
             "test phone",
             self.phone_dev.device_id,
-            now=int(time.time()),
+            now=self.now(),
         )
         await self.phone.post_hello(pp.channel_id, pp.hello_bytes)
         while session.state == "waiting":
@@ -80,10 +92,13 @@ class Rig:
         session, pp = await self.hello()
         confirm = asyncio.create_task(self.pairing.confirm(session.id))
         accept = await self.phone.wait_pairing_message(pp.channel_id, timeout=10)
-        self.record = pp.receive_accept(accept.data, now=int(time.time()))
+        self.record = pp.receive_accept(accept.data, now=self.now())
         await confirm
         await self.phone.register_pairing(self.record.keys.routing_id, self.identity.device_id)
         return self.record
+
+    def now(self) -> int:
+        return int(self.clock.now())
 
     async def finish(self, attempt: Any) -> str:
         while not attempt.final:
@@ -102,6 +117,21 @@ async def rig(relay: Any, unlatch_home: Path) -> Any:
     await r.start()
     yield r
     await r.close()
+
+
+@pytest.fixture
+async def fake_rig(relay: Any, unlatch_home: Path) -> Any:
+    """The services on a fake clock (the relay and the vault are real)."""
+    r = Rig(relay.url, unlatch_home, clock=FakeClock())
+    await r.start()
+    yield r
+    await r.close()
+
+
+async def until(rig: Rig, attempt: Any, done: Callable[[], bool]) -> None:
+    async with asyncio.timeout(20):
+        while not done():
+            await rig.unlock.wait(attempt.id, 1)
 
 
 async def slots(rig: Rig, kind: str = "phone") -> list[Any]:
@@ -199,30 +229,83 @@ async def test_desktop_reply_naming_another_request_fails_at_once(rig: Rig) -> N
     assert not rig.core.is_unlocked
 
 
-async def test_desktop_scanned_but_unanswered_request_expires(rig: Rig) -> None:
+async def test_desktop_scanned_but_unanswered_request_expires(fake_rig: Rig) -> None:
     """With QR renewals on (the UI's default), a scan stops the renewals; the request
     must still end as "expired" at its expiry instead of staying "seen" forever."""
+    rig, clock = fake_rig, fake_rig.clock
+    assert isinstance(clock, FakeClock)
     record = await rig.pair()
     await rig.core.lock()
-    rig.unlock.ttl, rig.unlock.renewals = 8, 4
+    rig.unlock.ttl, rig.unlock.renewals = 120, 4
     attempt = await rig.unlock.start()
-    pu = PhoneUnlock.from_qr(attempt.link, [record], rig.phone_key, now=int(time.time()))
+    pu = PhoneUnlock.from_qr(attempt.link, [record], rig.phone_key, now=rig.now())
     await rig.phone.post_seen(pu.request_id, pu.seen())
-    while attempt.state == "waiting":
-        await rig.unlock.wait(attempt.id, 10)
-    assert attempt.state == "seen"
+    await until(rig, attempt, lambda: attempt.state == "seen")
     expires_at = attempt.request.expires_at
-    async with asyncio.timeout(20):
-        assert await rig.finish(attempt) == "expired"
-    assert attempt.generation == 1  # a scanned request is not renewed
-    assert time.time() >= expires_at  # ended at the expiry, not before
+    await clock.advance(106)  # past the renewal time: a scanned request is not renewed
+    await asyncio.sleep(0.2)
+    assert attempt.state == "seen" and attempt.generation == 1
+    await clock.advance(expires_at - clock.now())
+    await asyncio.sleep(0.2)
+    assert attempt.state == "seen"  # not before its expiry
+    await clock.advance(1)
+    await until(rig, attempt, lambda: attempt.final)
+    assert attempt.state == "expired" and attempt.generation == 1
     assert not rig.core.is_unlocked
+    with pytest.raises((ChannelGone, UnknownChannel)):  # closed on the relay too
+        await rig.phone.post_reply(pu.request_id, pu.approve(now=rig.now() - 2))
+
+
+async def test_desktop_qr_renewal_on_a_fake_clock_and_the_predecessor_answers(
+    fake_rig: Rig,
+) -> None:
+    """The UI's defaults (120 s, 4 renewals), no real waiting: the QR is renewed 15 s
+    before expiry with a new request on the relay, and a phone that scanned the old QR
+    just before the swap still unlocks through it."""
+    rig, clock = fake_rig, fake_rig.clock
+    assert isinstance(clock, FakeClock)
+    record = await rig.pair()
+    await rig.core.lock()
+    rig.unlock.ttl, rig.unlock.renewals = 120, 4
+    attempt = await rig.unlock.start()
+    old_link, old_id = attempt.link, attempt.request.request_id
+    await clock.advance(104)
+    await asyncio.sleep(0.2)
+    assert attempt.generation == 1
+    await clock.advance(1)
+    await until(rig, attempt, lambda: attempt.generation == 2)
+    assert attempt.state == "waiting" and attempt.request.request_id != old_id
+    assert attempt.link != old_link
+    pu = PhoneUnlock.from_qr(old_link, [record], rig.phone_key, now=rig.now())
+    await rig.phone.post_seen(pu.request_id, pu.seen())
+    await rig.phone.post_reply(pu.request_id, pu.approve(now=rig.now()))
+    assert await rig.finish(attempt) == "approved"
+    assert attempt.request.request_id == old_id and attempt.generation == 3
+    assert rig.core.is_unlocked
+
+
+async def test_desktop_renewals_run_out_then_the_request_expires(fake_rig: Rig) -> None:
+    rig, clock = fake_rig, fake_rig.clock
+    assert isinstance(clock, FakeClock)
+    await rig.pair()
+    await rig.core.lock()
+    rig.unlock.ttl, rig.unlock.renewals = 120, 2
+    attempt = await rig.unlock.start()
+    started = clock.now()
+    ids = {attempt.request.request_id}
+    while not attempt.final:
+        await clock.advance(5)
+        await asyncio.sleep(0.05)
+        ids.add(attempt.request.request_id)
+        assert clock.now() - started < 400
+    await until(rig, attempt, lambda: attempt.final)
+    assert attempt.state == "expired" and len(ids) == 3 and attempt.generation == 3
+    assert clock.now() - started >= 2 * 105 + 120  # two renewals, then the last life
 
 
 async def test_desktop_revoke_withdraws_the_pending_request(rig: Rig) -> None:
     """Revoked while its request waits: the request ends now ("failed", saying why) and
     its relay channel is closed, so the phone's answer is refused by the relay."""
-    from unlatch.relay.errors import UnknownChannel
 
     record = await rig.pair()
     await rig.core.lock()
@@ -257,10 +340,12 @@ async def test_desktop_reply_from_a_phone_revoked_elsewhere_fails_clearly(rig: R
     assert not rig.core.is_unlocked
 
 
-async def test_desktop_ended_attempts_keep_no_copy_of_their_secrets(rig: Rig) -> None:
+async def test_desktop_ended_attempts_keep_no_copy_of_their_secrets(fake_rig: Rig) -> None:
     """The protocol objects forget S and the QR secret in their final states; the
     services keep no copy either (their QR links are derived, not stored), also when
-    a pairing code expires unused."""
+    a pairing code expires unused (on the fake clock: no real waiting)."""
+    rig, clock = fake_rig, fake_rig.clock
+    assert isinstance(clock, FakeClock)
     await rig.pair()
     (paired,) = rig.pairing.sessions.values()
     assert paired.state == "done"
@@ -268,17 +353,20 @@ async def test_desktop_ended_attempts_keep_no_copy_of_their_secrets(rig: Rig) ->
         paired.link  # the property is what is tested
     await rig.core.lock()
     attempt = await rig.unlock.start()
-    pu = PhoneUnlock.from_qr(attempt.link, [rig.record], rig.phone_key, now=int(time.time()))
-    await rig.phone.post_reply(pu.request_id, pu.approve(now=int(time.time())))
+    pu = PhoneUnlock.from_qr(attempt.link, [rig.record], rig.phone_key, now=rig.now())
+    await rig.phone.post_reply(pu.request_id, pu.approve(now=rig.now()))
     assert await rig.finish(attempt) == "approved"
     assert attempt.link is None and attempt.request.qr_bytes is None
 
-    rig.pairing.ttl = 3
     unused = await rig.pairing.start()
     assert unused.link.startswith(rig.url)
-    async with asyncio.timeout(30):
+    await clock.advance(unused.expires_at - clock.now())
+    await asyncio.sleep(0.2)
+    assert unused.state == "waiting"  # not before its expiry
+    await clock.advance(1)
+    async with asyncio.timeout(20):
         while not unused.final:
-            await rig.pairing.wait(unused.id, 10)
+            await rig.pairing.wait(unused.id, 1)
     assert unused.state == "expired"
     assert unused.desktop.state is PairingState.FAILED
     with pytest.raises(InvalidState):
@@ -348,3 +436,48 @@ async def test_desktop_pairing_link_points_at_the_app_origin_it_checked(
             await rig.pairing.start()
     finally:
         await rig.close()
+
+
+async def test_desktop_renew_by_hand_and_not_once_scanned(fake_rig: Rig) -> None:
+    from unlatch.desktop.errors import UnlockFailedError
+
+    record = await rig_paired_and_locked(fake_rig)
+    attempt = await fake_rig.unlock.start()
+    first = attempt.link
+    await fake_rig.unlock.renew(attempt.id)
+    await until(fake_rig, attempt, lambda: attempt.generation == 2)
+    assert attempt.link != first and attempt.state == "waiting"
+    pu = PhoneUnlock.from_qr(attempt.link, [record], fake_rig.phone_key, now=fake_rig.now())
+    await fake_rig.phone.post_seen(pu.request_id, pu.seen())
+    await until(fake_rig, attempt, lambda: attempt.state == "seen")
+    with pytest.raises(UnlockFailedError, match="only a QR nobody scanned can be renewed"):
+        await fake_rig.unlock.renew(attempt.id)
+
+
+async def rig_paired_and_locked(rig: Rig) -> PhonePairingRecord:
+    record = await rig.pair()
+    await rig.core.lock()
+    return record
+
+
+async def test_desktop_learns_the_phone_policy_from_its_reply_and_asks_accordingly(
+    rig: Rig,
+) -> None:
+    """The setting is a wish: a QR until a reply says the phone allows number matching;
+    the driver records what the session learnt, and the next press asks for a number."""
+    record = await rig.pair()
+    allowing = dataclasses.replace(record, allow_number_matching=True)  # allowed on the phone
+    await rig.core.lock()
+    attempt = await rig.unlock.start(number_matching=True)
+    assert attempt.mode is UnlockMode.SCAN and attempt.message == MESSAGES["scan_only"]
+    pu = PhoneUnlock.from_qr(attempt.link, [allowing], rig.phone_key, now=rig.now())
+    await rig.phone.post_reply(pu.request_id, pu.approve(now=rig.now()))
+    assert await rig.finish(attempt) == "approved"
+    (phone,) = rig.store.all()
+    assert phone.allows_number_matching and attempt.phone.allows_number_matching
+
+    await rig.core.lock()
+    second = await rig.unlock.start(number_matching=True)
+    assert second.mode is UnlockMode.NUMBER_MATCH and second.link is None
+    assert second.message == MESSAGES["waiting_number"]
+    await rig.unlock.cancel(second.id)

@@ -161,7 +161,8 @@ def test_e2e_expired_request_offers_new_one(
     desktop = desktop_env(shared_relay.url)
     phone = phone_factory("phone")
     page = browser.new_page()
-    page.goto(desktop.start_ui("--unlock-ttl", "20", "--qr-renewals", "0"))
+    # A short real life: the timing itself is tested on a fake clock in test_desktop_services.
+    page.goto(desktop.start_ui("--unlock-ttl", "10", "--qr-renewals", "0"))
     pair_through_ui(page, phone, tmp_path)
     lock(page)
     old = request_qr(page, tmp_path, "old.png")
@@ -186,7 +187,10 @@ def test_e2e_scanned_but_unanswered_request_ends_expired(
     desktop = desktop_env(shared_relay.url)
     phone = phone_factory("phone")
     page = browser.new_page()
-    page.goto(desktop.start_ui("--unlock-ttl", "20", "--qr-renewals", "4"))
+    # Renewals at 10 s lives come 2 s before expiry; the phone may scan the first QR or
+    # its renewal (a predecessor stays answerable). The default 120 s life: on a fake
+    # clock in test_desktop_services.
+    page.goto(desktop.start_ui("--unlock-ttl", "10", "--qr-renewals", "4"))
     pair_through_ui(page, phone, tmp_path)
     lock(page)
     png = request_qr(page, tmp_path)
@@ -319,7 +323,8 @@ def test_e2e_qr_is_renewed_before_it_expires(
     desktop = desktop_env(shared_relay.url)
     phone = phone_factory("phone")
     page = browser.new_page()
-    page.goto(desktop.start_ui("--unlock-ttl", "24", "--qr-renewals", "1"))  # renews at ~18 s
+    # renews at ~9 s (12 // 4 s before expiry); the default 120 s: fake clock, test_desktop_services
+    page.goto(desktop.start_ui("--unlock-ttl", "12", "--qr-renewals", "1"))
     pair_through_ui(page, phone, tmp_path)
     lock(page)
     request_qr(page, tmp_path, "first.png")

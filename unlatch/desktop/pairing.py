@@ -1,10 +1,12 @@
 """PairingService: pair a phone, end to end, from the desktop's side.
 
-One :class:`PairingSession` per attempt::
+What happens to an attempt, and when, is decided by the sans-IO
+:class:`~unlatch.desktop.sessions.pairing.PairingSession`; this module is
+its asyncio driver (one :class:`PairingAttempt` per attempt)::
 
     start()        the app at the link's origin is this desktop's build (appcheck)
                    -> DesktopPairing offer -> relay pairing channel -> QR link
-    (background)   wait for the phone's hello on the channel (resumable socket)
+    (background)   follow the channel for the phone's hello (resumable socket)
                    -> verification code shown, state "confirm"
     confirm()      user says the codes match:
                    K_L created -> KEK = phone_slot_kek(K_P, K_L, pairing_id)
@@ -23,14 +25,35 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from unlatch.desktop.appcheck import check_app
+from unlatch.desktop.clock import WALL_CLOCK, Clock
+from unlatch.desktop.driver import FOLLOW_SLACK, SessionDriver
 from unlatch.desktop.errors import PairingFailedError
 from unlatch.desktop.identity import DesktopIdentity, check_name
 from unlatch.desktop.notifier import Notifier
+from unlatch.desktop.sessions.base import Cancel, Command, Event, Restart, SessionError, Start
+from unlatch.desktop.sessions.pairing import (
+    AppChecked,
+    AppCheckFailed,
+    ChannelClosed,
+    ChannelCreated,
+    ChannelCreateFailed,
+    CheckApp,
+    CloseChannel,
+    Confirm,
+    CreateChannel,
+    FollowChannel,
+    Hello,
+    PairingSession,
+    PairingStage,
+    Reject,
+    Saved,
+    SaveFailed,
+    SavePairing,
+    ShowView,
+)
 from unlatch.desktop.store import PairedPhone, PairingStore, local_ref_of, phone_id_of
 from unlatch.desktop.vault_port import VaultPort
 from unlatch.errors import UnlatchError
@@ -38,40 +61,56 @@ from unlatch.protocol import (
     DEFAULT_PAIRING_TTL,
     DesktopPairing,
     PendingPhone,
-    ProtocolError,
     app_link,
     phone_slot_kek,
 )
 from unlatch.protocol.encoding import b64e
-from unlatch.relay.client import RelayClient
-from unlatch.relay.errors import ChannelExpired, ChannelGone, RelayError
+from unlatch.relay.client import ChannelMessage, RelayClient
+from unlatch.relay.errors import RelayError
 from unlatch.vault import KIND_PHONE, VaultLockedError
 from unlatch.vault.localkeys import LocalKeyStore
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class PairingSession:
-    """One pairing attempt as the UI and CLI see it."""
+class PairingAttempt(SessionDriver):
+    """One pairing attempt as the UI and CLI see it: the session, its driver, its view."""
 
-    id: str
-    desktop: DesktopPairing
-    app_base: str  # the phone app's URL, where the QR's link points (checked by appcheck)
-    state: str = "waiting"  # waiting | confirm | done | rejected | expired | failed
-    message: str = ""
-    pending: PendingPhone | None = None
-    phone: PairedPhone | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
+    session: PairingSession
+
+    def __init__(self, service: PairingService, session: PairingSession) -> None:
+        super().__init__(session, service)
+        self.id = secrets.token_urlsafe(12)
+        self.service = service
+        self.phone: PairedPhone | None = None
+        self.first_error: UnlatchError | None = None  # why the app or the channel was refused
+        self.save_error: BaseException | None = None  # why confirm() failed
+
+    @property
+    def app_base(self) -> str:
+        """The phone app the QR links to: the one the session checked."""
+        return self.session.app_url
+
+    @property
+    def desktop(self) -> DesktopPairing:
+        assert self.session.desktop is not None
+        return self.session.desktop
+
+    @property
+    def state(self) -> str:
+        return self.session.state.public
+
+    @property
+    def message(self) -> str:
+        return self.session.message
+
+    @property
+    def pending(self) -> PendingPhone | None:
+        return self.session.pending
 
     @property
     def expires_at(self) -> int:
-        return self.desktop.expires_at
-
-    @property
-    def final(self) -> bool:
-        return self.state in ("done", "rejected", "expired", "failed")
+        return self.session.expires_at
 
     @property
     def link(self) -> str:
@@ -95,6 +134,51 @@ class PairingSession:
             "phone": self.phone.public_view() if self.phone else None,
         }
 
+    async def execute(self, command: Command) -> None:
+        relay = self.service.relay
+        if isinstance(command, CheckApp):
+            try:
+                await check_app(command.app_url)
+            except UnlatchError as exc:  # AppMismatchError names the origin; AppBuildError
+                self.first_error = exc
+                await self.feed(AppCheckFailed(str(exc)))
+            else:
+                await self.feed(AppChecked(self.clock.now()))
+        elif isinstance(command, CreateChannel):
+            try:
+                await relay.create_pairing_channel(command.channel, command.ttl)
+            except UnlatchError as exc:
+                self.first_error = exc
+                await self.feed(ChannelCreateFailed(command.channel, str(exc)))
+            else:
+                await self.feed(ChannelCreated(command.channel))
+        elif isinstance(command, FollowChannel):
+            channel = command.channel
+            timeout = self.session.ttl + FOLLOW_SLACK
+            self.follow("pairing", channel, timeout, self._read, lambda: ChannelClosed(channel))
+        elif isinstance(command, CloseChannel):
+            self.unfollow(command.channel)
+            with contextlib.suppress(UnlatchError):
+                await relay.close_pairing_channel(command.channel)
+        elif isinstance(command, SavePairing):
+            try:
+                self.phone = await self.service.save(command, self.desktop.channel_id)
+            except BaseException as exc:
+                self.save_error = exc
+                message = str(exc) if isinstance(exc, UnlatchError) else "pairing failed"
+                await self.feed(SaveFailed(message))
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                await self.feed(Saved(command.label))
+        elif isinstance(command, ShowView):
+            self.shown()
+        else:
+            await super().execute(command)
+
+    def _read(self, msg: ChannelMessage) -> Event | None:
+        return Hello(msg.data, msg.sender, self.clock.now()) if msg.type == "hello" else None
+
 
 class PairingService:
     """Pairs phones with this desktop, and revokes or renames them."""
@@ -109,6 +193,7 @@ class PairingService:
         local_keys: LocalKeyStore | None = None,
         notifier: Notifier | None = None,
         ttl: int = DEFAULT_PAIRING_TTL,
+        clock: Clock = WALL_CLOCK,
         app_url: str = "",
     ) -> None:
         self.identity = identity
@@ -119,11 +204,8 @@ class PairingService:
         self.local_keys = local_keys or LocalKeyStore()
         self.notifier = notifier or Notifier()
         self.ttl = ttl
-        self.sessions: dict[str, PairingSession] = {}
-
-    def _changed(self, session: PairingSession) -> None:
-        session.changed.set()
-        self.notifier.bump()
+        self.clock = clock
+        self.sessions: dict[str, PairingAttempt] = {}
 
     # -------------------------------------------------------------- pairing
 
@@ -131,94 +213,66 @@ class PairingService:
     def app_base(self) -> str:
         return self.app_url or self.relay.base_url + "/app/"
 
-    async def start(self) -> PairingSession:
+    async def start(self) -> PairingAttempt:
         """Check the app the link opens, make a pairing offer, open its relay channel, wait.
 
-        The check comes first: a link to an app origin that serves other code
-        than this desktop's build is never shown (AppMismatchError names it).
+        The check comes first (the session's ``checking`` state): a link to an
+        app origin that serves other code than this desktop's build is never
+        shown, and no offer or channel is made for it (AppMismatchError names
+        the origin). An earlier open attempt is cancelled before the check.
         """
         if not await self.vault.is_unlocked():
             raise VaultLockedError("unlock the vault first: pairing adds a key slot to it")
-        app_base = self.app_base
-        await check_app(app_base)
         for old in list(self.sessions.values()):
-            if not old.final:
-                await self.cancel(old.id)
-        dp = DesktopPairing(
-            self.identity.keypair, self.relay.base_url, now=int(time.time()), ttl=self.ttl
+            await old.feed(Cancel())
+        session = PairingSession(
+            self.identity.keypair, self.relay.base_url, ttl=self.ttl, app_url=self.app_base
         )
-        await self.relay.create_pairing_channel(dp.channel_id, self.ttl)
-        session = PairingSession(secrets.token_urlsafe(12), dp, app_base)
+        attempt = PairingAttempt(self, session)
+        await attempt.feed(Start(self.clock.now()))
+        if attempt.first_error is not None:
+            raise attempt.first_error
         self.sessions = {k: v for k, v in self.sessions.items() if not v.final}
-        self.sessions[session.id] = session
-        session.task = asyncio.create_task(self._wait_hello(session))
+        self.sessions[attempt.id] = attempt
+        attempt.launch()
         self.notifier.bump()
-        return session
+        return attempt
 
-    def get(self, session_id: str) -> PairingSession:
+    def get(self, session_id: str) -> PairingAttempt:
         try:
             return self.sessions[session_id]
         except KeyError:
             raise PairingFailedError("no such pairing attempt (it ended): start again") from None
 
-    async def _wait_hello(self, session: PairingSession) -> None:
-        dp = session.desktop
-        try:
-            async with asyncio.timeout(max(1.0, dp.expires_at - time.time())):
-                async for msg in self.relay.channel_messages(
-                    "pairing", dp.channel_id, timeout=dp.expires_at - time.time()
-                ):
-                    if msg.type != "hello":
-                        continue
-                    pending = dp.receive_hello(msg.data, now=int(time.time()))
-                    if msg.sender and msg.sender != pending.phone_device_id:
-                        raise PairingFailedError(
-                            "the phone's relay identity does not match its hello"
-                        )
-                    session.pending = pending
-                    session.state = "confirm"
-                    session.message = "compare the codes on both screens"
-                    self._changed(session)
-                    return
-        except (TimeoutError, ChannelExpired, ChannelGone):
-            dp.reject()  # forget S and the offer: nothing can come any more
-            self._end(session, "expired", "the pairing code expired: start again")
-        except (ProtocolError, UnlatchError) as exc:
-            dp.reject()
-            self._end(session, "failed", str(exc))
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # never leave the UI spinning on an unexpected fault
-            log.exception("pairing wait failed")
-            self._end(session, "failed", "pairing failed unexpectedly (see the agent log)")
-
-    def _end(self, session: PairingSession, state: str, message: str) -> None:
-        if not session.final:
-            session.state, session.message = state, message
-            self._changed(session)
-
-    async def wait(self, session_id: str, timeout: float) -> PairingSession:
-        """Wait until the session changes (or ``timeout``); returns it."""
-        session = self.get(session_id)
-        session.changed.clear()
+    async def wait(self, session_id: str, timeout: float) -> PairingAttempt:
+        """Wait until the attempt changes (or ``timeout``); returns it."""
+        attempt = self.get(session_id)
+        attempt.changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(session.changed.wait(), timeout)
-        return session
+            await asyncio.wait_for(attempt.changed.wait(), timeout)
+        return attempt
 
     async def confirm(self, session_id: str, label: str | None = None) -> PairedPhone:
         """The user confirmed matching codes: make the slot, keep the record, tell the phone."""
-        session = self.get(session_id)
-        if session.state != "confirm" or session.pending is None:
-            raise PairingFailedError(f"this pairing is {session.state}: nothing to confirm")
-        label = check_name(label or session.pending.phone_name)
-        dp = session.desktop
-        try:
-            accept, record, share = dp.confirm(
-                self.identity.name, self.identity.device_id, now=int(time.time())
-            )
-        except ProtocolError as exc:
-            self._end(session, "failed", str(exc))
-            raise
+        attempt = self.get(session_id)
+        pending = attempt.pending
+        if attempt.session.state is not PairingStage.CONFIRM or pending is None:
+            raise PairingFailedError(f"this pairing is {attempt.state}: nothing to confirm")
+        label = check_name(label or pending.phone_name)
+        now = self.clock.now()
+        await attempt.feed(Confirm(label, self.identity.name, self.identity.device_id, now))
+        if attempt.save_error is not None:
+            raise attempt.save_error
+        if attempt.phone is None:  # the protocol refused (e.g. the code expired)
+            raise PairingFailedError(attempt.message)
+        return attempt.phone
+
+    async def save(self, command: SavePairing, channel_id: bytes) -> PairedPhone:
+        """K_L, the vault slot, the record, the accept and the relay registration.
+
+        Everything is rolled back if any step fails (or is cancelled).
+        """
+        record, share, label = command.record, command.share, command.label
         ref = local_ref_of(record)
         slot_id: str | None = None
         try:
@@ -231,18 +285,13 @@ class PairingService:
             }
             slot_id = await self.vault.add_slot(KIND_PHONE, label, kek, meta)
             del kek
-            phone = PairedPhone(record, slot_id, self.relay.base_url, label, int(time.time()))
+            phone = PairedPhone(record, slot_id, self.relay.base_url, label, int(self.clock.now()))
             self.store.add(phone)
-            await self.relay.post_accept(dp.channel_id, accept)
+            await self.relay.post_accept(channel_id, command.accept)
             await self.relay.register_pairing(record.keys.routing_id, record.phone_device_id)
-        except BaseException as exc:
+        except BaseException:
             await self._rollback(ref, slot_id, record)
-            message = str(exc) if isinstance(exc, UnlatchError) else "pairing failed"
-            self._end(session, "failed", message)
             raise
-        session.phone = phone
-        session.state, session.message = "done", f"{label} is paired"
-        self._changed(session)
         return phone
 
     async def _rollback(self, ref: str, slot_id: str | None, record: Any) -> None:
@@ -256,24 +305,20 @@ class PairingService:
 
     async def reject(self, session_id: str) -> None:
         """The codes differ (or the user changed their mind): keep nothing."""
-        session = self.get(session_id)
-        session.desktop.reject()
-        self._end(session, "rejected", "pairing cancelled: nothing was saved")
-        await self._close_channel(session)
+        attempt = self.get(session_id)
+        try:
+            await attempt.feed(Reject())
+        except SessionError as exc:
+            raise PairingFailedError(str(exc)) from None
 
     async def cancel(self, session_id: str) -> None:
         """Abandon an attempt (a new one started, or the page closed the dialog)."""
-        session = self.get(session_id)
-        if session.task is not None:
-            session.task.cancel()
-        if not session.final:
-            session.desktop.reject()
-            self._end(session, "rejected", "pairing cancelled")
-        await self._close_channel(session)
+        await self.get(session_id).feed(Cancel())
 
-    async def _close_channel(self, session: PairingSession) -> None:
-        with contextlib.suppress(UnlatchError):
-            await self.relay.close_pairing_channel(session.desktop.channel_id)
+    async def restart(self) -> None:
+        """The desktop stops or changes relay: end every open attempt, close its channel."""
+        for attempt in list(self.sessions.values()):
+            await attempt.feed(Restart())
 
     # ------------------------------------------------------- paired phones
 

@@ -124,6 +124,9 @@ class DesktopRuntime:
         url = check_relay_url(url)
         self.settings.relay_url = url
         self.settings.save()
+        # Open attempts live on the old relay: end them there (their channels closed).
+        await self.unlock.restart()
+        await self.pairing.restart()
         old = self.relay
         self.relay = RelayClient(url, self.identity.relay_key, "desktop")
         self.pairing.relay = self.relay
@@ -187,11 +190,12 @@ class DesktopRuntime:
         return path
 
     async def stop(self) -> None:
-        """Stop the web server and the waiters (agent shutdown)."""
+        """Stop the web server and the attempts, closing their relay channels (agent shutdown)."""
         self.security.close()
-        if self.unlock.current is not None and not self.unlock.current.final:
-            with contextlib.suppress(Exception):
-                await self.unlock.cancel(self.unlock.current.id)
+        with contextlib.suppress(Exception):
+            await self.unlock.restart()
+        with contextlib.suppress(Exception):
+            await self.pairing.restart()
         if self._server is not None:
             self._server.should_exit = True
         if self._serve_task is not None:
