@@ -341,6 +341,8 @@ async def test_expired_qr_and_refused_pairing(relay, phone, tmp_path) -> None:
     await desktop.relay.close_pairing_channel(dp.channel_id)
     _, err = await asyncio.wait_for(proc.communicate(), 40)
     assert proc.returncode != 0 and b"did not confirm" in err and b"Traceback" not in err
+    # without a terminal for its live line, pair still said what it was waiting for
+    assert b"Waiting for the desktop to confirm the code (until " in err
     assert json.loads((await other.run("list", "--json")).out) == []
     await desktop.relay.aclose()
 

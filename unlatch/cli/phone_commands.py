@@ -224,6 +224,10 @@ def pair_command(
         ticker = None
         if sys.stderr.isatty() and not as_json:
             ticker = asyncio.create_task(_status_line(attempt.expires_at))
+        elif not as_json:
+            # no terminal for a live line (a script, a log): say once what we wait for
+            until = time.strftime("%H:%M:%S", time.localtime(attempt.expires_at))
+            click.echo(f"Waiting for the desktop to confirm the code (until {until})...", err=True)
         try:
             return await attempt.finish(timeout)
         finally:
@@ -242,7 +246,8 @@ def pair_command(
             "push_registered": result.push_registered,
         },
         [
-            f"Paired with “{result.pairing.label}” (id {summary['id']}).",
+            f"Paired with “{result.pairing.label}” (desktop id {summary['id']} on this phone:"
+            " other commands accept it in place of the name).",
             "The relay links the pairing once the desktop registers it too."
             if result.relay_state != "linked"
             else "The relay has linked the pairing.",

@@ -27,11 +27,19 @@ from unlatch.protocol.errors import MalformedMessage, UnexpectedMessage, Unsuppo
 
 @dataclass(frozen=True)
 class Field:
-    """One field of a message layout: a name (for errors) and its length bounds."""
+    """One field of a message layout: its name, length bounds, value kind and meaning.
+
+    ``kind`` says how a value becomes bytes and back (see
+    :mod:`unlatch.protocol.messages`: ``bytes``, ``u64``, ``ttl``, ``mode``,
+    ``url``, ``name``, ``device_id``, ``opt_u8``, ``u8s``, ``padding``);
+    ``doc`` is the meaning column of docs/protocol.md's field tables.
+    """
 
     name: str
     min_len: int
     max_len: int
+    kind: str = "bytes"
+    doc: str = ""
 
 
 def lp(data: bytes) -> bytes:

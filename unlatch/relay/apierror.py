@@ -1,7 +1,9 @@
 """The one exception routes raise to answer a client with a 4xx JSON error.
 
-Every refusal in the relay becomes ``{"error": code, "message": text}`` with
-a fixed status, so clients (the Python client's typed errors, the PWA) switch
+Every refusal in the relay becomes ``{"error": code, "message": text}``; the
+code's HTTP status, WebSocket close code and default message come from the
+registry (``errors.json``, :data:`unlatch.relay.errors.CODES`), never from the
+raising site, so clients (the Python client's typed errors, the PWA) switch
 on ``error`` and show ``message``. Messages never quote client input.
 """
 
@@ -9,22 +11,32 @@ from __future__ import annotations
 
 import math
 
+from unlatch.relay.errors import CODES
+
 
 class ApiError(Exception):
-    """An expected refusal: status, stable code, human message, extra JSON fields."""
+    """An expected refusal: a registry code, an optional specific message, extra JSON fields.
+
+    A code the registry does not hold raises ``KeyError`` at once, so it
+    cannot reach a client.
+    """
 
     def __init__(
         self,
-        status: int,
         code: str,
-        message: str,
+        message: str | None = None,
         *,
         retry_after: float | None = None,
         close_connection: bool = False,
         **extra: object,
     ) -> None:
+        entry = CODES[code]
+        if entry.status is None:
+            raise ValueError(f"{code} is a client-side code; the relay never sends it")
+        message = message or entry.message
         super().__init__(message)
-        self.status = status
+        self.status: int = entry.status
+        self.ws_close: int = entry.ws_close or CODES["bad_request"].ws_close or 4400
         self.code = code
         self.message = message
         self.retry_after = retry_after
@@ -54,22 +66,22 @@ class ApiError(Exception):
 
 
 def bad_request(message: str) -> ApiError:
-    return ApiError(400, "bad_request", message)
+    return ApiError("bad_request", message)
 
 
 def too_large(message: str) -> ApiError:
-    return ApiError(413, "too_large", message)
+    return ApiError("too_large", message)
 
 
 def unauthorized(
     message: str = "authenticate first (missing, unknown or expired session)",
 ) -> ApiError:
-    return ApiError(401, "unauthorized", message)
+    return ApiError("unauthorized", message)
 
 
 def forbidden(message: str) -> ApiError:
-    return ApiError(403, "forbidden", message)
+    return ApiError("forbidden", message)
 
 
 def unknown_channel() -> ApiError:
-    return ApiError(404, "unknown_channel", "no such channel on this relay")
+    return ApiError("unknown_channel", "no such channel on this relay")

@@ -29,11 +29,21 @@ from unlatch.push import InvalidPushTarget
 from unlatch.relay.apierror import ApiError, bad_request
 from unlatch.relay.bus import open_bus
 from unlatch.relay.codec import b64e
-from unlatch.relay.config import RelayConfig
+from unlatch.relay.config import (
+    DEFAULT_WAIT,
+    MAX_AFTER,
+    MAX_PAIRING_MESSAGE,
+    MAX_PUSH_PAYLOAD,
+    MAX_REPLY,
+    MAX_SEEN,
+    MAX_WAIT,
+    RelayConfig,
+)
 from unlatch.relay.errors import RelayConfigError
 from unlatch.relay.logs import log
 from unlatch.relay.metrics import RelayMetrics
 from unlatch.relay.models import Device, DeviceKind
+from unlatch.relay.openapi import info_document, openapi_document
 from unlatch.relay.proxy import client_address
 from unlatch.relay.push_gateway import parse_target
 from unlatch.relay.ratelimit import open_limiter
@@ -43,11 +53,6 @@ from unlatch.relay.store import open_store
 from unlatch.relay.validate import Fields, bearer_token, path_id, query_int, read_json
 from unlatch.relay.ws import Sockets
 
-MAX_PAIRING_MESSAGE = 4096
-MAX_PUSH_PAYLOAD = 1024
-MAX_SEEN = 256
-MAX_REPLY = 1024
-MAX_WAIT = 30
 API_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 
 
@@ -90,7 +95,7 @@ class Relay:
     async def device(self, request: Request, kind: DeviceKind | None = None) -> Device:
         device = await self.service.authenticate(bearer_token(request))
         if kind is not None and device.kind != kind:
-            raise ApiError(403, "forbidden", f"only a {kind} may do this")
+            raise ApiError("forbidden", f"only a {kind} may do this")
         return device
 
     # auth and devices -------------------------------------------------------------
@@ -142,7 +147,7 @@ class Relay:
 
     async def vapid_key(self, request: Request) -> Response:
         if self.service.push is None:
-            raise ApiError(503, "push_unavailable", "push is disabled on this relay")
+            raise ApiError("push_unavailable", "push is disabled on this relay")
         return ok({"public_key": self.service.push.public_key_b64url})
 
     # pairing channels -----------------------------------------------------------------
@@ -157,7 +162,7 @@ class Relay:
     async def pairing_post(self, request: Request) -> Response:
         msg_type = request.path_params["msg_type"]
         if msg_type not in ("hello", "accept"):
-            raise ApiError(404, "not_found", "no such route")
+            raise ApiError("not_found", "no such route")
         device = await self.device(request)
         channel_id = path_id(request, "channel_id")
         f = Fields(await self.body(request), {"data"})
@@ -176,8 +181,8 @@ class Relay:
     async def _wait(self, request: Request, kind: Any) -> Response:
         device = await self.device(request)
         channel_id = path_id(request, "channel_id")
-        after = query_int(request, "after", 0, 0, 2**31)
-        timeout = query_int(request, "timeout", 25, 0, MAX_WAIT)
+        after = query_int(request, "after", 0, 0, MAX_AFTER)
+        timeout = query_int(request, "timeout", DEFAULT_WAIT, 0, MAX_WAIT)
         msgs, ch = await self.service.wait(device, channel_id, kind, after, float(timeout))
         now = time.time()
         return ok(
@@ -196,6 +201,11 @@ class Relay:
         peer = f.text("peer_device_id", max_len=22)
         return ok(await self.service.register_pairing(device, routing_id, peer))
 
+    async def pairings(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.pairings_register(request)
+        return await self.pairings_list(request)
+
     async def pairings_list(self, request: Request) -> Response:
         device = await self.device(request)
         return ok({"pairings": await self.service.list_pairings(device)})
@@ -208,7 +218,7 @@ class Relay:
     async def pairings_block(self, request: Request) -> Response:
         action = request.path_params["action"]
         if action not in ("block", "unblock"):
-            raise ApiError(404, "not_found", "no such route")
+            raise ApiError("not_found", "no such route")
         device = await self.device(request)
         Fields(await self.body(request), set())
         routing_id = path_id(request, "routing_id")
@@ -221,7 +231,13 @@ class Relay:
         request_id = f.b64("request_id", exact=16)
         routing_id = f.b64("routing_id", exact=16)
         push = f.b64("push", max_len=MAX_PUSH_PAYLOAD)
-        ttl = f.opt_int("ttl", 1, self.config.unlock_ttl)
+        ttl = f.opt_int("ttl", 1, 600)
+        if ttl is not None and ttl > self.config.unlock_ttl:
+            raise bad_request(
+                f"'ttl' {ttl} s is over this relay's unlock lifetime of {self.config.unlock_ttl} s"
+                f" (GET /v1/info: limits.unlock_ttl_max); set the desktop's unlock_ttl to"
+                f" {self.config.unlock_ttl} or less"
+            )
         result = await self.service.create_unlock(
             device,
             request_id,
@@ -244,7 +260,7 @@ class Relay:
     async def unlock_post(self, request: Request) -> Response:
         msg_type = request.path_params["msg_type"]
         if msg_type not in ("seen", "reply"):
-            raise ApiError(404, "not_found", "no such route")
+            raise ApiError("not_found", "no such route")
         device = await self.device(request)
         channel_id = path_id(request, "channel_id")
         f = Fields(await self.body(request), {"data"})
@@ -254,6 +270,11 @@ class Relay:
 
     async def unlock_wait(self, request: Request) -> Response:
         return await self._wait(request, "unlock")
+
+    async def unlock_channel(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            return await self.unlock_delete(request)
+        return await self.unlock_get(request)
 
     async def unlock_delete(self, request: Request) -> Response:
         device = await self.device(request)
@@ -266,8 +287,13 @@ class Relay:
             await self.service.store.ping()
         except Exception as exc:  # noqa: BLE001 - report, never crash, on a sick store
             log("health check failed", logging.ERROR, error=type(exc).__name__)
-            return JSONResponse({"ok": False, "error": "store_unavailable"}, status_code=503)
+            err = ApiError("store_unavailable")
+            return JSONResponse({"ok": False, "error": err.code}, status_code=err.status)
         return ok({"ok": True, "version": __version__})
+
+    async def info(self, request: Request) -> Response:
+        """What a client must follow on this relay (docs/relay.md "Limits"), before it acts."""
+        return ok(info_document(self.config))
 
     async def metrics_endpoint(self, request: Request) -> Response:
         counts = await self.service.store.count_open_channels()
@@ -276,9 +302,8 @@ class Relay:
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def openapi(self, request: Request) -> Response:
-        from unlatch.relay.openapi import openapi_document
 
-        return ok(openapi_document(self.config.public_url))
+        return ok(openapi_document(self.config))
 
     async def root(self, request: Request) -> Response:
         return RedirectResponse(self.config.app_url or "/app/", status_code=307)
@@ -304,6 +329,7 @@ class Relay:
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/v1/info", self.info, methods=["GET"]),
             Route("/v1/auth/challenge", self.auth_challenge, methods=["POST"]),
             Route("/v1/auth/session", self.auth_session, methods=["POST"]),
             Route("/v1/devices/me", self.device_me, methods=["GET"]),
@@ -314,16 +340,15 @@ class Relay:
             Route("/v1/pairing/{channel_id}/{msg_type}", self.pairing_post, methods=["POST"]),
             Route("/v1/pairing/{channel_id}", self.pairing_delete, methods=["DELETE"]),
             WebSocketRoute("/v1/pairing/{channel_id}/ws", self.ws_pairing),
-            Route("/v1/pairings", self.pairings_register, methods=["POST"]),
-            Route("/v1/pairings", self.pairings_list, methods=["GET"]),
+            # one Route per path, so a 405's Allow header lists every method of the path
+            Route("/v1/pairings", self.pairings, methods=["GET", "POST"]),
             Route("/v1/pairings/{routing_id}", self.pairings_delete, methods=["DELETE"]),
             Route("/v1/pairings/{routing_id}/{action}", self.pairings_block, methods=["POST"]),
             Route("/v1/unlock", self.unlock_create, methods=["POST"]),
             Route("/v1/unlock/pending", self.unlock_pending, methods=["GET"]),
             Route("/v1/unlock/{channel_id}/wait", self.unlock_wait, methods=["GET"]),
             Route("/v1/unlock/{channel_id}/{msg_type}", self.unlock_post, methods=["POST"]),
-            Route("/v1/unlock/{channel_id}", self.unlock_get, methods=["GET"]),
-            Route("/v1/unlock/{channel_id}", self.unlock_delete, methods=["DELETE"]),
+            Route("/v1/unlock/{channel_id}", self.unlock_channel, methods=["GET", "DELETE"]),
             WebSocketRoute("/v1/unlock/{channel_id}/ws", self.ws_unlock),
             WebSocketRoute("/v1/listen", self.ws_listen),
             self._app_route(),
@@ -372,9 +397,8 @@ class AccessLog:
             log("internal error", logging.ERROR, error=f"{type(exc).__name__} at {where}")
             if status == 0:
                 status = 500
-                response = JSONResponse(
-                    {"error": "internal", "message": "the relay failed; try again"}, status_code=500
-                )
+                err = ApiError("internal")
+                response = JSONResponse(err.body(), status_code=err.status)
                 with contextlib.suppress(Exception):
                     await response(scope, receive, send)
         finally:
@@ -401,13 +425,12 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 as registry errors; a 405 keeps its ``Allow`` header (RFC 9110)."""
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
-    message = {404: "no such route", 405: "method not allowed on this route"}.get(
-        exc.status_code, str(exc.detail)
-    )
+    err = ApiError(code)
     return JSONResponse(
-        {"error": code, "message": message}, status_code=exc.status_code, headers=API_HEADERS
+        err.body(), status_code=err.status, headers={**API_HEADERS, **(exc.headers or {})}
     )
 
 

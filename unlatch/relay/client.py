@@ -33,16 +33,16 @@ from unlatch.relay.auth import auth_message, canonical_origin
 from unlatch.relay.codec import CodecError, b64d, b64e, json_loads
 from unlatch.relay.device_key import DeviceKey
 from unlatch.relay.errors import (
-    ERROR_CLASSES,
     AlreadyAnswered,
     AlreadyPosted,
     AuthFailed,
     ChannelExpired,
     ChannelGone,
-    RateLimited,
+    LifetimeTooLong,
     RelayError,
     RelayUnavailable,
-    TooManyPending,
+    error_for,
+    status_of,
 )
 
 DeviceKindT = Literal["desktop", "phone"]
@@ -124,11 +124,13 @@ class _NoWebSocket(Exception):
 
 
 def _error_from(status: int, body: Any, headers: httpx.Headers | None = None) -> RelayError:
-    code = "error"
+    """The typed exception for an error answer; its class comes from the registry (errors.json)."""
+    code = "http_error"
     message = f"the relay answered {status}"
     if isinstance(body, dict):
         code = str(body.get("error", code))[:40]
         message = str(body.get("message", message))[:300]
+    retry: float | None = None
     if status == 429:
         retry = 1.0
         raw: Any = headers.get("retry-after") if headers is not None else None
@@ -136,12 +138,9 @@ def _error_from(status: int, body: Any, headers: httpx.Headers | None = None) ->
             raw = body.get("retry_after")
         with contextlib.suppress(TypeError, ValueError):
             retry = float(raw) if raw is not None else retry
-        cls_rl = TooManyPending if code == "too_many_pending" else RateLimited
-        return cls_rl(message, retry_after=retry, status=status, code=code)
     if status >= 500:
         return RelayUnavailable(message, status=status, code=code)
-    cls = ERROR_CLASSES.get(code, RelayError)
-    return cls(message, status=status, code=code)
+    return error_for(status, code, message, retry_after=retry)
 
 
 class RelayClient:
@@ -184,6 +183,7 @@ class RelayClient:
         )
         self._ssl = ssl_context
         self._token: str | None = None
+        self._info: dict[str, Any] | None = None
         self._login_lock = asyncio.Lock()
         ws_base = self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         self._ws_base = ws_base
@@ -289,6 +289,25 @@ class RelayClient:
                 method, path, body, params, token=token, read_timeout=read_timeout
             )
 
+    async def info(self) -> dict[str, Any]:
+        """GET /v1/info: the relay's version and the limits a client follows (cached)."""
+        if self._info is None:
+            data = await self._send("GET", "/v1/info")
+            if not isinstance(data, dict) or not isinstance(data.get("limits"), dict):
+                raise RelayError("the relay sent a malformed /v1/info", code="protocol")
+            self._info = data
+        return self._info
+
+    async def unlock_ttl_max(self) -> int | None:
+        """The longest unlock lifetime this relay accepts (None: a relay without /v1/info)."""
+        try:
+            limit = (await self.info())["limits"].get("unlock_ttl_max")
+        except RelayError as exc:
+            if exc.code != "not_found":
+                raise
+            return None
+        return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+
     # devices ------------------------------------------------------------------------
     async def me(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("GET", "/v1/devices/me")
@@ -368,7 +387,22 @@ class RelayClient:
     async def create_unlock(
         self, request_id: bytes, routing_id: bytes, push: bytes, ttl: int | None = None
     ) -> dict[str, Any]:
-        """Create the unlock channel and wake the phone; returns the relay's answer."""
+        """Create the unlock channel and wake the phone; returns the relay's answer.
+
+        A ``ttl`` over the relay's advertised unlock lifetime raises
+        :class:`LifetimeTooLong` before anything is sent: the message says the
+        limit and the setting to change, where the relay's 400 would not.
+        """
+        if ttl is not None:
+            limit = await self.unlock_ttl_max()
+            if limit is not None and ttl > limit:
+                raise LifetimeTooLong(
+                    f"this desktop's unlock requests live {ttl} s, but the relay at"
+                    f" {self.base_url} keeps them at most {limit} s: set unlock_ttl to"
+                    f" {limit} or less (unlatch desktop --unlock-ttl {limit},"
+                    " or [desktop] unlock_ttl in the config file)",
+                    limit=limit,
+                )
         body: dict[str, Any] = {
             "request_id": b64e(request_id),
             "routing_id": b64e(routing_id),
@@ -547,18 +581,8 @@ class RelayClient:
                 return ws
             await ws.close()
             if first.get("type") == "error":
-                err = _error_from(
-                    {
-                        "unauthorized": 401,
-                        "forbidden": 403,
-                        "unknown_channel": 404,
-                        "store_unavailable": 503,  # a node's database blipped: reconnect
-                    }.get(
-                        str(first.get("error")),
-                        410 if first.get("error") in ("expired", "closed") else 400,
-                    ),
-                    first,
-                )
+                # the frame names a registry code; its status (and class) come from there
+                err = _error_from(status_of(str(first.get("error"))), first)
                 if isinstance(err, AuthFailed) and attempt == 0:
                     self._token = None
                     continue

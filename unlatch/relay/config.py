@@ -21,6 +21,16 @@ from unlatch.relay.ratelimit import Rule
 
 DEFAULT_PORT = 8470
 
+# Fixed API limits (sizes of the decoded bytes), read by the routes, the OpenAPI
+# document and GET /v1/info, so each is written once.
+MAX_PAIRING_MESSAGE = 4096  # hello / accept
+MAX_PUSH_PAYLOAD = 1024  # an unlock's push payload
+MAX_SEEN = 256
+MAX_REPLY = 1024
+MAX_WAIT = 30  # long-poll timeout, seconds
+DEFAULT_WAIT = 25
+MAX_AFTER = 2**31 - 1  # the `after` sequence number a waiter resumes from
+
 
 @dataclass
 class RelayConfig:

@@ -145,7 +145,6 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         err = ApiError(
-            431,
             "headers_too_large",
             f"request head over {self.max_head_bytes} bytes or {self.max_headers} header fields",
         )

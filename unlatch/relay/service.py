@@ -211,7 +211,6 @@ class RelayService:
                 retry_after=round(denied.retry_after, 1),
             )
             raise ApiError(
-                429,
                 "rate_limited",
                 f"too many requests ({denied.scope} limit); retry in a moment",
                 retry_after=denied.retry_after,
@@ -234,17 +233,14 @@ class RelayService:
         try:
             auth.load_public_key(public_key)
         except ValueError:
-            raise ApiError(400, "bad_request", "public_key is not a P-256 public key") from None
+            raise ApiError("bad_request", "public_key is not a P-256 public key") from None
         message = auth.auth_message(self.config.origin, challenge, public_key)
         # Consume the challenge before checking the signature: a challenge is then
         # single use even when every attempt on it carries a bad signature.
         if not await self.store.take_challenge(challenge, time.time()):
-            raise ApiError(
-                401, "bad_challenge", "unknown, used or expired challenge; ask for a new one"
-            )
+            raise ApiError("bad_challenge", "unknown, used or expired challenge; ask for a new one")
         if not auth.verify_signature(public_key, message, signature):
             raise ApiError(
-                401,
                 "bad_signature",
                 f"signature does not verify for origin {self.config.origin}",
             )
@@ -309,9 +305,9 @@ class RelayService:
     @staticmethod
     def _ended(ch: Channel, now: float) -> ApiError | None:
         if ch.state is ChannelState.CLOSED:
-            return ApiError(410, "closed", "the channel was closed")
+            return ApiError("closed", "the channel was closed")
         if ch.state is ChannelState.EXPIRED or now >= ch.expires_at:
-            return ApiError(410, "expired", "the channel has expired; start a new one")
+            return ApiError("expired", "the channel has expired; start a new one")
         return None
 
     @staticmethod
@@ -328,10 +324,8 @@ class RelayService:
         )
         if result is AddResult.DUPLICATE:
             if msg_type == "reply":
-                raise ApiError(409, "already_answered", "this unlock request already has a reply")
-            raise ApiError(
-                409, "already_posted", f"'{msg_type}' was already posted on this channel"
-            )
+                raise ApiError("already_answered", "this unlock request already has a reply")
+            raise ApiError("already_posted", f"'{msg_type}' was already posted on this channel")
         if result is AddResult.NOT_OPEN or msg is None:
             fresh = await self.store.get_channel(ch.channel_id)
             raise (self._ended(fresh, time.time()) if fresh else None) or unknown_channel()
@@ -427,14 +421,12 @@ class RelayService:
     def _check_created(self, result: CreateResult, kind: str) -> None:
         if result is CreateResult.EXISTS:
             raise ApiError(
-                409,
                 "channel_exists",
                 "a channel with this id already exists; use a fresh random id",
             )
         if result is CreateResult.TOO_MANY:
             self.metrics.rate_limited.labels("pending").inc()
             raise ApiError(
-                429,
                 "too_many_pending",
                 f"too many open {kind} channels for this device;"
                 " close some or wait for them to expire",
@@ -454,13 +446,13 @@ class RelayService:
         if msg_type == "hello":
             if not await self.store.claim_channel(channel_id, device.device_id):
                 raise ApiError(
-                    409, "channel_taken", "another phone already answered this pairing channel"
+                    "channel_taken", "another phone already answered this pairing channel"
                 )
             ch = replace(ch, peer=device.device_id)
         elif device.device_id != ch.creator:
             raise forbidden("only the desktop that made the channel accepts on it")
         elif ch.peer is None:
-            raise ApiError(409, "bad_state", "no phone has said hello on this channel yet")
+            raise ApiError("bad_state", "no phone has said hello on this channel yet")
         return await self._post(device, ch, msg_type, data)
 
     # pairings --------------------------------------------------------------------------
@@ -469,16 +461,14 @@ class RelayService:
     ) -> dict[str, Any]:
         peer = await self.store.get_device(peer_id)
         if peer is None:
-            raise ApiError(404, "unknown_device", "the peer device is not registered on this relay")
+            raise ApiError("unknown_device", "the peer device is not registered on this relay")
         if peer.kind == device.kind:
-            raise ApiError(400, "bad_request", "a pairing joins a desktop and a phone")
+            raise ApiError("bad_request", "a pairing joins a desktop and a phone")
         result = await self.store.register_pairing(
             routing_id, device.device_id, peer_id, device.kind, time.time()
         )
         if result is PairResult.CONFLICT:
-            raise ApiError(
-                409, "pairing_conflict", "this routing id is already used by other devices"
-            )
+            raise ApiError("pairing_conflict", "this routing id is already used by other devices")
         view = await self.store.get_pairing(routing_id, device.device_id)
         log(
             "pairing registered",
@@ -514,7 +504,7 @@ class RelayService:
         """
         pairing = await self.store.get_pairing(routing_id, device.device_id)
         if pairing is None or not await self.store.delete_pairing(routing_id, device.device_id):
-            raise ApiError(404, "unknown_pairing", "no such pairing for this device")
+            raise ApiError("unknown_pairing", "no such pairing for this device")
         phone_id = device.device_id if device.kind == "phone" else pairing.peer_device_id
         closed = await self._close_requests_of(routing_id, phone_id)
         log(
@@ -538,7 +528,7 @@ class RelayService:
         if device.kind != "phone":
             raise forbidden("only the phone blocks or unblocks a pairing")
         if not await self.store.set_blocked(routing_id, device.device_id, blocked):
-            raise ApiError(404, "unknown_pairing", "no such pairing for this device")
+            raise ApiError("unknown_pairing", "no such pairing for this device")
         log("pairing blocked" if blocked else "pairing unblocked", routing=short(routing_id))
         return {"routing_id": b64e(routing_id), "blocked": blocked}
 
@@ -557,12 +547,9 @@ class RelayService:
             raise forbidden("only a desktop creates unlock requests")
         pairing = await self.store.get_pairing(routing_id, device.device_id)
         if pairing is None or not pairing.linked:
-            raise ApiError(
-                403, "not_paired", "this routing id is not a linked pairing of this desktop"
-            )
+            raise ApiError("not_paired", "this routing id is not a linked pairing of this desktop")
         if pairing.blocked:
             raise ApiError(
-                403,
                 "blocked",
                 'the phone blocked requests from this desktop ("I did not ask for this");'
                 " it must re-confirm on the phone",
@@ -571,7 +558,6 @@ class RelayService:
         existing = await self.store.get_channel(request_id)
         if existing is not None:
             raise ApiError(
-                409,
                 "channel_exists",
                 "a channel with this id already exists; use a fresh random id",
             )

@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from unlatch import paths
+from unlatch.relay.apierror import ApiError
 
 mimetypes.add_type("application/manifest+json", ".webmanifest")
 mimetypes.add_type("text/javascript", ".js")
@@ -63,14 +64,12 @@ class PhoneApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         files = self._files()
         if files is None:
-            response = JSONResponse(
-                {
-                    "error": "app_unavailable",
-                    "message": "the phone app is not built on this relay"
-                    " (run: bash scripts/dev.sh setup, or npm run build in web/phone)",
-                },
-                status_code=503,
+            err = ApiError(
+                "app_unavailable",
+                "the phone app is not built on this relay"
+                " (run: bash scripts/dev.sh setup, or npm run build in web/phone)",
             )
+            response = JSONResponse(err.body(), status_code=err.status)
             await response(scope, receive, send)
             return
 

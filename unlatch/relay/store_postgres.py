@@ -95,7 +95,6 @@ class StoreUnavailable(ApiError):
 
     def __init__(self) -> None:
         super().__init__(
-            503,
             "store_unavailable",
             "the relay's database is unavailable for a moment; try again",
             retry_after=1,

@@ -47,7 +47,6 @@ async def read_json(
         raise bad_request("client went away while sending the body") from None
     except TimeoutError:
         raise ApiError(
-            408,
             "request_timeout",
             f"the request body did not arrive within {timeout:g} s",
             close_connection=True,
@@ -56,7 +55,7 @@ async def read_json(
         return {}
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+        raise ApiError("unsupported_media_type", "send the body as application/json")
     try:
         obj = json_loads(bytes(body))
     except ValueError:  # includes UnicodeDecodeError and nesting too deep

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from unlatch.relay.apierror import ApiError
 from unlatch.relay.codec import CodecError, b64d, b64e, json_loads
+from unlatch.relay.config import MAX_AFTER
 from unlatch.relay.logs import log, short
 from unlatch.relay.models import ChannelKind, Device
 from unlatch.relay.service import RelayService, channel_topic, device_topic
@@ -32,7 +33,6 @@ PING_INTERVAL = 25.0
 LISTEN_RECHECK = 10.0  # a phone listener re-reads its pending requests this often
 MAX_CLIENT_FRAME = 2048
 CLOSE_RESTART = 1012
-_CLOSE_FOR_STATUS = {400: 4400, 401: 4401, 403: 4403, 404: 4404, 409: 4409, 410: 4410, 429: 4429}
 
 
 class _Closed(Exception):
@@ -98,24 +98,24 @@ class Sockets:
     async def _fail(self, ws: WebSocket, lock: asyncio.Lock, err: ApiError) -> None:
         with contextlib.suppress(_Closed):
             await self._send(ws, lock, {"type": "error", "error": err.code, "message": err.message})
-        await self._close(ws, _CLOSE_FOR_STATUS.get(err.status, 4400), err.code)
+        await self._close(ws, err.ws_close, err.code)
 
     async def _authenticate(self, ws: WebSocket) -> tuple[Device, dict[str, Any]]:
         try:
             msg = await asyncio.wait_for(ws.receive(), AUTH_TIMEOUT)
         except TimeoutError:
-            raise ApiError(401, "unauthorized", 'send {"type": "auth", ...} first') from None
+            raise ApiError("unauthorized", 'send {"type": "auth", ...} first') from None
         if msg["type"] == "websocket.disconnect":
             raise _Closed
         text = msg.get("text") or ""
         if not text or len(text) > MAX_CLIENT_FRAME:
-            raise ApiError(400, "bad_request", "first frame must be a small JSON auth message")
+            raise ApiError("bad_request", "first frame must be a small JSON auth message")
         try:
             hello = json_loads(text)
         except ValueError:
-            raise ApiError(400, "bad_request", "first frame is not JSON") from None
+            raise ApiError("bad_request", "first frame is not JSON") from None
         if not isinstance(hello, dict) or hello.get("type") != "auth":
-            raise ApiError(400, "bad_request", 'first frame must be {"type": "auth", "token": ...}')
+            raise ApiError("bad_request", 'first frame must be {"type": "auth", "token": ...}')
         token = hello.get("token")
         device = await self.service.authenticate(token if isinstance(token, str) else None)
         return device, hello
@@ -171,12 +171,16 @@ class Sockets:
                         raise CodecError("length")
                 except CodecError:
                     raise ApiError(
-                        400, "bad_request", "channel id must be 16 bytes of base64url"
+                        "bad_request", "channel id must be 16 bytes of base64url"
                     ) from None
                 device, hello = await self._authenticate(ws)
                 after = hello.get("after", 0)
-                if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**31:
-                    raise ApiError(400, "bad_request", "'after' must be a non-negative integer")
+                if (
+                    isinstance(after, bool)
+                    or not isinstance(after, int)
+                    or not 0 <= after <= MAX_AFTER
+                ):
+                    raise ApiError("bad_request", "'after' must be a non-negative integer")
                 await self.service.channel_for_waiter(device, channel_id, kind)
                 async with self.service.bus.subscribe(channel_topic(channel_id)) as sub:
                     reader = asyncio.create_task(self._reader(ws, lock))
@@ -242,7 +246,7 @@ class Sockets:
             state = service.state_of(ch, now)
             if state != "open":
                 await self._send(ws, lock, {"type": state})
-                await self._close(ws, 4410, state)
+                await self._close(ws, ApiError(state).ws_close, state)
                 return
             if self.service.shutting_down.is_set():
                 await self._shutdown_close(ws, lock)
@@ -269,7 +273,7 @@ class Sockets:
             try:
                 device, _hello = await self._authenticate(ws)
                 if device.kind != "phone":
-                    raise ApiError(403, "forbidden", "only phones listen for unlock requests")
+                    raise ApiError("forbidden", "only phones listen for unlock requests")
                 async with self.service.bus.subscribe(device_topic(device.device_id)) as sub:
                     reader = asyncio.create_task(self._reader(ws, lock))
                     await self._send(ws, lock, {"type": "ready"})

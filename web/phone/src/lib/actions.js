@@ -20,7 +20,7 @@ import {
   parseLink,
   peekType,
 } from "../protocol/index.js";
-import { RELAY_URL_KEY, RelayError, servedByARelay } from "./relay.js";
+import { RELAY_URL_KEY, RelayError, relayErrorMessage, servedByARelay } from "./relay.js";
 import { nowSeconds } from "./dom.js";
 import {
   loadPairings,
@@ -66,17 +66,8 @@ export function explain(err) {
     return new UserFacingError("Not an unlatch code", capitalize(err.message));
   }
   if (err instanceof RelayError) {
-    const messages = {
-      offline: "The relay cannot be reached. Check the network connection and try again.",
-      expired: "The request expired before it was answered. Ask the desktop for a new one.",
-      closed: "The desktop already closed this request.",
-      already_answered: "This request was already answered.",
-      unknown_channel: "The relay does not know this request: the desktop may have cancelled it.",
-      channel_taken: "Another phone is already pairing with this code. Start pairing again on the desktop.",
-      forbidden: "The relay refused: this request or code belongs to another phone.",
-      rate_limited: "Too many attempts: wait a minute and try again.",
-    };
-    return new UserFacingError("The relay said no", messages[err.code] || capitalize(err.message));
+    // the registry's message says what to do next (unlatch/relay/errors.json)
+    return new UserFacingError("The relay said no", relayErrorMessage(err.code) || capitalize(err.message));
   }
   return new UserFacingError("Something went wrong", err?.message || String(err));
 }

@@ -10,6 +10,16 @@
 
 import { b64d, b64e, concat } from "../protocol/index.js";
 import { deviceKey } from "./store.js";
+// The one registry of relay error codes (unlatch/relay/errors.json), bundled by esbuild.
+import REGISTRY from "../../../../unlatch/relay/errors.json" with { type: "json" };
+
+/** code -> {status, ws_close, exception, message, meaning}: the relay's error codes. */
+export const RELAY_ERRORS = Object.freeze(REGISTRY.codes);
+
+/** What to tell a person about relay error `code` (ends in what to do next), or null. */
+export function relayErrorMessage(code) {
+  return Object.hasOwn(RELAY_ERRORS, code) ? RELAY_ERRORS[code].message : null;
+}
 
 const te = new TextEncoder();
 const AUTH_LABEL = te.encode("unlatch relay auth v1");
@@ -135,7 +145,7 @@ export class Relay {
       });
     } catch (err) {
       if (err?.name === "AbortError") throw err;
-      throw new RelayError(0, "offline", "cannot reach the relay: check the network connection");
+      throw new RelayError(0, "offline", RELAY_ERRORS.offline.message);
     }
     let data = null;
     try {
@@ -189,7 +199,7 @@ export class Relay {
         if (msg.type === "accept") return { data: b64d(msg.data, "accept"), sender: msg.sender };
       }
       if (res.state !== "open") {
-        throw new RelayError(410, res.state, "the pairing code expired before the desktop confirmed");
+        throw new RelayError(RELAY_ERRORS[res.state]?.status ?? 410, res.state, "the pairing code expired before the desktop confirmed");
       }
     }
   }
@@ -296,7 +306,7 @@ export class Relay {
       socket.onclose = (event) => {
         socket = null;
         if (stopped) return;
-        if (event.code === 4401) this._token = null;
+        if (event.code === RELAY_ERRORS.unauthorized.ws_close) this._token = null;
         onState("reconnecting");
         timer = setTimeout(connect, event.code === 1012 ? 200 : delay);
         delay = Math.min(delay * 2, 30000);

@@ -1,6 +1,8 @@
 /**
- * The seven v1 messages: their field layouts and encode/decode for each
- * (mirror of unlatch/protocol/messages.py).
+ * The v1 messages: encode/decode made from the layouts of
+ * unlatch/protocol/messages.py, which layouts.json carries (generated from
+ * Python, checked by a test), so each message's field order, sizes and value
+ * kinds are written once for both languages.
  *
  * Decoding checks structure only; authenticity is checked by the state
  * machines, which hold the keys. Objects use camelCase names for the
@@ -8,22 +10,11 @@
  */
 
 import {
-  ENC_LEN,
-  ID_LEN,
-  KEY_LEN,
-  MAC_LEN,
   MAX_DEVICE_ID_BYTES,
   MAX_NAME_BYTES,
   MAX_TTL_SECONDS,
-  MAX_URL_BYTES,
-  NONCE_LEN,
   NUMBER_CHOICES,
-  PAIRING_SECRET_LEN,
-  PUSH_PLAINTEXT_LEN,
   QR_SECRET_LEN,
-  REPLY_PLAINTEXT_LEN,
-  TAG_LEN,
-  MessageType,
   UnlockMode,
 } from "./constants.js";
 import {
@@ -32,7 +23,6 @@ import {
   encodeFields,
   encodeMessage,
   field,
-  fixed,
   readU8,
   readU16,
   readU64,
@@ -43,6 +33,7 @@ import {
   utf8Bytes,
 } from "./encoding.js";
 import { MalformedMessage } from "./errors.js";
+import LAYOUTS from "./layouts.json" with { type: "json" };
 
 const EMPTY = new Uint8Array(0);
 
@@ -106,112 +97,92 @@ function ascii(data, what) {
   return String.fromCharCode(...data);
 }
 
-// ------------------------------------------------------------------ pairing
+// ------------------------------------------------------------------ layouts
 
 /** Encode refuses what decode would refuse. */
-function offerUrlBytes(url) {
+function offerUrlBytes(url, what) {
   const data = utf8Bytes(checkUrl(url));
-  utf8(data, "relay URL");
+  utf8(data, what);
   return data;
 }
 
-export const PairingOffer = {
-  TYPE: MessageType.PAIRING_OFFER,
-  LAYOUT: [
-    fixed("channel_id", ID_LEN),
-    fixed("pairing_secret", PAIRING_SECRET_LEN),
-    fixed("desktop_pk", KEY_LEN),
-    field("relay_url", 8, MAX_URL_BYTES),
-    fixed("expires_at", 8),
-  ],
-  /** {channelId, pairingSecret, desktopPk, relayUrl, expiresAt} -> bytes */
-  encode(o) {
-    return encodeMessage(
-      this.TYPE,
-      [o.channelId, o.pairingSecret, o.desktopPk, offerUrlBytes(o.relayUrl), u64(o.expiresAt)],
-      this.LAYOUT,
-    );
-  },
-  decode(data) {
-    const [channelId, pairingSecret, desktopPk, url, exp] = decodeMessage(
-      data,
-      this.TYPE,
-      this.LAYOUT,
-      "pairing offer",
-    );
-    return {
-      channelId,
-      pairingSecret,
-      desktopPk,
-      relayUrl: checkUrl(utf8(url, "relay URL")),
-      expiresAt: readU64(exp, "expires_at"),
-    };
-  },
+const camel = (name) => name.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+const whatOf = (f) => (f.kind === "url" ? "relay URL" : f.name.replaceAll("_", " "));
+
+/** kind -> value to bytes (unlatch/protocol/messages.py _ENCODE). */
+const ENCODE = {
+  bytes: (v) => v,
+  u64: (v) => u64(v),
+  ttl: (v) => u16(v),
+  mode: (v) => u8(v),
+  url: offerUrlBytes,
+  name: checkName,
+  device_id: checkDeviceId,
+  opt_u8: (v) => (v === null || v === undefined ? EMPTY : u8(v)),
+  u8s: (v) => new Uint8Array(v),
 };
 
-export const PairingHello = {
-  TYPE: MessageType.PAIRING_HELLO,
-  LAYOUT: [fixed("enc", ENC_LEN), field("ciphertext", TAG_LEN + 1, 512)],
-  encode({ enc, ciphertext }) {
-    return encodeMessage(this.TYPE, [enc, ciphertext], this.LAYOUT);
-  },
-  decode(data) {
-    const [enc, ciphertext] = decodeMessage(data, this.TYPE, this.LAYOUT, "pairing hello");
-    return { enc, ciphertext };
-  },
+/** kind -> bytes to value (unlatch/protocol/messages.py _DECODE). */
+const DECODE = {
+  bytes: (d) => d,
+  u64: (d, w) => readU64(d, w.replaceAll(" ", "_")),
+  ttl: (d) => checkTtl(readU16(d, "ttl")),
+  mode: (d) => mode(readU8(d, "mode")),
+  url: (d, w) => checkUrl(utf8(d, w)),
+  name: (d, w) => utf8(d, w),
+  device_id: (d, w) => ascii(d, w),
+  opt_u8: (d) => (d.length ? d[0] : null),
+  u8s: (d) => Array.from(d),
+  padding: (d) => d,
 };
 
-export const HelloPlaintext = {
-  LAYOUT: [
-    fixed("phone_pk", KEY_LEN),
-    field("phone_name", 1, MAX_NAME_BYTES),
-    field("phone_device_id", 1, MAX_DEVICE_ID_BYTES),
-  ],
-  encode({ phonePk, phoneName, phoneDeviceId }) {
-    return encodeFields(
-      [phonePk, checkName(phoneName, "phone name"), checkDeviceId(phoneDeviceId, "phone device id")],
-      this.LAYOUT,
-    );
-  },
-  decode(data) {
-    const [pk, name, dev] = decodeFields(data, this.LAYOUT, "pairing hello contents");
-    return { phonePk: pk, phoneName: utf8(name, "phone name"), phoneDeviceId: ascii(dev, "phone device id") };
-  },
-};
+/**
+ * A message's codec from its layout: `encode(object)` and `decode(bytes)` with
+ * camelCase keys; `toValues`/`fromValues` adapt a message whose object is not
+ * flat (PushPlaintext keeps its request's fields under `params`).
+ */
+function message(name, { toValues = (o) => o, fromValues = (v) => v } = {}) {
+  const spec = LAYOUTS[name];
+  if (!spec) throw new Error(`no layout ${name} in layouts.json`);
+  const layout = Object.freeze(spec.fields.map((f) => Object.freeze({ ...field(f.name, f.min, f.max), kind: f.kind })));
+  return Object.freeze({
+    TYPE: spec.type,
+    LAYOUT: layout,
+    encode(obj) {
+      const values = toValues(obj);
+      const parts = layout
+        .filter((f) => f.kind !== "padding")
+        .map((f) => ENCODE[f.kind](values[camel(f.name)], whatOf(f)));
+      if (layout.some((f) => f.kind === "padding")) {
+        const used = parts.reduce((n, p) => n + 2 + p.length, 0) + 2;
+        if (used > spec.size) throw new RangeError(`${spec.what} too large`);
+        parts.push(new Uint8Array(spec.size - used));
+      }
+      return spec.type === null ? encodeFields(parts, layout) : encodeMessage(spec.type, parts, layout);
+    },
+    decode(data) {
+      if (spec.size !== null && data.length !== spec.size) {
+        throw new MalformedMessage(`${spec.what} have the wrong size`);
+      }
+      const raw =
+        spec.type === null ? decodeFields(data, layout, spec.what) : decodeMessage(data, spec.type, layout, spec.what);
+      const values = {};
+      layout.forEach((f, i) => {
+        values[camel(f.name)] = DECODE[f.kind](raw[i], whatOf(f));
+      });
+      return fromValues(values);
+    },
+  });
+}
 
-export const PairingAccept = {
-  TYPE: MessageType.PAIRING_ACCEPT,
-  LAYOUT: [field("ciphertext", TAG_LEN + 1, 512)],
-  encode({ ciphertext }) {
-    return encodeMessage(this.TYPE, [ciphertext], this.LAYOUT);
-  },
-  decode(data) {
-    const [ciphertext] = decodeMessage(data, this.TYPE, this.LAYOUT, "pairing accept");
-    return { ciphertext };
-  },
-};
+// ------------------------------------------------------------------ pairing
 
-export const AcceptPlaintext = {
-  LAYOUT: [
-    fixed("phone_share", KEY_LEN),
-    field("desktop_name", 1, MAX_NAME_BYTES),
-    field("desktop_device_id", 1, MAX_DEVICE_ID_BYTES),
-  ],
-  encode({ phoneShare, desktopName, desktopDeviceId }) {
-    return encodeFields(
-      [phoneShare, checkName(desktopName, "desktop name"), checkDeviceId(desktopDeviceId, "desktop device id")],
-      this.LAYOUT,
-    );
-  },
-  decode(data) {
-    const [share, name, dev] = decodeFields(data, this.LAYOUT, "pairing accept contents");
-    return {
-      phoneShare: share,
-      desktopName: utf8(name, "desktop name"),
-      desktopDeviceId: ascii(dev, "desktop device id"),
-    };
-  },
-};
+/** {channelId, pairingSecret, desktopPk, relayUrl, expiresAt} <-> bytes */
+export const PairingOffer = message("PairingOffer");
+export const PairingHello = message("PairingHello");
+export const HelloPlaintext = message("HelloPlaintext");
+export const PairingAccept = message("PairingAccept");
+export const AcceptPlaintext = message("AcceptPlaintext");
 
 // ------------------------------------------------------------------ unlock
 
@@ -227,168 +198,43 @@ export function requestParams(requestId, ephemeralPk, createdAt, ttl, unlockMode
   });
 }
 
-export const UnlockQR = {
-  TYPE: MessageType.UNLOCK_QR,
-  LAYOUT: [
-    fixed("pairing_id", ID_LEN),
-    fixed("request_id", ID_LEN),
-    fixed("qr_secret", QR_SECRET_LEN),
-    fixed("ephemeral_pk", KEY_LEN),
-    fixed("created_at", 8),
-    fixed("ttl", 2),
-    fixed("mac", MAC_LEN),
-  ],
-  /** {pairingId, requestId, qrSecret, ephemeralPk, createdAt, ttl, mac} -> bytes */
-  encode(q) {
-    return encodeMessage(
-      this.TYPE,
-      [q.pairingId, q.requestId, q.qrSecret, q.ephemeralPk, u64(q.createdAt), u16(q.ttl), q.mac],
-      this.LAYOUT,
-    );
-  },
-  decode(data) {
-    const [pairingId, requestId, qrSecret, ephemeralPk, created, ttl, tag] = decodeMessage(
-      data,
-      this.TYPE,
-      this.LAYOUT,
-      "unlock QR code",
-    );
-    return {
-      pairingId,
-      requestId,
-      qrSecret,
-      ephemeralPk,
-      createdAt: readU64(created, "created_at"),
-      ttl: checkTtl(readU16(ttl, "ttl")),
-      mac: tag,
-    };
-  },
-};
-
-export const UnlockPush = {
-  TYPE: MessageType.UNLOCK_PUSH,
-  LAYOUT: [
-    fixed("routing_id", ID_LEN),
-    fixed("nonce", NONCE_LEN),
-    fixed("ciphertext", PUSH_PLAINTEXT_LEN + TAG_LEN),
-  ],
-  encode({ routingId, nonce, ciphertext }) {
-    return encodeMessage(this.TYPE, [routingId, nonce, ciphertext], this.LAYOUT);
-  },
-  decode(data) {
-    const [routingId, nonce, ciphertext] = decodeMessage(data, this.TYPE, this.LAYOUT, "unlock notification");
-    return { routingId, nonce, ciphertext };
-  },
-};
+/** {pairingId, requestId, qrSecret, ephemeralPk, createdAt, ttl, mac} <-> bytes */
+export const UnlockQR = message("UnlockQR");
+export const UnlockPush = message("UnlockPush");
 
 /**
  * Inside the push. `qrSecret`, `number` and `choices` are empty unless number matching.
  * The app checks the user's pick against `number` itself and never shows which is right.
+ * {params, qrSecret, number (or null), choices (array)} <-> 128 bytes
  */
-export const PushPlaintext = {
-  LAYOUT: [
-    fixed("request_id", ID_LEN),
-    fixed("ephemeral_pk", KEY_LEN),
-    fixed("created_at", 8),
-    fixed("ttl", 2),
-    fixed("mode", 1),
-    field("qr_secret", 0, QR_SECRET_LEN),
-    field("number", 0, 1),
-    field("choices", 0, NUMBER_CHOICES),
-    field("padding", 0, PUSH_PLAINTEXT_LEN),
-  ],
-  /** {params, qrSecret, number (or null), choices (array)} -> 128 bytes */
-  encode({ params, qrSecret, number, choices }) {
-    const fields = [
-      params.requestId,
-      params.ephemeralPk,
-      u64(params.createdAt),
-      u16(params.ttl),
-      u8(params.mode),
-      qrSecret,
-      number === null || number === undefined ? EMPTY : u8(number),
-      new Uint8Array(choices),
-    ];
-    const used = fields.reduce((n, f) => n + 2 + f.length, 0) + 2;
-    if (used > PUSH_PLAINTEXT_LEN) throw new RangeError("push plaintext too large");
-    return encodeFields([...fields, new Uint8Array(PUSH_PLAINTEXT_LEN - used)], this.LAYOUT);
-  },
-  decode(data) {
-    if (data.length !== PUSH_PLAINTEXT_LEN) {
-      throw new MalformedMessage("unlock notification contents have the wrong size");
-    }
-    const [rid, epk, created, ttl, m, q, number, choices, padding] = decodeFields(
-      data,
-      this.LAYOUT,
-      "unlock notification contents",
-    );
-    if (padding.some((b) => b !== 0)) throw new MalformedMessage("unlock notification padding is not zero");
-    const unlockMode = mode(readU8(m, "mode"));
-    if (unlockMode === UnlockMode.NUMBER_MATCH) {
-      if (q.length !== QR_SECRET_LEN || number.length !== 1 || choices.length !== NUMBER_CHOICES) {
+export const PushPlaintext = message("PushPlaintext", {
+  toValues: ({ params, qrSecret, number, choices }) => ({ ...params, qrSecret, number, choices }),
+  fromValues(v) {
+    if (v.padding.some((b) => b !== 0)) throw new MalformedMessage("unlock notification padding is not zero");
+    if (v.mode === UnlockMode.NUMBER_MATCH) {
+      if (v.qrSecret.length !== QR_SECRET_LEN || v.number === null || v.choices.length !== NUMBER_CHOICES) {
         throw new MalformedMessage("number-matching notification lacks its secret or numbers");
       }
-      if (new Set(choices).size !== NUMBER_CHOICES || !choices.includes(number[0])) {
+      if (new Set(v.choices).size !== NUMBER_CHOICES || !v.choices.includes(v.number)) {
         throw new MalformedMessage("number-matching notification has inconsistent numbers");
       }
-    } else if (q.length || number.length || choices.length) {
+    } else if (v.qrSecret.length || v.number !== null || v.choices.length) {
       throw new MalformedMessage("scan-mode notification must not carry a secret or numbers");
     }
-    const params = requestParams(
-      rid,
-      epk,
-      readU64(created, "created_at"),
-      checkTtl(readU16(ttl, "ttl")),
-      unlockMode,
-    );
-    return { params, qrSecret: q, number: number.length ? number[0] : null, choices: Array.from(choices) };
+    const params = requestParams(v.requestId, v.ephemeralPk, v.createdAt, v.ttl, v.mode);
+    return { params, qrSecret: v.qrSecret, number: v.number, choices: v.choices };
   },
-};
+});
 
-export const UnlockSeen = {
-  TYPE: MessageType.UNLOCK_SEEN,
-  LAYOUT: [fixed("request_id", ID_LEN), fixed("mac", MAC_LEN)],
-  encode({ requestId, mac }) {
-    return encodeMessage(this.TYPE, [requestId, mac], this.LAYOUT);
-  },
-  decode(data) {
-    const [requestId, mac] = decodeMessage(data, this.TYPE, this.LAYOUT, "scan notice");
-    return { requestId, mac };
-  },
-};
-
-export const UnlockReply = {
-  TYPE: MessageType.UNLOCK_REPLY,
-  LAYOUT: [
-    fixed("request_id", ID_LEN),
-    fixed("enc", ENC_LEN),
-    fixed("ciphertext", REPLY_PLAINTEXT_LEN + TAG_LEN),
-  ],
-  encode({ requestId, enc, ciphertext }) {
-    return encodeMessage(this.TYPE, [requestId, enc, ciphertext], this.LAYOUT);
-  },
-  decode(data) {
-    const [requestId, enc, ciphertext] = decodeMessage(data, this.TYPE, this.LAYOUT, "unlock reply");
-    return { requestId, enc, ciphertext };
-  },
-};
+export const UnlockSeen = message("UnlockSeen");
+export const UnlockReply = message("UnlockReply");
 
 /**
  * Phone to desktop: "I did not ask for this", from the notification, before any
  * scan (a scan-mode push has no QR secret, so no UnlockReply can be made). A MAC
  * under the pairing's seen-MAC key; it releases nothing and ends the request.
  */
-export const UnlockRefusal = {
-  TYPE: MessageType.UNLOCK_REFUSAL,
-  LAYOUT: [fixed("request_id", ID_LEN), fixed("mac", MAC_LEN)],
-  encode({ requestId, mac }) {
-    return encodeMessage(this.TYPE, [requestId, mac], this.LAYOUT);
-  },
-  decode(data) {
-    const [requestId, mac] = decodeMessage(data, this.TYPE, this.LAYOUT, "refusal");
-    return { requestId, mac };
-  },
-};
+export const UnlockRefusal = message("UnlockRefusal");
 
 export const ALL_MESSAGES = Object.freeze([
   PairingOffer,
