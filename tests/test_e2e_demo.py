@@ -98,18 +98,20 @@ def run_printed_pairing(text: str, tmp_path: Path) -> None:
         link = desk.stdout.readline().strip()
         assert link.startswith("http") and "#" in link, link
         phone_cmd = printed(text, "unlatch phone ")
-        assert "<pairing link>" in phone_cmd
-        args = [link if a == "<pairing link>" else a for a in phone_cmd[1:]]
+        assert phone_cmd[-1] == "-" and not any("#" in a for a in phone_cmd)  # link via stdin
         phone = subprocess.Popen(
-            [sys.executable, "-m", "unlatch", *args, "--phone-name", "demo test phone"],
+            [sys.executable, "-m", "unlatch", *phone_cmd[1:], "--phone-name", "demo test phone"],
             env=clean_env(tmp_path / "unused"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        phone.stdin.write("y\n")  # "contact the relay?" as a person would answer
+        # The link pasted, then "contact the relay?" answered, as a person would.
+        phone.stdin.write(f"{link}\ny\n")
         phone.stdin.flush()
+        cmdline = Path(f"/proc/{phone.pid}/cmdline").read_bytes()
+        assert link.encode() not in cmdline and b"#" not in cmdline
         shown = ""
         deadline = time.monotonic() + 30
         while not re.search(r"\d{3} \d{3}", shown) and time.monotonic() < deadline:

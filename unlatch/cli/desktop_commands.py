@@ -439,8 +439,9 @@ def _pairing_help(home: Path, relay_url: str) -> None:
     click.echo("    1. in a second terminal (prints the pairing link, then asks to compare codes):")
     relay_arg = shlex.quote(relay_url)
     click.echo(f"         UNLATCH_HOME={quoted_home} unlatch pair --relay {relay_arg} --show-link")
-    click.echo("    2. in a third terminal, with the link it printed:")
-    click.echo(f"         unlatch phone --home {phone_home} pair '<pairing link>'")
+    click.echo("    2. in a third terminal, then paste the link it printed (read from the")
+    click.echo("       input, so the link's secret never shows in the process list):")
+    click.echo(f"         unlatch phone --home {phone_home} pair -")
     click.echo("    3. check that both show the same code, then answer y in the second terminal.")
 
 

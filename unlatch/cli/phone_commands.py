@@ -74,7 +74,29 @@ def _link(link: str | None, qr_image: Path | None) -> str:
 
         return decode_qr_image(qr_image)
     assert link is not None
+    if link == "-":
+        return _link_from_stdin()
     return link
+
+
+MAX_LINK = 8192
+
+
+def _link_from_stdin() -> str:
+    """``-``: the link from standard input (a paste, or a pipe), never from the command line.
+
+    A link carries its secret in its #fragment; as an argument it would be in
+    the process list, which every user of the machine can read
+    (``/proc/PID/cmdline``). Read from stdin it is not.
+    """
+    if sys.stdin.isatty():
+        text = click.prompt("Paste the link", err=True, show_default=False)
+    else:
+        text = sys.stdin.readline(MAX_LINK + 1)
+    text = text.strip()
+    if not text or len(text) > MAX_LINK:
+        raise click.UsageError("no link on standard input (paste it, or pipe it in)")
+    return text
 
 
 def _emit(as_json: bool, obj: dict[str, Any], lines: list[str]) -> None:
@@ -99,7 +121,7 @@ def phone_group(ctx: click.Context, home: str | None) -> None:
 
     \b
     Typical use:
-      unlatch phone pair 'https://relay.example.org/app/#m=AQEC...'  # the pairing link
+      unlatch phone pair -                         # paste the pairing link
       unlatch phone listen                         # prints each unlock request
       unlatch phone approve --qr-image screen.png  # a picture of the QR
       unlatch phone deny LINK --not-me             # "I did not ask for this"
@@ -185,10 +207,14 @@ def pair_command(
 
     Prints a 6-digit code: check that the desktop shows the same one and
     confirm there. The phone then stores the pairing (sealed) and registers
-    it on the relay.
+    it on the relay. LINK "-" reads the link from standard input: a link
+    given as an argument is in the process list, which other users of this
+    machine can read, and its #fragment holds the pairing secret.
 
     \b
     Examples:
+      unlatch phone pair -                 # then paste the link
+      unlatch pair --show-link | unlatch phone pair - --yes   # both on one machine
       unlatch phone pair 'https://relay.example.org/app/#m=AQEC...'
       unlatch phone pair --qr-image pairing.png --name "Work laptop" --yes
     """
