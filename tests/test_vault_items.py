@@ -178,7 +178,7 @@ def test_item_fields_are_type_checked_not_coerced(
 
 def test_find_by_unique_id_prefix(make_vault, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """An id prefix of 4+ characters names the one item it starts; a shared one is refused."""
-    from unlatch.vault import vault as vault_module
+    from unlatch.vault import item_ops as vault_module  # where items get their ids
 
     ids = iter(["abcd" + "0" * 28, "abcd" + "1" * 28, "ef01" + "2" * 28])
     v = make_vault()
