@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from unlatch import __version__
+from unlatch.relay.service import MAX_REPLY_WAIT, REQUEST_STATES
 
 B64 = {"type": "string", "pattern": "^[A-Za-z0-9_-]*$", "description": "base64url, no padding"}
 ID16 = {**B64, "minLength": 22, "maxLength": 22, "description": "16 bytes, base64url"}
@@ -93,6 +94,28 @@ OBJ = {"type": "object"}
 DATA = {"type": "object", "properties": {"seq": {"type": "integer"}}}
 WAIT = {"$ref": "#/components/schemas/WaitResult"}
 OK = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+REPLY_POSTED = {
+    "type": "object",
+    "properties": {
+        "seq": {"type": "integer"},
+        "delivery": {
+            "type": "string",
+            "enum": ["delivered", "undelivered"],
+            "description": "only with wait: did a desktop still waiting take the reply",
+        },
+    },
+}
+REQUEST_STATE = {
+    "type": "object",
+    "properties": {
+        "type": {"const": "request"},
+        "request_id": {"type": "string"},
+        "state": {"type": "string", "enum": list(REQUEST_STATES)},
+        "acknowledged": {"type": "boolean", "description": "answered: the desktop closed it"},
+        "replaced_by": {"type": "string", "description": "renewed: the newer request's id"},
+    },
+    "required": ["type", "request_id", "state"],
+}
 
 
 def _post_message(summary: str, tag: str, max_bytes: int, what: str) -> dict[str, Any]:
@@ -342,8 +365,28 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "post": _post_message("The phone saw the request (once)", "unlock", 256, "opaque")
         },
         "/v1/unlock/{channel_id}/reply": {
-            "post": _post_message(
-                "The phone's reply (once, before expiry)", "unlock", 1024, "opaque"
+            "post": _op(
+                "The phone's reply (once, before expiry); with wait, whether a desktop took it",
+                _resp(
+                    "202", "posted", REPLY_POSTED, "400", "401", "403", "404", "409", "410", "413"
+                ),
+                tag="unlock",
+                params=[_path("channel_id")],
+                body=_body(
+                    {
+                        "data": _b64(1024, "opaque"),
+                        "wait": {"type": "integer", "minimum": 0, "maximum": MAX_REPLY_WAIT},
+                    },
+                    ["data"],
+                ),
+            )
+        },
+        "/v1/unlock/{channel_id}/state": {
+            "get": _op(
+                "Where the request stands, also once closed (paired phone)",
+                _resp("200", "state", REQUEST_STATE, "400", "401", "403", "404"),
+                tag="unlock",
+                params=[_path("channel_id")],
             )
         },
         "/v1/unlock/{channel_id}/wait": {
@@ -420,6 +463,11 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                             "items": {"$ref": "#/components/schemas/Message"},
                         },
                         "state": {"enum": ["open", "expired", "closed"]},
+                        "outcome": {
+                            "enum": ["answered", "cancelled", "rejected", "closed"],
+                            "description": "closed: why (rejected: the desktop refused the"
+                            " phone's hello, i.e. its user said the codes differ)",
+                        },
                         "expires_at": {"type": ["number", "null"]},
                     },
                 },
