@@ -126,6 +126,19 @@ TEXTS: dict[str, tuple[str, str, str]] = {
 ENDINGS = ("cancelled", "renewed", "expired", "closed", "answered", "revoked")
 
 
+def view_text(view: dict[str, Any] | None, desktop: str) -> str:
+    """A view as one line for a terminal ("Title: message"), ``desktop`` filled in."""
+    if not view or "title" not in view:
+        return ""
+    return f"{view['title']}: {view['message']}".replace("{desktop}", desktop)
+
+
+def ended_text(state: str, desktop: str) -> str:
+    """What the phone says when the relay reports a request ended (``state``)."""
+    title, message, _ = TEXTS.get(f"ended.{state}", TEXTS["ended.closed"])
+    return f"{title}: {message}".replace("{desktop}", desktop)
+
+
 class SessionError(ValueError):
     """An event the session cannot take (malformed, or a verdict it does not know)."""
 
