@@ -460,6 +460,27 @@ class RelayService:
                 state = "expired" if outcome == "cancelled" and now >= ch.expires_at else outcome
                 frame = request_frame(channel_id, state, acknowledged=True)
                 await self.tell_phone(ch.peer, frame)
+                await self._close_renewed(ch, "cancelled" if outcome == "cancelled" else "closed")
+
+    async def _close_renewed(self, ch: Channel, outcome: str) -> None:
+        """The newest request of a desktop's attempt ended: its renewed predecessors end too.
+
+        A renewed request stays open while its successor is, so a phone that
+        scanned the old QR just before the swap still gets through. Once the
+        successor is answered or cancelled the attempt is over: an older QR
+        must neither come back as the phone's pending card nor carry an answer.
+        """
+        assert ch.peer is not None
+        now = time.time()
+        for older in await self.store.open_unlock_for_peer(ch.peer, now):
+            if (
+                older.creator == ch.creator
+                and older.routing_id == ch.routing_id
+                and older.created_at < ch.created_at
+                and await self.store.close_channel(older.channel_id, now, outcome)
+            ):
+                await self.bus.publish(channel_topic(older.channel_id), {"event": "ended"})
+                await self.tell_phone(ch.peer, request_frame(older.channel_id, outcome))
 
     # pairing channels ----------------------------------------------------------------
     async def create_pairing_channel(

@@ -188,6 +188,9 @@ export class Relay {
         after = Math.max(after, msg.seq);
         if (msg.type === "accept") return { data: b64d(msg.data, "accept"), sender: msg.sender };
       }
+      if (res.state === "closed" && res.outcome === "rejected") {
+        throw new RelayError(410, "rejected", "the desktop refused the pairing: its user said the codes differ");
+      }
       if (res.state !== "open") {
         throw new RelayError(410, res.state, "the pairing code expired before the desktop confirmed");
       }
@@ -232,8 +235,15 @@ export class Relay {
     return this.call("POST", `/v1/unlock/${b64e(requestId)}/seen`, { data: b64e(seen) });
   }
 
-  postReply(requestId, reply) {
-    return this.call("POST", `/v1/unlock/${b64e(requestId)}/reply`, { data: b64e(reply) });
+  /** Post the reply; with `wait` (s) the answer's `delivery` says whether a waiting desktop took it. */
+  postReply(requestId, reply, { wait = 0 } = {}) {
+    const body = wait ? { data: b64e(reply), wait } : { data: b64e(reply) };
+    return this.call("POST", `/v1/unlock/${b64e(requestId)}/reply`, body);
+  }
+
+  /** Where a request stands: {state: open|renewed|answered|cancelled|expired|closed, acknowledged?}. */
+  unlockState(requestId) {
+    return this.call("GET", `/v1/unlock/${b64e(requestId)}/state`);
   }
 
   // push ------------------------------------------------------------------
@@ -256,9 +266,11 @@ export class Relay {
 
   /**
    * Listen for unlock notifications over /v1/listen while the app is open.
-   * Calls onNotification(n) for each; reconnects with backoff. Returns stop().
+   * Calls onNotification(n) for each, onFrame(f) for the relay's word on a
+   * request ("request" frames) or a pairing ("pairing" frames); reconnects
+   * with backoff. Returns stop().
    */
-  listen(onNotification, onState = () => {}) {
+  listen(onNotification, onState = () => {}, onFrame = () => {}) {
     let socket = null;
     let stopped = false;
     let delay = 1000;
@@ -289,6 +301,8 @@ export class Relay {
           onState("live");
         } else if (msg.type === "unlock") {
           onNotification(msg);
+        } else if (msg.type === "request" || msg.type === "pairing") {
+          onFrame(msg);
         } else if (msg.type === "error" && msg.error === "unauthorized") {
           this._token = null;
         }
