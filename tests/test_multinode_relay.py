@@ -332,7 +332,9 @@ async def test_pending_cap_is_exact_under_concurrent_creates_on_three_nodes(
         refused = [r for r in results if isinstance(r, BaseException)]
         assert len(created) == 5, results
         assert all(isinstance(r, TooManyPending) for r in refused), refused
-        assert len(await phone.on[2].pending_unlocks()) == 5
+        # pending: the newest open request of each pairing (a newer one renews the older)
+        pairings = {routing_ids[i % 3] for i, r in enumerate(results) if isinstance(r, dict)}
+        assert len(await phone.on[2].pending_unlocks()) == len(pairings)
     finally:
         await desktop.aclose()
         await phone.aclose()

@@ -51,9 +51,10 @@ CASES: dict[str, list[dict[str, Any]]] = {
         {"type": "channel", "now": T0 + 4, "state": "cancelled"},
         {"type": "answer", "now": T0 + 5, "verdict": "approve"},
     ],
-    "approve screen: the desktop showed a new code": [
+    "approve screen: a renewed request stays answerable until the attempt ends": [
         {"type": "open", "now": T0, "expires_at": EXP},
         {"type": "channel", "now": T0 + 4, "state": "renewed"},
+        {"type": "channel", "now": T0 + 9, "state": "closed"},
     ],
     "approve screen: answered in another copy of the app": [
         {"type": "notice", "now": T0, "expires_at": EXP},

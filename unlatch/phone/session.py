@@ -234,8 +234,11 @@ class AnswerSession:
         return self._forget(state) if state in ENDINGS else []
 
     def _channel_open(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        # A renewed request stays answerable: the user scanned it (the desktop renews only
+        # QR codes nobody scanned, and follows an older one that gets answered). When the
+        # desktop's attempt ends, the relay closes it too, and that ends it here.
         state = event.get("state")
-        return self._end(state) if state in ENDINGS else []
+        return self._end(state) if state in ENDINGS and state != "renewed" else []
 
     def _channel_retry(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         # a renewed request stays answerable (its channel is open); the others are over

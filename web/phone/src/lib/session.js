@@ -169,7 +169,10 @@ const steps = {
     return [s._show("retry", "retry")];
   },
   channelBeforeOpen: (s, e) => (ENDINGS.includes(e.state) ? s._forget(e.state) : []),
-  channelOpen: (s, e) => (ENDINGS.includes(e.state) ? s._end(e.state) : []),
+  // A renewed request stays answerable: the user scanned it (the desktop renews only QR codes
+  // nobody scanned, and follows an older one that gets answered). When the desktop's attempt
+  // ends, the relay closes it too, and that ends it here.
+  channelOpen: (s, e) => (ENDINGS.includes(e.state) && e.state !== "renewed" ? s._end(e.state) : []),
   // a renewed request stays answerable (its channel is open); the others are over
   channelRetry: (s, e) => (["cancelled", "expired", "closed"].includes(e.state) ? s._end(e.state) : []),
   // a desktop that came back and read the reply acknowledges it: now it is true
