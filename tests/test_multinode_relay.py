@@ -31,6 +31,7 @@ from fixtures.scale import (
 )
 
 from unlatch.push import VapidKeys
+from unlatch.relay.client import PairingUpdate, RequestUpdate, UnlockNotification
 from unlatch.relay.codec import b64d, b64e
 from unlatch.relay.device_key import DeviceKey
 from unlatch.relay.errors import (
@@ -331,7 +332,9 @@ async def test_pending_cap_is_exact_under_concurrent_creates_on_three_nodes(
         refused = [r for r in results if isinstance(r, BaseException)]
         assert len(created) == 5, results
         assert all(isinstance(r, TooManyPending) for r in refused), refused
-        assert len(await phone.on[2].pending_unlocks()) == 5
+        # pending: the newest open request of each pairing (a newer one renews the older)
+        pairings = {routing_ids[i % 3] for i, r in enumerate(results) if isinstance(r, dict)}
+        assert len(await phone.on[2].pending_unlocks()) == len(pairings)
     finally:
         await desktop.aclose()
         await phone.aclose()
@@ -533,3 +536,70 @@ async def test_a_node_with_another_vapid_key_refuses_to_join(
     async with httpx.AsyncClient() as http:  # the deployment is untouched
         for node in cluster.nodes:
             assert (await http.get(node.url + "/healthz")).status_code == 200
+
+
+async def test_lifecycle_phone_hears_its_requests_fate_across_nodes(cluster: Cluster) -> None:
+    """Renewed, answered-and-delivered, cancelled and unpaired, each heard on another node.
+
+    The phone listens on node 1, the desktop works on node 0, the phone
+    posts on node 2: every frame and the reply's delivery cross the Redis bus.
+    """
+    desktop, phone, routing_id = await pair_across(cluster)
+    frames: asyncio.Queue[tuple[float, object]] = asyncio.Queue()
+
+    async def listen() -> None:
+        async for item in phone.on[1].events(poll_interval=0.5):
+            await frames.put((time.monotonic(), item))
+
+    async def heard(request_id: bytes, state: str, since: float) -> RequestUpdate:
+        while True:
+            at, item = await asyncio.wait_for(frames.get(), 15)
+            if isinstance(item, RequestUpdate) and item.request_id == request_id:
+                assert item.state == state
+                assert at - since < 1.0, f"{state} heard after {at - since:.2f} s"
+                return item
+
+    listener = asyncio.create_task(listen())
+    try:
+        first = os.urandom(16)
+        await desktop.on[0].create_unlock(first, routing_id, b"first")
+        while not isinstance(
+            (item := (await asyncio.wait_for(frames.get(), 30))[1]), UnlockNotification
+        ):
+            pass
+        assert item.request_id == first
+        second = os.urandom(16)
+        t = time.monotonic()
+        await desktop.on[0].create_unlock(second, routing_id, b"second")
+        assert (await heard(first, "renewed", t)).replaced_by == second
+        assert [n.request_id for n in await phone.on[2].pending_unlocks()] == [second]
+        # the desktop waits on node 0; the reply posted on node 2 is handed over on node 0
+        waiter = asyncio.create_task(desktop.on[0].wait_reply(second, timeout=30))
+        await asyncio.sleep(0.5)
+        assert await phone.on[2].post_reply(second, b"yes", wait=5) == "delivered"
+        assert await waiter == b"yes"
+        state = await phone.on[1].unlock_state(second)
+        assert (state.state, state.acknowledged) == ("answered", True)
+        # cancelled on node 0, heard on node 1
+        third = os.urandom(16)
+        await desktop.on[0].create_unlock(third, routing_id, b"third")
+        t = time.monotonic()
+        await desktop.on[0].close_unlock(third)
+        await heard(third, "cancelled", t)
+        # unpaired on node 0: its open request closes and the pairing is removed, on node 1
+        fourth = os.urandom(16)
+        await desktop.on[0].create_unlock(fourth, routing_id, b"fourth")
+        t = time.monotonic()
+        await desktop.on[0].delete_pairing(routing_id)
+        await heard(fourth, "closed", t)
+        while not isinstance(
+            (item := (await asyncio.wait_for(frames.get(), 15))[1]), PairingUpdate
+        ):
+            pass
+        assert (item.routing_id, item.state) == (routing_id, "removed")
+        assert (await phone.on[2].unlock_state(fourth)).state == "closed"
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await desktop.aclose()
+        await phone.aclose()

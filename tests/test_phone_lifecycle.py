@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from test_phone_flow import Desktop, Phone, _b64, pair
 
+from unlatch.phone.errors import RequestClosed
+from unlatch.phone.requests import RequestView
 from unlatch.protocol import Approved, Denied, UnlockMode, Verdict, bare_link
 from unlatch.relay.errors import NotPaired
 
@@ -185,4 +187,119 @@ async def test_listen_reconnects_after_a_relay_restart(relay_factory, phone) -> 
     (note,) = [json.loads(x) for x in out.decode().splitlines()]
     assert note["request_id"] == _b64(du.request_id) and note["desktop"] == "Work laptop"
     assert second.proc.poll() is None
+    await desktop.relay.aclose()
+
+
+async def _api_phone(relay, tmp_path, monkeypatch, desktop: Desktop):
+    """An in-process PhoneClient paired with ``desktop`` through the real pairing flow."""
+    from unlatch.phone import PhoneClient
+
+    monkeypatch.setenv("UNLATCH_HOME", str(tmp_path / "unlatch"))
+    client = PhoneClient(tmp_path / "api-phone")
+    dp = await desktop.offer()
+    pairing = asyncio.create_task(client.pair(bare_link(dp.offer_bytes), phone_name="Phone"))
+    await desktop.complete(dp)
+    await pairing
+    return client
+
+
+async def test_lifecycle_python_phone_hears_cancel_renewal_and_removal(
+    relay, tmp_path, monkeypatch
+) -> None:
+    """Issue 13, first list, on the Python phone: what `listen` shows as the desktop acts.
+
+    Cancel: the card's request is reported cancelled (no second identical
+    card). Renewal: the old request is reported replaced, then the new one
+    shown. Revocation: the open request closes and the desktop is marked
+    removed, with how to forget it; pairing it again leaves one entry.
+    """
+    from unlatch.phone.client import DesktopRemoved, RequestEnded
+
+    desktop = Desktop(relay.url, "Work laptop")
+    client = await _api_phone(relay, tmp_path, monkeypatch, desktop)
+    heard: asyncio.Queue[object] = asyncio.Queue()
+
+    async def pump() -> None:
+        async for item in client.listen():
+            await heard.put(item)
+
+    async def next_item(kind: type) -> object:
+        while True:
+            item = await asyncio.wait_for(heard.get(), 10)
+            if isinstance(item, kind):
+                return item
+
+    task = asyncio.create_task(pump())
+    try:
+        await asyncio.sleep(0.5)
+        first = await desktop.request()
+        assert (await next_item(RequestView)).request_id == _b64(first.request_id)  # type: ignore[attr-defined]
+        await desktop.relay.close_unlock(first.request_id)  # cancelled on the desktop
+        ended = await next_item(RequestEnded)
+        assert isinstance(ended, RequestEnded) and ended.state == "cancelled"
+        assert ended.message.startswith("Cancelled on the desktop: “Work laptop” cancelled")
+        assert "start a new request on the desktop" in ended.message
+
+        old = await desktop.request()
+        await next_item(RequestView)
+        new = await desktop.request()  # the desktop renewed its QR
+        ended = await next_item(RequestEnded)
+        assert isinstance(ended, RequestEnded) and ended.request_id == _b64(old.request_id)
+        assert ended.state == "renewed" and "Scan the code the desktop shows now" in ended.message
+        assert (await next_item(RequestView)).request_id == _b64(new.request_id)  # type: ignore[attr-defined]
+
+        # the desktop removes (revokes) this phone
+        await desktop.relay.delete_pairing(desktop.record.keys.routing_id)  # type: ignore[union-attr]
+        ended = await next_item(RequestEnded)
+        assert isinstance(ended, RequestEnded) and ended.state == "closed"
+        removed = await next_item(DesktopRemoved)
+        assert isinstance(removed, DesktopRemoved)
+        assert "“Work laptop” removed this phone" in removed.message
+        assert "unlatch phone unpair" in removed.message
+        [row] = client.list_pairings()
+        assert row["removed"] is True and row["name"] == "Work laptop"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    # approving a QR of the removed desktop says so, and sends nothing
+    with pytest.raises(RequestClosed, match="Desktop removed: “Work laptop” removed this phone"):
+        await client.approve(bare_link(new.qr_bytes))
+    # pairing the same desktop again replaces the entry: one "Work laptop", not two
+    dp = await desktop.offer()
+    again = asyncio.create_task(client.pair(bare_link(dp.offer_bytes), phone_name="Phone"))
+    await desktop.complete(dp)
+    await again
+    [row] = client.list_pairings()
+    assert row["name"] == "Work laptop" and row["removed"] is False
+    await desktop.relay.aclose()
+
+
+async def test_lifecycle_python_phone_never_says_approved_to_a_desktop_gone(
+    relay, tmp_path, monkeypatch
+) -> None:
+    """After a desktop restart nobody waits on the request: the phone says so, not "Approved".
+
+    With a desktop waiting, the same approval is delivered and reported approved.
+    """
+    desktop = Desktop(relay.url, "Work laptop")
+    client = await _api_phone(relay, tmp_path, monkeypatch, desktop)
+    du = await desktop.request()  # the desktop then restarts: nobody waits on the channel
+    with pytest.raises(RequestClosed) as closed:
+        await client.approve(bare_link(du.qr_bytes))
+    assert str(closed.value).startswith("Not delivered: “Work laptop” is no longer waiting")
+    assert "request again on the desktop" in str(closed.value)
+    assert "Approved" not in str(closed.value)
+
+    du = await desktop.request()
+    waiter = asyncio.create_task(desktop.outcome(du))
+    await asyncio.sleep(0.5)
+    answer = await client.approve(bare_link(du.qr_bytes))
+    assert answer.approved
+    assert (await waiter)[0] == Approved(desktop.share)
+
+    # a cancelled request scanned afterwards: what happened and what to do
+    du = await desktop.request()
+    await desktop.relay.close_unlock(du.request_id)
+    with pytest.raises(RequestClosed, match=r"Cancelled on the desktop: .*start a new request"):
+        await client.approve(bare_link(du.qr_bytes))
     await desktop.relay.aclose()

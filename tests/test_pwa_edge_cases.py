@@ -193,15 +193,16 @@ async def test_pwa_two_open_copies_share_one_replay_guard(pwa_phone: Phone) -> N
     stored = set(await page.evaluate(READ_REPLAY_GUARD))
     assert {b64e(a.request_id), b64e(b.request_id)} <= stored
 
-    # Both copies on C's Approve screen: the first answer wins, the second sends nothing.
+    # Both copies on C's Approve screen: the first answer wins; the other copy hears from
+    # the relay that it was answered (issue 13) and sends nothing.
     await open_request(page, c)
     await open_request(other, c)
     await page.click("#approve")
     assert isinstance(await ph.desktop.outcome(c), Approved)
     await page.wait_for_selector('#approve-result[data-verdict="approve"]')
-    await other.click("#approve")
-    await other.wait_for_selector(".approve-error .notice")
-    assert "Already answered" in await other.inner_text(".approve-error")
+    await other.wait_for_selector('#approve-result[data-outcome="ended.answered"]')
+    assert "Already answered" in await other.inner_text("#approve-result")
+    assert await other.locator("#approve").count() == 0
     assert await other.locator("#send-again").count() == 0
     assert replies_from_other == [ph.relay.url + f"/v1/unlock/{b64e(b.request_id)}/reply"]
     # And A again, scanned on the other copy: refused at once.

@@ -134,13 +134,39 @@ def test_openapi_error_answers_come_from_the_registry() -> None:
     assert "| 410 | `closed` |" in doc["info"]["description"]
 
 
+def test_openapi_states_the_channel_lifecycle_from_its_one_source() -> None:
+    """Outcomes, request states and the reply's wait limit: written once, listed by the
+    OpenAPI document and GET /v1/info (phone-lifecycle joined with the registry)."""
+    from unlatch.relay.config import MAX_REPLY_WAIT
+    from unlatch.relay.models import CHANNEL_OUTCOMES, REQUEST_STATES
+    from unlatch.relay.openapi import info_document
+
+    config = RelayConfig(public_url="https://relay.example")
+    doc = openapi_document(config)
+    schemas = doc["components"]["schemas"]
+    assert schemas["WaitResult"]["properties"]["outcome"]["enum"] == list(CHANNEL_OUTCOMES)
+    assert schemas["RequestState"]["properties"]["state"]["enum"] == list(REQUEST_STATES)
+    reply = doc["paths"]["/v1/unlock/{channel_id}/reply"]["post"]
+    body = reply["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert (
+        body["wait"]["maximum"]
+        == MAX_REPLY_WAIT
+        == info_document(config)["limits"]["reply_wait_max"]
+    )
+    state = doc["paths"]["/v1/unlock/{channel_id}/state"]["get"]["responses"]
+    assert state["404"]["description"] == "error: unknown_channel"
+    # "rejected" is a client-side code: the phone hears it as a closed channel's outcome
+    assert CODES["rejected"].status is None and "rejected" in CHANNEL_OUTCOMES
+    assert ERROR_CLASSES["rejected"].__name__ == "PairingRejected"
+
+
 def test_phone_app_bundles_the_registry() -> None:
     """The built app carries the registry's messages (imported as JSON by relay.js)."""
     app = ROOT / "web" / "phone" / "dist" / "app.js"
     if not app.is_file():
         pytest.skip("web/phone is not built")
     text = app.read_text(encoding="utf-8")
-    for code in ("closed", "expired", "channel_taken"):
+    for code in ("closed", "expired", "channel_taken", "rejected"):
         assert CODES[code].message in text
 
 

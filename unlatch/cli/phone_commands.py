@@ -21,7 +21,15 @@ from typing import Any, TypeVar
 import click
 
 from unlatch.cli import ask, main
-from unlatch.phone.client import HOME_ENV, Answer, Ignored, PairingAttempt, PhoneClient
+from unlatch.phone.client import (
+    HOME_ENV,
+    Answer,
+    DesktopRemoved,
+    Ignored,
+    PairingAttempt,
+    PhoneClient,
+    RequestEnded,
+)
 from unlatch.phone.errors import UserDeclined
 from unlatch.phone.requests import RequestView
 from unlatch.phone.sealed import MIN_PIN_LEN, offline_guess_time
@@ -334,6 +342,10 @@ def listen_command(ctx: click.Context, once: bool, timeout: float | None, as_jso
                     [f"(ignored a request no paired desktop made: {item.reason})"],
                 )
                 continue
+            if isinstance(item, RequestEnded | DesktopRemoved):
+                _emit(as_json, item.to_json(), [item.message, ""])
+                sys.stdout.flush()
+                continue
             _emit(as_json, item.to_json(now), [*item.describe(now), ""])
             sys.stdout.flush()
             count += 1
@@ -538,6 +550,8 @@ def list_command(ctx: click.Context, check_relay: bool, as_json: bool) -> None:
     for row in rows:
         when = time.strftime("%Y-%m-%d", time.localtime(row["paired_at"]))
         flags = " [blocked]" if row["blocked"] else ""
+        if row.get("removed"):
+            flags += f" [removed by the desktop: forget it with `unlatch phone unpair {row['id']}`]"
         flags += " [number matching allowed]" if row["number_matching"] else ""
         if "relay_state" in row:
             flags += f" [relay: {row['relay_state']}]"

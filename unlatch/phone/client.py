@@ -31,6 +31,7 @@ from typing import Any
 
 from unlatch import paths
 from unlatch.phone.errors import (
+    PairingRefused,
     PairingTimeout,
     PhoneError,
     RequestClosed,
@@ -38,6 +39,7 @@ from unlatch.phone.errors import (
     UserDeclined,
 )
 from unlatch.phone.requests import RequestView
+from unlatch.phone.session import AnswerSession, AnswerState, ended_text, view_text
 from unlatch.phone.state import MAX_NAME_CHARS, Pairing, PhoneState, clean_name, printable
 from unlatch.phone.store import PhoneStore, PinSource
 from unlatch.protocol import (
@@ -48,11 +50,13 @@ from unlatch.protocol import (
     UnlockMode,
 )
 from unlatch.protocol.encoding import b64d, b64e
-from unlatch.relay.client import RelayClient, UnlockNotification
+from unlatch.relay.client import PairingUpdate, RelayClient, RequestUpdate, UnlockNotification
 from unlatch.relay.errors import (
+    AlreadyAnswered,
     ChannelExpired,
     ChannelGone,
     NotPaired,
+    PairingRejected,
     RelayError,
     RelayUnavailable,
     UnknownChannel,
@@ -60,6 +64,7 @@ from unlatch.relay.errors import (
 
 HOME_ENV = "UNLATCH_PHONE_HOME"
 DEFAULT_PAIR_TIMEOUT = 600.0
+REPLY_WAIT = 5  # seconds the relay may take to say whether a waiting desktop took the reply
 
 Confirm = Callable[[RequestView], bool | Awaitable[bool]]
 
@@ -97,6 +102,42 @@ class Answer:
 
     def to_json(self, now: int) -> dict[str, Any]:
         return {"verdict": self.verdict, "blocked": self.blocked, **self.request.to_json(now)}
+
+
+@dataclass(frozen=True)
+class RequestEnded:
+    """What happened to a request this phone heard of (the relay's word), and what to do."""
+
+    request_id: str
+    desktop: str
+    state: str  # renewed | answered | cancelled | expired | closed
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "ended",
+            "request_id": self.request_id,
+            "desktop": self.desktop,
+            "state": self.state,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class DesktopRemoved:
+    """The relay said a desktop removed this phone: its pairing is marked removed."""
+
+    desktop: str
+    desktop_id: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "removed",
+            "desktop": self.desktop,
+            "id": self.desktop_id,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -158,6 +199,13 @@ class PairingAttempt:
             wait = max(1.0, min(timeout, self.expires_at - time.time() + 5))
             try:
                 msg = await relay.wait_pairing_message(pp.channel_id, timeout=wait)
+            except PairingRejected:
+                raise PairingRefused(
+                    "the desktop refused the pairing: its user said the codes differ."
+                    " Nothing was saved. Start pairing again on the desktop, scan its new code"
+                    " and compare the six digits (if they differed, another phone may have"
+                    " scanned the code)"
+                ) from None
             except (ChannelExpired, ChannelGone):
                 raise PairingTimeout(
                     "the desktop did not confirm the pairing (cancelled or expired)"
@@ -450,22 +498,30 @@ class PhoneClient:
             return Ignored(rid, "the relay's request id does not match the desktop's")
         return RequestView.build(pairing, pushed.params, pushed.choices, note)
 
-    async def listen(self) -> AsyncIterator[RequestView | Ignored]:
-        """Yield every unlock request for this phone, forever (cancel to stop).
+    async def listen(
+        self,
+    ) -> AsyncIterator[RequestView | Ignored | RequestEnded | DesktopRemoved]:
+        """Yield every unlock request for this phone, and their fate, forever (cancel to stop).
 
         Holds one relay listener per relay used by the paired desktops;
         reconnection and the polling fallback are the relay client's. Requests
-        this phone already answered are skipped.
+        this phone already answered are skipped. A request yielded before is
+        followed by an :class:`AnswerSession`: when the relay says it was
+        renewed, answered, cancelled, expired or closed, a :class:`RequestEnded`
+        says so and what to do; a desktop that removed this phone is marked
+        removed (``list`` shows it) and a :class:`DesktopRemoved` yielded.
         """
         relays = sorted({p.record.relay_url for p in self.state().pairings})
         if not relays:
             raise PhoneError("no paired desktop: pair one first (`unlatch phone pair LINK`)")
-        queue: asyncio.Queue[UnlockNotification | BaseException] = asyncio.Queue()
+        queue: asyncio.Queue[UnlockNotification | RequestUpdate | PairingUpdate | BaseException]
+        queue = asyncio.Queue()
+        sessions: dict[bytes, tuple[AnswerSession, str]] = {}
 
         async def pump(url: str) -> None:
             try:
                 async with self.relay_client(url) as relay:
-                    async for note in relay.listen():
+                    async for note in relay.events():
                         await queue.put(note)
             except asyncio.CancelledError:
                 raise
@@ -478,16 +534,58 @@ class PhoneClient:
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
+                if isinstance(item, PairingUpdate):
+                    removed = self._mark_removed(item.routing_id)
+                    if removed is not None:
+                        yield removed
+                    continue
+                if isinstance(item, RequestUpdate):
+                    known = sessions.get(item.request_id)
+                    if known is None:
+                        continue
+                    session, desktop = known
+                    event = {"type": "channel", "now": time.time(), "state": item.state}
+                    session.handle({**event, "acknowledged": item.acknowledged})
+                    if session.state in (AnswerState.FORGOTTEN, AnswerState.ENDED):
+                        del sessions[item.request_id]
+                        yield RequestEnded(
+                            b64e(item.request_id),
+                            desktop,
+                            item.state,
+                            ended_text(item.state, f"“{desktop}”"),
+                        )
+                    continue
                 state = self.state()  # re-read: pairings and answers may have changed
                 try:
                     state.replay.check(item.request_id)
                 except ProtocolError:
                     continue
-                yield self.view_notification(item, state)
+                view = self.view_notification(item, state)
+                if isinstance(view, RequestView):
+                    session = AnswerSession(b64e(item.request_id))
+                    session.handle(
+                        {"type": "notice", "now": time.time(), "expires_at": item.expires_at}
+                    )
+                    sessions[item.request_id] = (session, view.desktop)
+                yield view
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _mark_removed(self, routing_id: bytes) -> DesktopRemoved | None:
+        """The relay said a pairing was removed: mark it (`list` shows it; forget with unpair)."""
+        with self.store.transaction() as state:
+            pairing = next((p for p in state.pairings if p.routing_id == routing_id), None)
+            if pairing is None or pairing.removed:
+                return None
+            pairing.removed = True
+            return DesktopRemoved(
+                pairing.label,
+                pairing.short_id,
+                f"“{pairing.label}” removed this phone, so it can no longer unlock it: forget it"
+                f" with `unlatch phone unpair {pairing.short_id}`, or pair again from the desktop.",
+            )
 
     def verify(self, link: str) -> PhoneUnlock:
         """Check a scanned unlock QR against the paired desktops; nothing is sent.
@@ -583,6 +681,13 @@ class PhoneClient:
         choice: int | None = None,
         note: UnlockNotification | None = None,
     ) -> Answer:
+        """Ask, answer once, post, and report what the relay says became of it.
+
+        The request's life is an :class:`AnswerSession` (the PWA's too): the
+        answer counts as given only when the relay says a desktop still
+        waiting took it ("delivered"); otherwise :class:`RequestClosed` says
+        what happened and what to do.
+        """
         pairing = self.state().by_pairing_id(pu.pairing.pairing_id)
         if pairing is None:
             raise UnknownDesktop("this desktop was unpaired meanwhile")
@@ -591,15 +696,19 @@ class PhoneClient:
         view = RequestView.build(pairing, pu.params, pu.choices, note)
         if choice is not None and choice not in pu.choices:
             raise PhoneError(f"pick one of the numbers offered: {', '.join(map(str, pu.choices))}")
+        desktop = f"“{pairing.label}”"
+        session = AnswerSession(b64e(pu.request_id))
+        session.handle({"type": "open", "now": time.time(), "expires_at": pu.params.expires_at})
+        if pairing.removed:  # the relay said so before: nothing to send
+            session.handle({"type": "revoke", "now": time.time()})
+            raise RequestClosed(view_text(session.view, desktop))
         async with self.relay_client(pairing.record.relay_url) as relay:
             if note is None:  # scanned QR: tell the desktop, learn who asks
                 try:
                     await relay.post_seen(pu.request_id, pu.seen())
-                except (ChannelGone, UnknownChannel, ChannelExpired):
-                    raise RequestClosed(
-                        "the desktop no longer waits for this request (it was answered, "
-                        "cancelled, expired, or this phone was revoked there): nothing was sent"
-                    ) from None
+                except (ChannelGone, UnknownChannel, ChannelExpired, AlreadyAnswered) as exc:
+                    await self._hear_state(relay, session, pairing, pu.request_id, exc)
+                    raise RequestClosed(view_text(session.view, desktop)) from None
                 with contextlib.suppress(RelayError):
                     view = view.with_requester(await relay.get_unlock(pu.request_id))
             if verdict == "approve" and not await _ask(confirm, view):
@@ -616,15 +725,23 @@ class PhoneClient:
             else:
                 reply = pu.deny(now=now, not_me=verdict == "not_me")
                 result = "not_me" if verdict == "not_me" else "denied"
+            session_verdict = {"approved": "approve", "denied": "deny"}.get(result, result)
+            session.handle({"type": "answer", "now": now, "verdict": session_verdict})
             # Remember before sending: a crash may lose an answer, never send two.
             with self.store.transaction() as state:
                 state.replay.check(pu.request_id)  # another process may have answered meanwhile
                 state.replay.remember(pu.request_id, pu.params.expires_at, now=now)
-            closed = False
             try:
-                await relay.post_reply(pu.request_id, reply)
-            except (ChannelGone, UnknownChannel, ChannelExpired):
-                closed = True
+                delivery = await relay.post_reply(pu.request_id, reply, wait=REPLY_WAIT)
+                if delivery is None:  # a retry found it posted: did the desktop read it?
+                    heard = await relay.unlock_state(pu.request_id)
+                    delivery = "delivered" if heard.acknowledged else "undelivered"
+                outcome = delivery
+            except (ChannelGone, UnknownChannel):
+                outcome = "closed"
+            except ChannelExpired:
+                outcome = "expired"
+            session.handle({"type": "reply", "now": time.time(), "outcome": outcome})
             blocked = False
             if result == "not_me":  # blocked even when the answer came too late
                 await relay.block(pairing.routing_id)
@@ -633,13 +750,35 @@ class PhoneClient:
                     if current is not None:
                         current.blocked = True
                 blocked = True
-            if closed:
-                also = (
-                    f"; “{pairing.label}” is blocked on the relay all the same" if blocked else ""
-                )
-                raise RequestClosed(
-                    "the desktop stopped waiting for this request before the answer arrived "
-                    "(cancelled, expired, or this phone was revoked there): it was not "
-                    f"delivered{also}"
-                )
+            if session.state is not AnswerState.DONE:
+                also = f" ({desktop} is blocked on the relay all the same)" if blocked else ""
+                raise RequestClosed(view_text(session.view, desktop) + also)
         return Answer(result, view, blocked)
+
+    async def _hear_state(
+        self,
+        relay: RelayClient,
+        session: AnswerSession,
+        pairing: Pairing,
+        request_id: bytes,
+        exc: RelayError,
+    ) -> None:
+        """The request ended before this phone answered: ask the relay why, tell the session.
+
+        "closed" with the pairing gone from the relay is a removal (the
+        desktop revoked this phone): the pairing is marked removed.
+        """
+        state = "expired" if isinstance(exc, ChannelExpired) else "closed"
+        if isinstance(exc, AlreadyAnswered):
+            state = "answered"
+        with contextlib.suppress(RelayError):
+            state = (await relay.unlock_state(request_id)).state
+        if state == "closed":
+            with contextlib.suppress(RelayError):
+                if pairing.routing_id not in {p.routing_id for p in await relay.list_pairings()}:
+                    self._mark_removed(pairing.routing_id)
+                    session.handle({"type": "revoke", "now": time.time()})
+                    return
+        session.handle({"type": "channel", "now": time.time(), "state": state})
+        if session.state is AnswerState.OPEN:  # "open" after a refusal: say it is over
+            session.handle({"type": "channel", "now": time.time(), "state": "closed"})

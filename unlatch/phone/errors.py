@@ -43,6 +43,10 @@ class PairingTimeout(PhoneError):
     """The desktop did not confirm the pairing in time."""
 
 
+class PairingRefused(PhoneError):
+    """The desktop refused the pairing after this phone's hello: its user said the codes differ."""
+
+
 class RequestClosed(PhoneError):
     """The desktop no longer waits for this request: the relay closed or forgot it."""
 

@@ -49,6 +49,7 @@ class Pairing:
     label: str  # what the user calls it (starts as the desktop's own name)
     paired_at: int
     blocked: bool = False  # the user said "I did not ask for this"
+    removed: bool = False  # the relay said the desktop removed this pairing: forget it
 
     @property
     def short_id(self) -> str:
@@ -70,6 +71,7 @@ class Pairing:
             "routing_id": b64e(self.routing_id),
             "paired_at": self.paired_at,
             "blocked": self.blocked,
+            "removed": self.removed,
             "number_matching": self.record.allow_number_matching,
         }
 
@@ -79,6 +81,7 @@ class Pairing:
             "label": self.label,
             "paired_at": self.paired_at,
             "blocked": self.blocked,
+            "removed": self.removed,
         }
 
     @classmethod
@@ -88,7 +91,16 @@ class Pairing:
             label=str(data["label"]),
             paired_at=int(data["paired_at"]),
             blocked=bool(data.get("blocked", False)),
+            removed=bool(data.get("removed", False)),
         )
+
+
+def _same_desktop(a: Pairing, b: Pairing) -> bool:
+    """The same desktop: its relay identity on the same relay."""
+    return (
+        a.record.desktop_device_id == b.record.desktop_device_id
+        and a.record.relay_url == b.record.relay_url
+    )
 
 
 @dataclass
@@ -142,9 +154,16 @@ class PhoneState:
         return None
 
     def add(self, pairing: Pairing) -> None:
-        """Add (or replace, for a re-pairing with the same keys) a pairing."""
+        """Add a pairing; it replaces an earlier pairing with the same desktop.
+
+        Pairing the same desktop again (after it removed this phone, or to
+        start afresh) leaves one entry, not two identical ones: the old
+        record's keys can no longer unlock anything the desktop keeps.
+        """
         self.pairings = [
-            p for p in self.pairings if p.record.pairing_id != pairing.record.pairing_id
+            p
+            for p in self.pairings
+            if p.record.pairing_id != pairing.record.pairing_id and not _same_desktop(p, pairing)
         ]
         if len(self.pairings) >= MAX_PAIRINGS:
             raise StorageError(f"this phone already has {MAX_PAIRINGS} paired desktops")

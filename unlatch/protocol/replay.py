@@ -27,7 +27,10 @@ class ReplayGuard:
     def check(self, request_id: bytes) -> None:
         """Raise :class:`AlreadyAnswered` if ``request_id`` was answered before."""
         if request_id in self._seen:
-            raise AlreadyAnswered("this request was already answered on this phone")
+            raise AlreadyAnswered(
+                "this request was already answered on this phone: if the desktop is still"
+                " locked, start a new unlock there and scan its new code"
+            )
 
     def remember(self, request_id: bytes, expires_at: int, *, now: int) -> None:
         """Record an answer (call before sending it, so a crash cannot answer twice)."""

@@ -35,6 +35,7 @@ from unlatch.relay.config import (
     MAX_PAIRING_MESSAGE,
     MAX_PUSH_PAYLOAD,
     MAX_REPLY,
+    MAX_REPLY_WAIT,
     MAX_SEEN,
     MAX_WAIT,
     RelayConfig,
@@ -185,13 +186,15 @@ class Relay:
         timeout = query_int(request, "timeout", DEFAULT_WAIT, 0, MAX_WAIT)
         msgs, ch = await self.service.wait(device, channel_id, kind, after, float(timeout))
         now = time.time()
-        return ok(
-            {
-                "messages": [message_json(m) for m in msgs],
-                "state": self.service.state_of(ch, now),
-                "expires_at": ch.expires_at if ch else None,
-            }
-        )
+        answer: dict[str, Any] = {
+            "messages": [message_json(m) for m in msgs],
+            "state": self.service.state_of(ch, now),
+            "expires_at": ch.expires_at if ch else None,
+        }
+        outcome = self.service.outcome_of(ch)
+        if outcome is not None:
+            answer["outcome"] = outcome
+        return ok(answer)
 
     # pairings ----------------------------------------------------------------------------
     async def pairings_register(self, request: Request) -> Response:
@@ -263,10 +266,24 @@ class Relay:
             raise ApiError("not_found", "no such route")
         device = await self.device(request)
         channel_id = path_id(request, "channel_id")
-        f = Fields(await self.body(request), {"data"})
-        data = f.b64("data", max_len=MAX_SEEN if msg_type == "seen" else MAX_REPLY)
-        msg = await self.service.post_unlock(device, channel_id, msg_type, data)
-        return ok({"seq": msg.seq}, 202)
+        if msg_type == "seen":
+            f = Fields(await self.body(request), {"data"})
+            msg = await self.service.post_unlock(
+                device, channel_id, "seen", f.b64("data", max_len=MAX_SEEN)
+            )
+            return ok({"seq": msg.seq}, 202)
+        f = Fields(await self.body(request), {"data", "wait"})
+        data = f.b64("data", max_len=MAX_REPLY)
+        wait = f.opt_int("wait", 0, MAX_REPLY_WAIT)
+        if not wait:
+            msg = await self.service.post_unlock(device, channel_id, "reply", data)
+            return ok({"seq": msg.seq}, 202)
+        msg, delivery = await self.service.post_reply_and_wait(device, channel_id, data, wait)
+        return ok({"seq": msg.seq, "delivery": delivery}, 202)
+
+    async def unlock_state(self, request: Request) -> Response:
+        device = await self.device(request)
+        return ok(await self.service.unlock_state(device, path_id(request, "channel_id")))
 
     async def unlock_wait(self, request: Request) -> Response:
         return await self._wait(request, "unlock")
@@ -347,6 +364,7 @@ class Relay:
             Route("/v1/unlock", self.unlock_create, methods=["POST"]),
             Route("/v1/unlock/pending", self.unlock_pending, methods=["GET"]),
             Route("/v1/unlock/{channel_id}/wait", self.unlock_wait, methods=["GET"]),
+            Route("/v1/unlock/{channel_id}/state", self.unlock_state, methods=["GET"]),
             Route("/v1/unlock/{channel_id}/{msg_type}", self.unlock_post, methods=["POST"]),
             Route("/v1/unlock/{channel_id}", self.unlock_channel, methods=["GET", "DELETE"]),
             WebSocketRoute("/v1/unlock/{channel_id}/ws", self.ws_unlock),

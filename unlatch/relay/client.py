@@ -33,14 +33,18 @@ from unlatch.relay.auth import auth_message, canonical_origin
 from unlatch.relay.codec import CodecError, b64d, b64e, json_loads
 from unlatch.relay.device_key import DeviceKey
 from unlatch.relay.errors import (
+    CODES,
     AlreadyAnswered,
     AlreadyPosted,
     AuthFailed,
     ChannelExpired,
     ChannelGone,
+    Forbidden,
     LifetimeTooLong,
+    PairingRejected,
     RelayError,
     RelayUnavailable,
+    UnknownChannel,
     error_for,
     status_of,
 )
@@ -105,6 +109,52 @@ class UnlockNotification:
 
 
 @dataclass(frozen=True)
+class RequestUpdate:
+    """Where one of this phone's requests stands, as the relay says (``state``).
+
+    ``open``, ``renewed`` (``replaced_by`` is the newer request), ``answered``
+    (``acknowledged``: the desktop closed it after reading the reply),
+    ``cancelled``, ``expired`` or ``closed`` (docs/relay.md, listener frames).
+    """
+
+    request_id: bytes
+    state: str
+    acknowledged: bool = False
+    replaced_by: bytes | None = None
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> RequestUpdate:
+        try:
+            replaced = obj.get("replaced_by")
+            return cls(
+                request_id=b64d(obj["request_id"], max_len=16),
+                state=str(obj["state"])[:20],
+                acknowledged=bool(obj.get("acknowledged", False)),
+                replaced_by=b64d(replaced, max_len=16) if isinstance(replaced, str) else None,
+            )
+        except (KeyError, TypeError, ValueError, CodecError):
+            raise RelayError("the relay sent a malformed request update", code="protocol") from None
+
+
+@dataclass(frozen=True)
+class PairingUpdate:
+    """A pairing of this phone changed on the relay (``state`` "removed": unpaired)."""
+
+    routing_id: bytes
+    state: str
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> PairingUpdate:
+        try:
+            return cls(b64d(obj["routing_id"], max_len=16), str(obj["state"])[:20])
+        except (KeyError, TypeError, ValueError, CodecError):
+            raise RelayError("the relay sent a malformed pairing update", code="protocol") from None
+
+
+ListenItem = UnlockNotification | RequestUpdate | PairingUpdate
+
+
+@dataclass(frozen=True)
 class PairingInfo:
     """One of this device's pairings on the relay."""
 
@@ -113,6 +163,13 @@ class PairingInfo:
     linked: bool
     blocked: bool
     created_at: float
+
+
+def _closed(outcome: object) -> ChannelGone:
+    """The error for a channel the relay reports closed, naming why when it says."""
+    if outcome == "rejected":
+        return PairingRejected(CODES["rejected"].message, code="rejected")
+    return ChannelGone("the channel was closed", code="closed")
 
 
 class _Reconnect(Exception):
@@ -451,19 +508,43 @@ class RelayClient:
     async def post_seen(self, request_id: bytes, data: bytes) -> None:
         await self._post_once(f"/v1/unlock/{b64e(request_id)}/seen", data)
 
-    async def post_reply(self, request_id: bytes, data: bytes) -> None:
-        await self._post_once(f"/v1/unlock/{b64e(request_id)}/reply", data)
+    async def post_reply(self, request_id: bytes, data: bytes, *, wait: int = 0) -> str | None:
+        """Post the reply; with ``wait`` (1-10 s), learn whether a desktop took it.
 
-    async def _post_once(self, path: str, data: bytes) -> None:
-        """Post with retries on a lost connection.
+        Returns the relay's ``delivery`` ("delivered": handed to a desktop
+        still waiting; "undelivered": none took it in time), or None without
+        ``wait`` or when a retry found the reply already posted.
+        """
+        extra = {"wait": wait} if wait else {}
+        path = f"/v1/unlock/{b64e(request_id)}/reply"
+        answer = await self._post_once(path, data, extra, read_timeout=wait + self._timeout)
+        delivery = answer.get("delivery") if answer else None
+        return delivery if isinstance(delivery, str) else None
+
+    async def unlock_state(self, request_id: bytes) -> RequestUpdate:
+        """Where a request stands now (also a closed one, for 15 minutes)."""
+        return RequestUpdate.from_json(
+            await self.request("GET", f"/v1/unlock/{b64e(request_id)}/state")
+        )
+
+    async def _post_once(
+        self,
+        path: str,
+        data: bytes,
+        extra: dict[str, Any] | None = None,
+        read_timeout: float | None = None,
+    ) -> dict[str, Any] | None:
+        """Post with retries on a lost connection; the relay's answer.
 
         Only this phone may post on the channel, so "already posted" after a
-        retry means an earlier attempt did land: that counts as success.
+        retry means an earlier attempt did land: that counts as success (None).
         """
         for attempt in range(3):
             try:
-                await self.request("POST", path, {"data": b64e(data)})
-                return
+                answer = await self.request(
+                    "POST", path, {"data": b64e(data), **(extra or {})}, read_timeout=read_timeout
+                )
+                return answer if isinstance(answer, dict) else None
             except RelayUnavailable:
                 if attempt == 2:
                     raise
@@ -471,7 +552,8 @@ class RelayClient:
             except AlreadyPosted:
                 if attempt == 0:
                     raise
-                return
+                return None
+        return None
 
     # waiting -----------------------------------------------------
     async def channel_messages(
@@ -539,7 +621,7 @@ class RelayClient:
             if state == "expired":
                 raise ChannelExpired("the channel has expired", code="expired")
             if state == "closed":
-                raise ChannelGone("the channel was closed", code="closed")
+                raise _closed(data.get("outcome"))
 
     async def _ws_connect(self, path: str) -> ClientConnection:
         try:
@@ -615,7 +697,7 @@ class RelayClient:
                 elif ftype == "expired":
                     raise ChannelExpired("the channel has expired", code="expired")
                 elif ftype == "closed":
-                    raise ChannelGone("the channel was closed", code="closed")
+                    raise _closed(frame.get("outcome"))
                 elif ftype == "shutdown":
                     raise _Reconnect
                 elif ftype == "ping":
@@ -630,7 +712,20 @@ class RelayClient:
 
         Uses the ``/v1/listen`` WebSocket, reconnecting after drops and relay
         restarts; falls back to polling ``/v1/unlock/pending`` when WebSockets
-        fail. Each request is yielded once.
+        fail. Each request is yielded once. :meth:`events` also yields what
+        happens to them.
+        """
+        async for item in self.events(poll_interval=poll_interval):
+            if isinstance(item, UnlockNotification):
+                yield item
+
+    async def events(self, *, poll_interval: float = 3.0) -> AsyncIterator[ListenItem]:
+        """Requests, and their fate: :class:`UnlockNotification`, :class:`RequestUpdate`
+        (renewed, answered, cancelled, expired, closed) and :class:`PairingUpdate`
+        (a pairing removed), forever (cancel to stop).
+
+        Polling fallback: a request that leaves the pending list is looked up
+        (``GET /v1/unlock/{id}/state``) and its update yielded.
         """
         seen: dict[bytes, float] = {}
         use_ws = self.prefer_websocket
@@ -653,12 +748,17 @@ class RelayClient:
                     try:
                         async for raw in ws:
                             frame = json_loads(raw)
-                            if isinstance(frame, dict) and frame.get("type") == "unlock":
+                            ftype = frame.get("type") if isinstance(frame, dict) else None
+                            if ftype == "unlock":
                                 note = UnlockNotification.from_json(frame)
                                 if fresh(note):
                                     backoff = 0.2
                                     yield note
-                            elif isinstance(frame, dict) and frame.get("type") == "ping":
+                            elif ftype == "request":
+                                yield RequestUpdate.from_json(frame)
+                            elif ftype == "pairing":
+                                yield PairingUpdate.from_json(frame)
+                            elif ftype == "ping":
                                 await ws.send('{"type":"pong"}')
                     except (ConnectionClosed, ValueError):
                         pass
@@ -666,9 +766,15 @@ class RelayClient:
                         with contextlib.suppress(Exception):
                             await ws.close()
                 else:
-                    for note in await self.pending_unlocks():
+                    current = await self.pending_unlocks()
+                    for note in current:
                         if fresh(note):
                             yield note
+                    ids = {n.request_id for n in current}
+                    for rid in [r for r in seen if r not in ids and seen[r] > 0]:
+                        seen[rid] = 0.0  # reported once; dropped by fresh() later
+                        with contextlib.suppress(UnknownChannel, Forbidden):
+                            yield await self.unlock_state(rid)
                     await asyncio.sleep(poll_interval)
                     continue
             except _NoWebSocket:
@@ -685,7 +791,10 @@ class RelayClient:
 __all__ = [
     "AlreadyAnswered",
     "ChannelMessage",
+    "ListenItem",
     "PairingInfo",
+    "PairingUpdate",
     "RelayClient",
+    "RequestUpdate",
     "UnlockNotification",
 ]

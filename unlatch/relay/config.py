@@ -30,6 +30,7 @@ MAX_REPLY = 1024
 MAX_WAIT = 30  # long-poll timeout, seconds
 DEFAULT_WAIT = 25
 MAX_AFTER = 2**31 - 1  # the `after` sequence number a waiter resumes from
+MAX_REPLY_WAIT = 10  # seconds a reply POST (`wait`) may wait to learn whether a desktop took it
 
 
 @dataclass

@@ -105,6 +105,15 @@ class ChannelGone(RelayError):
     """The channel was closed (already delivered and acknowledged, or cancelled)."""
 
 
+class PairingRejected(ChannelGone):
+    """The desktop closed the pairing channel after this phone's hello: its user refused.
+
+    On the desktop that is "the codes differ" (or pairing cancelled at the
+    code step): someone else's phone may have scanned the code, or this
+    phone read another code. Nothing is kept on either side.
+    """
+
+
 class AlreadyPosted(RelayError):
     """This message was already posted on the channel (single use)."""
 

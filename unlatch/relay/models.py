@@ -22,6 +22,19 @@ class ChannelState(StrEnum):
     CLOSED = "closed"
 
 
+# Why a closed channel closed, kept on its tombstone (meta "outcome") and sent as
+# ``outcome`` with a closed wait answer or closing frame: answered (an unlock with a
+# reply), cancelled (an unlock closed unanswered), rejected (a pairing the desktop
+# closed after the phone's hello without an accept: its user refused), closed (other).
+CHANNEL_OUTCOMES = ("answered", "cancelled", "rejected", "closed")
+
+# What a phone hears about one of its requests (listener frame "request", GET .../state):
+# open, renewed (a newer request of the same desktop replaced it), answered (a reply was
+# posted; "acknowledged" once the desktop closed the request after reading it),
+# cancelled (the desktop closed it unanswered), expired, closed (unpaired, or gone).
+REQUEST_STATES = ("open", "renewed", "answered", "cancelled", "expired", "closed")
+
+
 @dataclass(frozen=True)
 class Device:
     """A registered device: only its public key and kind, never a secret."""

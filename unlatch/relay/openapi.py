@@ -21,11 +21,13 @@ from unlatch.relay.config import (
     MAX_PAIRING_MESSAGE,
     MAX_PUSH_PAYLOAD,
     MAX_REPLY,
+    MAX_REPLY_WAIT,
     MAX_SEEN,
     MAX_WAIT,
     RelayConfig,
 )
 from unlatch.relay.errors import CODES
+from unlatch.relay.models import CHANNEL_OUTCOMES, REQUEST_STATES
 
 B64 = {"type": "string", "pattern": "^[A-Za-z0-9_-]*$", "description": "base64url, no padding"}
 # 16 bytes in canonical base64url: 22 characters, the last one carrying 2 bits (so A, Q, g or w)
@@ -143,6 +145,20 @@ DATA = {"type": "object", "properties": {"seq": {"type": "integer"}}}
 WAIT = {"$ref": "#/components/schemas/WaitResult"}
 OK = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
 WAIT_CODES = (*AUTH, "bad_request", "forbidden", "unknown_channel")
+REPLY_POSTED = {
+    "type": "object",
+    "properties": {
+        "seq": {"type": "integer"},
+        "delivery": {
+            "type": "string",
+            "enum": ["delivered", "undelivered"],
+            "description": "only with wait: delivered, the relay handed the reply to a desktop"
+            " still waiting (or the desktop closed the request after it arrived); undelivered,"
+            " none took it within wait seconds (the reply stays stored until expiry)",
+        },
+    },
+}
+REQUEST_STATE = {"$ref": "#/components/schemas/RequestState"}
 
 
 def _post_message(summary: str, tag: str, max_bytes: int, *codes: str) -> dict[str, Any]:
@@ -190,6 +206,7 @@ def info_document(config: RelayConfig) -> dict[str, Any]:
             "seen_bytes": MAX_SEEN,
             "reply_bytes": MAX_REPLY,
             "wait_timeout_max": MAX_WAIT,
+            "reply_wait_max": MAX_REPLY_WAIT,
             "after_max": MAX_AFTER,
         },
     }
@@ -522,11 +539,54 @@ def openapi_document(config: RelayConfig) -> dict[str, Any]:
             )
         },
         "/v1/unlock/{channel_id}/reply": {
-            "post": _post_message(
-                "The phone's reply (once, before expiry)",
-                "unlock",
-                MAX_REPLY,
-                "already_answered",
+            "post": _op(
+                "The phone's reply (once, before expiry); with wait, whether a desktop took it",
+                _resp(
+                    "202",
+                    "posted",
+                    REPLY_POSTED,
+                    *AUTH,
+                    *BODY,
+                    "forbidden",
+                    "unknown_channel",
+                    "expired",
+                    "closed",
+                    "already_answered",
+                ),
+                tag="unlock",
+                params=[_path("channel_id")],
+                body=_body(
+                    {
+                        "data": _b64(
+                            MAX_REPLY, "a whole encoded protocol message, header included"
+                        ),
+                        "wait": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": MAX_REPLY_WAIT,
+                            "default": 0,
+                            "description": "seconds to wait to learn whether a desktop still"
+                            " waiting took the reply (answer field delivery); 0: do not wait",
+                        },
+                    },
+                    ["data"],
+                ),
+            )
+        },
+        "/v1/unlock/{channel_id}/state": {
+            "get": _op(
+                "Where the request stands, also once closed (paired phone)",
+                _resp(
+                    "200",
+                    "state",
+                    REQUEST_STATE,
+                    *AUTH,
+                    "bad_request",
+                    "forbidden",
+                    "unknown_channel",
+                ),
+                tag="unlock",
+                params=[_path("channel_id")],
             )
         },
         "/v1/unlock/{channel_id}/wait": {
@@ -620,8 +680,42 @@ def openapi_document(config: RelayConfig) -> dict[str, Any]:
                             "items": {"$ref": "#/components/schemas/Message"},
                         },
                         "state": {"enum": ["open", "expired", "closed"]},
+                        "outcome": {
+                            "enum": list(CHANNEL_OUTCOMES),
+                            "description": "closed: why (rejected: the desktop refused the"
+                            " phone's hello, i.e. its user said the codes differ)",
+                        },
                         "expires_at": {"type": ["number", "null"]},
                     },
+                },
+                "RequestState": {
+                    "type": "object",
+                    "description": "GET /v1/unlock/{channel_id}/state, and the /v1/listen"
+                    " frame of type request",
+                    "properties": {
+                        "type": {"const": "request"},
+                        "request_id": ID16,
+                        "state": {"type": "string", "enum": list(REQUEST_STATES)},
+                        "acknowledged": {
+                            "type": "boolean",
+                            "description": "answered: the desktop closed it after the reply",
+                        },
+                        "replaced_by": {
+                            **ID16,
+                            "description": "renewed: the newer request's id",
+                        },
+                    },
+                    "required": ["type", "request_id", "state"],
+                },
+                "PairingState": {
+                    "type": "object",
+                    "description": "the /v1/listen frame of type pairing",
+                    "properties": {
+                        "type": {"const": "pairing"},
+                        "routing_id": ID16,
+                        "state": {"const": "removed"},
+                    },
+                    "required": ["type", "routing_id", "state"],
                 },
                 "Notification": {
                     "type": "object",

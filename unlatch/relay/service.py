@@ -28,7 +28,15 @@ from unlatch.relay.config import RelayConfig
 from unlatch.relay.errors import RelayConfigError
 from unlatch.relay.logs import log, short
 from unlatch.relay.metrics import RelayMetrics
-from unlatch.relay.models import Channel, ChannelKind, ChannelState, Device, DeviceKind, Message
+from unlatch.relay.models import (
+    REQUEST_STATES,
+    Channel,
+    ChannelKind,
+    ChannelState,
+    Device,
+    DeviceKind,
+    Message,
+)
 from unlatch.relay.push_gateway import PushGateway
 from unlatch.relay.ratelimit import RateLimiter
 from unlatch.relay.store import AddResult, CreateResult, PairResult, Store
@@ -51,6 +59,18 @@ def channel_topic(channel_id: bytes) -> str:
 
 def device_topic(device_id: str) -> str:
     return "device:" + device_id
+
+
+def request_frame(
+    request_id: bytes, state: str, *, acknowledged: bool = False, replaced_by: bytes | None = None
+) -> dict[str, Any]:
+    """The listener frame (and state answer) telling a phone where a request stands."""
+    frame: dict[str, Any] = {"type": "request", "request_id": b64e(request_id), "state": state}
+    if state == "answered":
+        frame["acknowledged"] = acknowledged
+    if replaced_by is not None:
+        frame["replaced_by"] = b64e(replaced_by)
+    return frame
 
 
 def message_json(msg: Message) -> dict[str, Any]:
@@ -194,7 +214,14 @@ class RelayService:
         for cid in expired:
             self.metrics.channels_expired.inc()
             await self.bus.publish(channel_topic(cid), {"event": "ended"})
+            ch = await self.store.get_channel(cid)
+            if ch is not None and ch.kind == "unlock" and ch.peer:
+                await self.tell_phone(ch.peer, request_frame(cid, "expired"))
         return len(expired)
+
+    async def tell_phone(self, phone_id: str, frame: dict[str, Any]) -> int:
+        """Send a frame to the phone's open listeners (``/v1/listen``), on any node."""
+        return await self.bus.publish(device_topic(phone_id), {"event": "frame", "frame": frame})
 
     # authentication --------------------------------------------------------------
     async def rate_check(self, checks: list[tuple[str, str, str]]) -> None:
@@ -363,6 +390,24 @@ class RelayService:
             return "expired"
         return "open"
 
+    @staticmethod
+    def outcome_of(ch: Channel | None) -> str | None:
+        """Why a closed channel closed (stored on its tombstone), else None."""
+        if ch is None or ch.state is not ChannelState.CLOSED:
+            return None
+        outcome = ch.meta.get("outcome")
+        return outcome if isinstance(outcome, str) else "closed"
+
+    async def handed_over(self, channel_id: bytes, msgs: list[Message]) -> None:
+        """A waiting party was just given these messages: tell a reply's poster.
+
+        The phone's reply POST (with ``wait``) listens for this, so it can say
+        whether the reply reached a desktop that is still waiting.
+        """
+        for m in msgs:
+            if m.type == "reply":
+                await self.bus.publish(channel_topic(channel_id), {"event": "handed", "seq": m.seq})
+
     async def wait(
         self, device: Device, channel_id: bytes, kind: ChannelKind, after: int, timeout: float
     ) -> tuple[list[Message], Channel | None]:
@@ -376,6 +421,7 @@ class RelayService:
                 if msgs or ch is None or self.state_of(ch, now) != "open":
                     if msgs:
                         self.metrics.messages_delivered.labels("longpoll").inc(len(msgs))
+                        await self.handed_over(channel_id, msgs)
                     return msgs, ch
                 remaining = min(deadline - time.monotonic(), ch.expires_at - now)
                 if remaining <= 0 or self.shutting_down.is_set():
@@ -394,9 +440,41 @@ class RelayService:
             raise forbidden("this device is not a party of the channel")
         if kind == "unlock" and device.device_id != ch.creator:
             raise forbidden("only the desktop that made the request closes it")
-        if await self.store.close_channel(channel_id, time.time()):
+        now = time.time()
+        posted = {m.type for m in await self.store.messages_after(channel_id, 0)}
+        if kind == "unlock":
+            outcome = "answered" if "reply" in posted else "cancelled"
+        else:  # the desktop closing after the phone's hello, with no accept: it refused
+            refused = device.device_id == ch.creator and "hello" in posted
+            outcome = "rejected" if refused and "accept" not in posted else "closed"
+        if await self.store.close_channel(channel_id, now, outcome):
             await self.bus.publish(channel_topic(channel_id), {"event": "ended"})
-            log("channel closed", kind=kind, channel=short(channel_id))
+            log("channel closed", kind=kind, channel=short(channel_id), outcome=outcome)
+            if kind == "unlock" and ch.peer:
+                state = "expired" if outcome == "cancelled" and now >= ch.expires_at else outcome
+                frame = request_frame(channel_id, state, acknowledged=True)
+                await self.tell_phone(ch.peer, frame)
+                await self._close_renewed(ch, "cancelled" if outcome == "cancelled" else "closed")
+
+    async def _close_renewed(self, ch: Channel, outcome: str) -> None:
+        """The newest request of a desktop's attempt ended: its renewed predecessors end too.
+
+        A renewed request stays open while its successor is, so a phone that
+        scanned the old QR just before the swap still gets through. Once the
+        successor is answered or cancelled the attempt is over: an older QR
+        must neither come back as the phone's pending card nor carry an answer.
+        """
+        assert ch.peer is not None
+        now = time.time()
+        for older in await self.store.open_unlock_for_peer(ch.peer, now):
+            if (
+                older.creator == ch.creator
+                and older.routing_id == ch.routing_id
+                and older.created_at < ch.created_at
+                and await self.store.close_channel(older.channel_id, now, outcome)
+            ):
+                await self.bus.publish(channel_topic(older.channel_id), {"event": "ended"})
+                await self.tell_phone(ch.peer, request_frame(older.channel_id, outcome))
 
     # pairing channels ----------------------------------------------------------------
     async def create_pairing_channel(
@@ -507,6 +585,11 @@ class RelayService:
             raise ApiError("unknown_pairing", "no such pairing for this device")
         phone_id = device.device_id if device.kind == "phone" else pairing.peer_device_id
         closed = await self._close_requests_of(routing_id, phone_id)
+        # An open app hears it at once; a closed one finds the pairing missing from
+        # GET /v1/pairings at its next start.
+        await self.tell_phone(
+            phone_id, {"type": "pairing", "routing_id": b64e(routing_id), "state": "removed"}
+        )
         log(
             "pairing deleted",
             routing=short(routing_id),
@@ -521,6 +604,7 @@ class RelayService:
         for ch in await self.store.open_unlock_for_peer(phone_id, now):
             if ch.routing_id == routing_id and await self.store.close_channel(ch.channel_id, now):
                 await self.bus.publish(channel_topic(ch.channel_id), {"event": "ended"})
+                await self.tell_phone(phone_id, request_frame(ch.channel_id, "closed"))
                 closed += 1
         return closed
 
@@ -587,6 +671,11 @@ class RelayService:
             await self.store.create_channel(ch, self.config.max_pending_unlock), "unlock"
         )
         self.metrics.channels_created.labels("unlock").inc()
+        for older in await self.store.open_unlock_for_peer(phone_id, now):
+            if older.creator == device.device_id and older.routing_id == routing_id:
+                if older.channel_id != request_id:
+                    frame = request_frame(older.channel_id, "renewed", replaced_by=request_id)
+                    await self.tell_phone(phone_id, frame)
         note = notification_json(ch)
         listeners = await self.bus.publish(
             device_topic(phone_id), {"event": "unlock", "notification": note}
@@ -626,15 +715,78 @@ class RelayService:
         return notification_json(ch)
 
     async def pending_unlock(self, device: Device) -> list[dict[str, Any]]:
+        """The phone's open, unanswered requests, without those a newer one replaced."""
         if device.kind != "phone":
             raise forbidden("only phones list pending unlock requests")
-        return [
-            notification_json(c)
-            for c in await self.store.open_unlock_for_peer(device.device_id, time.time())
-        ]
+        live = await self.store.open_unlock_for_peer(device.device_id, time.time())
+        return [notification_json(c) for c in live if _newer_of(c, live) is None]
+
+    async def unlock_state(self, device: Device, request_id: bytes) -> dict[str, Any]:
+        """Where one of the phone's requests stands (also for a closed one's tombstone)."""
+        ch = await self._phone_channel(device, request_id)
+        now = time.time()
+        outcome = self.outcome_of(ch)
+        if outcome is not None:
+            state = outcome if outcome in REQUEST_STATES else "closed"
+            return request_frame(request_id, state, acknowledged=True)
+        if self.state_of(ch, now) == "expired":
+            return request_frame(request_id, "expired")
+        if any(m.type == "reply" for m in await self.store.messages_after(request_id, 0)):
+            return request_frame(request_id, "answered")
+        live = await self.store.open_unlock_for_peer(device.device_id, now)
+        newer = _newer_of(ch, live)
+        if newer is not None:
+            return request_frame(request_id, "renewed", replaced_by=newer.channel_id)
+        return request_frame(request_id, "open")
 
     async def post_unlock(
         self, device: Device, request_id: bytes, msg_type: str, data: bytes
     ) -> Message:
         ch = await self._phone_channel(device, request_id)
-        return await self._post(device, ch, msg_type, data)
+        msg = await self._post(device, ch, msg_type, data)
+        if msg_type == "reply":  # the phone's other open copies drop the card
+            await self.tell_phone(device.device_id, request_frame(request_id, "answered"))
+        return msg
+
+    async def post_reply_and_wait(
+        self, device: Device, request_id: bytes, data: bytes, wait: float
+    ) -> tuple[Message, str]:
+        """Post the reply, then wait up to ``wait`` s to learn whether a desktop took it.
+
+        ``delivered``: the relay handed the reply to a desktop waiting on the
+        channel (WebSocket or long-poll, on any node), or the desktop closed
+        the request after it arrived. ``undelivered``: no desktop took it in
+        time (it restarted, or stopped waiting); the reply stays stored until
+        expiry, so a desktop that reconnects still gets it, and the phone
+        hears ``answered`` with ``acknowledged`` then. Subscribed before
+        posting, so a fast desktop's hand-over is not missed.
+        """
+        async with self.bus.subscribe(channel_topic(request_id)) as sub:
+            msg = await self.post_unlock(device, request_id, "reply", data)
+            deadline = time.monotonic() + wait
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return msg, "undelivered"
+                event = await sub.get(min(remaining, WAIT_RECHECK))
+                if event and event.get("event") == "handed" and event.get("seq") == msg.seq:
+                    return msg, "delivered"
+                if event is None or event.get("event") == "ended":
+                    ch = await self.store.get_channel(request_id)
+                    if self.outcome_of(ch) == "answered":
+                        return msg, "delivered"
+                    if ch is None or self.state_of(ch, time.time()) != "open":
+                        return msg, "undelivered"
+
+
+def _newer_of(ch: Channel, live: list[Channel]) -> Channel | None:
+    """A later open request of the same desktop and pairing: ``ch`` was renewed by it."""
+    newer = [
+        c
+        for c in live
+        if c.creator == ch.creator
+        and c.routing_id == ch.routing_id
+        and c.channel_id != ch.channel_id
+        and c.created_at > ch.created_at
+    ]
+    return max(newer, key=lambda c: c.created_at) if newer else None

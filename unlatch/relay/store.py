@@ -125,8 +125,14 @@ class Store(abc.ABC):
         """Messages with ``seq > after`` in order."""
 
     @abc.abstractmethod
-    async def close_channel(self, channel_id: bytes, now: float) -> bool:
-        """Mark closed and drop its payloads; True if it was open."""
+    async def close_channel(self, channel_id: bytes, now: float, outcome: str = "closed") -> bool:
+        """Mark closed and drop its payloads; True if it was open.
+
+        ``outcome`` (why it closed: ``answered``, ``cancelled``, ``rejected``,
+        ``closed``) stays on the tombstone as ``meta["outcome"]``, so a party
+        that asks later (a phone at its next start) hears the same as those
+        that were listening.
+        """
 
     @abc.abstractmethod
     async def expire_channels(self, now: float, grace: float) -> list[bytes]:

@@ -514,13 +514,14 @@ class PostgresStore(Store):
         )
         return [_message(r) for r in rows]
 
-    async def close_channel(self, channel_id: bytes, now: float) -> bool:
+    async def close_channel(self, channel_id: bytes, now: float, outcome: str = "closed") -> bool:
         async def fn(c: Conn) -> bool:
             closed = await c.fetchval(
-                "UPDATE channels SET state = 'closed', closed_at = $2, push = NULL, meta = NULL"
+                "UPDATE channels SET state = 'closed', closed_at = $2, push = NULL, meta = $3"
                 " WHERE channel_id = $1 AND state = 'open' RETURNING 1",
                 channel_id,
                 now,
+                {"outcome": outcome},
             )
             await c.execute("DELETE FROM messages WHERE channel_id = $1", channel_id)
             return closed is not None

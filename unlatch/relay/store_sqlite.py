@@ -348,12 +348,12 @@ class SQLiteStore(Store):
 
         return await self._run(fn)
 
-    async def close_channel(self, channel_id: bytes, now: float) -> bool:
+    async def close_channel(self, channel_id: bytes, now: float, outcome: str = "closed") -> bool:
         def fn(db: sqlite3.Connection) -> bool:
             cur = db.execute(
-                "UPDATE channels SET state = 'closed', closed_at = ?, push = NULL, meta = NULL"
+                "UPDATE channels SET state = 'closed', closed_at = ?, push = NULL, meta = ?"
                 " WHERE channel_id = ? AND state = 'open'",
-                (now, channel_id),
+                (now, json.dumps({"outcome": outcome}), channel_id),
             )
             db.execute("DELETE FROM messages WHERE channel_id = ?", (channel_id,))
             return cur.rowcount == 1

@@ -243,9 +243,13 @@ class Sockets:
             if msgs:
                 service.metrics.messages_delivered.labels("websocket").inc(len(msgs))
                 log("delivered", kind=msgs[-1].type, channel=short(channel_id), count=len(msgs))
+                await service.handed_over(channel_id, msgs)
             state = service.state_of(ch, now)
             if state != "open":
-                await self._send(ws, lock, {"type": state})
+                outcome = service.outcome_of(ch)
+                await self._send(
+                    ws, lock, {"type": state, **({"outcome": outcome} if outcome else {})}
+                )
                 await self._close(ws, ApiError(state).ws_close, state)
                 return
             if self.service.shutting_down.is_set():
@@ -265,7 +269,16 @@ class Sockets:
                 last_sent = time.monotonic()
 
     async def listen(self, ws: WebSocket) -> None:
-        """``/v1/listen``: a phone in the foreground receives unlock notifications."""
+        """``/v1/listen``: a phone in the foreground hears its requests and their fate.
+
+        Frames: each new unlock notification; ``request`` frames when one of
+        its requests is renewed, answered, cancelled, expired or closed;
+        ``pairing`` frames when a pairing is removed. The relay's store is the
+        truth: a bus event can be lost (Redis restart, a node killed between
+        its store write and its publish), so the store is re-read on "resync"
+        and every LISTEN_RECHECK seconds, and a request that left the pending
+        list without a frame gets one then.
+        """
         await ws.accept()
         lock = asyncio.Lock()
         with self._track("listen"):
@@ -277,49 +290,7 @@ class Sockets:
                 async with self.service.bus.subscribe(device_topic(device.device_id)) as sub:
                     reader = asyncio.create_task(self._reader(ws, lock))
                     await self._send(ws, lock, {"type": "ready"})
-                    seen: dict[str, float] = {}
-                    for note in await self.service.pending_unlock(device):
-                        seen[note["request_id"]] = note["expires_at"]
-                        await self._send(ws, lock, note)
-                    last_sent = time.monotonic()
-                    last_check = time.monotonic()
-                    while True:
-                        if self.service.shutting_down.is_set():
-                            await self._shutdown_close(ws, lock)
-                            return
-                        # A bus event can be lost (Redis restart, a node killed between its
-                        # store write and its publish): re-read the store on "resync" and
-                        # every LISTEN_RECHECK seconds, so no request waits on a lost event.
-                        if time.monotonic() - last_check >= LISTEN_RECHECK:
-                            last_check = time.monotonic()
-                            for note in await self.service.pending_unlock(device):
-                                if note["request_id"] not in seen:
-                                    seen[note["request_id"]] = note["expires_at"]
-                                    await self._send(ws, lock, note)
-                                    last_sent = time.monotonic()
-                        idle = max(0.05, PING_INTERVAL - (time.monotonic() - last_sent))
-                        recheck_in = LISTEN_RECHECK - (time.monotonic() - last_check)
-                        idle = min(idle, max(0.05, recheck_in))
-                        keep, event = await self._wait(asyncio.ensure_future(sub.get(idle)), reader)
-                        if event and event.get("event") == "resync":
-                            last_check = 0.0  # the bus reconnected: re-read now
-                            continue
-                        if not keep:
-                            if not reader.done():
-                                await self._shutdown_close(ws, lock)
-                            return
-                        if event and event.get("event") == "unlock":
-                            note = event["notification"]
-                            if note["request_id"] in seen:
-                                continue
-                            now = time.time()
-                            seen = {k: v for k, v in seen.items() if v > now}
-                            seen[note["request_id"]] = note["expires_at"]
-                            await self._send(ws, lock, note)
-                            last_sent = time.monotonic()
-                        elif time.monotonic() - last_sent >= PING_INTERVAL:
-                            await self._send(ws, lock, {"type": "ping"})
-                            last_sent = time.monotonic()
+                    await self._listen_loop(ws, lock, device, sub, reader)
             except ApiError as err:
                 await self._fail(ws, lock, err)
             except (_Closed, WebSocketDisconnect):
@@ -332,3 +303,71 @@ class Sockets:
                     reader.cancel()
                     with contextlib.suppress(BaseException):
                         await reader
+
+    async def _listen_loop(
+        self,
+        ws: WebSocket,
+        lock: asyncio.Lock,
+        device: Device,
+        sub: Any,
+        reader: asyncio.Task[None],
+    ) -> None:
+        service = self.service
+        # request id -> its expiry, for each request this socket announced and not yet ended
+        seen: dict[str, float] = {}
+
+        async def announce_pending() -> bool:
+            sent = False
+            current = {n["request_id"]: n for n in await service.pending_unlock(device)}
+            for rid, note in current.items():
+                if rid not in seen:
+                    seen[rid] = note["expires_at"]
+                    await self._send(ws, lock, note)
+                    sent = True
+            for rid in [r for r in seen if r not in current]:  # left without a frame we saw
+                del seen[rid]
+                with contextlib.suppress(ApiError):
+                    await self._send(ws, lock, await service.unlock_state(device, b64d(rid)))
+                    sent = True
+            return sent
+
+        await announce_pending()
+        last_sent = last_check = time.monotonic()
+        while True:
+            if service.shutting_down.is_set():
+                await self._shutdown_close(ws, lock)
+                return
+            if time.monotonic() - last_check >= LISTEN_RECHECK:
+                last_check = time.monotonic()
+                if await announce_pending():
+                    last_sent = time.monotonic()
+            idle = max(0.05, PING_INTERVAL - (time.monotonic() - last_sent))
+            idle = min(idle, max(0.05, LISTEN_RECHECK - (time.monotonic() - last_check)))
+            keep, event = await self._wait(asyncio.ensure_future(sub.get(idle)), reader)
+            if event and event.get("event") == "resync":
+                last_check = 0.0  # the bus reconnected: re-read now
+                continue
+            if not keep:
+                if not reader.done():
+                    await self._shutdown_close(ws, lock)
+                return
+            kind = event.get("event") if event else None
+            if kind == "unlock":
+                note = event["notification"]
+                if note["request_id"] in seen:
+                    continue
+                now = time.time()
+                for rid in [r for r, exp in seen.items() if exp <= now - 60]:
+                    del seen[rid]
+                seen[note["request_id"]] = note["expires_at"]
+                await self._send(ws, lock, note)
+                last_sent = time.monotonic()
+            elif kind == "frame":
+                frame = event["frame"]
+                if frame.get("type") == "request" and frame.get("state") != "open":
+                    seen.pop(frame.get("request_id", ""), None)
+                await self._send(ws, lock, frame)
+                last_sent = time.monotonic()
+            elif time.monotonic() - last_sent >= PING_INTERVAL:
+                await self._send(ws, lock, {"type": "ping"})
+                last_sent = time.monotonic()

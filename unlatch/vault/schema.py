@@ -74,7 +74,6 @@ def _renewal_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE slots ADD COLUMN enc BLOB")
 
 
-
 def _v3_item_types(conn: sqlite3.Connection) -> None:
     """Schema 3: item plaintexts may use item encoding 2 (types, custom fields, favourites).
 

@@ -12,7 +12,16 @@
  *                 removed from the address bar, and sent to the right flow.
  */
 
-import { addNotification, enablePush, explain, handleCode, loadPushStatus, refreshPending } from "./lib/actions.js";
+import {
+  addNotification,
+  checkRemovedPairings,
+  enablePush,
+  explain,
+  handleCode,
+  loadPushStatus,
+  onRelayFrame,
+  refreshPending,
+} from "./lib/actions.js";
 import { h, icon } from "./lib/dom.js";
 import { RELAY_URL_KEY, Relay, relayBaseFromLocation } from "./lib/relay.js";
 import { identity, kvGet, loadPairings, loadReplayGuard, loadSettings } from "./lib/store.js";
@@ -196,7 +205,7 @@ async function approveUpdate(build) {
 
 function startListening() {
   const refresh = () =>
-    refreshPending(ctx)
+    Promise.all([refreshPending(ctx), checkRemovedPairings(ctx)])
       .then(() => ctx.emit())
       .catch(() => null);
   relay.listen(
@@ -208,6 +217,9 @@ function startListening() {
       if (status === "live") refresh();
       ctx.emit();
     },
+    async (frame) => {
+      if (await onRelayFrame(ctx, frame).catch(() => false)) ctx.emit();
+    },
   );
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") refresh();
@@ -216,9 +228,11 @@ function startListening() {
     const now = Date.now() / 1000;
     let changed = false;
     for (const [rid, p] of state.pending) {
-      if (Number(p.pushed.params.expiresAt) < now) {
-        state.pending.delete(rid);
-        changed = true;
+      for (const c of p.session.handle({ type: "tick", now })) {
+        if (c.type === "forget") {
+          state.pending.delete(rid);
+          changed = true;
+        }
       }
     }
     if (changed) ctx.emit();

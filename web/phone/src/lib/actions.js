@@ -34,6 +34,10 @@ import {
   kvSet,
 } from "./store.js";
 import { verifyUser } from "./webauthn.js";
+import { AnswerSession, AnswerState, fill } from "./session.js";
+
+/** Seconds the relay may take to say whether a desktop still waiting took the reply. */
+export const REPLY_WAIT = 5;
 
 /** A failure the app explains to the user: a title and a sentence. */
 export class UserFacingError extends Error {
@@ -50,7 +54,7 @@ export function explain(err) {
   if (err instanceof UnknownPairing) {
     return new UserFacingError("Not from your paired desktop", capitalize(err.message), { kind: "danger" });
   }
-  if (err instanceof AlreadyAnswered) return new UserFacingError("Already answered", err.message);
+  if (err instanceof AlreadyAnswered) return new UserFacingError("Already answered", capitalize(err.message));
   if (err instanceof ModeNotAllowed) {
     return new UserFacingError("Not allowed for this desktop", capitalize(err.message), { kind: "danger" });
   }
@@ -64,6 +68,10 @@ export function explain(err) {
       );
     }
     return new UserFacingError("Not an unlatch code", capitalize(err.message));
+  }
+  if (err instanceof RelayError && err.code === "rejected") {
+    // the desktop's user said the six digits differ (registry code "rejected")
+    return new UserFacingError("The codes did not match", relayErrorMessage("rejected"), { kind: "danger" });
   }
   if (err instanceof RelayError) {
     // the registry's message says what to do next (unlatch/relay/errors.json)
@@ -161,7 +169,8 @@ export async function awaitAccept(ctx, signal) {
   }
   await ctx.relay.closePairingChannel(pp.channelId);
   await ctx.relay.registerPairing(record.keys.routing_id, record.desktopDeviceId);
-  const pairings = await loadPairings();
+  // Pairing the same desktop again (after it removed this phone) replaces its old entry.
+  const pairings = (await loadPairings()).filter((p) => p.record.desktopDeviceId !== record.desktopDeviceId);
   pairings.push({ record, label: record.desktopName, addedAt: nowSeconds() });
   // With the PRF protection, the new K_P goes under the authenticator now if the
   // user verifies; if not, it waits under the device key for the next approval.
@@ -247,7 +256,13 @@ export async function startUnlockFromQr(ctx, qrBytes) {
   const pu = await PhoneUnlock.fromQr(qrBytes, records, ctx.state.identity, { now: nowSeconds() });
   ctx.state.replay = await loadReplayGuard(); // another open copy of the app may have answered it
   ctx.state.replay.check(pu.requestId);
-  const notification = await ctx.relay.getUnlock(pu.requestId);
+  let notification;
+  try {
+    notification = await ctx.relay.getUnlock(pu.requestId);
+  } catch (err) {
+    if (!(err instanceof RelayError && [404, 410].includes(err.status))) throw err;
+    throw await endedError(ctx, pu, err);
+  }
   if (notification.routing_id !== b64e(pu.pairing.keys.routing_id)) {
     throw new UserFacingError(
       "Request refused",
@@ -259,11 +274,49 @@ export async function startUnlockFromQr(ctx, qrBytes) {
   openApprove(ctx, pu, notification);
 }
 
+/**
+ * A scanned request the relay no longer keeps open: ask the relay why (the
+ * AnswerSession's words: cancelled, renewed, expired, closed, answered) and
+ * whether the pairing itself was removed.
+ */
+async function endedError(ctx, pu, err) {
+  const entry = entryFor(ctx, pu.pairing);
+  const session = new AnswerSession(b64e(pu.requestId));
+  session.handle({ type: "open", now: nowSeconds(), expires_at: Number(pu.params.expiresAt) });
+  let state = err.code === "expired" ? "expired" : "closed";
+  state = (await ctx.relay.unlockState(pu.requestId).catch(() => null))?.state || state;
+  if (state === "closed" && !(await pairingOnRelay(ctx, entry))) {
+    await markRemoved(ctx, entry.record.keys.routing_id);
+    session.handle({ type: "revoke", now: nowSeconds() });
+  } else {
+    session.handle({ type: "channel", now: nowSeconds(), state: state === "open" ? "closed" : state });
+  }
+  const view = session.view;
+  return new UserFacingError(fill(view.title, labelOf(entry)), fill(view.message, labelOf(entry)), {
+    kind: view.kind === "bad" ? "danger" : "warning",
+  });
+}
+
+async function pairingOnRelay(ctx, entry) {
+  const rid = b64e(entry.record.keys.routing_id);
+  const list = await ctx.relay.listPairings().catch(() => null);
+  return list === null || list.some((p) => p.routing_id === rid);
+}
+
 /** A number-matching request answered from its notification (no QR): set up the approval. */
 export function prepareUnlockFromPush(ctx, pending) {
   const pu = PhoneUnlock.fromPush(pending.pushed, ctx.state.identity);
   ctx.state.replay.check(pu.requestId);
-  ctx.state.flow = { kind: "approve", pu, notification: pending.notification, entry: entryFor(ctx, pu.pairing), result: null };
+  const session = pending.session;
+  session.handle({ type: "open", now: nowSeconds(), expires_at: Number(pu.params.expiresAt) });
+  ctx.state.flow = {
+    kind: "approve",
+    pu,
+    notification: pending.notification,
+    entry: entryFor(ctx, pu.pairing),
+    result: null,
+    session,
+  };
 }
 
 /** The same, then open the Approve screen. */
@@ -274,7 +327,11 @@ export function startUnlockFromPush(ctx, pending) {
 
 function openApprove(ctx, pu, notification) {
   const entry = entryFor(ctx, pu.pairing);
-  ctx.state.flow = { kind: "approve", pu, notification, entry, result: null };
+  const rid = b64e(pu.requestId);
+  const session = ctx.state.pending.get(rid)?.session || new AnswerSession(rid);
+  session.handle({ type: "open", now: nowSeconds(), expires_at: Number(pu.params.expiresAt) });
+  if (entry?.removed) session.handle({ type: "revoke", now: nowSeconds() });
+  ctx.state.flow = { kind: "approve", pu, notification, entry, result: null, session };
   ctx.go("#/approve");
 }
 
@@ -300,6 +357,8 @@ export async function answer(ctx, verdict, choice = null) {
   if (verdict === "approve") reply = await pu.approve({ now, choice });
   else reply = await pu.deny({ now, notMe: verdict === "not_me" });
   flow.outbox = { verdict, reply, shareSent: pu.approvedShareSent, sent: false, attempts: 0 };
+  const said = verdict === "approve" && !pu.approvedShareSent ? "wrong_number" : verdict;
+  flow.session.handle({ type: "answer", now, verdict: said });
   return sendAnswer(ctx, flow);
 }
 
@@ -314,15 +373,27 @@ export async function answer(ctx, verdict, choice = null) {
  * made (a notification tapped during the user-verification prompt).
  */
 export async function sendAnswer(ctx, flow) {
-  const { pu, outbox } = flow;
+  const { pu, outbox, session } = flow;
+  if (session.state === AnswerState.RETRY) session.handle({ type: "retry", now: nowSeconds() });
   if (!outbox.sent) {
     outbox.attempts += 1;
+    let outcome;
     try {
-      await ctx.relay.postReply(pu.requestId, outbox.reply);
+      const res = await ctx.relay.postReply(pu.requestId, outbox.reply, { wait: REPLY_WAIT });
+      outcome = res?.delivery || "undelivered";
     } catch (err) {
-      const arrivedBefore = outbox.attempts > 1 && err instanceof RelayError && err.code === "already_answered";
-      if (!arrivedBefore) throw err;
+      outcome = replyOutcome(err, outbox.attempts);
+      if (outcome === "failed") {
+        session.handle({ type: "reply", now: nowSeconds(), outcome });
+        throw err; // kept: "Send again" sends the same bytes
+      }
+      if (outcome === "posted") {
+        // an earlier try arrived (its answer was lost): did a desktop read it?
+        const heard = await ctx.relay.unlockState(pu.requestId).catch(() => null);
+        outcome = heard?.acknowledged ? "delivered" : "undelivered";
+      }
     }
+    session.handle({ type: "reply", now: nowSeconds(), outcome });
     outbox.sent = true;
   }
   ctx.state.pending.delete(b64e(pu.requestId));
@@ -331,8 +402,17 @@ export async function sendAnswer(ctx, flow) {
     await ctx.relay.block(pu.pairing.keys.routing_id);
     blocked = true;
   }
-  flow.result = { verdict: outbox.verdict, shareSent: outbox.shareSent, blocked };
+  flow.result = { verdict: outbox.verdict, shareSent: outbox.shareSent, blocked, view: session.view };
   return flow.result;
+}
+
+/** What a failed reply POST means for the AnswerSession ("posted": a retry found it there). */
+function replyOutcome(err, attempts) {
+  if (!(err instanceof RelayError)) return "failed";
+  if (err.code === "already_answered") return attempts > 1 ? "posted" : "answered";
+  if (err.code === "expired") return "expired";
+  if (err.code === "closed" || err.code === "unknown_channel") return "closed";
+  return "failed";
 }
 
 /**
@@ -391,7 +471,10 @@ export async function addNotification(ctx, notification) {
     } catch {
       return null;
     }
-    const entry = { notification, pushed, requestId: rid, pairingEntry: entryFor(ctx, pushed.pairing) };
+    const session = new AnswerSession(rid);
+    session.handle({ type: "notice", now: nowSeconds(), expires_at: Number(pushed.params.expiresAt) });
+    if (session.state !== AnswerState.LISTED) return null;
+    const entry = { notification, pushed, requestId: rid, pairingEntry: entryFor(ctx, pushed.pairing), session };
     ctx.state.pending.set(rid, entry);
     return entry;
   } catch (err) {
@@ -400,9 +483,81 @@ export async function addNotification(ctx, notification) {
   }
 }
 
+/**
+ * The relay's word on a request or a pairing (listener frames): each request's
+ * AnswerSession decides. A card that ended is forgotten; the open approval
+ * shows what happened and what to do; a removed pairing is marked removed.
+ * Returns true when something changed.
+ */
+export async function onRelayFrame(ctx, frame) {
+  const now = nowSeconds();
+  if (frame.type === "pairing" && frame.state === "removed") {
+    const routing = b64d(frame.routing_id, "routing id", 24);
+    return markRemoved(ctx, routing);
+  }
+  if (frame.type !== "request") return false;
+  const event = { type: "channel", now, state: frame.state, acknowledged: Boolean(frame.acknowledged) };
+  let changed = false;
+  const pending = ctx.state.pending.get(frame.request_id);
+  const flow = ctx.state.flow;
+  const flowSession = flow?.kind === "approve" ? flow.session : null;
+  if (pending && pending.session !== flowSession) {
+    for (const c of pending.session.handle(event)) if (c.type === "forget") ctx.state.pending.delete(frame.request_id);
+    changed = true;
+  }
+  if (flowSession && flowSession.requestId === frame.request_id && flowSession.handle(event).length) {
+    if (flowSession.final) ctx.state.pending.delete(frame.request_id);
+    changed = true;
+  }
+  return changed;
+}
+
+/** Mark the pairing with this routing id removed (the desktop revoked this phone); ends its requests. */
+export async function markRemoved(ctx, routingId) {
+  const pairings = await loadPairings();
+  let hit = false;
+  for (const p of pairings) {
+    if (equalBytes(p.record.keys.routing_id, routingId) && !p.removed) {
+      p.removed = true;
+      hit = true;
+    }
+  }
+  if (!hit) return false;
+  await savePairings(pairings);
+  ctx.state.pairings = pairings;
+  const now = nowSeconds();
+  for (const [rid, p] of ctx.state.pending) {
+    if (equalBytes(p.pushed.pairing.keys.routing_id, routingId)) {
+      p.session.handle({ type: "revoke", now });
+      ctx.state.pending.delete(rid);
+    }
+  }
+  const flow = ctx.state.flow;
+  if (flow?.kind === "approve" && equalBytes(flow.pu.pairing.keys.routing_id, routingId)) {
+    flow.entry = entryFor(ctx, flow.pu.pairing);
+    flow.session.handle({ type: "revoke", now });
+  }
+  return true;
+}
+
+/** At start: pairings this phone keeps that the relay no longer has were removed meanwhile. */
+export async function checkRemovedPairings(ctx) {
+  if (!ctx.state.pairings.length) return false;
+  const onRelay = new Set((await ctx.relay.listPairings()).map((p) => p.routing_id));
+  let changed = false;
+  for (const p of ctx.state.pairings) {
+    if (!p.removed && !onRelay.has(b64e(p.record.keys.routing_id))) {
+      changed = (await markRemoved(ctx, p.record.keys.routing_id)) || changed;
+    }
+  }
+  return changed;
+}
+
 export async function refreshPending(ctx) {
   const now = nowSeconds();
-  for (const [rid, p] of ctx.state.pending) if (Number(p.pushed.params.expiresAt) < now) ctx.state.pending.delete(rid);
+  for (const [rid, p] of ctx.state.pending) {
+    for (const c of p.session.handle({ type: "tick", now })) if (c.type === "forget") ctx.state.pending.delete(rid);
+  }
   if (!ctx.state.pairings.length) return;
   const requests = await ctx.relay.pendingUnlocks();
   const seen = new Set();

@@ -198,6 +198,9 @@ export class Relay {
         after = Math.max(after, msg.seq);
         if (msg.type === "accept") return { data: b64d(msg.data, "accept"), sender: msg.sender };
       }
+      if (res.state === "closed" && res.outcome === "rejected") {
+        throw new RelayError(RELAY_ERRORS.closed.status, "rejected", relayErrorMessage("rejected"));
+      }
       if (res.state !== "open") {
         throw new RelayError(RELAY_ERRORS[res.state]?.status ?? 410, res.state, "the pairing code expired before the desktop confirmed");
       }
@@ -242,8 +245,15 @@ export class Relay {
     return this.call("POST", `/v1/unlock/${b64e(requestId)}/seen`, { data: b64e(seen) });
   }
 
-  postReply(requestId, reply) {
-    return this.call("POST", `/v1/unlock/${b64e(requestId)}/reply`, { data: b64e(reply) });
+  /** Post the reply; with `wait` (s) the answer's `delivery` says whether a waiting desktop took it. */
+  postReply(requestId, reply, { wait = 0 } = {}) {
+    const body = wait ? { data: b64e(reply), wait } : { data: b64e(reply) };
+    return this.call("POST", `/v1/unlock/${b64e(requestId)}/reply`, body);
+  }
+
+  /** Where a request stands: {state: open|renewed|answered|cancelled|expired|closed, acknowledged?}. */
+  unlockState(requestId) {
+    return this.call("GET", `/v1/unlock/${b64e(requestId)}/state`);
   }
 
   // push ------------------------------------------------------------------
@@ -266,9 +276,11 @@ export class Relay {
 
   /**
    * Listen for unlock notifications over /v1/listen while the app is open.
-   * Calls onNotification(n) for each; reconnects with backoff. Returns stop().
+   * Calls onNotification(n) for each, onFrame(f) for the relay's word on a
+   * request ("request" frames) or a pairing ("pairing" frames); reconnects
+   * with backoff. Returns stop().
    */
-  listen(onNotification, onState = () => {}) {
+  listen(onNotification, onState = () => {}, onFrame = () => {}) {
     let socket = null;
     let stopped = false;
     let delay = 1000;
@@ -299,6 +311,8 @@ export class Relay {
           onState("live");
         } else if (msg.type === "unlock") {
           onNotification(msg);
+        } else if (msg.type === "request" || msg.type === "pairing") {
+          onFrame(msg);
         } else if (msg.type === "error" && msg.error === "unauthorized") {
           this._token = null;
         }

@@ -146,6 +146,7 @@ export async function loadPairings() {
     record: PhonePairingRecord.fromDict(entry.record),
     label: entry.label,
     addedAt: entry.addedAt,
+    removed: Boolean(entry.removed), // the relay said the desktop removed this phone
   }));
 }
 
@@ -162,7 +163,7 @@ async function openJson(key, aad, stored) {
 }
 
 function pairingsJson(pairings) {
-  return pairings.map((p) => ({ record: p.record.toDict(), label: p.label, addedAt: p.addedAt }));
+  return pairings.map((p) => ({ record: p.record.toDict(), label: p.label, addedAt: p.addedAt, removed: Boolean(p.removed) }));
 }
 
 /**

@@ -22,7 +22,9 @@ export class ReplayGuard {
   /** Throw AlreadyAnswered if `requestId` was answered before. */
   check(requestId) {
     if (this._seen.has(b64e(requestId))) {
-      throw new AlreadyAnswered("this request was already answered on this phone");
+      throw new AlreadyAnswered(
+        "this request was already answered on this phone: if the desktop is still locked, start a new unlock there and scan its new code",
+      );
     }
   }
 

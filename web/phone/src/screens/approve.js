@@ -5,6 +5,7 @@
  */
 
 import { answer, explain, labelOf, prepareUnlockFromPush, sendAnswer } from "../lib/actions.js";
+import { AnswerState, fill } from "../lib/session.js";
 import { MODE_NOT_ALLOWED, ModeNotAllowed } from "../protocol/index.js";
 import { RelayError } from "../lib/relay.js";
 import { describeUserAgent, formatAgo, formatClock, formatRemaining, h, icon, nowSeconds } from "../lib/dom.js";
@@ -31,37 +32,31 @@ export function render(ctx, params) {
   const body = h("div", { class: "approve-body" });
   let timer = null;
 
-  const showResult = (result) => {
+  // What the AnswerSession says: "Approved" only once the relay said a waiting desktop took it.
+  const KINDS = { ok: "ok", neutral: "neutral", bad: "bad", warning: "bad" };
+  const showView = (view, verdict) => {
     clearInterval(timer);
-    const approved = result.verdict === "approve" && result.shareSent;
-    const wrongNumber = result.verdict === "approve" && !result.shareSent;
-    let title;
-    let text;
-    let kind;
-    if (approved) {
-      [title, text, kind] = ["Approved", `${label} is unlocking.`, "ok"];
-    } else if (wrongNumber) {
-      [title, text, kind] = ["Wrong number", "That was not the number on the desktop, so nothing was released. The request is over.", "bad"];
-    } else if (result.blocked) {
-      [title, text, kind] = [
-        `${label} is blocked`,
-        "The request was refused and this desktop cannot send new requests until you unblock it under Desktops.",
-        "bad",
-      ];
-    } else {
-      [title, text, kind] = ["Denied", `${label} was told no. Nothing was released.`, "neutral"];
-    }
+    const kind = KINDS[view.kind] || "neutral";
+    const approved = view.text === "done.approve";
     body.replaceChildren(
       h(
         "div",
-        { class: `card center result ${kind}`, id: "approve-result", "data-verdict": result.verdict },
+        { class: `card center result ${kind}`, id: "approve-result", "data-verdict": verdict, "data-outcome": view.text },
         h("div", { class: "result-icon" }, icon(approved ? "unlock" : kind === "bad" ? "shield" : "cross")),
-        h("h2", { text: title }),
-        h("p", { class: "muted", text }),
+        h("h2", { text: fill(view.title, label) }),
+        h("p", { class: "muted", text: fill(view.message, label) }),
       ),
       h("a", { class: "btn primary", href: "#/", id: "approve-done" }, h("span", { text: "Done" })),
     );
   };
+  const showResult = (result) => showView(result.view, result.verdict);
+  // The relay's word while the screen is open (cancelled, renewed, expired, removed...).
+  const onChange = () => {
+    const s = flow.session;
+    if (!flow.result && s.view && [AnswerState.ENDED, AnswerState.DONE].includes(s.state)) showView(s.view, "");
+    if (flow.result && s.view && s.view !== flow.result.view) showView(s.view, flow.result.verdict);
+  };
+  ctx.listeners.add(onChange);
 
   // After a failed send the answer is made and kept (flow.outbox): offer to send the same
   // bytes again when another try can help (network, relay trouble), not after a refusal.
@@ -152,12 +147,8 @@ export function render(ctx, params) {
     meter.firstChild.style.width = `${Math.max(0, Math.min(100, (left / total) * 100))}%`;
     meter.classList.toggle("low", left <= 20);
     asked.textContent = `${formatClock(pu.params.createdAt)} (${formatAgo(now - pu.params.createdAt)})`;
-    if (left <= 0 && !pu.answered) {
-      clearInterval(timer);
-      for (const b of buttons) b.disabled = true;
-      errorBox.replaceChildren(
-        noticeCard({ title: "Expired", message: "This request timed out. Start a new unlock on the desktop.", kind: "warning" }),
-      );
+    if (left <= 0 && !pu.answered && flow.session.handle({ type: "tick", now }).length) {
+      showView(flow.session.view, "");
     }
   };
 
@@ -183,11 +174,13 @@ export function render(ctx, params) {
   tick();
   timer = setInterval(tick, 1000);
   if (flow.result) showResult(flow.result);
+  else if (flow.session.final) showView(flow.session.view, "");
 
   return {
     node: [header("Unlock request", null, { back: "#/" }), body],
     cleanup() {
       clearInterval(timer);
+      ctx.listeners.delete(onChange);
       if (ctx.state.flow === flow) ctx.state.flow = null;
     },
   };

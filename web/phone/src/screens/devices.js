@@ -22,7 +22,9 @@ export function render(ctx) {
   const card = (entry) => {
     const rid = b64e(entry.record.keys.routing_id);
     const info = relayState.get(rid);
-    const badge = !info
+    const badge = entry.removed
+      ? h("span", { class: "badge bad", text: "removed" })
+      : !info
       ? null
       : info.blocked
         ? h("span", { class: "badge bad", text: "blocked" })
@@ -59,6 +61,24 @@ export function render(ctx) {
       actions,
     );
     const showActions = () => {
+      if (entry.removed) {
+        // The desktop removed this phone (revoked it): only forgetting it is left.
+        const forget = button("Forget", null, { kind: "ghost small danger-text", id: "forget-removed" });
+        forget.addEventListener("click", () =>
+          busy(forget, async () => {
+            await unpair(ctx, entry);
+            draw();
+          }, showError),
+        );
+        actions.replaceChildren(
+          h("p", {
+            class: "muted removed-note",
+            text: `${labelOf(entry)} removed this phone, so it can no longer unlock it. Forget it here, or pair again from the desktop.`,
+          }),
+          forget,
+        );
+        return;
+      }
       const rename = button("Rename", showRename, { kind: "ghost small" });
       const remove = button("Unpair", showUnpair, { kind: "ghost small danger-text" });
       const policy = entry.record.allowNumberMatching

@@ -10,7 +10,32 @@ export function render(ctx) {
   const statusLine = h("p", { class: "status-line" });
   let ticks = [];
 
+  // The paired desktops, redrawn with the pending list (a desktop may remove this phone).
+  const desktopList = h("ul", { class: "list" });
+  const drawDesktops = () =>
+    desktopList.replaceChildren(
+      ...state.pairings.map((p) =>
+        h(
+          "li",
+          { class: "list-item" },
+          h("span", { class: "avatar" }, icon("laptop")),
+          h(
+            "div",
+            { class: "item-text" },
+            h("strong", { text: labelOf(p) }),
+            h("span", {
+              class: "muted",
+              text: p.removed
+                ? "Removed by the desktop: forget it under Desktops, or pair again"
+                : `Paired ${formatDate(p.addedAt)}`,
+            }),
+          ),
+        ),
+      ),
+    );
+
   const draw = () => {
+    drawDesktops();
     const cards = [...state.pending.values()].map((p) => pendingCard(ctx, p));
     ticks = cards.map((c) => c.tick);
     pendingBox.replaceChildren(
@@ -44,18 +69,7 @@ export function render(ctx) {
   } else {
     content.push(
       h("h2", { class: "section-title", text: "Paired desktops" }),
-      h(
-        "ul",
-        { class: "list" },
-        state.pairings.map((p) =>
-          h(
-            "li",
-            { class: "list-item" },
-            h("span", { class: "avatar" }, icon("laptop")),
-            h("div", { class: "item-text" }, h("strong", { text: labelOf(p) }), h("span", { class: "muted", text: `Paired ${formatDate(p.addedAt)}` })),
-          ),
-        ),
-      ),
+      desktopList,
       h(
         "div",
         { class: "card tip" },
