@@ -71,12 +71,14 @@ def test_e2e_cli_pair_rejected_keeps_nothing(
     answer.wait()
 
 
-def cli_pair(desktop: Any, phone: Any, tmp_path: Path, name: str = "Test phone") -> str:
+def cli_pair(
+    desktop: Any, phone: Any, tmp_path: Path, name: str = "Test phone", *phone_args: str
+) -> str:
     """Pair through `unlatch pair` + `unlatch phone pair`; returns the phone's id."""
     pair_png = tmp_path / f"pair-{name.replace(' ', '-')}.png"
     pairing = desktop_popen(desktop, "pair", "--qr-image", str(pair_png), "--name", name)
     wait_for(pair_png.exists, what="pairing QR")
-    answer = phone.popen("pair", "--qr-image", str(pair_png), "--yes", "--json")
+    answer = phone.popen("pair", "--qr-image", str(pair_png), "--yes", "--json", *phone_args)
     answer.stdout.readline()
     _out, err = pairing.communicate("y\n", timeout=60)
     assert pairing.returncode == 0, err
@@ -85,6 +87,50 @@ def cli_pair(desktop: Any, phone: Any, tmp_path: Path, name: str = "Test phone")
         d for d in json.loads(desktop.run("devices", "--json").stdout) if d["label"] == name
     ]
     return str(device["id"])
+
+
+def test_e2e_cli_unlock_with_number_matching_chosen_on_the_command_line(
+    relay: Any, desktop_env: Any, phone_factory: Any, tmp_path: Path
+) -> None:
+    """`unlatch unlock --phone --number-matching`: with a phone whose pairing allows it (and
+    once the desktop has learnt that from a reply), the request is approved from the
+    notification by picking the number the desktop shows; `--scan` asks for a QR."""
+    desktop = desktop_env(relay.url)
+    phone = phone_factory("phone")
+    cli_pair(desktop, phone, tmp_path, "Test phone", "--allow-number-matching")
+    unlocking, png = start_unlock(desktop, tmp_path)  # the first answer carries the policy
+    assert phone.run("approve", "--qr-image", str(png), "--yes").returncode == 0
+    assert unlocking.wait(30) == 0
+    (device,) = json.loads(desktop.run("devices", "--json").stdout)
+    assert device["allows_number_matching"] is True
+
+    assert desktop.run("lock").returncode == 0
+    listener = phone.popen("listen", "--once", "--json", "--timeout", "40")
+    time.sleep(1.0)
+    unlocking = desktop_popen(desktop, "unlock", "--phone", "--number-matching")
+    assert unlocking.stderr is not None
+    shown = None
+    while shown is None:
+        line = unlocking.stderr.readline()
+        assert line, "the desktop ended before showing a number"
+        if line.startswith("Pick "):
+            shown = int(line.split()[1])
+    out, err = listener.communicate(timeout=60)
+    note = json.loads(out.strip().splitlines()[0])
+    assert note["mode"] == "number_match" and shown in note["choices"]
+    picked = phone.run("approve", "--request", note["request_id"], "--number", str(shown), "--yes")
+    assert picked.returncode == 0, picked.stderr
+    _out, err = unlocking.communicate(timeout=30)
+    assert unlocking.returncode == 0, err
+    assert desktop.status()["unlocked"] is True
+
+    # --scan overrides it back: a QR to scan.
+    assert desktop.run("lock").returncode == 0
+    png.unlink(missing_ok=True)
+    scanning = desktop_popen(desktop, "unlock", "--phone", "--scan", "--qr-image", str(png))
+    wait_for(png.exists, timeout=30, what="unlock QR")
+    assert phone.run("approve", "--qr-image", str(png), "--yes").returncode == 0
+    assert scanning.wait(30) == 0
 
 
 def start_unlock(desktop: Any, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], Path]:

@@ -338,9 +338,16 @@ def unlock_with_phone(
     relay: str | None,
     qr_image: Path | None,
     show_link: bool,
+    number_matching: bool | None = None,
 ) -> None:
-    """``unlatch unlock --phone``: called by the vault's ``unlock`` command."""
+    """``unlatch unlock --phone``: called by the vault's ``unlock`` command.
+
+    ``number_matching`` (``--number-matching``/``--scan``) overrides the
+    desktop's setting for this request; either way it is only a wish: the
+    phone's policy for this pairing decides (docs/protocol.md 6.8).
+    """
     settings = DesktopSettings.load(relay)
+    wish = settings.number_matching if number_matching is None else number_matching
     _run(
         terminal.unlock_with_phone(
             agent,
@@ -348,7 +355,7 @@ def unlock_with_phone(
             phone_id=phone,
             qr_image=qr_image,
             show_link=show_link,
-            number_matching=settings.number_matching,
+            number_matching=wish,
         )
     )
 

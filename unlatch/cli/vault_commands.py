@@ -188,6 +188,14 @@ def unlock_with_password(agent: AgentClient, *, password_stdin: bool) -> None:
     help="With --phone: also write the QR code to this PNG file.",
 )
 @click.option("--show-link", is_flag=True, help="With --phone: also print the QR's link.")
+@click.option(
+    "--number-matching/--scan",
+    "number_matching",
+    default=None,
+    help="With --phone: approve from the phone's notification by picking the number shown"
+    " here (only if the phone allows it for this desktop), or scan the QR (the default:"
+    " the desktop's setting).",
+)
 def unlock(
     password_stdin: bool,
     use_phone: bool,
@@ -195,6 +203,7 @@ def unlock(
     relay: str | None,
     qr_image: Path | None,
     show_link: bool,
+    number_matching: bool | None,
 ) -> None:
     """Unlock the vault (the agent keeps it unlocked until idle or `unlatch lock`).
 
@@ -203,6 +212,7 @@ def unlock(
       unlatch unlock
       unlatch unlock --password-stdin < password-file
       unlatch unlock --phone                 # scan the QR with your paired phone
+      unlatch unlock --phone --number-matching   # pick the number on the phone
     """
     with _agent() as agent:
         info = agent.call("status")
@@ -215,7 +225,12 @@ def unlock(
             from unlatch.cli.desktop_commands import unlock_with_phone
 
             unlock_with_phone(
-                agent, phone=device, relay=relay, qr_image=qr_image, show_link=show_link
+                agent,
+                phone=device,
+                relay=relay,
+                qr_image=qr_image,
+                show_link=show_link,
+                number_matching=number_matching,
             )
         else:
             unlock_with_password(agent, password_stdin=password_stdin)
