@@ -1,0 +1,216 @@
+"""Unlock requests: creating one (and its push), the phone's view, replies and delivery."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from unlatch.relay.apierror import ApiError, forbidden
+from unlatch.relay.codec import b64e
+from unlatch.relay.frames import (
+    channel_topic,
+    device_topic,
+    notification_json,
+    push_view,
+    request_frame,
+)
+from unlatch.relay.logs import log, short
+from unlatch.relay.models import (
+    REQUEST_STATES,
+    Channel,
+    Device,
+    Message,
+)
+from unlatch.relay.service_base import (
+    MAX_USER_AGENT,
+    WAIT_RECHECK,
+)
+from unlatch.relay.service_channels import ChannelOps
+
+
+class UnlockOps(ChannelOps):
+    """Unlock requests: creating one (and its push), the phone's view, replies and delivery."""
+
+    async def create_unlock(
+        self,
+        device: Device,
+        request_id: bytes,
+        routing_id: bytes,
+        push: bytes,
+        ttl: int | None,
+        requester_ip: str,
+        user_agent: str,
+    ) -> dict[str, Any]:
+        if device.kind != "desktop":
+            raise forbidden("only a desktop creates unlock requests")
+        pairing = await self.store.get_pairing(routing_id, device.device_id)
+        if pairing is None or not pairing.linked:
+            raise ApiError("not_paired", "this routing id is not a linked pairing of this desktop")
+        if pairing.blocked:
+            raise ApiError(
+                "blocked",
+                'the phone blocked requests from this desktop ("I did not ask for this");'
+                " it must re-confirm on the phone",
+            )
+        phone_id = pairing.peer_device_id
+        existing = await self.store.get_channel(request_id)
+        if existing is not None:
+            raise ApiError(
+                "channel_exists",
+                "a channel with this id already exists; use a fresh random id",
+            )
+        await self.rate_check(
+            [
+                ("pairing", "unlock_pairing", b64e(routing_id)),
+                ("device", "unlock_device", device.device_id),
+                ("ip", "unlock_ip", requester_ip),
+                ("push", "push", phone_id),
+            ]
+        )
+        life = min(ttl or self.config.unlock_ttl, self.config.unlock_ttl)
+        now = time.time()
+        meta = {"requester": {"address": requester_ip, "user_agent": user_agent[:MAX_USER_AGENT]}}
+        ch = Channel(
+            request_id,
+            "unlock",
+            device.device_id,
+            phone_id,
+            now,
+            now + life,
+            routing_id=routing_id,
+            push=push,
+            meta=meta,
+        )
+        self._check_created(
+            await self.store.create_channel(ch, self.config.max_pending_unlock), "unlock"
+        )
+        self.metrics.channels_created.labels("unlock").inc()
+        # The desktop's previous request of this pairing is now renewed by this one. Only
+        # that one is announced: older ones were announced when it was made (announcing
+        # every earlier request again cost frames quadratic in a desktop's requests).
+        earlier = [
+            older
+            for older in await self.store.open_unlock_for_peer(phone_id, now)
+            if older.creator == device.device_id
+            and older.routing_id == routing_id
+            and older.channel_id != request_id
+        ]
+        if earlier:
+            previous = max(earlier, key=lambda older: older.created_at)
+            frame = request_frame(previous.channel_id, "renewed", replaced_by=request_id)
+            await self.tell_phone(phone_id, frame)
+        note = notification_json(ch)
+        listeners = await self.bus.publish(
+            device_topic(phone_id), {"event": "unlock", "notification": note}
+        )
+        self.metrics.notifications.inc(listeners)
+        pushed = "none"
+        phone = await self.store.get_device(phone_id)
+        if self.push is not None and phone is not None and phone.push_target:
+            payload = json.dumps(push_view(note, phone.push_target), separators=(",", ":")).encode()
+            self.push.send_later(phone_id, phone.push_target, payload, int(life))
+            pushed = "queued"
+        log(
+            "channel created",
+            kind="unlock",
+            channel=short(request_id),
+            device=short(device.device_id),
+            listeners=listeners,
+            push=pushed,
+        )
+        return {
+            "request_id": b64e(request_id),
+            "expires_at": ch.expires_at,
+            "notified": {"listeners": listeners, "push": pushed},
+        }
+
+    async def _phone_channel(self, device: Device, request_id: bytes) -> Channel:
+        ch = await self._channel(request_id, "unlock")
+        if device.device_id != ch.peer:
+            raise forbidden("only the paired phone may see or answer this request")
+        return ch
+
+    async def get_unlock(self, device: Device, request_id: bytes) -> dict[str, Any]:
+        ch = await self._phone_channel(device, request_id)
+        ended = self._ended(ch, time.time())
+        if ended is not None:
+            raise ended
+        return notification_json(ch)
+
+    async def pending_unlock(self, device: Device) -> list[dict[str, Any]]:
+        """The phone's open, unanswered requests, without those a newer one replaced."""
+        if device.kind != "phone":
+            raise forbidden("only phones list pending unlock requests")
+        live = await self.store.open_unlock_for_peer(device.device_id, time.time())
+        return [notification_json(c) for c in live if _newer_of(c, live) is None]
+
+    async def unlock_state(self, device: Device, request_id: bytes) -> dict[str, Any]:
+        """Where one of the phone's requests stands (also for a closed one's tombstone)."""
+        ch = await self._phone_channel(device, request_id)
+        now = time.time()
+        outcome = self.outcome_of(ch)
+        if outcome is not None:
+            state = outcome if outcome in REQUEST_STATES else "closed"
+            return request_frame(request_id, state, acknowledged=True)
+        if self.state_of(ch, now) == "expired":
+            return request_frame(request_id, "expired")
+        if any(m.type == "reply" for m in await self.store.messages_after(request_id, 0)):
+            return request_frame(request_id, "answered")
+        live = await self.store.open_unlock_for_peer(device.device_id, now)
+        newer = _newer_of(ch, live)
+        if newer is not None:
+            return request_frame(request_id, "renewed", replaced_by=newer.channel_id)
+        return request_frame(request_id, "open")
+
+    async def post_unlock(
+        self, device: Device, request_id: bytes, msg_type: str, data: bytes
+    ) -> Message:
+        ch = await self._phone_channel(device, request_id)
+        msg = await self._post(device, ch, msg_type, data)
+        if msg_type == "reply":  # the phone's other open copies drop the card
+            await self.tell_phone(device.device_id, request_frame(request_id, "answered"))
+        return msg
+
+    async def post_reply_and_wait(
+        self, device: Device, request_id: bytes, data: bytes, wait: float
+    ) -> tuple[Message, str]:
+        """Post the reply, then wait up to ``wait`` s to learn whether a desktop took it.
+
+        ``delivered``: the relay handed the reply to a desktop waiting on the
+        channel (WebSocket or long-poll, on any node), or the desktop closed
+        the request after it arrived. ``undelivered``: no desktop took it in
+        time (it restarted, or stopped waiting); the reply stays stored until
+        expiry, so a desktop that reconnects still gets it, and the phone
+        hears ``answered`` with ``acknowledged`` then. Subscribed before
+        posting, so a fast desktop's hand-over is not missed.
+        """
+        async with self.bus.subscribe(channel_topic(request_id)) as sub:
+            msg = await self.post_unlock(device, request_id, "reply", data)
+            deadline = time.monotonic() + wait
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return msg, "undelivered"
+                event = await sub.get(min(remaining, WAIT_RECHECK))
+                if event and event.get("event") == "handed" and event.get("seq") == msg.seq:
+                    return msg, "delivered"
+                if event is None or event.get("event") == "ended":
+                    ch = await self.store.get_channel(request_id)
+                    if self.outcome_of(ch) == "answered":
+                        return msg, "delivered"
+                    if ch is None or self.state_of(ch, time.time()) != "open":
+                        return msg, "undelivered"
+
+
+def _newer_of(ch: Channel, live: list[Channel]) -> Channel | None:
+    """A later open request of the same desktop and pairing: ``ch`` was renewed by it."""
+    newer = [
+        c
+        for c in live
+        if c.creator == ch.creator
+        and c.routing_id == ch.routing_id
+        and c.channel_id != ch.channel_id
+        and c.created_at > ch.created_at
+    ]
+    return max(newer, key=lambda c: c.created_at) if newer else None
