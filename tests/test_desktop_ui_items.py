@@ -17,6 +17,7 @@ from typing import Any
 from fixtures.desktop import good_headers, wait_for
 from pykeepass import PyKeePass
 from test_desktop_ui_vault import add_item
+from test_e2e_desktop import shot
 from test_vault_transfer import KDBX_PASSWORD, bitwarden_json, kdbx_file
 
 from unlatch.vault.items import TYPE_FIELDS, types_schema
@@ -147,6 +148,8 @@ def test_item_type_each_type_is_created_viewed_and_edited_in_the_page(vault_page
         page.click("#form-cancel")
         create(page, item_type, title, values)
         assert page.inner_text("#view-type") == schema[item_type]["label"]
+        page.mouse.move(0, 0)  # no hover highlight in the picture
+        shot(page, f"desktop-item-{item_type.replace('_', '-')}.png")
         view = page.inner_text("#item-view")
         for name, value in values.items():
             key = name.removeprefix("data.")
@@ -376,6 +379,8 @@ def test_import_and_export_in_the_settings_page(vault_page: Any, tmp_path: Path)
     summary = page.inner_text("#import-summary")
     assert "to import" in summary and "Nothing is imported until you press Import" in summary
     assert "GitHub" in page.inner_text("#import-titles")
+    page.locator("#transfer").scroll_into_view_if_needed()
+    shot(page, "desktop-import.png")
     assert desktop.status()["items"] == 0  # the dry run wrote nothing
     page.click("#import-commit")
     page.wait_for_selector("#import-report", state="hidden")

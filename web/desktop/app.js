@@ -40,10 +40,14 @@
   // Extension point (e.g. passkey unlock): other scripts may use the same helpers.
   window.unlatch = { api, ApiError, onState: [], get state() { return state; } };
 
+  // The command that opens this agent's window again (with UNLATCH_HOME when it has one):
+  // kept from the last state, since it is needed exactly when the agent no longer answers.
+  let reopen = "unlatch desktop";
   function explain(err) {
     const hints = {
       relay_down: "The relay cannot be reached. Start it (`unlatch relay`) or check the relay URL in Settings.",
-      no_session: "This window's session has ended (sessions last 12 hours, and end when the agent restarts). Run `unlatch desktop` for a fresh link.",
+      no_session: `This window is closed: the unlatch agent restarted, or its session ended (after 12 hours). Run \`${reopen}\` in a terminal to open a fresh window.`,
+      agent_down: `The unlatch agent is not answering (stopped?). Run \`${reopen}\` in a terminal to start it and open a fresh window.`,
       not_paired: "This phone is not paired (anymore). Pair it again in Settings.",
       blocked: "Your phone blocked requests from this desktop (someone pressed “I did not ask for this”). Unblock it on the phone.",
       rate_limited: `Too many requests. Try again in ${Math.ceil(err.retryAfter || 30)} s.`,
@@ -66,8 +70,9 @@
   function mmss(s) { s = Math.max(0, Math.round(s)); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`; }
 
   // --------------------------------------------------------- live state
-  let events = null, sseFailures = 0, pollTimer = 0;
+  let events = null, sseFailures = 0, pollTimer = 0, gone = false;
   function connect() {
+    if (gone) return;
     if (events) events.close();
     const source = new EventSource("api/events");
     events = source;
@@ -86,10 +91,15 @@
     };
   }
   function startPolling() {
-    if (pollTimer) return;
+    if (pollTimer || gone) return;
     const tick = async () => {
       try { apply(await api("GET", "api/state")); $("banner").hidden = true; }
-      catch (e) { $("banner").textContent = explain(e); $("banner").hidden = false; }
+      catch (e) {
+        $("banner").textContent = explain(e); $("banner").hidden = false;
+        // A closed window stays closed (a new agent run has a new address and session):
+        // say what to run, and stop asking every 2 s.
+        if (e.code === "no_session") { stopPolling(); if (events) { events.close(); events = null; } gone = true; }
+      }
     };
     tick(); pollTimer = setInterval(tick, 2000);
   }
@@ -106,7 +116,12 @@
     show($("locked"), !unlocked);
     show($("vault"), unlocked && !inSettings);
     if (!unlocked) show($("settings"), false);
-    if (!v.exists) { $("locked-sub").textContent = "No vault yet: create one with `unlatch init`."; }
+    if (next.vault.reopen) reopen = next.vault.reopen;
+    $("vault-path").textContent = v.path; $("vault-path").title = v.path;
+    if (!v.exists) {
+      const init = reopen.replace("unlatch desktop", "unlatch init");
+      $("locked-sub").textContent = `No vault at ${v.path}. Create one with \`${init}\` (or open the agent of the folder your vault is in).`;
+    }
     ensureTypes();
     renderPhonesChoice(next);
     renderRequest(next.unlock);
@@ -264,9 +279,8 @@
       const text = document.createElement("span"); text.className = "spacer";
       const t = document.createElement("div"); t.className = "t"; t.textContent = it.title;
       const kind = document.createElement("span"); kind.className = "sr-only"; kind.textContent = `, ${typeOf(it).label}`;
-      t.append(kind);
       const u = document.createElement("div"); u.className = "u"; u.textContent = subtitle(it);
-      text.append(t, u); li.append(av, text);
+      text.append(t, u, kind); li.append(av, text);
       if (it.favorite) {
         const star = document.createElement("span"); star.className = "star on"; star.textContent = "★";
         star.setAttribute("role", "img"); star.setAttribute("aria-label", "favourite"); li.append(star);
@@ -287,6 +301,7 @@
     try {
       selected = await api("GET", `api/items/${encodeURIComponent(id)}`); editing = null;
       stopTotp();  // its secret may have changed (edited): ask for a fresh code
+      shownKey = "";  // opened (again): drawn afresh, secrets masked
       renderItems();
     }
     catch (err) { toast(explain(err)); }
@@ -389,11 +404,16 @@
     return row;
   }
   function loginLabel(t, key) { const f = t.login_fields.find((x) => x.key === key); return f ? f.label : null; }
+  let shownKey = "";  // the item version the view shows: a list refresh must not redraw it
   function renderDetail() {
     if (!selected || editing !== null) stopTotp();
     show($("detail-empty"), !selected && editing === null);
     show($("item-view"), Boolean(selected) && editing === null);
     show($("item-form"), editing !== null);
+    const key = selected && editing === null ? `${selected.id}:${selected.version}` : "";
+    // Redrawing the same version would hide what the user just revealed (Show) for nothing.
+    if (key && key === shownKey) return;
+    shownKey = key;
     if (selected && editing === null) {
       const t = typeOf(selected);
       const av = $("view-avatar"); av.textContent = ""; av.append(typeIcon(selected.type));

@@ -37,6 +37,8 @@ from unlatch.config import ConfigError
 from unlatch.desktop import qr
 from unlatch.desktop.errors import DesktopError
 from unlatch.desktop.settings import ENV_CLIPBOARD, check_clipboard_clear, check_relay_url
+from unlatch.desktop.web.pages import CSP as PAGE_CSP
+from unlatch.desktop.web.pages import error_page
 from unlatch.desktop.web.security import SecurityMiddleware
 from unlatch.errors import UnlatchError
 from unlatch.relay.errors import RelayError, RelayUnavailable
@@ -429,6 +431,15 @@ def create_app(rt: DesktopRuntime) -> Starlette:
         return JSONResponse((await state())["settings"])
 
     async def not_found(request: Request, exc: Exception) -> Response:
+        if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            body = error_page(
+                "No such page",
+                "This address is not a page of the vault window.",
+                link=(rt.security.base_path, "Back to the vault"),
+            )
+            return HTMLResponse(
+                body, status_code=404, headers={"Content-Security-Policy": PAGE_CSP}
+            )
         return _error(404, "not_found", "no such page")
 
     async def bad_method(request: Request, exc: Exception) -> Response:
