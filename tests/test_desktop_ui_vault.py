@@ -118,11 +118,13 @@ def test_totp_ui_row_counts_down_refreshes_and_copies(vault_page: Any) -> None:
 
     # Editing keeps the secret unless a new one is given or it is removed.
     page.click("#edit-item")
+    page.wait_for_selector("#item-form:visible")  # filled once its values arrive
     assert page.input_value("#form-totp") == ""
     assert "leave empty" in str(page.get_attribute("#form-totp", "placeholder"))
     page.click("#item-form button[type=submit]")
     page.wait_for_selector("#totp-row:visible")
     page.click("#edit-item")
+    page.wait_for_selector("#form-totp-remove-row:visible")
     page.check("#form-totp-remove")
     page.click("#item-form button[type=submit]")
     page.wait_for_selector("#item-view:visible")
