@@ -108,7 +108,24 @@ setup_web() {
   fi
 }
 
-setup() { setup_system; start_services; setup_python; setup_web; }
+link_command() {
+  # Put the `unlatch` command on PATH: a link in ~/.local/bin (where a user's own commands
+  # go, on PATH in most distributions' default profile) to the one in .venv/bin.
+  local bin="$HOME/.local/bin" target="$VENV/bin/unlatch"
+  mkdir -p "$bin"
+  if [ -e "$bin/unlatch" ] && [ ! -L "$bin/unlatch" ]; then
+    echo "$bin/unlatch exists and is not a link: left alone (this checkout's command: $target)" >&2
+    return 0
+  fi
+  ln -sfn "$target" "$bin/unlatch"
+  log "the unlatch command: $bin/unlatch -> $target"
+  case ":$PATH:" in
+    *":$bin:"*) ;;
+    *) echo "note: $bin is not on your PATH: add it (export PATH=\"\$HOME/.local/bin:\$PATH\" in ~/.profile) or run $target" >&2 ;;
+  esac
+}
+
+setup() { setup_system; start_services; setup_python; link_command; setup_web; }
 
 run_tests() {
   log "ruff"

@@ -19,6 +19,8 @@ from fixtures.desktop import Phone, wait_for
 from fixtures.relay import start_relay
 from fixtures.vault import PASSWORD
 
+CHROME_CSV = b"name,url,username,password,note\r\nForum,https://forum.example,ada,pw,\r\n"
+
 
 @pytest.fixture(scope="module")
 def a11y_relay(tmp_path_factory: pytest.TempPathFactory) -> Any:
@@ -47,6 +49,17 @@ def pair_phone(page: Any, phone: Phone, tmp: Path, check: Any) -> None:
     page.click("#timers-save")
     page.wait_for_selector("#timers-error:visible")
     check("settings: a clipboard time refused")
+    page.set_input_files(
+        "#import-file", files=[{"name": "x.csv", "mimeType": "text/csv", "buffer": CHROME_CSV}]
+    )
+    page.select_option("#import-format", "chrome")
+    page.click("#import-check")
+    page.wait_for_selector("#import-report:visible")
+    check("settings: import report (dry run)")
+    page.select_option("#export-format", "csv")
+    page.click("#export-btn")
+    page.wait_for_selector("#export-error:visible")
+    check("settings: export, unencrypted needs a confirmation")
     page.click("#pair-btn")
     page.wait_for_function("() => document.getElementById('pair-qr').naturalWidth > 0")
     check("settings: pairing QR")
@@ -91,6 +104,27 @@ def test_a11y_desktop_screens(desktop_page: Any, phone_factory: Any, tmp_path: P
     page.wait_for_function("() => /\\d/.test(document.getElementById('view-totp').textContent)")
     check("item view: one-time code, websites, empty fields")
     page.click("#new-item")
+    page.select_option("#form-type", "card")
+    page.fill("#item-form [name=title]", "Visa")
+    page.fill("#item-form [name='data.number']", "4111111111111111")
+    page.click("#add-field")
+    page.locator("#form-custom-rows .cf-name").fill("Bank PIN")
+    page.locator("#form-custom-rows .cf-kind").select_option("hidden")
+    page.locator("#form-custom-rows .cf-value").fill("9876")
+    check("new item form: a card, a custom field")
+    page.click("#item-form button[type=submit]")
+    page.wait_for_selector("#view-type-fields .field")
+    page.click("#fav-btn")
+    page.wait_for_selector("#items li .star")
+    check("item view: a card, favourite, hidden custom field")
+    page.click("#view-type-fields button[aria-label='Show Card number']")
+    page.wait_for_selector("#view-type-fields button[aria-label='Hide Card number']")
+    check("item view: a secret shown")
+    page.select_option("#filter", "favorite")
+    page.wait_for_function("() => document.querySelectorAll('#items li').length === 1")
+    check("vault list: favourites filter")
+    page.select_option("#filter", "")
+    page.click("#new-item")
     page.click("#item-form button[type=button]:has-text('Cancel')")
     check("vault list, nothing selected")
 
@@ -115,7 +149,7 @@ def test_a11y_desktop_screens(desktop_page: Any, phone_factory: Any, tmp_path: P
     assert out.returncode == 0, out.stderr
     wait_for(lambda: page.get_attribute("#unlock-status", "data-state") == "denied")
     check("unlock request, denied")
-    assert len(seen) == 14
+    assert len(seen) == 20
 
 
 def test_a11y_qr_codes_have_a_usable_text_alternative(

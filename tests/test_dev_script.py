@@ -95,3 +95,31 @@ def test_as_root_needs_no_sudo(tmp_path: Path) -> None:
     proc = run(bin_dir, f'allow_pg_test_connections "{hba}" 15')
     assert proc.returncode == 0, proc.stderr
     assert hba.read_text().splitlines()[0] == TRUST
+
+
+def test_setup_links_the_unlatch_command_into_local_bin(tmp_path: Path) -> None:
+    bin_dir, home, venv = tmp_path / "bin", tmp_path / "home", tmp_path / "venv"
+    bin_dir.mkdir()
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "unlatch").write_text("#!/bin/sh\necho unlatch from the venv\n")
+    (venv / "bin" / "unlatch").chmod(0o755)
+    local_bin = home / ".local" / "bin"
+    proc = run(bin_dir, f'VENV="{venv}"; link_command; link_command', HOME=str(home))
+    assert proc.returncode == 0, proc.stderr
+    link = local_bin / "unlatch"
+    assert link.is_symlink() and os.readlink(link) == str(venv / "bin" / "unlatch")
+    assert f"the unlatch command: {link} -> {venv}/bin/unlatch" in proc.stdout
+    assert f"note: {local_bin} is not on your PATH" in proc.stderr  # said, with the fix
+    on_path = subprocess.run(
+        ["bash", "-c", f'source "{SCRIPT}"; VENV="{venv}"; link_command; unlatch'],
+        env={**os.environ, "HOME": str(home), "PATH": f"{local_bin}:{os.environ['PATH']}"},
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert on_path.stdout.strip().endswith("unlatch from the venv")
+    assert "note:" not in on_path.stderr
+    # A command of the user's own at that place is never replaced.
+    link.unlink()
+    link.write_text("#!/bin/sh\necho mine\n")
+    proc = run(bin_dir, f'VENV="{venv}"; link_command', HOME=str(home))
+    assert proc.returncode == 0 and "left alone" in proc.stderr
+    assert link.read_text() == "#!/bin/sh\necho mine\n"

@@ -18,7 +18,7 @@ from fixtures.desktop import clean_env
 
 def test_e2e_demo_starts_everything_and_stops_on_sigterm(tmp_path: Path) -> None:
     demo_dir = tmp_path / "demo"
-    env = clean_env(tmp_path / "unused")
+    env = clean_env(tmp_path / "unused", UNLATCH_DESKTOP_UI_PORT="0")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -59,6 +59,18 @@ def test_e2e_demo_starts_everything_and_stops_on_sigterm(tmp_path: Path) -> None
         assert "a real phone cannot use this relay" in text and "--public-url" in text
         assert f"{relay}/app/ on a phone" not in text
         # ... and the Python phone client's commands work exactly as printed.
+        # The printed way back to the UI reaches this demo's agent, not another one.
+        reopen = printed(text, "reopen it:")[2:]
+        assert reopen[1:] == ["unlatch", "desktop"] and reopen[0].startswith("UNLATCH_HOME=")
+        again = subprocess.run(
+            [sys.executable, "-m", "unlatch", "desktop", "--no-browser", "--json"],
+            env=clean_env(Path(reopen[0].split("=", 1)[1])),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        info = json.loads(again.stdout)
+        assert info["already_running"] is True and info["address"] in ui
+        assert info["vault_path"] == str(demo_dir.resolve() / "desktop" / "vault.db")
         run_printed_pairing(text, tmp_path)
         with httpx.Client(follow_redirects=True, timeout=10) as client:
             page = client.get(start_ui_link(demo_dir, relay))

@@ -488,8 +488,8 @@ def test_e2e_unlocked_screen_items_clipboard_autolock_and_phones(
     page.wait_for_function("() => document.getElementById('view-title').textContent === 'Bank'")
     assert page.inner_text("#view-username") == "ada.l"
     assert "bank-secret-2" not in page.inner_text("#item-view")
-    page.click("#reveal")
-    assert page.inner_text("#view-password") == "bank-secret-2"
+    page.click("#reveal")  # the password is fetched now, on demand
+    wait_for(lambda: page.inner_text("#view-password") == "bank-secret-2", what="revealed")
     page.click("#reveal")
     assert "bank-secret-2" not in page.inner_text("#item-view")
 

@@ -31,7 +31,7 @@ from unlatch.desktop import agent_ops, terminal
 from unlatch.desktop.errors import DesktopError
 from unlatch.desktop.identity import DesktopIdentity
 from unlatch.desktop.pairing import PairingService
-from unlatch.desktop.settings import DesktopSettings
+from unlatch.desktop.settings import DesktopSettings, configured_ui_port
 from unlatch.desktop.store import PairingStore
 from unlatch.desktop.vault_port import SocketVault
 from unlatch.errors import UnlatchError
@@ -67,7 +67,7 @@ def _require_unlocked(agent: client.AgentClient) -> None:
 def start_ui(
     agent: client.AgentClient,
     *,
-    port: int = 0,
+    port: int | None = None,
     relay: str | None = None,
     unlock_ttl: int | None = None,
     renewals: int | None = None,
@@ -79,7 +79,11 @@ def start_ui(
     single-use link as ``url`` (to print) or ``launch_file`` (to open in a
     browser: :func:`open_launch_file`).
     """
-    args: dict[str, Any] = {"port": port, "launch": launch}
+    args: dict[str, Any] = {"launch": launch}
+    if port is None:  # no --port: the user's configured one, held or nothing
+        port = configured_ui_port()
+    if port is not None:  # else 8471 (DEFAULT_UI_PORT), or a free one when that is taken
+        args["port"] = port
     if relay:
         args["relay"] = relay
     if unlock_ttl is not None:
@@ -106,9 +110,34 @@ def open_launch_file(path: str) -> None:
         )
 
 
+def vault_line(info: dict[str, Any]) -> str:
+    """Which vault the UI opens: a user with two homes must not wonder, nor find
+    "No vault yet" without knowing where it looked."""
+    path = info["vault_path"]
+    if not info["vault_exists"]:
+        init = info["reopen"].replace("unlatch desktop", "unlatch init")
+        return f"no vault at {path}: run `{init}` to create one (or set UNLATCH_HOME to its folder)"
+    return f"vault: {path} ({'unlocked' if info['unlocked'] else 'locked'})"
+
+
+def echo_ui(info: dict[str, Any], *, no_browser: bool, label: str = "unlatch desktop UI: ") -> None:
+    """What ``unlatch desktop`` and the demo print about the UI they opened."""
+    if info.get("already_running"):
+        shown = (
+            info["url"] if no_browser else f"{info['address']} (already running: opening it again)"
+        )
+    else:
+        shown = info["url"] if no_browser else f"{info['address']} (opening it in your browser)"
+    click.echo(f"{label}{shown}")
+    click.echo(vault_line(info), err=not info["vault_exists"])  # no vault: a warning
+
+
 @main.command("desktop")
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=0, help="Port (default: a free one)."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port (default: UNLATCH_DESKTOP_UI_PORT, [desktop] ui_port, 8471; 0: a free one).",
 )
 @click.option("--no-browser", is_flag=True, help="Only print the one-time link.")
 @click.option("--relay", default=None, metavar="URL", help=RELAY_HELP)
@@ -126,17 +155,20 @@ def open_launch_file(path: str) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def desktop_command(
-    port: int,
+    port: int | None,
     no_browser: bool,
     relay: str | None,
     unlock_ttl: int | None,
     qr_renewals: int | None,
     as_json: bool,
 ) -> None:
-    """Open the vault window: the local web UI served by the agent on 127.0.0.1.
+    """Open the vault window: the local web UI served by the agent on localhost.
 
-    Starts the agent if needed and opens the UI in your browser through a
-    private launch file (the one-time secret never goes on a command line).
+    Starts the agent if needed (or reuses the running one: never a second
+    agent for a vault) and opens the UI in your browser through a private
+    launch file (the one-time secret never goes on a command line). The UI
+    is at http://localhost:8471/ unless --port or the configuration says
+    otherwise. It prints which vault it opens.
     With --no-browser it prints the link instead: it holds a one-time secret
     that the page trades for a session cookie, so open it only in your own
     browser. Run the command again for a fresh link.
@@ -161,8 +193,7 @@ def desktop_command(
     if as_json:
         click.echo(json.dumps(info))
     else:
-        shown = info["url"] if no_browser else f"{info['address']} (opening it in your browser)"
-        click.echo(f"unlatch desktop UI: {shown}")
+        echo_ui(info, no_browser=no_browser)
         click.echo(f"relay: {info['relay_url']}")
         if info.get("note"):
             click.echo(info["note"], err=True)
@@ -475,7 +506,12 @@ def _pairing_help(home: Path, relay_url: str) -> None:
 )
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM).")
 @click.option("--key", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM).")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Desktop UI port.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Desktop UI port (default: as `unlatch desktop`, 8471).",
+)
 @click.option("--no-browser", is_flag=True, help="Only print the URLs.")
 def demo_command(
     demo_dir: Path,
@@ -484,7 +520,7 @@ def demo_command(
     public_url: str | None,
     cert: str | None,
     key: str | None,
-    port: int,
+    port: int | None,
     no_browser: bool,
 ) -> None:
     """Run everything on this machine: a relay, the agent and the desktop UI.
@@ -555,8 +591,8 @@ def demo_command(
         click.echo(f"demo state:   {home}" + ("  (new demo vault created)" if created else ""))
         click.echo(f"master pass:  {DEMO_PASSWORD}")
         click.echo(f"relay:        {relay_url}   (log: {log_path})")
-        shown = ui["url"] if no_browser else f"{ui['address']} (opening it in your browser)"
-        click.echo(f"desktop UI:   {shown}")
+        echo_ui(ui, no_browser=no_browser, label="desktop UI:   ")
+        click.echo(f"reopen it:    {ui['reopen']}")  # the tab closed: a fresh link, same agent
         click.echo("")
         _pairing_help(home, relay_url)
         click.echo("Ctrl-C stops the demo.")

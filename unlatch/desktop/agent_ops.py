@@ -29,6 +29,7 @@ from unlatch.desktop import passkey_routes
 from unlatch.desktop.runtime import DesktopRuntime
 from unlatch.desktop.settings import check_relay_url
 from unlatch.desktop.unlock import DEFAULT_RENEWALS
+from unlatch.desktop.web.pages import reopen_command
 
 _RUNTIMES: weakref.WeakKeyDictionary[AgentCore, DesktopRuntime] = weakref.WeakKeyDictionary()
 
@@ -72,7 +73,7 @@ def ensure_runtime(
 
 
 async def desktop_ui(core: AgentCore, args: dict[str, Any]) -> Any:
-    port = _int(args, "port", 0, 65535) or 0
+    port = _int(args, "port", 0, 65535)  # None: the configured or default port
     ttl = _int(args, "unlock_ttl", 5, 600)
     renewals = _int(args, "renewals", 0, 100)
     relay = args.get("relay")
@@ -83,17 +84,26 @@ async def desktop_ui(core: AgentCore, args: dict[str, Any]) -> Any:
         raise BadRequestError('"launch" must be "url" or "file"')
     rt = _RUNTIMES.get(core)
     note = ""
+    already = rt is not None and rt.running
     if rt is None:
         rt = ensure_runtime(core, relay=relay, ttl=ttl, renewals=renewals)
     else:  # made by an earlier `unlatch desktop`, or by the browser extension's host
         note = _ignored(rt, port, relay, ttl, renewals)
     if not rt.running:
         await rt.start_web(port)
+        note = rt.port_note
+    status = await core.status()
     answer: dict[str, Any] = {
         "address": rt.security.address,
         "port": rt.port,
         "relay_url": rt.settings.relay_url,
         "note": note,
+        "already_running": already,
+        "agent_pid": status["pid"],
+        "vault_path": status["vault_path"],
+        "vault_exists": status["vault_exists"],
+        "unlocked": status["unlocked"],
+        "reopen": reopen_command(),
     }
     if launch == "file":
         answer["launch_file"] = str(rt.new_launch_file())
@@ -115,7 +125,11 @@ async def desktop_phone_revoked(core: AgentCore, args: dict[str, Any]) -> Any:
 
 
 def _ignored(
-    rt: DesktopRuntime, port: int, relay: str | None, ttl: int | None, renewals: int | None
+    rt: DesktopRuntime,
+    port: int | None,
+    relay: str | None,
+    ttl: int | None,
+    renewals: int | None,
 ) -> str:
     """Say which options cannot apply: the UI already runs with its own (a silent
     mismatch would leave the user wondering why the relay or the QR life did not change)."""

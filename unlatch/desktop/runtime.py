@@ -22,14 +22,21 @@ from typing import Any
 import uvicorn
 
 from unlatch.agent.core import AgentCore
+from unlatch.desktop.errors import PortTaken
 from unlatch.desktop.identity import DesktopIdentity
 from unlatch.desktop.notifier import Notifier
 from unlatch.desktop.pairing import PairingService
-from unlatch.desktop.settings import DesktopSettings, check_relay_url
+from unlatch.desktop.settings import (
+    DEFAULT_UI_PORT,
+    ENV_UI_PORT,
+    DesktopSettings,
+    check_relay_url,
+)
 from unlatch.desktop.store import PairingStore
 from unlatch.desktop.unlock import DEFAULT_RENEWALS, PhoneUnlockService
 from unlatch.desktop.vault_port import CoreVault
 from unlatch.desktop.web import listen
+from unlatch.desktop.web.pages import reopen_command
 from unlatch.desktop.web.security import LAUNCH_SECRET_LIFE, UISecurity
 from unlatch.relay.client import RelayClient
 
@@ -80,6 +87,7 @@ class DesktopRuntime:
             renewals=renewals,
             app_url=self.settings.app_url_setting,
         )
+        self.port_note = ""  # why the UI is not on its usual port, if it is not
         self._server: uvicorn.Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
@@ -101,6 +109,8 @@ class DesktopRuntime:
             "desktop": {"name": self.identity.name, "device_id": self.identity.device_id},
             "vault": {
                 "exists": status["vault_exists"],
+                "path": status["vault_path"],
+                "reopen": reopen_command(),
                 "unlocked": status["unlocked"],
                 "items": status["items"],
                 "locks_in": status["locks_in_seconds"],
@@ -144,16 +154,30 @@ class DesktopRuntime:
     def running(self) -> bool:
         return self._serve_task is not None and not self._serve_task.done()
 
-    async def start_web(self, port: int = 0) -> None:
+    async def start_web(self, port: int | None = None) -> None:
         """Listen on 127.0.0.1:``port`` *and* [::1]:``port`` (0: a free one) and serve the UI.
 
         Both loopback addresses or none: ``localhost`` reaches either, and a
         port held on one by another user would hand it the launch link
-        (:mod:`unlatch.desktop.web.listen`).
+        (:mod:`unlatch.desktop.web.listen`). A port given (an option, the
+        configuration) is held or nothing; ``None`` is :data:`DEFAULT_UI_PORT`,
+        which gives way to a free port when taken (:attr:`port_note` says so).
         """
         from unlatch.desktop.web.app import create_app
 
-        socks = listen.bind_loopback(port)
+        if port is not None:
+            socks = listen.bind_loopback(port)
+        else:
+            try:
+                socks = listen.bind_loopback(DEFAULT_UI_PORT)
+            except PortTaken:
+                socks = listen.bind_loopback(0)
+                self.port_note = (
+                    f"note: the UI's usual port {DEFAULT_UI_PORT} is taken (by another "
+                    f"program, or an unlatch agent of another UNLATCH_HOME): it is on port "
+                    f"{socks[0].getsockname()[1]} this time. Set {ENV_UI_PORT} or "
+                    "[desktop] ui_port to choose one."
+                )
         self.security.port = int(socks[0].getsockname()[1])
         atexit.register(self.security.close)  # no launch file outlives the agent
         try:

@@ -18,6 +18,14 @@ the clipboard) follows the same order without a command-line option:
 saves the agent's idle auto-lock time in the same file
 (:func:`unlatch.agent.settings.idle_lock` reads it).
 
+The web UI's port: ``unlatch desktop --port N``, else
+``UNLATCH_DESKTOP_UI_PORT`` or ``[desktop] ui_port``, else
+:data:`DEFAULT_UI_PORT` (8471, next to the relay's 8470), so the UI is at the
+same address every time (``http://localhost:8471/``). A port given by an
+option or the configuration is held or the UI does not start; the default,
+when another program (or another user's unlatch) holds it, gives way to a
+free port, and ``unlatch desktop`` says so. ``0`` means a free port.
+
 Number matching ("approve from the notification") is OFF by default
 (design brief, property 4): with it, a phone can approve without seeing
 the desktop's screen, so only the number the user picks proves presence.
@@ -40,6 +48,8 @@ from unlatch.desktop.files import read_json, write_json
 from unlatch.protocol.constants import DEFAULT_UNLOCK_TTL, MAX_TTL_SECONDS, MAX_URL_BYTES
 
 DEFAULT_RELAY_URL = "http://127.0.0.1:8470"
+DEFAULT_UI_PORT = 8471
+ENV_UI_PORT = "UNLATCH_DESKTOP_UI_PORT"
 ENV_RELAY = "UNLATCH_DESKTOP_RELAY_URL"
 ENV_TTL = "UNLATCH_DESKTOP_UNLOCK_TTL"
 ENV_APP_URL = "UNLATCH_DESKTOP_APP_URL"
@@ -74,6 +84,30 @@ def check_app_url(url: str, source: str = "app URL") -> str:
     if len(url.encode()) > MAX_URL_BYTES:
         raise ConfigError(f"{source}: the URL is longer than {MAX_URL_BYTES} bytes")
     return url
+
+
+def check_port(value: object, source: str) -> int:
+    """A TCP port, 0..65535 (0: a free one)."""
+    try:
+        port = int(str(value))
+    except ValueError:
+        raise ConfigError(f"{source}: {value!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{source}: a port is 0..65535 (0: a free one)")
+    return port
+
+
+def configured_ui_port() -> int | None:
+    """The UI port set by ``UNLATCH_DESKTOP_UI_PORT`` or ``[desktop] ui_port``, if any.
+
+    Read by the command (``unlatch desktop``, the demo), in the user's own
+    environment, not by the agent, whose environment is the one of whatever
+    command started it. An empty value is no value (the default).
+    """
+    value = load_section("desktop").get("ui_port", "")
+    if str(value) == "":
+        return None
+    return check_port(value, f"{ENV_UI_PORT} / [desktop] ui_port")
 
 
 def check_ttl(value: object, source: str) -> int:

@@ -44,6 +44,14 @@ EDITABLE_FIELDS = (*TEXT_FIELDS, *LIST_FIELDS, "type", "favorite", "fields", "da
 LOGIN, NOTE, CARD, IDENTITY, SSH_KEY = "login", "note", "card", "identity", "ssh_key"
 ITEM_TYPES = (LOGIN, NOTE, CARD, IDENTITY, SSH_KEY)
 FIELD_KINDS = ("text", "hidden", "url")
+#: How a UI names each type (and the form's type picker lists them, in this order).
+TYPE_LABELS = {
+    LOGIN: "Login",
+    NOTE: "Secure note",
+    CARD: "Payment card",
+    IDENTITY: "Identity",
+    SSH_KEY: "SSH key",
+}
 
 
 @dataclass(frozen=True)
@@ -290,10 +298,35 @@ def public_view(item: Item) -> dict[str, Any]:
     return data
 
 
+#: The top-level login fields a type's form offers (every item *has* them; a
+#: UI shows one on another type only when it holds a value, e.g. after an import).
+#: An SSH key's ``password`` is its passphrase.
+TYPE_LOGIN_FIELDS: dict[str, tuple[DataField, ...]] = {
+    LOGIN: (
+        DataField("username", "Username", limit=LIMITS["username"]),
+        DataField("password", "Password", secret=True, limit=LIMITS["password"]),
+    ),
+    NOTE: (),
+    CARD: (),
+    IDENTITY: (),
+    SSH_KEY: (DataField("password", "Passphrase", secret=True, limit=LIMITS["password"]),),
+}
+#: Whether a type's form offers websites and a one-time code (logins only).
+TYPE_HAS_WEB = {LOGIN: True, NOTE: False, CARD: False, IDENTITY: False, SSH_KEY: False}
+
+
 def types_schema() -> list[dict[str, Any]]:
-    """:data:`TYPE_FIELDS` as plain data, for a UI that draws the forms from it."""
+    """:data:`TYPE_FIELDS` (and the labels, login fields, custom field kinds) as plain
+    data, for a UI that draws its forms and views from it instead of a copy per type."""
     return [
-        {"type": name, "fields": [asdict(f) for f in specs]} for name, specs in TYPE_FIELDS.items()
+        {
+            "type": name,
+            "label": TYPE_LABELS[name],
+            "login_fields": [asdict(f) for f in TYPE_LOGIN_FIELDS[name]],
+            "web": TYPE_HAS_WEB[name],
+            "fields": [asdict(f) for f in specs],
+        }
+        for name, specs in TYPE_FIELDS.items()
     ]
 
 

@@ -40,10 +40,14 @@
   // Extension point (e.g. passkey unlock): other scripts may use the same helpers.
   window.unlatch = { api, ApiError, onState: [], get state() { return state; } };
 
+  // The command that opens this agent's window again (with UNLATCH_HOME when it has one):
+  // kept from the last state, since it is needed exactly when the agent no longer answers.
+  let reopen = "unlatch desktop";
   function explain(err) {
     const hints = {
       relay_down: "The relay cannot be reached. Start it (`unlatch relay`) or check the relay URL in Settings.",
-      no_session: "This window's session has ended (sessions last 12 hours, and end when the agent restarts). Run `unlatch desktop` for a fresh link.",
+      no_session: `This window is closed: the unlatch agent restarted, or its session ended (after 12 hours). Run \`${reopen}\` in a terminal to open a fresh window.`,
+      agent_down: `The unlatch agent is not answering (stopped?). Run \`${reopen}\` in a terminal to start it and open a fresh window.`,
       not_paired: "This phone is not paired (anymore). Pair it again in Settings.",
       blocked: "Your phone blocked requests from this desktop (someone pressed “I did not ask for this”). Unblock it on the phone.",
       rate_limited: `Too many requests. Try again in ${Math.ceil(err.retryAfter || 30)} s.`,
@@ -66,8 +70,9 @@
   function mmss(s) { s = Math.max(0, Math.round(s)); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`; }
 
   // --------------------------------------------------------- live state
-  let events = null, sseFailures = 0, pollTimer = 0;
+  let events = null, sseFailures = 0, pollTimer = 0, gone = false;
   function connect() {
+    if (gone) return;
     if (events) events.close();
     const source = new EventSource("api/events");
     events = source;
@@ -86,10 +91,15 @@
     };
   }
   function startPolling() {
-    if (pollTimer) return;
+    if (pollTimer || gone) return;
     const tick = async () => {
       try { apply(await api("GET", "api/state")); $("banner").hidden = true; }
-      catch (e) { $("banner").textContent = explain(e); $("banner").hidden = false; }
+      catch (e) {
+        $("banner").textContent = explain(e); $("banner").hidden = false;
+        // A closed window stays closed (a new agent run has a new address and session):
+        // say what to run, and stop asking every 2 s.
+        if (e.code === "no_session") { stopPolling(); if (events) { events.close(); events = null; } gone = true; }
+      }
     };
     tick(); pollTimer = setInterval(tick, 2000);
   }
@@ -106,7 +116,13 @@
     show($("locked"), !unlocked);
     show($("vault"), unlocked && !inSettings);
     if (!unlocked) show($("settings"), false);
-    if (!v.exists) { $("locked-sub").textContent = "No vault yet: create one with `unlatch init`."; }
+    if (next.vault.reopen) reopen = next.vault.reopen;
+    $("vault-path").textContent = v.path; $("vault-path").title = v.path;
+    if (!v.exists) {
+      const init = reopen.replace("unlatch desktop", "unlatch init");
+      $("locked-sub").textContent = `No vault at ${v.path}. Create one with \`${init}\` (or open the agent of the folder your vault is in).`;
+    }
+    ensureTypes();
     renderPhonesChoice(next);
     renderRequest(next.unlock);
     renderSettings(next);
@@ -204,17 +220,71 @@
     catch (err) { if (err.code !== "locked") toast(explain(err)); }
   }
   function initial(t) { return (t.trim()[0] || "?"); }
+  // Item types: labels, fields and forms come from the agent's schema (GET api/types,
+  // unlatch.vault.items.types_schema): one table for the vault, the CLI and this page.
+  let types = {};        // type -> {label, login_fields, web, fields}
+  let typeOrder = [];
+  let fieldKinds = ["text", "hidden", "url"];
+  let typesLoading = null;
+  function ensureTypes() {  // once; again after a failure (agent down at first)
+    if (!typeOrder.length && !typesLoading) typesLoading = loadTypes().catch(() => {}).finally(() => { typesLoading = null; if (items.length) renderItems(); });
+  }
+  async function loadTypes() {
+    const t = await api("GET", "api/types");
+    types = {}; typeOrder = [];
+    for (const entry of t.types) { types[entry.type] = entry; typeOrder.push(entry.type); }
+    fieldKinds = t.field_kinds;
+    const picker = $("form-type"), filter = $("filter");
+    picker.textContent = "";
+    for (const name of typeOrder) {
+      const o = document.createElement("option"); o.value = name; o.textContent = types[name].label; picker.append(o);
+      const f = document.createElement("option"); f.value = `type:${name}`; f.textContent = types[name].label; filter.append(f);
+    }
+  }
+  function typeOf(it) { return types[it.type] || { type: it.type, label: it.type, login_fields: [], web: true, fields: [] }; }
+  // A small drawn icon per type (no font or image needed; the CSP allows no external asset).
+  const ICONS = {
+    login: ["M9 12a4 4 0 1 1 3.9 4H12v3h-3v3H6v-4.6l4.3-4.3A4 4 0 0 1 9 12z", "M15 10.5h.01"],
+    note: ["M6 3h9l4 4v14H6z", "M9 11h7M9 15h7M9 19h4"],
+    card: ["M3 6h18v12H3z", "M3 10h18M6 15h5"],
+    identity: ["M12 12a4 4 0 1 0 0-8 4 4 0 0 0 0 8z", "M4 21c1-4 4-6 8-6s7 2 8 6"],
+    ssh_key: ["M3 5h18v14H3z", "M7 10l3 2-3 2M12 15h5"],
+  };
+  function typeIcon(type) {
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", "0 0 24 24"); svg.setAttribute("width", "20"); svg.setAttribute("height", "20");
+    svg.setAttribute("aria-hidden", "true"); svg.classList.add("type-icon");
+    for (const d of ICONS[type] || ICONS.login) {
+      const path = document.createElementNS("http://www.w3.org/2000/svg", "path"); path.setAttribute("d", d); svg.append(path);
+    }
+    return svg;
+  }
+  // What the list shows under the title: the username, else a non-secret field of the type.
+  function subtitle(it) {
+    if (it.username) return it.username;
+    const d = it.data || {};
+    const name = [d.first_name, d.last_name].filter(Boolean).join(" ");
+    return d.cardholder || d.brand || name || d.email || d.fingerprint || it.urls[0] || "";
+  }
   function renderItems() {
     const ul = $("items"); ul.textContent = "";
-    for (const it of items) {
+    const filter = $("filter").value;
+    const shown = items.filter((it) => !filter || (filter === "favorite" ? it.favorite : `type:${it.type}` === filter));
+    for (const it of shown) {
       const li = document.createElement("li");
       li.tabIndex = 0; li.setAttribute("role", "option"); li.dataset.id = it.id;
       li.setAttribute("aria-selected", selected !== null && selected.id === it.id ? "true" : "false");
-      const av = document.createElement("span"); av.className = "avatar"; av.textContent = initial(it.title);
-      const text = document.createElement("span");
+      li.dataset.type = it.type;
+      const av = document.createElement("span"); av.className = "avatar"; av.append(typeIcon(it.type));
+      const text = document.createElement("span"); text.className = "spacer";
       const t = document.createElement("div"); t.className = "t"; t.textContent = it.title;
-      const u = document.createElement("div"); u.className = "u"; u.textContent = it.username || (it.urls[0] || "");
-      text.append(t, u); li.append(av, text);
+      const kind = document.createElement("span"); kind.className = "sr-only"; kind.textContent = `, ${typeOf(it).label}`;
+      const u = document.createElement("div"); u.className = "u"; u.textContent = subtitle(it);
+      text.append(t, u, kind); li.append(av, text);
+      if (it.favorite) {
+        const star = document.createElement("span"); star.className = "star on"; star.textContent = "★";
+        star.setAttribute("role", "img"); star.setAttribute("aria-label", "favourite"); li.append(star);
+      }
       li.addEventListener("click", () => openItem(it.id));
       li.addEventListener("keydown", (e) => {
         if (e.key === "Enter") openItem(it.id);
@@ -224,12 +294,14 @@
       ul.append(li);
     }
     show($("items-empty"), items.length === 0 && !$("search").value);
+    show($("filter-empty"), shown.length === 0 && items.length > 0);
     renderDetail();
   }
   async function openItem(id) {
     try {
       selected = await api("GET", `api/items/${encodeURIComponent(id)}`); editing = null;
       stopTotp();  // its secret may have changed (edited): ask for a fresh code
+      shownKey = "";  // opened (again): drawn afresh, secrets masked
       renderItems();
     }
     catch (err) { toast(explain(err)); }
@@ -295,34 +367,107 @@
     $("totp-ring").classList.toggle("ending", left <= 5);
   }
   $("copy-totp").addEventListener("click", () => { if (otp.code) copySecret(otp.code, "One-time code"); });
+  const MASK = "••••••••••";
+  // A secret's value comes from the agent only when the user presses Show or Copy:
+  // the item the page holds has none (no password, card number, key or hidden field).
+  async function revealed(ref) {
+    const r = await api("POST", `api/items/${encodeURIComponent(selected.id)}/reveal`, { field: ref });
+    return r.value;
+  }
+  function fieldRow(label, opts) {
+    const row = document.createElement("div"); row.className = "field";
+    const dt = document.createElement("dt"); dt.textContent = label;
+    const dd = document.createElement("dd");
+    row.append(dt, dd);
+    if (opts.secret) {
+      const value = document.createElement(opts.multiline ? "pre" : "span"); value.className = "secret"; value.textContent = MASK;
+      const showBtn = document.createElement("button"); showBtn.type = "button"; showBtn.className = "btn small ghost";
+      showBtn.textContent = "Show"; showBtn.setAttribute("aria-label", `Show ${label}`);
+      showBtn.addEventListener("click", async () => {
+        if (showBtn.textContent === "Hide") { value.textContent = MASK; showBtn.textContent = "Show"; showBtn.setAttribute("aria-label", `Show ${label}`); return; }
+        try { value.textContent = await revealed(opts.secret); showBtn.textContent = "Hide"; showBtn.setAttribute("aria-label", `Hide ${label}`); }
+        catch (err) { toast(explain(err)); }
+      });
+      dd.append(value, showBtn, copyButton(`Copy ${label}`, async () => {
+        try { await copySecret(await revealed(opts.secret), label); } catch (err) { toast(explain(err)); }
+      }));
+    } else if (opts.url) {
+      const href = siteHref(opts.value);
+      const text = document.createElement(href ? "a" : "span"); text.textContent = opts.value;
+      if (href) { text.href = href; text.target = "_blank"; text.rel = "noopener noreferrer"; text.title = "Open in a new tab"; }
+      dd.append(text, copyButton(`Copy ${label}`, () => copySecret(opts.value, label)));
+    } else {
+      const value = document.createElement(opts.multiline ? "pre" : "span"); value.textContent = opts.value;
+      if (opts.multiline) value.className = "multiline";
+      dd.append(value, copyButton(`Copy ${label}`, () => copySecret(opts.value, label)));
+    }
+    return row;
+  }
+  function loginLabel(t, key) { const f = t.login_fields.find((x) => x.key === key); return f ? f.label : null; }
+  let shownKey = "";  // the item version the view shows: a list refresh must not redraw it
   function renderDetail() {
     if (!selected || editing !== null) stopTotp();
     show($("detail-empty"), !selected && editing === null);
     show($("item-view"), Boolean(selected) && editing === null);
     show($("item-form"), editing !== null);
+    const key = selected && editing === null ? `${selected.id}:${selected.version}` : "";
+    // Redrawing the same version would hide what the user just revealed (Show) for nothing.
+    if (key && key === shownKey) return;
+    shownKey = key;
     if (selected && editing === null) {
-      $("view-avatar").textContent = initial(selected.title);
+      const t = typeOf(selected);
+      const av = $("view-avatar"); av.textContent = ""; av.append(typeIcon(selected.type));
       $("view-title").textContent = selected.title;
+      $("view-type").textContent = t.label;
       $("view-updated").textContent = "Updated " + new Date(selected.updated_at * 1000).toLocaleString();
+      $("fav-btn").setAttribute("aria-pressed", String(selected.favorite));
+      $("fav-btn").querySelector(".star").textContent = selected.favorite ? "★" : "☆";
+      // The login rows a type offers (its schema), and any other type's that holds a value.
+      const userLabel = loginLabel(t, "username"), passLabel = loginLabel(t, "password");
+      show($("username-row"), Boolean(userLabel || selected.username));
+      show($("password-row"), Boolean(passLabel || selected.has_password));
+      $("username-label").textContent = userLabel || "Username";
+      $("password-label").textContent = passLabel || "Password";
+      document.querySelector("button.copy[data-copy=password]").setAttribute("aria-label", `Copy ${(passLabel || "password").toLowerCase()}`);
       $("view-username").textContent = selected.username || "—";
-      $("view-password").textContent = selected.password ? "••••••••••" : "—"; $("reveal").textContent = "Show";
+      $("view-password").textContent = selected.has_password ? MASK : "—"; $("reveal").textContent = "Show";
       // No Copy (or Show) button on an empty field: it would copy nothing.
       show(document.querySelector("button.copy[data-copy=username]"), Boolean(selected.username));
-      show(document.querySelector("button.copy[data-copy=password]"), Boolean(selected.password));
-      show($("reveal"), Boolean(selected.password));
+      show(document.querySelector("button.copy[data-copy=password]"), selected.has_password);
+      show($("reveal"), selected.has_password);
+      const typeBox = $("view-type-fields"); typeBox.textContent = "";
+      for (const f of t.fields) {
+        if (f.secret ? !selected.secret_data.includes(f.key) : !selected.data[f.key]) continue;  // only what is filled in
+        typeBox.append(fieldRow(f.label, f.secret ? { secret: `data.${f.key}`, multiline: f.multiline } : { value: selected.data[f.key], multiline: f.multiline }));
+      }
+      show($("urls-row"), t.web || selected.urls.length > 0);
       renderUrls(selected.urls);
       show($("totp-row"), selected.has_totp);
       if (!selected.has_totp) stopTotp();
       else if (otp.id !== selected.id) { stopTotp(); renderTotp(); loadTotp(selected.id); }
+      const custom = $("view-custom"); custom.textContent = "";
+      selected.fields.forEach((f, i) => {
+        custom.append(fieldRow(f.name, f.kind === "hidden" ? { secret: `fields.${i}` } : { value: f.value, url: f.kind === "url" }));
+      });
       const tags = $("view-tags"); tags.textContent = "";
-      for (const t of selected.tags) { const s = document.createElement("span"); s.className = "tag"; s.textContent = t; tags.append(s); }
+      for (const tag of selected.tags) { const sp = document.createElement("span"); sp.className = "tag"; sp.textContent = tag; tags.append(sp); }
       if (!selected.tags.length) tags.textContent = "—";
       $("view-notes").textContent = selected.notes || "—";
     }
   }
-  $("reveal").addEventListener("click", () => {
+  $("reveal").addEventListener("click", async () => {
     const el = $("view-password"); const hidden = $("reveal").textContent === "Show";
-    el.textContent = hidden ? (selected.password || "—") : "••••••••••"; $("reveal").textContent = hidden ? "Hide" : "Show";
+    if (!hidden) { el.textContent = MASK; $("reveal").textContent = "Show"; return; }
+    try { el.textContent = await revealed("password"); $("reveal").textContent = "Hide"; }
+    catch (err) { toast(explain(err)); }
+  });
+  $("fav-btn").addEventListener("click", async () => {
+    if (!selected) return;
+    try {
+      await api("PUT", `api/items/${encodeURIComponent(selected.id)}`, { item: { favorite: !selected.favorite } });
+      toast(selected.favorite ? "Removed from favourites" : "Added to favourites");
+      await openItem(selected.id); loadItems();
+    } catch (err) { toast(explain(err)); }
   });
   // Clipboard: what we copied is cleared after the clipboard time (30 s by default), and only if it is still there
   // (checked with readText when the browser grants clipboard-read; without that
@@ -392,8 +537,11 @@
   }
   for (const btn of document.querySelectorAll("button.copy")) {
     btn.addEventListener("click", async () => {
-      const value = selected ? selected[btn.dataset.copy] : "";
-      if (value) await copySecret(value, btn.dataset.copy === "password" ? "Password" : "Username");
+      if (!selected) return;
+      try {
+        const value = btn.dataset.copy === "password" ? await revealed("password") : selected.username;
+        if (value) await copySecret(value, btn.dataset.copy === "password" ? $("password-label").textContent : "Username");
+      } catch (err) { toast(explain(err)); }
     });
   }
   // The QR codes' text alternative: their link, fetched only on this click (it holds the
@@ -405,34 +553,119 @@
       catch (err) { toast(explain(err)); }
     });
   }
+  $("filter").addEventListener("change", renderItems);
   let searchTimer = 0;
   $("search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(loadItems, 150); });
 
-  function fillForm(it) {
+  // ---- the item form, drawn from the type's schema
+  const KIND_LABELS = { text: "Text", hidden: "Hidden", url: "URL" };
+  function customRow(f) {
+    const row = document.createElement("div"); row.className = "custom-row";
+    const name = document.createElement("input"); name.className = "cf-name"; name.maxLength = 128;
+    name.placeholder = "Name"; name.setAttribute("aria-label", "Field name"); name.value = f ? f.name : "";
+    const kind = document.createElement("select"); kind.className = "cf-kind"; kind.setAttribute("aria-label", "Field kind");
+    for (const k of fieldKinds) { const o = document.createElement("option"); o.value = k; o.textContent = KIND_LABELS[k] || k; kind.append(o); }
+    kind.value = f ? f.kind : "text";
+    const value = document.createElement("input"); value.className = "cf-value"; value.maxLength = 4096;
+    value.placeholder = "Value"; value.setAttribute("aria-label", "Field value"); value.autocomplete = "off"; value.spellcheck = false;
+    value.value = f && f.value !== undefined ? f.value : "";
+    const typeFor = () => { value.type = { hidden: "password", url: "url" }[kind.value] || "text"; };
+    kind.addEventListener("change", typeFor); typeFor();
+    const remove = document.createElement("button"); remove.type = "button"; remove.className = "btn small ghost";
+    remove.textContent = "Remove"; remove.setAttribute("aria-label", "Remove this field");
+    remove.addEventListener("click", () => {
+      const next = row.nextElementSibling; row.remove();
+      (next ? next.querySelector(".cf-name") : $("add-field")).focus();  // focus stays in the form
+    });
+    row.append(name, kind, value, remove);
+    return row;
+  }
+  $("add-field").addEventListener("click", () => {
+    const row = customRow(null); $("form-custom-rows").append(row); row.querySelector(".cf-name").focus();
+  });
+  // Which login rows the form shows: those of the type's schema, and any holding a value.
+  function formShape(type, it) {
+    const t = types[type] || typeOf({ type });
+    const userLabel = loginLabel(t, "username"), passLabel = loginLabel(t, "password");
+    const shape = {
+      username: Boolean(userLabel || (it && it.username)),
+      password: Boolean(passLabel || (it && it.password)),
+      web: Boolean(t.web || (it && (it.urls.length || it.has_totp))),
+    };
+    show($("form-username-row"), shape.username); show($("form-password-row"), shape.password); show($("form-web"), shape.web);
+    $("form-username-label").textContent = userLabel || "Username";
+    $("form-password-label").textContent = passLabel || "Password";
+    const box = $("form-type-fields"); box.textContent = "";
+    for (const f of t.fields) {
+      const label = document.createElement("label"); label.textContent = f.label;
+      const input = document.createElement(f.multiline ? "textarea" : "input");
+      input.name = `data.${f.key}`; input.maxLength = f.limit; input.autocomplete = "off"; input.spellcheck = false;
+      if (f.multiline) input.rows = 4;
+      if (f.secret) input.classList.add("secret");
+      input.value = it && it.data[f.key] ? it.data[f.key] : "";
+      label.append(input); box.append(label);
+    }
+    return shape;
+  }
+  function fillForm(it, type) {
     const f = $("item-form");
+    $("form-type").value = it ? it.type : type; $("form-type").disabled = Boolean(it);
+    formShape($("form-type").value, it);
     f.title.value = it ? it.title : ""; f.username.value = it ? it.username : ""; f.password.value = it ? it.password : "";
     f.urls.value = it ? it.urls.join("\n") : ""; f.tags.value = it ? it.tags.join(", ") : ""; f.notes.value = it ? it.notes : "";
+    $("form-favorite").checked = Boolean(it && it.favorite);
     // The saved TOTP secret is never sent to the page: the field only sets a new one.
     f.totp_secret.value = ""; $("form-totp-remove").checked = false;
     f.totp_secret.placeholder = it && it.has_totp ? "Saved: leave empty to keep it" : "";
     show($("form-totp-remove-row"), Boolean(it && it.has_totp));
-    $("form-title").textContent = it ? `Edit ${it.title}` : "New item";
+    const rows = $("form-custom-rows"); rows.textContent = "";
+    for (const field of it ? it.fields : []) rows.append(customRow(field));
+    $("form-title").textContent = it ? `Edit ${it.title}` : `New ${(types[type] || { label: "item" }).label.toLowerCase()}`;
     setError($("form-error"), null); $("gen-entropy").textContent = "";
   }
-  $("new-item").addEventListener("click", () => { editing = ""; fillForm(null); renderDetail(); $("item-form").title.focus(); });
-  $("edit-item").addEventListener("click", () => { editing = selected.id; fillForm(selected); renderDetail(); $("item-form").title.focus(); });
+  $("form-type").addEventListener("change", () => {
+    formShape($("form-type").value, null);
+    $("form-title").textContent = `New ${types[$("form-type").value].label.toLowerCase()}`;
+  });
+  $("new-item").addEventListener("click", () => {
+    // The filter names a type: a new item is of that type (the picker in the form changes it).
+    const filter = $("filter").value;
+    editing = ""; fillForm(null, filter.startsWith("type:") ? filter.slice(5) : "login"); renderDetail(); $("form-type").focus();
+  });
+  $("edit-item").addEventListener("click", async () => {
+    // The form needs the values (not the TOTP secret): asked for now, on "Edit".
+    try {
+      const full = await api("POST", `api/items/${encodeURIComponent(selected.id)}/full`);
+      editing = selected.id; fillForm(full); renderDetail(); $("item-form").title.focus();
+    } catch (err) { toast(explain(err)); }
+  });
   $("form-cancel").addEventListener("click", () => { editing = null; renderDetail(); });
   $("item-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = $("item-form");
+    const type = $("form-type").value;
     const item = {
-      title: f.title.value.trim(), username: f.username.value, password: f.password.value, notes: f.notes.value,
-      urls: f.urls.value.split("\n").map((s) => s.trim()).filter(Boolean),
+      title: f.title.value.trim(), notes: f.notes.value, favorite: $("form-favorite").checked,
       tags: f.tags.value.split(",").map((s) => s.trim()).filter(Boolean),
+      data: {}, fields: [],
     };
-    const secret = f.totp_secret.value.trim();
-    if (secret) item.totp_secret = secret;
-    else if (editing && $("form-totp-remove").checked) item.totp_secret = "";
+    if (!editing) item.type = type;
+    for (const input of $("form-type-fields").querySelectorAll("[name^='data.']")) {
+      if (input.value) item.data[input.name.slice(5)] = input.value;
+    }
+    for (const row of $("form-custom-rows").querySelectorAll(".custom-row")) {
+      const name = row.querySelector(".cf-name").value.trim(), value = row.querySelector(".cf-value").value;
+      if (!name && !value) continue;  // an empty row added by mistake
+      item.fields.push({ name, value, kind: row.querySelector(".cf-kind").value });
+    }
+    if (!$("form-username-row").hidden) item.username = f.username.value;
+    if (!$("form-password-row").hidden) item.password = f.password.value;
+    if (!$("form-web").hidden) {
+      item.urls = f.urls.value.split("\n").map((s) => s.trim()).filter(Boolean);
+      const secret = f.totp_secret.value.trim();
+      if (secret) item.totp_secret = secret;
+      else if (editing && $("form-totp-remove").checked) item.totp_secret = "";
+    }
     try {
       const saved = editing ? await api("PUT", `api/items/${encodeURIComponent(editing)}`, { item })
                             : await api("POST", "api/items", { item });
@@ -456,7 +689,10 @@
   $("lock-btn").addEventListener("click", () => api("POST", "api/lock").catch((err) => toast(explain(err))));
 
   // ------------------------------------------------------------ settings
-  $("settings-btn").addEventListener("click", () => { show($("vault"), false); show($("settings"), true); $("settings-close").focus(); });
+  $("settings-btn").addEventListener("click", () => {
+    show($("vault"), false); show($("settings"), true); $("settings-close").focus();
+    loadFormats().catch((err) => setError($("import-error"), err));
+  });
   $("settings-close").addEventListener("click", () => { show($("settings"), false); show($("vault"), Boolean(state && state.vault.unlocked)); });
   function renderSettings(s) {
     $("number-matching").checked = s.settings.number_matching;
@@ -537,6 +773,101 @@
     catch (err) { setError($("relay-error"), err); }
   });
 
+  // ---------------------------------------------------- import and export
+  // Import: the file goes up as it is, the agent has it parsed in a separate process
+  // and answers a report (nothing written); "Import" then adds what was checked, in one
+  // transaction. Export: the agent answers the file, which the page hands to the browser
+  // as a download; CSV (every secret in the clear) only after an explicit confirmation.
+  let formats = null, importToken = null;
+  async function loadFormats() {
+    if (formats) return;
+    formats = await api("GET", "api/transfer/formats");
+    for (const [select, list] of [[$("import-format"), formats.import], [$("export-format"), formats.export]]) {
+      select.textContent = "";
+      for (const fmt of list) { const o = document.createElement("option"); o.value = fmt.name; o.textContent = fmt.description; select.append(o); }
+    }
+    transferShape();
+  }
+  function transferShape() {
+    if (!formats) return;
+    const imp = formats.import.find((f) => f.name === $("import-format").value);
+    show($("import-password-row"), Boolean(imp && imp.password));
+    const exp = formats.export.find((f) => f.name === $("export-format").value);
+    const encrypted = Boolean(exp && exp.encrypted);
+    show($("export-password-rows"), encrypted); show($("export-clear-row"), !encrypted);
+    $("export-btn").textContent = encrypted ? "Export" : "Export unencrypted";
+  }
+  $("import-format").addEventListener("change", () => { importToken = null; show($("import-report"), false); transferShape(); });
+  $("import-file").addEventListener("change", () => { importToken = null; show($("import-report"), false); });
+  $("export-format").addEventListener("change", transferShape);
+  async function upload(file) {
+    let resp;
+    try {
+      resp = await fetch("api/import/file", { method: "POST", credentials: "same-origin", body: file,
+        headers: { "X-CSRF-Token": csrf, "Content-Type": "application/octet-stream", "Accept": "application/json" } });
+    } catch (e) { throw new ApiError(0, { error: "agent_down", message: "The unlatch agent is not answering." }); }
+    const data = await resp.json().catch(() => null);
+    if (!resp.ok) throw new ApiError(resp.status, data);
+    return data.token;
+  }
+  function listOf(el, lines) {
+    el.textContent = "";
+    for (const line of lines) { const li = document.createElement("li"); li.textContent = line; el.append(li); }
+  }
+  $("import-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    setError($("import-error"), null); show($("import-report"), false);
+    const file = $("import-file").files[0];
+    if (!file) { setError($("import-error"), "Choose the file to import."); return; }
+    await busy($("import-check"), async () => {
+      try {
+        importToken = await upload(file);
+        const r = await api("POST", "api/import/check", { token: importToken, format: $("import-format").value, password: $("import-password").value });
+        $("import-summary").textContent = `${file.name}: ${r.found} item(s) to import${r.skipped.length ? `, ${r.skipped.length} skipped` : ""}. Nothing is imported until you press Import.`;
+        listOf($("import-titles"), r.titles.concat(r.found > r.titles.length ? [`… and ${r.found - r.titles.length} more`] : []));
+        listOf($("import-skipped"), r.skipped.map((x) => `Skipped ${x.entry}: ${x.reason}`).concat(r.ignored.length ? [`Not imported (metadata): ${r.ignored.join(", ")}`] : []));
+        $("import-commit").textContent = `Import ${r.found} item(s)`; $("import-commit").disabled = r.found === 0;
+        show($("import-report"), true); $("import-report").focus();
+      } catch (err) { importToken = null; setError($("import-error"), err); }
+    });
+  });
+  $("import-commit").addEventListener("click", () => busy($("import-commit"), async () => {
+    try {
+      const r = await api("POST", "api/import/commit", { token: importToken });
+      importToken = null; show($("import-report"), false); $("import-form").reset(); transferShape();
+      $("import-check").focus();
+      toast(`Imported ${r.imported} item(s)`); loadItems();
+    } catch (err) { setError($("import-error"), err); }
+  }));
+  $("import-cancel").addEventListener("click", () => { importToken = null; show($("import-report"), false); $("import-check").focus(); });
+  $("export-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    setError($("export-error"), null);
+    const fmt = formats.export.find((f) => f.name === $("export-format").value);
+    const body = { format: fmt.name };
+    if (fmt.encrypted) {
+      if ($("export-password").value !== $("export-password2").value) { setError($("export-error"), "The two passwords differ."); return; }
+      body.password = $("export-password").value;
+    } else {
+      if (!$("export-unencrypted").checked) { setError($("export-error"), "Tick “I understand: export unencrypted” first, or choose an encrypted format."); return; }
+      body.unencrypted = true;
+    }
+    await busy($("export-btn"), async () => {
+      let resp;
+      try {
+        resp = await fetch("api/export", { method: "POST", credentials: "same-origin", body: JSON.stringify(body),
+          headers: { "X-CSRF-Token": csrf, "Content-Type": "application/json" } });
+      } catch (err) { setError($("export-error"), "The unlatch agent is not answering."); return; }
+      if (!resp.ok) { setError($("export-error"), new ApiError(resp.status, await resp.json().catch(() => null))); return; }
+      const name = (/filename="([^"]+)"/.exec(resp.headers.get("Content-Disposition") || "") || [])[1] || "unlatch-export";
+      const url = URL.createObjectURL(await resp.blob());
+      const a = document.createElement("a"); a.href = url; a.download = name; document.body.append(a); a.click(); a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      $("export-password").value = ""; $("export-password2").value = ""; $("export-unencrypted").checked = false;
+      toast(`Exported ${resp.headers.get("X-Item-Count")} item(s) to ${name}`);
+    });
+  });
+
   // ------------------------------------------------------------- pairing
   let pairQrFor = "";
   let pairingOpen = false;
@@ -607,5 +938,6 @@
   });
 
   connect();
+  ensureTypes();
   api("GET", "api/state").then(apply).catch(() => startPolling());
 })();

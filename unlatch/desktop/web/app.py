@@ -37,11 +37,14 @@ from unlatch.config import ConfigError
 from unlatch.desktop import qr
 from unlatch.desktop.errors import DesktopError
 from unlatch.desktop.settings import ENV_CLIPBOARD, check_clipboard_clear, check_relay_url
+from unlatch.desktop.web.pages import CSP as PAGE_CSP
+from unlatch.desktop.web.pages import error_page
 from unlatch.desktop.web.security import SecurityMiddleware
 from unlatch.errors import UnlatchError
 from unlatch.relay.errors import RelayError, RelayUnavailable
 from unlatch.vault import Item, Vault, VaultLockedError, WrongPasswordError, totp
 from unlatch.vault.generator import generate_passphrase, generate_password
+from unlatch.vault.items import FIELD_KINDS, TYPE_FIELDS, public_view, types_schema
 from unlatch.vault.vault import EDITABLE_FIELDS
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+SECRET_KEYS = {t: tuple(f.key for f in specs if f.secret) for t, specs in TYPE_FIELDS.items()}
 SSE_KEEPALIVE = 15.0
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -73,13 +77,41 @@ class NoTotpError(DesktopError):
 
 
 def page_item(item: Item) -> dict[str, Any]:
-    """An item as the page gets it: with its password (shown on "Show", copied),
-    but never its TOTP secret; the page asks for the current code instead
-    (``GET /api/items/{id}/totp``), so the secret that makes every future code
-    stays in the agent."""
+    """An item as the page shows it before any "Show" or "Copy": no secret at all.
+
+    :func:`~unlatch.vault.items.public_view` (no password, no TOTP secret, no
+    secret type field, no hidden custom value), plus which secrets exist
+    (``has_password``, ``secret_data``: the keys of the type's secret fields
+    that hold a value) so the page can draw their rows masked. A value comes
+    only when the user asks for it (``POST /api/items/{id}/reveal``); the
+    TOTP secret never comes: the page asks for the current code instead
+    (``GET /api/items/{id}/totp``), so the secret that makes every future
+    code stays in the agent.
+    """
+    data = public_view(item)
+    data["has_password"] = bool(item.password)
+    data["secret_data"] = [k for k in SECRET_KEYS.get(item.type, ()) if item.data.get(k)]
+    return data
+
+
+def edit_view(item: Item) -> dict[str, Any]:
+    """The item for its edit form (asked for by pressing "Edit"): every value but the
+    TOTP secret, which the form only replaces or removes."""
     data = item.to_dict()
     data["has_totp"] = bool(data.pop("totp_secret"))
     return data
+
+
+def reveal(item: Item, ref: str) -> str:
+    """One secret of ``item``: ``password``, ``data.KEY`` or ``fields.INDEX``."""
+    if ref == "password":
+        return item.password
+    kind, _, key = ref.partition(".")
+    if kind == "data" and key in item.data:
+        return item.data[key]
+    if kind == "fields" and key.isdigit() and int(key) < len(item.fields):
+        return item.fields[int(key)].value
+    raise BadInput(f"{item.title!r} has no field {ref[:40]!r}")
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -174,6 +206,8 @@ def _seconds(
 
 def create_app(rt: DesktopRuntime) -> Starlette:
     """The Starlette app for one runtime."""
+    from unlatch.desktop.web.transfer_routes import transfer_routes
+
     web_root = paths.web_dir("desktop")
     template = (web_root / "index.html").read_text("utf-8")
 
@@ -249,6 +283,22 @@ def create_app(rt: DesktopRuntime) -> Starlette:
     async def item_get(request: Request) -> Response:
         item = await rt.core.get_item(request.path_params["item_id"][:64])
         return JSONResponse(page_item(item))
+
+    @guarded
+    async def item_reveal(request: Request) -> Response:
+        """One secret value, when the user presses its Show or Copy (activity)."""
+        ref = _str(await _body(request), "field", 64)
+        item = await rt.core.get_item(request.path_params["item_id"][:64])
+        return JSONResponse({"value": reveal(item, ref)}, headers={"Cache-Control": "no-store"})
+
+    @guarded
+    async def item_full(request: Request) -> Response:
+        item = await rt.core.get_item(request.path_params["item_id"][:64])
+        return JSONResponse(edit_view(item), headers={"Cache-Control": "no-store"})
+
+    @guarded
+    async def item_types(request: Request) -> Response:
+        return JSONResponse({"types": types_schema(), "field_kinds": list(FIELD_KINDS)})
 
     @guarded
     async def item_totp(request: Request) -> Response:
@@ -381,6 +431,15 @@ def create_app(rt: DesktopRuntime) -> Starlette:
         return JSONResponse((await state())["settings"])
 
     async def not_found(request: Request, exc: Exception) -> Response:
+        if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            body = error_page(
+                "No such page",
+                "This address is not a page of the vault window.",
+                link=(rt.security.base_path, "Back to the vault"),
+            )
+            return HTMLResponse(
+                body, status_code=404, headers={"Content-Security-Policy": PAGE_CSP}
+            )
         return _error(404, "not_found", "no such page")
 
     async def bad_method(request: Request, exc: Exception) -> Response:
@@ -399,6 +458,9 @@ def create_app(rt: DesktopRuntime) -> Starlette:
         Route("/api/items", item_add, methods=["POST"]),
         Route("/api/items/{item_id}", item_get, methods=["GET"]),
         Route("/api/items/{item_id}/totp", item_totp, methods=["GET"]),
+        Route("/api/items/{item_id}/reveal", item_reveal, methods=["POST"]),
+        Route("/api/items/{item_id}/full", item_full, methods=["POST"]),
+        Route("/api/types", item_types, methods=["GET"]),
         Route("/api/items/{item_id}", item_edit, methods=["PUT"]),
         Route("/api/items/{item_id}", item_delete, methods=["DELETE"]),
         Route("/api/generate", generate, methods=["POST"]),
@@ -411,6 +473,7 @@ def create_app(rt: DesktopRuntime) -> Starlette:
         Route("/api/phones/{phone_id}", phone_revoke, methods=["DELETE"]),
         Route("/api/settings", settings_put, methods=["PUT"]),
     ]
+    routes.extend(transfer_routes(rt))
     for provider in ROUTE_PROVIDERS:
         routes.extend(provider(rt))
     routes.append(Mount("/static", app=StaticFiles(directory=web_root), name="static"))

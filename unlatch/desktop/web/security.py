@@ -50,6 +50,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from unlatch.desktop.web.launch import LaunchFiles
+from unlatch.desktop.web.pages import CSP as PAGE_CSP
+from unlatch.desktop.web.pages import error_page
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -63,6 +65,7 @@ CSP = (
     "object-src 'none'"
 )
 SAFE_METHODS = ("GET", "HEAD")
+CSP_HEADER = b"content-security-policy"
 LAUNCH_SECRET_LIFE = 600.0
 SESSION_LIFE = 12 * 3600.0  # a working day; then `unlatch desktop` again
 MAX_LAUNCH_SECRETS = 16
@@ -299,15 +302,17 @@ class SecurityMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
                 extra = [
-                    (b"content-security-policy", CSP.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"),
                     (b"x-frame-options", b"DENY"),
                     (b"cross-origin-opener-policy", b"same-origin"),
                     (b"cross-origin-resource-policy", b"same-origin"),
                 ]
-                names = {k.lower() for k, _ in message.get("headers", [])}
+                own = [v for k, v in message.get("headers", []) if k.lower() == CSP_HEADER]
+                if own != [PAGE_CSP.encode()]:  # only the error pages' (stricter) one stands alone
+                    extra.append((CSP_HEADER, CSP.encode()))
                 if b"cache-control" not in names:
                     extra.append((b"cache-control", b"no-store"))
                 message["headers"] = list(message.get("headers", [])) + extra
@@ -360,17 +365,23 @@ async def _deny(send: Send, status: int, code: str, message: str) -> None:
 
 
 async def _login_needed(send: Send, *, expired: bool = False) -> None:
-    why = (
-        "This link was already used or has expired."
-        if expired
-        else "This page needs its launch link."
-    )
-    body = (
-        "<!doctype html><meta charset=utf-8><title>unlatch</title>"
-        "<body>"
-        f"<h1>unlatch</h1><p>{why}</p><p>Run <code>unlatch desktop</code> to open the "
-        "vault window (it prints a fresh link).</p></body>"
-    ).encode()
+    if expired:
+        title, why = (
+            "This link was already used",
+            (
+                "A launch link opens one window, once, within 10 minutes: this one was used "
+                "or has expired."
+            ),
+        )
+    else:
+        title, why = (
+            "This window is closed",
+            (
+                "It needs a fresh launch link: its session ended (after 12 hours), or the "
+                "unlatch agent restarted since it was opened."
+            ),
+        )
+    body = error_page(title, why)
     await send(
         {
             "type": "http.response.start",
@@ -378,7 +389,7 @@ async def _login_needed(send: Send, *, expired: bool = False) -> None:
             "headers": [
                 (b"content-type", b"text/html; charset=utf-8"),
                 (b"cache-control", b"no-store"),
-                (b"content-security-policy", b"default-src 'none'"),
+                (b"content-security-policy", PAGE_CSP.encode()),
                 (b"content-length", str(len(body)).encode()),
             ],
         }
