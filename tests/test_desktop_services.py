@@ -201,7 +201,7 @@ async def test_desktop_revoke_while_locked_removes_slot_at_next_unlock(rig: Rig)
 async def test_desktop_unlock_request_with_relay_down_is_a_clear_error(
     relay: Any, rig: Rig
 ) -> None:
-    from unlatch.desktop.web.app import _status_of
+    from unlatch.desktop.web.common import _status_of
     from unlatch.relay.errors import RelayUnavailable
 
     await rig.pair()

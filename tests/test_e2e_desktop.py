@@ -237,11 +237,12 @@ def test_e2e_revoked_phone_cannot_unlock(setup: Any, tmp_path: Path) -> None:
     wait_for(lambda: state_of(page) == "failed", what="the request withdrawn")
     assert "was revoked on this desktop" in page.inner_text("#unlock-status")
     assert page.is_visible("#request-again") and page.is_hidden("#unlock-phone-btn")
-    # The phone (it still has its record) answers anyway: the request is gone on the relay.
+    # The phone (it still has its record) answers anyway: the relay tells it the desktop
+    # removed it, so it sends nothing and says what to do (issue 13: revocation reaches it).
     out = phone.run("approve", "--qr-image", str(png), "--yes", "--json")
     assert out.returncode == 6, out.stderr
-    assert "the desktop no longer waits for this request" in out.stderr
-    assert "nothing was sent" in out.stderr and out.stdout == ""
+    assert "removed this phone" in out.stderr and "pair again" in out.stderr
+    assert out.stdout == ""
     assert desktop.status()["unlocked"] is False
     assert state_of(page) == "failed"
     # the slot is gone once the vault is unlocked again (master password)

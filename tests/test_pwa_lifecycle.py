@@ -81,14 +81,15 @@ async def test_pwa_lifecycle_no_false_approved_when_no_desktop_waits(pwa_phone: 
     ph = pwa_phone
     page = ph.page
     await pair_by_link(ph)
-    du = await ph.desktop.request_unlock()  # then the desktop restarts: nobody waits
+    du = await ph.desktop.request_unlock()  # then nobody waits on the open request
     assert isinstance(du, DesktopUnlock)
     await page.goto(app_link(ph.desktop.app_url, du.qr_bytes))
     await page.click("#approve")
-    await page.wait_for_selector('#approve-result[data-outcome="undelivered"]', timeout=15000)
+    await page.wait_for_selector('#approve-result[data-outcome="queued"]', timeout=15000)
     text = await page.inner_text("#approve-result")
     assert "Approved" not in text
-    assert "Ada's laptop is no longer waiting" in text and "request again on the desktop" in text
+    assert "Ada's laptop has not taken your answer yet" in text
+    assert "request again on the desktop" in text
 
     # with the desktop waiting, the same gesture is confirmed
     du = await ph.desktop.request_unlock()

@@ -117,10 +117,10 @@ async def test_lifecycle_phone_hears_renewed_cancelled_answered_expired_closed(
                 assert (await ear.update(second, t)).state == "cancelled"
             assert (await phone.unlock_state(second)).state == "cancelled"
 
-            # answered with no desktop waiting: "undelivered", then acknowledged later
+            # answered with no desktop waiting on the open request: "queued", acknowledged later
             third = await _announced(ear, desktop, pair.routing_id)
             t = time.monotonic()
-            assert await phone.post_reply(third, b"reply-3", wait=1) == "undelivered"
+            assert await phone.post_reply(third, b"reply-3", wait=1) == "queued"
             if websocket:
                 update = await ear.update(third, t)
                 assert (update.state, update.acknowledged) == ("answered", False)

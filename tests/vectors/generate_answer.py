@@ -30,6 +30,12 @@ CASES: dict[str, list[dict[str, Any]]] = {
         {"type": "reply", "now": T0 + 10, "outcome": "undelivered"},
         {"type": "channel", "now": T0 + 11, "state": "answered", "acknowledged": False},
     ],
+    "queued while the desktop reconnects, then it takes the answer": [
+        {"type": "open", "now": T0, "expires_at": EXP},
+        {"type": "answer", "now": T0 + 5, "verdict": "approve"},
+        {"type": "reply", "now": T0 + 10, "outcome": "queued"},
+        {"type": "channel", "now": T0 + 20, "state": "answered", "acknowledged": True},
+    ],
     "undelivered, then the desktop came back and acknowledged": [
         {"type": "open", "now": T0, "expires_at": EXP},
         {"type": "answer", "now": T0 + 5, "verdict": "approve"},

@@ -398,7 +398,14 @@ def _report(answer: Answer, as_json: bool) -> None:
         "wrong_number": "That was not the number on the desktop: nothing was released, "
         "the request is over.",
     }
-    _emit(as_json, answer.to_json(now), [texts[answer.verdict]])
+    lines = [texts[answer.verdict]]
+    if answer.delivery == "queued":  # the relay holds it; the desktop has not taken it yet
+        lines = [
+            f"Sent, not picked up yet: “{answer.request.desktop}” has not taken the answer "
+            "(it may be reconnecting). It gets it when it is back, until the request "
+            "expires; if it does not unlock, request again on the desktop."
+        ]
+    _emit(as_json, answer.to_json(now), lines)
     if answer.verdict == "wrong_number":
         sys.exit(5)
 

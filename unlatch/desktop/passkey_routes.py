@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from unlatch.desktop.passkey import CANONICAL_HOST, RP_ID, PasskeyService
-from unlatch.desktop.web.app import ROUTE_PROVIDERS, _body, _str, guarded
+from unlatch.desktop.web.common import ROUTE_PROVIDERS, _body, _str, guarded
 
 if TYPE_CHECKING:
     from unlatch.desktop.runtime import DesktopRuntime

@@ -95,13 +95,21 @@ class Answer:
     verdict: str  # "approved" | "denied" | "not_me" | "wrong_number"
     request: RequestView
     blocked: bool = False  # "not me" also blocked the desktop on the relay
+    # "delivered": a waiting desktop took it; "queued": the request is open but its desktop
+    # has not taken it yet (reconnecting): it gets it when back, until the request expires
+    delivery: str = "delivered"
 
     @property
     def approved(self) -> bool:
         return self.verdict == "approved"
 
     def to_json(self, now: int) -> dict[str, Any]:
-        return {"verdict": self.verdict, "blocked": self.blocked, **self.request.to_json(now)}
+        return {
+            "verdict": self.verdict,
+            "blocked": self.blocked,
+            "delivery": self.delivery,
+            **self.request.to_json(now),
+        }
 
 
 @dataclass(frozen=True)
@@ -735,7 +743,10 @@ class PhoneClient:
                 delivery = await relay.post_reply(pu.request_id, reply, wait=REPLY_WAIT)
                 if delivery is None:  # a retry found it posted: did the desktop read it?
                     heard = await relay.unlock_state(pu.request_id)
-                    delivery = "delivered" if heard.acknowledged else "undelivered"
+                    if heard.acknowledged:
+                        delivery = "delivered"
+                    else:
+                        delivery = "queued" if heard.state == "open" else "undelivered"
                 outcome = delivery
             except (ChannelGone, UnknownChannel):
                 outcome = "closed"
@@ -750,6 +761,8 @@ class PhoneClient:
                     if current is not None:
                         current.blocked = True
                 blocked = True
+            if outcome == "queued":  # not a failure, not yet a success: say which
+                return Answer(result, view, blocked, delivery="queued")
             if session.state is not AnswerState.DONE:
                 also = f" ({desktop} is blocked on the relay all the same)" if blocked else ""
                 raise RequestClosed(view_text(session.view, desktop) + also)

@@ -11,7 +11,7 @@ node tests.
 Events: ``notice`` (a push or listener notification: a card), ``open`` (a
 scanned QR or a tapped card: the approve screen), ``answer`` (the user's
 verdict), ``reply`` (what posting the reply gave: ``delivered``,
-``undelivered``, ``closed``, ``expired``, ``answered``, ``failed``),
+``queued``, ``undelivered``, ``closed``, ``expired``, ``answered``, ``failed``),
 ``retry``, ``channel`` (the relay's word on the request: ``renewed``,
 ``answered``, ``cancelled``, ``expired``, ``closed``), ``revoke`` (the
 pairing was removed), ``restart`` (the app started again) and ``tick``.
@@ -73,6 +73,13 @@ TEXTS: dict[str, tuple[str, str, str]] = {
         "That was not the number on the desktop, so nothing was released. If it was you,"
         " start a new unlock on the desktop.",
         "bad",
+    ),
+    "queued": (
+        "Sent, not picked up yet",
+        "{desktop} has not taken your answer yet (it may be reconnecting). The relay keeps"
+        " it until the request expires and {desktop} gets it when it is back; this screen"
+        " says so then. If {desktop} does not unlock, request again on the desktop.",
+        "warning",
     ),
     "undelivered": (
         "Not delivered",
@@ -221,9 +228,9 @@ class AnswerSession:
         outcome = event.get("outcome")
         if outcome == "delivered":
             return self._done()
-        if outcome == "undelivered":
+        if outcome in ("undelivered", "queued"):  # queued: the request is still open
             self.state = AnswerState.UNDELIVERED
-            return [self._show("result", "undelivered")]
+            return [self._show("result", outcome)]
         if outcome in ("closed", "expired", "answered"):
             return self._end(outcome)
         self.state = AnswerState.RETRY  # "failed": the same bytes may be sent again

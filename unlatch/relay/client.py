@@ -512,7 +512,8 @@ class RelayClient:
         """Post the reply; with ``wait`` (1-10 s), learn whether a desktop took it.
 
         Returns the relay's ``delivery`` ("delivered": handed to a desktop
-        still waiting; "undelivered": none took it in time), or None without
+        still waiting; "queued": none took it in time but the request is still open;
+        "undelivered": the request ended without a desktop taking it), or None without
         ``wait`` or when a retry found the reply already posted.
         """
         extra = {"wait": wait} if wait else {}

@@ -151,10 +151,12 @@ REPLY_POSTED = {
         "seq": {"type": "integer"},
         "delivery": {
             "type": "string",
-            "enum": ["delivered", "undelivered"],
+            "enum": ["delivered", "queued", "undelivered"],
             "description": "only with wait: delivered, the relay handed the reply to a desktop"
-            " still waiting (or the desktop closed the request after it arrived); undelivered,"
-            " none took it within wait seconds (the reply stays stored until expiry)",
+            " still waiting (or the desktop closed the request after it arrived); queued, none"
+            " took it within wait seconds but the request is open (the reply stays stored"
+            " until expiry for a desktop that reconnects); undelivered, the request ended"
+            " without a desktop taking it",
         },
     },
 }

@@ -179,11 +179,13 @@ class UnlockOps(ChannelOps):
 
         ``delivered``: the relay handed the reply to a desktop waiting on the
         channel (WebSocket or long-poll, on any node), or the desktop closed
-        the request after it arrived. ``undelivered``: no desktop took it in
-        time (it restarted, or stopped waiting); the reply stays stored until
-        expiry, so a desktop that reconnects still gets it, and the phone
-        hears ``answered`` with ``acknowledged`` then. Subscribed before
-        posting, so a fast desktop's hand-over is not missed.
+        the request after it arrived. ``queued``: no desktop took it in time
+        but the request is still open (the desktop may be reconnecting): the
+        reply stays stored until expiry, a desktop that reconnects still gets
+        it, and the phone hears ``answered`` with ``acknowledged`` then.
+        ``undelivered``: the request ended without a desktop taking it
+        (cancelled, closed or expired meanwhile). Subscribed before posting,
+        so a fast desktop's hand-over is not missed.
         """
         async with self.bus.subscribe(channel_topic(request_id)) as sub:
             msg = await self.post_unlock(device, request_id, "reply", data)
@@ -191,6 +193,9 @@ class UnlockOps(ChannelOps):
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    ch = await self.store.get_channel(request_id)
+                    if ch is not None and self.state_of(ch, time.time()) == "open":
+                        return msg, "queued"
                     return msg, "undelivered"
                 event = await sub.get(min(remaining, WAIT_RECHECK))
                 if event and event.get("event") == "handed" and event.get("seq") == msg.seq:

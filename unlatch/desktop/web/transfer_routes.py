@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from unlatch.desktop.errors import DesktopError
-from unlatch.desktop.web.app import BadInput, _body, _str, guarded
+from unlatch.desktop.web.common import BadInput, _body, _str, guarded
 from unlatch.vault.items import EDITABLE_FIELDS, Item
 from unlatch.vault.transfer import EXPORTERS, IMPORTERS, export_items
 from unlatch.vault.transfer.base import MAX_FILE_BYTES

@@ -42,6 +42,11 @@ export const TEXTS = {
     "That was not the number on the desktop, so nothing was released. If it was you, start a new unlock on the desktop.",
     "bad",
   ],
+  queued: [
+    "Sent, not picked up yet",
+    "{desktop} has not taken your answer yet (it may be reconnecting). The relay keeps it until the request expires and {desktop} gets it when it is back; this screen says so then. If {desktop} does not unlock, request again on the desktop.",
+    "warning",
+  ],
   undelivered: [
     "Not delivered",
     "{desktop} is no longer waiting for this answer (it cancelled or restarted): request again on the desktop, then answer the new request.",
@@ -160,9 +165,9 @@ const steps = {
   },
   reply(s, e) {
     if (e.outcome === "delivered") return s._done();
-    if (e.outcome === "undelivered") {
+    if (e.outcome === "undelivered" || e.outcome === "queued") { // queued: the request is still open
       s.state = AnswerState.UNDELIVERED;
-      return [s._show("result", "undelivered")];
+      return [s._show("result", e.outcome)];
     }
     if (["closed", "expired", "answered"].includes(e.outcome)) return s._end(e.outcome);
     s.state = AnswerState.RETRY; // "failed": the same bytes may be sent again
