@@ -34,7 +34,6 @@ from unlatch.relay.ratelimit import RateLimiter
 from unlatch.relay.store import AddResult, CreateResult, PairResult, Store
 
 DELIVERY_GRACE = 60.0  # seconds a channel's messages outlive its expiry for a reconnecting waiter
-WAIT_RECHECK = 5.0  # waiters re-read the store at least this often (a lost bus event costs this)
 MAX_USER_AGENT = 200
 SESSION_CACHE_SIZE = 10_000
 SESSION_CACHE_TTL = 30.0  # never beyond a session's own expiry: see authenticate()
@@ -355,10 +354,7 @@ class RelayService:
         self, device: Device, channel_id: bytes, after: int
     ) -> tuple[list[Message], Channel | None]:
         """Messages from the other party after ``after`` and the channel's current record."""
-        ch = await self.store.get_channel(channel_id)
-        if ch is None:
-            return [], None
-        msgs = await self.store.messages_after(channel_id, after)
+        ch, msgs = await self.store.channel_with_messages(channel_id, after)
         return [m for m in msgs if m.sender != device.device_id], ch
 
     @staticmethod
@@ -387,7 +383,8 @@ class RelayService:
                 if remaining <= 0 or self.shutting_down.is_set():
                     return [], ch
                 # wake on a bus event, on shutdown (answer at once), or to re-check the store
-                get = asyncio.ensure_future(sub.get(min(remaining, WAIT_RECHECK)))
+                # (only on a bus that can lose an event: sub.recheck)
+                get = asyncio.ensure_future(sub.get(min(remaining, sub.recheck or remaining)))
                 stop = asyncio.ensure_future(self.shutting_down.wait())
                 await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
                 for task in (get, stop):

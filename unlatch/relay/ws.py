@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,7 +33,11 @@ PING_INTERVAL = 25.0
 LISTEN_RECHECK = 10.0  # a phone listener re-reads its pending requests this often
 MAX_CLIENT_FRAME = 2048
 CLOSE_RESTART = 1012
-_CLOSE_FOR_STATUS = {400: 4400, 401: 4401, 403: 4403, 404: 4404, 409: 4409, 410: 4410, 429: 4429}
+# 503 (the store unavailable for a moment): 1013 "try again later", not a client error
+_CLOSE_FOR_STATUS = {
+    **{400: 4400, 401: 4401, 403: 4403, 404: 4404, 409: 4409, 410: 4410, 429: 4429},
+    503: 1013,
+}
 
 
 class _Closed(Exception):
@@ -207,8 +212,12 @@ class Sockets:
         service = self.service
         first = True
         last_sent = time.monotonic()
+        stale = True
         while True:
-            msgs, ch = await service.next_messages(device, channel_id, after)
+            if stale:
+                msgs, ch = await service.next_messages(device, channel_id, after)
+            else:
+                msgs = []
             now = time.time()
             if first:
                 await self._send(
@@ -249,8 +258,8 @@ class Sockets:
                 return
             assert ch is not None
             idle = PING_INTERVAL - (time.monotonic() - last_sent)
-            timeout = max(0.05, min(idle, ch.expires_at - now + 0.05, 5.0))
-            keep, _event = await self._wait(asyncio.ensure_future(sub.get(timeout)), reader)
+            timeout = max(0.05, min(idle, ch.expires_at - now + 0.05, sub.recheck or idle))
+            keep, event = await self._wait(asyncio.ensure_future(sub.get(timeout)), reader)
             if not keep:
                 if reader.done():
                     return
@@ -259,6 +268,8 @@ class Sockets:
             if time.monotonic() - last_sent >= PING_INTERVAL:
                 await self._send(ws, lock, {"type": "ping"})
                 last_sent = time.monotonic()
+            # re-read on an event, on a lossy bus's timer, at expiry; not for a ping alone
+            stale = event is not None or sub.recheck is not None or time.time() >= ch.expires_at
 
     async def listen(self, ws: WebSocket) -> None:
         """``/v1/listen``: a phone in the foreground receives unlock notifications."""
@@ -279,6 +290,8 @@ class Sockets:
                         await self._send(ws, lock, note)
                     last_sent = time.monotonic()
                     last_check = time.monotonic()
+                    # re-read on a timer only if the bus can lose an event (sub.recheck)
+                    recheck = LISTEN_RECHECK if sub.recheck is not None else math.inf
                     while True:
                         if self.service.shutting_down.is_set():
                             await self._shutdown_close(ws, lock)
@@ -286,7 +299,7 @@ class Sockets:
                         # A bus event can be lost (Redis restart, a node killed between its
                         # store write and its publish): re-read the store on "resync" and
                         # every LISTEN_RECHECK seconds, so no request waits on a lost event.
-                        if time.monotonic() - last_check >= LISTEN_RECHECK:
+                        if time.monotonic() - last_check >= recheck:
                             last_check = time.monotonic()
                             for note in await self.service.pending_unlock(device):
                                 if note["request_id"] not in seen:
@@ -294,11 +307,11 @@ class Sockets:
                                     await self._send(ws, lock, note)
                                     last_sent = time.monotonic()
                         idle = max(0.05, PING_INTERVAL - (time.monotonic() - last_sent))
-                        recheck_in = LISTEN_RECHECK - (time.monotonic() - last_check)
+                        recheck_in = recheck - (time.monotonic() - last_check)
                         idle = min(idle, max(0.05, recheck_in))
                         keep, event = await self._wait(asyncio.ensure_future(sub.get(idle)), reader)
                         if event and event.get("event") == "resync":
-                            last_check = 0.0  # the bus reconnected: re-read now
+                            last_check = -math.inf  # the bus reconnected or overflowed: re-read now
                             continue
                         if not keep:
                             if not reader.done():
