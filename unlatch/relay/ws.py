@@ -35,7 +35,13 @@ MAX_CLIENT_FRAME = 2048
 CLOSE_RESTART = 1012
 # 503 (the store unavailable for a moment): 1013 "try again later", not a client error
 _CLOSE_FOR_STATUS = {
-    **{400: 4400, 401: 4401, 403: 4403, 404: 4404, 409: 4409, 410: 4410, 429: 4429},
+    400: 4400,
+    401: 4401,
+    403: 4403,
+    404: 4404,
+    409: 4409,
+    410: 4410,
+    429: 4429,
     503: 1013,
 }
 
