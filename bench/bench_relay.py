@@ -1,23 +1,50 @@
-"""Relay throughput and latency: exchanges/s at concurrency 1, 50, 500; RSS per WebSocket.
+"""The relay beside a bare `websockets` forwarder, in one run: throughput, tail, CPU, memory.
 
-One exchange = the desktop creates an unlock channel (HTTP), waits on the
-channel's WebSocket, the phone posts a ~200-byte reply (HTTP), the desktop
-receives it and acknowledges (DELETE). Latency is measured from the moment the
-phone starts its POST to the moment the desktop's socket delivers the reply.
+One exchange, on both servers: a desktop waits on a WebSocket, a phone POSTs a
+~200-byte reply, the desktop receives it and closes. On the relay that is the
+real protocol: ``POST /v1/unlock`` (create), the channel's WebSocket with its
+auth frame and ``ready``, the phone's ``POST .../reply``, the message frame,
+then ``DELETE /v1/unlock/{id}`` (acknowledge); device sign-in and pairing are
+done before timing. On the forwarder (bench/bare_forwarder.py) it is a
+WebSocket that is sent ``ready`` and one POST, nothing else: the floor.
 
-The relay is a real subprocess (``python -m unlatch relay``, SQLite, in-process
-bus) with rate limits raised; the load generator runs in this process on the
-same machine, so on 2 cores both compete for CPU: the figures are a floor.
+How it is measured (docs/deploy.md, "Performance", says what each figure is):
 
-Run: python bench/bench_relay.py [--seconds 8] [--sockets 1000]
+* the servers run pinned to CPU 0 (``taskset``), this load client to CPU 1, so
+  the client does not steal the server's core (PostgreSQL and Redis, shared
+  services of the machine, are not pinned);
+* each level (``--levels``, concurrency: exchanges in flight at once) runs
+  ``--runs`` times for ``--seconds``; the figures are medians of the runs.
+  Bounded: no exchange is started after ``--seconds``, each has its own
+  30 s limit, and the level ends at a deadline; every started exchange is
+  counted as completed, failed (with its error) or cut off at the deadline;
+* CPU: the server's user+system CPU (every node's) per completed exchange, and
+  the load client's own, so a client-bound figure shows (client CPU near
+  1000 ms per second of run);
+* idle waiters (``--idle``, on a fresh server of their own): that many
+  WebSockets waiting on their own channel, with nothing happening; the
+  server's RSS growth per waiter, its CPU while they wait (per 1,000 waiters,
+  as % of a core), and its RSS after they all left (against before they came);
+* ``--db postgresql://... --bus redis://...``: the relay on PostgreSQL (a fresh
+  database ``unlatch_bench_<random>`` is made on that server and dropped after)
+  and Redis (a random key prefix, removed after), with ``--nodes 1,2,3`` nodes
+  (the desktop's WebSocket on one node, the phone's POST on the next).
+
+Run: python bench/bench_relay.py                        # SQLite beside the bare forwarder
+     python bench/bench_relay.py --db postgresql://postgres@127.0.0.1:5432/postgres \\
+         --bus redis://127.0.0.1:6379/0 --nodes 1,2,3
+     python bench/bench_relay.py --smoke                # tiny counts: does it all work?
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -25,24 +52,34 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from unlatch.relay.client import RelayClient
-from unlatch.relay.codec import b64e
 from unlatch.relay.device_key import DeviceKey
 
+HERE = Path(__file__).resolve().parent
+SERVER_CPU, CLIENT_CPU = 0, 1
+EXCHANGE_TIMEOUT = 30.0
 LIMITS = {
     "UNLATCH_RELAY_RATE_UNLOCK_PAIRING": "1000000/1",
     "UNLATCH_RELAY_RATE_UNLOCK_DEVICE": "1000000/1",
     "UNLATCH_RELAY_RATE_UNLOCK_IP": "1000000/1",
     "UNLATCH_RELAY_RATE_PUSH": "1000000/1",
     "UNLATCH_RELAY_RATE_AUTH_IP": "1000000/1",
-    "UNLATCH_RELAY_MAX_PENDING_UNLOCK": "100000",
+    "UNLATCH_RELAY_MAX_PENDING_UNLOCK": "1000000",
+    "UNLATCH_RELAY_UNLOCK_TTL": "600",  # idle waiters wait on channels that must not expire
+    "UNLATCH_RELAY_MAX_CONNECTIONS": "15000",
     "UNLATCH_RELAY_LOG_LEVEL": "warning",
 }
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def free_port() -> int:
@@ -59,191 +96,590 @@ def rss_kib(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (load-independent cost measure)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU time of a process (what it cost, whatever the machine's load)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_relay(base: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "UNLATCH_HOME": str(base / "home"), **LIMITS}
-    env.pop("UNLATCH_CONFIG", None)
-    log = (base / "relay.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "unlatch", "relay", "--port", str(port), "--db", str(base / "r.db")],
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
+def backend_cpu() -> float:
+    """CPU of every postgres and redis-server process on the machine (others' load included)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() in ("postgres", "redis-server"):
+                    total += cpu_seconds(int(entry.name))
+    return total
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], path: str = "/healthz") -> None:
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
+            httpx.get(url + path, timeout=1)
+            return
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()
-    raise SystemExit("relay did not start")
+    raise SystemExit(f"{url} did not start")
 
 
-async def make_pairs(url: str, n: int) -> list[tuple[RelayClient, RelayClient, bytes]]:
-    pairs = []
-    for _ in range(n):
-        d = RelayClient(url, DeviceKey.generate(), "desktop")
-        p = RelayClient(url, DeviceKey.generate(), "phone")
-        await p.login()
-        rid = os.urandom(16)
-        await d.register_pairing(rid, p.device_id)
-        assert await p.register_pairing(rid, d.device_id) == "linked"
-        pairs.append((d, p, rid))
-    return pairs
+# -- a minimal HTTP/1.1 keep-alive client (the same for both servers, lighter than httpx) ----
 
 
-async def exchange(url: str, pair: tuple[RelayClient, RelayClient, bytes], reply: bytes) -> float:
-    desktop, phone, routing_id = pair
-    request_id = os.urandom(16)
-    await desktop.create_unlock(request_id, routing_id, os.urandom(120))
-    ws_url = url.replace("http", "ws") + f"/v1/unlock/{b64e(request_id)}/ws"
-    async with connect(ws_url, open_timeout=30, ping_interval=None) as ws:
-        await ws.send(json.dumps({"type": "auth", "token": desktop._token, "after": 0}))
+class Http:
+    """One keep-alive connection; enough HTTP/1.1 for these JSON requests and answers."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._rw: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", token: str | None = None
+    ) -> tuple[int, bytes]:
+        for attempt in (0, 1):  # a keep-alive connection the server closed: once more
+            if self._rw is None:
+                self._rw = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self._rw
+            head = f"{method} {path} HTTP/1.1\r\nhost: {self.host}\r\n"
+            head += f"content-length: {len(body)}\r\n"
+            if body:
+                head += "content-type: application/json\r\n"
+            if token:
+                head += f"authorization: Bearer {token}\r\n"
+            try:
+                writer.write(head.encode() + b"\r\n" + body)
+                status_head = await reader.readuntil(b"\r\n\r\n")
+            except (ConnectionError, asyncio.IncompleteReadError):
+                self.close()
+                if attempt:
+                    raise
+                continue
+            lines = status_head.split(b"\r\n")
+            length, close = 0, False
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
+            data = await reader.readexactly(length)
+            if close:
+                self.close()
+            return int(lines[0].split(b" ")[1]), data
+        raise ConnectionError("unreachable")
+
+    def close(self) -> None:
+        if self._rw is not None:
+            self._rw[1].close()
+            self._rw = None
+
+
+# -- the two servers --------------------------------------------------------------------------
+
+
+class Target:
+    """A server under test: its processes, and how one exchange and one idle waiter go."""
+
+    name = ""
+    procs: list[subprocess.Popen[bytes]]
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids())
+
+    def rss(self) -> int:
+        return sum(rss_kib(pid) for pid in self.pids())
+
+    async def prepare(self) -> None:
+        return None
+
+    def worker(self, index: int) -> Callable[[], Awaitable[float]]:
+        """A closure doing one exchange (own keep-alive connections), returning its post->recv."""
+        raise NotImplementedError
+
+    async def idle_waiter(self, index: int) -> ClientConnection:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class Bare(Target):
+    name = "bare websockets"
+
+    def __init__(self) -> None:
+        self.ws_port, self.http_port = free_port(), free_port()
+        self.procs = [
+            subprocess.Popen(
+                [
+                    "taskset",
+                    "-c",
+                    str(SERVER_CPU),
+                    sys.executable,
+                    str(HERE / "bare_forwarder.py"),
+                    str(self.ws_port),
+                    str(self.http_port),
+                ]
+            )
+        ]
+        wait_healthy(f"http://127.0.0.1:{self.http_port}", self.procs[0], "/")
+
+    def worker(self, index: int) -> Callable[[], Awaitable[float]]:
+        phone = Http("127.0.0.1", self.http_port)
+        body = json.dumps({"data": b64(os.urandom(200))}).encode()
+
+        async def one() -> float:
+            key = os.urandom(16).hex()
+            async with connect(
+                f"ws://127.0.0.1:{self.ws_port}/wait/{key}", ping_interval=None, compression=None
+            ) as ws:
+                assert json.loads(await ws.recv())["type"] == "ready"
+                t0 = time.perf_counter()
+                status, _ = await phone.request("POST", f"/reply/{key}", body)
+                assert status == 202, status
+                assert json.loads(await ws.recv())["type"] == "message"
+                return time.perf_counter() - t0
+
+        return one
+
+    async def idle_waiter(self, index: int) -> ClientConnection:
+        ws = await connect(
+            f"ws://127.0.0.1:{self.ws_port}/wait/idle{index}",
+            ping_interval=None,
+            compression=None,
+            open_timeout=30,
+        )
         assert json.loads(await ws.recv())["type"] == "ready"
-        t0 = time.perf_counter()
-        await phone.post_reply(request_id, reply)
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame.get("type") == "message" and frame.get("kind") == "reply":
-                latency = time.perf_counter() - t0
-                break
-    await desktop.close_unlock(request_id)
-    return latency
+        return ws
 
 
-async def run_level(
-    url: str, pid: int, pairs: list, concurrency: int, seconds: float
-) -> dict[str, float]:
-    reply = os.urandom(200)
-    latencies: list[float] = []
-    errors = 0
+@dataclass
+class Pair:
+    desktop_token: str
+    phone_token: str
+    routing_id: str
+    desktop_node: int
+    phone_node: int
+
+
+@dataclass
+class Relay(Target):
+    base: Path
+    db: str
+    bus: str
+    nodes: int
+    pairs: list[Pair] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.name = "relay" if self.nodes == 1 else f"relay x{self.nodes}"
+        self.ports = [free_port() for _ in range(self.nodes)]
+        public = f"http://127.0.0.1:{self.ports[0]}"
+        env = {**os.environ, "UNLATCH_HOME": str(self.base / "home"), **LIMITS}
+        env.pop("UNLATCH_CONFIG", None)
+        self.procs = []
+        for i, port in enumerate(self.ports):
+            log = (self.base / f"relay-{i}.log").open("wb")
+            cmd = ["taskset", "-c", str(SERVER_CPU), sys.executable, "-m", "unlatch", "relay"]
+            cmd += ["--port", str(port), "--db", self.db, "--bus", self.bus]
+            cmd += ["--public-url", public]
+            self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
+            if i == 0:  # the first node migrates the schema alone
+                wait_healthy(public, self.procs[0])
+        for port, proc in zip(self.ports, self.procs, strict=True):
+            wait_healthy(f"http://127.0.0.1:{port}", proc)
+
+    def url(self, node: int) -> str:
+        return f"http://127.0.0.1:{self.ports[node % self.nodes]}"
+
+    async def prepare(self) -> None:
+        public = self.url(0)
+        for i in range(50):
+            desktop = RelayClient(public, DeviceKey.generate(), "desktop")
+            phone = RelayClient(public, DeviceKey.generate(), "phone")
+            try:
+                await phone.login()
+                rid = os.urandom(16)
+                await desktop.register_pairing(rid, phone.device_id)
+                assert await phone.register_pairing(rid, desktop.device_id) == "linked"
+                assert desktop._token and phone._token
+                self.pairs.append(Pair(desktop._token, phone._token, b64(rid), i, i + 1))
+            finally:
+                await desktop.aclose()
+                await phone.aclose()
+
+    def worker(self, index: int) -> Callable[[], Awaitable[float]]:
+        pair = self.pairs[index % len(self.pairs)]
+        d_port = self.ports[(index + pair.desktop_node) % self.nodes]
+        p_port = self.ports[(index + pair.phone_node) % self.nodes]
+        desktop, phone = Http("127.0.0.1", d_port), Http("127.0.0.1", p_port)
+        push = b64(os.urandom(120))
+        reply = json.dumps({"data": b64(os.urandom(200))}).encode()
+
+        async def one() -> float:
+            rid = b64(os.urandom(16))
+            body = json.dumps({"request_id": rid, "routing_id": pair.routing_id, "push": push})
+            status, answer = await desktop.request(
+                "POST", "/v1/unlock", body.encode(), pair.desktop_token
+            )
+            assert status == 201, (status, answer[:200])
+            async with connect(
+                f"ws://127.0.0.1:{d_port}/v1/unlock/{rid}/ws", ping_interval=None, compression=None
+            ) as ws:
+                await ws.send(json.dumps({"type": "auth", "token": pair.desktop_token, "after": 0}))
+                assert json.loads(await ws.recv())["type"] == "ready"
+                t0 = time.perf_counter()
+                status, answer = await phone.request(
+                    "POST", f"/v1/unlock/{rid}/reply", reply, pair.phone_token
+                )
+                assert status == 202, (status, answer[:200])
+                while True:
+                    frame = json.loads(await ws.recv())
+                    if frame.get("type") == "message" and frame.get("kind") == "reply":
+                        latency = time.perf_counter() - t0
+                        break
+            status, answer = await desktop.request(
+                "DELETE", f"/v1/unlock/{rid}", token=pair.desktop_token
+            )
+            assert status == 200, (status, answer[:200])
+            return latency
+
+        return one
+
+    async def idle_waiter(self, index: int) -> ClientConnection:
+        pair = self.pairs[index % len(self.pairs)]
+        port = self.ports[index % self.nodes]
+        rid = b64(os.urandom(16))
+        body = json.dumps({"request_id": rid, "routing_id": pair.routing_id, "push": "AA"})
+        http = Http("127.0.0.1", port)
+        try:
+            status, answer = await http.request(
+                "POST", "/v1/unlock", body.encode(), pair.desktop_token
+            )
+        finally:
+            http.close()
+        assert status == 201, (status, answer[:200])
+        ws = await connect(
+            f"ws://127.0.0.1:{port}/v1/unlock/{rid}/ws",
+            ping_interval=None,
+            compression=None,
+            open_timeout=30,
+        )
+        await ws.send(json.dumps({"type": "auth", "token": pair.desktop_token, "after": 0}))
+        assert json.loads(await ws.recv())["type"] == "ready"
+        return ws
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+
+@dataclass
+class Level:
+    completed: int
+    failed: int
+    cut_off: int
+    per_s: float
+    p50_ms: float
+    p99_ms: float
+    deliver_p99_ms: float
+    server_cpu_ms: float
+    client_cpu_ms: float
+    client_busy: float  # share of its core the load client used
+    backend_cpu_ms: float
+    errors: list[str]
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def run_level(target: Target, concurrency: int, seconds: float, backends: bool) -> Level:
+    durations: list[float] = []
+    delivered: list[float] = []
+    errors: list[str] = []
+    started = 0
     stop = time.monotonic() + seconds
 
     async def worker(i: int) -> None:
-        nonlocal errors
-        pair = pairs[i % len(pairs)]
-        while True:  # every worker completes at least one exchange
+        nonlocal started
+        one = target.worker(i)
+        while time.monotonic() < stop:
+            started += 1
+            t0 = time.perf_counter()
             try:
-                latencies.append(await exchange(url, pair, reply))
+                delivered.append(await asyncio.wait_for(one(), EXCHANGE_TIMEOUT))
+                durations.append(time.perf_counter() - t0)
             except Exception as exc:
-                errors += 1
-                if errors <= 3:
-                    print(f"    error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            if time.monotonic() >= stop:
-                return
+                errors.append(f"{type(exc).__name__}: {str(exc)[:120]}")
 
+    cpu0, client0, back0 = target.cpu(), time.process_time(), backend_cpu() if backends else 0.0
     t0 = time.monotonic()
-    cpu0 = cpu_seconds(pid)
     tasks = [asyncio.create_task(worker(i)) for i in range(concurrency)]
-    # bounded: exchanges still running well after the end are abandoned (not counted)
-    _done, late = await asyncio.wait(tasks, timeout=seconds + 10 + concurrency / 10)
+    _done, late = await asyncio.wait(tasks, timeout=seconds + EXCHANGE_TIMEOUT + 5)
     for task in late:
         task.cancel()
     await asyncio.gather(*late, return_exceptions=True)
     elapsed = time.monotonic() - t0
-    cpu = cpu_seconds(pid) - cpu0
-    latencies.sort()
-    if len(latencies) >= 2:
-        q = statistics.quantiles(latencies, n=100)
-    else:
-        q = [latencies[0] if latencies else float("nan")] * 99
-    return {
-        "exchanges": len(latencies),
-        "abandoned": len(late),
-        "errors": errors,
-        "per_s": len(latencies) / elapsed,
-        "p50_ms": q[49] * 1000,
-        "p99_ms": q[98] * 1000,
-        "cpu_ms": cpu * 1000 / max(1, len(latencies)),
-    }
-
-
-async def idle_sockets(url: str, pid: int, count: int) -> tuple[int, int]:
-    phone = RelayClient(url, DeviceKey.generate(), "phone")
-    token = await phone.login()
-    await asyncio.sleep(0.5)
-    before = rss_kib(pid)
-    socks = []
-    for start in range(0, count, 100):
-
-        async def one() -> object:
-            ws = await connect(url.replace("http", "ws") + "/v1/listen", open_timeout=30)
-            await ws.send(json.dumps({"type": "auth", "token": token}))
-            await ws.recv()
-            return ws
-
-        socks += await asyncio.gather(*(one() for _ in range(min(100, count - start))))
-    await asyncio.sleep(1.0)
-    after = rss_kib(pid)
-    ok = httpx.get(url + "/healthz").status_code
-    await asyncio.gather(*(ws.close() for ws in socks), return_exceptions=True)
-    await phone.aclose()
-    assert ok == 200
-    return before, after
-
-
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=6.0, help="duration of each level")
-    parser.add_argument(
-        "--sockets", type=int, default=1000, help="idle WebSockets for the RSS figure"
+    cpu, client = target.cpu() - cpu0, time.process_time() - client0
+    back = backend_cpu() - back0 if backends else 0.0
+    n = max(1, len(durations))
+    return Level(
+        completed=len(durations),
+        failed=len(errors),
+        cut_off=started - len(durations) - len(errors),
+        per_s=len(durations) / elapsed,
+        p50_ms=quantile(durations, 0.50) * 1000,
+        p99_ms=quantile(durations, 0.99) * 1000,
+        deliver_p99_ms=quantile(delivered, 0.99) * 1000,
+        server_cpu_ms=cpu * 1000 / n,
+        client_cpu_ms=client * 1000 / n,
+        client_busy=client / elapsed,
+        backend_cpu_ms=back * 1000 / n,
+        errors=errors[:3],
     )
-    parser.add_argument("--levels", default="1,50,500")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_relay(Path(tmp))
-        try:
-            time.sleep(0.5)
-            idle = rss_kib(proc.pid)
-            print(f"relay {url} pid {proc.pid}; RSS idle {idle / 1024:.1f} MiB")
-            load = os.getloadavg()
-            print(
-                f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} (figures are a floor)"
-            )
-            pairs = await make_pairs(url, 50)
-            results = {}
-            for level in (int(x) for x in args.levels.split(",")):
-                res = await run_level(url, proc.pid, pairs, level, args.seconds)
-                results[level] = res
-                print(
-                    f"concurrency {level:>4}: {res['per_s']:8.1f} exchanges/s  "
-                    f"p50 {res['p50_ms']:7.2f} ms  p99 {res['p99_ms']:7.2f} ms  "
-                    f"relay CPU {res['cpu_ms']:.2f} ms/exchange  "
-                    f"({res['exchanges']} exchanges, {res['errors']} errors, "
-                    f"{res['abandoned']} abandoned at the time limit)"
-                )
-            cpu = statistics.median(r["cpu_ms"] for r in results.values())
-            print(
-                f"  relay CPU per exchange (median): {cpu:.2f} ms -> ~{1000 / cpu:.0f} exchanges/s "
-                "per fully used core"
-            )
-            base = results.get(1)
-            if base:
-                for level, res in results.items():
+
+
+def median_level(runs: list[Level]) -> Level:
+    def med(name: str) -> float:
+        return statistics.median(getattr(r, name) for r in runs)
+
+    return Level(
+        completed=sum(r.completed for r in runs),
+        failed=sum(r.failed for r in runs),
+        cut_off=sum(r.cut_off for r in runs),
+        per_s=med("per_s"),
+        p50_ms=med("p50_ms"),
+        p99_ms=med("p99_ms"),
+        deliver_p99_ms=med("deliver_p99_ms"),
+        server_cpu_ms=med("server_cpu_ms"),
+        client_cpu_ms=med("client_cpu_ms"),
+        client_busy=med("client_busy"),
+        backend_cpu_ms=med("backend_cpu_ms"),
+        errors=[e for r in runs for e in r.errors][:3],
+    )
+
+
+@dataclass
+class Idle:
+    count: int
+    kib_per_waiter: float
+    cpu_pct_per_1000: float  # % of one core per 1,000 idle waiters
+    left_kib: int  # RSS after they all left, minus before they came
+
+
+async def measure_idle(target: Target, count: int, quiet: float) -> Idle:
+    await asyncio.sleep(0.5)
+    before = target.rss()
+    socks: list[ClientConnection] = []
+    sem = asyncio.Semaphore(100)
+
+    failures: list[str] = []
+
+    async def one(i: int) -> None:
+        async with sem:
+            try:
+                socks.append(await target.idle_waiter(i))
+            except Exception as exc:  # counted: a server too busy to answer in 30 s
+                failures.append(f"{type(exc).__name__}: {str(exc)[:80]}")
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    if failures:
+        print(f"    {len(failures)} of {count} waiters could not connect, e.g. {failures[0]}")
+    count = max(1, len(socks))
+    await asyncio.sleep(1.5)  # let the connect burst settle
+    cpu0, t0 = target.cpu(), time.monotonic()
+    await asyncio.sleep(quiet)
+    cpu = (target.cpu() - cpu0) / (time.monotonic() - t0)
+    during = target.rss()
+    await asyncio.gather(*(ws.close() for ws in socks), return_exceptions=True)
+    await asyncio.sleep(6.0)  # the relay gives memory back within a few seconds
+    after = target.rss()
+    return Idle(count, (during - before) / count, cpu * 100 * 1000 / count, after - before)
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fresh_database(admin: str) -> Iterator[str]:
+    """``unlatch_bench_<random>`` on the server of ``admin``; dropped after (as tests do)."""
+    name = "unlatch_bench_" + os.urandom(6).hex()
+
+    def psql(sql: str) -> None:
+        subprocess.run(["psql", admin, "-qAtc", sql], check=True, capture_output=True)
+
+    psql(f"CREATE DATABASE {name}")
+    try:
+        yield admin.rsplit("/", 1)[0] + "/" + name
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def redis_cleanup(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def print_level(name: str, level: int, r: Level, backends: bool) -> None:
+    extra = f" backend {r.backend_cpu_ms:5.2f} ms" if backends else ""
+    print(
+        f"  {name:<14} c={level:<4} {r.per_s:7.1f} x/s  p50 {r.p50_ms:7.1f} ms"
+        f"  p99 {r.p99_ms:7.1f} ms (post->recv p99 {r.deliver_p99_ms:6.1f})"
+        f"  server {r.server_cpu_ms:5.2f} ms/x  client {r.client_cpu_ms:5.2f} ms/x"
+        f" ({r.client_busy * 100:3.0f}% of its core){extra}"
+        f"  [{r.completed} done, {r.failed} failed, {r.cut_off} cut off]"
+    )
+    for err in r.errors:
+        print(f"      e.g. {err}")
+
+
+async def bench(args: argparse.Namespace, tmp: Path) -> None:
+    levels = [int(x) for x in args.levels.split(",") if x]
+    idle_counts = [int(x) for x in args.idle.split(",") if x]
+    nofile = raise_nofile()
+    idle_counts = [n for n in idle_counts if n + 200 < nofile] or idle_counts[:0]
+    pg = args.db.startswith(("postgresql://", "postgres://"))
+    load = os.getloadavg()
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f};"
+        f" servers on CPU {SERVER_CPU}, load client on CPU {CLIENT_CPU}; medians of {args.runs}"
+        f" runs of {args.seconds:g} s; open-file limit {nofile}"
+    )
+    with contextlib.ExitStack() as stack:
+        targets: list[Callable[[], Target]] = []
+        if not args.no_bare:
+            targets.append(Bare)
+        for nodes in [int(x) for x in args.nodes.split(",")]:
+            if pg:
+                db = stack.enter_context(fresh_database(args.db))
+            else:
+                db = str(tmp / f"relay-{nodes}.db")
+            bus = args.bus
+            if bus.startswith("redis"):
+                prefix = f"unlatch_bench_{os.urandom(4).hex()}:"
+                bus += ("&" if "?" in bus else "?") + f"prefix={prefix}"
+                stack.callback(redis_cleanup, args.bus.split("?")[0], prefix)
+            base = tmp / f"nodes{nodes}"
+            base.mkdir()
+            targets.append(lambda b=base, d=db, u=bus, n=nodes: Relay(b, d, u, n))
+        results: dict[str, dict[int, Level]] = {}
+        idles: dict[str, list[Idle]] = {}
+        for make in targets:
+            # levels and idle waiters each on a fresh server: the thousands of sockets
+            # the idle measure opens and closes must not weigh on the levels, nor the
+            # levels' buffers hide the waiters' memory
+            target = make()
+            try:
+                await target.prepare()
+                print(f"{target.name}: pids {target.pids()}, RSS {target.rss() / 1024:.1f} MiB")
+                results[target.name] = {}
+                for level in levels:
+                    runs = [
+                        await run_level(target, level, args.seconds, pg) for _ in range(args.runs)
+                    ]
+                    results[target.name][level] = median_level(runs)
+                    print_level(target.name, level, results[target.name][level], pg)
+            finally:
+                target.stop()
+            idles[target.name] = []
+            if not idle_counts:
+                continue
+            target = make()
+            try:
+                await target.prepare()
+                for count in idle_counts:
+                    idle = await measure_idle(target, count, args.quiet)
+                    idles[target.name].append(idle)
                     print(
-                        f"  throughput ratio c={level} / c=1: {res['per_s'] / base['per_s']:.2f}x"
+                        f"  {target.name:<14} {count} idle waiters: {idle.kib_per_waiter:.1f} KiB"
+                        f" each, {idle.cpu_pct_per_1000:.2f}% of a core per 1,000;"
+                        f" after they left RSS {idle.left_kib / 1024:+.1f} MiB vs before"
                     )
-            before, after = await idle_sockets(url, proc.pid, args.sockets)
-            per_ws = (after - before) / args.sockets
+            finally:
+                target.stop()
+        print_ratios(results, idles)
+
+
+def print_ratios(results: dict[str, dict[int, Level]], idles: dict[str, list[Idle]]) -> None:
+    names = list(results)
+    if "bare websockets" not in results or len(names) < 2:
+        return
+    bare = results["bare websockets"]
+    print("ratios against the bare forwarder (same run):")
+    for name in names[1:]:
+        for level, r in results[name].items():
+            b = bare.get(level)
+            if b is None or not b.per_s or not b.server_cpu_ms:
+                continue
             print(
-                f"RSS with {args.sockets} idle WebSockets: {after / 1024:.1f} MiB "
-                f"(+{(after - before) / 1024:.1f} MiB, {per_ws:.1f} KiB per WebSocket)"
+                f"  {name:<14} c={level:<4} exchanges/s {r.per_s / b.per_s:4.2f}x"
+                f"  server CPU per exchange {r.server_cpu_ms / b.server_cpu_ms:4.2f}x"
+                f"  p99 {r.p99_ms / b.p99_ms:4.2f}x"
             )
-            for d, p, _ in pairs:
-                await d.aclose()
-                await p.aclose()
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(20)
+        for mine, theirs in zip(idles.get(name, []), idles["bare websockets"], strict=False):
+            if theirs.kib_per_waiter > 0:
+                print(
+                    f"  {name:<14} {mine.count} idle waiters: memory"
+                    f" {mine.kib_per_waiter / theirs.kib_per_waiter:4.2f}x"
+                )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
+    parser.add_argument("--runs", type=int, default=3, help="runs per level (medians reported)")
+    parser.add_argument("--levels", default="1,50,500", help="concurrencies")
+    parser.add_argument("--idle", default="1000,10000", help="idle waiter counts")
+    parser.add_argument("--quiet", type=float, default=10.0, help="seconds of idle CPU measure")
+    parser.add_argument("--db", default="", help="postgresql://... (admin URL) or empty: SQLite")
+    parser.add_argument("--bus", default="memory://")
+    parser.add_argument("--nodes", default="1", help="relay node counts, e.g. 1,2,3")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare forwarder")
+    parser.add_argument("--smoke", action="store_true", help="tiny counts, one run")
+    args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.runs, args.levels, args.idle, args.quiet = 0.5, 1, "1,5", "20", 0.5
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    import uvloop
+
+    with tempfile.TemporaryDirectory() as tmp:
+        uvloop.run(bench(args, Path(tmp)))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -85,6 +85,43 @@ async def test_local_subscribers_are_woken_once_without_redis_round_trip(
                 assert await sub.get(0.3) is None  # not a second time via Redis
 
 
+async def test_a_full_queue_is_announced_so_in_process_waiters_need_not_poll() -> None:
+    """Issue 15: waiters re-read the store every 5 s because an event could be dropped.
+
+    A subscriber's full queue used to drop events silently. Now the dropped ones
+    become one "resync" after the queued ones, so the in-process bus loses nothing
+    unannounced and its waiters need no re-read timer (``recheck`` None); Redis,
+    which can lose an event in flight, keeps one.
+    """
+    bus = InProcessBus(queue_size=2)
+    async with bus.subscribe("channel:q") as sub:
+        assert sub.recheck is None
+        delivered = [
+            await bus.publish("channel:q", {"event": "message", "seq": i}) for i in range(5)
+        ]
+        assert delivered == [1, 1, 0, 0, 0]
+        got = [await sub.get(1) for _ in range(3)]
+        assert got == [
+            {"event": "message", "seq": 0},
+            {"event": "message", "seq": 1},
+            {"event": "resync"},
+        ]
+        assert await sub.get(0.05) is None  # announced once
+        waiting = asyncio.create_task(sub.get(5))  # a waiter is woken by the next event
+        await asyncio.sleep(0)
+        assert await bus.publish("channel:q", {"event": "ended"}) == 1
+        assert await asyncio.wait_for(waiting, 1) == {"event": "ended"}
+    assert bus.subscriber_count("channel:q") == 0
+
+
+async def test_redis_waiters_keep_a_re_read_timer(
+    two_buses: tuple[RedisBus, RedisBus],
+) -> None:
+    a, _b = two_buses
+    async with a.subscribe("channel:t") as sub:
+        assert sub.recheck == bus_redis.RECHECK == 5.0
+
+
 async def test_subscriptions_are_reference_counted_and_released(
     two_buses: tuple[RedisBus, RedisBus],
 ) -> None:

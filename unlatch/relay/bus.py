@@ -4,8 +4,16 @@ The bus carries *wake-ups*, not the truth: every message is first written to the
 :class:`~unlatch.relay.store.Store`, then a small event is published on the
 channel's topic. A waiter subscribes *before* reading the store, so it cannot
 miss a message; a lost or dropped event costs at most one extra store read at
-the next wake-up (waiters also re-read on a timer). That is what makes a Redis
-pub/sub backend, which drops messages when a node restarts, safe to slot in.
+the next wake-up. That is what makes a Redis pub/sub backend, which drops
+messages when a node restarts, safe to slot in.
+
+A subscription never loses an event silently: when its queue is full, the
+events that did not fit are replaced by one ``{"event": "resync"}`` (re-read
+the store) delivered after the queued ones. So on a bus that cannot lose
+events in flight (the in-process bus) a waiter needs no timer and an idle
+waiter costs no CPU; a bus that can (Redis: a node killed between its store
+write and its publish) says how often its waiters must re-read the store
+anyway, in :attr:`Subscription.recheck`.
 
 Topics: ``channel:<id>`` (a message was posted / the channel ended) and
 ``device:<device_id>`` (an unlock notification for a phone's listeners).
@@ -16,14 +24,20 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
 Event = dict[str, Any]
+RESYNC: Event = {"event": "resync"}
 
 
 class Subscription(abc.ABC):
     """A live subscription; :meth:`get` waits for the next event."""
+
+    # Seconds after which a waiter must re-read the store even without an event,
+    # because this bus can lose one in flight; None: it cannot (no polling needed).
+    recheck: float | None = None
 
     @abc.abstractmethod
     async def get(self, timeout: float) -> Event | None:
@@ -50,23 +64,68 @@ class Bus(abc.ABC):
         """Subscribe for the duration of an ``async with`` block."""
 
 
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class _QueueSubscription(Subscription):
-    def __init__(self, maxsize: int) -> None:
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=maxsize)
+    """A bounded queue of events for one waiter, light enough for 10,000 idle ones.
+
+    A deque and, while the waiter waits, one future and one timer: no
+    ``asyncio.Queue`` and no task per :meth:`get` (``wait_for`` makes one), which
+    is most of what an idle waiter holds.
+    """
+
+    __slots__ = ("_events", "_maxsize", "_waiter", "missed", "recheck")
+
+    def __init__(self, maxsize: int, recheck: float | None = None) -> None:
+        self._events: deque[Event] = deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+        self.missed = False  # events were dropped: a resync follows the queued ones
+        self.recheck = recheck
+
+    def offer(self, event: Event) -> bool:
+        """Queue ``event``; False if the queue was full (the waiter then gets a resync)."""
+        if len(self._events) >= self._maxsize:
+            self.missed = True
+            return False
+        self._events.append(event)
+        if self._waiter is not None:
+            _wake(self._waiter)
+        return True
+
+    def _next(self) -> Event | None:
+        if self._events:
+            return self._events.popleft()
+        if self.missed:
+            self.missed = False
+            return RESYNC
+        return None
 
     async def get(self, timeout: float) -> Event | None:
+        event = self._next()
+        if event is not None or timeout <= 0:
+            return event
+        loop = asyncio.get_running_loop()
+        fut = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout, _wake, fut)
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout=max(timeout, 0.0))
-        except TimeoutError:
-            return None
+            await fut
+        finally:
+            timer.cancel()
+            self._waiter = None
+        return self._next()
 
 
 class InProcessBus(Bus):
     """The default bus for a single relay process.
 
-    Each subscriber has a bounded queue; a full queue drops the event (the
-    subscriber re-reads the store anyway), so one stuck WebSocket cannot grow
-    memory without bound.
+    Each subscriber has a bounded queue; a full queue drops the event and the
+    subscriber is told to re-read the store instead (``resync``), so one stuck
+    WebSocket cannot grow memory without bound and no event is lost unannounced.
+    Nothing is lost in flight, so its waiters need no re-read timer.
     """
 
     def __init__(self, queue_size: int = 64) -> None:
@@ -82,11 +141,8 @@ class InProcessBus(Bus):
     async def publish(self, topic: str, event: Event) -> int:
         delivered = 0
         for sub in list(self._topics.get(topic, ())):
-            try:
-                sub.queue.put_nowait(event)
+            if sub.offer(event):
                 delivered += 1
-            except asyncio.QueueFull:
-                continue
         return delivered
 
     @contextlib.asynccontextmanager

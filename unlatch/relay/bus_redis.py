@@ -16,9 +16,10 @@ How delivery survives failures:
 * A waiter subscribes *before* it reads the store, and its Redis SUBSCRIBE is
   confirmed before :meth:`RedisBus.subscribe` returns (or a short timeout
   passes), so a post that lands after the read is always announced.
-* Waiters re-read the store at least every ``WAIT_RECHECK`` seconds anyway
-  (:mod:`unlatch.relay.service`), so an event lost in flight (Redis restart,
-  a node's connection dropped) costs at most that long.
+* Waiters re-read the store at least every ``RECHECK`` seconds anyway
+  (:attr:`~unlatch.relay.bus.Subscription.recheck`), so an event lost in
+  flight (a node killed between its store write and its publish) costs at
+  most that long. (The in-process bus loses nothing, so its waiters do not poll.)
 * When this node's subscriber connection comes back after a drop, every local
   subscriber gets a ``{"event": "resync"}`` wake-up and re-reads the store at
   once: events published while the connection was down are not needed.
@@ -55,7 +56,14 @@ from redis.retry import Retry
 from unlatch.relay.bus import Bus, Event, Subscription, _QueueSubscription
 from unlatch.relay.codec import json_loads
 from unlatch.relay.logs import log
-from unlatch.relay.redis_url import REDIS_ERRORS, describe, split_redis_url
+from unlatch.relay.redis_url import (
+    REDIS_ERRORS,
+    RETRY_CAP,
+    RETRY_FIRST,
+    Backoff,
+    describe,
+    split_redis_url,
+)
 
 SUBSCRIBE_WAIT = 1.0  # how long subscribe() waits for Redis to confirm
 # A request never waits longer than this on a publish: an unreachable (even
@@ -63,9 +71,16 @@ SUBSCRIBE_WAIT = 1.0  # how long subscribe() waits for Redis to confirm
 PUBLISH_TIMEOUT = 1.0
 PING_EVERY = 5.0  # ping the subscriber connection after this much silence
 DEAD_AFTER = 15.0  # no answer for this long: reconnect
+# An event can be lost in flight here (a node killed between its store write and its
+# publish; the outbox full or too old): waiters re-read the store this often anyway.
+RECHECK = 5.0
 OUTBOX_SIZE = 1000
 OUTBOX_MAX_AGE = 30.0
 _REDIS_ERRORS = REDIS_ERRORS
+
+
+class _NotYet(Exception):
+    """Redis failed a moment ago; it is tried again after the back-off."""
 
 
 class RedisBus(Bus):
@@ -85,6 +100,8 @@ class RedisBus(Bus):
         self._outbox: deque[tuple[float, str, str]] = deque(maxlen=OUTBOX_SIZE)
         self._connected = asyncio.Event()
         self._last_error = 0.0
+        self._closing = False
+        self._backoff = Backoff()  # for publishes
         self.reconnects = 0
         no_retry = Retry(NoBackoff(), 0)
         self._cmd = Redis.from_url(
@@ -122,10 +139,14 @@ class RedisBus(Bus):
             )
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        self._closing = True
+        reader = self._reader
+        # Cancel until it is done: redis-py can swallow a cancellation that lands while
+        # its own read timeout fires (the read then ends in TimeoutError instead), and a
+        # single cancel() left close() waiting for ever on a reader that went on reading.
+        while reader is not None and not reader.done():
+            reader.cancel()
+            await asyncio.wait({reader}, timeout=0.2)
         for task in list(self._tasks):
             task.cancel()
         self._local.clear()
@@ -147,9 +168,9 @@ class RedisBus(Bus):
 
     # the subscriber connection ------------------------------------------------------
     async def _read_loop(self) -> None:
-        backoff = 0.1
+        backoff = RETRY_FIRST
         first = True
-        while True:
+        while not self._closing:
             ps = self._sub.pubsub()
             try:
                 async with self._lock:
@@ -160,7 +181,7 @@ class RedisBus(Bus):
                     await ps.subscribe(self._control, *channels)
                     self._pubsub = ps
                 self._connected.set()
-                backoff = 0.1
+                backoff = RETRY_FIRST
                 if not first:
                     self.reconnects += 1
                     log("redis bus reconnected", redis=self.where, topics=len(channels))
@@ -185,8 +206,10 @@ class RedisBus(Bus):
                             fut.set_result(None)
                 with contextlib.suppress(Exception):
                     await ps.aclose()
+            # capped low: the node subscribes again (and resyncs its waiters, and sends
+            # its outbox) within RETRY_CAP of Redis's return; a refused connect is cheap
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            backoff = min(backoff * 2, RETRY_CAP)
 
     async def _pump(self, ps: PubSub) -> None:
         """Read messages until the connection fails (raises) or goes silent."""
@@ -235,11 +258,8 @@ class RedisBus(Bus):
     def _deliver(self, topic: str, event: Event) -> int:
         delivered = 0
         for sub in list(self._local.get(topic, ())):
-            try:
-                sub.queue.put_nowait(event)
+            if sub.offer(event):  # a full queue: that subscriber gets a resync instead
                 delivered += 1
-            except asyncio.QueueFull:
-                continue  # that subscriber re-reads the store on its timer anyway
         return delivered
 
     def _resync(self) -> None:
@@ -257,10 +277,17 @@ class RedisBus(Bus):
         channel = self._channel(topic)
         payload = json.dumps({"node": self.node, "event": event}, separators=(",", ":"))
         try:
-            receivers = int(
-                await asyncio.wait_for(self._cmd.publish(channel, payload), PUBLISH_TIMEOUT)
-            )
-        except _REDIS_ERRORS as exc:
+            if not self._backoff.ready(time.monotonic()):  # failed a moment ago: queue it
+                raise _NotYet
+            try:
+                receivers = int(
+                    await asyncio.wait_for(self._cmd.publish(channel, payload), PUBLISH_TIMEOUT)
+                )
+            except _REDIS_ERRORS:
+                self._backoff.failed(time.monotonic())
+                raise
+            self._backoff.succeeded()
+        except (*_REDIS_ERRORS, _NotYet) as exc:
             self._warn("redis publish failed; queued", exc)
             self._outbox.append((time.monotonic(), channel, payload))
             return local
@@ -333,7 +360,7 @@ class RedisBus(Bus):
 
     @contextlib.asynccontextmanager
     async def _subscribe(self, topic: str) -> AsyncIterator[Subscription]:
-        sub = _QueueSubscription(self._queue_size)
+        sub = _QueueSubscription(self._queue_size, recheck=RECHECK)
         self._local.setdefault(topic, set()).add(sub)
         try:
             await self._ensure_subscribed(topic)

@@ -13,7 +13,9 @@ buckets (and logs it, and calls ``on_fallback`` for each such check: the relay
 counts them in ``unlatch_relay_rate_limit_fallbacks_total``): limits stay in
 force, each node enforcing them on its own share of the traffic, rather than
 the relay refusing every request. With N nodes a client may then get up to N
-times its budget, so the metric is worth an alert.
+times its budget, so the metric is worth an alert. After a failure Redis is
+tried again after 0.05 s, doubling up to :data:`~unlatch.relay.redis_url.RETRY_CAP`
+(0.25 s), so the shared buckets are back in use within that of Redis's return.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from redis.retry import Retry
 
 from unlatch.relay.logs import log
 from unlatch.relay.ratelimit import Denied, MemoryRateLimiter, RateLimiter, Rule
-from unlatch.relay.redis_url import REDIS_ERRORS, describe, split_redis_url
+from unlatch.relay.redis_url import REDIS_ERRORS, Backoff, describe, split_redis_url
 
 # KEYS: the buckets. ARGV: for each bucket burst, rate (tokens/s), ttl (ms).
 # Returns {0, "0"} when every bucket gave a token, else {index, "seconds to wait"}
@@ -69,6 +71,10 @@ return {0, '0'}
 _REDIS_ERRORS = REDIS_ERRORS
 
 
+class _NotYet(Exception):
+    """Redis failed a moment ago; it is tried again after the back-off."""
+
+
 class RedisRateLimiter(RateLimiter):
     """Atomic multi-bucket token bucket in Redis, with an in-memory fallback."""
 
@@ -86,6 +92,7 @@ class RedisRateLimiter(RateLimiter):
         self._script = self._redis.register_script(BUCKET_SCRIPT_LUA)
         self._fallback = MemoryRateLimiter()
         self._last_warning = 0.0
+        self._backoff = Backoff()
         self.fallbacks = 0
 
     def key(self, key: str) -> str:
@@ -99,14 +106,21 @@ class RedisRateLimiter(RateLimiter):
         for _scope, _key, rule in checks:
             ttl_ms = int(rule.period * 1000) + 1000
             args += [str(rule.burst), repr(rule.rate), str(ttl_ms)]
+        now = time.monotonic()
         try:
-            # bounded: a black-holed Redis must not make every request slow
-            index, wait = await asyncio.wait_for(self._script(keys=keys, args=args), 1.0)
-        except _REDIS_ERRORS as exc:
+            if not self._backoff.ready(now):  # failed a moment ago: not again yet
+                raise _NotYet
+            try:
+                # bounded: a black-holed Redis must not make every request slow
+                index, wait = await asyncio.wait_for(self._script(keys=keys, args=args), 1.0)
+            except _REDIS_ERRORS:
+                self._backoff.failed(time.monotonic())
+                raise
+            self._backoff.succeeded()
+        except (*_REDIS_ERRORS, _NotYet) as exc:
             self.fallbacks += 1
             if self._on_fallback is not None:
                 self._on_fallback()
-            now = time.monotonic()
             if now - self._last_warning > 5.0:
                 self._last_warning = now
                 log(

@@ -48,3 +48,33 @@ def describe(url: str) -> str:
     """``host:port/db`` of a Redis URL, without credentials (for logs and errors)."""
     parts = urlsplit(url)
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
+
+
+# After Redis fails, a node tries it again after RETRY_FIRST seconds, doubling up to
+# RETRY_CAP: a node uses Redis again within RETRY_CAP (plus one connect) of its
+# return, while a Redis that is down or black-holed is tried a few times a second
+# at most instead of making every request wait for a connect timeout.
+RETRY_FIRST = 0.05
+RETRY_CAP = 0.25
+
+
+class Backoff:
+    """When to try Redis again after a failure (shared by the bus and the limiter)."""
+
+    __slots__ = ("_delay", "_next")
+
+    def __init__(self) -> None:
+        self._delay = 0.0
+        self._next = 0.0
+
+    def ready(self, now: float) -> bool:
+        """True if a call may try Redis now."""
+        return now >= self._next
+
+    def failed(self, now: float) -> None:
+        self._delay = min(RETRY_CAP, max(RETRY_FIRST, self._delay * 2))
+        self._next = now + self._delay
+
+    def succeeded(self) -> None:
+        self._delay = 0.0
+        self._next = 0.0

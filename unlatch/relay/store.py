@@ -124,6 +124,19 @@ class Store(abc.ABC):
     async def messages_after(self, channel_id: bytes, after: int) -> list[Message]:
         """Messages with ``seq > after`` in order."""
 
+    async def channel_with_messages(
+        self, channel_id: bytes, after: int
+    ) -> tuple[Channel | None, list[Message]]:
+        """The channel and its messages with ``seq > after``, in one round trip.
+
+        What a waiter reads at every wake-up. Backends answer it with one
+        query; this default (two calls) is for a backend that has not yet.
+        """
+        ch = await self.get_channel(channel_id)
+        if ch is None:
+            return None, []
+        return ch, await self.messages_after(channel_id, after)
+
     @abc.abstractmethod
     async def close_channel(self, channel_id: bytes, now: float, outcome: str = "closed") -> bool:
         """Mark closed and drop its payloads; True if it was open.

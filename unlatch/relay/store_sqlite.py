@@ -103,6 +103,19 @@ CREATE TABLE IF NOT EXISTS relay_settings (
 """
 
 
+# A pairing as one side sees it, in one query: "linked" when the other side registered
+# the mirror entry (register_pairing refuses a third device, so two rows at most),
+# "blocked" when either entry is.
+_VIEW = (
+    "SELECT p.routing_id, p.peer_device_id, p.created_at,"
+    " (SELECT MAX(q.blocked) FROM pairings q WHERE q.routing_id = p.routing_id) AS any_blocked,"
+    " EXISTS (SELECT 1 FROM pairings q WHERE q.routing_id = p.routing_id"
+    " AND q.device_id = p.peer_device_id AND q.peer_device_id = p.device_id"
+    " AND q.kind <> p.kind) AS linked"
+    " FROM pairings p WHERE "
+)
+
+
 def _channel(row: sqlite3.Row) -> Channel:
     return Channel(
         channel_id=row["channel_id"],
@@ -256,15 +269,14 @@ class SQLiteStore(Store):
     # channels -------------------------------------------------------------------
     async def create_channel(self, channel: Channel, max_open_per_creator: int) -> CreateResult:
         def fn(db: sqlite3.Connection) -> CreateResult:
-            if db.execute(
-                "SELECT 1 FROM channels WHERE channel_id = ?", (channel.channel_id,)
-            ).fetchone():
-                return CreateResult.EXISTS
-            (count,) = db.execute(
-                "SELECT COUNT(*) FROM channels WHERE creator = ? AND kind = ? AND state = 'open'"
-                " AND expires_at > ?",
-                (channel.creator, channel.kind, channel.created_at),
+            exists, count = db.execute(
+                "SELECT EXISTS (SELECT 1 FROM channels WHERE channel_id = ?),"
+                " (SELECT COUNT(*) FROM channels WHERE creator = ? AND kind = ? AND state = 'open'"
+                " AND expires_at > ?)",
+                (channel.channel_id, channel.creator, channel.kind, channel.created_at),
             ).fetchone()
+            if exists:
+                return CreateResult.EXISTS
             if count >= max_open_per_creator:
                 return CreateResult.TOO_MANY
             db.execute(
@@ -312,19 +324,17 @@ class SQLiteStore(Store):
         self, channel_id: bytes, msg_type: str, sender: str, data: bytes, now: float
     ) -> tuple[AddResult, Message | None]:
         def fn(db: sqlite3.Connection) -> tuple[AddResult, Message | None]:
-            row = db.execute(
-                "SELECT 1 FROM channels WHERE channel_id = ? AND state = 'open' AND expires_at > ?",
-                (channel_id, now),
+            live, duplicate, seq = db.execute(
+                "SELECT EXISTS (SELECT 1 FROM channels WHERE channel_id = ? AND state = 'open'"
+                " AND expires_at > ?),"
+                " EXISTS (SELECT 1 FROM messages WHERE channel_id = ? AND type = ?),"
+                " (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE channel_id = ?)",
+                (channel_id, now, channel_id, msg_type, channel_id),
             ).fetchone()
-            if row is None:
+            if not live:
                 return AddResult.NOT_OPEN, None
-            if db.execute(
-                "SELECT 1 FROM messages WHERE channel_id = ? AND type = ?", (channel_id, msg_type)
-            ).fetchone():
+            if duplicate:
                 return AddResult.DUPLICATE, None
-            (seq,) = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE channel_id = ?", (channel_id,)
-            ).fetchone()
             db.execute(
                 "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)",
                 (channel_id, seq, msg_type, sender, data, now),
@@ -345,6 +355,28 @@ class SQLiteStore(Store):
                 )
                 for r in rows
             ]
+
+        return await self._run(fn)
+
+    async def channel_with_messages(
+        self, channel_id: bytes, after: int
+    ) -> tuple[Channel | None, list[Message]]:
+        def fn(db: sqlite3.Connection) -> tuple[Channel | None, list[Message]]:
+            rows = db.execute(
+                "SELECT c.*, m.seq AS m_seq, m.type AS m_type, m.sender AS m_sender,"
+                " m.data AS m_data, m.created_at AS m_at FROM channels c LEFT JOIN messages m"
+                " ON m.channel_id = c.channel_id AND m.seq > ? WHERE c.channel_id = ?"
+                " ORDER BY m.seq",
+                (after, channel_id),
+            ).fetchall()
+            if not rows:
+                return None, []
+            msgs = [
+                Message(channel_id, r["m_seq"], r["m_type"], r["m_sender"], r["m_data"], r["m_at"])
+                for r in rows
+                if r["m_seq"] is not None
+            ]
+            return _channel(rows[0]), msgs
 
         return await self._run(fn)
 
@@ -451,34 +483,31 @@ class SQLiteStore(Store):
         (a, a_peer, a_kind), (b, b_peer, b_kind) = rows
         return a_peer == b and b_peer == a and {a_kind, b_kind} == {"desktop", "phone"}
 
-    def _view(self, db: sqlite3.Connection, row: sqlite3.Row) -> PairingView:
-        blocked = db.execute(
-            "SELECT MAX(blocked) FROM pairings WHERE routing_id = ?", (row["routing_id"],)
-        ).fetchone()[0]
+    @staticmethod
+    def _view(row: sqlite3.Row) -> PairingView:
         return PairingView(
             routing_id=row["routing_id"],
             peer_device_id=row["peer_device_id"],
-            linked=self._linked(db, row["routing_id"]),
-            blocked=bool(blocked),
+            linked=bool(row["linked"]),
+            blocked=bool(row["any_blocked"]),
             created_at=row["created_at"],
         )
 
     async def list_pairings(self, device_id: str) -> list[PairingView]:
         def fn(db: sqlite3.Connection) -> list[PairingView]:
             rows = db.execute(
-                "SELECT * FROM pairings WHERE device_id = ? ORDER BY created_at", (device_id,)
+                _VIEW + "p.device_id = ? ORDER BY p.created_at", (device_id,)
             ).fetchall()
-            return [self._view(db, r) for r in rows]
+            return [self._view(r) for r in rows]
 
         return await self._run(fn)
 
     async def get_pairing(self, routing_id: bytes, device_id: str) -> PairingView | None:
         def fn(db: sqlite3.Connection) -> PairingView | None:
             row = db.execute(
-                "SELECT * FROM pairings WHERE routing_id = ? AND device_id = ?",
-                (routing_id, device_id),
+                _VIEW + "p.routing_id = ? AND p.device_id = ?", (routing_id, device_id)
             ).fetchone()
-            return None if row is None else self._view(db, row)
+            return None if row is None else self._view(row)
 
         return await self._run(fn)
 

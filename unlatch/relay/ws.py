@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -210,9 +211,14 @@ class Sockets:
     ) -> None:
         service = self.service
         first = True
+        stale = True
         last_sent = time.monotonic()
+        ch = None
         while True:
-            msgs, ch = await service.next_messages(device, channel_id, after)
+            if stale:
+                msgs, ch = await service.next_messages(device, channel_id, after)
+            else:
+                msgs = []
             now = time.time()
             if first:
                 await self._send(
@@ -257,13 +263,15 @@ class Sockets:
                 return
             assert ch is not None
             idle = PING_INTERVAL - (time.monotonic() - last_sent)
-            timeout = max(0.05, min(idle, ch.expires_at - now + 0.05, 5.0))
-            keep, _event = await self._wait(asyncio.ensure_future(sub.get(timeout)), reader)
+            timeout = max(0.05, min(idle, ch.expires_at - now + 0.05, sub.recheck or idle))
+            keep, event = await self._wait(asyncio.ensure_future(sub.get(timeout)), reader)
             if not keep:
                 if reader.done():
                     return
                 await self._shutdown_close(ws, lock)
                 return
+            # re-read on an event, on a lossy bus's timer, at expiry; not for a ping alone
+            stale = event is not None or sub.recheck is not None or time.time() >= ch.expires_at
             if time.monotonic() - last_sent >= PING_INTERVAL:
                 await self._send(ws, lock, {"type": "ping"})
                 last_sent = time.monotonic()
@@ -313,8 +321,10 @@ class Sockets:
         reader: asyncio.Task[None],
     ) -> None:
         service = self.service
-        # request id -> its expiry, for each request this socket announced and not yet ended
+        # request id -> its expiry, for each request this socket announced (kept until a
+        # minute past expiry, so a late or replayed bus event never announces it twice)
         seen: dict[str, float] = {}
+        ended: set[str] = set()  # announced requests whose end this socket has told
 
         async def announce_pending() -> bool:
             sent = False
@@ -324,8 +334,8 @@ class Sockets:
                     seen[rid] = note["expires_at"]
                     await self._send(ws, lock, note)
                     sent = True
-            for rid in [r for r in seen if r not in current]:  # left without a frame we saw
-                del seen[rid]
+            for rid in [r for r in seen if r not in current and r not in ended]:
+                ended.add(rid)  # it left the pending list without a frame we saw
                 with contextlib.suppress(ApiError):
                     await self._send(ws, lock, await service.unlock_state(device, b64d(rid)))
                     sent = True
@@ -333,19 +343,21 @@ class Sockets:
 
         await announce_pending()
         last_sent = last_check = time.monotonic()
+        # re-read on a timer only if the bus can lose an event (sub.recheck)
+        recheck = LISTEN_RECHECK if sub.recheck is not None else math.inf
         while True:
             if service.shutting_down.is_set():
                 await self._shutdown_close(ws, lock)
                 return
-            if time.monotonic() - last_check >= LISTEN_RECHECK:
+            if time.monotonic() - last_check >= recheck:
                 last_check = time.monotonic()
                 if await announce_pending():
                     last_sent = time.monotonic()
             idle = max(0.05, PING_INTERVAL - (time.monotonic() - last_sent))
-            idle = min(idle, max(0.05, LISTEN_RECHECK - (time.monotonic() - last_check)))
+            idle = min(idle, max(0.05, recheck - (time.monotonic() - last_check)))
             keep, event = await self._wait(asyncio.ensure_future(sub.get(idle)), reader)
             if event and event.get("event") == "resync":
-                last_check = 0.0  # the bus reconnected: re-read now
+                last_check = -math.inf  # the bus reconnected or overflowed: re-read now
                 continue
             if not keep:
                 if not reader.done():
@@ -359,13 +371,14 @@ class Sockets:
                 now = time.time()
                 for rid in [r for r, exp in seen.items() if exp <= now - 60]:
                     del seen[rid]
+                    ended.discard(rid)
                 seen[note["request_id"]] = note["expires_at"]
                 await self._send(ws, lock, note)
                 last_sent = time.monotonic()
             elif kind == "frame":
                 frame = event["frame"]
                 if frame.get("type") == "request" and frame.get("state") != "open":
-                    seen.pop(frame.get("request_id", ""), None)
+                    ended.add(frame.get("request_id", ""))
                 await self._send(ws, lock, frame)
                 last_sent = time.monotonic()
             elif time.monotonic() - last_sent >= PING_INTERVAL:
