@@ -195,7 +195,7 @@ def test_find_by_name_id_and_ambiguity(tmp_path: Path, paired) -> None:
 
     store = PhoneStore(tmp_path / "p")
     store.init("x")
-    other = make_pairing()
+    other = make_pairing(desktop_device_id="desk-2")  # another desktop, with the same name
     with store.transaction() as s:
         s.add(_pairing(paired, "Desk"))
         s.add(_pairing(other, "Desk"))  # renamed to stay unique
