@@ -553,3 +553,32 @@ def test_e2e_unlocked_screen_items_clipboard_autolock_and_phones(
     assert not [s for s in desktop.status()["slots"] if s["kind"] == "phone"]
     assert page.is_hidden("#phones-error")
     context.close()
+
+
+def test_lifecycle_both_screens_agree_on_cancel_and_on_a_late_answer(
+    setup: Any, tmp_path: Path
+) -> None:
+    """Issue 13, with the real desktop UI and the Python phone: what both screens say.
+
+    Cancelled on the desktop: the page shows it, and the phone that scans the old QR
+    afterwards says "Cancelled on the desktop … start a new request", never "Approved".
+    Approved in time: the phone says "Approved" only because the waiting desktop took
+    the answer, and the page shows the vault unlocked.
+    """
+    desktop, phone, page = setup
+    lock(page)
+    png = request_qr(page, tmp_path, "cancelled.png")
+    page.click("#request-cancel")
+    wait_for(lambda: page.is_hidden("#request"), what="the request card gone")
+    out = phone.run("approve", "--qr-image", str(png), "--yes")
+    assert out.returncode == 6, out.stderr
+    assert "Cancelled on the desktop" in out.stderr and "start a new request" in out.stderr
+    assert "Approved" not in out.stdout + out.stderr
+    assert desktop.status()["unlocked"] is False
+
+    png = request_qr(page, tmp_path, "fresh.png")
+    out = phone.run("approve", "--qr-image", str(png), "--yes", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["delivery"] == "delivered"
+    page.wait_for_selector("#vault:visible", timeout=20000)
+    assert desktop.status()["unlocked"] is True
