@@ -91,7 +91,8 @@ def desktop_ui() -> Path:
 def browser_extension() -> Path:
     missing = [f for f in EXTENSION_REQUIRED if not (EXTENSION / f).is_file()]
     if missing:
-        raise SetupError(f"{EXTENSION} lacks {', '.join(missing)}: the extension cannot be packaged")
+        lacking = ", ".join(missing)
+        raise SetupError(f"{EXTENSION} lacks {lacking}: the extension cannot be packaged")
     return EXTENSION
 
 
