@@ -61,6 +61,9 @@ def ok(data: dict[str, Any], status: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status, headers=API_HEADERS)
 
 
+HEALTH_LOG_EVERY = 10.0  # seconds between two "health check failed" lines
+
+
 class Relay:
     """Everything one relay process holds: config, service, sockets, metrics."""
 
@@ -75,6 +78,7 @@ class Relay:
             self.metrics,
         )
         self.sockets = Sockets(self.service)
+        self._health_logged = -HEALTH_LOG_EVERY  # when /healthz last logged a failed check
         # a configuration problem found while starting (store, VAPID record): the server
         # re-raises it after uvicorn gave up, so the CLI prints it instead of a traceback
         self.startup_error: RelayConfigError | None = None
@@ -303,7 +307,12 @@ class Relay:
         try:
             await self.service.store.ping()
         except Exception as exc:  # noqa: BLE001 - report, never crash, on a sick store
-            log("health check failed", logging.ERROR, error=type(exc).__name__)
+            # WARNING, at most every HEALTH_LOG_EVERY s: any client can call this route,
+            # so it must not let one write ERROR lines (or a line per call) during an outage.
+            now = time.monotonic()
+            if now - self._health_logged >= HEALTH_LOG_EVERY:
+                self._health_logged = now
+                log("health check failed", logging.WARNING, error=type(exc).__name__)
             err = ApiError("store_unavailable")
             return JSONResponse({"ok": False, "error": err.code}, status_code=err.status)
         return ok({"ok": True, "version": __version__})
