@@ -3,6 +3,7 @@
 * docs/protocol.md field tables: from the message layouts (unlatch/protocol/messages.py);
 * web/phone/src/protocol/layouts.json: the same layouts for the phone app;
 * docs/relay.md's error table: from unlatch/relay/errors.json;
+* docs/relay.md's channel-socket state table: from unlatch/relay/waiter.py;
 * docs/protocol.md appendix A: a worked pairing and unlock, every value from
   tests/vectors/*.json.
 
@@ -25,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from unlatch.protocol.messages import LAYOUTS, layout_table, layouts_json  # noqa: E402
 from unlatch.relay.errors import markdown_table  # noqa: E402
+from unlatch.relay.waiter import ChannelWaiter  # noqa: E402
 
 VECTORS = ROOT / "tests" / "vectors"
 SECTION = re.compile(r"(<!-- generated: ([^>]+?) -->\n)(.*?)(<!-- /generated -->)", re.S)
@@ -195,6 +197,7 @@ def sections() -> dict[str, Callable[[], str]]:
     """NAME -> the text between its markers."""
     out: dict[str, Callable[[], str]] = {
         "relay-errors": markdown_table,
+        "channel-socket-table": ChannelWaiter.table_markdown,
         "appendix-pairing": appendix_pairing,
         "appendix-unlock": appendix_unlock,
     }

@@ -127,6 +127,8 @@ class Session(Generic[S]):
     EVENTS: ClassVar[tuple[type[Event], ...]]
     WHAT: ClassVar[str] = "this session"  # for messages: "<WHAT> is <state>: <why>"
 
+    __slots__ = ("state",)  # subclasses may add slots: a relay keeps thousands of sessions
+
     def __init__(self, state: S) -> None:
         self.state: S = state
 

@@ -340,12 +340,8 @@ class Relay:
         return RedirectResponse(self.config.app_url + rest, status_code=307)
 
     # WebSockets ---------------------------------------------------------------------------------
-    async def ws_pairing(self, websocket: WebSocket) -> None:
-        await self.sockets.channel(websocket, "pairing")
-
-    async def ws_unlock(self, websocket: WebSocket) -> None:
-        await self.sockets.channel(websocket, "unlock")
-
+    # (the channel sockets, /v1/{pairing,unlock}/{id}/ws, are served before ASGI:
+    # unlatch.relay.channel_socket, handed over by unlatch.relay.server at the upgrade)
     async def ws_listen(self, websocket: WebSocket) -> None:
         await self.sockets.listen(websocket)
 
@@ -365,7 +361,6 @@ class Relay:
             Route("/v1/pairing/{channel_id}/wait", self.pairing_wait, methods=["GET"]),
             Route("/v1/pairing/{channel_id}/{msg_type}", self.pairing_post, methods=["POST"]),
             Route("/v1/pairing/{channel_id}", self.pairing_delete, methods=["DELETE"]),
-            WebSocketRoute("/v1/pairing/{channel_id}/ws", self.ws_pairing),
             # one Route per path, so a 405's Allow header lists every method of the path
             Route("/v1/pairings", self.pairings, methods=["GET", "POST"]),
             Route("/v1/pairings/{routing_id}", self.pairings_delete, methods=["DELETE"]),
@@ -376,7 +371,6 @@ class Relay:
             Route("/v1/unlock/{channel_id}/state", self.unlock_state, methods=["GET"]),
             Route("/v1/unlock/{channel_id}/{msg_type}", self.unlock_post, methods=["POST"]),
             Route("/v1/unlock/{channel_id}", self.unlock_channel, methods=["GET", "DELETE"]),
-            WebSocketRoute("/v1/unlock/{channel_id}/ws", self.ws_unlock),
             WebSocketRoute("/v1/listen", self.ws_listen),
             self._app_route(),
         ]

@@ -25,7 +25,7 @@ import abc
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 Event = dict[str, Any]
@@ -42,6 +42,19 @@ class Subscription(abc.ABC):
     @abc.abstractmethod
     async def get(self, timeout: float) -> Event | None:
         """The next event, or None after ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    def poll(self) -> Event | None:
+        """The next queued event, or None: never waits."""
+
+    @abc.abstractmethod
+    def watch(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback()`` each time an event is queued (None: stop).
+
+        For a waiter that is a state machine rather than a coroutine (the
+        relay's channel sockets): it drains the queue with :meth:`poll` when
+        called, so an idle waiter needs neither a task nor a pending future.
+        """
 
 
 class Bus(abc.ABC):
@@ -77,12 +90,13 @@ class _QueueSubscription(Subscription):
     is most of what an idle waiter holds.
     """
 
-    __slots__ = ("_events", "_maxsize", "_waiter", "missed", "recheck")
+    __slots__ = ("_events", "_maxsize", "_waiter", "_watch", "missed", "recheck")
 
     def __init__(self, maxsize: int, recheck: float | None = None) -> None:
         self._events: deque[Event] = deque()
         self._maxsize = maxsize
         self._waiter: asyncio.Future[None] | None = None
+        self._watch: Callable[[], None] | None = None
         self.missed = False  # events were dropped: a resync follows the queued ones
         self.recheck = recheck
 
@@ -94,7 +108,15 @@ class _QueueSubscription(Subscription):
         self._events.append(event)
         if self._waiter is not None:
             _wake(self._waiter)
+        if self._watch is not None:
+            self._watch()
         return True
+
+    def poll(self) -> Event | None:
+        return self._next()
+
+    def watch(self, callback: Callable[[], None] | None) -> None:
+        self._watch = callback
 
     def _next(self) -> Event | None:
         if self._events:

@@ -104,3 +104,20 @@ class PairingView:
     linked: bool
     blocked: bool
     created_at: float
+
+
+def channel_state(ch: Channel | None, now: float) -> str:
+    """``open``, ``expired`` or ``closed``: what a waiter is told about the channel."""
+    if ch is None or ch.state is ChannelState.CLOSED:
+        return "closed"
+    if ch.state is ChannelState.EXPIRED or now >= ch.expires_at:
+        return "expired"
+    return "open"
+
+
+def channel_outcome(ch: Channel | None) -> str | None:
+    """Why a closed channel closed (stored on its tombstone), else None."""
+    if ch is None or ch.state is not ChannelState.CLOSED:
+        return None
+    outcome = ch.meta.get("outcome")
+    return outcome if isinstance(outcome, str) else "closed"

@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 from typing import Any
+from urllib.parse import unquote
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -28,8 +30,10 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from unlatch.relay.apierror import ApiError
 from unlatch.relay.app import Relay, create_app
-from unlatch.relay.config import RelayConfig
+from unlatch.relay.channel_socket import ChannelSocket, channel_id_of
+from unlatch.relay.config import WS_MAX_MESSAGE, WS_PING_INTERVAL, WS_PING_TIMEOUT, RelayConfig
 from unlatch.relay.logs import log, setup_logging
+from unlatch.relay.models import ChannelKind
 
 FD_HEADROOM = 128  # descriptors kept free beyond max_connections (store, bus, logs, pushes)
 # A request head (request line + header fields) larger than this, or with more
@@ -40,6 +44,18 @@ MAX_HEADERS = 100
 # after a 431 the relay stops sending but reads (and drops) what the client is still
 # sending for this long before closing, so the client gets the answer, not a reset
 REFUSE_LINGER = 1.0
+
+
+_CHANNEL_PATH = re.compile(r"/v1/(pairing|unlock)/([^/]*)/ws")
+
+
+def channel_route(path: str) -> tuple[bytes | None, ChannelKind] | None:
+    """(channel id or None if malformed, kind) for a channel socket's path, else None."""
+    match = _CHANNEL_PATH.fullmatch(path)
+    if match is None:
+        return None
+    kind: ChannelKind = "pairing" if match.group(1) == "pairing" else "unlock"
+    return channel_id_of(match.group(2)), kind
 
 
 class _HeadTooLarge(Exception):
@@ -69,6 +85,7 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
 
     max_head_bytes = MAX_HEAD_BYTES
     max_headers = MAX_HEADERS
+    relay: Relay | None = None  # set by build_server: the channel sockets' service
     _in_head = True  # a connection starts waiting for a request head
     _head_fed = 0  # bytes given to the parser since this head began
     _head_size = 0  # URL + field names and values seen through callbacks
@@ -95,6 +112,30 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
                 return
         if data and not self._refused:
             super().data_received(data)
+
+    def handle_websocket_upgrade(self) -> None:
+        """Channel sockets go to their own driver; other WebSockets (``/v1/listen``) to ASGI.
+
+        (:mod:`unlatch.relay.channel_socket`: a waiting socket as a state machine,
+        without an ASGI task per connection.) The upgrade request is handed over
+        as bytes, as uvicorn does for its own WebSocket protocols.
+        """
+        # (uvicorn has not parsed the URL of an upgrade request into the scope)
+        path = unquote(self.url.partition(b"?")[0].decode("latin-1"))
+        route = channel_route(path) if self.relay is not None else None
+        if route is None:
+            super().handle_websocket_upgrade()
+            return
+        self.connections.discard(self)
+        output = [self.scope["method"].encode(), b" ", self.url, b" HTTP/1.1\r\n"]
+        for name, value in self.scope["headers"]:
+            output += [name, b": ", value, b"\r\n"]
+        output.append(b"\r\n")
+        assert self.relay is not None
+        protocol = ChannelSocket(self.relay.sockets, self.server_state, *route)
+        protocol.connection_made(self.transport)
+        self.transport.set_protocol(protocol)
+        protocol.data_received(b"".join(output))
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -337,7 +378,7 @@ def build_server(config: RelayConfig) -> RelayServer:
         ssl_certfile=config.cert or None,
         ssl_keyfile=config.key or None,
         # httptools (the fast parser), with the relay's caps on the request head
-        http=HeadLimitHttpToolsProtocol,
+        http=type("RelayHttpProtocol", (HeadLimitHttpToolsProtocol,), {"relay": app.state.relay}),
         proxy_headers=False,  # the relay decides itself, from --trusted-proxy
         server_header=False,
         date_header=True,
@@ -345,12 +386,12 @@ def build_server(config: RelayConfig) -> RelayServer:
         log_config=None,
         lifespan="on",
         ws=ws_protocol,
-        ws_max_size=16 * 1024,
+        ws_max_size=WS_MAX_MESSAGE,
         # frames are small JSON with opaque base64 inside: compression saves little,
         # costs CPU per frame and would mix attacker-chosen and secret-derived bytes
         ws_per_message_deflate=False,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
+        ws_ping_interval=WS_PING_INTERVAL,
+        ws_ping_timeout=WS_PING_TIMEOUT,
         timeout_graceful_shutdown=max(1, int(config.shutdown_grace)),
         timeout_keep_alive=30,
         backlog=2048,

@@ -17,6 +17,8 @@ from unlatch.relay.models import (
     ChannelState,
     Device,
     Message,
+    channel_outcome,
+    channel_state,
 )
 from unlatch.relay.service_base import (
     ServiceBase,
@@ -83,21 +85,9 @@ class ChannelOps(ServiceBase):
         ch, msgs = await self.store.channel_with_messages(channel_id, after)
         return [m for m in msgs if m.sender != device.device_id], ch
 
-    @staticmethod
-    def state_of(ch: Channel | None, now: float) -> str:
-        if ch is None or ch.state is ChannelState.CLOSED:
-            return "closed"
-        if ch.state is ChannelState.EXPIRED or now >= ch.expires_at:
-            return "expired"
-        return "open"
-
-    @staticmethod
-    def outcome_of(ch: Channel | None) -> str | None:
-        """Why a closed channel closed (stored on its tombstone), else None."""
-        if ch is None or ch.state is not ChannelState.CLOSED:
-            return None
-        outcome = ch.meta.get("outcome")
-        return outcome if isinstance(outcome, str) else "closed"
+    # what a waiter is told about a channel (one definition, in models)
+    state_of = staticmethod(channel_state)
+    outcome_of = staticmethod(channel_outcome)
 
     async def handed_over(self, channel_id: bytes, msgs: list[Message]) -> None:
         """A waiting party was just given these messages: tell a reply's poster.

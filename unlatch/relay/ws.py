@@ -1,12 +1,14 @@
-"""WebSocket endpoints: a desktop waiting on a channel, a phone listening for requests.
+"""The relay's WebSockets: bookkeeping for all of them, and the phone's ``/v1/listen``.
 
-Each socket authenticates with its first frame (browsers cannot set headers on
-a WebSocket and tokens never go in URLs). A channel socket subscribes to the
-bus *before* reading the store, then sends every message after the client's
-``after`` (so a reconnecting desktop gets a reply posted while it was away),
-then live ones. Sends are bounded in time so a client that stops reading is
-dropped instead of holding memory. On shutdown every socket is told
-``{"type": "shutdown"}`` and closed with 1012 (service restart).
+Channel sockets (``/v1/pairing/{id}/ws``, ``/v1/unlock/{id}/ws``) are state
+machines driven outside ASGI (:mod:`unlatch.relay.waiter`,
+:mod:`unlatch.relay.channel_socket`); :class:`Sockets` counts them with the
+others and tells them all when the relay stops. ``/v1/listen`` is an ASGI
+endpoint here. Each socket authenticates with its first frame (browsers
+cannot set headers on a WebSocket and tokens never go in URLs). Sends are
+bounded in time so a client that stops reading is dropped instead of holding
+memory. On shutdown every socket is told ``{"type": "shutdown"}`` and closed
+with 1012 (service restart).
 """
 
 from __future__ import annotations
@@ -18,22 +20,28 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from unlatch.relay.apierror import ApiError
-from unlatch.relay.codec import CodecError, b64d, b64e, json_loads
-from unlatch.relay.config import MAX_AFTER
-from unlatch.relay.logs import log, short
-from unlatch.relay.models import ChannelKind, Device
-from unlatch.relay.service import RelayService, channel_topic, device_topic
+from unlatch.relay.codec import b64d, json_loads
+from unlatch.relay.logs import log
+from unlatch.relay.models import Device
+from unlatch.relay.service import RelayService, device_topic
+from unlatch.relay.waiter import (
+    AUTH_TIMEOUT,
+    CLOSE_RESTART,
+    MAX_CLIENT_FRAME,
+    PING_INTERVAL,
+    SHUTDOWN_FRAME,
+    Shutdown,
+)
 
-AUTH_TIMEOUT = 10.0
-PING_INTERVAL = 25.0
+if TYPE_CHECKING:
+    from unlatch.relay.channel_socket import ChannelSocket
+
 LISTEN_RECHECK = 10.0  # a phone listener re-reads its pending requests this often
-MAX_CLIENT_FRAME = 2048
-CLOSE_RESTART = 1012
 
 
 class _Closed(Exception):
@@ -49,6 +57,7 @@ class Sockets:
         self.send_timeout = service.config.ws_send_timeout
         self.open_count = 0
         self._shutdown: asyncio.Future[None] | None = None
+        self._machines: set[ChannelSocket] = set()  # channel sockets (driven outside ASGI)
 
     def _shutdown_future(self) -> asyncio.Future[None]:
         if self._shutdown is None:
@@ -63,9 +72,25 @@ class Sockets:
         fut = self._shutdown_future()
         if not fut.done():
             fut.set_result(None)
+        for sock in list(self._machines):
+            sock.feed(Shutdown())
         deadline = time.monotonic() + grace
         while self.open_count and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+
+    def opened(self, sock: ChannelSocket, endpoint: str) -> None:
+        """A channel socket connected (counted like the ASGI ones, told at shutdown)."""
+        self._machines.add(sock)
+        self.service.metrics.websockets_open.labels(endpoint).inc()
+        self.open_count += 1
+        if self.service.shutting_down.is_set():
+            sock.feed(Shutdown())
+
+    def closed(self, sock: ChannelSocket, endpoint: str) -> None:
+        if sock in self._machines:
+            self._machines.discard(sock)
+            self.service.metrics.websockets_open.labels(endpoint).dec()
+            self.open_count -= 1
 
     @contextlib.contextmanager
     def _track(self, endpoint: str) -> Iterator[None]:
@@ -147,135 +172,10 @@ class Sockets:
 
     async def _shutdown_close(self, ws: WebSocket, lock: asyncio.Lock) -> None:
         with contextlib.suppress(_Closed):
-            await self._send(
-                ws,
-                lock,
-                {
-                    "type": "shutdown",
-                    "reconnect": True,
-                    "message": "the relay is restarting; reconnect and resume",
-                },
-            )
+            await self._send(ws, lock, SHUTDOWN_FRAME)
         await self._close(ws, CLOSE_RESTART, "service restart")
 
     # endpoints ------------------------------------------------------------------------------
-    async def channel(self, ws: WebSocket, kind: ChannelKind) -> None:
-        """``/v1/pairing/{id}/ws`` and ``/v1/unlock/{id}/ws``."""
-        await ws.accept()
-        lock = asyncio.Lock()
-        with self._track(kind):
-            reader: asyncio.Task[None] | None = None
-            try:
-                try:
-                    channel_id = b64d(ws.path_params.get("channel_id", ""), max_len=16)
-                    if len(channel_id) != 16:
-                        raise CodecError("length")
-                except CodecError:
-                    raise ApiError(
-                        "bad_request", "channel id must be 16 bytes of base64url"
-                    ) from None
-                device, hello = await self._authenticate(ws)
-                after = hello.get("after", 0)
-                if (
-                    isinstance(after, bool)
-                    or not isinstance(after, int)
-                    or not 0 <= after <= MAX_AFTER
-                ):
-                    raise ApiError("bad_request", "'after' must be a non-negative integer")
-                await self.service.channel_for_waiter(device, channel_id, kind)
-                async with self.service.bus.subscribe(channel_topic(channel_id)) as sub:
-                    reader = asyncio.create_task(self._reader(ws, lock))
-                    await self._channel_loop(ws, lock, device, channel_id, after, sub, reader)
-            except ApiError as err:
-                await self._fail(ws, lock, err)
-            except (_Closed, WebSocketDisconnect):
-                pass
-            except Exception as exc:  # noqa: BLE001 - one socket must not take the relay down
-                log("websocket error", logging.ERROR, error=type(exc).__name__)
-                await self._close(ws, 1011)
-            finally:
-                if reader is not None:
-                    reader.cancel()
-                    with contextlib.suppress(BaseException):
-                        await reader
-
-    async def _channel_loop(
-        self,
-        ws: WebSocket,
-        lock: asyncio.Lock,
-        device: Device,
-        channel_id: bytes,
-        after: int,
-        sub: Any,
-        reader: asyncio.Task[None],
-    ) -> None:
-        service = self.service
-        first = True
-        stale = True
-        last_sent = time.monotonic()
-        ch = None
-        while True:
-            if stale:
-                msgs, ch = await service.next_messages(device, channel_id, after)
-            else:
-                msgs = []
-            now = time.time()
-            if first:
-                await self._send(
-                    ws,
-                    lock,
-                    {
-                        "type": "ready",
-                        "state": service.state_of(ch, now),
-                        "expires_at": ch.expires_at if ch else None,
-                    },
-                )
-                first = False
-            for m in msgs:
-                await self._send(
-                    ws,
-                    lock,
-                    {
-                        "type": "message",
-                        "seq": m.seq,
-                        "kind": m.type,
-                        "data": b64e(m.data),
-                        "sender": m.sender,
-                        "at": m.created_at,
-                    },
-                )
-                after = m.seq
-                last_sent = time.monotonic()
-            if msgs:
-                service.metrics.messages_delivered.labels("websocket").inc(len(msgs))
-                log("delivered", kind=msgs[-1].type, channel=short(channel_id), count=len(msgs))
-                await service.handed_over(channel_id, msgs)
-            state = service.state_of(ch, now)
-            if state != "open":
-                outcome = service.outcome_of(ch)
-                await self._send(
-                    ws, lock, {"type": state, **({"outcome": outcome} if outcome else {})}
-                )
-                await self._close(ws, ApiError(state).ws_close, state)
-                return
-            if self.service.shutting_down.is_set():
-                await self._shutdown_close(ws, lock)
-                return
-            assert ch is not None
-            idle = PING_INTERVAL - (time.monotonic() - last_sent)
-            timeout = max(0.05, min(idle, ch.expires_at - now + 0.05, sub.recheck or idle))
-            keep, event = await self._wait(asyncio.ensure_future(sub.get(timeout)), reader)
-            if not keep:
-                if reader.done():
-                    return
-                await self._shutdown_close(ws, lock)
-                return
-            # re-read on an event, on a lossy bus's timer, at expiry; not for a ping alone
-            stale = event is not None or sub.recheck is not None or time.time() >= ch.expires_at
-            if time.monotonic() - last_sent >= PING_INTERVAL:
-                await self._send(ws, lock, {"type": "ping"})
-                last_sent = time.monotonic()
-
     async def listen(self, ws: WebSocket) -> None:
         """``/v1/listen``: a phone in the foreground hears its requests and their fate.
 

@@ -1,0 +1,318 @@
+"""The relay's channel socket as a sans-IO machine, on a fake clock: every (state, event) pair.
+
+No relay, no socket, no sleeping (unlatch/relay/waiter.py): events carry
+their time, commands come out and are checked. The real socket (its driver,
+unlatch/relay/channel_socket.py) is tested end to end against a running
+relay in tests/test_relay_flows.py and tests/test_relay_abuse.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from unlatch.relay import waiter as w
+from unlatch.relay.apierror import ApiError
+from unlatch.relay.config import MAX_AFTER
+from unlatch.relay.errors import CODES
+from unlatch.relay.models import Channel, ChannelState, Device, Message
+from unlatch.statemachine import ScheduleTick, Step, Tick
+
+T0 = 1_800_000_000.0
+CID = bytes(range(16))
+DESKTOP = Device(device_id="d1", public_key=b"k" * 32, kind="desktop", created_at=T0)
+S = w.WaiterStage
+AUTH = json.dumps({"type": "auth", "token": "tok", "after": 0})
+
+
+def channel(
+    state: ChannelState = ChannelState.OPEN, *, expires: float = T0 + 120, **meta: Any
+) -> Channel:
+    return Channel(
+        channel_id=CID,
+        kind="unlock",
+        creator="d1",
+        peer="p1",
+        state=state,
+        expires_at=expires,
+        created_at=T0,
+        meta=dict(meta),
+    )
+
+
+def message(seq: int, kind: str = "reply") -> Message:
+    return Message(channel_id=CID, seq=seq, type=kind, data=b"x" * seq, sender="p1", created_at=T0)
+
+
+def sends(commands: list[Any]) -> list[dict[str, Any]]:
+    return [c.frame for c in commands if isinstance(c, w.Send)]
+
+
+def closes(commands: list[Any]) -> list[tuple[int, str]]:
+    return [(c.code, c.reason) for c in commands if isinstance(c, w.Close)]
+
+
+def ticks(commands: list[Any]) -> list[float | None]:
+    return [c.at for c in commands if isinstance(c, ScheduleTick)]
+
+
+# how to reach each state from a new socket
+def to_auth() -> w.ChannelWaiter:
+    m = w.ChannelWaiter(CID, "unlock")
+    m.handle(w.Opened(T0))
+    return m
+
+
+def to_admitting() -> w.ChannelWaiter:
+    m = to_auth()
+    m.handle(w.Frame(AUTH, T0 + 1))
+    return m
+
+
+def to_reading() -> w.ChannelWaiter:
+    m = to_admitting()
+    m.handle(w.Admitted(DESKTOP, None, T0 + 1))
+    return m
+
+
+def to_waiting() -> w.ChannelWaiter:
+    m = to_reading()
+    m.handle(w.ReadDone((), channel(), T0 + 1))
+    return m
+
+
+def to_closed() -> w.ChannelWaiter:
+    m = to_waiting()
+    m.handle(w.Gone())
+    return m
+
+
+REACH: dict[w.WaiterStage, Callable[[], w.ChannelWaiter]] = {
+    S.AUTH: to_auth,
+    S.ADMITTING: to_admitting,
+    S.READING: to_reading,
+    S.WAITING: to_waiting,
+    S.CLOSED: to_closed,
+}
+SAMPLES: dict[type[Any], list[Any]] = {
+    w.Opened: [w.Opened(T0 + 2)],
+    w.Frame: [
+        w.Frame(AUTH, T0 + 2),
+        w.Frame('{"type":"ping"}', T0 + 2),
+        w.Frame(None, T0 + 2),
+        w.Frame("garbage", T0 + 2),
+    ],
+    w.Admitted: [w.Admitted(DESKTOP, None, T0 + 2), w.Admitted(DESKTOP, 5.0, T0 + 2)],
+    w.ReadDone: [
+        w.ReadDone((), channel(), T0 + 2),
+        w.ReadDone((message(1),), channel(), T0 + 2),
+        w.ReadDone((message(1),), channel(ChannelState.CLOSED, outcome="answered"), T0 + 2),
+        w.ReadDone((), None, T0 + 2),
+        w.ReadDone((), channel(expires=T0 + 1), T0 + 2),
+    ],
+    w.Failed: [w.Failed(ApiError("forbidden")), w.Failed(ApiError("store_unavailable"))],
+    w.BusEvent: [
+        w.BusEvent({"event": "message", "seq": 1}, T0 + 2),
+        w.BusEvent({"event": "handed", "seq": 1}, T0 + 2),
+        w.BusEvent({"event": "resync"}, T0 + 2),
+    ],
+    Tick: [Tick(T0 + 2), Tick(T0 + 11), Tick(T0 + 30), Tick(T0 + 500)],
+    w.Shutdown: [w.Shutdown()],
+    w.Gone: [w.Gone()],
+}
+
+
+def test_table_has_exactly_one_row_per_state_and_event() -> None:
+    pairs = {(s, e) for s in S for e in w.ChannelWaiter.EVENTS}
+    assert set(w.ChannelWaiter.TABLE) == pairs
+    assert set(SAMPLES) == set(w.ChannelWaiter.EVENTS)
+    assert set(REACH) == set(S)
+
+
+def test_nothing_is_refused() -> None:
+    """Every event comes from outside (a client, the bus, the store): handled or ignored."""
+    for row in w.ChannelWaiter.TABLE.values():
+        assert isinstance(row, Step) and row.why
+
+
+@pytest.mark.parametrize(
+    ("state", "event"),
+    [(s, e) for s in S for e in w.ChannelWaiter.EVENTS],
+    ids=lambda x: getattr(x, "value", None) or getattr(x, "NAME", str(x)),
+)
+def test_every_pair_lands_where_its_row_says(state: w.WaiterStage, event: type[Any]) -> None:
+    for sample in SAMPLES[event]:
+        m = REACH[state]()
+        assert m.state is state
+        commands = m.handle(sample)  # Session.handle asserts the row's target states
+        if m.state is S.CLOSED and state is not S.CLOSED:
+            # every way into CLOSED stops the clock, and a close follows any frame it sends
+            assert closes(commands) or isinstance(sample, w.Gone)
+        if state is S.CLOSED:
+            assert commands == []
+
+
+def test_a_whole_exchange() -> None:
+    m = w.ChannelWaiter(CID, "unlock")
+    assert ticks(m.handle(w.Opened(T0))) == [T0 + w.AUTH_TIMEOUT]
+    out = m.handle(w.Frame(json.dumps({"type": "auth", "token": "tok", "after": 3}), T0 + 0.1))
+    assert [type(c) for c in out] == [ScheduleTick, w.Admit] and out[1] == w.Admit("tok")
+    assert m.handle(w.Admitted(DESKTOP, None, T0 + 0.2)) == [w.Read(3)]
+    out = m.handle(w.ReadDone((), channel(), T0 + 0.3))
+    assert sends(out) == [{"type": "ready", "state": "open", "expires_at": T0 + 120}]
+    # idle: the next tick is the keep-alive ping, nothing earlier (no polling)
+    assert ticks(out) == [T0 + 0.3 + w.PING_INTERVAL]
+    assert m.state is S.WAITING
+    assert m.handle(w.BusEvent({"event": "message", "seq": 4}, T0 + 1)) == [w.Read(3)]
+    out = m.handle(w.ReadDone((message(4),), channel(), T0 + 1.1))
+    assert sends(out) == [w.message_frame(message(4))]
+    assert w.HandOver((message(4),)) in out and m.after == 4
+    # the desktop closes the request after reading it: the socket hears it and ends
+    assert m.handle(w.BusEvent({"event": "ended"}, T0 + 2)) == [w.Read(4)]
+    out = m.handle(w.ReadDone((), channel(ChannelState.CLOSED, outcome="answered"), T0 + 2.1))
+    assert sends(out) == [{"type": "closed", "outcome": "answered"}]
+    assert closes(out) == [(CODES["closed"].ws_close, "closed")]
+    assert m.final
+
+
+def test_ready_then_messages_already_waiting_then_expired() -> None:
+    m = to_reading()
+    out = m.handle(w.ReadDone((message(1), message(2)), channel(expires=T0), T0 + 2))
+    frames = sends(out)
+    assert [f["type"] for f in frames] == ["ready", "message", "message", "expired"]
+    assert frames[0]["state"] == "expired"
+    assert closes(out) == [(CODES["expired"].ws_close, "expired")]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "first frame must be a small JSON auth message"),
+        ("", "first frame must be a small JSON auth message"),
+        ("x" * (w.MAX_CLIENT_FRAME + 1), "first frame must be a small JSON auth message"),
+        ("{nope", "first frame is not JSON"),
+        ("[" * 5000, "first frame must be a small JSON auth message"),
+        ('{"type":"ping"}', 'first frame must be {"type": "auth", "token": ...}'),
+        ('{"type":"auth","after":true}', "'after' must be a non-negative integer"),
+        ('{"type":"auth","after":-1}', "'after' must be a non-negative integer"),
+        ('{"type":"auth","after":1.5}', "'after' must be a non-negative integer"),
+        (
+            json.dumps({"type": "auth", "after": MAX_AFTER + 1}),
+            "'after' must be a non-negative integer",
+        ),
+    ],
+)
+def test_a_bad_first_frame_is_answered_and_closed(text: str | None, message: str) -> None:
+    m = to_auth()
+    out = m.handle(w.Frame(text, T0 + 1))
+    assert sends(out) == [{"type": "error", "error": "bad_request", "message": message}]
+    assert closes(out) == [(CODES["bad_request"].ws_close, "bad_request")]
+    assert m.final
+
+
+def test_a_token_that_is_not_text_is_passed_on_as_none() -> None:
+    m = to_auth()
+    out = m.handle(w.Frame('{"type":"auth","token":7}', T0 + 1))
+    assert w.Admit(None) in out
+
+
+def test_no_auth_frame_in_time() -> None:
+    m = to_auth()
+    assert ticks(m.handle(Tick(T0 + 5))) == [T0 + w.AUTH_TIMEOUT]  # early: wait on
+    out = m.handle(Tick(T0 + w.AUTH_TIMEOUT))
+    assert sends(out)[0]["error"] == "unauthorized"
+    assert closes(out) == [(CODES["unauthorized"].ws_close, "unauthorized")]
+
+
+def test_a_malformed_channel_id_is_refused_when_the_socket_opens() -> None:
+    m = w.ChannelWaiter(None, "pairing")
+    out = m.handle(w.Opened(T0))
+    assert sends(out)[0] == {
+        "type": "error",
+        "error": "bad_request",
+        "message": "channel id must be 16 bytes of base64url",
+    }
+    assert m.final
+
+
+def test_an_event_during_a_read_means_one_more_read() -> None:
+    m = to_waiting()
+    m.handle(w.BusEvent({"event": "message", "seq": 1}, T0 + 3))
+    assert m.state is S.READING
+    assert m.handle(w.BusEvent({"event": "message", "seq": 2}, T0 + 3.1)) == []
+    out = m.handle(w.ReadDone((message(1),), channel(), T0 + 3.2))
+    assert out[-1] == w.Read(1) and m.state is S.READING
+    out = m.handle(w.ReadDone((message(2),), channel(), T0 + 3.3))
+    assert m.state is S.WAITING and not any(isinstance(c, w.Read) for c in out)
+
+
+def test_a_delivery_report_does_not_cost_a_read() -> None:
+    """``handed`` is the waiter's own report to a reply's poster: nothing new to read."""
+    m = to_waiting()
+    assert m.handle(w.BusEvent({"event": "handed", "seq": 1}, T0 + 3)) == []
+    m.handle(w.BusEvent({"event": "message", "seq": 1}, T0 + 3))
+    m.handle(w.BusEvent({"event": "handed", "seq": 1}, T0 + 3.1))
+    out = m.handle(w.ReadDone((), channel(), T0 + 3.2))
+    assert m.state is S.WAITING and not any(isinstance(c, w.Read) for c in out)
+
+
+def test_idle_pings_and_the_expiry_read() -> None:
+    m = to_waiting()  # last frame (ready) at T0 + 1, channel expires at T0 + 120
+    out = m.handle(Tick(T0 + 1 + w.PING_INTERVAL))
+    assert sends(out) == [{"type": "ping"}]
+    assert ticks(out) == [T0 + 1 + 2 * w.PING_INTERVAL]
+    m.handle(Tick(T0 + 1 + 4 * w.PING_INTERVAL))  # 101
+    out = m.handle(Tick(T0 + 120 + w.EXPIRY_SLACK))
+    assert out[-1] == w.Read(0)
+    out = m.handle(w.ReadDone((), channel(expires=T0 + 120), T0 + 120.1))
+    assert sends(out) == [{"type": "expired"}] and m.final
+
+
+def test_a_lossy_bus_rereads_on_its_timer_and_a_lossless_one_never() -> None:
+    lossy = to_admitting()
+    lossy.handle(w.Admitted(DESKTOP, 5.0, T0 + 1))
+    out = lossy.handle(w.ReadDone((), channel(), T0 + 1))
+    assert ticks(out) == [T0 + 6]
+    assert lossy.handle(Tick(T0 + 6)) == [w.Read(0)]
+    lossless = to_waiting()
+    assert ticks(lossless.handle(Tick(T0 + 6))) == [T0 + 1 + w.PING_INTERVAL]
+
+
+@pytest.mark.parametrize("state", [S.AUTH, S.ADMITTING, S.READING, S.WAITING])
+def test_shutdown_tells_the_client_to_reconnect(state: w.WaiterStage) -> None:
+    m = REACH[state]()
+    out = m.handle(w.Shutdown())
+    assert sends(out) == [w.SHUTDOWN_FRAME]
+    assert closes(out) == [(w.CLOSE_RESTART, "service restart")]
+    assert ticks(out) == [None]
+    assert m.handle(w.Shutdown()) == []
+
+
+@pytest.mark.parametrize("state", [S.ADMITTING, S.READING, S.WAITING])
+def test_pings_are_answered_and_other_frames_ignored(state: w.WaiterStage) -> None:
+    m = REACH[state]()
+    assert sends(m.handle(w.Frame('{"type":"ping"}', T0 + 2))) == [{"type": "pong"}]
+    assert m.handle(w.Frame('{"type":"pingx"}', T0 + 2)) == []
+    assert m.handle(w.Frame('{"type": "auth", "token": "other"}', T0 + 2)) == []
+    assert m.handle(w.Frame(None, T0 + 2)) == []
+    assert m.state is state
+
+
+@pytest.mark.parametrize(
+    "code", ["unauthorized", "forbidden", "unknown_channel", "store_unavailable"]
+)
+def test_a_refused_operation_is_told_with_the_registry_close_code(code: str) -> None:
+    m = to_admitting()
+    err = ApiError(code)
+    out = m.handle(w.Failed(err))
+    assert sends(out) == [{"type": "error", "error": code, "message": err.message}]
+    assert closes(out) == [(err.ws_close, code)] and err.ws_close == CODES[code].ws_close
+
+
+def test_docs_hold_the_generated_table() -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "relay.md").read_text(encoding="utf-8")
+    assert w.ChannelWaiter.table_markdown() in docs

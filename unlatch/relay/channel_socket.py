@@ -1,0 +1,403 @@
+"""The asyncio driver of a channel WebSocket: bytes in and out, one timer, no task while idle.
+
+The logic of a waiting socket is :class:`unlatch.relay.waiter.ChannelWaiter`
+(sans-IO); this module owns everything it must not: the transport, the
+WebSocket framing (websockets' sans-IO :class:`~websockets.server.ServerProtocol`),
+protocol-level keep-alive pings, the store and bus calls behind the
+machine's commands, and the relay's bookkeeping (connection cap, open-socket
+gauge, shutdown).
+
+Why not an ASGI endpoint: under uvicorn and Starlette each waiting socket held
+an ASGI task, a reader task, their coroutine frames, a scope, a queue and
+uvicorn's protocol object, 34 KiB per idle waiter against 14.6 KiB for a bare
+``websockets`` server (issue 15). Here an idle waiter is this object, the
+machine, websockets' protocol, one bus subscription and one timer handle;
+tasks exist only while an operation (admission, a store read) is in flight.
+uvicorn's HTTP protocol hands a connection over at the upgrade
+(:meth:`unlatch.relay.server.HeadLimitHttpToolsProtocol.handle_websocket_upgrade`),
+after its request-head limits were applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from unlatch.relay.apierror import ApiError
+from unlatch.relay.codec import CodecError, b64d
+from unlatch.relay.config import WS_MAX_MESSAGE, WS_PING_INTERVAL, WS_PING_TIMEOUT
+from unlatch.relay.logs import log, short
+from unlatch.relay.models import ChannelKind, Device
+from unlatch.relay.service import channel_topic
+from unlatch.relay.waiter import (
+    Admit,
+    Admitted,
+    BusEvent,
+    ChannelWaiter,
+    Close,
+    Failed,
+    Frame,
+    Gone,
+    HandOver,
+    Opened,
+    Read,
+    ReadDone,
+    Send,
+    Shutdown,
+)
+from unlatch.statemachine import Command, Event, ScheduleTick, Tick
+
+if TYPE_CHECKING:
+    from unlatch.relay.ws import Sockets
+
+CLOSE_WAIT = 2.0  # seconds a closing socket waits for the client's close frame
+INTERNAL_ERROR = 1011
+
+
+def channel_id_of(segment: str) -> bytes | None:
+    """The 16-byte channel id of a URL path segment, or None if it is not one."""
+    try:
+        cid = b64d(segment, max_len=16)
+    except CodecError:
+        return None
+    return cid if len(cid) == 16 else None
+
+
+class ChannelSocket(asyncio.Protocol):
+    """One ``/v1/{pairing,unlock}/{id}/ws`` connection after the HTTP upgrade."""
+
+    __slots__ = (
+        "_busy",
+        "_close_at",
+        "_device",
+        "_exit",
+        "_frag",
+        "_loop",
+        "_pending",
+        "_ping_at",
+        "_ping_payload",
+        "_pong_by",
+        "_stall",
+        "_sub",
+        "_tick_at",
+        "_timer",
+        "_timer_at",
+        "conn",
+        "kind",
+        "machine",
+        "server_state",
+        "sockets",
+        "transport",
+    )
+
+    def __init__(
+        self, sockets: Sockets, server_state: Any, channel_id: bytes | None, kind: ChannelKind
+    ) -> None:
+        self.sockets = sockets
+        self.server_state = server_state  # uvicorn's: the connection cap and graceful shutdown
+        self.kind = kind
+        self.machine = ChannelWaiter(channel_id, kind)
+        self.conn = ServerProtocol(max_size=WS_MAX_MESSAGE, logger=_QUIET)
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._device: Device | None = None
+        self._sub: Any = None  # the bus subscription, once admitted
+        self._exit: Any = None  # its context manager's exit
+        self._frag: list[bytes] | None = None  # a fragmented message being assembled
+        self._busy = False  # feeding the machine (events that arrive meanwhile wait)
+        self._pending: list[Event] | None = None
+        # one timer for everything: the machine's tick, keep-alive ping/pong, closing, stalls
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._tick_at: float | None = None  # loop time
+        self._ping_at: float | None = None
+        self._pong_by: float | None = None
+        self._ping_payload: bytes | None = None
+        self._close_at: float | None = None
+        self._stall: float | None = None
+
+    # asyncio.Protocol ----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.server_state.connections.add(self)
+        self.sockets.opened(self, self.kind)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server_state.connections.discard(self)
+        self.sockets.closed(self, self.kind)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.feed(Gone())
+        self._unsubscribe()
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        conn.receive_data(data)
+        for event in conn.events_received():
+            if isinstance(event, Request):
+                self._handshake(event)
+            elif isinstance(event, WsFrame):
+                self._frame(event)
+        if conn.handshake_exc is not None and conn.state is State.CONNECTING:
+            # an upgrade websockets refuses (bad key or version): its 4xx, or a 400
+            out = (
+                b"".join(conn.data_to_send())
+                or conn.reject(400, "bad WebSocket upgrade\n").serialize()
+            )
+            self._write_and_close(out)
+            return
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self.conn.receive_eof()
+        self._flush()
+        return None
+
+    def pause_writing(self) -> None:
+        # the client stopped reading: give it ws_send_timeout, then drop it (RST, buffers freed)
+        self._stall = self._loop.time() + self.sockets.send_timeout
+        self._arm()
+
+    def resume_writing(self) -> None:
+        self._stall = None
+        self._arm()
+
+    def shutdown(self) -> None:
+        """uvicorn's server shutdown (after the relay's own goodbye): close now."""
+        self.feed(Shutdown())
+        if self.transport is not None:
+            self.transport.close()
+
+    # the WebSocket -------------------------------------------------------------------------
+    def _handshake(self, request: Request) -> None:
+        response = self.conn.accept(request)
+        self.conn.send_response(response)
+        if response.status_code != 101:
+            self._write_and_close(b"".join(self.conn.data_to_send()))
+            return
+        self._flush()
+        self._ping_at = self._loop.time() + WS_PING_INTERVAL
+        self.feed(Opened(time.time()))
+
+    def _frame(self, frame: WsFrame) -> None:
+        op = frame.opcode
+        if op is Opcode.TEXT or op is Opcode.BINARY:
+            self._frag = [bytes(frame.data)] if not frame.fin else None
+            if frame.fin:
+                self._message(op is Opcode.TEXT, bytes(frame.data))
+            elif op is Opcode.BINARY:
+                self._frag = None  # binary messages are ignored; fragments too
+        elif op is Opcode.CONT:
+            if self._frag is not None:
+                self._frag.append(bytes(frame.data))
+                if frame.fin:
+                    data, self._frag = b"".join(self._frag), None
+                    self._message(True, data)
+        elif op is Opcode.PONG:
+            if self._ping_payload is not None and bytes(frame.data) == self._ping_payload:
+                self._ping_payload = None
+                self._pong_by = None
+                self._ping_at = self._loop.time() + WS_PING_INTERVAL
+                self._arm()
+        elif op is Opcode.CLOSE:
+            self.feed(Gone())  # websockets queued the close reply; _flush ends the TCP connection
+        # PING: websockets queued the pong
+
+    def _message(self, is_text: bool, data: bytes) -> None:
+        if not is_text:
+            self.feed(Frame(None, time.time()))
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            # the client's error: close 1007 (RFC 6455), no error line in the log
+            log("websocket text frame is not UTF-8; closed 1007", logging.DEBUG)
+            self.conn.fail(1007, "text frame is not UTF-8")
+            self.feed(Gone())
+            return
+        self.feed(Frame(text, time.time()))
+
+    def _send_text(self, frame: dict[str, Any]) -> None:
+        if self.conn.state is State.OPEN:
+            self.conn.send_text(json.dumps(frame, separators=(",", ":")).encode())
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        for chunk in self.conn.data_to_send():
+            if chunk:
+                transport.write(chunk)
+            else:  # websockets' end of stream: the closing handshake is over
+                transport.close()
+                return
+
+    def _write_and_close(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+            self.transport.close()
+
+    # the machine ---------------------------------------------------------------------------
+    def feed(self, event: Event) -> None:
+        """Give the machine one event and carry out its commands (re-entrant calls queue)."""
+        if self._busy:
+            if self._pending is None:
+                self._pending = []
+            self._pending.append(event)
+            return
+        self._busy = True
+        try:
+            while True:
+                for command in self.machine.handle(event):
+                    self._do(command)
+                if not self._pending:
+                    break
+                event = self._pending.pop(0)
+        finally:
+            self._busy = False
+            self._pending = None
+        self._flush()
+
+    def _do(self, command: Command) -> None:
+        if isinstance(command, Send):
+            self._send_text(command.frame)
+        elif isinstance(command, ScheduleTick):
+            if command.at is None:
+                self._tick_at = None
+            else:
+                self._tick_at = self._loop.time() + max(0.0, command.at - time.time())
+            self._arm()
+        elif isinstance(command, Close):
+            if self.conn.state is State.OPEN:
+                self.conn.send_close(command.code, command.reason)
+            self._close_at = self._loop.time() + CLOSE_WAIT
+            self._arm()
+        elif isinstance(command, (Admit, Read, HandOver)):
+            task = self._loop.create_task(self._operate(command))
+            self.server_state.tasks.add(task)
+            task.add_done_callback(self.server_state.tasks.discard)
+        else:  # pragma: no cover - the machine's commands are the ones above
+            raise TypeError(f"unknown command {command!r}")
+
+    async def _operate(self, command: Command) -> None:
+        """Carry out one store/bus command; its result goes back to the machine."""
+        service = self.sockets.service
+        cid = self.machine.channel_id
+        assert cid is not None
+        try:
+            if isinstance(command, Admit):
+                self.feed(await self._admit(command.token, cid))
+            elif isinstance(command, Read):
+                assert self._device is not None
+                msgs, ch = await service.next_messages(self._device, cid, command.after)
+                self.feed(ReadDone(tuple(msgs), ch, time.time()))
+            elif isinstance(command, HandOver):
+                msgs = list(command.messages)
+                service.metrics.messages_delivered.labels("websocket").inc(len(msgs))
+                log("delivered", kind=msgs[-1].type, channel=short(cid), count=len(msgs))
+                await service.handed_over(cid, msgs)
+        except ApiError as err:
+            self.feed(Failed(err))
+        except Exception as exc:  # noqa: BLE001 - one socket must not take the relay down
+            log("websocket error", logging.ERROR, error=type(exc).__name__)
+            if self.conn.state is State.OPEN:
+                self.conn.send_close(INTERNAL_ERROR, "")
+                self._flush()
+            self.feed(Gone())
+            if self.transport is not None:
+                self.transport.close()
+
+    async def _admit(self, token: str | None, cid: bytes) -> Event:
+        service = self.sockets.service
+        device = await service.authenticate(token)
+        await service.channel_for_waiter(device, cid, self.kind)
+        manager = service.bus.subscribe(channel_topic(cid))
+        sub = await manager.__aenter__()
+        self._device, self._sub, self._exit = device, sub, manager.__aexit__
+        if self.machine.final:  # the client left while we were subscribing
+            self._unsubscribe()
+            return Gone()
+        sub.watch(self._on_bus)
+        return Admitted(device, sub.recheck, time.time())
+
+    def _on_bus(self) -> None:
+        sub = self._sub
+        while sub is not None and (event := sub.poll()) is not None:
+            self.feed(BusEvent(event, time.time()))
+
+    def _unsubscribe(self) -> None:
+        if self._sub is None:
+            return
+        self._sub.watch(None)
+        leave: Callable[..., Any] = self._exit
+        self._sub = self._exit = None
+        task = self._loop.create_task(leave(None, None, None))
+        self.server_state.tasks.add(task)
+        task.add_done_callback(self.server_state.tasks.discard)
+
+    # the one timer -------------------------------------------------------------------------
+    def _arm(self) -> None:
+        due = [
+            t
+            for t in (self._tick_at, self._ping_at, self._pong_by, self._close_at, self._stall)
+            if t is not None
+        ]
+        if not due:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        at = min(due)
+        if self._timer is not None:
+            if self._timer_at == at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        transport = self.transport
+        if transport is None:
+            return
+        if (self._stall is not None and now >= self._stall) or (
+            self._close_at is not None and now >= self._close_at
+        ):
+            if self._stall is not None and now >= self._stall:
+                log("websocket aborted: the client stopped reading", logging.WARNING)
+            transport.abort()  # a socket that does not drain or answer the close: drop it
+            return
+        if self._pong_by is not None and now >= self._pong_by:
+            self.conn.fail(INTERNAL_ERROR, "keepalive ping timeout")
+            self._flush()
+            transport.close()
+            return
+        if self._ping_at is not None and now >= self._ping_at and self.conn.state is State.OPEN:
+            self._ping_payload = os.urandom(4)
+            self.conn.send_ping(self._ping_payload)
+            self._ping_at = None
+            self._pong_by = now + WS_PING_TIMEOUT
+            self._flush()
+        if self._tick_at is not None and now >= self._tick_at:
+            self._tick_at = None
+            self.feed(Tick(time.time()))
+        self._arm()
+
+
+# websockets logs each client's protocol errors; the relay keeps its own log of what matters
+_QUIET = logging.getLogger("unlatch.relay.websocket")
+_QUIET.propagate = False
+_QUIET.addHandler(logging.NullHandler())

@@ -1,0 +1,461 @@
+"""A desktop (or phone) waiting on a channel's WebSocket, as a sans-IO state machine.
+
+``/v1/pairing/{id}/ws`` and ``/v1/unlock/{id}/ws``: the client's first frame
+authenticates it, the relay answers ``ready`` with the channel's state, sends
+every message after the client's ``after`` and then each new one as the bus
+announces it, and ends with the channel's final state (``closed``,
+``expired``) and a close code from the error registry.
+
+:class:`ChannelWaiter` holds all of that logic and none of the I/O: it is fed
+events (a client frame, a bus event, a tick, the result of a store read, all
+with ``now``) and returns commands (send a frame, close, read the store,
+admit the client, wake me at T). Its driver, :mod:`unlatch.relay.socket`,
+owns the socket and carries the commands out. Why a machine rather than a
+coroutine per socket: an idle waiter is then a few small objects and one
+timer, with no task and no coroutine frames (issue 15: 10,000 waiting
+devices), and every transition is tested on a fake clock
+(tests/test_relay_waiter.py). The one table is :attr:`ChannelWaiter.TABLE`;
+docs/relay.md's waiter table is generated from it.
+
+Ordering argument (nothing is missed): the driver subscribes to the
+channel's bus topic *before* the first store read (the :class:`Admit`
+command does both in that order), so a message stored after that read is
+announced by an event, and an event that arrives while a read is in flight
+marks the waiter stale so another read follows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from unlatch.relay.apierror import ApiError
+from unlatch.relay.codec import b64e, json_loads
+from unlatch.relay.config import MAX_AFTER
+from unlatch.relay.models import (
+    Channel,
+    ChannelKind,
+    Device,
+    Message,
+    channel_outcome,
+    channel_state,
+)
+from unlatch.statemachine import (
+    Command,
+    Event,
+    Row,
+    ScheduleTick,
+    Session,
+    Stage,
+    Step,
+    Tick,
+    ignore,
+    rows,
+    stay,
+)
+
+AUTH_TIMEOUT = 10.0  # seconds for the first (auth) frame after the handshake
+PING_INTERVAL = 25.0  # an application-level {"type": "ping"} after this long without a frame
+MAX_CLIENT_FRAME = 2048  # characters of a client's JSON frame that the relay reads
+CLOSE_RESTART = 1012  # WebSocket close code: the relay is restarting (RFC 6455 "service restart")
+EXPIRY_SLACK = 0.05  # read the store this long after the expiry, so the store agrees it expired
+
+SHUTDOWN_FRAME: dict[str, Any] = {
+    "type": "shutdown",
+    "reconnect": True,
+    "message": "the relay is restarting; reconnect and resume",
+}
+
+
+class WaiterStage(Stage):
+    """Where a channel socket is in its life."""
+
+    AUTH = "auth"  # accepted; the first frame must be {"type": "auth", ...}
+    ADMITTING = "admitting"  # token, party and channel being checked; subscribing
+    READING = "reading"  # a store read is in flight
+    WAITING = "waiting"  # idle: a bus event, a tick or a client frame moves it
+    CLOSED = "closed"  # the socket is closed or closing: nothing more happens
+
+    @property
+    def final(self) -> bool:
+        return self is WaiterStage.CLOSED
+
+
+# events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Opened(Event):
+    """The WebSocket handshake is done (the auth frame's clock starts)."""
+
+    NAME = "opened"
+    now: float
+
+
+@dataclass(frozen=True)
+class Frame(Event):
+    """A complete message from the client: ``text``, or None for a binary message."""
+
+    NAME = "frame"
+    text: str | None
+    now: float
+
+
+@dataclass(frozen=True)
+class Admitted(Event):
+    """The token is live, the device may wait here, and the bus subscription is made.
+
+    ``recheck``: seconds between store re-reads when the bus can lose an event
+    (None: it cannot, so no timer).
+    """
+
+    NAME = "admitted"
+    device: Device
+    recheck: float | None
+    now: float
+
+
+@dataclass(frozen=True)
+class ReadDone(Event):
+    """A store read finished: the other party's messages after ``after``, the channel."""
+
+    NAME = "read done"
+    messages: tuple[Message, ...]
+    channel: Channel | None
+    now: float
+
+
+@dataclass(frozen=True)
+class Failed(Event):
+    """An operation was refused (bad token, not a party, store unavailable...)."""
+
+    NAME = "failed"
+    error: ApiError
+
+
+@dataclass(frozen=True)
+class BusEvent(Event):
+    """The channel's bus topic announced something (a message, its end, a resync)."""
+
+    NAME = "bus event"
+    event: dict[str, Any]
+    now: float
+
+
+@dataclass(frozen=True)
+class Shutdown(Event):
+    """The relay is stopping: tell the client to reconnect elsewhere or later."""
+
+    NAME = "shutdown"
+
+
+@dataclass(frozen=True)
+class Gone(Event):
+    """The client left (close frame, reset, stalled and aborted)."""
+
+    NAME = "gone"
+
+
+# commands --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send(Command):
+    """Send one JSON text frame."""
+
+    frame: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Close(Command):
+    """Close the WebSocket with ``code`` and ``reason`` (after the frames before it)."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Admit(Command):
+    """Check the token and that its device may wait on this channel; subscribe to its topic.
+
+    Answered with :class:`Admitted` or :class:`Failed`.
+    """
+
+    token: str | None
+
+
+@dataclass(frozen=True)
+class Read(Command):
+    """Read the channel and the other party's messages after ``after`` (-> :class:`ReadDone`)."""
+
+    after: int
+
+
+@dataclass(frozen=True)
+class HandOver(Command):
+    """These messages were just sent to the waiting party (count them, tell a reply's poster)."""
+
+    messages: tuple[Message, ...]
+
+
+def _error_frame(err: ApiError) -> list[Command]:
+    return [Send({"type": "error", "error": err.code, "message": err.message}), _close(err)]
+
+
+def _close(err: ApiError) -> Close:
+    return Close(err.ws_close, err.code)
+
+
+def message_frame(m: Message) -> dict[str, Any]:
+    """The ``message`` frame of one stored message (docs/protocol.md, "channel frames")."""
+    return {
+        "type": "message",
+        "seq": m.seq,
+        "kind": m.type,
+        "data": b64e(m.data),
+        "sender": m.sender,
+        "at": m.created_at,
+    }
+
+
+def parse_auth(text: str | None) -> tuple[str | None, int]:
+    """The token and ``after`` of a client's first frame (:class:`ApiError`: what is wrong)."""
+    if not text or len(text) > MAX_CLIENT_FRAME:
+        raise ApiError("bad_request", "first frame must be a small JSON auth message")
+    try:
+        hello = json_loads(text)
+    except ValueError:
+        raise ApiError("bad_request", "first frame is not JSON") from None
+    if not isinstance(hello, dict) or hello.get("type") != "auth":
+        raise ApiError("bad_request", 'first frame must be {"type": "auth", "token": ...}')
+    after = hello.get("after", 0)
+    if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_AFTER:
+        raise ApiError("bad_request", "'after' must be a non-negative integer")
+    token = hello.get("token")
+    return (token if isinstance(token, str) else None), after
+
+
+def is_ping(text: str | None) -> bool:
+    """A client's application-level ``{"type": "ping"}`` (answered with a pong)."""
+    if not text or len(text) > MAX_CLIENT_FRAME or '"ping"' not in text:
+        return False
+    try:
+        frame = json_loads(text)
+    except ValueError:
+        return False
+    return isinstance(frame, dict) and frame.get("type") == "ping"
+
+
+W = WaiterStage
+
+
+def each(handler: Any, why: str, to: tuple[WaiterStage, ...] | None = None) -> Any:
+    """Rows of one handler for several states (leading to ``to``, or staying put)."""
+    return lambda s: Step(handler, to or (s,), why)
+
+
+class ChannelWaiter(Session[WaiterStage]):
+    """One waiting socket: auth, admission, then reads on each bus event until the channel ends.
+
+    ``channel_id`` is None when the URL's id was not 16 bytes of base64url:
+    the socket is then refused as soon as it opens.
+    """
+
+    WHAT: ClassVar[str] = "the channel socket"
+    STATES = WaiterStage
+    __slots__ = (
+        "after",
+        "auth_deadline",
+        "channel_id",
+        "expires_at",
+        "kind",
+        "last_read",
+        "last_sent",
+        "ready_sent",
+        "recheck",
+        "stale",
+    )
+
+    def __init__(self, channel_id: bytes | None, kind: ChannelKind) -> None:
+        super().__init__(WaiterStage.AUTH)
+        self.channel_id = channel_id
+        self.kind = kind
+        self.after = 0
+        self.auth_deadline = 0.0
+        self.expires_at = 0.0
+        self.last_sent = 0.0  # when a frame last went out (for the idle ping)
+        self.last_read = 0.0  # when the store was last read (for ``recheck``)
+        self.recheck: float | None = None
+        self.ready_sent = False
+        self.stale = False  # an event came while a read was in flight: read again
+
+    # handlers ----------------------------------------------------------------------------
+    def _opened(self, ev: Opened) -> list[Command]:
+        if self.channel_id is None:
+            self.state = W.CLOSED
+            return _error_frame(ApiError("bad_request", "channel id must be 16 bytes of base64url"))
+        self.auth_deadline = ev.now + AUTH_TIMEOUT
+        return [ScheduleTick(self.auth_deadline)]
+
+    def _auth_frame(self, ev: Frame) -> list[Command]:
+        try:
+            token, self.after = parse_auth(ev.text)
+        except ApiError as err:
+            self.state = W.CLOSED
+            return _error_frame(err)
+        self.state = W.ADMITTING
+        return [ScheduleTick(None), Admit(token)]
+
+    def _auth_tick(self, ev: Tick) -> list[Command]:
+        if ev.now < self.auth_deadline:
+            return [ScheduleTick(self.auth_deadline)]
+        self.state = W.CLOSED
+        return _error_frame(ApiError("unauthorized", 'send {"type": "auth", ...} first'))
+
+    def _ping_frame(self, ev: Frame) -> list[Command]:
+        return [Send({"type": "pong"})] if is_ping(ev.text) else []
+
+    def _admitted(self, ev: Admitted) -> list[Command]:
+        self.recheck = ev.recheck
+        return self._read(ev.now)
+
+    def _read(self, now: float) -> list[Command]:
+        self.state = W.READING
+        self.stale = False
+        self.last_read = now
+        return [Read(self.after)]
+
+    def _read_done(self, ev: ReadDone) -> list[Command]:
+        now, ch = ev.now, ev.channel
+        out: list[Command] = []
+        state = channel_state(ch, now)
+        if not self.ready_sent:
+            self.ready_sent = True
+            out.append(
+                Send({"type": "ready", "state": state, "expires_at": ch.expires_at if ch else None})
+            )
+        if ev.messages:
+            out += [Send(message_frame(m)) for m in ev.messages]
+            self.after = ev.messages[-1].seq
+            out.append(HandOver(ev.messages))
+        if out:
+            self.last_sent = now
+        if state != "open":
+            self.state = W.CLOSED
+            outcome = channel_outcome(ch)
+            out.append(Send({"type": state, **({"outcome": outcome} if outcome else {})}))
+            out.append(_close(ApiError(state)))
+            return out
+        assert ch is not None  # an open channel has a record
+        self.expires_at = ch.expires_at
+        if self.stale:
+            return out + self._read(now)
+        self.state = W.WAITING
+        out.append(ScheduleTick(self._next_tick()))
+        return out
+
+    def _next_tick(self) -> float:
+        at = min(self.last_sent + PING_INTERVAL, self.expires_at + EXPIRY_SLACK)
+        if self.recheck is not None:
+            at = min(at, self.last_read + self.recheck)
+        return at
+
+    def _event_waiting(self, ev: BusEvent) -> list[Command]:
+        if ev.event.get("event") == "handed":  # a waiter's own delivery report: nothing new
+            return []
+        return self._read(ev.now)
+
+    def _event_reading(self, ev: BusEvent) -> list[Command]:
+        if ev.event.get("event") != "handed":
+            self.stale = True
+        return []
+
+    def _tick_waiting(self, ev: Tick) -> list[Command]:
+        now = ev.now
+        out: list[Command] = []
+        if now - self.last_sent >= PING_INTERVAL:
+            out.append(Send({"type": "ping"}))
+            self.last_sent = now
+        due = now >= self.expires_at or (
+            self.recheck is not None and now - self.last_read >= self.recheck
+        )
+        if due:  # at expiry (to say so), or a lossy bus's timer
+            return out + self._read(now)
+        return [*out, ScheduleTick(self._next_tick())]
+
+    def _failed(self, ev: Failed) -> list[Command]:
+        self.state = W.CLOSED
+        return _error_frame(ev.error)
+
+    def _shutdown(self, ev: Shutdown) -> list[Command]:
+        self.state = W.CLOSED
+        return [ScheduleTick(None), Send(SHUTDOWN_FRAME), Close(CLOSE_RESTART, "service restart")]
+
+    def _gone(self, ev: Gone) -> list[Command]:
+        self.state = W.CLOSED
+        return [ScheduleTick(None)]
+
+    EVENTS = (Opened, Frame, Admitted, ReadDone, Failed, BusEvent, Tick, Shutdown, Gone)
+    _LIVE = (W.AUTH, W.ADMITTING, W.READING, W.WAITING)
+    _AFTER_AUTH = (W.ADMITTING, W.READING, W.WAITING)
+    TABLE: ClassVar[dict[tuple[Any, type[Event]], Row]] = {
+        # the handshake
+        (W.AUTH, Opened): Step(_opened, (W.AUTH, W.CLOSED), "start the auth frame's clock"),
+        **rows((*_AFTER_AUTH, W.CLOSED), [Opened], stay("opened once; a repeat changes nothing")),
+        # client frames
+        (W.AUTH, Frame): Step(_auth_frame, (W.ADMITTING, W.CLOSED), "the auth frame"),
+        **rows(
+            _AFTER_AUTH,
+            [Frame],
+            each(_ping_frame, "answer a ping; other client frames are ignored"),
+        ),
+        (W.CLOSED, Frame): Step(ignore, (W.CLOSED,), "closing: frames are ignored"),
+        # admission
+        (W.ADMITTING, Admitted): Step(_admitted, (W.READING,), "admitted: the first read"),
+        **rows(
+            (W.AUTH, W.READING, W.WAITING, W.CLOSED),
+            [Admitted],
+            stay("not admitting: a stray result changes nothing"),
+        ),
+        # store reads
+        (W.READING, ReadDone): Step(
+            _read_done,
+            (W.READING, W.WAITING, W.CLOSED),
+            "send ready (once) and the new messages; end with the channel, else wait",
+        ),
+        **rows(
+            (W.AUTH, W.ADMITTING, W.WAITING, W.CLOSED),
+            [ReadDone],
+            stay("no read in flight: a stray result changes nothing"),
+        ),
+        # refusals and failures of an operation
+        **rows(
+            _LIVE,
+            [Failed],
+            each(_failed, "tell the client why, close", (W.CLOSED,)),
+        ),
+        (W.CLOSED, Failed): Step(ignore, (W.CLOSED,), "already closed"),
+        # the bus
+        (W.WAITING, BusEvent): Step(_event_waiting, (W.WAITING, W.READING), "read the store"),
+        (W.READING, BusEvent): Step(_event_reading, (W.READING,), "read again after this read"),
+        **rows(
+            (W.AUTH, W.ADMITTING, W.CLOSED),
+            [BusEvent],
+            stay("the first read (after subscribing) covers it, or closed"),
+        ),
+        # time
+        (W.AUTH, Tick): Step(_auth_tick, (W.AUTH, W.CLOSED), "no auth frame in time: close"),
+        (W.WAITING, Tick): Step(
+            _tick_waiting, (W.WAITING, W.READING), "ping when idle; read at expiry or recheck"
+        ),
+        **rows(
+            (W.ADMITTING, W.READING, W.CLOSED),
+            [Tick],
+            stay("an operation is in flight (it schedules the next tick), or closed"),
+        ),
+        # the relay stopping, the client leaving
+        **rows(_LIVE, [Shutdown], each(_shutdown, "tell the client, close 1012", (W.CLOSED,))),
+        (W.CLOSED, Shutdown): Step(ignore, (W.CLOSED,), "already closed"),
+        **rows(_LIVE, [Gone], each(_gone, "the client left", (W.CLOSED,))),
+        (W.CLOSED, Gone): Step(ignore, (W.CLOSED,), "already closed"),
+    }
