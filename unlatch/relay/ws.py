@@ -25,17 +25,18 @@ from typing import TYPE_CHECKING, Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from unlatch.relay.apierror import ApiError
-from unlatch.relay.codec import b64d, json_loads
+from unlatch.relay.codec import b64d
 from unlatch.relay.logs import log
 from unlatch.relay.models import Device
 from unlatch.relay.service import RelayService, device_topic
 from unlatch.relay.waiter import (
     AUTH_TIMEOUT,
     CLOSE_RESTART,
-    MAX_CLIENT_FRAME,
     PING_INTERVAL,
     SHUTDOWN_FRAME,
     Shutdown,
+    is_ping,
+    parse_auth,
 )
 
 if TYPE_CHECKING:
@@ -126,25 +127,16 @@ class Sockets:
             await self._send(ws, lock, {"type": "error", "error": err.code, "message": err.message})
         await self._close(ws, err.ws_close, err.code)
 
-    async def _authenticate(self, ws: WebSocket) -> tuple[Device, dict[str, Any]]:
+    async def _authenticate(self, ws: WebSocket) -> Device:
         try:
             msg = await asyncio.wait_for(ws.receive(), AUTH_TIMEOUT)
         except TimeoutError:
             raise ApiError("unauthorized", 'send {"type": "auth", ...} first') from None
         if msg["type"] == "websocket.disconnect":
             raise _Closed
-        text = msg.get("text") or ""
-        if not text or len(text) > MAX_CLIENT_FRAME:
-            raise ApiError("bad_request", "first frame must be a small JSON auth message")
-        try:
-            hello = json_loads(text)
-        except ValueError:
-            raise ApiError("bad_request", "first frame is not JSON") from None
-        if not isinstance(hello, dict) or hello.get("type") != "auth":
-            raise ApiError("bad_request", 'first frame must be {"type": "auth", "token": ...}')
-        token = hello.get("token")
-        device = await self.service.authenticate(token if isinstance(token, str) else None)
-        return device, hello
+        token, _after = parse_auth(msg.get("text"))  # the channel sockets' rules, one place
+        device = await self.service.authenticate(token)
+        return device
 
     async def _reader(self, ws: WebSocket, lock: asyncio.Lock) -> None:
         """Consume client frames: answer pings, notice disconnects, ignore the rest."""
@@ -152,14 +144,8 @@ class Sockets:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
                 return
-            text = msg.get("text")
-            if text and len(text) <= MAX_CLIENT_FRAME and '"ping"' in text:
-                try:
-                    frame = json_loads(text)
-                except ValueError:
-                    continue
-                if isinstance(frame, dict) and frame.get("type") == "ping":
-                    await self._send(ws, lock, {"type": "pong"})
+            if is_ping(msg.get("text")):
+                await self._send(ws, lock, {"type": "pong"})
 
     async def _wait(self, get: asyncio.Future[Any], reader: asyncio.Task[None]) -> tuple[bool, Any]:
         """Wait for a bus event, the client leaving, or shutdown: (keep going?, event)."""
@@ -192,7 +178,7 @@ class Sockets:
         with self._track("listen"):
             reader: asyncio.Task[None] | None = None
             try:
-                device, _hello = await self._authenticate(ws)
+                device = await self._authenticate(ws)
                 if device.kind != "phone":
                     raise ApiError("forbidden", "only phones listen for unlock requests")
                 async with self.service.bus.subscribe(device_topic(device.device_id)) as sub:
