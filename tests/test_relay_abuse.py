@@ -524,3 +524,60 @@ async def test_a_websocket_client_that_stops_reading_is_cut_off(relay_factory) -
         sock.close()
         await pair.aclose()
     assert "Traceback" not in relay.logs()
+
+
+async def test_attack_websocket_framing_edge_cases(relay: RelayProcess) -> None:
+    """The relay's own WebSocket driver (unlatch/relay/socket_driver.py) against odd clients:
+    an upgrade to a path with no socket, a fragmented auth frame, a binary first frame, a
+    message over the 16 KiB cap, invalid UTF-8: each a clear answer, none an error line."""
+    pair = await make_pair(relay.url)
+    try:
+        rid = os.urandom(16)
+        await pair.desktop.create_unlock(rid, pair.routing_id, b"p")
+        base = relay.url.replace("http", "ws")
+        token = await pair.desktop.login()
+        # no WebSocket at this path: a JSON 404 before any upgrade
+        with pytest.raises(Exception) as refused:
+            await connect(base + "/v1/nowhere")
+        assert "404" in str(refused.value)
+        # an auth frame in three fragments is one message
+        ws = await connect(base + f"/v1/unlock/{b64e(rid)}/ws")
+        text = json.dumps({"type": "auth", "token": token})
+        await ws.send(iter([text[:5], text[5:20], text[20:]]))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ready"
+        await ws.close()
+        # a binary first frame is not an auth message
+        ws = await connect(base + f"/v1/unlock/{b64e(rid)}/ws")
+        await ws.send(b'{"type": "auth"}')
+        with pytest.raises(Exception):
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 4400
+        # over the message cap: 1009 (message too big)
+        ws = await connect(base + f"/v1/unlock/{b64e(rid)}/ws", max_size=None)
+        with contextlib.suppress(Exception):
+            await ws.send("x" * (17 * 1024))
+        with pytest.raises(Exception):
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1009
+        # invalid UTF-8 in a text frame: 1007, logged at debug only
+        raw = socket.create_connection(("127.0.0.1", relay.port))
+        raw.sendall(
+            b"GET /v1/unlock/" + b64e(rid).encode() + b"/ws HTTP/1.1\r\nHost: x\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert b"101" in await asyncio.to_thread(raw.recv, 4096)
+        payload = b"\xff\xfe"
+        mask = b"\x01\x02\x03\x04"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        raw.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+        frame = await asyncio.to_thread(raw.recv, 4096)
+        assert frame[0] == 0x88 and int.from_bytes(frame[2:4], "big") == 1007
+        raw.close()
+    finally:
+        await pair.aclose()
+    logs = relay.logs()
+    assert "Traceback" not in logs
+    assert '"level":"error"' not in logs

@@ -2,7 +2,7 @@
 
 No relay, no socket, no sleeping (unlatch/relay/waiter.py): events carry
 their time, commands come out and are checked. The real socket (its driver,
-unlatch/relay/channel_socket.py) is tested end to end against a running
+unlatch/relay/socket_driver.py) is tested end to end against a running
 relay in tests/test_relay_flows.py and tests/test_relay_abuse.py.
 """
 

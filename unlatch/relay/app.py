@@ -20,9 +20,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
 
 from unlatch import __version__
 from unlatch.push import InvalidPushTarget
@@ -339,11 +338,8 @@ class Relay:
         rest = request.path_params.get("path", "")
         return RedirectResponse(self.config.app_url + rest, status_code=307)
 
-    # WebSockets ---------------------------------------------------------------------------------
-    # (the channel sockets, /v1/{pairing,unlock}/{id}/ws, are served before ASGI:
-    # unlatch.relay.channel_socket, handed over by unlatch.relay.server at the upgrade)
-    async def ws_listen(self, websocket: WebSocket) -> None:
-        await self.sockets.listen(websocket)
+    # (the WebSockets, /v1/{pairing,unlock}/{id}/ws and /v1/listen, are served before
+    # ASGI: unlatch.relay.socket_driver, handed the connection by unlatch.relay.server)
 
     def routes(self) -> list[Any]:
         return [
@@ -371,7 +367,6 @@ class Relay:
             Route("/v1/unlock/{channel_id}/state", self.unlock_state, methods=["GET"]),
             Route("/v1/unlock/{channel_id}/{msg_type}", self.unlock_post, methods=["POST"]),
             Route("/v1/unlock/{channel_id}", self.unlock_channel, methods=["GET", "DELETE"]),
-            WebSocketRoute("/v1/listen", self.ws_listen),
             self._app_route(),
         ]
 

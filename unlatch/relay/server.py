@@ -8,7 +8,8 @@ guess from a dropped socket. :class:`RelayServer` first sends every socket
 Slow clients are bounded three ways: request bodies have a deadline
 (:func:`unlatch.relay.validate.read_json`), at most ``max_connections``
 connections are served at once (uvicorn's ``limit_concurrency``: beyond it, 503),
-and a WebSocket whose client stops reading is cut off (:class:`StallGuardWebSocket`).
+and a WebSocket whose client stops reading is cut off (the stall timer of
+:class:`unlatch.relay.socket_driver.SessionSocket`).
 Big clients are bounded too: a request head (request line and header fields,
 WebSocket upgrades included) over :data:`MAX_HEAD_BYTES` or with more than
 :data:`MAX_HEADERS` fields gets 431 (:class:`HeadLimitHttpToolsProtocol`).
@@ -26,14 +27,18 @@ from urllib.parse import unquote
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from unlatch.relay.apierror import ApiError
 from unlatch.relay.app import Relay, create_app
-from unlatch.relay.channel_socket import ChannelSocket, channel_id_of
-from unlatch.relay.config import WS_MAX_MESSAGE, WS_PING_INTERVAL, WS_PING_TIMEOUT, RelayConfig
+from unlatch.relay.config import RelayConfig
 from unlatch.relay.logs import log, setup_logging
 from unlatch.relay.models import ChannelKind
+from unlatch.relay.socket_driver import (
+    ChannelSocket,
+    ListenerSocket,
+    SessionSocket,
+    channel_id_of,
+)
 
 FD_HEADROOM = 128  # descriptors kept free beyond max_connections (store, bus, logs, pushes)
 # A request head (request line + header fields) larger than this, or with more
@@ -85,7 +90,7 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
 
     max_head_bytes = MAX_HEAD_BYTES
     max_headers = MAX_HEADERS
-    relay: Relay | None = None  # set by build_server: the channel sockets' service
+    relay: Relay | None = None  # set by build_server: the WebSockets' service
     _in_head = True  # a connection starts waiting for a request head
     _head_fed = 0  # bytes given to the parser since this head began
     _head_size = 0  # URL + field names and values seen through callbacks
@@ -114,28 +119,47 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
             super().data_received(data)
 
     def handle_websocket_upgrade(self) -> None:
-        """Channel sockets go to their own driver; other WebSockets (``/v1/listen``) to ASGI.
+        """Hand the connection to the socket driver of its path (404 for any other path).
 
-        (:mod:`unlatch.relay.channel_socket`: a waiting socket as a state machine,
+        (:mod:`unlatch.relay.socket_driver`: each WebSocket is a state machine,
         without an ASGI task per connection.) The upgrade request is handed over
         as bytes, as uvicorn does for its own WebSocket protocols.
         """
         # (uvicorn has not parsed the URL of an upgrade request into the scope)
         path = unquote(self.url.partition(b"?")[0].decode("latin-1"))
-        route = channel_route(path) if self.relay is not None else None
-        if route is None:
-            super().handle_websocket_upgrade()
+        route = channel_route(path)
+        protocol: SessionSocket
+        if self.relay is None:  # pragma: no cover - build_server always sets it
+            raise RuntimeError("RelayHttpProtocol without its relay")
+        if route is not None:
+            protocol = ChannelSocket(self.relay.sockets, self.server_state, *route)
+        elif path == "/v1/listen":
+            protocol = ListenerSocket(self.relay.sockets, self.server_state)
+        else:
+            self._refuse_upgrade()
             return
         self.connections.discard(self)
         output = [self.scope["method"].encode(), b" ", self.url, b" HTTP/1.1\r\n"]
         for name, value in self.scope["headers"]:
             output += [name, b": ", value, b"\r\n"]
         output.append(b"\r\n")
-        assert self.relay is not None
-        protocol = ChannelSocket(self.relay.sockets, self.server_state, *route)
         protocol.connection_made(self.transport)
         self.transport.set_protocol(protocol)
         protocol.data_received(b"".join(output))
+
+    def _refuse_upgrade(self) -> None:
+        """A WebSocket upgrade for a path that has none: 404, as JSON like every refusal."""
+        err = ApiError("not_found", "no WebSocket at this path")
+        self._answer_and_close(b"404 Not Found", err)
+
+    def _answer_and_close(self, status: bytes, err: ApiError) -> None:
+        body = json.dumps(err.body(), separators=(",", ":")).encode()
+        head = [b"HTTP/1.1 " + status + b"\r\n"]
+        for name, value in self.server_state.default_headers:
+            head.append(name + b": " + value + b"\r\n")
+        head.append(b"content-type: application/json\r\n")
+        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -189,13 +213,7 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
             "headers_too_large",
             f"request head over {self.max_head_bytes} bytes or {self.max_headers} header fields",
         )
-        body = json.dumps(err.body(), separators=(",", ":")).encode()
-        head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
-        for name, value in self.server_state.default_headers:
-            head.append(name + b": " + value + b"\r\n")
-        head.append(b"content-type: application/json\r\n")
-        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
-        self.transport.write(b"".join(head) + body)
+        self._answer_and_close(b"431 Request Header Fields Too Large", err)
         if self.transport.can_write_eof():
             # half-close: a close with unread input would reset the connection, and the
             # reset can destroy the 431 before the client (still sending) reads it
@@ -205,66 +223,6 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
         size = max(self._head_fed, self._head_size)
         log("request head too large", size=size, count=self._head_fields)
-
-
-class StallGuardWebSocket(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, aborting a connection whose client stopped reading.
-
-    (It also closes a connection whose text message is not UTF-8 without an
-    error line in the log: :meth:`send_receive_event_to_app`.)
-
-    When a client stops reading, the kernel buffers fill (several MB on
-    loopback), then asyncio pauses writing and the relay's send times out.
-    Closing such a socket is not enough: ``transport.close()`` waits for the
-    buffer to drain, which never happens, so the connection, its descriptor
-    and megabytes of buffers would stay forever and count against
-    ``max_connections``. Here, a transport that stays paused for
-    ``stall_timeout`` seconds is aborted (RST, buffers dropped).
-    """
-
-    stall_timeout = 10.0
-    _stall_timer: asyncio.TimerHandle | None = None
-
-    def send_receive_event_to_app(self) -> None:
-        """A text message that is not UTF-8 is the client's error: close 1007, log at debug.
-
-        uvicorn closes with 1007 too, but logs it at ERROR with a traceback, so any
-        client could write error lines into the relay's log at will.
-        """
-        if self.curr_msg_data_type == "text" and not self.close_sent:
-            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
-            try:
-                data.decode()
-            except UnicodeDecodeError:
-                self.frames = []
-                log("websocket text frame is not UTF-8; closed 1007", logging.DEBUG)
-                self.conn.send_close(1007, "text frame is not UTF-8")
-                self.handle_parser_exception()
-                return
-        super().send_receive_event_to_app()
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        if self._stall_timer is None:
-            self._stall_timer = self.loop.call_later(self.stall_timeout, self._abort_stalled)
-
-    def resume_writing(self) -> None:
-        self._cancel_stall_timer()
-        super().resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_stall_timer()
-        super().connection_lost(exc)
-
-    def _cancel_stall_timer(self) -> None:
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
-
-    def _abort_stalled(self) -> None:
-        self._stall_timer = None
-        log("websocket aborted: the client stopped reading", logging.WARNING)
-        self.transport.abort()
 
 
 def connection_cap(wanted: int) -> int:
@@ -368,9 +326,6 @@ def build_server(config: RelayConfig) -> RelayServer:
     """A ready-to-run server for ``config`` (logging set up, TLS if cert/key given)."""
     setup_logging(config.log_level)
     app = create_app(config)
-    ws_protocol: Any = type(
-        "StallGuardWebSocket", (StallGuardWebSocket,), {"stall_timeout": config.ws_send_timeout}
-    )
     uv_config = uvicorn.Config(
         app,
         host=config.host,
@@ -385,13 +340,9 @@ def build_server(config: RelayConfig) -> RelayServer:
         access_log=False,
         log_config=None,
         lifespan="on",
-        ws=ws_protocol,
-        ws_max_size=WS_MAX_MESSAGE,
-        # frames are small JSON with opaque base64 inside: compression saves little,
-        # costs CPU per frame and would mix attacker-chosen and secret-derived bytes
-        ws_per_message_deflate=False,
-        ws_ping_interval=WS_PING_INTERVAL,
-        ws_ping_timeout=WS_PING_TIMEOUT,
+        # never instantiated: every upgrade goes to RelayHttpProtocol.handle_websocket_upgrade
+        # (uvicorn only considers upgrades when a WebSocket protocol is configured)
+        ws="websockets-sansio",
         timeout_graceful_shutdown=max(1, int(config.shutdown_grace)),
         timeout_keep_alive=30,
         backlog=2048,

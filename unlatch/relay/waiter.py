@@ -198,12 +198,48 @@ class HandOver(Command):
     messages: tuple[Message, ...]
 
 
-def _error_frame(err: ApiError) -> list[Command]:
-    return [Send({"type": "error", "error": err.code, "message": err.message}), _close(err)]
+def tell_and_close(err: ApiError) -> list[Command]:
+    """An ``error`` frame saying why, then the close code of that error (the registry's)."""
+    return [
+        ScheduleTick(None),
+        Send({"type": "error", "error": err.code, "message": err.message}),
+        _close(err),
+    ]
 
 
 def _close(err: ApiError) -> Close:
     return Close(err.ws_close, err.code)
+
+
+def goodbye() -> list[Command]:
+    """What every socket is told when the relay stops: reconnect and resume."""
+    return [ScheduleTick(None), Send(SHUTDOWN_FRAME), Close(CLOSE_RESTART, "service restart")]
+
+
+# the first steps every socket shares (``session`` has ``state`` and ``auth_deadline``)
+def start_auth(session: Any, now: float) -> list[Command]:
+    """The handshake is done: the auth frame must come within AUTH_TIMEOUT."""
+    session.auth_deadline = now + AUTH_TIMEOUT
+    return [ScheduleTick(session.auth_deadline)]
+
+
+def take_auth(session: Any, text: str | None) -> tuple[list[Command], int]:
+    """The first frame: admit its token (ADMITTING), or say what is wrong (CLOSED); ``after``."""
+    try:
+        token, after = parse_auth(text)
+    except ApiError as err:
+        session.state = WaiterStage.CLOSED
+        return tell_and_close(err), 0
+    session.state = WaiterStage.ADMITTING
+    return [ScheduleTick(None), Admit(token)], after
+
+
+def wait_for_auth(session: Any, now: float) -> list[Command]:
+    """A tick before the auth frame: wait on, or close at the deadline."""
+    if now < session.auth_deadline:
+        return [ScheduleTick(session.auth_deadline)]
+    session.state = WaiterStage.CLOSED
+    return tell_and_close(ApiError("unauthorized", 'send {"type": "auth", ...} first'))
 
 
 def message_frame(m: Message) -> dict[str, Any]:
@@ -293,24 +329,17 @@ class ChannelWaiter(Session[WaiterStage]):
     def _opened(self, ev: Opened) -> list[Command]:
         if self.channel_id is None:
             self.state = W.CLOSED
-            return _error_frame(ApiError("bad_request", "channel id must be 16 bytes of base64url"))
-        self.auth_deadline = ev.now + AUTH_TIMEOUT
-        return [ScheduleTick(self.auth_deadline)]
+            return tell_and_close(
+                ApiError("bad_request", "channel id must be 16 bytes of base64url")
+            )
+        return start_auth(self, ev.now)
 
     def _auth_frame(self, ev: Frame) -> list[Command]:
-        try:
-            token, self.after = parse_auth(ev.text)
-        except ApiError as err:
-            self.state = W.CLOSED
-            return _error_frame(err)
-        self.state = W.ADMITTING
-        return [ScheduleTick(None), Admit(token)]
+        out, self.after = take_auth(self, ev.text)
+        return out
 
     def _auth_tick(self, ev: Tick) -> list[Command]:
-        if ev.now < self.auth_deadline:
-            return [ScheduleTick(self.auth_deadline)]
-        self.state = W.CLOSED
-        return _error_frame(ApiError("unauthorized", 'send {"type": "auth", ...} first'))
+        return wait_for_auth(self, ev.now)
 
     def _ping_frame(self, ev: Frame) -> list[Command]:
         return [Send({"type": "pong"})] if is_ping(ev.text) else []
@@ -385,11 +414,11 @@ class ChannelWaiter(Session[WaiterStage]):
 
     def _failed(self, ev: Failed) -> list[Command]:
         self.state = W.CLOSED
-        return _error_frame(ev.error)
+        return tell_and_close(ev.error)
 
     def _shutdown(self, ev: Shutdown) -> list[Command]:
         self.state = W.CLOSED
-        return [ScheduleTick(None), Send(SHUTDOWN_FRAME), Close(CLOSE_RESTART, "service restart")]
+        return goodbye()
 
     def _gone(self, ev: Gone) -> list[Command]:
         self.state = W.CLOSED

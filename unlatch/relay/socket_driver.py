@@ -1,7 +1,8 @@
-"""The asyncio driver of a channel WebSocket: bytes in and out, one timer, no task while idle.
+"""The asyncio drivers of the relay's WebSockets: bytes in and out, one timer, no task while idle.
 
-The logic of a waiting socket is :class:`unlatch.relay.waiter.ChannelWaiter`
-(sans-IO); this module owns everything it must not: the transport, the
+The logic of a socket is a sans-IO machine (:class:`unlatch.relay.waiter.ChannelWaiter`
+for ``/v1/{pairing,unlock}/{id}/ws``, :class:`unlatch.relay.listener.PhoneListener`
+for ``/v1/listen``); this module owns everything they must not: the transport, the
 WebSocket framing (websockets' sans-IO :class:`~websockets.server.ServerProtocol`),
 protocol-level keep-alive pings, the store and bus calls behind the
 machine's commands, and the relay's bookkeeping (connection cap, open-socket
@@ -21,6 +22,7 @@ after its request-head limits were applied.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -37,9 +39,10 @@ from websockets.server import ServerProtocol
 from unlatch.relay.apierror import ApiError
 from unlatch.relay.codec import CodecError, b64d
 from unlatch.relay.config import WS_MAX_MESSAGE, WS_PING_INTERVAL, WS_PING_TIMEOUT
+from unlatch.relay.listener import PendingRead, PhoneListener, ReadPending, ReadStates, StatesRead
 from unlatch.relay.logs import log, short
 from unlatch.relay.models import ChannelKind, Device
-from unlatch.relay.service import channel_topic
+from unlatch.relay.service import channel_topic, device_topic
 from unlatch.relay.waiter import (
     Admit,
     Admitted,
@@ -74,8 +77,10 @@ def channel_id_of(segment: str) -> bytes | None:
     return cid if len(cid) == 16 else None
 
 
-class ChannelSocket(asyncio.Protocol):
-    """One ``/v1/{pairing,unlock}/{id}/ws`` connection after the HTTP upgrade."""
+class SessionSocket(asyncio.Protocol):
+    """One WebSocket after the HTTP upgrade, driving one socket machine (subclasses: which)."""
+
+    endpoint: str = ""  # the label of the open-sockets gauge
 
     __slots__ = (
         "_busy",
@@ -94,20 +99,18 @@ class ChannelSocket(asyncio.Protocol):
         "_timer",
         "_timer_at",
         "conn",
-        "kind",
         "machine",
         "server_state",
         "sockets",
         "transport",
     )
 
-    def __init__(
-        self, sockets: Sockets, server_state: Any, channel_id: bytes | None, kind: ChannelKind
-    ) -> None:
+    def __init__(self, sockets: Sockets, server_state: Any, machine: Any) -> None:
         self.sockets = sockets
         self.server_state = server_state  # uvicorn's: the connection cap and graceful shutdown
-        self.kind = kind
-        self.machine = ChannelWaiter(channel_id, kind)
+        self.machine = machine
+        # no extensions: frames are small JSON with opaque base64 inside, so compression
+        # saves little, costs CPU per frame and would mix attacker-chosen and secret bytes
         self.conn = ServerProtocol(max_size=WS_MAX_MESSAGE, logger=_QUIET)
         self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
@@ -131,11 +134,11 @@ class ChannelSocket(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.server_state.connections.add(self)
-        self.sockets.opened(self, self.kind)
+        self.sockets.opened(self, self.endpoint)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
-        self.sockets.closed(self, self.kind)
+        self.sockets.closed(self, self.endpoint)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -284,30 +287,17 @@ class ChannelSocket(asyncio.Protocol):
                 self.conn.send_close(command.code, command.reason)
             self._close_at = self._loop.time() + CLOSE_WAIT
             self._arm()
-        elif isinstance(command, (Admit, Read, HandOver)):
+        else:  # an operation on the store or the bus: its result comes back as an event
             task = self._loop.create_task(self._operate(command))
             self.server_state.tasks.add(task)
             task.add_done_callback(self.server_state.tasks.discard)
-        else:  # pragma: no cover - the machine's commands are the ones above
-            raise TypeError(f"unknown command {command!r}")
 
     async def _operate(self, command: Command) -> None:
         """Carry out one store/bus command; its result goes back to the machine."""
-        service = self.sockets.service
-        cid = self.machine.channel_id
-        assert cid is not None
         try:
-            if isinstance(command, Admit):
-                self.feed(await self._admit(command.token, cid))
-            elif isinstance(command, Read):
-                assert self._device is not None
-                msgs, ch = await service.next_messages(self._device, cid, command.after)
-                self.feed(ReadDone(tuple(msgs), ch, time.time()))
-            elif isinstance(command, HandOver):
-                msgs = list(command.messages)
-                service.metrics.messages_delivered.labels("websocket").inc(len(msgs))
-                log("delivered", kind=msgs[-1].type, channel=short(cid), count=len(msgs))
-                await service.handed_over(cid, msgs)
+            event = await self._carry_out(command)
+            if event is not None:
+                self.feed(event)
         except ApiError as err:
             self.feed(Failed(err))
         except Exception as exc:  # noqa: BLE001 - one socket must not take the relay down
@@ -319,11 +309,12 @@ class ChannelSocket(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
 
-    async def _admit(self, token: str | None, cid: bytes) -> Event:
-        service = self.sockets.service
-        device = await service.authenticate(token)
-        await service.channel_for_waiter(device, cid, self.kind)
-        manager = service.bus.subscribe(channel_topic(cid))
+    async def _carry_out(self, command: Command) -> Event | None:
+        raise NotImplementedError
+
+    async def _subscribe(self, device: Device, topic: str) -> Event:
+        """Subscribe to the bus topic, then admit (the machine's first read comes after this)."""
+        manager = self.sockets.service.bus.subscribe(topic)
         sub = await manager.__aenter__()
         self._device, self._sub, self._exit = device, sub, manager.__aexit__
         if self.machine.final:  # the client left while we were subscribing
@@ -331,21 +322,6 @@ class ChannelSocket(asyncio.Protocol):
             return Gone()
         sub.watch(self._on_bus)
         return Admitted(device, sub.recheck, time.time())
-
-    def _on_bus(self) -> None:
-        sub = self._sub
-        while sub is not None and (event := sub.poll()) is not None:
-            self.feed(BusEvent(event, time.time()))
-
-    def _unsubscribe(self) -> None:
-        if self._sub is None:
-            return
-        self._sub.watch(None)
-        leave: Callable[..., Any] = self._exit
-        self._sub = self._exit = None
-        task = self._loop.create_task(leave(None, None, None))
-        self.server_state.tasks.add(task)
-        task.add_done_callback(self.server_state.tasks.discard)
 
     # the one timer -------------------------------------------------------------------------
     def _arm(self) -> None:
@@ -396,8 +372,88 @@ class ChannelSocket(asyncio.Protocol):
             self.feed(Tick(time.time()))
         self._arm()
 
+    def _on_bus(self) -> None:
+        sub = self._sub
+        while sub is not None and (event := sub.poll()) is not None:
+            self.feed(BusEvent(event, time.time()))
+
+    def _unsubscribe(self) -> None:
+        if self._sub is None:
+            return
+        self._sub.watch(None)
+        leave: Callable[..., Any] = self._exit
+        self._sub = self._exit = None
+        task = self._loop.create_task(leave(None, None, None))
+        self.server_state.tasks.add(task)
+        task.add_done_callback(self.server_state.tasks.discard)
+
 
 # websockets logs each client's protocol errors; the relay keeps its own log of what matters
 _QUIET = logging.getLogger("unlatch.relay.websocket")
 _QUIET.propagate = False
 _QUIET.addHandler(logging.NullHandler())
+
+
+class ChannelSocket(SessionSocket):
+    """``/v1/pairing/{id}/ws`` and ``/v1/unlock/{id}/ws``: a party waiting on a channel."""
+
+    __slots__ = ("kind",)
+
+    def __init__(
+        self, sockets: Sockets, server_state: Any, channel_id: bytes | None, kind: ChannelKind
+    ) -> None:
+        super().__init__(sockets, server_state, ChannelWaiter(channel_id, kind))
+        self.kind = kind
+
+    @property
+    def endpoint(self) -> str:  # type: ignore[override]
+        return self.kind
+
+    async def _carry_out(self, command: Command) -> Event | None:
+        service = self.sockets.service
+        cid = self.machine.channel_id
+        assert cid is not None
+        if isinstance(command, Admit):
+            device = await service.authenticate(command.token)
+            await service.channel_for_waiter(device, cid, self.kind)
+            return await self._subscribe(device, channel_topic(cid))
+        assert self._device is not None
+        if isinstance(command, Read):
+            msgs, ch = await service.next_messages(self._device, cid, command.after)
+            return ReadDone(tuple(msgs), ch, time.time())
+        if isinstance(command, HandOver):
+            msgs = list(command.messages)
+            service.metrics.messages_delivered.labels("websocket").inc(len(msgs))
+            log("delivered", kind=msgs[-1].type, channel=short(cid), count=len(msgs))
+            await service.handed_over(cid, msgs)
+            return None
+        raise TypeError(f"a channel socket has no command {command!r}")
+
+
+class ListenerSocket(SessionSocket):
+    """``/v1/listen``: a phone in the foreground hearing its requests and their fate."""
+
+    __slots__ = ()
+    endpoint = "listen"
+
+    def __init__(self, sockets: Sockets, server_state: Any) -> None:
+        super().__init__(sockets, server_state, PhoneListener())
+
+    async def _carry_out(self, command: Command) -> Event | None:
+        service = self.sockets.service
+        if isinstance(command, Admit):
+            device = await service.authenticate(command.token)
+            if device.kind != "phone":  # the machine says so; no subscription for it
+                return Admitted(device, None, time.time())
+            return await self._subscribe(device, device_topic(device.device_id))
+        assert self._device is not None
+        if isinstance(command, ReadPending):
+            notes = await service.pending_unlock(self._device)
+            return PendingRead(tuple(notes), time.time())
+        if isinstance(command, ReadStates):
+            frames = []
+            for rid in command.request_ids:
+                with contextlib.suppress(ApiError, CodecError):
+                    frames.append(await service.unlock_state(self._device, b64d(rid)))
+            return StatesRead(tuple(frames), time.time())
+        raise TypeError(f"a listener socket has no command {command!r}")
