@@ -25,6 +25,7 @@ How it is measured (docs/deploy.md, "Performance", says what each figure is):
   WebSockets waiting on their own channel, with nothing happening; the
   server's RSS growth per waiter, its CPU while they wait (per 1,000 waiters,
   as % of a core), and its RSS after they all left (against before they came);
+  for the relay, the same again with phones listening on ``/v1/listen``;
 * ``--db postgresql://... --bus redis://...``: the relay on PostgreSQL (a fresh
   database ``unlatch_bench_<random>`` is made on that server and dropped after)
   and Redis (a random key prefix, removed after), with ``--nodes 1,2,3`` nodes
@@ -393,6 +394,20 @@ class Relay(Target):
         assert json.loads(await ws.recv())["type"] == "ready"
         return ws
 
+    async def idle_listener(self, index: int) -> ClientConnection:
+        """A phone in the foreground: ``/v1/listen``, hearing nothing (its requests are none)."""
+        pair = self.pairs[index % len(self.pairs)]
+        port = self.ports[index % self.nodes]
+        ws = await connect(
+            f"ws://127.0.0.1:{port}/v1/listen",
+            ping_interval=None,
+            compression=None,
+            open_timeout=30,
+        )
+        await ws.send(json.dumps({"type": "auth", "token": pair.phone_token}))
+        assert json.loads(await ws.recv())["type"] == "ready"
+        return ws
+
 
 # -- measuring --------------------------------------------------------------------------------
 
@@ -494,7 +509,7 @@ class Idle:
     left_kib: int  # RSS after they all left, minus before they came
 
 
-async def measure_idle(target: Target, count: int, quiet: float) -> Idle:
+async def measure_idle(target: Target, count: int, quiet: float, listeners: bool = False) -> Idle:
     await asyncio.sleep(0.5)
     before = target.rss()
     socks: list[ClientConnection] = []
@@ -505,7 +520,8 @@ async def measure_idle(target: Target, count: int, quiet: float) -> Idle:
     async def one(i: int) -> None:
         async with sem:
             try:
-                socks.append(await target.idle_waiter(i))
+                opener = target.idle_listener if listeners else target.idle_waiter  # type: ignore[attr-defined]
+                socks.append(await opener(i))
             except Exception as exc:  # counted: a server too busy to answer in 30 s
                 failures.append(f"{type(exc).__name__}: {str(exc)[:80]}")
 
@@ -628,6 +644,21 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
                         f"  {target.name:<14} {count} idle waiters: {idle.kib_per_waiter:.1f} KiB"
                         f" each, {idle.cpu_pct_per_1000:.2f}% of a core per 1,000;"
                         f" after they left RSS {idle.left_kib / 1024:+.1f} MiB vs before"
+                    )
+            finally:
+                target.stop()
+            if not isinstance(target, Relay):
+                continue
+            target = make()  # the phone's side, /v1/listen, on a fresh server too
+            try:
+                await target.prepare()
+                for count in idle_counts:
+                    phones = await measure_idle(target, count, args.quiet, listeners=True)
+                    print(
+                        f"  {target.name:<14} {count} idle phone listeners:"
+                        f" {phones.kib_per_waiter:.1f} KiB each,"
+                        f" {phones.cpu_pct_per_1000:.2f}% of a core per 1,000;"
+                        f" after they left RSS {phones.left_kib / 1024:+.1f} MiB vs before"
                     )
             finally:
                 target.stop()
