@@ -127,22 +127,37 @@ class AgentCore:
         self._timer = None
         self._deadline = None
 
-    async def status(self) -> dict[str, Any]:
-        """What the CLI's ``status`` and the UI show (no secrets; does not count as activity)."""
-        vault = self._vault
+    async def status(self, *, slots: bool = True) -> dict[str, Any]:
+        """What the CLI's ``status`` and the UI show (no secrets; does not count as activity).
+
+        The UI asks for this on every change, so it is cheap: once the file is
+        open, the two small reads (a count and the slot rows, tens of
+        microseconds) run on the event loop under the mutex instead of in a
+        worker thread, because a thread hop waits for the GIL (up to
+        ``sys.getswitchinterval()``, 5 ms) whenever the loop is busy, which is
+        what the unlocked page waited for (issue 15). ``slots=False`` leaves
+        the slot list out (the UI's snapshot does not show it).
+        """
         exists = self.vault_path.exists()
         remaining = None
         if self.is_unlocked and self._deadline is not None:
             remaining = max(0.0, self._deadline - asyncio.get_running_loop().time())
-        slots: list[dict[str, Any]] = []
+        slot_list: list[dict[str, Any]] = []
         items = None
         error = None
+
+        def read() -> tuple[list[dict[str, Any]], int]:
+            vault = self._open_vault()
+            listed = [_slot_dict(s) for s in vault.list_slots()] if slots else []
+            return listed, vault.count_items()
+
         if exists:
             async with self._mutex:
                 try:
-                    vault = await asyncio.to_thread(self._open_vault)
-                    slots = [_slot_dict(s) for s in await asyncio.to_thread(vault.list_slots)]
-                    items = await asyncio.to_thread(vault.count_items)
+                    if self._vault is None:  # the first open reads and may migrate: a thread
+                        slot_list, items = await asyncio.to_thread(read)
+                    else:
+                        slot_list, items = read()
                 except VaultNotFoundError:
                     exists = False
                 except UnlatchError as exc:
@@ -153,7 +168,7 @@ class AgentCore:
             "vault_exists": exists,
             "unlocked": self.is_unlocked,
             "items": items,
-            "slots": slots,
+            "slots": slot_list,
             "idle_lock_seconds": self.idle_lock_seconds,
             "locks_in_seconds": remaining,
             "error": error,
@@ -182,9 +197,8 @@ class AgentCore:
         await self._unlock(lambda v: v.unlock_with_slot(slot_id, kek))
 
     async def _unlock(self, how: Callable[[Vault], None]) -> None:
-        async with self._mutex:
-            vault = await asyncio.to_thread(self._open_vault)
-            await asyncio.to_thread(how, vault)
+        async with self._mutex:  # one thread hop: open (first time) and unlock
+            await asyncio.to_thread(lambda: how(self._open_vault()))
         self.touch()
         self._emit("unlocked")
 

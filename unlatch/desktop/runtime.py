@@ -102,7 +102,7 @@ class DesktopRuntime:
 
     async def snapshot(self) -> dict[str, Any]:
         """Everything a surface shows (web UI page, browser extension popup): no secret."""
-        status = await self.core.status()
+        status = await self.core.status(slots=False)
         attempt = self.unlock.current
         session = next(iter(self.pairing.sessions.values()), None)
         return {
