@@ -4,7 +4,8 @@ One exchange, on both servers: a desktop waits on a WebSocket, a phone POSTs a
 ~200-byte reply, the desktop receives it and closes. On the relay that is the
 real protocol: ``POST /v1/unlock`` (create), the channel's WebSocket with its
 auth frame and ``ready``, the phone's ``POST .../reply``, the message frame,
-then ``DELETE /v1/unlock/{id}`` (acknowledge); device sign-in and pairing are
+then ``{"type": "close"}`` on the socket (acknowledge, as the desktop client
+does; the relay answers ``closed``); device sign-in and pairing are
 done before timing. On the forwarder (bench/bare_forwarder.py) it is a
 WebSocket that is sent ``ready`` and one POST, nothing else: the floor.
 
@@ -363,10 +364,11 @@ class Relay(Target):
                     if frame.get("type") == "message" and frame.get("kind") == "reply":
                         latency = time.perf_counter() - t0
                         break
-            status, answer = await desktop.request(
-                "DELETE", f"/v1/unlock/{rid}", token=pair.desktop_token
-            )
-            assert status == 200, (status, answer[:200])
+                # acknowledge on the socket, as the desktop client does (docs/relay.md)
+                await ws.send('{"type":"close"}')
+                while (frame := json.loads(await ws.recv())).get("type") != "closed":
+                    pass
+                assert frame.get("outcome") == "answered", frame
             return latency
 
         return one

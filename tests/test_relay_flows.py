@@ -375,3 +375,50 @@ async def test_long_poll_is_answered_at_shutdown(relay_factory) -> None:
             assert asyncio.get_running_loop().time() - t0 < 30
     finally:
         await pair.aclose()
+
+
+async def test_the_desktop_acknowledges_on_the_socket_the_reply_came_on(
+    relay: RelayProcess,
+) -> None:
+    """close_unlock while following the request: {"type": "close"} on that WebSocket, the
+    relay's "closed" frame confirms it, the phone hears "answered, acknowledged", and no
+    DELETE request is made; without a follower it is DELETE as before."""
+    pair = await make_pair(relay.url)
+    desktop, phone = pair.desktop, pair.phone
+    try:
+        rid, reply = os.urandom(16), os.urandom(200)
+        await desktop.create_unlock(rid, pair.routing_id, os.urandom(64))
+        got: asyncio.Queue[bytes] = asyncio.Queue()
+        ended: list[str] = []
+
+        async def follow() -> None:
+            try:
+                async for msg in desktop.channel_messages("unlock", rid, timeout=10):
+                    await got.put(msg.data)
+            except ChannelGone as exc:
+                ended.append(exc.code)
+
+        follower = asyncio.create_task(follow())
+        await phone.post_reply(rid, reply)
+        assert await asyncio.wait_for(got.get(), 5) == reply
+        t0 = time.monotonic()
+        await desktop.close_unlock(rid)
+        assert time.monotonic() - t0 < 1.5  # confirmed on the socket, not after a timeout
+        await asyncio.wait_for(follower, 5)
+        assert ended  # the follower heard the close
+        state = await phone.unlock_state(rid)
+        assert (state.state, state.acknowledged) == ("answered", True)
+        # without a follower: DELETE
+        other = os.urandom(16)
+        await desktop.create_unlock(other, pair.routing_id, os.urandom(64))
+        await desktop.close_unlock(other)
+        assert (await phone.unlock_state(other)).state == "cancelled"
+    finally:
+        await pair.aclose()
+    routes = [json.loads(ln) for ln in relay.logs().splitlines() if '"event":"http"' in ln]
+    deletes = [
+        r
+        for r in routes
+        if r.get("method") == "DELETE" and r.get("route") == "/v1/unlock/{channel_id}"
+    ]
+    assert len(deletes) == 1, deletes  # only the one without a follower

@@ -316,3 +316,22 @@ def test_a_refused_operation_is_told_with_the_registry_close_code(code: str) -> 
 def test_docs_hold_the_generated_table() -> None:
     docs = (Path(__file__).parent.parent / "docs" / "relay.md").read_text(encoding="utf-8")
     assert w.ChannelWaiter.table_markdown() in docs
+
+
+def test_a_close_frame_ends_the_channel_once() -> None:
+    """``{"type": "close"}`` after ready acknowledges on the socket (no DELETE request)."""
+    m = to_waiting()
+    assert m.handle(w.Frame('{"type": "close"}', T0 + 2)) == [w.EndChannel()]
+    assert m.handle(w.Frame('{"type": "close"}', T0 + 2.1)) == []  # asked once
+    assert m.state is S.WAITING
+    # the relay's close publishes "ended": the next read finds the tombstone
+    assert m.handle(w.BusEvent({"event": "ended"}, T0 + 2.2)) == [w.Read(0)]
+    out = m.handle(w.ReadDone((), channel(ChannelState.CLOSED, outcome="answered"), T0 + 2.3))
+    assert sends(out) == [{"type": "closed", "outcome": "answered"}] and m.final
+
+
+def test_a_close_frame_before_ready_is_ignored() -> None:
+    m = to_admitting()
+    assert m.handle(w.Frame('{"type": "close"}', T0 + 2)) == []
+    m = to_reading()
+    assert m.handle(w.Frame('{"type": "close"}', T0 + 2)) == [w.EndChannel()]

@@ -203,11 +203,11 @@ class UnlockAttempt(SessionDriver):
                 lambda: self._gone(channel),
             )
         elif isinstance(command, CloseChannel):
-            self.unfollow(command.channel)
-            try:
+            try:  # while it is followed: the close goes on the follower's socket
                 await relay.close_unlock(command.channel)
             except UnlatchError:
                 pass  # it ends at its expiry anyway; the phone's answer finds nobody
+            self.unfollow(command.channel)
         elif isinstance(command, UnlockVault):
             try:
                 await self.service.unlock_with_share(self.phone, command.share, self.timing)

@@ -172,6 +172,20 @@ def _closed(outcome: object) -> ChannelGone:
     return ChannelGone("the channel was closed", code="closed")
 
 
+# seconds close_unlock waits for the relay's "closed" frame after sending {"type": "close"}
+# on the request's WebSocket, before it falls back to DELETE (which is idempotent)
+CLOSE_CONFIRM = 2.0
+CLOSE_FRAME = '{"type":"close"}'
+
+
+@dataclass
+class _Following:
+    """A channel's WebSocket while a follower reads it; ``ended``: True once it said closed."""
+
+    ws: ClientConnection
+    ended: asyncio.Future[bool]
+
+
 class _Reconnect(Exception):
     """The socket dropped or the relay is restarting: reconnect and resume."""
 
@@ -242,6 +256,7 @@ class RelayClient:
         self._token: str | None = None
         self._info: dict[str, Any] | None = None
         self._login_lock = asyncio.Lock()
+        self._following: dict[tuple[str, bytes], _Following] = {}
         ws_base = self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         self._ws_base = ws_base
 
@@ -491,7 +506,21 @@ class RelayClient:
         raise ChannelExpired("the unlock request expired without a reply", code="expired")
 
     async def close_unlock(self, request_id: bytes) -> None:
-        """Acknowledge/cancel: the relay deletes the channel."""
+        """Acknowledge/cancel: the relay closes the channel.
+
+        When this client follows the request on its WebSocket (the reply came
+        there), the acknowledgement goes on that socket (``{"type": "close"}``)
+        and the relay's ``closed`` frame confirms it: no HTTP request, one
+        less per unlock (issue 15). Otherwise, or without a confirmation
+        within :data:`CLOSE_CONFIRM` seconds, ``DELETE`` (closing twice is harmless).
+        """
+        live = self._following.get(("unlock", request_id))
+        if live is not None and not live.ended.done():
+            with contextlib.suppress(ConnectionClosed, TimeoutError):
+                await live.ws.send(CLOSE_FRAME)
+                async with asyncio.timeout(CLOSE_CONFIRM):
+                    if await asyncio.shield(live.ended):
+                        return
         with contextlib.suppress(ChannelGone, ChannelExpired):
             await self.request("DELETE", f"/v1/unlock/{b64e(request_id)}")
 
@@ -677,6 +706,8 @@ class RelayClient:
         self, kind: ChannelKindT, channel_id: bytes, after: int, deadline: float
     ) -> AsyncIterator[ChannelMessage]:
         ws = await self._ws_open(f"/v1/{kind}/{b64e(channel_id)}/ws", {"after": after})
+        live = _Following(ws, asyncio.get_running_loop().create_future())
+        self._following[(kind, channel_id)] = live
         try:
             while True:
                 remaining = deadline - time.monotonic()
@@ -698,6 +729,8 @@ class RelayClient:
                 elif ftype == "expired":
                     raise ChannelExpired("the channel has expired", code="expired")
                 elif ftype == "closed":
+                    if not live.ended.done():
+                        live.ended.set_result(True)  # confirms a close sent on this socket
                     raise _closed(frame.get("outcome"))
                 elif ftype == "shutdown":
                     raise _Reconnect
@@ -705,6 +738,10 @@ class RelayClient:
                     with contextlib.suppress(ConnectionClosed):
                         await ws.send('{"type":"pong"}')
         finally:
+            if self._following.get((kind, channel_id)) is live:
+                del self._following[(kind, channel_id)]
+            if not live.ended.done():
+                live.ended.set_result(False)
             with contextlib.suppress(Exception):
                 await ws.close()
 

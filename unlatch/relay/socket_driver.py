@@ -49,6 +49,7 @@ from unlatch.relay.waiter import (
     BusEvent,
     ChannelWaiter,
     Close,
+    EndChannel,
     Failed,
     Frame,
     Gone,
@@ -357,9 +358,12 @@ class SessionSocket(asyncio.Protocol):
             transport.abort()  # a socket that does not drain or answer the close: drop it
             return
         if self._pong_by is not None and now >= self._pong_by:
-            self.conn.fail(INTERNAL_ERROR, "keepalive ping timeout")
-            self._flush()
-            transport.close()
+            # dead, or not reading (its buffers full): a close would wait for ever to be sent
+            log(
+                "websocket dropped: no answer to a keep-alive ping (the client stopped reading"
+                " or is gone)"
+            )
+            transport.abort()
             return
         if self._ping_at is not None and now >= self._ping_at and self.conn.state is State.OPEN:
             self._ping_payload = os.urandom(4)
@@ -421,6 +425,9 @@ class ChannelSocket(SessionSocket):
         if isinstance(command, Read):
             msgs, ch = await service.next_messages(self._device, cid, command.after)
             return ReadDone(tuple(msgs), ch, time.time())
+        if isinstance(command, EndChannel):  # the client's {"type": "close"}: as DELETE
+            await service.close_channel(self._device, cid, self.kind)
+            return None
         if isinstance(command, HandOver):
             msgs = list(command.messages)
             service.metrics.messages_delivered.labels("websocket").inc(len(msgs))

@@ -192,6 +192,15 @@ class Read(Command):
 
 
 @dataclass(frozen=True)
+class EndChannel(Command):
+    """Close the channel for the waiting party (``{"type": "close"}``, as ``DELETE`` does).
+
+    Answered with nothing (the channel's end comes back as a bus event and a
+    read) or :class:`Failed`.
+    """
+
+
+@dataclass(frozen=True)
 class HandOver(Command):
     """These messages were just sent to the waiting party (count them, tell a reply's poster)."""
 
@@ -271,15 +280,20 @@ def parse_auth(text: str | None) -> tuple[str | None, int]:
     return (token if isinstance(token, str) else None), after
 
 
-def is_ping(text: str | None) -> bool:
-    """A client's application-level ``{"type": "ping"}`` (answered with a pong)."""
-    if not text or len(text) > MAX_CLIENT_FRAME or '"ping"' not in text:
+def frame_type(text: str | None, wanted: str) -> bool:
+    """Whether a client's frame is ``{"type": wanted, ...}`` (a cheap look before parsing)."""
+    if not text or len(text) > MAX_CLIENT_FRAME or f'"{wanted}"' not in text:
         return False
     try:
         frame = json_loads(text)
     except ValueError:
         return False
-    return isinstance(frame, dict) and frame.get("type") == "ping"
+    return isinstance(frame, dict) and frame.get("type") == wanted
+
+
+def is_ping(text: str | None) -> bool:
+    """A client's application-level ``{"type": "ping"}`` (answered with a pong)."""
+    return frame_type(text, "ping")
 
 
 W = WaiterStage
@@ -303,6 +317,7 @@ class ChannelWaiter(Session[WaiterStage]):
         "after",
         "auth_deadline",
         "channel_id",
+        "close_asked",
         "expires_at",
         "kind",
         "last_read",
@@ -324,6 +339,7 @@ class ChannelWaiter(Session[WaiterStage]):
         self.recheck: float | None = None
         self.ready_sent = False
         self.stale = False  # an event came while a read was in flight: read again
+        self.close_asked = False  # the client sent {"type": "close"}
 
     # handlers ----------------------------------------------------------------------------
     def _opened(self, ev: Opened) -> list[Command]:
@@ -343,6 +359,15 @@ class ChannelWaiter(Session[WaiterStage]):
 
     def _ping_frame(self, ev: Frame) -> list[Command]:
         return [Send({"type": "pong"})] if is_ping(ev.text) else []
+
+    def _client_frame(self, ev: Frame) -> list[Command]:
+        """After ``ready``: a ping is answered; ``close`` ends the channel (once)."""
+        if frame_type(ev.text, "close"):
+            if self.close_asked:
+                return []
+            self.close_asked = True
+            return [EndChannel()]
+        return self._ping_frame(ev)
 
     def _admitted(self, ev: Admitted) -> list[Command]:
         self.recheck = ev.recheck
@@ -433,10 +458,13 @@ class ChannelWaiter(Session[WaiterStage]):
         **rows((*_AFTER_AUTH, W.CLOSED), [Opened], stay("opened once; a repeat changes nothing")),
         # client frames
         (W.AUTH, Frame): Step(_auth_frame, (W.ADMITTING, W.CLOSED), "the auth frame"),
+        (W.ADMITTING, Frame): Step(
+            _ping_frame, (W.ADMITTING,), "answer a ping; other frames wait for ready: ignored"
+        ),
         **rows(
-            _AFTER_AUTH,
+            (W.READING, W.WAITING),
             [Frame],
-            each(_ping_frame, "answer a ping; other client frames are ignored"),
+            each(_client_frame, "answer a ping; close: end the channel; others are ignored"),
         ),
         (W.CLOSED, Frame): Step(ignore, (W.CLOSED,), "closing: frames are ignored"),
         # admission
