@@ -31,7 +31,9 @@ MAX_WAIT = 30  # long-poll timeout, seconds
 DEFAULT_WAIT = 25
 MAX_AFTER = 2**31 - 1  # the `after` sequence number a waiter resumes from
 WS_MAX_MESSAGE = 16 * 1024  # bytes of one client WebSocket message (frames: small JSON)
-WS_PING_INTERVAL = 20.0  # seconds between protocol-level pings of an idle WebSocket
+# seconds between protocol-level pings of an idle WebSocket when nothing else sends one
+# (the sockets' own idle pings, every 25 s, carry one: unlatch/relay/socket_driver.py)
+WS_PING_INTERVAL = 30.0
 WS_PING_TIMEOUT = 20.0  # seconds for its pong before the socket is closed (a dead peer)
 MAX_REPLY_WAIT = 10  # seconds a reply POST (`wait`) may wait to learn whether a desktop took it
 

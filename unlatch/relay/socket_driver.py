@@ -236,6 +236,21 @@ class SessionSocket(asyncio.Protocol):
     def _send_text(self, frame: dict[str, Any]) -> None:
         if self.conn.state is State.OPEN:
             self.conn.send_text(json.dumps(frame, separators=(",", ":")).encode())
+            if frame.get("type") == "ping" and self._pong_by is None:
+                # the machine's idle ping (every PING_INTERVAL) carries the protocol-level
+                # one: one wake-up per idle socket instead of two (WS_PING_INTERVAL is
+                # then only the fallback), which is most of what 10,000 idle sockets cost
+                self._keepalive_ping(self._loop.time())
+
+    def _keepalive_ping(self, now: float) -> None:
+        """A protocol-level ping; no pong within WS_PING_TIMEOUT drops the socket."""
+        if self.conn.state is not State.OPEN:
+            return
+        self._ping_payload = os.urandom(4)
+        self.conn.send_ping(self._ping_payload)
+        self._ping_at = None
+        self._pong_by = now + WS_PING_TIMEOUT
+        self._arm()
 
     def _flush(self) -> None:
         transport = self.transport
@@ -365,11 +380,8 @@ class SessionSocket(asyncio.Protocol):
             )
             transport.abort()
             return
-        if self._ping_at is not None and now >= self._ping_at and self.conn.state is State.OPEN:
-            self._ping_payload = os.urandom(4)
-            self.conn.send_ping(self._ping_payload)
-            self._ping_at = None
-            self._pong_by = now + WS_PING_TIMEOUT
+        if self._ping_at is not None and now >= self._ping_at:
+            self._keepalive_ping(now)
             self._flush()
         if self._tick_at is not None and now >= self._tick_at:
             self._tick_at = None
