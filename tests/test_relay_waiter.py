@@ -335,3 +335,30 @@ def test_a_close_frame_before_ready_is_ignored() -> None:
     assert m.handle(w.Frame('{"type": "close"}', T0 + 2)) == []
     m = to_reading()
     assert m.handle(w.Frame('{"type": "close"}', T0 + 2)) == [w.EndChannel()]
+
+
+def test_the_next_message_on_the_bus_is_forwarded_without_a_store_read() -> None:
+    from unlatch.relay.frames import message_event
+
+    m = to_waiting()  # after = 0
+    out = m.handle(w.BusEvent(message_event(message(1)), T0 + 3))
+    assert sends(out) == [w.message_frame(message(1))]
+    assert w.HandOver((message(1),)) in out and m.after == 1 and m.state is S.WAITING
+    assert not any(isinstance(c, w.Read) for c in out)
+    # not next in line (one was missed): the store decides
+    assert m.handle(w.BusEvent(message_event(message(3)), T0 + 4)) == [w.Read(1)]
+
+
+def test_a_carried_message_that_is_ours_or_malformed_means_a_read() -> None:
+    from unlatch.relay.frames import message_event
+
+    own = Message(channel_id=CID, seq=1, type="accept", data=b"a", sender="d1", created_at=T0)
+    m = to_waiting()
+    assert m.handle(w.BusEvent(message_event(own), T0 + 3)) == [w.Read(0)]
+    for bad in (
+        {"event": "message", "seq": 1, "message": {"type": "reply", "sender": "p1", "data": "!"}},
+        {"event": "message", "seq": True, "message": {}},
+        {"event": "message", "seq": 1, "message": "x"},
+    ):
+        m = to_waiting()
+        assert m.handle(w.BusEvent(bad, T0 + 3)) == [w.Read(0)], bad

@@ -8,6 +8,7 @@ import time
 from unlatch.relay.apierror import ApiError, forbidden, unknown_channel
 from unlatch.relay.frames import (
     channel_topic,
+    message_event,
     request_frame,
 )
 from unlatch.relay.logs import log, short
@@ -63,7 +64,7 @@ class ChannelOps(ServiceBase):
             fresh = await self.store.get_channel(ch.channel_id)
             raise (self._ended(fresh, time.time()) if fresh else None) or unknown_channel()
         self.metrics.messages_relayed.labels(msg_type).inc()
-        await self.bus.publish(channel_topic(ch.channel_id), {"event": "message", "seq": msg.seq})
+        await self.bus.publish(channel_topic(ch.channel_id), message_event(msg))
         log("message posted", kind=msg_type, channel=short(ch.channel_id), size=len(data))
         return msg
 

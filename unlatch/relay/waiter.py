@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 from unlatch.relay.apierror import ApiError
 from unlatch.relay.codec import b64e, json_loads
 from unlatch.relay.config import MAX_AFTER
+from unlatch.relay.frames import message_of_event
 from unlatch.relay.models import (
     Channel,
     ChannelKind,
@@ -318,6 +319,7 @@ class ChannelWaiter(Session[WaiterStage]):
         "auth_deadline",
         "channel_id",
         "close_asked",
+        "device_id",
         "expires_at",
         "kind",
         "last_read",
@@ -340,6 +342,7 @@ class ChannelWaiter(Session[WaiterStage]):
         self.ready_sent = False
         self.stale = False  # an event came while a read was in flight: read again
         self.close_asked = False  # the client sent {"type": "close"}
+        self.device_id = ""  # the waiting device (its own messages are not sent back)
 
     # handlers ----------------------------------------------------------------------------
     def _opened(self, ev: Opened) -> list[Command]:
@@ -371,6 +374,7 @@ class ChannelWaiter(Session[WaiterStage]):
 
     def _admitted(self, ev: Admitted) -> list[Command]:
         self.recheck = ev.recheck
+        self.device_id = ev.device.device_id
         return self._read(ev.now)
 
     def _read(self, now: float) -> list[Command]:
@@ -415,8 +419,16 @@ class ChannelWaiter(Session[WaiterStage]):
         return at
 
     def _event_waiting(self, ev: BusEvent) -> list[Command]:
-        if ev.event.get("event") == "handed":  # a waiter's own delivery report: nothing new
+        kind = ev.event.get("event")
+        if kind == "handed":  # a waiter's own delivery report: nothing new
             return []
+        if kind == "message" and self.channel_id is not None:
+            msg = message_of_event(self.channel_id, ev.event)
+            if msg is not None and msg.seq == self.after + 1 and msg.sender != self.device_id:
+                # next in line and from the other party: forward it, no store read
+                self.after = msg.seq
+                self.last_sent = ev.now
+                return [Send(message_frame(msg)), HandOver((msg,)), ScheduleTick(self._next_tick())]
         return self._read(ev.now)
 
     def _event_reading(self, ev: BusEvent) -> list[Command]:
@@ -493,7 +505,11 @@ class ChannelWaiter(Session[WaiterStage]):
         ),
         (W.CLOSED, Failed): Step(ignore, (W.CLOSED,), "already closed"),
         # the bus
-        (W.WAITING, BusEvent): Step(_event_waiting, (W.WAITING, W.READING), "read the store"),
+        (W.WAITING, BusEvent): Step(
+            _event_waiting,
+            (W.WAITING, W.READING),
+            "the next message from the other party: forward it; anything else: read the store",
+        ),
         (W.READING, BusEvent): Step(_event_reading, (W.READING,), "read again after this read"),
         **rows(
             (W.AUTH, W.ADMITTING, W.CLOSED),
