@@ -125,7 +125,7 @@ async def run(db: str, home: str) -> None:
         print(" " + ", ".join(f"{k[4:]} {v / EXCHANGES:g}" for k, v in sorted(sql.items())))
     else:
         print(f"  PostgreSQL round trips {trips['statements'] / EXCHANGES:.1f}:", end="")
-        others = [k for k in trips if k != "statements"]
+        others = {"of which BEGIN", "of which COMMIT"} | {k for k in trips if k != "statements"}
         print(" " + ", ".join(f"{k} {trips[k] / EXCHANGES:g}" for k in sorted(others)))
     for client in (desktop, phone):
         await client.aclose()

@@ -21,7 +21,13 @@ from fixtures.scale import PG_ADMIN, fresh_database, require_postgres
 from unlatch.relay.errors import RelayConfigError
 from unlatch.relay.models import Channel, ChannelState
 from unlatch.relay.store import AddResult, CreateResult, PairResult, Store, open_store
-from unlatch.relay.store_postgres import PostgresStore, migrations, split_url
+from unlatch.relay.store_postgres import (
+    PostgresStore,
+    StoreUnavailable,
+    _lock_key,
+    migrations,
+    split_url,
+)
 from unlatch.relay.store_sqlite import SQLiteStore
 
 
@@ -203,6 +209,140 @@ async def test_pairings(store: Store) -> None:
     assert await store.get_pairing(rid, desktop) is None
 
 
+async def test_a_guarded_post_checks_liveness_then_kind_and_sender_then_duplicates(
+    store: Store,
+) -> None:
+    """What lets the service post a phone's message in one call and read only if refused."""
+    now = time.time()
+    desktop, phone, stranger = uid(), uid(), uid()
+    ch = unlock(desktop, phone, now)
+    await store.create_channel(ch, 4)
+    cid = ch.channel_id
+
+    async def post(sender: str, kind: str = "unlock", msg_type: str = "reply") -> AddResult:
+        result, msg = await store.add_message(
+            cid,
+            msg_type,
+            sender,
+            b"r",
+            now,
+            kind=kind,
+            from_peer=True,  # type: ignore[arg-type]
+        )
+        assert (msg is not None) == (result is AddResult.ADDED)
+        return result
+
+    assert await post(stranger) is AddResult.NOT_ALLOWED
+    assert await post(desktop) is AddResult.NOT_ALLOWED  # a party, but not the peer
+    assert await post(phone, kind="pairing") is AddResult.NOT_ALLOWED
+    assert await store.messages_after(cid, 0) == []  # no refused post left anything
+    assert await post(phone) is AddResult.ADDED
+    assert await post(phone) is AddResult.DUPLICATE
+    assert await post(stranger) is AddResult.NOT_ALLOWED  # the guard before duplicates
+    # unguarded, anyone may post (the service checked the channel itself)
+    assert (await store.add_message(cid, "seen", desktop, b"s", now))[0] is AddResult.ADDED
+    await store.close_channel(cid, now)
+    assert await post(stranger) is AddResult.NOT_OPEN  # liveness first
+    assert (await store.add_message(os.urandom(16), "reply", phone, b"r", now, kind="unlock"))[
+        0
+    ] is AddResult.NOT_OPEN
+
+
+async def test_create_unlock_names_the_request_it_renews(store: Store) -> None:
+    now = time.time()
+    desktop, phone = uid(), uid()
+    rid = os.urandom(16)
+
+    def request(at: float, routing: bytes = rid, creator: str = desktop) -> Channel:
+        ch = unlock(creator, phone, at)
+        return Channel(
+            ch.channel_id, "unlock", creator, phone, at, at + 100, routing_id=routing, push=b"p"
+        )
+
+    a, b, c = request(now), request(now + 1), request(now + 2)
+    assert await store.create_unlock(a, 8) == (CreateResult.CREATED, None)
+    assert await store.create_unlock(b, 8) == (CreateResult.CREATED, a.channel_id)
+    assert await store.create_unlock(c, 8) == (CreateResult.CREATED, b.channel_id)  # the newest
+    # another pairing, another desktop: a new attempt
+    assert await store.create_unlock(request(now + 3, routing=os.urandom(16)), 8) == (
+        CreateResult.CREATED,
+        None,
+    )
+    assert await store.create_unlock(request(now + 3, creator=uid()), 8) == (
+        CreateResult.CREATED,
+        None,
+    )
+    await store.add_message(c.channel_id, "reply", phone, b"r", now)  # answered: not renewed
+    assert await store.create_unlock(request(now + 4), 8) == (CreateResult.CREATED, b.channel_id)
+    assert await store.create_unlock(c, 8) == (CreateResult.EXISTS, None)
+    assert (await store.create_unlock(request(now + 5), 4))[0] is CreateResult.TOO_MANY
+
+
+async def test_closing_a_request_closes_the_older_requests_it_renewed(store: Store) -> None:
+    now = time.time()
+    desktop, phone = uid(), uid()
+    rid = os.urandom(16)
+
+    def request(at: float, routing: bytes = rid) -> Channel:
+        ch = unlock(desktop, phone, at)
+        return Channel(
+            ch.channel_id, "unlock", desktop, phone, at, at + 100, routing_id=routing, push=b"p"
+        )
+
+    first, answered, other, current, newer = (
+        request(now),
+        request(now + 1),
+        request(now + 2, routing=os.urandom(16)),
+        request(now + 3),
+        request(now + 4),
+    )
+    for ch in (first, answered, other, current, newer):
+        assert (await store.create_unlock(ch, 8))[0] is CreateResult.CREATED
+    await store.add_message(first.channel_id, "seen", phone, b"s", now)
+    await store.add_message(answered.channel_id, "reply", phone, b"r", now)
+    closed, older = await store.close_unlock(current.channel_id, now + 5, "cancelled", "cancelled")
+    assert closed is True and older == [first.channel_id]
+    states = {
+        ch.channel_id: await store.get_channel(ch.channel_id)
+        for ch in (first, answered, other, current, newer)
+    }
+    assert states[first.channel_id].meta == {"outcome": "cancelled"}  # type: ignore[union-attr]
+    assert await store.messages_after(first.channel_id, 0) == []  # its "seen" dropped
+    for kept in (answered, other, newer):  # answered, another attempt, a newer request
+        assert states[kept.channel_id].state is ChannelState.OPEN  # type: ignore[union-attr]
+    assert await store.close_unlock(current.channel_id, now + 6, "cancelled", "cancelled") == (
+        False,
+        [],
+    )
+    assert await store.close_unlock(newer.channel_id, now + 6, "answered", "closed") == (True, [])
+
+
+async def test_unlock_context_reads_pairing_request_id_and_phone_at_once(store: Store) -> None:
+    now = time.time()
+    desktop, phone = uid(), uid()
+    rid, request_id = os.urandom(16), os.urandom(16)
+    empty = await store.unlock_context(rid, desktop, request_id)
+    assert (empty.pairing, empty.request_taken, empty.phone) == (None, False, None)
+    await store.register_pairing(rid, desktop, phone, "desktop", now)
+    pending = await store.unlock_context(rid, desktop, request_id)
+    assert pending.pairing is not None and not pending.pairing.linked and pending.phone is None
+    key = b"\x04" + os.urandom(64)
+    await store.register_device(phone, key, "phone", now)
+    target = {"kind": "webpush", "endpoint": "https://push.example/p", "keys": {"auth": "x"}}
+    await store.set_push_target(phone, target)
+    await store.register_pairing(rid, phone, desktop, "phone", now)
+    await store.set_blocked(rid, phone, True)
+    ch = unlock(desktop, phone, now)
+    await store.create_channel(Channel(request_id, "unlock", desktop, phone, now, now + 9), 4)
+    got = await store.unlock_context(rid, desktop, request_id)
+    assert got.pairing == await store.get_pairing(rid, desktop)
+    assert got.pairing is not None and got.pairing.linked and got.pairing.blocked
+    assert got.request_taken is True
+    assert got.phone is not None and got.phone.public_key == key
+    assert got.phone.push_target == target and got.phone.kind == "phone"
+    assert (await store.unlock_context(rid, phone, ch.channel_id)).request_taken is False
+
+
 # -- races between nodes (PostgreSQL only) ----------------------------------------------------
 
 
@@ -306,6 +446,81 @@ async def test_close_racing_a_reply_never_leaves_a_message_on_a_closed_channel(
         await asyncio.gather(*(s.close() for s in stores))
 
 
+async def test_closing_an_attempt_races_replies_and_other_closers(pg_url: str) -> None:
+    """close_unlock of the newest and of the middle request, replies to both older ones,
+    on three nodes at once: no deadlock (closers lock newest to oldest), each request
+    closed by one closer only, and never a message left on a closed request."""
+    stores = await nodes(pg_url, 3)
+    try:
+        now = time.time()
+        for _ in range(25):
+            desktop, phone, rid = uid(), uid(), os.urandom(16)
+            chain = []
+            for i in range(3):
+                ch = unlock(desktop, phone, now + i)
+                ch = Channel(
+                    ch.channel_id, "unlock", desktop, phone, now + i, now + 100, routing_id=rid
+                )
+                await stores[0].create_channel(ch, 8)
+                chain.append(ch.channel_id)
+            oldest, middle, newest = chain
+            results = await asyncio.gather(
+                stores[0].close_unlock(newest, now + 5, "cancelled", "cancelled"),
+                stores[1].close_unlock(middle, now + 5, "cancelled", "cancelled"),
+                stores[2].add_message(oldest, "reply", phone, b"r1", now + 5),
+                stores[0].add_message(middle, "reply", phone, b"r2", now + 5),
+            )
+            (closed_newest, older_a), (closed_middle, older_b) = results[0], results[1]
+            assert closed_newest is True
+            claimed = [newest, *older_a, *older_b] + ([middle] if closed_middle else [])
+            assert len(claimed) == len(set(claimed))  # no request closed twice
+            for cid in chain:
+                ch, msgs = await stores[1].channel_with_messages(cid, 0)
+                assert ch is not None
+                if ch.state is ChannelState.CLOSED:
+                    assert msgs == [] and cid in claimed
+                else:  # left open only because it was answered first
+                    assert [m.type for m in msgs] == ["reply"] and cid not in claimed
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_the_creator_cap_holds_while_version_2_nodes_still_create(pg_url: str) -> None:
+    """A rolling upgrade: a version 2 node creates in a client-side transaction under the
+    creator's advisory lock; unlatch_create_channel takes the same key, so it waits for
+    that transaction and then counts its channel: the cap stays exact."""
+    store = PostgresStore(pg_url)
+    await store.open()
+    old = await asyncpg.connect(pg_url)
+    try:
+        now = time.time()
+        desktop = uid()
+        async with old.transaction():  # what a version 2 node sends, up to its COMMIT
+            await old.execute("SELECT pg_advisory_xact_lock($1)", _lock_key("creator:" + desktop))
+            count = await old.fetchval(
+                "SELECT COUNT(*) FROM channels WHERE creator = $1 AND kind = 'unlock'"
+                " AND state = 'open' AND expires_at > $2",
+                desktop,
+                now,
+            )
+            assert count == 0
+            await old.execute(
+                "INSERT INTO channels (channel_id, kind, creator, created_at, expires_at, state)"
+                " VALUES ($1, 'unlock', $2, $3, $4, 'open')",
+                os.urandom(16),
+                desktop,
+                now,
+                now + 100,
+            )
+            newer = asyncio.ensure_future(store.create_channel(unlock(desktop, "p", now), 1))
+            await asyncio.sleep(0.3)
+            assert not newer.done()  # waiting on the creator's lock
+        assert await newer is CreateResult.TOO_MANY
+    finally:
+        await old.close()
+        await store.close()
+
+
 async def test_a_setting_is_recorded_by_the_first_writer_and_replaced_on_purpose(
     store: Store,
 ) -> None:
@@ -348,7 +563,11 @@ async def test_concurrent_startup_migrates_once() -> None:
                 )
             finally:
                 await conn.close()
-            assert [(r[0], r[1]) for r in rows] == [(1, "initial"), (2, "settings")]
+            assert [(r[0], r[1]) for r in rows] == [
+                (1, "initial"),
+                (2, "settings"),
+                (3, "single_trip_writes"),
+            ]
         finally:
             await asyncio.gather(*(s.close() for s in stores))
         newer = PostgresStore(url)
@@ -397,5 +616,105 @@ async def test_dropped_connections_are_replaced_without_the_caller_noticing(pg_u
         result, _ = await store.add_message(ch.channel_id, "reply", ch.peer or "", b"r", now)
         assert result is AddResult.ADDED
         await store.ping()
+    finally:
+        await store.close()
+
+
+async def _backend_waiting_on_a_lock(admin: asyncpg.Connection, db: str) -> int:
+    for _ in range(500):
+        pid = await admin.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+            db,
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.01)
+    raise AssertionError("no store connection is waiting on the lock")
+
+
+async def test_a_write_cut_off_mid_statement_is_replayed_only_if_replayable(pg_url: str) -> None:
+    """A single statement whose connection dies may have committed: a post (which would
+    answer "duplicate" the second time) gives 503, never a blind replay; a claim (the same
+    answer when run twice) is replayed on a fresh connection."""
+    store = PostgresStore(pg_url)
+    await store.open()
+    db = pg_url.rsplit("/", 1)[1]
+    locker = await asyncpg.connect(pg_url)
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        now = time.time()
+        ch = unlock(uid(), uid(), now)
+        pairing = Channel(os.urandom(16), "pairing", uid(), None, now, now + 60)
+        for c in (ch, pairing):
+            await store.create_channel(c, 8)
+        for cid in (ch.channel_id, pairing.channel_id):
+            # hold the channel's row lock, so the store's statement waits inside PostgreSQL
+            tx = locker.transaction()
+            await tx.start()
+            await locker.execute("SELECT 1 FROM channels WHERE channel_id = $1 FOR UPDATE", cid)
+            if cid == ch.channel_id:
+                call = asyncio.ensure_future(
+                    store.add_message(cid, "reply", ch.peer or "", b"r", now)
+                )
+            else:
+                call = asyncio.ensure_future(store.claim_channel(cid, "phone"))
+            pid = await _backend_waiting_on_a_lock(admin, db)
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            if cid == ch.channel_id:
+                with pytest.raises(StoreUnavailable):
+                    await asyncio.wait_for(call, 5)  # a replay would wait on the lock
+                await tx.rollback()
+                assert await store.messages_after(cid, 0) == []  # rolled back, not replayed
+            else:
+                await asyncio.sleep(0.2)
+                assert not call.done()  # replayed: waiting on the lock again
+                await tx.rollback()
+                assert await call is True
+                assert (await store.get_channel(cid)).peer == "phone"  # type: ignore[union-attr]
+        await store.ping()
+    finally:
+        await locker.close()
+        await admin.close()
+        await store.close()
+
+
+async def test_the_pool_bounds_connections_and_drops_the_ones_a_call_left_unclean(
+    pg_url: str,
+) -> None:
+    store = PostgresStore(pg_url + "?pool_min=1&pool_max=2")
+    await store.open()
+    try:
+        pool = store._pool
+        assert pool is not None and pool.size == 1
+        sizes: list[int] = []
+
+        async def slow() -> None:
+            await store._read(lambda c: c.fetchval("SELECT pg_sleep(0.05)"))
+            sizes.append(pool.size)
+
+        await asyncio.gather(*(slow() for _ in range(8)))  # 8 calls share 2 connections
+        assert max(sizes) == 2 and pool.size == 2
+        # a call cancelled mid-query: its connection is terminated, not handed out again
+        stuck = asyncio.ensure_future(store._read(lambda c: c.fetchval("SELECT pg_sleep(5)")))
+        await asyncio.sleep(0.2)
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        assert pool.size == 1
+        assert await store._read(lambda c: c.fetchval("SELECT 7")) == 7
+        # waiters cancelled while queued leave no connection behind
+        hold = [asyncio.ensure_future(slow()) for _ in range(2)]
+        queued = asyncio.ensure_future(slow())
+        await asyncio.sleep(0.01)
+        queued.cancel()
+        await asyncio.gather(*hold)
+        await asyncio.gather(queued, return_exceptions=True)
+        assert await store._read(lambda c: c.fetchval("SELECT 8")) == 8
+        assert pool.size == 2
+        # idle beyond its lifetime and above pool_min: closed at the next use
+        pool.IDLE_LIFETIME = 0.0
+        await asyncio.sleep(0.01)
+        await store.ping()
+        assert pool.size == 1
     finally:
         await store.close()

@@ -1,12 +1,13 @@
 """Publish/subscribe between the parts of the relay that wait and those that post.
 
-The bus carries *wake-ups*, not the truth: every message is first written to the
-:class:`~unlatch.relay.store.Store`, then an event is published on the channel's
-topic (carrying a copy of the message, :func:`unlatch.relay.frames.message_event`,
-which a waiter next in line may forward instead of reading it back). A waiter subscribes *before* reading the store, so it cannot
-miss a message; a lost or dropped event costs at most one extra store read at
-the next wake-up. That is what makes a Redis pub/sub backend, which drops
-messages when a node restarts, safe to slot in.
+The bus carries *wake-ups*, not the truth: every message is first written to
+the :class:`~unlatch.relay.store.Store`, then an event is published on the
+channel's topic (carrying a copy of the message,
+:func:`unlatch.relay.frames.message_event`, which a waiter next in line may
+forward instead of reading it back). A waiter subscribes *before* reading the
+store, so it cannot miss a message; a lost or dropped event costs at most one
+extra store read at the next wake-up. That is what makes a Redis pub/sub
+backend, which drops messages when a node restarts, safe to slot in.
 
 A subscription never loses an event silently: when its queue is full, the
 events that did not fit are replaced by one ``{"event": "resync"}`` (re-read

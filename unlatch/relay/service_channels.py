@@ -48,6 +48,12 @@ class ChannelOps(ServiceBase):
     def _is_party(ch: Channel, device: Device) -> bool:
         return device.device_id in (ch.creator, ch.peer)
 
+    @staticmethod
+    def _duplicate(msg_type: str) -> ApiError:
+        if msg_type == "reply":
+            return ApiError("already_answered", "this unlock request already has a reply")
+        return ApiError("already_posted", f"'{msg_type}' was already posted on this channel")
+
     async def _post(self, device: Device, ch: Channel, msg_type: str, data: bytes) -> Message:
         now = time.time()
         ended = self._ended(ch, now)
@@ -57,16 +63,18 @@ class ChannelOps(ServiceBase):
             ch.channel_id, msg_type, device.device_id, data, now
         )
         if result is AddResult.DUPLICATE:
-            if msg_type == "reply":
-                raise ApiError("already_answered", "this unlock request already has a reply")
-            raise ApiError("already_posted", f"'{msg_type}' was already posted on this channel")
-        if result is AddResult.NOT_OPEN or msg is None:
+            raise self._duplicate(msg_type)
+        if msg is None:
             fresh = await self.store.get_channel(ch.channel_id)
             raise (self._ended(fresh, time.time()) if fresh else None) or unknown_channel()
-        self.metrics.messages_relayed.labels(msg_type).inc()
-        await self.bus.publish(channel_topic(ch.channel_id), message_event(msg))
-        log("message posted", kind=msg_type, channel=short(ch.channel_id), size=len(data))
+        await self._announce(msg)
         return msg
+
+    async def _announce(self, msg: Message) -> None:
+        """A message was added: count it, wake the channel's waiters on every node, log."""
+        self.metrics.messages_relayed.labels(msg.type).inc()
+        await self.bus.publish(channel_topic(msg.channel_id), message_event(msg))
+        log("message posted", kind=msg.type, channel=short(msg.channel_id), size=len(msg.data))
 
     async def channel_for_waiter(
         self, device: Device, channel_id: bytes, kind: ChannelKind
@@ -128,46 +136,45 @@ class ChannelOps(ServiceBase):
                         task.cancel()
 
     async def close_channel(self, device: Device, channel_id: bytes, kind: ChannelKind) -> None:
-        ch = await self._channel(channel_id, kind)
+        """Close a channel for a party (the desktop, for an unlock request): two store calls.
+
+        Closing the newest request of a desktop's attempt also closes its renewed
+        predecessors (:meth:`Store.close_unlock`). A renewed request stays open
+        while its successor is, so a phone that scanned the old QR just before
+        the swap still gets through. Once the successor is answered or cancelled
+        the attempt is over: an older QR must neither come back as the phone's
+        pending card nor carry an answer.
+        """
+        ch, posted_msgs = await self.store.channel_with_messages(channel_id, 0)
+        if ch is None or ch.kind != kind:
+            raise unknown_channel()
         if not self._is_party(ch, device):
             raise forbidden("this device is not a party of the channel")
         if kind == "unlock" and device.device_id != ch.creator:
             raise forbidden("only the desktop that made the request closes it")
         now = time.time()
-        posted = {m.type for m in await self.store.messages_after(channel_id, 0)}
+        posted = {m.type for m in posted_msgs}
         if kind == "unlock":
             outcome = "answered" if "reply" in posted else "cancelled"
         else:  # the desktop closing after the phone's hello, with no accept: it refused
             refused = device.device_id == ch.creator and "hello" in posted
             outcome = "rejected" if refused and "accept" not in posted else "closed"
-        if await self.store.close_channel(channel_id, now, outcome):
+        renewed_outcome = "cancelled" if outcome == "cancelled" else "closed"
+        older: list[bytes] = []
+        if kind == "unlock" and ch.peer:
+            closed, older = await self.store.close_unlock(channel_id, now, outcome, renewed_outcome)
+        else:
+            closed = await self.store.close_channel(channel_id, now, outcome)
+        if closed:
             await self.bus.publish(channel_topic(channel_id), {"event": "ended"})
             log("channel closed", kind=kind, channel=short(channel_id), outcome=outcome)
             if kind == "unlock" and ch.peer:
                 state = "expired" if outcome == "cancelled" and now >= ch.expires_at else outcome
                 frame = request_frame(channel_id, state, acknowledged=True)
                 await self.tell_phone(ch.peer, frame)
-                await self._close_renewed(ch, "cancelled" if outcome == "cancelled" else "closed")
-
-    async def _close_renewed(self, ch: Channel, outcome: str) -> None:
-        """The newest request of a desktop's attempt ended: its renewed predecessors end too.
-
-        A renewed request stays open while its successor is, so a phone that
-        scanned the old QR just before the swap still gets through. Once the
-        successor is answered or cancelled the attempt is over: an older QR
-        must neither come back as the phone's pending card nor carry an answer.
-        """
-        assert ch.peer is not None
-        now = time.time()
-        for older in await self.store.open_unlock_for_peer(ch.peer, now):
-            if (
-                older.creator == ch.creator
-                and older.routing_id == ch.routing_id
-                and older.created_at < ch.created_at
-                and await self.store.close_channel(older.channel_id, now, outcome)
-            ):
-                await self.bus.publish(channel_topic(older.channel_id), {"event": "ended"})
-                await self.tell_phone(ch.peer, request_frame(older.channel_id, outcome))
+                for older_id in older:
+                    await self.bus.publish(channel_topic(older_id), {"event": "ended"})
+                    await self.tell_phone(ch.peer, request_frame(older_id, renewed_outcome))
 
     # pairing channels ----------------------------------------------------------------
 

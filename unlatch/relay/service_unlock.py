@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from unlatch.relay.apierror import ApiError, forbidden
+from unlatch.relay.apierror import ApiError, forbidden, unknown_channel
 from unlatch.relay.codec import b64e
 from unlatch.relay.frames import (
     channel_topic,
@@ -27,6 +27,7 @@ from unlatch.relay.service_base import (
     WAIT_RECHECK,
 )
 from unlatch.relay.service_channels import ChannelOps
+from unlatch.relay.store import AddResult
 
 
 class UnlockOps(ChannelOps):
@@ -44,7 +45,10 @@ class UnlockOps(ChannelOps):
     ) -> dict[str, Any]:
         if device.kind != "desktop":
             raise forbidden("only a desktop creates unlock requests")
-        pairing = await self.store.get_pairing(routing_id, device.device_id)
+        # One read for the checks below and the phone's push target (read before the
+        # channel exists rather than after: either way, what the phone had registered).
+        context = await self.store.unlock_context(routing_id, device.device_id, request_id)
+        pairing = context.pairing
         if pairing is None or not pairing.linked:
             raise ApiError("not_paired", "this routing id is not a linked pairing of this desktop")
         if pairing.blocked:
@@ -54,8 +58,7 @@ class UnlockOps(ChannelOps):
                 " it must re-confirm on the phone",
             )
         phone_id = pairing.peer_device_id
-        existing = await self.store.get_channel(request_id)
-        if existing is not None:
+        if context.request_taken:  # before the rate limits: a client's retry costs no token
             raise ApiError(
                 "channel_exists",
                 "a channel with this id already exists; use a fresh random id",
@@ -82,23 +85,14 @@ class UnlockOps(ChannelOps):
             push=push,
             meta=meta,
         )
-        self._check_created(
-            await self.store.create_channel(ch, self.config.max_pending_unlock), "unlock"
-        )
+        result, previous = await self.store.create_unlock(ch, self.config.max_pending_unlock)
+        self._check_created(result, "unlock")
         self.metrics.channels_created.labels("unlock").inc()
         # The desktop's previous request of this pairing is now renewed by this one. Only
         # that one is announced: older ones were announced when it was made (announcing
         # every earlier request again cost frames quadratic in a desktop's requests).
-        earlier = [
-            older
-            for older in await self.store.open_unlock_for_peer(phone_id, now)
-            if older.creator == device.device_id
-            and older.routing_id == routing_id
-            and older.channel_id != request_id
-        ]
-        if earlier:
-            previous = max(earlier, key=lambda older: older.created_at)
-            frame = request_frame(previous.channel_id, "renewed", replaced_by=request_id)
+        if previous is not None:
+            frame = request_frame(previous, "renewed", replaced_by=request_id)
             await self.tell_phone(phone_id, frame)
         note = notification_json(ch)
         listeners = await self.bus.publish(
@@ -106,7 +100,7 @@ class UnlockOps(ChannelOps):
         )
         self.metrics.notifications.inc(listeners)
         pushed = "none"
-        phone = await self.store.get_device(phone_id)
+        phone = context.phone
         if self.push is not None and phone is not None and phone.push_target:
             payload = json.dumps(push_view(note, phone.push_target), separators=(",", ":")).encode()
             self.push.send_later(phone_id, phone.push_target, payload, int(life))
@@ -166,8 +160,23 @@ class UnlockOps(ChannelOps):
     async def post_unlock(
         self, device: Device, request_id: bytes, msg_type: str, data: bytes
     ) -> Message:
-        ch = await self._phone_channel(device, request_id)
-        msg = await self._post(device, ch, msg_type, data)
+        """The phone's ``seen`` or ``reply``: one store call, the channel read only if refused.
+
+        The store checks, under the channel's lock, what the read used to
+        establish first (an unlock channel, this phone its peer, still open); a
+        refusal re-reads the channel to answer as those checks did, in their
+        order: unknown (404), not this phone's (403), ended (410), duplicate (409).
+        """
+        now = time.time()
+        result, msg = await self.store.add_message(
+            request_id, msg_type, device.device_id, data, now, kind="unlock", from_peer=True
+        )
+        if msg is None:
+            if result is AddResult.DUPLICATE:  # the guard passed: ours, open, already posted
+                raise self._duplicate(msg_type)
+            ch = await self._phone_channel(device, request_id)
+            raise self._ended(ch, time.time()) or unknown_channel()
+        await self._announce(msg)
         if msg_type == "reply":  # the phone's other open copies drop the card
             await self.tell_phone(device.device_id, request_frame(request_id, "answered"))
         return msg

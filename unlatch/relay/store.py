@@ -3,15 +3,22 @@
 Everything a relay node must share with the others lives behind :class:`Store`:
 devices, challenges, session-token hashes, channels with their messages, and
 pairings. Routes never touch a database; they call the service, which calls
-these async methods. A backend (SQLite here, PostgreSQL later) must make each
-method atomic on its own: the single-use rules (one ``hello`` owner, one
-``reply``) rely on :meth:`Store.claim_channel` and :meth:`Store.add_message`
-being compare-and-set operations, which is what makes them hold across nodes.
+these async methods. A backend (SQLite, PostgreSQL) must make each method
+atomic on its own: the single-use rules (one ``hello`` owner, one ``reply``)
+rely on :meth:`Store.claim_channel` and :meth:`Store.add_message` being
+compare-and-set operations, which is what makes them hold across nodes.
+
+Some methods do what the service would otherwise ask in two or three calls
+(:meth:`Store.unlock_context`, :meth:`Store.create_unlock`,
+:meth:`Store.close_unlock`, the guard of :meth:`Store.add_message`): on
+PostgreSQL every call is a network round trip, and an exchange's store calls
+were most of what the relay spent on it there.
 """
 
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +39,7 @@ class AddResult(StrEnum):
     ADDED = "added"
     DUPLICATE = "duplicate"  # this message type is already on the channel
     NOT_OPEN = "not_open"  # unknown, expired or closed channel
+    NOT_ALLOWED = "not_allowed"  # open, but of another kind or the sender is not its peer
 
 
 class PairResult(StrEnum):
@@ -40,6 +48,15 @@ class PairResult(StrEnum):
     PENDING = "pending"
     LINKED = "linked"
     CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class UnlockContext:
+    """What creating an unlock request checks first (:meth:`Store.unlock_context`)."""
+
+    pairing: PairingView | None  # the desktop's view of the pairing
+    request_taken: bool  # a channel with the request's id exists (any kind, any state)
+    phone: Device | None  # the pairing's phone (for its push target), if registered
 
 
 class Store(abc.ABC):
@@ -107,6 +124,23 @@ class Store(abc.ABC):
         """Insert an open channel unless the id exists or the creator has too many open."""
 
     @abc.abstractmethod
+    async def create_unlock(
+        self, channel: Channel, max_open_per_creator: int
+    ) -> tuple[CreateResult, bytes | None]:
+        """:meth:`create_channel` for an unlock request, and the request it renews.
+
+        The renewed one (when CREATED) is the newest other open, unanswered
+        request of the same desktop, phone and pairing, as
+        :meth:`open_unlock_for_peer` sees it just after the insert; else None.
+        """
+
+    @abc.abstractmethod
+    async def unlock_context(
+        self, routing_id: bytes, desktop_id: str, request_id: bytes
+    ) -> UnlockContext:
+        """In one read: the desktop's pairing view, whether the request id is taken, the phone."""
+
+    @abc.abstractmethod
     async def get_channel(self, channel_id: bytes) -> Channel | None:
         """A channel (open, or a tombstone) by id."""
 
@@ -116,9 +150,24 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def add_message(
-        self, channel_id: bytes, msg_type: str, sender: str, data: bytes, now: float
+        self,
+        channel_id: bytes,
+        msg_type: str,
+        sender: str,
+        data: bytes,
+        now: float,
+        *,
+        kind: ChannelKind | None = None,
+        from_peer: bool = False,
     ) -> tuple[AddResult, Message | None]:
-        """Append a message if the channel is live and has no message of this type."""
+        """Append a message if the channel is live and has no message of this type.
+
+        The checks, in order: live at ``now`` (else NOT_OPEN); of ``kind`` when
+        given and, with ``from_peer``, ``sender`` is its peer (else
+        NOT_ALLOWED); no message of this type yet (else DUPLICATE). The guard
+        lets a caller that has not read the channel post in one call and read
+        it only when refused, to say why.
+        """
 
     @abc.abstractmethod
     async def messages_after(self, channel_id: bytes, after: int) -> list[Message]:
@@ -145,6 +194,18 @@ class Store(abc.ABC):
         ``closed``) stays on the tombstone as ``meta["outcome"]``, so a party
         that asks later (a phone at its next start) hears the same as those
         that were listening.
+        """
+
+    @abc.abstractmethod
+    async def close_unlock(
+        self, channel_id: bytes, now: float, outcome: str, renewed_outcome: str
+    ) -> tuple[bool, list[bytes]]:
+        """:meth:`close_channel` for an unlock request, with the older requests it renewed.
+
+        When the request was open, the older open, unanswered requests of the
+        same desktop, phone and pairing (created before it) are closed too,
+        with ``renewed_outcome``: the attempt is over. Returns whether the
+        request was open and the ids of the older requests closed with it.
         """
 
     @abc.abstractmethod

@@ -33,7 +33,7 @@ from unlatch.relay.models import (
     Message,
     PairingView,
 )
-from unlatch.relay.store import AddResult, CreateResult, PairResult, Store
+from unlatch.relay.store import AddResult, CreateResult, PairResult, Store, UnlockContext
 
 T = TypeVar("T")
 
@@ -113,6 +113,14 @@ _VIEW = (
     " AND q.device_id = p.peer_device_id AND q.peer_device_id = p.device_id"
     " AND q.kind <> p.kind) AS linked"
     " FROM pairings p WHERE "
+)
+
+
+# An unlock request still waiting for the phone: open, live, no reply yet.
+_PENDING_UNLOCK = (
+    "SELECT * FROM channels c WHERE peer = ? AND kind = 'unlock' AND state = 'open'"
+    " AND expires_at > ? AND NOT EXISTS (SELECT 1 FROM messages m"
+    " WHERE m.channel_id = c.channel_id AND m.type = 'reply')"
 )
 
 
@@ -267,34 +275,73 @@ class SQLiteStore(Store):
         return await self._run(fn)
 
     # channels -------------------------------------------------------------------
+    @staticmethod
+    def _create(db: sqlite3.Connection, channel: Channel, max_open: int) -> CreateResult:
+        exists, count = db.execute(
+            "SELECT EXISTS (SELECT 1 FROM channels WHERE channel_id = ?),"
+            " (SELECT COUNT(*) FROM channels WHERE creator = ? AND kind = ? AND state = 'open'"
+            " AND expires_at > ?)",
+            (channel.channel_id, channel.creator, channel.kind, channel.created_at),
+        ).fetchone()
+        if exists:
+            return CreateResult.EXISTS
+        if count >= max_open:
+            return CreateResult.TOO_MANY
+        db.execute(
+            "INSERT INTO channels (channel_id, kind, creator, peer, routing_id, push, meta,"
+            " created_at, expires_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+            (
+                channel.channel_id,
+                channel.kind,
+                channel.creator,
+                channel.peer,
+                channel.routing_id,
+                channel.push,
+                json.dumps(channel.meta) if channel.meta else None,
+                channel.created_at,
+                channel.expires_at,
+            ),
+        )
+        return CreateResult.CREATED
+
     async def create_channel(self, channel: Channel, max_open_per_creator: int) -> CreateResult:
-        def fn(db: sqlite3.Connection) -> CreateResult:
-            exists, count = db.execute(
-                "SELECT EXISTS (SELECT 1 FROM channels WHERE channel_id = ?),"
-                " (SELECT COUNT(*) FROM channels WHERE creator = ? AND kind = ? AND state = 'open'"
-                " AND expires_at > ?)",
-                (channel.channel_id, channel.creator, channel.kind, channel.created_at),
-            ).fetchone()
-            if exists:
-                return CreateResult.EXISTS
-            if count >= max_open_per_creator:
-                return CreateResult.TOO_MANY
-            db.execute(
-                "INSERT INTO channels (channel_id, kind, creator, peer, routing_id, push, meta,"
-                " created_at, expires_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+        return await self._run(lambda db: self._create(db, channel, max_open_per_creator))
+
+    async def create_unlock(
+        self, channel: Channel, max_open_per_creator: int
+    ) -> tuple[CreateResult, bytes | None]:
+        def fn(db: sqlite3.Connection) -> tuple[CreateResult, bytes | None]:
+            result = self._create(db, channel, max_open_per_creator)
+            if result is not CreateResult.CREATED:
+                return result, None
+            row = db.execute(
+                _PENDING_UNLOCK + " AND creator = ? AND routing_id = ? AND channel_id <> ?"
+                " ORDER BY created_at DESC, channel_id LIMIT 1",
                 (
-                    channel.channel_id,
-                    channel.kind,
-                    channel.creator,
                     channel.peer,
-                    channel.routing_id,
-                    channel.push,
-                    json.dumps(channel.meta) if channel.meta else None,
                     channel.created_at,
-                    channel.expires_at,
+                    channel.creator,
+                    channel.routing_id,
+                    channel.channel_id,
                 ),
-            )
-            return CreateResult.CREATED
+            ).fetchone()
+            return result, None if row is None else row["channel_id"]
+
+        return await self._run(fn)
+
+    async def unlock_context(
+        self, routing_id: bytes, desktop_id: str, request_id: bytes
+    ) -> UnlockContext:
+        def fn(db: sqlite3.Connection) -> UnlockContext:
+            row = db.execute(
+                _VIEW + "p.routing_id = ? AND p.device_id = ?", (routing_id, desktop_id)
+            ).fetchone()
+            pairing = None if row is None else self._view(row)
+            (taken,) = db.execute(
+                "SELECT EXISTS (SELECT 1 FROM channels WHERE channel_id = ?)", (request_id,)
+            ).fetchone()
+            phone = None if pairing is None else self._device(db, pairing.peer_device_id)
+            return UnlockContext(pairing, bool(taken), phone)
 
         return await self._run(fn)
 
@@ -321,18 +368,29 @@ class SQLiteStore(Store):
         return await self._run(fn)
 
     async def add_message(
-        self, channel_id: bytes, msg_type: str, sender: str, data: bytes, now: float
+        self,
+        channel_id: bytes,
+        msg_type: str,
+        sender: str,
+        data: bytes,
+        now: float,
+        *,
+        kind: ChannelKind | None = None,
+        from_peer: bool = False,
     ) -> tuple[AddResult, Message | None]:
         def fn(db: sqlite3.Connection) -> tuple[AddResult, Message | None]:
-            live, duplicate, seq = db.execute(
-                "SELECT EXISTS (SELECT 1 FROM channels WHERE channel_id = ? AND state = 'open'"
-                " AND expires_at > ?),"
+            row = db.execute(
+                "SELECT kind, peer,"
                 " EXISTS (SELECT 1 FROM messages WHERE channel_id = ? AND type = ?),"
-                " (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE channel_id = ?)",
-                (channel_id, now, channel_id, msg_type, channel_id),
+                " (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE channel_id = ?)"
+                " FROM channels WHERE channel_id = ? AND state = 'open' AND expires_at > ?",
+                (channel_id, msg_type, channel_id, channel_id, now),
             ).fetchone()
-            if not live:
+            if row is None:
                 return AddResult.NOT_OPEN, None
+            ch_kind, peer, duplicate, seq = row
+            if (kind is not None and ch_kind != kind) or (from_peer and peer != sender):
+                return AddResult.NOT_ALLOWED, None
             if duplicate:
                 return AddResult.DUPLICATE, None
             db.execute(
@@ -380,15 +438,41 @@ class SQLiteStore(Store):
 
         return await self._run(fn)
 
+    @staticmethod
+    def _close(db: sqlite3.Connection, channel_id: bytes, now: float, outcome: str) -> bool:
+        cur = db.execute(
+            "UPDATE channels SET state = 'closed', closed_at = ?, push = NULL, meta = ?"
+            " WHERE channel_id = ? AND state = 'open'",
+            (now, json.dumps({"outcome": outcome}), channel_id),
+        )
+        db.execute("DELETE FROM messages WHERE channel_id = ?", (channel_id,))
+        return cur.rowcount == 1
+
     async def close_channel(self, channel_id: bytes, now: float, outcome: str = "closed") -> bool:
-        def fn(db: sqlite3.Connection) -> bool:
-            cur = db.execute(
-                "UPDATE channels SET state = 'closed', closed_at = ?, push = NULL, meta = ?"
-                " WHERE channel_id = ? AND state = 'open'",
-                (now, json.dumps({"outcome": outcome}), channel_id),
-            )
-            db.execute("DELETE FROM messages WHERE channel_id = ?", (channel_id,))
-            return cur.rowcount == 1
+        return await self._run(lambda db: self._close(db, channel_id, now, outcome))
+
+    async def close_unlock(
+        self, channel_id: bytes, now: float, outcome: str, renewed_outcome: str
+    ) -> tuple[bool, list[bytes]]:
+        def fn(db: sqlite3.Connection) -> tuple[bool, list[bytes]]:
+            row = db.execute(
+                "SELECT creator, peer, routing_id, created_at FROM channels"
+                " WHERE channel_id = ? AND kind = 'unlock'",
+                (channel_id,),
+            ).fetchone()
+            if not self._close(db, channel_id, now, outcome):
+                return False, []
+            if row is None or row["peer"] is None:
+                return True, []
+            older = [
+                r["channel_id"]
+                for r in db.execute(
+                    _PENDING_UNLOCK + " AND creator = ? AND routing_id = ? AND created_at < ?"
+                    " ORDER BY created_at DESC, channel_id",
+                    (row["peer"], now, row["creator"], row["routing_id"], row["created_at"]),
+                ).fetchall()
+            ]
+            return True, [cid for cid in older if self._close(db, cid, now, renewed_outcome)]
 
         return await self._run(fn)
 
@@ -427,12 +511,7 @@ class SQLiteStore(Store):
 
     async def open_unlock_for_peer(self, peer: str, now: float) -> list[Channel]:
         def fn(db: sqlite3.Connection) -> list[Channel]:
-            rows = db.execute(
-                "SELECT * FROM channels c WHERE peer = ? AND kind = 'unlock' AND state = 'open'"
-                " AND expires_at > ? AND NOT EXISTS (SELECT 1 FROM messages m"
-                " WHERE m.channel_id = c.channel_id AND m.type = 'reply') ORDER BY created_at",
-                (peer, now),
-            ).fetchall()
+            rows = db.execute(_PENDING_UNLOCK + " ORDER BY created_at", (peer, now)).fetchall()
             return [_channel(r) for r in rows]
 
         return await self._run(fn)
