@@ -362,3 +362,16 @@ def test_a_carried_message_that_is_ours_or_malformed_means_a_read() -> None:
     ):
         m = to_waiting()
         assert m.handle(w.BusEvent(bad, T0 + 3)) == [w.Read(0)], bad
+
+
+def test_admission_with_its_first_read_and_an_event_during_it() -> None:
+    """The socket's admission subscribes, then reads once (party check and first read in
+    one store call): an event that came meanwhile means one more read."""
+    m = to_admitting()
+    assert m.handle(w.BusEvent({"event": "message", "seq": 1}, T0 + 1)) == []
+    first = w.ReadDone((), channel(), T0 + 1.1)
+    out = m.handle(w.Admitted(DESKTOP, None, T0 + 1.1, first=first))
+    assert sends(out)[0]["type"] == "ready" and out[-1] == w.Read(0)
+    m = to_admitting()
+    out = m.handle(w.Admitted(DESKTOP, None, T0 + 1.1, first=first))
+    assert m.state is S.WAITING and not any(isinstance(c, w.Read) for c in out)

@@ -80,7 +80,12 @@ class ChannelOps(ServiceBase):
         self, device: Device, channel_id: bytes, kind: ChannelKind
     ) -> Channel:
         """The channel if ``device`` may wait on it (a party), else a 4xx."""
-        ch = await self._channel(channel_id, kind)
+        return self.check_waiter(device, await self.store.get_channel(channel_id), kind)
+
+    def check_waiter(self, device: Device, ch: Channel | None, kind: ChannelKind) -> Channel:
+        """``ch`` if ``device`` may wait on it, else the 4xx a waiter gets (no store call)."""
+        if ch is None or ch.kind != kind:
+            raise unknown_channel()
         if not self._is_party(ch, device):
             raise forbidden("this device is not a party of the channel")
         if kind == "unlock" and device.device_id != ch.creator:

@@ -28,6 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from websockets.frames import Frame as WsFrame
@@ -430,9 +431,19 @@ class ChannelSocket(SessionSocket):
         cid = self.machine.channel_id
         assert cid is not None
         if isinstance(command, Admit):
+            # subscribe, then ONE read that both checks the party and is the first read
+            # (the subscription first, so nothing stored after the read is missed)
             device = await service.authenticate(command.token)
-            await service.channel_for_waiter(device, cid, self.kind)
-            return await self._subscribe(device, channel_topic(cid))
+            admitted = await self._subscribe(device, channel_topic(cid))
+            if not isinstance(admitted, Admitted):
+                return admitted
+            try:
+                msgs, ch = await service.next_messages(device, cid, self.machine.after)
+                service.check_waiter(device, ch, self.kind)
+            except ApiError:
+                self._unsubscribe()
+                raise
+            return replace(admitted, first=ReadDone(tuple(msgs), ch, time.time()))
         assert self._device is not None
         if isinstance(command, Read):
             msgs, ch = await service.next_messages(self._device, cid, command.after)

@@ -103,6 +103,16 @@ class Frame(Event):
 
 
 @dataclass(frozen=True)
+class ReadDone(Event):
+    """A store read finished: the other party's messages after ``after``, the channel."""
+
+    NAME = "read done"
+    messages: tuple[Message, ...]
+    channel: Channel | None
+    now: float
+
+
+@dataclass(frozen=True)
 class Admitted(Event):
     """The token is live, the device may wait here, and the bus subscription is made.
 
@@ -114,16 +124,7 @@ class Admitted(Event):
     device: Device
     recheck: float | None
     now: float
-
-
-@dataclass(frozen=True)
-class ReadDone(Event):
-    """A store read finished: the other party's messages after ``after``, the channel."""
-
-    NAME = "read done"
-    messages: tuple[Message, ...]
-    channel: Channel | None
-    now: float
+    first: ReadDone | None = None  # the first read, when admission already made it
 
 
 @dataclass(frozen=True)
@@ -375,6 +376,10 @@ class ChannelWaiter(Session[WaiterStage]):
     def _admitted(self, ev: Admitted) -> list[Command]:
         self.recheck = ev.recheck
         self.device_id = ev.device.device_id
+        if ev.first is not None:  # admission read the channel (after subscribing): use it
+            self.state = W.READING
+            self.last_read = ev.now
+            return self._read_done(ev.first)
         return self._read(ev.now)
 
     def _read(self, now: float) -> list[Command]:
@@ -480,7 +485,11 @@ class ChannelWaiter(Session[WaiterStage]):
         ),
         (W.CLOSED, Frame): Step(ignore, (W.CLOSED,), "closing: frames are ignored"),
         # admission
-        (W.ADMITTING, Admitted): Step(_admitted, (W.READING,), "admitted: the first read"),
+        (W.ADMITTING, Admitted): Step(
+            _admitted,
+            (W.READING, W.WAITING, W.CLOSED),
+            "admitted: the first read (or its result, made with the admission)",
+        ),
         **rows(
             (W.AUTH, W.READING, W.WAITING, W.CLOSED),
             [Admitted],
@@ -510,11 +519,13 @@ class ChannelWaiter(Session[WaiterStage]):
             (W.WAITING, W.READING),
             "the next message from the other party: forward it; anything else: read the store",
         ),
-        (W.READING, BusEvent): Step(_event_reading, (W.READING,), "read again after this read"),
         **rows(
-            (W.AUTH, W.ADMITTING, W.CLOSED),
+            (W.ADMITTING, W.READING),
             [BusEvent],
-            stay("the first read (after subscribing) covers it, or closed"),
+            each(_event_reading, "a read is (or may be) in flight: read again after it"),
+        ),
+        **rows(
+            (W.AUTH, W.CLOSED), [BusEvent], stay("not subscribed yet, or closed: nothing to do")
         ),
         # time
         (W.AUTH, Tick): Step(_auth_tick, (W.AUTH, W.CLOSED), "no auth frame in time: close"),
