@@ -30,7 +30,10 @@ class ChannelOps(ServiceBase):
     """Channels: who may post what, waiting for messages, closing, and their state."""
 
     async def _channel(self, channel_id: bytes, kind: ChannelKind) -> Channel:
-        ch = await self.store.get_channel(channel_id)
+        return self._known(await self.store.get_channel(channel_id), kind)
+
+    @staticmethod
+    def _known(ch: Channel | None, kind: ChannelKind) -> Channel:
         if ch is None or ch.kind != kind:
             raise unknown_channel()
         return ch
@@ -62,7 +65,7 @@ class ChannelOps(ServiceBase):
         if result is AddResult.NOT_OPEN or msg is None:
             fresh = await self.store.get_channel(ch.channel_id)
             raise (self._ended(fresh, time.time()) if fresh else None) or unknown_channel()
-        self.metrics.messages_relayed.labels(msg_type).inc()
+        self.metrics.child(self.metrics.messages_relayed, msg_type).inc()
         await self.bus.publish(channel_topic(ch.channel_id), {"event": "message", "seq": msg.seq})
         log("message posted", kind=msg_type, channel=short(ch.channel_id), size=len(data))
         return msg
@@ -127,13 +130,15 @@ class ChannelOps(ServiceBase):
                         task.cancel()
 
     async def close_channel(self, device: Device, channel_id: bytes, kind: ChannelKind) -> None:
-        ch = await self._channel(channel_id, kind)
+        # the channel and what was posted on it, in one store call (one round trip)
+        found, msgs = await self.store.channel_with_messages(channel_id, 0)
+        ch = self._known(found, kind)
         if not self._is_party(ch, device):
             raise forbidden("this device is not a party of the channel")
         if kind == "unlock" and device.device_id != ch.creator:
             raise forbidden("only the desktop that made the request closes it")
         now = time.time()
-        posted = {m.type for m in await self.store.messages_after(channel_id, 0)}
+        posted = {m.type for m in msgs}
         if kind == "unlock":
             outcome = "answered" if "reply" in posted else "cancelled"
         else:  # the desktop closing after the phone's hello, with no accept: it refused

@@ -85,7 +85,7 @@ class UnlockOps(ChannelOps):
         self._check_created(
             await self.store.create_channel(ch, self.config.max_pending_unlock), "unlock"
         )
-        self.metrics.channels_created.labels("unlock").inc()
+        self.metrics.child(self.metrics.channels_created, "unlock").inc()
         # The desktop's previous request of this pairing is now renewed by this one. Only
         # that one is announced: older ones were announced when it was made (announcing
         # every earlier request again cost frames quadratic in a desktop's requests).
@@ -106,7 +106,7 @@ class UnlockOps(ChannelOps):
         )
         self.metrics.notifications.inc(listeners)
         pushed = "none"
-        phone = await self.store.get_device(phone_id)
+        phone = await self.store.get_device(phone_id) if self.push is not None else None
         if self.push is not None and phone is not None and phone.push_target:
             payload = json.dumps(push_view(note, phone.push_target), separators=(",", ":")).encode()
             self.push.send_later(phone_id, phone.push_target, payload, int(life))
