@@ -36,6 +36,8 @@ Run: python bench/bench_relay.py                        # SQLite beside the bare
      python bench/bench_relay.py --db postgresql://postgres@127.0.0.1:5432/postgres \\
          --bus redis://127.0.0.1:6379/0 --nodes 1,2,3
      python bench/bench_relay.py --smoke                # tiny counts: does it all work?
+     python bench/bench_relay.py --baseline /tmp/base   # and the relay of another checkout
+                                                        # (git worktree add /tmp/base main)
 """
 
 from __future__ import annotations
@@ -296,9 +298,14 @@ class Relay(Target):
     nodes: int
     pairs: list[Pair] = field(default_factory=list)
     ports: list[int] = field(default_factory=list)
+    # a command each node runs under, e.g. a profiler (bench/profile_relay.py)
+    wrapper: list[str] = field(default_factory=list)
+    # another checkout whose relay code the nodes run (--baseline), instead of this one's
+    src: Path | None = None
 
     def __post_init__(self) -> None:
-        self.name = "relay" if self.nodes == 1 else f"relay x{self.nodes}"
+        self.name = "relay" if self.src is None else "baseline"
+        self.name += "" if self.nodes == 1 else f" x{self.nodes}"
         self.ports = [free_port() for _ in range(self.nodes)]
         public = f"http://127.0.0.1:{self.ports[0]}"
         env = {**os.environ, "UNLATCH_HOME": str(self.base / "home"), **LIMITS}
@@ -306,10 +313,12 @@ class Relay(Target):
         self.procs = []
         for i, port in enumerate(self.ports):
             log = (self.base / f"relay-{i}.log").open("wb")
-            cmd = ["taskset", "-c", str(SERVER_CPU), sys.executable, "-m", "unlatch", "relay"]
-            cmd += ["--port", str(port), "--db", self.db, "--bus", self.bus]
-            cmd += ["--public-url", public]
-            self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
+            cmd = [*self.wrapper, "taskset", "-c", str(SERVER_CPU), sys.executable]
+            cmd += ["-m", "unlatch", "relay", "--port", str(port), "--db", self.db]
+            cmd += ["--bus", self.bus, "--public-url", public]
+            # `python -m` puts the working directory first on sys.path: the code run is src's
+            cwd = str(self.src) if self.src is not None else None
+            self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log, cwd=cwd))
             if i == 0:  # the first node migrates the schema alone
                 wait_healthy(public, self.procs[0])
         for port, proc in zip(self.ports, self.procs, strict=True):
@@ -601,19 +610,23 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
         targets: list[Callable[[], Target]] = []
         if not args.no_bare:
             targets.append(Bare)
+        sources: list[Path | None] = [None]
+        if args.baseline:  # the other checkout's relay first, then this one's
+            sources.insert(0, Path(args.baseline).resolve())
         for nodes in [int(x) for x in args.nodes.split(",")]:
-            if pg:
-                db = stack.enter_context(fresh_database(args.db))
-            else:
-                db = str(tmp / f"relay-{nodes}.db")
-            bus = args.bus
-            if bus.startswith("redis"):
-                prefix = f"unlatch_bench_{os.urandom(4).hex()}:"
-                bus += ("&" if "?" in bus else "?") + f"prefix={prefix}"
-                stack.callback(redis_cleanup, args.bus.split("?")[0], prefix)
-            base = tmp / f"nodes{nodes}"
-            base.mkdir()
-            targets.append(lambda b=base, d=db, u=bus, n=nodes: Relay(b, d, u, n))
+            for src in sources:
+                if pg:
+                    db = stack.enter_context(fresh_database(args.db))
+                else:
+                    db = str(tmp / f"relay-{nodes}{'-baseline' if src else ''}.db")
+                bus = args.bus
+                if bus.startswith("redis"):
+                    prefix = f"unlatch_bench_{os.urandom(4).hex()}:"
+                    bus += ("&" if "?" in bus else "?") + f"prefix={prefix}"
+                    stack.callback(redis_cleanup, args.bus.split("?")[0], prefix)
+                base = tmp / f"nodes{nodes}{'-baseline' if src else ''}"
+                base.mkdir()
+                targets.append(lambda b=base, d=db, u=bus, n=nodes, s=src: Relay(b, d, u, n, src=s))
         results: dict[str, dict[int, Level]] = {}
         idles: dict[str, list[Idle]] = {}
         for make in targets:
@@ -702,6 +715,12 @@ def main() -> None:
     parser.add_argument("--bus", default="memory://")
     parser.add_argument("--nodes", default="1", help="relay node counts, e.g. 1,2,3")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare forwarder")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="another checkout (e.g. `git worktree add /tmp/base main`): its relay runs too,"
+        " as 'baseline', before this one's, in the same run",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny counts, one run")
     args = parser.parse_args()
     if args.smoke:

@@ -155,7 +155,7 @@ def test_a11y_desktop_screens(desktop_page: Any, phone_factory: Any, tmp_path: P
 def test_a11y_qr_codes_have_a_usable_text_alternative(
     desktop_page: Any, phone_factory: Any, tmp_path: Path
 ) -> None:
-    """"Copy the link" beside each QR gives the link a phone can open instead of scanning."""
+    """ "Copy the link" beside each QR gives the link a phone can open instead of scanning."""
     page = desktop_page
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     phone = phone_factory("phone")

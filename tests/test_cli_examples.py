@@ -164,7 +164,7 @@ RUN = [
     ("agent status", "unlatch agent status --json | jq .idle_lock_seconds"),
     ("devices", "unlatch devices"),
     ("phone init", 'unlatch phone --home ~/.phone2 init --name "Test phone"'),
-    ("passwd", "printf '%s\\n%s\\n' \"$OLD\" \"$NEW\" | unlatch passwd --password-stdin"),
+    ("passwd", 'printf \'%s\\n%s\\n\' "$OLD" "$NEW" | unlatch passwd --password-stdin'),
     ("lock", "unlatch lock"),
     ("unlock", "unlatch unlock --password-stdin < password-file"),
     ("agent stop", "unlatch agent stop"),

@@ -40,6 +40,12 @@ from unlatch.relay.config import (
     RelayConfig,
 )
 from unlatch.relay.errors import RelayConfigError
+from unlatch.relay.fastpath import (
+    ApiJSON,
+    FastRoutes,
+    api_error_response,
+    http_error_response,
+)
 from unlatch.relay.logs import log
 from unlatch.relay.metrics import RelayMetrics
 from unlatch.relay.models import Device, DeviceKind
@@ -53,11 +59,9 @@ from unlatch.relay.store import open_store
 from unlatch.relay.validate import Fields, bearer_token, path_id, query_int, read_json
 from unlatch.relay.ws import Sockets
 
-API_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 
-
-def ok(data: dict[str, Any], status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status, headers=API_HEADERS)
+def ok(data: dict[str, Any], status: int = 200) -> Response:
+    return ApiJSON(data, status)
 
 
 HEALTH_LOG_EVERY = 10.0  # seconds between two "health check failed" lines
@@ -422,7 +426,8 @@ class AccessLog:
             template = getattr(route, "path", None) or "unmatched"
             if template == "/app":
                 template = "/app/*"
-            self.relay.metrics.http_requests.labels(template, str(status)).inc()
+            metrics = self.relay.metrics
+            metrics.child(metrics.http_requests, template, str(status)).inc()
             log(
                 "http",
                 logging.INFO if status < 500 else logging.ERROR,
@@ -435,19 +440,12 @@ class AccessLog:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return JSONResponse(
-        exc.body(), status_code=exc.status, headers={**API_HEADERS, **exc.headers()}
-    )
+    return api_error_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 as registry errors; a 405 keeps its ``Allow`` header (RFC 9110)."""
     assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
-    err = ApiError(code)
-    return JSONResponse(
-        err.body(), status_code=err.status, headers={**API_HEADERS, **(exc.headers or {})}
-    )
+    return http_error_response(exc)
 
 
 def create_app(config: RelayConfig) -> Starlette:
@@ -476,12 +474,15 @@ def create_app(config: RelayConfig) -> Starlette:
             await relay.service.stop()
             log("relay stopped")
 
+    routes = relay.routes()
     app = Starlette(
-        routes=relay.routes(),
+        routes=routes,
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
     app.state.relay = relay
+    # innermost: the plain API routes skip Starlette's router (unlatch.relay.fastpath)
+    app.add_middleware(FastRoutes, routes=routes)
     if config.app_origin and config.app_origin != config.origin:
         # The app on its own origin calls this API from there (bearer tokens, never cookies).
         app.add_middleware(

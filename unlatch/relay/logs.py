@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import Any
+
+from unlatch.relay.codec import b64e
 
 LOGGER = logging.getLogger("unlatch.relay")
 
@@ -59,10 +60,12 @@ def short(value: str | bytes | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, bytes):
-        from unlatch.relay.codec import b64e
-
-        value = b64e(value)
+        return b64e(value[:6])  # 6 bytes are the 8 first characters of the whole id's text
     return value[:8]
+
+
+# compact JSON, anything else as its str(); made once (json.dumps with options builds one per call)
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 class JsonFormatter(logging.Formatter):
@@ -81,7 +84,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             # The exception type only: messages and tracebacks could quote input.
             entry["exception"] = record.exc_info[0].__name__
-        return json.dumps(entry, separators=(",", ":"), default=str)
+        return _encode(entry)
 
 
 class _DropConnectionChatter(logging.Filter):
@@ -95,7 +98,17 @@ class _DropConnectionChatter(logging.Filter):
 
 
 def setup_logging(level: str = "info") -> None:
-    """Send the relay's and uvicorn's logs as JSON lines to stderr."""
+    """Send the relay's and uvicorn's logs as JSON lines to stderr.
+
+    The records skip what the JSON lines never show (the calling function's
+    file and line, which ``logging`` finds by walking the stack, the thread
+    and process names): the logging HOWTO's "Optimization" switches, for the
+    lines of every request.
+    """
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(_DropConnectionChatter())
@@ -114,4 +127,4 @@ def log(event: str, level: int = logging.INFO, **fields: Any) -> None:
     if not LOGGER.isEnabledFor(level):
         return
     safe = {k: v for k, v in fields.items() if k in SAFE_FIELDS and v is not None}
-    LOGGER.log(level, event, extra={"fields": safe, "t": time.time()})
+    LOGGER.log(level, event, extra={"fields": safe})

@@ -10,7 +10,6 @@ A shared backend (Redis) implements the same call atomically across nodes.
 from __future__ import annotations
 
 import abc
-import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -74,30 +73,29 @@ class MemoryRateLimiter(RateLimiter):
     def __init__(self, max_keys: int = 100_000) -> None:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._max_keys = max_keys
-        self._lock = asyncio.Lock()
 
     def _level(self, key: str, rule: Rule, now: float) -> float:
         tokens, stamp = self._buckets.get(key, (float(rule.burst), now))
         return min(float(rule.burst), tokens + (now - stamp) * rule.rate)
 
     async def acquire(self, checks: list[tuple[str, str, Rule]]) -> Denied | None:
-        async with self._lock:
-            now = time.monotonic()
-            worst: Denied | None = None
-            for scope, key, rule in checks:
-                level = self._level(key, rule, now)
-                if level < 1.0:
-                    wait = (1.0 - level) / rule.rate
-                    if worst is None or wait > worst.retry_after:
-                        worst = Denied(scope, wait)
-            if worst is not None:
-                return worst
-            for _scope, key, rule in checks:
-                self._buckets[key] = (self._level(key, rule, now) - 1.0, now)
-                self._buckets.move_to_end(key)
-            while len(self._buckets) > self._max_keys:
-                self._buckets.popitem(last=False)
-            return None
+        # no await from the check to the take: atomic on the event loop, without a lock
+        now = time.monotonic()
+        worst: Denied | None = None
+        for scope, key, rule in checks:
+            level = self._level(key, rule, now)
+            if level < 1.0:
+                wait = (1.0 - level) / rule.rate
+                if worst is None or wait > worst.retry_after:
+                    worst = Denied(scope, wait)
+        if worst is not None:
+            return worst
+        for _scope, key, rule in checks:
+            self._buckets[key] = (self._level(key, rule, now) - 1.0, now)
+            self._buckets.move_to_end(key)
+        while len(self._buckets) > self._max_keys:
+            self._buckets.popitem(last=False)
+        return None
 
 
 def open_limiter(url: str, *, on_fallback: Callable[[], None] | None = None) -> RateLimiter:

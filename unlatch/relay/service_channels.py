@@ -31,7 +31,10 @@ class ChannelOps(ServiceBase):
     """Channels: who may post what, waiting for messages, closing, and their state."""
 
     async def _channel(self, channel_id: bytes, kind: ChannelKind) -> Channel:
-        ch = await self.store.get_channel(channel_id)
+        return self._known(await self.store.get_channel(channel_id), kind)
+
+    @staticmethod
+    def _known(ch: Channel | None, kind: ChannelKind) -> Channel:
         if ch is None or ch.kind != kind:
             raise unknown_channel()
         return ch
@@ -72,7 +75,7 @@ class ChannelOps(ServiceBase):
 
     async def _announce(self, msg: Message) -> None:
         """A message was added: count it, wake the channel's waiters on every node, log."""
-        self.metrics.messages_relayed.labels(msg.type).inc()
+        self.metrics.child(self.metrics.messages_relayed, msg.type).inc()
         await self.bus.publish(channel_topic(msg.channel_id), message_event(msg))
         log("message posted", kind=msg.type, channel=short(msg.channel_id), size=len(msg.data))
 

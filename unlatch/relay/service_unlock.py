@@ -87,7 +87,7 @@ class UnlockOps(ChannelOps):
         )
         result, previous = await self.store.create_unlock(ch, self.config.max_pending_unlock)
         self._check_created(result, "unlock")
-        self.metrics.channels_created.labels("unlock").inc()
+        self.metrics.child(self.metrics.channels_created, "unlock").inc()
         # The desktop's previous request of this pairing is now renewed by this one. Only
         # that one is announced: older ones were announced when it was made (announcing
         # every earlier request again cost frames quadratic in a desktop's requests).

@@ -122,6 +122,7 @@ _PENDING_UNLOCK = (
     " AND expires_at > ? AND NOT EXISTS (SELECT 1 FROM messages m"
     " WHERE m.channel_id = c.channel_id AND m.type = 'reply')"
 )
+_STATES = {state.value: state for state in ChannelState}  # a dict lookup, not an Enum call
 
 
 def _channel(row: sqlite3.Row) -> Channel:
@@ -132,7 +133,7 @@ def _channel(row: sqlite3.Row) -> Channel:
         peer=row["peer"],
         created_at=row["created_at"],
         expires_at=row["expires_at"],
-        state=ChannelState(row["state"]),
+        state=_STATES[row["state"]],
         routing_id=row["routing_id"],
         push=row["push"],
         meta=json.loads(row["meta"]) if row["meta"] else {},
@@ -147,7 +148,8 @@ class SQLiteStore(Store):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-sqlite")
         self._db: sqlite3.Connection | None = None
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one transaction, inline (a plain call: the methods await nothing)."""
         db = self._db
         if db is None:
             raise RuntimeError("store is not open")
@@ -179,7 +181,7 @@ class SQLiteStore(Store):
         self._executor.shutdown(wait=True)
 
     async def ping(self) -> None:
-        await self._run(lambda db: db.execute("SELECT 1").fetchone())
+        self._run(lambda db: db.execute("SELECT 1").fetchone())
 
     async def record_setting(self, name: str, value: str, *, replace: bool = False) -> str:
         def fn(db: sqlite3.Connection) -> str:
@@ -188,11 +190,11 @@ class SQLiteStore(Store):
             row = db.execute("SELECT value FROM relay_settings WHERE name = ?", (name,)).fetchone()
             return cast(str, row[0])
 
-        return await self._run(fn)
+        return self._run(fn)
 
     # challenges and sessions ------------------------------------------------
     async def put_challenge(self, challenge: bytes, expires_at: float) -> None:
-        await self._run(
+        self._run(
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO challenges VALUES (?, ?)", (challenge, expires_at)
             )
@@ -205,10 +207,10 @@ class SQLiteStore(Store):
             )
             return cur.rowcount == 1
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def put_session(self, token_hash: bytes, device_id: str, expires_at: float) -> None:
-        await self._run(
+        self._run(
             lambda db: db.execute(
                 "INSERT INTO sessions VALUES (?, ?, ?)", (token_hash, device_id, expires_at)
             )
@@ -222,7 +224,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return None if row is None else cast(str, row[0])
 
-        return await self._run(fn)
+        return self._run(fn)
 
     # devices ------------------------------------------------------------------
     async def register_device(
@@ -236,7 +238,7 @@ class SQLiteStore(Store):
             )
             return self._device(db, device_id)  # type: ignore[return-value]
 
-        return await self._run(fn)
+        return self._run(fn)
 
     @staticmethod
     def _device(db: sqlite3.Connection, device_id: str) -> Device | None:
@@ -252,7 +254,7 @@ class SQLiteStore(Store):
         )
 
     async def get_device(self, device_id: str) -> Device | None:
-        return await self._run(lambda db: self._device(db, device_id))
+        return self._run(lambda db: self._device(db, device_id))
 
     async def set_push_target(
         self, device_id: str, target: dict[str, Any] | None, *, only_if_endpoint: str | None = None
@@ -272,7 +274,7 @@ class SQLiteStore(Store):
                 )
             return cur.rowcount == 1
 
-        return await self._run(fn)
+        return self._run(fn)
 
     # channels -------------------------------------------------------------------
     @staticmethod
@@ -305,7 +307,7 @@ class SQLiteStore(Store):
         return CreateResult.CREATED
 
     async def create_channel(self, channel: Channel, max_open_per_creator: int) -> CreateResult:
-        return await self._run(lambda db: self._create(db, channel, max_open_per_creator))
+        return self._run(lambda db: self._create(db, channel, max_open_per_creator))
 
     async def create_unlock(
         self, channel: Channel, max_open_per_creator: int
@@ -327,7 +329,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return result, None if row is None else row["channel_id"]
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def unlock_context(
         self, routing_id: bytes, desktop_id: str, request_id: bytes
@@ -343,7 +345,7 @@ class SQLiteStore(Store):
             phone = None if pairing is None else self._device(db, pairing.peer_device_id)
             return UnlockContext(pairing, bool(taken), phone)
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def get_channel(self, channel_id: bytes) -> Channel | None:
         def fn(db: sqlite3.Connection) -> Channel | None:
@@ -352,7 +354,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return None if row is None else _channel(row)
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def claim_channel(self, channel_id: bytes, peer: str) -> bool:
         def fn(db: sqlite3.Connection) -> bool:
@@ -365,7 +367,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return row is not None and row[0] == peer
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def add_message(
         self,
@@ -399,7 +401,7 @@ class SQLiteStore(Store):
             )
             return AddResult.ADDED, Message(channel_id, seq, msg_type, sender, data, now)
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def messages_after(self, channel_id: bytes, after: int) -> list[Message]:
         def fn(db: sqlite3.Connection) -> list[Message]:
@@ -414,7 +416,7 @@ class SQLiteStore(Store):
                 for r in rows
             ]
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def channel_with_messages(
         self, channel_id: bytes, after: int
@@ -436,7 +438,7 @@ class SQLiteStore(Store):
             ]
             return _channel(rows[0]), msgs
 
-        return await self._run(fn)
+        return self._run(fn)
 
     @staticmethod
     def _close(db: sqlite3.Connection, channel_id: bytes, now: float, outcome: str) -> bool:
@@ -449,7 +451,7 @@ class SQLiteStore(Store):
         return cur.rowcount == 1
 
     async def close_channel(self, channel_id: bytes, now: float, outcome: str = "closed") -> bool:
-        return await self._run(lambda db: self._close(db, channel_id, now, outcome))
+        return self._run(lambda db: self._close(db, channel_id, now, outcome))
 
     async def close_unlock(
         self, channel_id: bytes, now: float, outcome: str, renewed_outcome: str
@@ -474,7 +476,7 @@ class SQLiteStore(Store):
             ]
             return True, [cid for cid in older if self._close(db, cid, now, renewed_outcome)]
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def expire_channels(self, now: float, grace: float) -> list[bytes]:
         def fn(db: sqlite3.Connection) -> list[bytes]:
@@ -496,7 +498,7 @@ class SQLiteStore(Store):
                 db.execute("DELETE FROM messages WHERE channel_id = ?", (cid,))
             return ids
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def purge(self, now: float, tombstone_before: float) -> int:
         def fn(db: sqlite3.Connection) -> int:
@@ -507,14 +509,14 @@ class SQLiteStore(Store):
             removed += db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
             return removed
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def open_unlock_for_peer(self, peer: str, now: float) -> list[Channel]:
         def fn(db: sqlite3.Connection) -> list[Channel]:
             rows = db.execute(_PENDING_UNLOCK + " ORDER BY created_at", (peer, now)).fetchall()
             return [_channel(r) for r in rows]
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def count_open_channels(self) -> dict[ChannelKind, int]:
         def fn(db: sqlite3.Connection) -> dict[ChannelKind, int]:
@@ -525,7 +527,7 @@ class SQLiteStore(Store):
                 counts[kind] = n
             return counts
 
-        return await self._run(fn)
+        return self._run(fn)
 
     # pairings ---------------------------------------------------------------------
     async def register_pairing(
@@ -549,7 +551,7 @@ class SQLiteStore(Store):
             )
             return PairResult.LINKED if self._linked(db, routing_id) else PairResult.PENDING
 
-        return await self._run(fn)
+        return self._run(fn)
 
     @staticmethod
     def _linked(db: sqlite3.Connection, routing_id: bytes) -> bool:
@@ -579,7 +581,7 @@ class SQLiteStore(Store):
             ).fetchall()
             return [self._view(r) for r in rows]
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def get_pairing(self, routing_id: bytes, device_id: str) -> PairingView | None:
         def fn(db: sqlite3.Connection) -> PairingView | None:
@@ -588,7 +590,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return None if row is None else self._view(row)
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def delete_pairing(self, routing_id: bytes, device_id: str) -> bool:
         def fn(db: sqlite3.Connection) -> bool:
@@ -600,7 +602,7 @@ class SQLiteStore(Store):
             db.execute("DELETE FROM pairings WHERE routing_id = ?", (routing_id,))
             return True
 
-        return await self._run(fn)
+        return self._run(fn)
 
     async def set_blocked(self, routing_id: bytes, phone_id: str, blocked: bool) -> bool:
         def fn(db: sqlite3.Connection) -> bool:
@@ -611,4 +613,4 @@ class SQLiteStore(Store):
             )
             return cur.rowcount == 1
 
-        return await self._run(fn)
+        return self._run(fn)

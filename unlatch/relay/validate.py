@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from unlatch.relay.apierror import ApiError, bad_request, too_large
 from unlatch.relay.codec import CodecError, b64d, json_loads
@@ -36,28 +36,37 @@ async def read_json(
             raise bad_request("invalid Content-Length")
         if int(length) > max_body:
             raise too_large(f"request body over {max_body} bytes")
-    body = bytearray()
+    receive = request.receive  # the ASGI messages, read here without Request.stream()'s generator
+    chunks: list[bytes] = []
+    size = 0
     try:
         async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > max_body:
-                    raise too_large(f"request body over {max_body} bytes")
-    except ClientDisconnect:
-        raise bad_request("client went away while sending the body") from None
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise bad_request("client went away while sending the body")
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > max_body:
+                        raise too_large(f"request body over {max_body} bytes")
+                    chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise ApiError(
             "request_timeout",
             f"the request body did not arrive within {timeout:g} s",
             close_connection=True,
         ) from None
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if not body.strip():
         return {}
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype != "application/json":
         raise ApiError("unsupported_media_type", "send the body as application/json")
     try:
-        obj = json_loads(bytes(body))
+        obj = json_loads(body)
     except ValueError:  # includes UnicodeDecodeError and nesting too deep
         raise bad_request("body is not valid JSON") from None
     if not isinstance(obj, dict):
