@@ -518,9 +518,19 @@ class Idle:
     kib_per_waiter: float
     cpu_pct_per_1000: float  # % of one core per 1,000 idle waiters
     left_kib: int  # RSS after they all left, minus before they came
+    # PostgreSQL + Redis runs: their CPU meanwhile (every postgres and redis-server process
+    # on the machine, so other users of the shared servers count too: an upper bound)
+    backend_pct_per_1000: float | None = None
+
+    def backend(self) -> str:
+        """The backend figure for a report line ("" when not measured)."""
+        pct = self.backend_pct_per_1000
+        return "" if pct is None else f" (backend {pct:.2f}%)"
 
 
-async def measure_idle(target: Target, count: int, quiet: float, listeners: bool = False) -> Idle:
+async def measure_idle(
+    target: Target, count: int, quiet: float, listeners: bool = False, backends: bool = False
+) -> Idle:
     await asyncio.sleep(0.5)
     before = target.rss()
     socks: list[ClientConnection] = []
@@ -541,14 +551,22 @@ async def measure_idle(target: Target, count: int, quiet: float, listeners: bool
         print(f"    {len(failures)} of {count} waiters could not connect, e.g. {failures[0]}")
     count = max(1, len(socks))
     await asyncio.sleep(1.5)  # let the connect burst settle
-    cpu0, t0 = target.cpu(), time.monotonic()
+    cpu0, backend0, t0 = target.cpu(), backend_cpu() if backends else 0.0, time.monotonic()
     await asyncio.sleep(quiet)
-    cpu = (target.cpu() - cpu0) / (time.monotonic() - t0)
+    elapsed = time.monotonic() - t0
+    cpu = (target.cpu() - cpu0) / elapsed
+    backend = (backend_cpu() - backend0) / elapsed if backends else None
     during = target.rss()
     await asyncio.gather(*(ws.close() for ws in socks), return_exceptions=True)
     await asyncio.sleep(6.0)  # the relay gives memory back within a few seconds
     after = target.rss()
-    return Idle(count, (during - before) / count, cpu * 100 * 1000 / count, after - before)
+    return Idle(
+        count,
+        (during - before) / count,
+        cpu * 100 * 1000 / count,
+        after - before,
+        None if backend is None else backend * 100 * 1000 / count,
+    )
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -653,11 +671,11 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
             try:
                 await target.prepare()
                 for count in idle_counts:
-                    idle = await measure_idle(target, count, args.quiet)
+                    idle = await measure_idle(target, count, args.quiet, backends=pg)
                     idles[target.name].append(idle)
                     print(
                         f"  {target.name:<14} {count} idle waiters: {idle.kib_per_waiter:.1f} KiB"
-                        f" each, {idle.cpu_pct_per_1000:.2f}% of a core per 1,000;"
+                        f" each, {idle.cpu_pct_per_1000:.2f}% of a core per 1,000{idle.backend()};"
                         f" after they left RSS {idle.left_kib / 1024:+.1f} MiB vs before"
                     )
             finally:
@@ -668,11 +686,13 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
             try:
                 await target.prepare()
                 for count in idle_counts:
-                    phones = await measure_idle(target, count, args.quiet, listeners=True)
+                    phones = await measure_idle(
+                        target, count, args.quiet, listeners=True, backends=pg
+                    )
                     print(
                         f"  {target.name:<14} {count} idle phone listeners:"
                         f" {phones.kib_per_waiter:.1f} KiB each,"
-                        f" {phones.cpu_pct_per_1000:.2f}% of a core per 1,000;"
+                        f" {phones.cpu_pct_per_1000:.2f}% of a core per 1,000{phones.backend()};"
                         f" after they left RSS {phones.left_kib / 1024:+.1f} MiB vs before"
                     )
             finally:

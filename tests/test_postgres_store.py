@@ -20,7 +20,16 @@ from fixtures.scale import PG_ADMIN, fresh_database, require_postgres
 
 from unlatch.relay.errors import RelayConfigError
 from unlatch.relay.models import Channel, ChannelState
-from unlatch.relay.store import AddResult, CreateResult, PairResult, Store, open_store
+from unlatch.relay.store import (
+    CHANNEL_CREATED,
+    CHANNEL_ENDED,
+    AddResult,
+    ChangeCursor,
+    CreateResult,
+    PairResult,
+    Store,
+    open_store,
+)
 from unlatch.relay.store_postgres import (
     PostgresStore,
     StoreUnavailable,
@@ -28,7 +37,7 @@ from unlatch.relay.store_postgres import (
     migrations,
     split_url,
 )
-from unlatch.relay.store_sqlite import SQLiteStore
+from unlatch.relay.store_sqlite import CHANGE_LOG_KEEP, SQLiteStore
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +188,138 @@ async def test_claim_and_expiry_with_grace(store: Store) -> None:
     assert set(counts) == {"pairing", "unlock"}
     assert await store.purge(now + 100, tombstone_before=now + 1000) >= 3
     assert await store.get_channel(empty.channel_id) is None
+
+
+async def changes_of(
+    store: Store, cursor: ChangeCursor, ids: set[bytes]
+) -> tuple[ChangeCursor, list[tuple[bytes, str, str | None, str | None]]]:
+    """The next look at the store's changes, only those of ``ids`` (the database is shared)."""
+    changes = await store.channel_changes(cursor)
+    assert changes.complete
+    mine = [(c.channel_id, c.what, c.kind, c.peer) for c in changes.channels if c.channel_id in ids]
+    return changes.cursor, mine
+
+
+async def test_channel_changes_report_what_a_waiter_must_hear_once(store: Store) -> None:
+    """Issue 15: what a node's reconciler asks instead of every waiter polling the store.
+
+    Every change a waiter waits for (a channel created, a message, a channel
+    closed or expired) is reported by the next look, with the channel's kind
+    and phone, and not again by the one after. A message posted and the
+    channel closed before one look: the close (which wiped the message) is
+    what that look reports.
+    """
+    now = time.time()
+    desktop, phone = uid(), uid()
+    start = (await store.channel_changes(None)).cursor
+    first, second = unlock(desktop, phone, now, life=10), unlock(desktop, phone, now, life=10)
+    pairing = Channel(os.urandom(16), "pairing", desktop, None, now, now + 600)
+    ids = {first.channel_id, second.channel_id, pairing.channel_id}
+    for ch in (first, second, pairing):
+        await store.create_channel(ch, 16)
+    cursor, got = await changes_of(store, start, ids)
+    assert sorted(got) == sorted(
+        [
+            (first.channel_id, CHANNEL_CREATED, "unlock", phone),
+            (second.channel_id, CHANNEL_CREATED, "unlock", phone),
+            (pairing.channel_id, CHANNEL_CREATED, "pairing", None),
+        ]
+    )
+    assert (await changes_of(store, cursor, ids))[1] == []  # told once
+    await store.add_message(first.channel_id, "seen", phone, b"s", now)
+    await store.add_message(first.channel_id, "reply", phone, b"r", now)
+    await store.claim_channel(pairing.channel_id, phone)  # no one waits for a claim
+    cursor, got = await changes_of(store, cursor, ids)
+    assert got == [
+        (first.channel_id, "seen", "unlock", phone),
+        (first.channel_id, "reply", "unlock", phone),
+    ]
+    await store.add_message(pairing.channel_id, "hello", phone, b"h", now)
+    await store.close_channel(pairing.channel_id, now)
+    assert second.channel_id in await store.expire_channels(now + 11, grace=60)
+    cursor, got = await changes_of(store, cursor, ids)
+    assert (pairing.channel_id, CHANNEL_ENDED, "pairing", phone) in got
+    assert (second.channel_id, CHANNEL_ENDED, "unlock", phone) in got
+    assert {c[0] for c in got} == {pairing.channel_id, second.channel_id}
+    assert (await changes_of(store, cursor, ids))[1] == []
+    assert await store.close_channel(pairing.channel_id, now) is False  # no change, no report
+    assert (await changes_of(store, cursor, ids))[1] == []
+
+
+async def test_a_change_committed_after_a_later_one_is_still_reported(pg_url: str) -> None:
+    """PostgreSQL gives transaction ids in start order, not commit order.
+
+    A reply whose transaction began first but commits after a later change
+    and after a look was taken must still be reported by the next look (the
+    look asks for ids from the oldest transaction still running, not from the
+    newest it saw). Held open on a connection of its own, as a slow node would.
+    """
+    store = PostgresStore(pg_url)
+    await store.open()
+    slow = await asyncpg.connect(pg_url)
+    try:
+        now = time.time()
+        phone = uid()
+        early, late = unlock(uid(), phone, now), unlock(uid(), phone, now)
+        for ch in (early, late):
+            await store.create_channel(ch, 16)
+        cursor = (await store.channel_changes(None)).cursor
+        ids = {early.channel_id, late.channel_id}
+        tx = slow.transaction()
+        await tx.start()
+        await slow.execute(
+            "INSERT INTO messages (channel_id, seq, type, sender, data, created_at)"
+            " VALUES ($1, 1, 'reply', $2, 'r', $3)",
+            early.channel_id,
+            phone,
+            now,
+        )  # its transaction id is now taken, below every later one
+        await store.add_message(late.channel_id, "seen", phone, b"s", now)
+        cursor, got = await changes_of(store, cursor, ids)
+        assert got == [(late.channel_id, "seen", "unlock", phone)]
+        await tx.commit()
+        cursor, got = await changes_of(store, cursor, ids)
+        assert got == [(early.channel_id, "reply", "unlock", phone)]  # and not the seen again
+        assert (await changes_of(store, cursor, ids))[1] == []
+    finally:
+        await slow.close()
+        await store.close()
+
+
+async def test_sqlite_change_log_is_trimmed_and_says_when_it_was_trimmed_too_far(
+    tmp_path: Path,
+) -> None:
+    """The log keeps CHANGE_LOG_KEEP seconds; a cursor older than that is told it missed some.
+
+    The reconciler then wakes every local waiter instead of guessing. The
+    newest change is never trimmed (so ids are never reused), even when old.
+    """
+    store = SQLiteStore(tmp_path / "relay.db")
+    await store.open()
+    try:
+        now = time.time()
+        await store.create_channel(unlock(uid(), uid(), now), 16)
+        cursor = (await store.channel_changes(None)).cursor
+        # nothing was recorded before a reconciler's first look (a relay on the in-process
+        # bus has none, and its writes do not pay for the log)
+        assert cursor.position == 0
+        ch = unlock(uid(), uid(), now)
+        await store.create_channel(ch, 16)
+        await store.add_message(ch.channel_id, "seen", uid(), b"s", now)
+        await store.purge(now, now - 900)  # recent changes stay
+        assert len((await store.channel_changes(cursor)).channels) == 2
+        await store.purge(now + CHANGE_LOG_KEEP + 1, now - 900)  # now they are old
+        late = await store.channel_changes(cursor)
+        assert late.complete is False and [c.what for c in late.channels] == ["seen"]
+        assert late.cursor.position == cursor.position + 2
+        current = await store.channel_changes(late.cursor)  # and from there on, complete again
+        assert current.complete and current.channels == []
+        await store.close_channel(ch.channel_id, now)
+        after = await store.channel_changes(current.cursor)
+        assert after.complete and [c.what for c in after.channels] == [CHANNEL_ENDED]
+        assert after.cursor.position == cursor.position + 3  # the kept newest id + 1
+    finally:
+        await store.close()
 
 
 async def test_pairings(store: Store) -> None:
@@ -567,6 +708,7 @@ async def test_concurrent_startup_migrates_once() -> None:
                 (1, "initial"),
                 (2, "settings"),
                 (3, "single_trip_writes"),
+                (4, "channel_changes"),
             ]
         finally:
             await asyncio.gather(*(s.close() for s in stores))
@@ -574,6 +716,63 @@ async def test_concurrent_startup_migrates_once() -> None:
         with pytest.raises(RelayConfigError, match="newer than this relay"):
             await newer.open()
         await newer.close()
+
+
+async def test_a_version_2_database_with_live_channels_migrates_to_change_stamps() -> None:
+    """Migration 003 on a deployment that is running: its open channels and messages stay.
+
+    Their rows get the migrating transaction's id as their change stamp, and
+    changes made afterwards are reported as on a fresh database.
+    """
+    require_postgres()
+    with fresh_database() as url:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(
+                "CREATE TABLE unlatch_schema_migrations (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            for version, name, sql in migrations()[:2]:
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO unlatch_schema_migrations (version, name) VALUES ($1, $2)",
+                    version,
+                    name,
+                )
+            now = time.time()
+            ch = unlock(uid(), uid(), now)
+            await conn.execute(
+                "INSERT INTO channels (channel_id, kind, creator, peer, created_at, expires_at,"
+                " state) VALUES ($1, 'unlock', $2, $3, $4, $5, 'open')",
+                ch.channel_id,
+                ch.creator,
+                ch.peer,
+                now,
+                now + 100,
+            )
+            await conn.execute(
+                "INSERT INTO messages VALUES ($1, 1, 'seen', $2, 's', $3)",
+                ch.channel_id,
+                ch.peer,
+                now,
+            )
+        finally:
+            await conn.close()
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            assert await store.schema_version() == len(migrations())
+            cursor = (await store.channel_changes(None)).cursor
+            assert [m.type for m in await store.messages_after(ch.channel_id, 0)] == ["seen"]
+            await store.add_message(ch.channel_id, "reply", ch.peer or "", b"r", now)
+            cursor, got = await changes_of(store, cursor, {ch.channel_id})
+            assert got == [(ch.channel_id, "reply", "unlock", ch.peer)]
+            await store.close_channel(ch.channel_id, now)
+            assert (await changes_of(store, cursor, {ch.channel_id}))[1] == [
+                (ch.channel_id, CHANNEL_ENDED, "unlock", ch.peer)
+            ]
+        finally:
+            await store.close()
 
 
 async def test_url_options_and_clear_errors() -> None:

@@ -114,12 +114,35 @@ async def test_a_full_queue_is_announced_so_in_process_waiters_need_not_poll() -
     assert bus.subscriber_count("channel:q") == 0
 
 
-async def test_redis_waiters_keep_a_re_read_timer(
+async def test_redis_waiters_keep_a_re_read_timer_until_a_reconciler_covers_lost_events(
     two_buses: tuple[RedisBus, RedisBus],
 ) -> None:
+    """A bare Redis bus can lose an event in flight: its waiters re-read the store every 5 s.
+
+    Once the service runs a reconciler (unlatch/relay/reconcile.py) and says
+    so, new subscriptions keep no timer; the reconciler's wake-up reaches only
+    the local subscribers of the topics it names, through the subscription,
+    after the events already queued and once however often it is asked.
+    """
     a, _b = two_buses
+    assert a.lossy
     async with a.subscribe("channel:t") as sub:
         assert sub.recheck == bus_redis.RECHECK == 5.0
+    a.reconciled()
+    async with a.subscribe("channel:t") as sub, a.subscribe("channel:u") as other:
+        assert sub.recheck is None and other.recheck is None
+        assert sorted(a.local_topics()) == ["channel:t", "channel:u"]
+        await a.publish("channel:t", {"event": "message", "seq": 1})
+        assert a.wake_local(["channel:t", "channel:gone"]) == 1
+        assert a.wake_local(["channel:t"]) == 1
+        assert await sub.get(1) == {"event": "message", "seq": 1}
+        assert await sub.get(1) == {"event": "resync"}
+        assert await sub.get(0) is None  # two wake-ups before it looked: one re-read
+        assert await other.get(0) is None
+        waiting = asyncio.create_task(sub.get(30))  # a waiter in get() is woken at once
+        await asyncio.sleep(0)
+        a.wake_local(["channel:t"])
+        assert await asyncio.wait_for(waiting, 1) == {"event": "resync"}
 
 
 async def test_subscriptions_are_reference_counted_and_released(

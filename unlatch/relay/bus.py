@@ -13,9 +13,12 @@ A subscription never loses an event silently: when its queue is full, the
 events that did not fit are replaced by one ``{"event": "resync"}`` (re-read
 the store) delivered after the queued ones. So on a bus that cannot lose
 events in flight (the in-process bus) a waiter needs no timer and an idle
-waiter costs no CPU; a bus that can (Redis: a node killed between its store
-write and its publish) says how often its waiters must re-read the store
-anyway, in :attr:`Subscription.recheck`.
+waiter costs no CPU. A bus that can (:attr:`Bus.lossy`; Redis: a node killed
+between its store write and its publish) says how often its waiters must
+re-read the store anyway, in :attr:`Subscription.recheck`, until the service
+attaches a reconciler (:mod:`unlatch.relay.reconcile`, :meth:`Bus.reconciled`):
+one store query per node and period that wakes the local subscribers of every
+channel that changed, so the waiters need no timer there either.
 
 Topics: ``channel:<id>`` (a message was posted / the channel ended) and
 ``device:<device_id>`` (an unlock notification for a phone's listeners).
@@ -27,7 +30,7 @@ import abc
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from typing import Any
 
 Event = dict[str, Any]
@@ -62,6 +65,27 @@ class Subscription(abc.ABC):
 class Bus(abc.ABC):
     """Fan-out of small JSON-able events to subscribers of a topic."""
 
+    # True if an event can be lost in flight (a node killed between its store write and
+    # its publish, a pub/sub server dropping it): the service then runs a reconciler.
+    lossy: bool = False
+
+    def reconciled(self) -> None:
+        """A reconciler now wakes this node's subscribers of every channel that changed.
+
+        Called by the service once the reconciler holds its starting point, before
+        the node serves; from then on new subscriptions need no re-read timer
+        (:attr:`Subscription.recheck` None). Nothing to do on a bus that loses nothing.
+        """
+        return None
+
+    def local_topics(self) -> Collection[str]:
+        """The topics this node's own subscribers wait on."""
+        return ()
+
+    def wake_local(self, topics: Iterable[str]) -> int:
+        """Send ``resync`` to this node's subscribers of ``topics`` only; how many got it."""
+        return 0
+
     @abc.abstractmethod
     async def start(self) -> None:
         """Connect (no-op in process)."""
@@ -84,6 +108,16 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+def _wake_all(subscribers: dict[str, set[_QueueSubscription]], topics: Iterable[str]) -> int:
+    """Tell the subscribers of ``topics`` to re-read the store; how many were told."""
+    woken = 0
+    for topic in topics:
+        for sub in subscribers.get(topic, ()):
+            sub.resync()
+            woken += 1
+    return woken
+
+
 class _QueueSubscription(Subscription):
     """A bounded queue of events for one waiter, light enough for 10,000 idle ones.
 
@@ -99,7 +133,8 @@ class _QueueSubscription(Subscription):
         self._maxsize = maxsize
         self._waiter: asyncio.Future[None] | None = None
         self._watch: Callable[[], None] | None = None
-        self.missed = False  # events were dropped: a resync follows the queued ones
+        # events were dropped, or the store changed unannounced: a resync follows the queued ones
+        self.missed = False
         self.recheck = recheck
 
     def offer(self, event: Event) -> bool:
@@ -119,6 +154,17 @@ class _QueueSubscription(Subscription):
 
     def watch(self, callback: Callable[[], None] | None) -> None:
         self._watch = callback
+
+    def resync(self) -> None:
+        """Have the waiter re-read the store: one RESYNC after the events already queued.
+
+        However often it is asked before the waiter looks, it is one re-read.
+        """
+        self.missed = True
+        if self._waiter is not None:
+            _wake(self._waiter)
+        if self._watch is not None:
+            self._watch()
 
     def _next(self) -> Event | None:
         if self._events:
@@ -161,6 +207,12 @@ class InProcessBus(Bus):
 
     async def close(self) -> None:
         self._topics.clear()
+
+    def local_topics(self) -> Collection[str]:
+        return list(self._topics)
+
+    def wake_local(self, topics: Iterable[str]) -> int:
+        return _wake_all(self._topics, topics)
 
     async def publish(self, topic: str, event: Event) -> int:
         delivered = 0

@@ -16,10 +16,14 @@ How delivery survives failures:
 * A waiter subscribes *before* it reads the store, and its Redis SUBSCRIBE is
   confirmed before :meth:`RedisBus.subscribe` returns (or a short timeout
   passes), so a post that lands after the read is always announced.
-* Waiters re-read the store at least every ``RECHECK`` seconds anyway
-  (:attr:`~unlatch.relay.bus.Subscription.recheck`), so an event lost in
-  flight (a node killed between its store write and its publish) costs at
-  most that long. (The in-process bus loses nothing, so its waiters do not poll.)
+* An event lost in flight (a node killed between its store write and its
+  publish; the outbox full or too old) is made up for by the node's
+  reconciler (:mod:`unlatch.relay.reconcile`): once per ``sweep_interval``
+  one store query asks which channels changed, and the local subscribers of
+  those (only) get a ``resync``. Waiters therefore keep no timer
+  (:attr:`~unlatch.relay.bus.Subscription.recheck` None) once the service
+  has called :meth:`RedisBus.reconciled`; a bus used without a reconciler
+  keeps the old safety net, a re-read every ``RECHECK`` seconds per waiter.
 * When this node's subscriber connection comes back after a drop, every local
   subscriber gets a ``{"event": "resync"}`` wake-up and re-reads the store at
   once: events published while the connection was down are not needed.
@@ -45,7 +49,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Iterable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -53,7 +57,7 @@ from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from unlatch.relay.bus import Bus, Event, Subscription, _QueueSubscription
+from unlatch.relay.bus import Bus, Event, Subscription, _QueueSubscription, _wake_all
 from unlatch.relay.codec import json_loads
 from unlatch.relay.logs import log
 from unlatch.relay.redis_url import (
@@ -72,7 +76,8 @@ PUBLISH_TIMEOUT = 1.0
 PING_EVERY = 5.0  # ping the subscriber connection after this much silence
 DEAD_AFTER = 15.0  # no answer for this long: reconnect
 # An event can be lost in flight here (a node killed between its store write and its
-# publish; the outbox full or too old): waiters re-read the store this often anyway.
+# publish; the outbox full or too old): without a reconciler, waiters re-read the store
+# this often anyway.
 RECHECK = 5.0
 OUTBOX_SIZE = 1000
 OUTBOX_MAX_AGE = 30.0
@@ -86,7 +91,10 @@ class _NotYet(Exception):
 class RedisBus(Bus):
     """Pub/sub over one Redis server (or a Sentinel-managed primary behind one address)."""
 
+    lossy = True
+
     def __init__(self, url: str, *, queue_size: int = 64) -> None:
+        self._recheck: float | None = RECHECK  # None once a reconciler covers lost events
         self.url, self.prefix = split_redis_url(url)
         self.where = describe(self.url)
         self.node = secrets.token_hex(8)  # our own publications are delivered locally
@@ -267,6 +275,16 @@ class RedisBus(Bus):
         for topic in list(self._local):
             self._deliver(topic, {"event": "resync"})
 
+    # the reconciler --------------------------------------------------------------------
+    def reconciled(self) -> None:
+        self._recheck = None
+
+    def local_topics(self) -> Collection[str]:
+        return list(self._local)
+
+    def wake_local(self, topics: Iterable[str]) -> int:
+        return _wake_all(self._local, topics)
+
     # publishing --------------------------------------------------------------------
     async def publish(self, topic: str, event: Event) -> int:
         """Wake local subscribers directly, other nodes through Redis; never raises.
@@ -360,7 +378,7 @@ class RedisBus(Bus):
 
     @contextlib.asynccontextmanager
     async def _subscribe(self, topic: str) -> AsyncIterator[Subscription]:
-        sub = _QueueSubscription(self._queue_size, recheck=RECHECK)
+        sub = _QueueSubscription(self._queue_size, recheck=self._recheck)
         self._local.setdefault(topic, set()).add(sub)
         try:
             await self._ensure_subscribed(topic)

@@ -73,6 +73,8 @@ class RelayConfig:
     session_ttl: int = 3600
     challenge_ttl: int = 60
     tombstone_ttl: int = 900
+    # seconds between a node's background looks at the store: expiring channels and, on the
+    # Redis bus, its reconciler's query for changed channels (the most a lost event is late)
     sweep_interval: float = 1.0
     shutdown_grace: float = 5.0
     # slow clients: a request body must arrive within body_timeout; a WebSocket whose

@@ -70,6 +70,12 @@ class RelayMetrics:
         self.channels_expired = Counter(
             "unlatch_relay_channels_expired", "Channels that expired", registry=self.registry
         )
+        self.reconcile_wakeups = Counter(
+            "unlatch_relay_reconcile_wakeups",
+            "Waiters told to re-read the store by this node's reconciler (Redis bus): a store"
+            " change it found, whose bus event may have been lost",
+            registry=self.registry,
+        )
         for kind in ("pairing", "unlock"):
             self.channels_open.labels(kind)
             self.channels_created.labels(kind)

@@ -32,10 +32,13 @@ from unlatch.relay.models import (
 )
 from unlatch.relay.push_gateway import PushGateway
 from unlatch.relay.ratelimit import RateLimiter
+from unlatch.relay.reconcile import Reconciler
 from unlatch.relay.store import Store
 
 DELIVERY_GRACE = 60.0  # seconds a channel's messages outlive its expiry for a reconnecting waiter
-WAIT_RECHECK = 5.0  # waiters re-read the store at least this often (a lost bus event costs this)
+# a reply POST with "wait" re-reads the channel this often while it waits to learn whether a
+# desktop took the reply (the "handed" event it waits for is not a store change)
+WAIT_RECHECK = 5.0
 MAX_USER_AGENT = 200
 SESSION_CACHE_SIZE = 10_000
 SESSION_CACHE_TTL = 30.0  # never beyond a session's own expiry: see authenticate()
@@ -64,6 +67,9 @@ class ServiceBase:
         self.metrics = metrics
         self.push: PushGateway | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        # on a bus that can lose an event (Redis): wakes waiters of changed channels
+        self.reconciler: Reconciler | None = None
+        self._reconciling: asyncio.Task[None] | None = None
         self._sessions: dict[bytes, tuple[Device, float]] = {}
         self.shutting_down = asyncio.Event()
 
@@ -80,6 +86,12 @@ class ServiceBase:
                 allow_private=self.config.push_allow_private,
             )
             await self._check_vapid_record(self.push.public_key_b64url)
+        if self.bus.lossy:
+            # before the node serves: its starting point precedes every waiter's first read
+            self.reconciler = Reconciler(self.store, self.bus, self.metrics)
+            await self.reconciler.start()
+            self.bus.reconciled()
+            self._reconciling = asyncio.create_task(self.reconciler.run(self.config.sweep_interval))
         self._sweeper = asyncio.create_task(self._sweep_loop())
 
     async def _check_vapid_record(self, ours: str) -> None:
@@ -107,10 +119,11 @@ class ServiceBase:
 
     async def stop(self) -> None:
         self.shutting_down.set()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._reconciling):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.push is not None:
             await self.push.close()
         await self.bus.close()

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from unlatch.relay.models import Channel, ChannelKind, Device, DeviceKind, Message, PairingView
+from unlatch.relay.models import (
+    Channel,
+    ChannelKind,
+    ChannelState,
+    Device,
+    DeviceKind,
+    Message,
+    PairingView,
+)
 
 
 class CreateResult(StrEnum):
@@ -57,6 +65,73 @@ class UnlockContext:
     pairing: PairingView | None  # the desktop's view of the pairing
     request_taken: bool  # a channel with the request's id exists (any kind, any state)
     phone: Device | None  # the pairing's phone (for its push target), if registered
+
+
+@dataclass(frozen=True)
+class ChangeCursor:
+    """Where one look at the store's changes ended; opaque to the caller, handed back.
+
+    ``position`` is a backend's own mark (an id in SQLite's change log, a
+    transaction-id horizon in PostgreSQL); ``seen`` holds what the last look
+    reported that the next one may see again (PostgreSQL), so it is not
+    reported twice.
+    """
+
+    position: int
+    seen: frozenset[tuple[bytes, int, int]] = frozenset()
+
+
+# What changed on a channel: "created" (an unlock request reaches its phone's pending
+# list), "ended" (closed or expired), or the type of a message posted on it.
+CHANNEL_CREATED = "created"
+CHANNEL_ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class ChannelChange:
+    """One change to a channel: ``what`` is CHANNEL_CREATED, CHANNEL_ENDED or a message type.
+
+    ``kind`` and ``peer`` are the channel's (None if it is gone since), so the
+    caller knows whose phone's pending list moved.
+    """
+
+    channel_id: bytes
+    what: str
+    kind: ChannelKind | None
+    peer: str | None
+
+
+def channel_change(
+    channel_id: bytes,
+    state: str | None,
+    msg_type: str | None,
+    kind: ChannelKind | None,
+    peer: str | None,
+) -> ChannelChange:
+    """A change as a store records it: a channel row's new ``state``, or a message's type.
+
+    A channel row is only ever written open (created) or moved out of open
+    (ended), so its state says which.
+    """
+    if msg_type is not None:
+        what = msg_type
+    else:
+        what = CHANNEL_CREATED if state == ChannelState.OPEN else CHANNEL_ENDED
+    return ChannelChange(channel_id, what, kind, peer)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The answer of :meth:`Store.channel_changes`.
+
+    ``complete`` is False when changes since the cursor can no longer be told
+    (SQLite trimmed its change log past it): the caller must then assume that
+    every channel changed.
+    """
+
+    cursor: ChangeCursor
+    channels: list[ChannelChange]
+    complete: bool = True
 
 
 class Store(abc.ABC):
@@ -224,6 +299,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def open_unlock_for_peer(self, peer: str, now: float) -> list[Channel]:
         """Live unlock channels addressed to this phone that have no reply yet."""
+
+    @abc.abstractmethod
+    async def channel_changes(self, since: ChangeCursor | None) -> Changes:
+        """The channel changes committed after the call that returned ``since``.
+
+        With ``since`` None: no changes, only a starting cursor, and the store
+        records changes from then on (SQLite makes its change-log triggers
+        then, so a relay without a reconciler does not pay for them). Every change
+        (channel created, message added, channel closed or expired) committed
+        after the call that returned ``since`` is in the answer of one of the
+        following calls, whatever the order in which concurrent transactions
+        commit; a change may be reported more than once. This is what lets a
+        node wake its waiters when the bus lost an event (:mod:`unlatch.relay.reconcile`):
+        one query per node, whatever the number of waiters.
+        """
 
     @abc.abstractmethod
     async def count_open_channels(self) -> dict[ChannelKind, int]:

@@ -65,7 +65,16 @@ from unlatch.relay.models import (
     Message,
     PairingView,
 )
-from unlatch.relay.store import AddResult, CreateResult, PairResult, Store, UnlockContext
+from unlatch.relay.store import (
+    AddResult,
+    ChangeCursor,
+    Changes,
+    CreateResult,
+    PairResult,
+    Store,
+    UnlockContext,
+    channel_change,
+)
 
 T = TypeVar("T")
 
@@ -344,6 +353,20 @@ def _view(row: asyncpg.Record) -> PairingView:
 
 
 Conn: TypeAlias = asyncpg.Connection
+
+# Store.channel_changes in one statement, so the horizon (the xmin of the statement's own
+# snapshot: every transaction below it had ended) and the changes come from one snapshot.
+# A change whose transaction was still running then has an id >= that horizon, so the
+# next look, asking for ids >= it, finds it once it committed (migration 004).
+_HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())"
+_CHANGES = (
+    "SELECT h.horizon, t.channel_id, t.seq, t.changed, t.state, t.type, ch.kind, ch.peer"
+    " FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) h LEFT JOIN ("
+    " SELECT channel_id, 0 AS seq, changed, state, NULL AS type FROM channels"
+    " WHERE changed >= $1::xid8 UNION ALL"
+    " SELECT channel_id, seq, changed, NULL, type FROM messages WHERE changed >= $1::xid8"
+    ") t ON true LEFT JOIN channels ch ON ch.channel_id = t.channel_id"
+)
 
 
 class PostgresStore(Store):
@@ -815,6 +838,23 @@ class PostgresStore(Store):
             )
         )
         return [_channel(r) for r in rows]
+
+    async def channel_changes(self, since: ChangeCursor | None) -> Changes:
+        if since is None:
+            return Changes(ChangeCursor(int(await self._read(lambda c: c.fetchval(_HORIZON)))), [])
+        rows = await self._read(lambda c: c.fetch(_CHANGES, since.position))
+        horizon = int(rows[0]["horizon"])
+        changes = []
+        seen: set[tuple[bytes, int, int]] = set()
+        for r in rows:
+            if r["channel_id"] is None:
+                continue  # no change: the one row that carries the horizon
+            key = (bytes(r["channel_id"]), int(r["seq"]), int(r["changed"]))
+            if key[2] >= horizon:
+                seen.add(key)  # the next look sees it again: it is not news then
+            if key not in since.seen:  # reported once, though seen while the horizon stays
+                changes.append(channel_change(key[0], r["state"], r["type"], r["kind"], r["peer"]))
+        return Changes(ChangeCursor(horizon, frozenset(seen)), changes)
 
     async def count_open_channels(self) -> dict[ChannelKind, int]:
         rows = await self._read(
