@@ -16,6 +16,8 @@ How it is measured (docs/deploy.md, "Performance", says what each figure is):
   services of the machine, are not pinned);
 * each level (``--levels``, concurrency: exchanges in flight at once) runs
   ``--runs`` times for ``--seconds``; the figures are medians of the runs.
+  The servers are all started first and take turns (each run of a level goes
+  to every server in turn), so a change in the machine's load weighs on all;
   Bounded: no exchange is started after ``--seconds``, each has its own
   30 s limit, and the level ends at a deadline; every started exchange is
   counted as completed, failed (with its error) or cut off at the deadline;
@@ -647,26 +649,32 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
                 targets.append(lambda b=base, d=db, u=bus, n=nodes, s=src: Relay(b, d, u, n, src=s))
         results: dict[str, dict[int, Level]] = {}
         idles: dict[str, list[Idle]] = {}
-        for make in targets:
-            # levels and idle waiters each on a fresh server: the thousands of sockets
-            # the idle measure opens and closes must not weigh on the levels, nor the
-            # levels' buffers hide the waiters' memory
-            target = make()
-            try:
+        # The servers take turns: every run of a level goes to each of them in turn, so a
+        # change in the machine's load (other jobs) weighs on all alike, not on one.
+        live: list[Target] = []
+        try:
+            for make in targets:
+                target = make()
+                live.append(target)
                 await target.prepare()
                 print(f"{target.name}: pids {target.pids()}, RSS {target.rss() / 1024:.1f} MiB")
                 results[target.name] = {}
-                for level in levels:
-                    runs = [
-                        await run_level(target, level, args.seconds, pg) for _ in range(args.runs)
-                    ]
-                    results[target.name][level] = median_level(runs)
+            for level in levels:
+                runs: dict[str, list[Level]] = {target.name: [] for target in live}
+                for _ in range(args.runs):
+                    for target in live:
+                        runs[target.name].append(await run_level(target, level, args.seconds, pg))
+                for target in live:
+                    results[target.name][level] = median_level(runs[target.name])
                     print_level(target.name, level, results[target.name][level], pg)
-            finally:
+        finally:
+            for target in live:
                 target.stop()
-            idles[target.name] = []
-            if not idle_counts:
-                continue
+        idles.update((name, []) for name in results)
+        for make in targets if idle_counts else []:
+            # idle waiters each on a fresh server: the thousands of sockets the idle measure
+            # opens and closes must not weigh on the levels, nor the levels' buffers hide
+            # the waiters' memory
             target = make()
             try:
                 await target.prepare()
