@@ -61,6 +61,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -294,6 +295,7 @@ class Pair:
 
 @dataclass
 class Relay(Target):
+    pair_count: ClassVar[int] = 50  # pairings made before timing (main: one per worker)
     base: Path
     db: str
     bus: str
@@ -331,7 +333,7 @@ class Relay(Target):
 
     async def prepare(self) -> None:
         public = self.url(0)
-        for i in range(50):
+        for i in range(self.pair_count):
             desktop = RelayClient(public, DeviceKey.generate(), "desktop")
             phone = RelayClient(public, DeviceKey.generate(), "phone")
             try:
@@ -616,6 +618,9 @@ def print_level(name: str, level: int, r: Level, backends: bool) -> None:
 
 async def bench(args: argparse.Namespace, tmp: Path) -> None:
     levels = [int(x) for x in args.levels.split(",") if x]
+    # a pairing per worker: workers sharing one would end each other's requests (a
+    # desktop's newest request, acknowledged, closes its older ones by design)
+    Relay.pair_count = max([50, *levels])
     idle_counts = [int(x) for x in args.idle.split(",") if x]
     nofile = raise_nofile()
     idle_counts = [n for n in idle_counts if n + 200 < nofile] or idle_counts[:0]
