@@ -102,23 +102,34 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (what it cost, whatever the machine's load)."""
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU time of a process (what it cost, whatever the machine's load).
+
+    With ``children``, also that of its children that exited and were waited for.
+    """
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def backend_cpu() -> float:
-    """CPU of every postgres and redis-server process on the machine (others' load included)."""
+    """CPU of every postgres and redis-server process on the machine (others' load included).
+
+    A PostgreSQL backend that exits (a closed connection) takes its CPU time with it; the
+    postmaster, which waits for it, then counts it among its children's, so those count
+    too (else the total could go down over a window in which connections closed).
+    """
     total = 0.0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 if (entry / "comm").read_text().strip() in ("postgres", "redis-server"):
-                    total += cpu_seconds(int(entry.name))
+                    total += cpu_seconds(int(entry.name), children=True)
     return total
 
 

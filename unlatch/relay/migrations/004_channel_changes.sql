@@ -1,4 +1,4 @@
--- Version 3: which channels changed, for each node's reconciler (Store.channel_changes,
+-- Version 4: which channels changed, for each node's reconciler (Store.channel_changes,
 -- unlatch/relay/reconcile.py): with the Redis bus an event can be lost in flight (a node
 -- killed between its commit and its publish), and instead of every waiter re-reading the
 -- store on a timer, each node asks once per sweep_interval which channels changed.
