@@ -5,9 +5,12 @@ request's notification (``{"type": "unlock", ...}``), a ``request`` frame when
 one of them is renewed, answered, cancelled, expired or closed, and a
 ``pairing`` frame when a pairing is removed. The relay's store is the truth:
 a bus event can be lost (Redis restarting, a node killed between its store
-write and its publish), so on a ``resync`` event, and on a lossy bus every
-:data:`LISTEN_RECHECK` seconds, the pending list is read again, and a request
-that left it without a frame this socket saw gets its state frame then.
+write and its publish), so on a ``resync`` event (sent by the node's
+reconciler when the store says one of the phone's requests changed) the
+pending list is read again, and a request that left it without a frame this
+socket saw gets its state frame then. Only a bus that can lose events and has
+no reconciler gives the socket a timer for that (every :data:`LISTEN_RECHECK`
+seconds).
 
 :class:`PhoneListener` holds that logic, its driver
 (:class:`unlatch.relay.socket_driver.ListenerSocket`) the I/O; the events and
@@ -54,7 +57,7 @@ from unlatch.statemachine import (
     stay,
 )
 
-LISTEN_RECHECK = 10.0  # seconds between re-reads of the pending list on a lossy bus
+LISTEN_RECHECK = 10.0  # seconds between re-reads on a lossy bus without a reconciler
 FORGET_AFTER = 60.0  # an announced request is remembered this long past its expiry
 MAX_HELD = 256  # bus events held during a read; beyond, one more read replaces them
 

@@ -450,7 +450,7 @@ class ChannelWaiter(Session[WaiterStage]):
         due = now >= self.expires_at or (
             self.recheck is not None and now - self.last_read >= self.recheck
         )
-        if due:  # at expiry (to say so), or a lossy bus's timer
+        if due:  # at expiry (to say so), or the timer of a lossy bus without a reconciler
             return out + self._read(now)
         return [*out, ScheduleTick(self._next_tick())]
 
