@@ -36,13 +36,15 @@ from unlatch.relay.waiter import (
     Send,
     Shutdown,
     WaiterStage,
+    answer_ping,
+    auth_tick,
     each,
-    goodbye,
-    is_ping,
+    fail,
+    leave,
+    shut_down,
     start_auth,
     take_auth,
     tell_and_close,
-    wait_for_auth,
 )
 from unlatch.statemachine import (
     Command,
@@ -130,9 +132,6 @@ class PhoneListener(Session[WaiterStage]):
 
     def _auth_frame(self, ev: Frame) -> list[Command]:
         return take_auth(self, ev.text)[0]  # a listener resumes nothing: no ``after``
-
-    def _auth_tick(self, ev: Tick) -> list[Command]:
-        return wait_for_auth(self, ev.now)
 
     def _admitted(self, ev: Admitted) -> list[Command]:
         if ev.device.kind != "phone":
@@ -234,21 +233,6 @@ class PhoneListener(Session[WaiterStage]):
             return out + self._read(ev.now)
         return [*out, ScheduleTick(self._next_tick())]
 
-    def _ping_frame(self, ev: Frame) -> list[Command]:
-        return [Send({"type": "pong"})] if is_ping(ev.text) else []
-
-    def _failed(self, ev: Failed) -> list[Command]:
-        self.state = L.CLOSED
-        return tell_and_close(ev.error)
-
-    def _shutdown(self, ev: Shutdown) -> list[Command]:
-        self.state = L.CLOSED
-        return goodbye()
-
-    def _gone(self, ev: Gone) -> list[Command]:
-        self.state = L.CLOSED
-        return [ScheduleTick(None)]
-
     EVENTS = (
         Opened,
         Frame,
@@ -267,7 +251,7 @@ class PhoneListener(Session[WaiterStage]):
         (L.AUTH, Opened): Step(_opened, (L.AUTH,), "start the auth frame's clock"),
         **rows((*_AFTER_AUTH, L.CLOSED), [Opened], stay("opened once; a repeat changes nothing")),
         (L.AUTH, Frame): Step(_auth_frame, (L.ADMITTING, L.CLOSED), "the auth frame"),
-        **rows(_AFTER_AUTH, [Frame], each(_ping_frame, "answer a ping; other frames are ignored")),
+        **rows(_AFTER_AUTH, [Frame], each(answer_ping, "answer a ping; other frames are ignored")),
         (L.CLOSED, Frame): Step(ignore, (L.CLOSED,), "closing: frames are ignored"),
         (L.ADMITTING, Admitted): Step(
             _admitted, (L.READING, L.CLOSED), "a phone: ready, then read its pending requests"
@@ -290,7 +274,7 @@ class PhoneListener(Session[WaiterStage]):
             [PendingRead, StatesRead],
             stay("no read in flight: a stray result changes nothing"),
         ),
-        **rows(_LIVE, [Failed], each(_failed, "tell the client why, close", (L.CLOSED,))),
+        **rows(_LIVE, [Failed], each(fail, "tell the client why, close", (L.CLOSED,))),
         (L.CLOSED, Failed): Step(ignore, (L.CLOSED,), "already closed"),
         (L.WAITING, BusEvent): Step(
             _event_waiting, (L.WAITING, L.READING), "pass a notification or frame on; resync: read"
@@ -303,7 +287,7 @@ class PhoneListener(Session[WaiterStage]):
             [BusEvent],
             stay("the first read (after subscribing) covers it, or closed"),
         ),
-        (L.AUTH, Tick): Step(_auth_tick, (L.AUTH, L.CLOSED), "no auth frame in time: close"),
+        (L.AUTH, Tick): Step(auth_tick, (L.AUTH, L.CLOSED), "no auth frame in time: close"),
         (L.WAITING, Tick): Step(
             _tick_waiting, (L.WAITING, L.READING), "ping when idle; re-read on a lossy bus's timer"
         ),
@@ -312,8 +296,8 @@ class PhoneListener(Session[WaiterStage]):
             [Tick],
             stay("an operation is in flight (it schedules the next tick), or closed"),
         ),
-        **rows(_LIVE, [Shutdown], each(_shutdown, "tell the client, close 1012", (L.CLOSED,))),
+        **rows(_LIVE, [Shutdown], each(shut_down, "tell the client, close 1012", (L.CLOSED,))),
         (L.CLOSED, Shutdown): Step(ignore, (L.CLOSED,), "already closed"),
-        **rows(_LIVE, [Gone], each(_gone, "the client left", (L.CLOSED,))),
+        **rows(_LIVE, [Gone], each(leave, "the client left", (L.CLOSED,))),
         (L.CLOSED, Gone): Step(ignore, (L.CLOSED,), "already closed"),
     }

@@ -298,6 +298,31 @@ def is_ping(text: str | None) -> bool:
     return frame_type(text, "ping")
 
 
+# handlers every socket machine shares (rows of both tables point at them)
+def answer_ping(session: Any, ev: Frame) -> list[Command]:
+    """A client's ``{"type": "ping"}`` is answered; other frames are ignored."""
+    return [Send({"type": "pong"})] if is_ping(ev.text) else []
+
+
+def auth_tick(session: Any, ev: Tick) -> list[Command]:
+    return wait_for_auth(session, ev.now)
+
+
+def fail(session: Any, ev: Failed) -> list[Command]:
+    session.state = WaiterStage.CLOSED
+    return tell_and_close(ev.error)
+
+
+def shut_down(session: Any, ev: Shutdown) -> list[Command]:
+    session.state = WaiterStage.CLOSED
+    return goodbye()
+
+
+def leave(session: Any, ev: Gone) -> list[Command]:
+    session.state = WaiterStage.CLOSED
+    return [ScheduleTick(None)]
+
+
 W = WaiterStage
 
 
@@ -358,12 +383,6 @@ class ChannelWaiter(Session[WaiterStage]):
         out, self.after = take_auth(self, ev.text)
         return out
 
-    def _auth_tick(self, ev: Tick) -> list[Command]:
-        return wait_for_auth(self, ev.now)
-
-    def _ping_frame(self, ev: Frame) -> list[Command]:
-        return [Send({"type": "pong"})] if is_ping(ev.text) else []
-
     def _client_frame(self, ev: Frame) -> list[Command]:
         """After ``ready``: a ping is answered; ``close`` ends the channel (once)."""
         if frame_type(ev.text, "close"):
@@ -371,7 +390,7 @@ class ChannelWaiter(Session[WaiterStage]):
                 return []
             self.close_asked = True
             return [EndChannel()]
-        return self._ping_frame(ev)
+        return answer_ping(self, ev)
 
     def _admitted(self, ev: Admitted) -> list[Command]:
         self.recheck = ev.recheck
@@ -454,18 +473,6 @@ class ChannelWaiter(Session[WaiterStage]):
             return out + self._read(now)
         return [*out, ScheduleTick(self._next_tick())]
 
-    def _failed(self, ev: Failed) -> list[Command]:
-        self.state = W.CLOSED
-        return tell_and_close(ev.error)
-
-    def _shutdown(self, ev: Shutdown) -> list[Command]:
-        self.state = W.CLOSED
-        return goodbye()
-
-    def _gone(self, ev: Gone) -> list[Command]:
-        self.state = W.CLOSED
-        return [ScheduleTick(None)]
-
     EVENTS = (Opened, Frame, Admitted, ReadDone, Failed, BusEvent, Tick, Shutdown, Gone)
     _LIVE = (W.AUTH, W.ADMITTING, W.READING, W.WAITING)
     _AFTER_AUTH = (W.ADMITTING, W.READING, W.WAITING)
@@ -476,7 +483,7 @@ class ChannelWaiter(Session[WaiterStage]):
         # client frames
         (W.AUTH, Frame): Step(_auth_frame, (W.ADMITTING, W.CLOSED), "the auth frame"),
         (W.ADMITTING, Frame): Step(
-            _ping_frame, (W.ADMITTING,), "answer a ping; other frames wait for ready: ignored"
+            answer_ping, (W.ADMITTING,), "answer a ping; other frames wait for ready: ignored"
         ),
         **rows(
             (W.READING, W.WAITING),
@@ -510,7 +517,7 @@ class ChannelWaiter(Session[WaiterStage]):
         **rows(
             _LIVE,
             [Failed],
-            each(_failed, "tell the client why, close", (W.CLOSED,)),
+            each(fail, "tell the client why, close", (W.CLOSED,)),
         ),
         (W.CLOSED, Failed): Step(ignore, (W.CLOSED,), "already closed"),
         # the bus
@@ -528,7 +535,7 @@ class ChannelWaiter(Session[WaiterStage]):
             (W.AUTH, W.CLOSED), [BusEvent], stay("not subscribed yet, or closed: nothing to do")
         ),
         # time
-        (W.AUTH, Tick): Step(_auth_tick, (W.AUTH, W.CLOSED), "no auth frame in time: close"),
+        (W.AUTH, Tick): Step(auth_tick, (W.AUTH, W.CLOSED), "no auth frame in time: close"),
         (W.WAITING, Tick): Step(
             _tick_waiting, (W.WAITING, W.READING), "ping when idle; read at expiry or recheck"
         ),
@@ -538,8 +545,8 @@ class ChannelWaiter(Session[WaiterStage]):
             stay("an operation is in flight (it schedules the next tick), or closed"),
         ),
         # the relay stopping, the client leaving
-        **rows(_LIVE, [Shutdown], each(_shutdown, "tell the client, close 1012", (W.CLOSED,))),
+        **rows(_LIVE, [Shutdown], each(shut_down, "tell the client, close 1012", (W.CLOSED,))),
         (W.CLOSED, Shutdown): Step(ignore, (W.CLOSED,), "already closed"),
-        **rows(_LIVE, [Gone], each(_gone, "the client left", (W.CLOSED,))),
+        **rows(_LIVE, [Gone], each(leave, "the client left", (W.CLOSED,))),
         (W.CLOSED, Gone): Step(ignore, (W.CLOSED,), "already closed"),
     }
