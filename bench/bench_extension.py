@@ -129,8 +129,10 @@ def main() -> None:
         finally:
             pages.close()
             cli(home, "agent", "stop")
-    print(f"browser extension, {n} runs each (real Chromium, host process per popup); "
-          f"machine load {os.getloadavg()[0]:.1f}")
+    print(
+        f"browser extension, {n} runs each (real Chromium, host process per popup); "
+        f"machine load {os.getloadavg()[0]:.1f}"
+    )
     print(line("popup page alone (baseline)", page_only))
     print(line("popup opened -> logins shown", opened, page_only))
     print(line("Playwright fills 2 fields (baseline)", direct))

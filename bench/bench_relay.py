@@ -2,8 +2,9 @@
 
 One exchange, on both servers: a desktop waits on a WebSocket, a phone POSTs a
 ~200-byte reply, the desktop receives it and closes. On the relay that is the
-real protocol: ``POST /v1/unlock`` (create), the channel's WebSocket with its
-auth frame and ``ready``, the phone's ``POST .../reply``, the message frame,
+real protocol, as the desktop client speaks it: the channel's WebSocket whose
+auth frame creates the request (on a ``--baseline`` relay from before that:
+``POST /v1/unlock`` first), ``ready``, the phone's ``POST .../reply``, the message frame,
 then ``{"type": "close"}`` on the socket (acknowledge, as the desktop client
 does; the relay answers ``closed``); device sign-in and pairing are
 done before timing. On the forwarder (bench/bare_forwarder.py) it is a
@@ -61,7 +62,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -317,6 +318,8 @@ class Relay(Target):
     wrapper: list[str] = field(default_factory=list)
     # another checkout whose relay code the nodes run (--baseline), instead of this one's
     src: Path | None = None
+    # whether the relay creates an unlock request on its socket (a --baseline may predate it)
+    create_on_socket: bool = True
 
     def __post_init__(self) -> None:
         self.name = "relay" if self.src is None else "baseline"
@@ -357,6 +360,21 @@ class Relay(Target):
             finally:
                 await desktop.aclose()
                 await phone.aclose()
+        self.create_on_socket = await self._creates_on_socket(self.pairs[0])
+
+    async def _creates_on_socket(self, pair: Pair) -> bool:
+        """Whether this relay takes ``create`` in an unlock socket's auth frame (one probe)."""
+        rid = b64(os.urandom(16))
+        create = {"routing_id": pair.routing_id, "push": "AA"}
+        async with connect(f"ws://127.0.0.1:{self.ports[0]}/v1/unlock/{rid}/ws") as ws:
+            await ws.send(
+                json.dumps({"type": "auth", "token": pair.desktop_token, "create": create})
+            )
+            first = json.loads(await ws.recv())
+            if first.get("type") != "ready":
+                return False
+            await ws.send('{"type":"close"}')
+            return True
 
     def worker(self, index: int) -> Callable[[], Awaitable[float]]:
         pair = self.pairs[index % len(self.pairs)]
@@ -368,16 +386,21 @@ class Relay(Target):
 
         async def one() -> float:
             rid = b64(os.urandom(16))
-            body = json.dumps({"request_id": rid, "routing_id": pair.routing_id, "push": push})
-            status, answer = await desktop.request(
-                "POST", "/v1/unlock", body.encode(), pair.desktop_token
-            )
-            assert status == 201, (status, answer[:200])
+            hello: dict[str, Any] = {"type": "auth", "token": pair.desktop_token, "after": 0}
+            if self.create_on_socket:  # the auth frame creates the request (docs/relay.md)
+                hello["create"] = {"routing_id": pair.routing_id, "push": push}
+            else:  # a relay from before that: POST /v1/unlock first
+                body = {"request_id": rid, "routing_id": pair.routing_id, "push": push}
+                status, answer = await desktop.request(
+                    "POST", "/v1/unlock", json.dumps(body).encode(), pair.desktop_token
+                )
+                assert status == 201, (status, answer[:200])
             async with connect(
                 f"ws://127.0.0.1:{d_port}/v1/unlock/{rid}/ws", ping_interval=None, compression=None
             ) as ws:
-                await ws.send(json.dumps({"type": "auth", "token": pair.desktop_token, "after": 0}))
-                assert json.loads(await ws.recv())["type"] == "ready"
+                await ws.send(json.dumps(hello))
+                ready = json.loads(await ws.recv())
+                assert ready["type"] == "ready", ready
                 t0 = time.perf_counter()
                 status, answer = await phone.request(
                     "POST", f"/v1/unlock/{rid}/reply", reply, pair.phone_token

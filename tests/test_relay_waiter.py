@@ -19,6 +19,7 @@ from unlatch.relay import waiter as w
 from unlatch.relay.apierror import ApiError
 from unlatch.relay.config import MAX_AFTER
 from unlatch.relay.errors import CODES
+from unlatch.relay.frames import message_event
 from unlatch.relay.models import Channel, ChannelState, Device, Message
 from unlatch.statemachine import ScheduleTick, Step, Tick
 
@@ -375,3 +376,62 @@ def test_admission_with_its_first_read_and_an_event_during_it() -> None:
     m = to_admitting()
     out = m.handle(w.Admitted(DESKTOP, None, T0 + 1.1, first=first))
     assert m.state is S.WAITING and not any(isinstance(c, w.Read) for c in out)
+
+
+# an unlock socket that creates its channel ------------------------------------------------
+CREATE = {"routing_id": "cm91dGluZw", "push": "cHVzaA"}
+
+
+def test_an_unlock_socket_creating_its_channel_needs_no_read() -> None:
+    """The auth frame's create goes to the driver with the token; admission brings the
+    channel just made (open, nothing posted) and the answer, which ``ready`` carries once."""
+    m = to_auth()
+    out = m.handle(w.Frame(json.dumps({"type": "auth", "token": "tok", "create": CREATE}), T0))
+    assert out == [ScheduleTick(None), w.Admit("tok", CREATE)]
+    answer = {"request_id": "x", "expires_at": T0 + 120, "notified": {"listeners": 1}}
+    first = w.ReadDone((), channel(), T0 + 0.1)
+    out = m.handle(w.Admitted(DESKTOP, None, T0 + 0.1, first=first, created=answer))
+    assert not any(isinstance(c, w.Read) for c in out)
+    assert sends(out) == [
+        {"type": "ready", "state": "open", "expires_at": T0 + 120, "created": answer}
+    ]
+    assert m.state is S.WAITING and m.created is None  # said once, not kept while idle
+    # a message posted meanwhile is forwarded as for any waiter
+    out = m.handle(w.BusEvent(message_event(message(1)), T0 + 1))
+    assert [f["type"] for f in sends(out)] == ["message"]
+
+
+def test_an_event_during_a_create_causes_one_read_after_ready() -> None:
+    m = to_auth()
+    m.handle(w.Frame(json.dumps({"type": "auth", "token": "tok", "create": CREATE}), T0))
+    assert m.handle(w.BusEvent({"event": "resync"}, T0 + 0.05)) == []  # admitting: noted
+    first = w.ReadDone((), channel(), T0 + 0.1)
+    out = m.handle(w.Admitted(DESKTOP, None, T0 + 0.1, first=first, created={}))
+    assert sends(out)[0]["type"] == "ready" and out[-1] == w.Read(0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "hello", "says"),
+    [
+        ("pairing", {"create": CREATE}, "only an unlock socket creates its channel"),
+        ("unlock", {"create": "x"}, "'create' must be an object"),
+        ("unlock", {"create": [1]}, "'create' must be an object"),
+        ("unlock", {"create": CREATE, "after": 1}, "a socket that creates its channel has no"),
+    ],
+)
+def test_a_create_where_none_can_be_is_refused(kind: str, hello: dict[str, Any], says: str) -> None:
+    m = w.ChannelWaiter(CID, kind)  # type: ignore[arg-type]
+    m.handle(w.Opened(T0))
+    out = m.handle(w.Frame(json.dumps({"type": "auth", "token": "tok", **hello}), T0 + 1))
+    [frame] = sends(out)
+    assert frame["error"] == "bad_request" and frame["message"].startswith(says)
+    assert closes(out) == [(CODES["bad_request"].ws_close, "bad_request")] and m.final
+
+
+def test_a_refusal_frame_carries_what_the_http_answer_would() -> None:
+    """rate limits: retry_after and scope, as in the 429's body."""
+    m = to_admitting()
+    err = ApiError("rate_limited", retry_after=2.5, scope="pairing")
+    out = m.handle(w.Failed(err))
+    assert sends(out) == [{"type": "error", **err.body()}]
+    assert sends(out)[0]["retry_after"] == 3 and sends(out)[0]["scope"] == "pairing"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, Protocol
 
 from unlatch.desktop.clock import Clock
@@ -110,15 +110,24 @@ class SessionDriver:
         timeout: float,
         read: Callable[[ChannelMessage], Event | None],
         gone: Callable[[], Event],
+        *,
+        messages: AsyncIterator[ChannelMessage] | None = None,
+        created: asyncio.Future[dict[str, Any]] | None = None,
     ) -> None:
         """Follow a relay channel: ``read`` turns a message into an event (or None).
 
         The channel's end becomes ChannelExpired (also when it was followed
         past its life), ``gone()`` when the relay closed it, ChannelFailed when
-        the relay stayed unreachable.
+        the relay stayed unreachable. ``messages``: a follower that also makes
+        the channel (:meth:`RelayClient.follow_new_unlock`); ``created`` then
+        gets the relay's answer, or the create's refusal as its exception
+        (not an event: the command that asked for it says so). A channel
+        already followed is not followed twice.
         """
+        if channel in self._followers:
+            return
         self._followers[channel] = asyncio.create_task(
-            self._follow(kind, channel, timeout, read, gone)
+            self._follow(kind, channel, timeout, read, gone, messages, created)
         )
 
     async def _follow(
@@ -128,22 +137,34 @@ class SessionDriver:
         timeout: float,
         read: Callable[[ChannelMessage], Event | None],
         gone: Callable[[], Event],
+        messages: AsyncIterator[ChannelMessage] | None,
+        created: asyncio.Future[dict[str, Any]] | None,
     ) -> None:
+        relay = self._services.relay
+        source = messages or relay.channel_messages(kind, channel, timeout=timeout)
         try:
-            async for msg in self._services.relay.channel_messages(kind, channel, timeout=timeout):
+            async for msg in source:
                 event = read(msg)
                 if event is not None:
                     self.post(event)
+            if created is not None and not created.done():
+                raise relay_errors.RelayUnavailable("the relay did not make the request in time")
             self.post(ChannelExpired(channel))
-        except relay_errors.ChannelExpired:
-            self.post(ChannelExpired(channel))
-        except relay_errors.ChannelGone:
-            self.post(gone())
-        except UnlatchError as exc:
-            self.post(ChannelFailed(channel, str(exc)))
-        except Exception:  # never leave the UI spinning on an unexpected fault
-            log.exception("following a %s channel failed", kind)
-            self.post(ChannelFailed(channel, UNEXPECTED))
+        except Exception as exc:  # every fault becomes an event (or the refusal)
+            if created is not None and not created.done():
+                created.set_exception(exc)  # the channel was never made
+            elif isinstance(exc, relay_errors.ChannelExpired):
+                self.post(ChannelExpired(channel))
+            elif isinstance(exc, relay_errors.ChannelGone):
+                self.post(gone())
+            elif isinstance(exc, UnlatchError):
+                self.post(ChannelFailed(channel, str(exc)))
+            else:  # never leave the UI spinning on an unexpected fault
+                log.exception("following a %s channel failed", kind)
+                self.post(ChannelFailed(channel, UNEXPECTED))
+        finally:
+            if created is not None and not created.done():  # cancelled while making it
+                created.set_exception(relay_errors.RelayUnavailable("the request was not made"))
 
     def unfollow(self, key: bytes) -> None:
         task = self._followers.pop(key, None)

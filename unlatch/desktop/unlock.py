@@ -28,6 +28,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,15 +177,26 @@ class UnlockAttempt(SessionDriver):
     async def execute(self, command: Command) -> None:
         relay = self.service.relay
         if isinstance(command, CreateChannel):
+            # made and followed in one round trip: the request's socket creates it
+            channel = command.channel
+            made: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            messages = relay.follow_new_unlock(
+                channel,
+                command.routing_id,
+                command.push,
+                command.ttl,
+                timeout=self.session.ttl + FOLLOW_SLACK,
+                on_created=made.set_result,
+            )
+            self._follow_request(channel, messages, made)
             try:
-                created = await relay.create_unlock(
-                    command.channel, command.routing_id, command.push, command.ttl
-                )
+                created = await made
             except UnlatchError as exc:
                 if self.session.state is UnlockStage.STARTING:
                     self.first_error = exc
                 else:
                     log.info("QR renewal failed: %s", type(exc).__name__)
+                self._followers.pop(channel, None)
                 await self.feed(ChannelCreateFailed(command.channel, str(exc)))
                 return
             notified = created.get("notified")
@@ -193,15 +205,8 @@ class UnlockAttempt(SessionDriver):
                     command.channel, dict(notified) if isinstance(notified, dict) else {}
                 )
             )
-        elif isinstance(command, FollowChannel):
-            channel = command.channel
-            self.follow(
-                "unlock",
-                channel,
-                self.session.ttl + FOLLOW_SLACK,
-                lambda msg: self._read(msg, channel),
-                lambda: self._gone(channel),
-            )
+        elif isinstance(command, FollowChannel):  # (already followed when the socket made it)
+            self._follow_request(command.channel)
         elif isinstance(command, CloseChannel):
             try:  # while it is followed: the close goes on the follower's socket
                 await relay.close_unlock(command.channel)
@@ -224,6 +229,23 @@ class UnlockAttempt(SessionDriver):
             self.shown()
         else:
             await super().execute(command)
+
+    def _follow_request(
+        self,
+        channel: bytes,
+        messages: AsyncIterator[ChannelMessage] | None = None,
+        created: asyncio.Future[dict[str, Any]] | None = None,
+    ) -> None:
+        """Follow one of this attempt's requests on the relay (``messages``: while making it)."""
+        self.follow(
+            "unlock",
+            channel,
+            self.session.ttl + FOLLOW_SLACK,
+            lambda msg: self._read(msg, channel),
+            lambda: self._gone(channel),
+            messages=messages,
+            created=created,
+        )
 
     def _learn_policy(self, allows: bool) -> None:
         """Remember the policy the phone's authenticated reply stated, for the next request."""

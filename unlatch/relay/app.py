@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ from unlatch.relay.config import (
     DEFAULT_WAIT,
     MAX_AFTER,
     MAX_PAIRING_MESSAGE,
-    MAX_PUSH_PAYLOAD,
     MAX_REPLY,
     MAX_REPLY_WAIT,
     MAX_SEEN,
@@ -56,7 +55,7 @@ from unlatch.relay.ratelimit import open_limiter
 from unlatch.relay.service import RelayService, message_json
 from unlatch.relay.static import PhoneApp
 from unlatch.relay.store import open_store
-from unlatch.relay.validate import Fields, bearer_token, path_id, query_int, read_json
+from unlatch.relay.validate import Fields, bearer_token, new_unlock, path_id, query_int, read_json
 from unlatch.relay.ws import Sockets
 
 
@@ -95,6 +94,18 @@ class Relay:
             self.config.trusted_networks,
             self.config.proxy_header,
         )
+
+    def requester(
+        self, client: tuple[str, int] | None, headers: Iterable[tuple[bytes, bytes]]
+    ) -> tuple[str, str]:
+        """Who asks, from a request head: the address (proxy rules applied) and user agent."""
+        peer = client[0] if client else None
+        headers = list(headers)
+        address = client_address(
+            peer, headers, self.config.trusted_networks, self.config.proxy_header
+        )
+        agent = next((v for k, v in headers if k == b"user-agent"), b"")
+        return address, agent.decode("latin-1")
 
     async def body(self, request: Request) -> dict[str, Any]:
         """The JSON body, bounded in size and in time (``body_timeout``)."""
@@ -237,27 +248,16 @@ class Relay:
     # unlock channels ------------------------------------------------------------------------
     async def unlock_create(self, request: Request) -> Response:
         device = await self.device(request)
-        f = Fields(await self.body(request), {"request_id", "routing_id", "push", "ttl"})
-        request_id = f.b64("request_id", exact=16)
-        routing_id = f.b64("routing_id", exact=16)
-        push = f.b64("push", max_len=MAX_PUSH_PAYLOAD)
-        ttl = f.opt_int("ttl", 1, 600)
-        if ttl is not None and ttl > self.config.unlock_ttl:
-            raise bad_request(
-                f"'ttl' {ttl} s is over this relay's unlock lifetime of {self.config.unlock_ttl} s"
-                f" (GET /v1/info: limits.unlock_ttl_max); set the desktop's unlock_ttl to"
-                f" {self.config.unlock_ttl} or less"
-            )
-        result = await self.service.create_unlock(
+        fields = new_unlock(await self.body(request), self.config.unlock_ttl, with_id=True)
+        assert fields.request_id is not None  # with_id: the body names it
+        created = await self.service.create_unlock(
             device,
-            request_id,
-            routing_id,
-            push,
-            ttl,
+            fields.request_id,
+            fields,
             self.client_ip(request),
-            request.headers.get("user-agent", "")[:200],
+            request.headers.get("user-agent", ""),
         )
-        return ok(result, 201)
+        return ok(created.answer, 201)
 
     async def unlock_pending(self, request: Request) -> Response:
         device = await self.device(request)

@@ -186,6 +186,31 @@ class _Following:
     ended: asyncio.Future[bool]
 
 
+@dataclass
+class _Create:
+    """An unlock channel still to be created by the first socket that follows it.
+
+    ``attempts``: auth frames that carried it. After a socket dropped before
+    ``ready``, the relay may or may not have created the channel: a later
+    attempt told ``channel_exists`` (the id is this desktop's fresh random
+    one) takes it as created by the earlier one.
+    """
+
+    body: dict[str, Any]
+    on_created: Callable[[dict[str, Any]], None]
+    attempts: int = 0
+    done: bool = False
+
+    def created(self, answer: dict[str, Any]) -> None:
+        if not self.done:
+            self.done = True
+            self.on_created(answer)
+
+
+class _CreateByPost(Exception):
+    """The relay does not create on a socket (it predates it): create with ``POST``."""
+
+
 class _Reconnect(Exception):
     """The socket dropped or the relay is restarting: reconnect and resume."""
 
@@ -464,7 +489,45 @@ class RelayClient:
         A ``ttl`` over the relay's advertised unlock lifetime raises
         :class:`LifetimeTooLong` before anything is sent: the message says the
         limit and the setting to change, where the relay's 400 would not.
+        (:meth:`follow_new_unlock` creates and follows in one round trip.)
         """
+        body = await self._new_unlock(routing_id, push, ttl)
+        result: dict[str, Any] = await self.request(
+            "POST", "/v1/unlock", {"request_id": b64e(request_id), **body}
+        )
+        return result
+
+    async def follow_new_unlock(
+        self,
+        request_id: bytes,
+        routing_id: bytes,
+        push: bytes,
+        ttl: int | None = None,
+        *,
+        timeout: float,
+        on_created: Callable[[dict[str, Any]], None],
+    ) -> AsyncIterator[ChannelMessage]:
+        """Create the unlock channel and follow it: :meth:`create_unlock`, then
+        :meth:`channel_messages`, in one round trip where the relay allows it.
+
+        The request's WebSocket carries the create in its auth frame
+        (docs/relay.md, WebSockets): the phone is woken and the desktop is
+        waiting once ``ready`` comes, with no ``POST /v1/unlock`` before it.
+        ``on_created`` gets the relay's answer (``create_unlock``'s) once, before
+        any message. An error raised before it was called is the create's
+        refusal (the same typed errors as :meth:`create_unlock`). Without
+        WebSockets, or on a relay that does not create on a socket, the create
+        is a ``POST`` and following falls back as :meth:`channel_messages` does.
+        """
+        body = await self._new_unlock(routing_id, push, ttl)
+        create = _Create(body, on_created)
+        async for msg in self.channel_messages(
+            "unlock", request_id, timeout=timeout, create=create
+        ):
+            yield msg
+
+    async def _new_unlock(self, routing_id: bytes, push: bytes, ttl: int | None) -> dict[str, Any]:
+        """A new unlock request's fields but its id; a ``ttl`` over the relay's is refused here."""
         if ttl is not None:
             limit = await self.unlock_ttl_max()
             if limit is not None and ttl > limit:
@@ -475,15 +538,10 @@ class RelayClient:
                     " or [desktop] unlock_ttl in the config file)",
                     limit=limit,
                 )
-        body: dict[str, Any] = {
-            "request_id": b64e(request_id),
-            "routing_id": b64e(routing_id),
-            "push": b64e(push),
-        }
+        body: dict[str, Any] = {"routing_id": b64e(routing_id), "push": b64e(push)}
         if ttl is not None:
             body["ttl"] = ttl
-        result: dict[str, Any] = await self.request("POST", "/v1/unlock", body)
-        return result
+        return body
 
     async def wait_reply(
         self,
@@ -587,14 +645,21 @@ class RelayClient:
 
     # waiting -----------------------------------------------------
     async def channel_messages(
-        self, kind: ChannelKindT, channel_id: bytes, *, timeout: float, after: int = 0
+        self,
+        kind: ChannelKindT,
+        channel_id: bytes,
+        *,
+        timeout: float,
+        after: int = 0,
+        create: _Create | None = None,
     ) -> AsyncIterator[ChannelMessage]:
         """Yield the other party's messages until the channel ends or ``timeout`` passes.
 
         Reconnects and resumes after drops and relay restarts; falls back to
         long-polling when WebSockets fail. Raises :class:`ChannelExpired` /
         :class:`ChannelGone` when the channel ends, :class:`RelayUnavailable`
-        if the relay stays unreachable until the deadline.
+        if the relay stays unreachable until the deadline. ``create``: the
+        unlock channel is made first (:meth:`follow_new_unlock`).
         """
         deadline = time.monotonic() + timeout
         use_ws = self.prefer_websocket
@@ -603,8 +668,11 @@ class RelayClient:
         last_error: RelayError | None = None
         while time.monotonic() < deadline:
             try:
+                if create is not None and not create.done and not use_ws:
+                    body = {"request_id": b64e(channel_id), **create.body}
+                    create.created(await self.request("POST", "/v1/unlock", body))
                 if use_ws:
-                    source = self._ws_channel(kind, channel_id, after, deadline)
+                    source = self._ws_channel(kind, channel_id, after, deadline, create)
                 else:
                     source = self._poll_channel(kind, channel_id, after, deadline)
                 async for msg in source:
@@ -616,9 +684,16 @@ class RelayClient:
                 ws_failures += 1
                 if ws_failures >= 2:
                     use_ws = False
+            except _CreateByPost:
+                assert create is not None
+                body = {"request_id": b64e(channel_id), **create.body}
+                create.created(await self.request("POST", "/v1/unlock", body))
+                continue  # and follow on a socket at once
             except _Reconnect:
                 pass
             except RelayUnavailable as exc:
+                if create is not None and not create.done:
+                    raise  # the request was never made: say so now, not at the deadline
                 last_error = exc
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -675,8 +750,11 @@ class RelayClient:
         except (OSError, TimeoutError):
             raise RelayUnavailable(f"cannot reach the relay at {self.base_url}") from None
 
-    async def _ws_open(self, path: str, hello: dict[str, Any]) -> ClientConnection:
-        """Connect and authenticate; re-login once if the session expired."""
+    async def _ws_open(
+        self, path: str, hello: dict[str, Any]
+    ) -> tuple[ClientConnection, dict[str, Any]]:
+        """Connect and authenticate (the socket and its ``ready``); re-login once if the
+        session expired."""
         for attempt in range(2):
             ws = await self._ws_connect(path)
             try:
@@ -690,7 +768,7 @@ class RelayClient:
             # anything but an object is not a frame of ours: handled below as "reconnect"
             first: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
             if first.get("type") == "ready":
-                return ws
+                return ws, first
             await ws.close()
             if first.get("type") == "error":
                 # the frame names a registry code; its status (and class) come from there
@@ -702,10 +780,37 @@ class RelayClient:
             raise _Reconnect
         raise AuthFailed("the relay refused this device's session", code="unauthorized")
 
+    async def _ws_create(self, path: str, create: _Create) -> ClientConnection:
+        """Open an unlock socket whose auth frame creates the channel; ``create.created``."""
+        create.attempts += 1
+        try:
+            ws, ready = await self._ws_open(path, {"after": 0, "create": create.body})
+        except UnknownChannel:
+            # a relay that predates creating on a socket ignored "create" and found no channel
+            raise _CreateByPost from None
+        except RelayError as exc:
+            if exc.code != "channel_exists" or create.attempts == 1:
+                raise
+            # an earlier attempt's socket dropped after the relay made the channel (the id is
+            # this request's fresh random one): it is ours; follow it
+            ws, ready = await self._ws_open(path, {"after": 0})
+        created = ready.get("created")
+        create.created(created if isinstance(created, dict) else {})
+        return ws
+
     async def _ws_channel(
-        self, kind: ChannelKindT, channel_id: bytes, after: int, deadline: float
+        self,
+        kind: ChannelKindT,
+        channel_id: bytes,
+        after: int,
+        deadline: float,
+        create: _Create | None = None,
     ) -> AsyncIterator[ChannelMessage]:
-        ws = await self._ws_open(f"/v1/{kind}/{b64e(channel_id)}/ws", {"after": after})
+        path = f"/v1/{kind}/{b64e(channel_id)}/ws"
+        if create is None or create.done:
+            ws, _ = await self._ws_open(path, {"after": after})
+        else:
+            ws = await self._ws_create(path, create)
         live = _Following(ws, asyncio.get_running_loop().create_future())
         self._following[(kind, channel_id)] = live
         try:
@@ -782,7 +887,7 @@ class RelayClient:
         while True:
             try:
                 if use_ws:
-                    ws = await self._ws_open("/v1/listen", {})
+                    ws, _ = await self._ws_open("/v1/listen", {})
                     try:
                         async for raw in ws:
                             frame = json_loads(raw)

@@ -132,7 +132,10 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
         if self.relay is None:  # pragma: no cover - build_server always sets it
             raise RuntimeError("RelayHttpProtocol without its relay")
         if route is not None:
-            protocol = ChannelSocket(self.relay.sockets, self.server_state, *route)
+            requester = ("", "")
+            if route[1] == "unlock":  # the socket may create its channel: who asks, as a route sees
+                requester = self.relay.requester(self.client, self.scope["headers"])
+            protocol = ChannelSocket(self.relay.sockets, self.server_state, *route, requester)
         elif path == "/v1/listen":
             protocol = ListenerSocket(self.relay.sockets, self.server_state)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from unlatch.relay.apierror import ApiError, forbidden, unknown_channel
 from unlatch.relay.codec import b64e
@@ -28,6 +28,15 @@ from unlatch.relay.service_base import (
 )
 from unlatch.relay.service_channels import ChannelOps
 from unlatch.relay.store import AddResult
+from unlatch.relay.validate import NewUnlock
+
+
+class Created(NamedTuple):
+    """A new unlock channel, and the relay's answer to its desktop (201 body, or ``ready``'s
+    ``created``)."""
+
+    channel: Channel
+    answer: dict[str, Any]
 
 
 class UnlockOps(ChannelOps):
@@ -37,12 +46,13 @@ class UnlockOps(ChannelOps):
         self,
         device: Device,
         request_id: bytes,
-        routing_id: bytes,
-        push: bytes,
-        ttl: int | None,
+        fields: NewUnlock,
         requester_ip: str,
         user_agent: str,
-    ) -> dict[str, Any]:
+    ) -> Created:
+        """Create the unlock channel and wake the phone (``POST /v1/unlock``, or an unlock
+        socket's ``create``): the channel, and the answer the desktop is given."""
+        routing_id, push, ttl = fields.routing_id, fields.push, fields.ttl
         if device.kind != "desktop":
             raise forbidden("only a desktop creates unlock requests")
         # One read for the checks below and the phone's push target (read before the
@@ -113,11 +123,12 @@ class UnlockOps(ChannelOps):
             listeners=listeners,
             push=pushed,
         )
-        return {
+        answer = {
             "request_id": b64e(request_id),
             "expires_at": ch.expires_at,
             "notified": {"listeners": listeners, "push": pushed},
         }
+        return Created(ch, answer)
 
     async def _phone_channel(self, device: Device, request_id: bytes) -> Channel:
         ch = await self._channel(request_id, "unlock")

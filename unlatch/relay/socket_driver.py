@@ -44,6 +44,7 @@ from unlatch.relay.listener import PendingRead, PhoneListener, ReadPending, Read
 from unlatch.relay.logs import log, short
 from unlatch.relay.models import ChannelKind, Device
 from unlatch.relay.service import channel_topic, device_topic
+from unlatch.relay.validate import new_unlock
 from unlatch.relay.waiter import (
     Admit,
     Admitted,
@@ -412,15 +413,25 @@ _QUIET.addHandler(logging.NullHandler())
 
 
 class ChannelSocket(SessionSocket):
-    """``/v1/pairing/{id}/ws`` and ``/v1/unlock/{id}/ws``: a party waiting on a channel."""
+    """``/v1/pairing/{id}/ws`` and ``/v1/unlock/{id}/ws``: a party waiting on a channel.
 
-    __slots__ = ("kind",)
+    ``requester``: the upgrade request's client address (as the proxy rules
+    see it) and user agent, for an unlock socket that creates its channel.
+    """
+
+    __slots__ = ("kind", "requester")
 
     def __init__(
-        self, sockets: Sockets, server_state: Any, channel_id: bytes | None, kind: ChannelKind
+        self,
+        sockets: Sockets,
+        server_state: Any,
+        channel_id: bytes | None,
+        kind: ChannelKind,
+        requester: tuple[str, str] = ("", ""),
     ) -> None:
         super().__init__(sockets, server_state, ChannelWaiter(channel_id, kind))
         self.kind = kind
+        self.requester = requester
 
     @property
     def endpoint(self) -> str:  # type: ignore[override]
@@ -430,6 +441,8 @@ class ChannelSocket(SessionSocket):
         service = self.sockets.service
         cid = self.machine.channel_id
         assert cid is not None
+        if isinstance(command, Admit) and command.create is not None:
+            return await self._create(command.token, command.create, cid)
         if isinstance(command, Admit):
             # subscribe, then ONE read that both checks the party and is the first read
             # (the subscription first, so nothing stored after the read is missed)
@@ -458,6 +471,29 @@ class ChannelSocket(SessionSocket):
             await service.handed_over(cid, msgs)
             return None
         raise TypeError(f"a channel socket has no command {command!r}")
+
+    async def _create(self, token: str | None, create: dict[str, Any], cid: bytes) -> Event:
+        """An unlock socket creating its channel: as ``POST /v1/unlock``, then admitted.
+
+        The same checks in the same order as the route (session, fields, then
+        the service's pairing, id, rate-limit and cap checks), the subscription
+        before the channel exists, and no read: a channel just created is open
+        with no messages, and an event that comes meanwhile causes a read.
+        """
+        service = self.sockets.service
+        device = await service.authenticate(token)
+        fields = new_unlock(create, service.config.unlock_ttl, with_id=False)
+        admitted = await self._subscribe(device, channel_topic(cid))
+        if not isinstance(admitted, Admitted):
+            return admitted
+        address, agent = self.requester
+        try:
+            created = await service.create_unlock(device, cid, fields, address, agent)
+        except ApiError:
+            self._unsubscribe()
+            raise
+        first = ReadDone((), created.channel, time.time())
+        return replace(admitted, first=first, created=created.answer)
 
 
 class ListenerSocket(SessionSocket):

@@ -8,12 +8,14 @@ that becomes a 4xx JSON answer: nothing a client sends can reach a 5xx.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 
 from unlatch.relay.apierror import ApiError, bad_request, too_large
 from unlatch.relay.codec import CodecError, b64d, json_loads
+from unlatch.relay.config import MAX_PUSH_PAYLOAD
 
 MAX_BODY = 16 * 1024
 BODY_TIMEOUT = 10.0
@@ -160,3 +162,39 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+@dataclass(frozen=True)
+class NewUnlock:
+    """A new unlock request's fields: ``POST /v1/unlock``'s body, or an unlock socket's ``create``.
+
+    ``request_id`` is None in a socket's ``create``: the socket's path names it.
+    """
+
+    request_id: bytes | None
+    routing_id: bytes
+    push: bytes
+    ttl: int | None
+
+
+def new_unlock(obj: dict[str, Any], unlock_ttl: int, *, with_id: bool) -> NewUnlock:
+    """Check a new unlock request's fields (one place for both ways of creating one).
+
+    ``with_id``: the body names the request (``POST /v1/unlock``); a socket's
+    ``create`` does not (its path does), and a ``request_id`` there is refused.
+    """
+    f = Fields(
+        obj,
+        {"request_id", "routing_id", "push", "ttl"} if with_id else {"routing_id", "push", "ttl"},
+    )
+    request_id = f.b64("request_id", exact=16) if with_id else None
+    routing_id = f.b64("routing_id", exact=16)
+    push = f.b64("push", max_len=MAX_PUSH_PAYLOAD)
+    ttl = f.opt_int("ttl", 1, 600)
+    if ttl is not None and ttl > unlock_ttl:
+        raise bad_request(
+            f"'ttl' {ttl} s is over this relay's unlock lifetime of {unlock_ttl} s"
+            f" (GET /v1/info: limits.unlock_ttl_max); set the desktop's unlock_ttl to"
+            f" {unlock_ttl} or less"
+        )
+    return NewUnlock(request_id, routing_id, push, ttl)

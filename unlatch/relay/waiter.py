@@ -1,7 +1,9 @@
 """A desktop (or phone) waiting on a channel's WebSocket, as a sans-IO state machine.
 
 ``/v1/pairing/{id}/ws`` and ``/v1/unlock/{id}/ws``: the client's first frame
-authenticates it, the relay answers ``ready`` with the channel's state, sends
+authenticates it (and on an unlock socket may create the channel, as
+``POST /v1/unlock`` would: one round trip and one store read fewer per
+unlock), the relay answers ``ready`` with the channel's state, sends
 every message after the client's ``after`` and then each new one as the bus
 announces it, and ends with the channel's final state (``closed``,
 ``expired``) and a close code from the error registry.
@@ -117,7 +119,8 @@ class Admitted(Event):
     """The token is live, the device may wait here, and the bus subscription is made.
 
     ``recheck``: seconds between store re-reads when the bus can lose an event
-    (None: it cannot, so no timer).
+    (None: it cannot, so no timer). ``created``: the relay's answer when the
+    socket created its unlock channel (``ready`` carries it).
     """
 
     NAME = "admitted"
@@ -125,6 +128,7 @@ class Admitted(Event):
     recheck: float | None
     now: float
     first: ReadDone | None = None  # the first read, when admission already made it
+    created: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,10 +184,14 @@ class Close(Command):
 class Admit(Command):
     """Check the token and that its device may wait on this channel; subscribe to its topic.
 
-    Answered with :class:`Admitted` or :class:`Failed`.
+    With ``create`` (the auth frame's ``create`` object, not yet validated):
+    subscribe, then create the unlock channel as ``POST /v1/unlock`` would,
+    with these fields; the channel's first read is then known (open, no
+    messages) and is not made. Answered with :class:`Admitted` or :class:`Failed`.
     """
 
     token: str | None
+    create: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -210,12 +218,12 @@ class HandOver(Command):
 
 
 def tell_and_close(err: ApiError) -> list[Command]:
-    """An ``error`` frame saying why, then the close code of that error (the registry's)."""
-    return [
-        ScheduleTick(None),
-        Send({"type": "error", "error": err.code, "message": err.message}),
-        _close(err),
-    ]
+    """An ``error`` frame saying why, then the close code of that error (the registry's).
+
+    The frame is the HTTP answer's body (``error``, ``message``, and what the
+    refusal adds: a rate limit's ``retry_after`` and ``scope``).
+    """
+    return [ScheduleTick(None), Send({"type": "error", **err.body()}), _close(err)]
 
 
 def _close(err: ApiError) -> Close:
@@ -234,15 +242,32 @@ def start_auth(session: Any, now: float) -> list[Command]:
     return [ScheduleTick(session.auth_deadline)]
 
 
-def take_auth(session: Any, text: str | None) -> tuple[list[Command], int]:
-    """The first frame: admit its token (ADMITTING), or say what is wrong (CLOSED); ``after``."""
+@dataclass(frozen=True)
+class Hello:
+    """A client's auth frame: token, ``after``, ``create`` (an unlock socket makes its channel)."""
+
+    token: str | None
+    after: int = 0
+    create: dict[str, Any] | None = None
+
+
+def take_auth(
+    session: Any, text: str | None, *, may_create: bool = False
+) -> tuple[list[Command], Hello]:
+    """The first frame: admit its token (ADMITTING), or say what is wrong (CLOSED).
+
+    ``may_create``: the socket may create its channel (an unlock socket);
+    elsewhere a ``create`` field is refused.
+    """
     try:
-        token, after = parse_auth(text)
+        hello = parse_auth(text)
+        if hello.create is not None and not may_create:
+            raise ApiError("bad_request", "only an unlock socket creates its channel")
     except ApiError as err:
         session.state = WaiterStage.CLOSED
-        return tell_and_close(err), 0
+        return tell_and_close(err), Hello(None)
     session.state = WaiterStage.ADMITTING
-    return [ScheduleTick(None), Admit(token)], after
+    return [ScheduleTick(None), Admit(hello.token, hello.create)], hello
 
 
 def wait_for_auth(session: Any, now: float) -> list[Command]:
@@ -265,8 +290,13 @@ def message_frame(m: Message) -> dict[str, Any]:
     }
 
 
-def parse_auth(text: str | None) -> tuple[str | None, int]:
-    """The token and ``after`` of a client's first frame (:class:`ApiError`: what is wrong)."""
+def parse_auth(text: str | None) -> Hello:
+    """A client's first frame: token, ``after``, ``create`` (:class:`ApiError`: what is wrong).
+
+    ``create`` is only checked to be an object with ``after`` 0 (a channel
+    being created has nothing to resume); its fields are the create route's,
+    checked by the driver as that route checks them.
+    """
     if not text or len(text) > MAX_CLIENT_FRAME:
         raise ApiError("bad_request", "first frame must be a small JSON auth message")
     try:
@@ -278,8 +308,14 @@ def parse_auth(text: str | None) -> tuple[str | None, int]:
     after = hello.get("after", 0)
     if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_AFTER:
         raise ApiError("bad_request", "'after' must be a non-negative integer")
+    create = hello.get("create")
+    if create is not None:
+        if not isinstance(create, dict):
+            raise ApiError("bad_request", "'create' must be an object")
+        if after != 0:
+            raise ApiError("bad_request", "a socket that creates its channel has no 'after'")
     token = hello.get("token")
-    return (token if isinstance(token, str) else None), after
+    return Hello(token if isinstance(token, str) else None, after, create)
 
 
 def frame_type(text: str | None, wanted: str) -> bool:
@@ -345,6 +381,7 @@ class ChannelWaiter(Session[WaiterStage]):
         "auth_deadline",
         "channel_id",
         "close_asked",
+        "created",
         "device_id",
         "expires_at",
         "kind",
@@ -369,6 +406,7 @@ class ChannelWaiter(Session[WaiterStage]):
         self.stale = False  # an event came while a read was in flight: read again
         self.close_asked = False  # the client sent {"type": "close"}
         self.device_id = ""  # the waiting device (its own messages are not sent back)
+        self.created: dict[str, Any] | None = None  # the create answer, for ``ready``
 
     # handlers ----------------------------------------------------------------------------
     def _opened(self, ev: Opened) -> list[Command]:
@@ -380,7 +418,8 @@ class ChannelWaiter(Session[WaiterStage]):
         return start_auth(self, ev.now)
 
     def _auth_frame(self, ev: Frame) -> list[Command]:
-        out, self.after = take_auth(self, ev.text)
+        out, hello = take_auth(self, ev.text, may_create=self.kind == "unlock")
+        self.after = hello.after
         return out
 
     def _client_frame(self, ev: Frame) -> list[Command]:
@@ -395,6 +434,7 @@ class ChannelWaiter(Session[WaiterStage]):
     def _admitted(self, ev: Admitted) -> list[Command]:
         self.recheck = ev.recheck
         self.device_id = ev.device.device_id
+        self.created = ev.created
         if ev.first is not None:  # admission read the channel (after subscribing): use it
             self.state = W.READING
             self.last_read = ev.now
@@ -413,9 +453,14 @@ class ChannelWaiter(Session[WaiterStage]):
         state = channel_state(ch, now)
         if not self.ready_sent:
             self.ready_sent = True
-            out.append(
-                Send({"type": "ready", "state": state, "expires_at": ch.expires_at if ch else None})
-            )
+            ready: dict[str, Any] = {
+                "type": "ready",
+                "state": state,
+                "expires_at": ch.expires_at if ch else None,
+            }
+            if self.created is not None:  # said once, then not kept (idle memory)
+                ready["created"], self.created = self.created, None
+            out.append(Send(ready))
         if ev.messages:
             out += [Send(message_frame(m)) for m in ev.messages]
             self.after = ev.messages[-1].seq
