@@ -99,6 +99,39 @@ async def test_a_client_that_stops_reading_is_aborted_after_the_send_timeout(cap
     sock.connection_lost(None)
 
 
+async def test_the_timer_moves_only_for_an_earlier_deadline() -> None:
+    """A later deadline keeps the timer (it fires early, finds nothing due, sets itself
+    for the real one); an earlier deadline replaces it; none is lost either way."""
+    sock, _ = listener()
+    now = sock._loop.time()
+    sock._tick_at = now + 5.0
+    sock._arm()
+    first = sock._timer
+    assert first is not None and sock._timer_at == now + 5.0
+    sock._tick_at = now + 20.0  # pushed back, as after each frame: the same timer
+    sock._arm()
+    assert sock._timer is first
+    sock._tick_at = now + 1.0  # earlier: replaced
+    sock._arm()
+    assert sock._timer is not first and first.cancelled() and sock._timer_at == now + 1.0
+    # firing before anything is due re-arms at the earliest real deadline
+    sock._tick_at = now + 20.0
+    sock._on_timer()
+    assert sock._timer is not None and sock._timer_at == min(now + 20.0, sock._ping_at or 1e18)
+    sock.connection_lost(None)
+
+
+async def test_frames_of_one_step_go_out_in_one_write() -> None:
+    sock, transport = listener()
+    writes: list[bytes] = []
+    transport.write = writes.append  # type: ignore[method-assign]
+    sock._send_text({"type": "a"})
+    sock._send_text({"type": "b"})
+    sock._flush()
+    assert len(writes) == 1 and frames_first_bytes(writes[0]) == [0x81, 0x81]
+    sock.connection_lost(None)
+
+
 def frames_first_bytes(data: bytes) -> list[int]:
     """The first byte of each server frame in ``data`` (unmasked, small payloads)."""
     out, i = [], 0

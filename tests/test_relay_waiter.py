@@ -19,7 +19,7 @@ from unlatch.relay import waiter as w
 from unlatch.relay.apierror import ApiError
 from unlatch.relay.config import MAX_AFTER
 from unlatch.relay.errors import CODES
-from unlatch.relay.frames import message_event
+from unlatch.relay.frames import closed_event, message_event
 from unlatch.relay.models import Channel, ChannelState, Device, Message
 from unlatch.statemachine import ScheduleTick, Step, Tick
 
@@ -435,3 +435,17 @@ def test_a_refusal_frame_carries_what_the_http_answer_would() -> None:
     out = m.handle(w.Failed(err))
     assert sends(out) == [{"type": "error", **err.body()}]
     assert sends(out)[0]["retry_after"] == 3 and sends(out)[0]["scope"] == "pairing"
+
+
+def test_a_close_announced_with_its_outcome_needs_no_read() -> None:
+    """Closing deletes the channel's messages, so the outcome in the event is all a read
+    would find: ``closed`` goes out at once. A bare ``ended`` (an expiry, an older node)
+    or an outcome that is not one still reads the store."""
+    m = to_waiting()
+    out = m.handle(w.BusEvent(closed_event("answered"), T0 + 3))
+    assert not any(isinstance(c, w.Read) for c in out)
+    assert sends(out) == [{"type": "closed", "outcome": "answered"}]
+    assert closes(out) == [(CODES["closed"].ws_close, "closed")] and m.final
+    for event in ({"event": "ended"}, {**closed_event("x"), "outcome": "made up"}):
+        m = to_waiting()
+        assert m.handle(w.BusEvent(event, T0 + 3)) == [w.Read(0)]

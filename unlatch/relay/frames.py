@@ -10,6 +10,7 @@ from typing import Any
 
 from unlatch.relay.codec import CodecError, b64d, b64e
 from unlatch.relay.models import (
+    CHANNEL_OUTCOMES,
     Channel,
     Message,
 )
@@ -44,6 +45,26 @@ def message_json(msg: Message) -> dict[str, Any]:
         "sender": msg.sender,
         "at": msg.created_at,
     }
+
+
+def closed_event(outcome: str) -> dict[str, Any]:
+    """The bus event of a channel just closed, with its outcome.
+
+    Closing deletes the channel's messages in the same transaction, so a
+    waiter's store read after a close finds nothing to send but the outcome:
+    with the outcome in the event it says ``closed`` without that read (one
+    store read less per unlock). An ``ended`` event without it (an expiry, or
+    a node from before) still makes waiters read the store.
+    """
+    return {"event": "ended", "state": "closed", "outcome": outcome}
+
+
+def outcome_of_event(event: dict[str, Any]) -> str | None:
+    """The outcome a :func:`closed_event` carries, or None (another event, or none said)."""
+    if event.get("event") != "ended" or event.get("state") != "closed":
+        return None
+    outcome = event.get("outcome")
+    return outcome if isinstance(outcome, str) and outcome in CHANNEL_OUTCOMES else None
 
 
 MAX_EVENT_MESSAGE = 16 * 1024  # bytes of a message carried on the bus (the largest is 4 KiB)

@@ -8,6 +8,7 @@ import time
 from unlatch.relay.apierror import ApiError, forbidden, unknown_channel
 from unlatch.relay.frames import (
     channel_topic,
+    closed_event,
     message_event,
     request_frame,
 )
@@ -174,14 +175,14 @@ class ChannelOps(ServiceBase):
         else:
             closed = await self.store.close_channel(channel_id, now, outcome)
         if closed:
-            await self.bus.publish(channel_topic(channel_id), {"event": "ended"})
+            await self.bus.publish(channel_topic(channel_id), closed_event(outcome))
             log("channel closed", kind=kind, channel=short(channel_id), outcome=outcome)
             if kind == "unlock" and ch.peer:
                 state = "expired" if outcome == "cancelled" and now >= ch.expires_at else outcome
                 frame = request_frame(channel_id, state, acknowledged=True)
                 await self.tell_phone(ch.peer, frame)
                 for older_id in older:
-                    await self.bus.publish(channel_topic(older_id), {"event": "ended"})
+                    await self.bus.publish(channel_topic(older_id), closed_event(renewed_outcome))
                     await self.tell_phone(ch.peer, request_frame(older_id, renewed_outcome))
 
     # pairing channels ----------------------------------------------------------------

@@ -10,6 +10,7 @@ from unlatch.relay.apierror import ApiError, forbidden
 from unlatch.relay.codec import b64e
 from unlatch.relay.frames import (
     channel_topic,
+    closed_event,
     request_frame,
 )
 from unlatch.relay.logs import log, short
@@ -138,7 +139,7 @@ class PairingOps(ChannelOps):
         closed = 0
         for ch in await self.store.open_unlock_for_peer(phone_id, now):
             if ch.routing_id == routing_id and await self.store.close_channel(ch.channel_id, now):
-                await self.bus.publish(channel_topic(ch.channel_id), {"event": "ended"})
+                await self.bus.publish(channel_topic(ch.channel_id), closed_event("closed"))
                 await self.tell_phone(phone_id, request_frame(ch.channel_id, "closed"))
                 closed += 1
         return closed

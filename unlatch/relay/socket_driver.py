@@ -255,15 +255,22 @@ class SessionSocket(asyncio.Protocol):
         self._arm()
 
     def _flush(self) -> None:
+        """Write what websockets has to send, in one write (one send, not one per frame)."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        for chunk in self.conn.data_to_send():
-            if chunk:
-                transport.write(chunk)
-            else:  # websockets' end of stream: the closing handshake is over
-                transport.close()
-                return
+        chunks = self.conn.data_to_send()
+        if not chunks:
+            return
+        # websockets' end of stream is an empty chunk: the closing handshake is over
+        end = b"" in chunks
+        if end:
+            chunks = chunks[: chunks.index(b"")]
+        data = b"".join(chunks)
+        if data:
+            transport.write(data)
+        if end:
+            transport.close()
 
     def _write_and_close(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -343,19 +350,25 @@ class SessionSocket(asyncio.Protocol):
 
     # the one timer -------------------------------------------------------------------------
     def _arm(self) -> None:
-        due = [
-            t
-            for t in (self._tick_at, self._ping_at, self._pong_by, self._close_at, self._stall)
-            if t is not None
-        ]
-        if not due:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        """Keep the one timer set at or before the earliest deadline.
+
+        A timer that fires no later than needed is kept (when it fires it finds
+        what is due and sets itself again): pushing it back at every step cost a
+        cancel and a new timer handle per frame, and most steps only push the
+        deadline back. Only an earlier deadline moves it.
+        """
+        at = min(
+            (
+                t
+                for t in (self._tick_at, self._ping_at, self._pong_by, self._close_at, self._stall)
+                if t is not None
+            ),
+            default=None,
+        )
+        if at is None:  # a timer still set fires once, finds nothing due and is not renewed
             return
-        at = min(due)
         if self._timer is not None:
-            if self._timer_at == at:
+            if self._timer_at <= at:
                 return
             self._timer.cancel()
         self._timer_at = at

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from unlatch.relay.apierror import ApiError
 from unlatch.relay.codec import b64e, json_loads
 from unlatch.relay.config import MAX_AFTER
-from unlatch.relay.frames import message_of_event
+from unlatch.relay.frames import message_of_event, outcome_of_event
 from unlatch.relay.models import (
     Channel,
     ChannelKind,
@@ -491,6 +491,15 @@ class ChannelWaiter(Session[WaiterStage]):
         kind = ev.event.get("event")
         if kind == "handed":  # a waiter's own delivery report: nothing new
             return []
+        outcome = outcome_of_event(ev.event)
+        if outcome is not None:  # closed, with its messages deleted: a read finds only this
+            self.state = W.CLOSED
+            closed = ApiError("closed")
+            return [
+                ScheduleTick(None),
+                Send({"type": "closed", "outcome": outcome}),
+                _close(closed),
+            ]
         if kind == "message" and self.channel_id is not None:
             msg = message_of_event(self.channel_id, ev.event)
             if msg is not None and msg.seq == self.after + 1 and msg.sender != self.device_id:
@@ -568,8 +577,9 @@ class ChannelWaiter(Session[WaiterStage]):
         # the bus
         (W.WAITING, BusEvent): Step(
             _event_waiting,
-            (W.WAITING, W.READING),
-            "the next message from the other party: forward it; anything else: read the store",
+            (W.WAITING, W.READING, W.CLOSED),
+            "the next message from the other party: forward it; closed with its outcome:"
+            " say so, close; anything else: read the store",
         ),
         **rows(
             (W.ADMITTING, W.READING),
