@@ -25,6 +25,8 @@ from unlatch.relay.store import (
     CHANNEL_ENDED,
     AddResult,
     ChangeCursor,
+    CloseResult,
+    Closing,
     CreateResult,
     PairResult,
     Store,
@@ -441,8 +443,8 @@ async def test_closing_a_request_closes_the_older_requests_it_renewed(store: Sto
         assert (await store.create_unlock(ch, 8))[0] is CreateResult.CREATED
     await store.add_message(first.channel_id, "seen", phone, b"s", now)
     await store.add_message(answered.channel_id, "reply", phone, b"r", now)
-    closed, older = await store.close_unlock(current.channel_id, now + 5, "cancelled", "cancelled")
-    assert closed is True and older == [first.channel_id]
+    closing = await store.close_as(current.channel_id, desktop, "unlock", now + 5)
+    assert closing.result is CloseResult.CLOSED and closing.older == (first.channel_id,)
     states = {
         ch.channel_id: await store.get_channel(ch.channel_id)
         for ch in (first, answered, other, current, newer)
@@ -451,11 +453,92 @@ async def test_closing_a_request_closes_the_older_requests_it_renewed(store: Sto
     assert await store.messages_after(first.channel_id, 0) == []  # its "seen" dropped
     for kept in (answered, other, newer):  # answered, another attempt, a newer request
         assert states[kept.channel_id].state is ChannelState.OPEN  # type: ignore[union-attr]
-    assert await store.close_unlock(current.channel_id, now + 6, "cancelled", "cancelled") == (
-        False,
-        [],
+    again = await store.close_as(current.channel_id, desktop, "unlock", now + 6)
+    assert (again.result, again.older) == (CloseResult.NOT_OPEN, ())
+    last = await store.close_as(newer.channel_id, desktop, "unlock", now + 6)
+    assert (last.result, last.older) == (CloseResult.CLOSED, ())
+
+
+async def test_a_party_closes_in_one_call_checked_and_with_its_outcome(store: Store) -> None:
+    """close_as: the checks in order (unknown, not a party, not the creator), the outcome
+    from what was posted (close_outcomes), the renewed requests closed with it, and a
+    second close a no-op."""
+    now = time.time()
+    desktop, phone, stranger = uid(), uid(), uid()
+    routing = os.urandom(16)
+
+    def request(at: float) -> Channel:
+        ch = unlock(desktop, phone, at)
+        return Channel(
+            ch.channel_id, "unlock", desktop, phone, at, at + 100, routing_id=routing, push=b"p"
+        )
+
+    old, answered, quiet = request(now), request(now + 1), request(now + 2)
+    for ch in (old, answered, quiet):
+        assert (await store.create_unlock(ch, 8))[0] is CreateResult.CREATED
+    cid = answered.channel_id
+    assert (await store.close_as(os.urandom(16), desktop, "unlock", now)).result is (
+        CloseResult.UNKNOWN
     )
-    assert await store.close_unlock(newer.channel_id, now + 6, "answered", "closed") == (True, [])
+    assert (await store.close_as(cid, desktop, "pairing", now)).result is CloseResult.UNKNOWN
+    assert (await store.close_as(cid, stranger, "unlock", now)).result is CloseResult.NOT_PARTY
+    assert (await store.close_as(cid, phone, "unlock", now)).result is CloseResult.NOT_CREATOR
+    await store.add_message(cid, "reply", phone, b"r", now)
+    # answered: the older unanswered request it renewed ends with it ("closed")
+    closing = await store.close_as(cid, desktop, "unlock", now + 3)
+    expected = Closing(
+        CloseResult.CLOSED, "answered", "closed", phone, now + 101, (old.channel_id,)
+    )
+    assert closing == expected
+    assert (await store.get_channel(cid)).meta == {"outcome": "answered"}  # type: ignore[union-attr]
+    assert (await store.get_channel(old.channel_id)).meta == {"outcome": "closed"}  # type: ignore[union-attr]
+    assert await store.messages_after(cid, 0) == []
+    # the newest, unanswered: cancelled (the older ones are closed already)
+    closing = await store.close_as(quiet.channel_id, desktop, "unlock", now + 4)
+    assert (closing.result, closing.outcome, closing.renewed_outcome, closing.older) == (
+        CloseResult.CLOSED,
+        "cancelled",
+        "cancelled",
+        (),
+    )
+    again = await store.close_as(quiet.channel_id, desktop, "unlock", now + 5)
+    assert again.result is CloseResult.NOT_OPEN and again.older == ()
+    # pairing channels: the desktop closing after a hello without accept rejected it
+    for posted, closer, outcome in (
+        (("hello",), desktop, "rejected"),
+        (("hello", "accept"), desktop, "closed"),
+        (("hello",), phone, "closed"),
+        ((), desktop, "closed"),
+    ):
+        ch = Channel(os.urandom(16), "pairing", desktop, None, now, now + 100)
+        assert await store.create_channel(ch, 8) is CreateResult.CREATED
+        assert await store.claim_channel(ch.channel_id, phone)
+        for msg_type in posted:
+            sender = phone if msg_type == "hello" else desktop
+            await store.add_message(ch.channel_id, msg_type, sender, b"m", now)
+        closing = await store.close_as(ch.channel_id, closer, "pairing", now + 1)
+        assert (closing.result, closing.outcome) == (CloseResult.CLOSED, outcome), posted
+
+
+async def test_close_as_racing_a_reply_counts_it_or_refuses_it(pg_url: str) -> None:
+    """A reply posted on one node while the desktop closes on another: either the close
+    says answered, or the reply is refused as not open; never cancelled with a reply in."""
+    stores = await nodes(pg_url, 2)
+    try:
+        for _ in range(20):
+            now = time.time()
+            desktop, phone = uid(), uid()
+            ch = unlock(desktop, phone, now)
+            assert (await stores[0].create_unlock(ch, 8))[0] is CreateResult.CREATED
+            closing, (added, _) = await asyncio.gather(
+                stores[0].close_as(ch.channel_id, desktop, "unlock", now),
+                stores[1].add_message(ch.channel_id, "reply", phone, b"r", now),
+            )
+            assert closing.result is CloseResult.CLOSED
+            assert (closing.outcome == "answered") == (added is AddResult.ADDED)
+            assert await stores[0].messages_after(ch.channel_id, 0) == []
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
 
 
 async def test_unlock_context_reads_pairing_request_id_and_phone_at_once(store: Store) -> None:
@@ -588,7 +671,7 @@ async def test_close_racing_a_reply_never_leaves_a_message_on_a_closed_channel(
 
 
 async def test_closing_an_attempt_races_replies_and_other_closers(pg_url: str) -> None:
-    """close_unlock of the newest and of the middle request, replies to both older ones,
+    """close_as of the newest and of the middle request, replies to both older ones,
     on three nodes at once: no deadlock (closers lock newest to oldest), each request
     closed by one closer only, and never a message left on a closed request."""
     stores = await nodes(pg_url, 3)
@@ -606,12 +689,14 @@ async def test_closing_an_attempt_races_replies_and_other_closers(pg_url: str) -
                 chain.append(ch.channel_id)
             oldest, middle, newest = chain
             results = await asyncio.gather(
-                stores[0].close_unlock(newest, now + 5, "cancelled", "cancelled"),
-                stores[1].close_unlock(middle, now + 5, "cancelled", "cancelled"),
+                stores[0].close_as(newest, desktop, "unlock", now + 5),
+                stores[1].close_as(middle, desktop, "unlock", now + 5),
                 stores[2].add_message(oldest, "reply", phone, b"r1", now + 5),
                 stores[0].add_message(middle, "reply", phone, b"r2", now + 5),
             )
-            (closed_newest, older_a), (closed_middle, older_b) = results[0], results[1]
+            closed_newest = results[0].result is CloseResult.CLOSED
+            closed_middle = results[1].result is CloseResult.CLOSED
+            older_a, older_b = results[0].older, results[1].older
             assert closed_newest is True
             claimed = [newest, *older_a, *older_b] + ([middle] if closed_middle else [])
             assert len(claimed) == len(set(claimed))  # no request closed twice
@@ -709,6 +794,7 @@ async def test_concurrent_startup_migrates_once() -> None:
                 (2, "settings"),
                 (3, "single_trip_writes"),
                 (4, "channel_changes"),
+                (5, "close_as"),
             ]
         finally:
             await asyncio.gather(*(s.close() for s in stores))

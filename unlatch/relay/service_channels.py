@@ -25,7 +25,7 @@ from unlatch.relay.models import (
 from unlatch.relay.service_base import (
     ServiceBase,
 )
-from unlatch.relay.store import AddResult, CreateResult
+from unlatch.relay.store import AddResult, CloseResult, CreateResult
 
 
 class ChannelOps(ServiceBase):
@@ -145,45 +145,37 @@ class ChannelOps(ServiceBase):
                         task.cancel()
 
     async def close_channel(self, device: Device, channel_id: bytes, kind: ChannelKind) -> None:
-        """Close a channel for a party (the desktop, for an unlock request): two store calls.
+        """Close a channel for a party (the desktop, for an unlock request): one store call.
 
-        Closing the newest request of a desktop's attempt also closes its renewed
-        predecessors (:meth:`Store.close_unlock`). A renewed request stays open
-        while its successor is, so a phone that scanned the old QR just before
-        the swap still gets through. Once the successor is answered or cancelled
-        the attempt is over: an older QR must neither come back as the phone's
-        pending card nor carry an answer.
+        The store checks the closer and works out the outcome under the
+        channel's lock (:meth:`Store.close_as`). Closing the newest request of a
+        desktop's attempt also closes its renewed predecessors. A renewed
+        request stays open while its successor is, so a phone that scanned the
+        old QR just before the swap still gets through. Once the successor is
+        answered or cancelled the attempt is over: an older QR must neither come
+        back as the phone's pending card nor carry an answer.
         """
-        ch, posted_msgs = await self.store.channel_with_messages(channel_id, 0)
-        if ch is None or ch.kind != kind:
-            raise unknown_channel()
-        if not self._is_party(ch, device):
-            raise forbidden("this device is not a party of the channel")
-        if kind == "unlock" and device.device_id != ch.creator:
-            raise forbidden("only the desktop that made the request closes it")
         now = time.time()
-        posted = {m.type for m in posted_msgs}
-        if kind == "unlock":
-            outcome = "answered" if "reply" in posted else "cancelled"
-        else:  # the desktop closing after the phone's hello, with no accept: it refused
-            refused = device.device_id == ch.creator and "hello" in posted
-            outcome = "rejected" if refused and "accept" not in posted else "closed"
-        renewed_outcome = "cancelled" if outcome == "cancelled" else "closed"
-        older: list[bytes] = []
-        if kind == "unlock" and ch.peer:
-            closed, older = await self.store.close_unlock(channel_id, now, outcome, renewed_outcome)
-        else:
-            closed = await self.store.close_channel(channel_id, now, outcome)
-        if closed:
-            await self.bus.publish(channel_topic(channel_id), closed_event(outcome))
-            log("channel closed", kind=kind, channel=short(channel_id), outcome=outcome)
-            if kind == "unlock" and ch.peer:
-                state = "expired" if outcome == "cancelled" and now >= ch.expires_at else outcome
-                frame = request_frame(channel_id, state, acknowledged=True)
-                await self.tell_phone(ch.peer, frame)
-                for older_id in older:
-                    await self.bus.publish(channel_topic(older_id), closed_event(renewed_outcome))
-                    await self.tell_phone(ch.peer, request_frame(older_id, renewed_outcome))
+        closing = await self.store.close_as(channel_id, device.device_id, kind, now)
+        if closing.result is CloseResult.UNKNOWN:
+            raise unknown_channel()
+        if closing.result is CloseResult.NOT_PARTY:
+            raise forbidden("this device is not a party of the channel")
+        if closing.result is CloseResult.NOT_CREATOR:
+            raise forbidden("only the desktop that made the request closes it")
+        if closing.result is not CloseResult.CLOSED:
+            return  # already ended: nothing to announce
+        outcome, peer = closing.outcome or "closed", closing.peer
+        await self.bus.publish(channel_topic(channel_id), closed_event(outcome))
+        log("channel closed", kind=kind, channel=short(channel_id), outcome=outcome)
+        if kind == "unlock" and peer:
+            expired = outcome == "cancelled" and now >= closing.expires_at
+            frame = request_frame(channel_id, "expired" if expired else outcome, acknowledged=True)
+            await self.tell_phone(peer, frame)
+            renewed = closing.renewed_outcome or "closed"
+            for older_id in closing.older:
+                await self.bus.publish(channel_topic(older_id), closed_event(renewed))
+                await self.tell_phone(peer, request_frame(older_id, renewed))
 
     # pairing channels ----------------------------------------------------------------
 

@@ -10,7 +10,7 @@ compare-and-set operations, which is what makes them hold across nodes.
 
 Some methods do what the service would otherwise ask in two or three calls
 (:meth:`Store.unlock_context`, :meth:`Store.create_unlock`,
-:meth:`Store.close_unlock`, the guard of :meth:`Store.add_message`): on
+:meth:`Store.close_as`, the guard of :meth:`Store.add_message`): on
 PostgreSQL every call is a network round trip, and an exchange's store calls
 were most of what the relay spent on it there.
 """
@@ -56,6 +56,52 @@ class PairResult(StrEnum):
     PENDING = "pending"
     LINKED = "linked"
     CONFLICT = "conflict"
+
+
+class CloseResult(StrEnum):
+    """Outcome of :meth:`Store.close_as`."""
+
+    CLOSED = "closed"  # it was open; now closed (with the requests it renewed)
+    NOT_OPEN = "not_open"  # a party closing a channel already closed or expired: a no-op
+    UNKNOWN = "unknown"  # no channel of this kind with this id
+    NOT_PARTY = "not_party"  # the device is neither its creator nor its peer
+    NOT_CREATOR = "not_creator"  # an unlock request closed by another than its desktop
+
+
+@dataclass(frozen=True)
+class Closing:
+    """What :meth:`Store.close_as` did: the result, and what the closer must announce.
+
+    ``outcome`` and ``peer``/``expires_at`` are set when the channel was
+    found and the device may close it; ``older`` are the renewed requests
+    closed with it, with ``renewed_outcome``.
+    """
+
+    result: CloseResult
+    outcome: str | None = None
+    renewed_outcome: str | None = None
+    peer: str | None = None
+    expires_at: float = 0.0
+    older: tuple[bytes, ...] = ()
+
+
+def close_outcomes(kind: ChannelKind, by_creator: bool, posted: set[str]) -> tuple[str, str]:
+    """Why a party's close ends a channel, and what its renewed predecessors hear.
+
+    An unlock request is ``answered`` once a reply was posted, else
+    ``cancelled``. A pairing channel that its desktop closes after the phone's
+    ``hello`` without an ``accept`` was ``rejected`` (its user said the codes
+    differ); any other close is ``closed``. Renewed requests end ``cancelled``
+    with a cancelled attempt, else ``closed``. (The PostgreSQL store's
+    ``unlatch_close_as`` follows these rules in SQL: migration 005; the store
+    contract tests hold both to them.)
+    """
+    if kind == "unlock":
+        outcome = "answered" if "reply" in posted else "cancelled"
+    else:
+        refused = by_creator and "hello" in posted and "accept" not in posted
+        outcome = "rejected" if refused else "closed"
+    return outcome, "cancelled" if outcome == "cancelled" else "closed"
 
 
 @dataclass(frozen=True)
@@ -272,15 +318,20 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def close_unlock(
-        self, channel_id: bytes, now: float, outcome: str, renewed_outcome: str
-    ) -> tuple[bool, list[bytes]]:
-        """:meth:`close_channel` for an unlock request, with the older requests it renewed.
+    async def close_as(
+        self, channel_id: bytes, device_id: str, kind: ChannelKind, now: float
+    ) -> Closing:
+        """A party closes a channel, in one call: the checks, the outcome, the close.
 
-        When the request was open, the older open, unanswered requests of the
-        same desktop, phone and pairing (created before it) are closed too,
-        with ``renewed_outcome``: the attempt is over. Returns whether the
-        request was open and the ids of the older requests closed with it.
+        Checked in this order: a channel of ``kind`` with this id (UNKNOWN),
+        ``device_id`` its creator or peer (NOT_PARTY), for an unlock request its
+        creator (NOT_CREATOR). The outcome follows :func:`close_outcomes` from
+        the messages posted, read under the same lock as the close, so a reply
+        racing the close either counts (``answered``) or is refused. An unlock
+        request with a phone also closes the older open, unanswered requests of
+        the same desktop, phone and pairing (created before it), with
+        ``renewed_outcome``: the attempt is over. NOT_OPEN: already closed or expired (nothing
+        changes; its messages are dropped all the same).
         """
 
     @abc.abstractmethod

@@ -69,6 +69,8 @@ from unlatch.relay.store import (
     AddResult,
     ChangeCursor,
     Changes,
+    CloseResult,
+    Closing,
     CreateResult,
     PairResult,
     Store,
@@ -795,11 +797,25 @@ class PostgresStore(Store):
     async def close_channel(self, channel_id: bytes, now: float, outcome: str = "closed") -> bool:
         return await self._close(channel_id, now, outcome, None) is not None
 
-    async def close_unlock(
-        self, channel_id: bytes, now: float, outcome: str, renewed_outcome: str
-    ) -> tuple[bool, list[bytes]]:
-        closed = await self._close(channel_id, now, outcome, renewed_outcome)
-        return (False, []) if closed is None else (True, closed[1:])
+    async def close_as(
+        self, channel_id: bytes, device_id: str, kind: ChannelKind, now: float
+    ) -> Closing:
+        row = await self._direct(
+            lambda c: c.fetchrow(
+                "SELECT * FROM unlatch_close_as($1, $2, $3, $4)", channel_id, device_id, kind, now
+            ),
+            replayable=False,  # a replay would find it closed: NOT_OPEN, and nothing announced
+        )
+        assert row is not None  # a function with OUT parameters returns one row
+        closed = [bytes(cid) for cid in row["closed"] or ()]
+        return Closing(
+            CloseResult(row["result"]),
+            row["outcome"],
+            row["renewed_outcome"],
+            row["peer"],
+            row["expires_at"] or 0.0,
+            tuple(closed[1:]),
+        )
 
     async def expire_channels(self, now: float, grace: float) -> list[bytes]:
         ids = await self._direct(

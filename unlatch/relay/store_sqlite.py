@@ -37,11 +37,14 @@ from unlatch.relay.store import (
     AddResult,
     ChangeCursor,
     Changes,
+    CloseResult,
+    Closing,
     CreateResult,
     PairResult,
     Store,
     UnlockContext,
     channel_change,
+    close_outcomes,
 )
 
 T = TypeVar("T")
@@ -499,28 +502,52 @@ class SQLiteStore(Store):
     async def close_channel(self, channel_id: bytes, now: float, outcome: str = "closed") -> bool:
         return self._run(lambda db: self._close(db, channel_id, now, outcome))
 
-    async def close_unlock(
-        self, channel_id: bytes, now: float, outcome: str, renewed_outcome: str
-    ) -> tuple[bool, list[bytes]]:
-        def fn(db: sqlite3.Connection) -> tuple[bool, list[bytes]]:
+    @classmethod
+    def _close_older(
+        cls, db: sqlite3.Connection, row: sqlite3.Row, now: float, renewed_outcome: str
+    ) -> list[bytes]:
+        """Close the open, unanswered requests that the request of ``row`` renewed."""
+        older = [
+            r["channel_id"]
+            for r in db.execute(
+                _PENDING_UNLOCK + " AND creator = ? AND routing_id = ? AND created_at < ?"
+                " ORDER BY created_at DESC, channel_id",
+                (row["peer"], now, row["creator"], row["routing_id"], row["created_at"]),
+            ).fetchall()
+        ]
+        return [cid for cid in older if cls._close(db, cid, now, renewed_outcome)]
+
+    async def close_as(
+        self, channel_id: bytes, device_id: str, kind: ChannelKind, now: float
+    ) -> Closing:
+        def fn(db: sqlite3.Connection) -> Closing:
             row = db.execute(
-                "SELECT creator, peer, routing_id, created_at FROM channels"
-                " WHERE channel_id = ? AND kind = 'unlock'",
+                "SELECT kind, creator, peer, routing_id, created_at, expires_at,"
+                " EXISTS (SELECT 1 FROM messages WHERE channel_id = c.channel_id"
+                " AND type = 'reply') AS replied,"
+                " EXISTS (SELECT 1 FROM messages WHERE channel_id = c.channel_id"
+                " AND type = 'hello') AS helloed,"
+                " EXISTS (SELECT 1 FROM messages WHERE channel_id = c.channel_id"
+                " AND type = 'accept') AS accepted"
+                " FROM channels c WHERE channel_id = ?",
                 (channel_id,),
             ).fetchone()
+            if row is None or row["kind"] != kind:
+                return Closing(CloseResult.UNKNOWN)
+            creator, peer = row["creator"], row["peer"]
+            if device_id not in (creator, peer):
+                return Closing(CloseResult.NOT_PARTY)
+            if kind == "unlock" and device_id != creator:
+                return Closing(CloseResult.NOT_CREATOR)
+            flags = (("reply", "replied"), ("hello", "helloed"), ("accept", "accepted"))
+            posted = {name for name, column in flags if row[column]}
+            outcome, renewed = close_outcomes(kind, device_id == creator, posted)
             if not self._close(db, channel_id, now, outcome):
-                return False, []
-            if row is None or row["peer"] is None:
-                return True, []
-            older = [
-                r["channel_id"]
-                for r in db.execute(
-                    _PENDING_UNLOCK + " AND creator = ? AND routing_id = ? AND created_at < ?"
-                    " ORDER BY created_at DESC, channel_id",
-                    (row["peer"], now, row["creator"], row["routing_id"], row["created_at"]),
-                ).fetchall()
-            ]
-            return True, [cid for cid in older if self._close(db, cid, now, renewed_outcome)]
+                return Closing(CloseResult.NOT_OPEN, outcome, renewed, peer, row["expires_at"])
+            older = self._close_older(db, row, now, renewed) if kind == "unlock" and peer else []
+            return Closing(
+                CloseResult.CLOSED, outcome, renewed, peer, row["expires_at"], tuple(older)
+            )
 
         return self._run(fn)
 
