@@ -76,13 +76,18 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
     larger. (uvicorn's ``h11_max_incomplete_event_size`` only applies to the
     slower h11 parser.) Two guards here:
 
-    * memory: while a head is being read, the parser is fed at most the bytes
-      left in the budget; a head that has not ended when the budget is used
-      up is refused before any more of it is parsed or buffered;
+    * memory: the parser is fed at most the bytes left in the budget of the
+      head being read, and at most one budget at a time otherwise (a body, or
+      the end of one request and the start of the next); a head that has not
+      ended when its budget is used up is refused before any more of it is
+      parsed or buffered. A head counts from the end of the request before it,
+      so a pipelined head that begins inside a piece (behind the end of the
+      previous request) is counted from the next piece on: at most one budget
+      more of it is buffered, never an unbounded network read;
     * exact size and count: each URL chunk and each completed header field is
       added up from the parser's callbacks, so a head that ends inside one
-      network read is measured too (a pipelined request following a finished
-      one in the same read is only seen this way).
+      piece is measured too (a pipelined request following a finished one in
+      the same read is often only seen this way).
 
     The WebSocket upgrade request is parsed by this protocol before it is
     handed to the WebSocket implementation, so it gets the same caps.
@@ -91,8 +96,8 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = MAX_HEAD_BYTES
     max_headers = MAX_HEADERS
     relay: Relay | None = None  # set by build_server: the WebSockets' service
-    _in_head = True  # a connection starts waiting for a request head
-    _head_fed = 0  # bytes given to the parser since this head began
+    _in_head = True  # from the end of a request (or the connection's start) to the next head's end
+    _head_fed = 0  # bytes given to the parser since then (see the class docstring)
     _head_size = 0  # URL + field names and values seen through callbacks
     _head_fields = 0
     _refused = False
@@ -101,22 +106,23 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # lingering after a 431: dropped unparsed
-        while data and self._in_head and not self._refused:
-            room = self.max_head_bytes - self._head_fed
+        rest = memoryview(data)  # pieces without copies (httptools takes memoryviews)
+        while rest:
+            room = self.max_head_bytes - self._head_fed if self._in_head else self.max_head_bytes
             if room <= 0:
                 self._refuse()
                 return
-            piece, data = data[:room], data[room:]
-            self._head_fed += len(piece)
-            super().data_received(piece)
+            piece, rest = rest[:room], rest[room:]
+            if self._in_head:
+                self._head_fed += len(piece)
+            super().data_received(piece)  # type: ignore[arg-type]
             if (
-                self.parser is None
+                self._refused
+                or self.parser is None
                 or self.transport.is_closing()
                 or self.transport.get_protocol() is not self  # upgraded to a WebSocket
             ):
                 return
-        if data and not self._refused:
-            super().data_received(data)
 
     def handle_websocket_upgrade(self) -> None:
         """Hand the connection to the socket driver of its path (404 for any other path).
@@ -167,7 +173,7 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_fed = self._head_size = self._head_fields = 0
+        self._head_size = self._head_fields = 0
 
     def on_url(self, url: bytes) -> None:
         self._grow(len(url), 0)
@@ -180,6 +186,17 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        """The bytes after a request belong to the next head: its budget starts here.
+
+        (Counted from the next head's first callback instead, the network read in
+        which that head began was fed unbudgeted: a pipelined head that began a read
+        was buffered whole, up to the size of a read, before it was measured.)
+        """
+        super().on_message_complete()
+        self._in_head = True
+        self._head_fed = 0
 
     def _grow(self, size: int, fields: int) -> None:
         self._head_size += size
@@ -199,10 +216,19 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
             self._send_431()
 
     def _refuse(self) -> None:
-        """Stop reading; answer 431 (after any answer in progress) and close."""
+        """Stop reading; answer 431 (after any answer in progress) and close.
+
+        The refusal is logged here, when the head is measured, not when the 431 is
+        written: the 431 of a pipelined head waits for the answer in progress, which
+        may close the connection first (then no 431 is sent, but the head was still
+        refused), and a line written before the answer is on the wire is in the log
+        by the time the client reads it.
+        """
         if self._refused:
             return
         self._refused = True
+        size = max(self._head_fed, self._head_size)
+        log("request head too large", size=size, count=self._head_fields)
         self.pipeline.clear()  # requests queued behind the one in progress are not served
         if self.cycle is not None and not self.cycle.response_complete:
             self._refusal_pending = True
@@ -224,8 +250,6 @@ class HeadLimitHttpToolsProtocol(HttpToolsProtocol):
             self.loop.call_later(REFUSE_LINGER, self.transport.close)
         else:
             self.transport.close()
-        size = max(self._head_fed, self._head_size)
-        log("request head too large", size=size, count=self._head_fields)
 
 
 def connection_cap(wanted: int) -> int:
