@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from fixtures.vault import PASSWORD
 
+from unlatch.agent import heap
 from unlatch.agent.core import AgentCore
 from unlatch.agent.errors import NoVaultError
 from unlatch.vault import OWASP_MINIMUM, Item, VaultLockedError, WrongPasswordError
@@ -125,3 +127,53 @@ async def test_operations_are_serialised(tmp_path: Path) -> None:
     assert len({i.id for i in added}) == 30
     assert len(await core.search("t")) == 30
     await core.close()
+
+
+async def test_slot_unlock_of_an_open_file_stays_on_the_loop_and_a_renewal_writes_in_a_thread(
+    tmp_path: Path,
+) -> None:
+    """A phone's unlock is two reads on the event loop's thread (no thread hop, issue 15);
+    a slot sealed by a key rotation is renewed by a write, still in a worker thread."""
+    core = await make_core(tmp_path)
+    kek = os.urandom(32)
+    slot = await core.add_slot("phone", "test phone", kek, {"pairing": "p1"})
+    vault = core._vault
+    assert vault is not None
+    statements: list[tuple[int, str]] = []  # SQLite reports every statement, with its thread
+    vault._conn.set_trace_callback(lambda sql: statements.append((threading.get_ident(), sql)))
+    loop_thread = threading.get_ident()
+
+    await core.lock()
+    statements.clear()
+    await core.unlock_with_slot(slot, kek)
+    assert core.is_unlocked
+    assert statements and {t for t, _ in statements} == {loop_thread}
+    assert not any(sql.lstrip().upper().startswith(("UPDATE", "BEGIN")) for _, sql in statements)
+
+    await core.rotate_key(PASSWORD)  # seals the phone's slot to its renewal key
+    assert {s.id: s.renewal for s in await core.list_slots()}[slot] == "pending"
+    await core.lock()
+    statements.clear()
+    await core.unlock_with_slot(slot, kek)
+    writes = [t for t, sql in statements if sql.lstrip().upper().startswith("UPDATE")]
+    assert writes and loop_thread not in writes  # the renewal's write went to a thread
+    assert {s.id: s.renewal for s in await core.list_slots()}[slot] == "ready"
+    await core.lock()
+    await core.unlock_with_slot(slot, kek)  # renewed: wrapped under the KEK again
+    assert core.is_unlocked
+    await core.close()
+
+
+def test_settle_takes_the_start_up_heap_out_of_the_collectors_walks() -> None:
+    """After :func:`heap.settle`, a collection no longer walks what start-up made (issue 15)."""
+    gc.unfreeze()
+    survivor = [object()]  # a container: tracked by the collector
+    assert any(o is survivor for o in gc.get_objects())
+    try:
+        heap.settle()
+        assert gc.get_freeze_count() > 0
+        assert not any(o is survivor for o in gc.get_objects())  # frozen: no generation has it
+        made_after = [object()]
+        assert any(o is made_after for o in gc.get_objects())
+    finally:
+        gc.unfreeze()

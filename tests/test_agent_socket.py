@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 from collections.abc import AsyncIterator
@@ -161,3 +162,18 @@ async def test_item_fields_must_have_their_types(agent: Path) -> None:
     assert edit_list["error"]["message"] == '"changes" must be an object'
     assert cleared["ok"] is True and cleared["result"]["urls"] == []
     assert [i["title"] for i in listing["result"]] == ["kept"]
+
+
+async def test_the_agent_settles_its_heap_once_started(unlatch_home: Path) -> None:
+    """The agent freezes its start-up heap (unlatch.agent.heap): no full collection walks it."""
+    gc.unfreeze()
+    ready = asyncio.Event()
+    task = asyncio.create_task(server.serve(600, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        assert gc.get_freeze_count() > 0
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gc.unfreeze()

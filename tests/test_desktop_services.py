@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
+import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fixtures.clock import FakeClock
 from fixtures.pwa import served_copy
@@ -23,7 +26,9 @@ from unlatch.agent.core import AgentCore
 from unlatch.desktop.clock import WALL_CLOCK, Clock
 from unlatch.desktop.errors import AppMismatchError
 from unlatch.desktop.identity import DesktopIdentity
+from unlatch.desktop.notifier import Notifier
 from unlatch.desktop.pairing import PairingService
+from unlatch.desktop.runtime import DesktopRuntime
 from unlatch.desktop.store import PairingStore
 from unlatch.desktop.unlock import MESSAGES, PhoneUnlockService
 from unlatch.desktop.vault_port import CoreVault
@@ -481,3 +486,53 @@ async def test_desktop_learns_the_phone_policy_from_its_reply_and_asks_according
     assert second.mode is UnlockMode.NUMBER_MATCH and second.link is None
     assert second.message == MESSAGES["waiting_number"]
     await rig.unlock.cancel(second.id)
+
+
+async def test_a_bump_reaches_the_event_stream_in_one_loop_step() -> None:
+    """Notifier.wait_past wakes in the loop step after the bump, not three (issue 15): the
+    page's event comes right after the unlock, not behind what else is ready."""
+    notifier = Notifier()
+    waiting = asyncio.create_task(notifier.wait_past(0, 60))
+    await asyncio.sleep(0)  # the waiter now waits
+    assert not waiting.done()
+    notifier.bump()
+    await asyncio.sleep(0)  # one step
+    assert waiting.done() and waiting.result() == 1
+    assert await notifier.wait_past(0, 60) == 1  # already past: at once
+
+
+async def test_the_event_stream_follows_bumps_and_ends_when_the_page_leaves(
+    unlatch_home: Path,
+) -> None:
+    """``/api/events`` without its per-event disconnect probe (issue 15): each bump still
+    sends a snapshot, and a page that goes away still ends its stream on the server."""
+    core = AgentCore(unlatch_home / "vault.db", 600)
+    await core.init_vault("bench master password", OWASP_MINIMUM)
+    rt = DesktopRuntime(core, relay_url="http://127.0.0.1:9")
+    await rt.start_web(0)
+    gc.unfreeze()  # start_web froze this test process's heap (unlatch.agent.heap)
+    server = rt._server
+    assert server is not None
+    origin = f"http://127.0.0.1:{rt.port}"
+    async with httpx.AsyncClient(base_url=origin, timeout=10) as client:
+        launch = await client.get(rt.security.new_launch_url().split(str(rt.port), 1)[1])
+        prefix = launch.headers["location"]
+        async with client.stream("GET", prefix + "api/events") as resp:
+            lines = resp.aiter_lines()
+            seen: list[bool] = []
+            async for line in lines:
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[6:])["vault"]["unlocked"])
+                    if seen == [True]:
+                        await core.lock()  # a bump: the next snapshot says locked
+                    else:
+                        break
+            assert seen == [True, False]
+            assert len(server.server_state.tasks) == 1  # the stream's request
+        # the page left: its request's task ends (StreamingResponse saw the disconnect)
+        deadline = asyncio.get_running_loop().time() + 20
+        while server.server_state.tasks:
+            assert asyncio.get_running_loop().time() < deadline, "the stream outlived the page"
+            await asyncio.sleep(0.05)
+    await rt.stop()
+    await core.close()

@@ -1,10 +1,13 @@
 """AgentCore: the unlocked vault held in memory, independent of any transport.
 
 The Unix-socket server (:mod:`unlatch.agent.server`) and, later, the local
-web UI call these coroutines in the same event loop. Every vault operation
-runs in a worker thread (Argon2id and SQLite block) under one
+web UI call these coroutines in the same event loop. Vault operations run
+in a worker thread (Argon2id and SQLite block) under one
 :class:`asyncio.Lock`, so operations never interleave and the idle timer
-never locks the vault in the middle of one.
+never locks the vault in the middle of one. Two short read-only paths run on
+the loop itself once the file is open, because a thread hop costs more than
+they do: the status the UI shows, and unlocking with a slot (see
+:meth:`AgentCore.unlock_with_slot`).
 
 Locking drops the vault key (the :class:`~unlatch.vault.Vault` zeroes its
 ``bytearray`` and forgets decrypted items). Python cannot promise that no
@@ -193,8 +196,28 @@ class AgentCore:
         await self._unlock(lambda v: v.unlock_with_password(password))
 
     async def unlock_with_slot(self, slot_id: str, kek: bytes) -> None:
-        """Unlock with a KEK computed by the caller (phone share + local key, passkey PRF)."""
-        await self._unlock(lambda v: v.unlock_with_slot(slot_id, kek))
+        """Unlock with a KEK computed by the caller (phone share + local key, passkey PRF).
+
+        Once the file is open this runs on the event loop, not in a worker
+        thread: it is two small reads and an AES-GCM open (about 0.3 ms), and
+        the thread hop cost two thread wake-ups, each a wait for a core and the
+        GIL, which on a busy machine made most of the phone unlock's tail
+        (issue 15, docs/deploy.md). The first open of the file (it may
+        migrate) and a slot renewal (a write, rare: after a key rotation)
+        still go to a thread.
+        """
+        async with self._mutex:
+            vault = self._vault
+            if vault is None:
+                await asyncio.to_thread(lambda: self._open_vault().unlock_with_slot(slot_id, kek))
+            else:
+                opened = vault.open_slot(slot_id, kek)
+                if opened.needs_write:
+                    await asyncio.to_thread(vault.finish_slot_unlock, opened)
+                else:
+                    vault.finish_slot_unlock(opened)
+        self.touch()
+        self._emit("unlocked")
 
     async def _unlock(self, how: Callable[[Vault], None]) -> None:
         async with self._mutex:  # one thread hop: open (first time) and unlock

@@ -19,7 +19,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from unlatch.agent import settings, wire
+from unlatch.agent import heap, settings, wire
 from unlatch.agent.core import AgentCore
 from unlatch.agent.errors import AgentAlreadyRunningError, AgentError, BadRequestError
 from unlatch.agent.handlers import HANDLERS
@@ -146,6 +146,7 @@ async def serve(
     with _instance_lock(sock_path):
         server = AgentServer(core, sock_path)
         await server.start()
+        heap.settle()  # what start-up made lives as long as the agent: no full walks of it
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, server.stopped.set)

@@ -25,10 +25,17 @@ class Notifier:
         self._event = asyncio.Event()
 
     async def wait_past(self, version: int, timeout: float) -> int:
-        """Return the current version once it exceeds ``version`` (or at timeout)."""
+        """Return the current version once it exceeds ``version`` (or at timeout).
+
+        ``asyncio.timeout`` rather than ``asyncio.wait_for``: on Python 3.11
+        ``wait_for`` wraps the wait in a task of its own, so a bump reached the
+        waiter (the page's event stream) three loop steps later instead of one,
+        each behind whatever else was ready (issue 15).
+        """
         if self.version > version:
             return self.version
         event = self._event
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
         return self.version

@@ -249,7 +249,8 @@ class PairingService:
         attempt = self.get(session_id)
         attempt.changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(attempt.changed.wait(), timeout)
+            async with asyncio.timeout(timeout):  # no task of its own, as Notifier.wait_past
+                await attempt.changed.wait()
         return attempt
 
     async def confirm(self, session_id: str, label: str | None = None) -> PairedPhone:

@@ -21,6 +21,7 @@ from typing import Any
 
 import uvicorn
 
+from unlatch.agent import heap
 from unlatch.agent.core import AgentCore
 from unlatch.desktop.errors import PortTaken
 from unlatch.desktop.identity import DesktopIdentity
@@ -203,6 +204,7 @@ class DesktopRuntime:
             await asyncio.sleep(0.01)
         bound = " and ".join(f"http://{listen.where(*s.getsockname()[:2])}/" for s in socks)
         log.info("desktop UI on %s", bound)
+        heap.settle()  # the UI's libraries and app live as long as the agent (see heap.py)
 
     def new_launch_file(self) -> Path:
         """A launch file for a browser (see :mod:`unlatch.desktop.web.launch`).

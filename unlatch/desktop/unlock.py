@@ -25,6 +25,7 @@ only hands it the setting and the phone's recorded policy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -90,7 +91,8 @@ UNEXPECTED = "the unlock failed unexpectedly (see the agent log)"  # the vault u
 class Timing:
     """Where the time of the last reply went (seconds), for bench/bench_e2e.py."""
 
-    reply_received_at: float = 0.0
+    reply_received_at: float = 0.0  # the follower read the relay's frame
+    handled_at: float = 0.0  # the session's task took it from its queue
     hpke_open: float = 0.0
     slot_unwrap: float = 0.0
     agent_unlock: float = 0.0
@@ -168,7 +170,7 @@ class UnlockAttempt(SessionDriver):
     def handle(self, event: Event) -> list[Command]:
         if not isinstance(event, Reply | Refusal):
             return super().handle(event)
-        t0 = time.perf_counter()
+        t0 = self.timing.handled_at = time.perf_counter()
         try:
             return super().handle(event)
         finally:
@@ -353,10 +355,9 @@ class PhoneUnlockService:
         """Wait until the attempt changes (or ``timeout``); returns it."""
         attempt = self.get(attempt_id)
         attempt.changed.clear()
-        try:
-            await asyncio.wait_for(attempt.changed.wait(), timeout)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):  # no task of its own, as Notifier.wait_past
+                await attempt.changed.wait()
         return attempt
 
     async def cancel(self, attempt_id: str) -> None:

@@ -10,6 +10,7 @@ import binascii
 import hmac
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import Any
 
@@ -34,6 +35,21 @@ from unlatch.vault.kdf import KdfParams
 from unlatch.vault.slots import KIND_PASSWORD, InvalidSlotError, SlotInfo, SlotMeta
 
 
+@dataclass(frozen=True)
+class OpenedSlot:
+    """A slot that a KEK opened, before the vault holds its key (:meth:`SlotOps.open_slot`).
+
+    ``needs_write``: the slot is to be renewed in the file (sealed by a
+    rotation, or without a renewal key), which :meth:`SlotOps.finish_slot_unlock`
+    does in its own write transaction. The key and KEK are left out of the repr.
+    """
+
+    row: Mapping[str, Any] = field(repr=False)
+    kek: bytes = field(repr=False)
+    key: bytes = field(repr=False)
+    needs_write: bool
+
+
 class SlotOps(VaultFile):
     """The vault's key slots and the vault key's rotation."""
 
@@ -55,13 +71,30 @@ class SlotOps(VaultFile):
 
     def unlock_with_slot(self, slot_id: str, kek: bytes) -> None:
         """Unwrap with a caller-computed 32-byte KEK (phone, passkey...)."""
+        self.finish_slot_unlock(self.open_slot(slot_id, kek))
+
+    def open_slot(self, slot_id: str, kek: bytes) -> OpenedSlot:
+        """The first half of :meth:`unlock_with_slot`: reads and checks, never writes.
+
+        Two small reads (the slot row, the key check) and an AES-GCM open (an
+        HPKE open for a slot sealed by a rotation): the agent runs this on its
+        event loop rather than in a worker thread, whose hop costs two thread
+        wake-ups (issue 15); the write, when ``needs_write`` says one is due,
+        still goes to a thread. :class:`WrongKeyError` when the KEK does not
+        open the slot, :class:`CorruptVaultError` when it opens to another key.
+        """
         row = self._slot_row(slot_id)
         key = self._unwrap(row, kek)
         if key is None:
             raise WrongKeyError(f"the key does not open slot {row['label']!r} ({row['kind']})")
         self._verify_key(key)
-        self._renew_slot(row, bytes(kek), key)
-        self._set_key(key)
+        return OpenedSlot(row, bytes(kek), key, not self._slot_current(row, key))
+
+    def finish_slot_unlock(self, opened: OpenedSlot) -> None:
+        """The second half: renew the slot in the file if it needs it, then hold the key."""
+        if opened.needs_write:
+            self._renew_slot(opened.row, opened.kek, opened.key)
+        self._set_key(opened.key)
 
     def list_slots(self) -> list[SlotInfo]:
         """Every slot (works while locked: the UI offers the unlock methods)."""
@@ -209,13 +242,9 @@ class SlotOps(VaultFile):
         slot must never get an older key written back). A file that cannot be
         written (read-only, busy) leaves the slot as it was: it keeps working.
         """
-        slot_id, kind = str(row["id"]), str(row["kind"])
-        mac_ok = isinstance(row["renew_key"], bytes) and isinstance(row["renew_mac"], bytes)
-        if mac_ok:
-            expected = _renew_mac(key, self.vault_id, slot_id, kind, row["renew_key"])
-            mac_ok = hmac.compare_digest(expected, row["renew_mac"])
-        if row["enc"] is None and mac_ok:
+        if self._slot_current(row, key):
             return
+        slot_id, kind = str(row["id"]), str(row["kind"])
         wrap = _wrap(self.vault_id, slot_id, kind, kek, key)
         try:
             with schema.write_txn(self._conn):
@@ -234,6 +263,17 @@ class SlotOps(VaultFile):
                 self._conn.execute(_UPDATE_WRAP, (*wrap, slot_id))
         except sqlite3.OperationalError:
             return
+
+    def _slot_current(self, row: Mapping[str, Any], key: bytes) -> bool:
+        """True when ``row`` needs no renewal: wrapped (not sealed by a rotation), with
+        a renewal key whose MAC under the vault ``key`` holds."""
+        if row["enc"] is not None:
+            return False
+        if not (isinstance(row["renew_key"], bytes) and isinstance(row["renew_mac"], bytes)):
+            return False
+        slot_id, kind = str(row["id"]), str(row["kind"])
+        expected = _renew_mac(key, self.vault_id, slot_id, kind, row["renew_key"])
+        return hmac.compare_digest(expected, row["renew_mac"])
 
     def _try_password_slot(
         self, slot_id: str, password: str
