@@ -761,7 +761,9 @@ class RelayClient:
                 await ws.send(
                     json.dumps({"type": "auth", "token": await self._token_now(), **hello})
                 )
-                parsed = json_loads(await asyncio.wait_for(ws.recv(), self._timeout))
+                async with asyncio.timeout(self._timeout):
+                    raw = await ws.recv()
+                parsed = json_loads(raw)
             except (ConnectionClosed, TimeoutError, ValueError):
                 await ws.close()
                 raise _Reconnect from None
@@ -819,7 +821,10 @@ class RelayClient:
                 if remaining <= 0:
                     return
                 try:
-                    raw = await asyncio.wait_for(ws.recv(), remaining)
+                    # (asyncio.timeout, not wait_for: no task and no extra loop steps
+                    # per frame between the reply's arrival and the desktop acting on it)
+                    async with asyncio.timeout(remaining):
+                        raw = await ws.recv()
                 except TimeoutError:
                     return
                 except ConnectionClosed:
