@@ -246,6 +246,15 @@ _RENEWED = (
     + _PENDING_WHERE
     + " AND creator = ? AND routing_id = ? ORDER BY created_at DESC, channel_id LIMIT 1)"
 )
+# Store.create_channel's check in one read: the id is free, the creator's open channels of
+# the kind (the cap), and for an unlock request the request it renews (NULL otherwise).
+_CREATE_CHECKS = (
+    "SELECT EXISTS (SELECT 1 FROM channels WHERE channel_id = ?),"
+    " (SELECT COUNT(*) FROM channels WHERE creator = ? AND kind = ? AND state = 'open'"
+    " AND expires_at > ?), "
+)
+_CREATE_CHECK = _CREATE_CHECKS + "NULL"
+_CREATE_UNLOCK_CHECK = _CREATE_CHECKS + _RENEWED
 _STATES = {state.value: state for state in ChannelState}  # a dict lookup, not an Enum call
 
 
@@ -488,9 +497,7 @@ class SQLiteStore(Store):
     ) -> tuple[CreateResult, bytes | None]:
         """Check and insert; with ``renewal``, the unlock request this one renews, asked at once."""
         exists, count, renewed = db.execute(
-            "SELECT EXISTS (SELECT 1 FROM channels WHERE channel_id = ?),"  # noqa: S608 - constants
-            " (SELECT COUNT(*) FROM channels WHERE creator = ? AND kind = ? AND state = 'open'"
-            " AND expires_at > ?), " + (_RENEWED if renewal else "NULL"),
+            _CREATE_UNLOCK_CHECK if renewal else _CREATE_CHECK,
             (channel.channel_id, channel.creator, channel.kind, channel.created_at)
             + (
                 (channel.peer, channel.created_at, channel.creator, channel.routing_id)
