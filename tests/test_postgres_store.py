@@ -434,6 +434,29 @@ async def test_sqlite_a_file_of_a_newer_relay_is_refused(tmp_path: Path) -> None
     await newer.close()
 
 
+async def test_sqlite_a_write_that_fails_midway_leaves_nothing_and_the_next_one_runs(
+    tmp_path: Path,
+) -> None:
+    """A write method's statements are one transaction: all or nothing, then the next."""
+    store = SQLiteStore(tmp_path / "relay.db")
+    await store.open()
+    now = time.time()
+    ch = unlock(uid(), uid(), now)
+
+    def insert_then_fail(db: sqlite3.Connection) -> None:
+        SQLiteStore._create(db, ch, 8)
+        raise sqlite3.OperationalError("disk I/O error")  # what SQLite raises midway
+
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            store._run(insert_then_fail)
+        assert await store.get_channel(ch.channel_id) is None  # rolled back
+        assert await store.create_channel(ch, 8) is CreateResult.CREATED  # the next one runs
+        assert await store.get_channel(ch.channel_id) is not None
+    finally:
+        await store.close()
+
+
 # How a statement of an exchange or of the sweeper may find its rows (EXPLAIN QUERY PLAN's
 # SEARCH and SCAN steps): by a primary key, or among open channels by creator, peer or
 # expiry; never a table scan, nor every open channel for one device's.
