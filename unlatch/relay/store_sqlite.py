@@ -1,7 +1,8 @@
 """The embedded SQLite :class:`~unlatch.relay.store.Store` (the default).
 
-One connection; every method runs as a single function in one transaction, so
-each is atomic without explicit locking. The queries are tiny, indexed and
+One connection; every method runs as a single function in one transaction (a
+``BEGIN IMMEDIATE`` one when it has several statements, else its one statement
+alone), so each is atomic without explicit locking. The queries are tiny, indexed and
 commit without fsync (WAL with ``synchronous=NORMAL``: enough because
 everything here is short-lived; a lost channel after a power cut costs a retry,
 not data), so they run inline on the event loop: measured on the bench, a hop
@@ -11,7 +12,8 @@ closing the file (which may touch the disk for long) go to a thread.
 Payloads are wiped (set to NULL / rows deleted) as soon as a channel is closed
 or expires; only a small tombstone stays so that late posts get "expired"
 rather than "unknown". ``secure_delete`` overwrites freed pages with zeros, so
-deleted ciphertext does not linger in the file either.
+deleted ciphertext does not linger in the database file either (older page images
+stay in the ``-wal`` file until it is rewritten: docs/relay.md, "SQLite details").
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ PRAGMA foreign_keys=ON;
 # indexes: an entry is written when a channel opens and removed when it ends, each index
 # is as small as the set of open channels, and each query of open channels has one made
 # for it; tests/test_postgres_store.py checks the plans) and keeps messages in one
-# b-tree. An exchange's three write transactions write 12 pages to the WAL, not 17.
+# b-tree. An exchange's three write transactions write about 12 pages to the WAL, not 16.
 SCHEMA_VERSION = 2
 
 # Indexes of open channels only: a query uses one when its WHERE says state = 'open' (a
