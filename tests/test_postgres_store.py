@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,7 +22,7 @@ import pytest
 from fixtures.scale import PG_ADMIN, fresh_database, require_postgres
 
 from unlatch.relay.errors import RelayConfigError
-from unlatch.relay.models import Channel, ChannelState
+from unlatch.relay.models import Channel, ChannelState, Message
 from unlatch.relay.store import (
     CHANNEL_CREATED,
     CHANNEL_ENDED,
@@ -39,7 +42,7 @@ from unlatch.relay.store_postgres import (
     migrations,
     split_url,
 )
-from unlatch.relay.store_sqlite import CHANGE_LOG_KEEP, SQLiteStore
+from unlatch.relay.store_sqlite import CHANGE_LOG_KEEP, SCHEMA_VERSION, SQLiteStore
 
 
 @pytest.fixture(scope="module")
@@ -320,6 +323,199 @@ async def test_sqlite_change_log_is_trimmed_and_says_when_it_was_trimmed_too_far
         after = await store.channel_changes(current.cursor)
         assert after.complete and [c.what for c in after.channels] == [CHANNEL_ENDED]
         assert after.cursor.position == cursor.position + 3  # the kept newest id + 1
+    finally:
+        await store.close()
+
+
+# Made by the relay of 48204ce (SQLite schema 1, before versions were recorded), its pages
+# shrunk to 1 KiB by VACUUM: two devices with a linked pairing, the phone's push target, a
+# session, a recorded setting, the change-log triggers (a reconciler had looked), an
+# answered and closed unlock request, an open one with a "seen" message, an open pairing
+# channel. Times are at RELAY_T; the open ones expire an hour later.
+RELAY_SCHEMA1 = Path(__file__).parent / "fixtures" / "data" / "relay-schema1.db"
+RELAY_T = 1_700_000_000.0
+DESKTOP1, PHONE1, ROUTING1 = "d" * 43, "p" * 43, bytes(range(16))
+OPEN1, ANSWERED1, PAIRING1 = b"\x01" * 16, b"\x02" * 16, b"\x03" * 16
+
+
+def layout(path: Path) -> tuple[set[tuple[str, str]], int, str]:
+    """The file's tables, indexes and triggers, its schema version, the messages table's SQL."""
+    db = sqlite3.connect(path)
+    try:
+        names = {(t, n) for t, n in db.execute("SELECT type, name FROM sqlite_master")}
+        (version,) = db.execute("SELECT version FROM schema_version").fetchone()
+        (messages,) = db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'messages'"
+        ).fetchone()
+        return names, version, messages
+    finally:
+        db.close()
+
+
+async def test_sqlite_a_version_1_file_is_migrated_in_place_and_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    """An existing relay's file gets the new layout at its first open; nothing is lost.
+
+    The same tables, indexes and triggers as a new file's; every record still
+    reads the same; the change log still records (its message trigger was on
+    the rebuilt table); one message of each type per channel still holds; a
+    second open changes nothing.
+    """
+    path = tmp_path / "relay.db"
+    shutil.copy(RELAY_SCHEMA1, path)
+    db = sqlite3.connect(path)
+    old_names = {n for (n,) in db.execute("SELECT name FROM sqlite_master")}
+    db.close()
+    assert {"channels_creator", "channels_peer", "channels_expiry"} <= old_names
+    assert "message_added_log" in old_names
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        now = RELAY_T + 10
+        ch = await store.get_channel(OPEN1)
+        assert ch is not None and ch.state is ChannelState.OPEN and ch.push == b"push"
+        assert ch.meta == {"requester": {"address": "192.0.2.1", "user_agent": "ua"}}
+        seen = await store.messages_after(OPEN1, 0)
+        assert [(m.seq, m.type, m.data) for m in seen] == [(1, "seen", b"seen")]
+        answered = await store.get_channel(ANSWERED1)
+        assert answered is not None and answered.meta == {"outcome": "answered"}
+        assert [c.channel_id for c in await store.open_unlock_for_peer(PHONE1, now)] == [OPEN1]
+        assert (await store.count_open_channels()) == {"pairing": 1, "unlock": 1}
+        [view] = await store.list_pairings(DESKTOP1)
+        assert view.linked and view.peer_device_id == PHONE1
+        phone = await store.get_device(PHONE1)
+        assert phone is not None and phone.push_target is not None
+        assert await store.get_session(b"S" * 32, now) == DESKTOP1
+        assert await store.record_setting("vapid_public_key", "other") == "BKEY"
+        # the change log records on the rebuilt messages table without being asked again
+        start = await store.channel_changes(ChangeCursor(0))
+        assert await store.add_message(OPEN1, "reply", PHONE1, b"r", now) == (
+            AddResult.ADDED,
+            Message(OPEN1, 2, "reply", PHONE1, b"r", now),
+        )
+        assert (await store.add_message(OPEN1, "reply", PHONE1, b"r", now))[0] is (
+            AddResult.DUPLICATE
+        )
+        changes = await store.channel_changes(start.cursor)
+        assert [(c.channel_id, c.what) for c in changes.channels] == [(OPEN1, "reply")]
+        closing = await store.close_as(OPEN1, DESKTOP1, "unlock", now)
+        assert (closing.result, closing.outcome) == (CloseResult.CLOSED, "answered")
+        assert await store.messages_after(OPEN1, 0) == []
+    finally:
+        await store.close()
+    new = tmp_path / "new.db"
+    fresh = SQLiteStore(new)
+    await fresh.open()
+    await fresh.channel_changes(None)  # its change-log triggers, as the old file had them
+    await fresh.close()
+    migrated_names, version, messages = layout(path)
+    assert version == SCHEMA_VERSION
+    assert migrated_names == layout(new)[0]
+    assert "WITHOUT ROWID" in messages
+    again = SQLiteStore(path)
+    await again.open()  # a second open: nothing to migrate
+    await again.close()
+    assert layout(path) == (migrated_names, version, messages)
+
+
+async def test_sqlite_a_file_of_a_newer_relay_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    db.commit()
+    db.close()
+    newer = SQLiteStore(path)
+    with pytest.raises(RelayConfigError, match="newer than this relay"):
+        await newer.open()
+    await newer.close()
+
+
+async def test_sqlite_a_write_that_fails_midway_leaves_nothing_and_the_next_one_runs(
+    tmp_path: Path,
+) -> None:
+    """A write method's statements are one transaction: all or nothing, then the next."""
+    store = SQLiteStore(tmp_path / "relay.db")
+    await store.open()
+    now = time.time()
+    ch = unlock(uid(), uid(), now)
+
+    def insert_then_fail(db: sqlite3.Connection) -> None:
+        SQLiteStore._create(db, ch, 8)
+        raise sqlite3.OperationalError("disk I/O error")  # what SQLite raises midway
+
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            store._run(insert_then_fail)
+        assert await store.get_channel(ch.channel_id) is None  # rolled back
+        assert await store.create_channel(ch, 8) is CreateResult.CREATED  # the next one runs
+        assert await store.get_channel(ch.channel_id) is not None
+    finally:
+        await store.close()
+
+
+# How a statement of an exchange or of the sweeper may find its rows (EXPLAIN QUERY PLAN's
+# SEARCH and SCAN steps): by a primary key, or among open channels by creator, peer or
+# expiry; never a table scan, nor every open channel for one device's.
+INDEXED_STEPS = re.compile(
+    r"SCAN CONSTANT ROW|SCAN \(subquery-\d+\)"
+    r"|SEARCH \w+ USING (COVERING )?INDEX sqlite_autoindex_(channels|devices|pairings)_1 \(.*"
+    r"|SEARCH \w+ USING PRIMARY KEY \(channel_id=\?.*"  # messages
+    r"|SEARCH \w+ USING (COVERING )?INDEX channels_open_creator \(creator=\? AND kind=\?.*"
+    r"|SEARCH \w+ USING (COVERING )?INDEX channels_open_peer \(peer=\?\)"
+    r"|SEARCH \w+ USING (COVERING )?INDEX channels_open_expiry \(expires_at<\?\)"  # sweeper
+    r"|SCAN channels USING (COVERING )?INDEX channels_open_expiry"  # metrics: count open ones
+)
+
+
+async def test_sqlite_queries_of_open_channels_use_their_indexes(tmp_path: Path) -> None:
+    """Each statement of an exchange and of the sweeper finds its rows through an index.
+
+    Open channels are found by creator, peer or expiry in the indexes of open
+    channels, never by reading every open channel (what the version-1 planner
+    did for a desktop's count and a phone's list) or a whole table.
+    """
+    store = SQLiteStore(tmp_path / "relay.db")
+    await store.open()
+    db = store._db
+    assert db is not None
+    statements: list[str] = []
+    try:
+        now = time.time()
+        desktop, phone, rid = uid(), uid(), os.urandom(16)
+        await store.register_pairing(rid, desktop, phone, "desktop", now)
+        await store.register_pairing(rid, phone, desktop, "phone", now)
+        first, second = (
+            Channel(os.urandom(16), "unlock", desktop, phone, at, at + 100, routing_id=rid)
+            for at in (now, now + 1)
+        )
+        db.set_trace_callback(statements.append)  # the statements, their values inlined
+        await store.unlock_context(rid, desktop, first.channel_id)
+        assert (await store.create_unlock(first, 8))[0] is CreateResult.CREATED
+        assert await store.create_unlock(second, 8) == (CreateResult.CREATED, first.channel_id)
+        await store.channel_with_messages(second.channel_id, 0)
+        await store.add_message(
+            second.channel_id, "reply", phone, b"r", now, kind="unlock", from_peer=True
+        )
+        await store.open_unlock_for_peer(phone, now)
+        closing = await store.close_as(second.channel_id, desktop, "unlock", now)
+        assert (closing.result, closing.older) == (CloseResult.CLOSED, (first.channel_id,))
+        await store.expire_channels(now + 200, 5)
+        await store.count_open_channels()
+        db.set_trace_callback(None)
+        steps = [
+            (sql, step)
+            for sql in statements
+            if not sql.startswith(("BEGIN", "COMMIT"))
+            for *_, step in db.execute("EXPLAIN QUERY PLAN " + sql)
+            if step.startswith(("SEARCH", "SCAN"))
+        ]
+        assert [(sql, step) for sql, step in steps if not INDEXED_STEPS.fullmatch(step)] == []
+        used = {m for _, step in steps for m in re.findall(r"channels_open_\w+", step)}
+        assert used == {"channels_open_creator", "channels_open_peer", "channels_open_expiry"}
     finally:
         await store.close()
 

@@ -1,7 +1,8 @@
 """The embedded SQLite :class:`~unlatch.relay.store.Store` (the default).
 
-One connection; every method runs as a single function in one transaction, so
-each is atomic without explicit locking. The queries are tiny, indexed and
+One connection; every method runs as a single function in one transaction (a
+``BEGIN IMMEDIATE`` one when it has several statements, else its one statement
+alone), so each is atomic without explicit locking. The queries are tiny, indexed and
 commit without fsync (WAL with ``synchronous=NORMAL``: enough because
 everything here is short-lived; a lost channel after a power cut costs a retry,
 not data), so they run inline on the event loop: measured on the bench, a hop
@@ -11,7 +12,8 @@ closing the file (which may touch the disk for long) go to a thread.
 Payloads are wiped (set to NULL / rows deleted) as soon as a channel is closed
 or expires; only a small tombstone stays so that late posts get "expired"
 rather than "unknown". ``secure_delete`` overwrites freed pages with zeros, so
-deleted ciphertext does not linger in the file either.
+deleted ciphertext does not linger in the database file either (older page images
+stay in the ``-wal`` file until it is rewritten: docs/relay.md, "SQLite details").
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from unlatch.relay.errors import RelayConfigError
 from unlatch.relay.models import (
     Channel,
     ChannelKind,
@@ -49,30 +52,79 @@ from unlatch.relay.store import (
 
 T = TypeVar("T")
 
-SCHEMA = """
+# Set at every open (outside any transaction: journal_mode cannot change inside one).
+PRAGMAS = """
 PRAGMA journal_mode=WAL;
 PRAGMA synchronous=NORMAL;
 PRAGMA secure_delete=ON;
 PRAGMA foreign_keys=ON;
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS devices (
+"""
+
+# The layout this code writes, recorded in schema_version. Version 1 (no row: that table
+# was made but never written) indexed channels over every row, tombstones included (a
+# close moved the channel's entry in each index, and two of them served no query: the
+# planner preferred the state index and scanned every open channel of every device),
+# and kept messages in three b-trees. Version 2 indexes open channels only (partial
+# indexes: an entry is written when a channel opens and removed when it ends, each index
+# is as small as the set of open channels, and each query of open channels has one made
+# for it; tests/test_postgres_store.py checks the plans) and keeps messages in one
+# b-tree. An exchange's three write transactions write about 12 pages to the WAL, not 16.
+SCHEMA_VERSION = 2
+
+# Indexes of open channels only: a query uses one when its WHERE says state = 'open' (a
+# literal, not a parameter). By creator (the cap on a desktop's open requests and the
+# requests a new one renews), by peer (a phone's pending list) and by expiry (the
+# sweeper, the metrics' count).
+OPEN_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS channels_open_creator ON channels (creator, kind, expires_at)"
+    " WHERE state = 'open'",
+    "CREATE INDEX IF NOT EXISTS channels_open_peer ON channels (peer) WHERE state = 'open'",
+    "CREATE INDEX IF NOT EXISTS channels_open_expiry ON channels (expires_at) WHERE state = 'open'",
+)
+
+# A channel's messages: one b-tree, keyed by (channel_id, type), which is what holds a
+# channel to one message of each type (one reply, one hello). A message's seq (its
+# order on the channel) is the channel's largest + 1, given under the write lock. (Version
+# 1 had a rowid table with two unique indexes, (channel_id, seq) and (channel_id, type):
+# three b-trees, so three pages written to add a message and three to drop one.) Rows are
+# small (a reply is under 200 bytes, a hello or accept under 600), well under what one
+# page of a WITHOUT ROWID table holds without an overflow page (about 1,000 bytes).
+MESSAGES = """{name} (
+    channel_id BLOB NOT NULL REFERENCES channels (channel_id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    data BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (channel_id, type)
+) WITHOUT ROWID"""
+
+# (added to version 1 after its first files were made: the migration makes it too)
+RELAY_SETTINGS = """CREATE TABLE IF NOT EXISTS relay_settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+)"""
+
+TABLES = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
     public_key BLOB NOT NULL,
     kind TEXT NOT NULL,
     created_at REAL NOT NULL,
     push_target TEXT
-);
-CREATE TABLE IF NOT EXISTS challenges (
+)""",
+    """CREATE TABLE IF NOT EXISTS challenges (
     challenge BLOB PRIMARY KEY,
     expires_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
+)""",
+    """CREATE TABLE IF NOT EXISTS sessions (
     token_hash BLOB PRIMARY KEY,
     device_id TEXT NOT NULL,
     expires_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
-CREATE TABLE IF NOT EXISTS channels (
+)""",
+    "CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at)",
+    """CREATE TABLE IF NOT EXISTS channels (
     channel_id BLOB PRIMARY KEY,
     kind TEXT NOT NULL,
     creator TEXT NOT NULL,
@@ -84,21 +136,10 @@ CREATE TABLE IF NOT EXISTS channels (
     expires_at REAL NOT NULL,
     state TEXT NOT NULL,
     closed_at REAL
-);
-CREATE INDEX IF NOT EXISTS channels_creator ON channels (creator, state);
-CREATE INDEX IF NOT EXISTS channels_peer ON channels (peer, state);
-CREATE INDEX IF NOT EXISTS channels_expiry ON channels (state, expires_at);
-CREATE TABLE IF NOT EXISTS messages (
-    channel_id BLOB NOT NULL REFERENCES channels (channel_id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    data BLOB NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (channel_id, seq),
-    UNIQUE (channel_id, type)
-);
-CREATE TABLE IF NOT EXISTS pairings (
+)""",
+    *OPEN_INDEXES,
+    "CREATE TABLE IF NOT EXISTS " + MESSAGES.format(name="messages"),
+    """CREATE TABLE IF NOT EXISTS pairings (
     routing_id BLOB NOT NULL,
     device_id TEXT NOT NULL,
     peer_device_id TEXT NOT NULL,
@@ -106,13 +147,28 @@ CREATE TABLE IF NOT EXISTS pairings (
     created_at REAL NOT NULL,
     blocked INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (routing_id, device_id)
-);
-CREATE INDEX IF NOT EXISTS pairings_device ON pairings (device_id);
-CREATE TABLE IF NOT EXISTS relay_settings (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
+)""",
+    "CREATE INDEX IF NOT EXISTS pairings_device ON pairings (device_id)",
+    RELAY_SETTINGS,
+)
+
+# From each version to the next, in the transaction that records the new version.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "DROP INDEX IF EXISTS channels_creator",
+        "DROP INDEX IF EXISTS channels_peer",
+        "DROP INDEX IF EXISTS channels_expiry",
+        *OPEN_INDEXES,
+        RELAY_SETTINGS,
+        # the messages into their new table (secure_delete zeroes the old one's pages);
+        # dropping the old one drops its change-log trigger: migrate() makes it again
+        "CREATE TABLE " + MESSAGES.format(name="messages_v2"),
+        "INSERT INTO messages_v2 SELECT channel_id, seq, type, sender, data, created_at"
+        " FROM messages",
+        "DROP TABLE messages",
+        "ALTER TABLE messages_v2 RENAME TO messages",
+    ),
+}
 
 # Seconds a change stays in the change log: far more than a node's reconciler lags behind
 # (it reads every sweep_interval); one that lagged longer is told its view is incomplete.
@@ -127,7 +183,7 @@ CHANGE_LOG_KEEP = 120.0
 # the first write to the commit) makes ids follow commit order: a reader that has seen id N
 # has seen every change before it.
 #
-# The table is made at every open (IF NOT EXISTS, like the rest of SCHEMA); the triggers
+# The table is made at every open (IF NOT EXISTS); the triggers
 # only by the first look of a reconciler (a node on the Redis bus), which is when changes
 # start to matter: a single relay on the in-process bus does not pay for them (about 6 us
 # of the writer's CPU per change, 3 changes an exchange). Once made they stay in the file,
@@ -155,23 +211,65 @@ CHANGE_TRIGGERS = (
 # A pairing as one side sees it, in one query: "linked" when the other side registered
 # the mirror entry (register_pairing refuses a third device, so two rows at most),
 # "blocked" when either entry is.
-_VIEW = (
-    "SELECT p.routing_id, p.peer_device_id, p.created_at,"
+_VIEW_COLUMNS = (
+    "p.routing_id, p.peer_device_id, p.created_at,"
     " (SELECT MAX(q.blocked) FROM pairings q WHERE q.routing_id = p.routing_id) AS any_blocked,"
     " EXISTS (SELECT 1 FROM pairings q WHERE q.routing_id = p.routing_id"
     " AND q.device_id = p.peer_device_id AND q.peer_device_id = p.device_id"
     " AND q.kind <> p.kind) AS linked"
-    " FROM pairings p WHERE "
+)
+_VIEW = "SELECT " + _VIEW_COLUMNS + " FROM pairings p WHERE "  # noqa: S608 - constants
+
+# Store.unlock_context in one statement (one snapshot): whether the request id is taken,
+# the desktop's view of the pairing (NULLs if it has none) and the pairing's phone.
+_UNLOCK_CONTEXT = (
+    "SELECT EXISTS (SELECT 1 FROM channels WHERE channel_id = ?) AS taken, "  # noqa: S608 - constants
+    + _VIEW_COLUMNS
+    + ", d.device_id AS phone_id, d.public_key AS phone_key, d.kind AS phone_kind,"
+    " d.created_at AS phone_created_at, d.push_target AS phone_push_target"
+    " FROM (SELECT 1) LEFT JOIN pairings p ON p.routing_id = ? AND p.device_id = ?"
+    " LEFT JOIN devices d ON d.device_id = p.peer_device_id"
 )
 
 
-# An unlock request still waiting for the phone: open, live, no reply yet.
-_PENDING_UNLOCK = (
-    "SELECT * FROM channels c WHERE peer = ? AND kind = 'unlock' AND state = 'open'"
+# An unlock request c still waiting for the phone: open, live, no reply yet.
+_PENDING_WHERE = (
+    "peer = ? AND kind = 'unlock' AND state = 'open'"
     " AND expires_at > ? AND NOT EXISTS (SELECT 1 FROM messages m"
     " WHERE m.channel_id = c.channel_id AND m.type = 'reply')"
 )
+_PENDING_UNLOCK = "SELECT * FROM channels c WHERE " + _PENDING_WHERE  # noqa: S608 - constants
+
+# The request a new unlock request renews (Store.create_unlock): the newest pending one
+# of the same phone, desktop and pairing. Asked in the check before the insert, in the
+# same transaction: the new row, the only write in between, is not another request.
+_RENEWED = (
+    "(SELECT channel_id FROM channels c WHERE "  # noqa: S608 - constants
+    + _PENDING_WHERE
+    + " AND creator = ? AND routing_id = ? ORDER BY created_at DESC, channel_id LIMIT 1)"
+)
+# Store.create_channel's check in one read: the id is free, the creator's open channels of
+# the kind (the cap), and for an unlock request the request it renews (NULL otherwise).
+_CREATE_CHECKS = (
+    "SELECT EXISTS (SELECT 1 FROM channels WHERE channel_id = ?),"
+    " (SELECT COUNT(*) FROM channels WHERE creator = ? AND kind = ? AND state = 'open'"
+    " AND expires_at > ?), "
+)
+_CREATE_CHECK = _CREATE_CHECKS + "NULL"
+_CREATE_UNLOCK_CHECK = _CREATE_CHECKS + _RENEWED
 _STATES = {state.value: state for state in ChannelState}  # a dict lookup, not an Enum call
+
+
+def _device(
+    device_id: str, public_key: bytes, kind: DeviceKind, created_at: float, push_target: str | None
+) -> Device:
+    return Device(
+        device_id=device_id,
+        public_key=public_key,
+        kind=kind,
+        created_at=created_at,
+        push_target=json.loads(push_target) if push_target else None,
+    )
 
 
 def _channel(row: sqlite3.Row) -> Channel:
@@ -189,6 +287,49 @@ def _channel(row: sqlite3.Row) -> Channel:
     )
 
 
+def schema_version(db: sqlite3.Connection) -> int:
+    """The layout of the open file: 0 when new, 1 when made before versions were recorded."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "channels" not in tables:
+        return 0
+    row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return 1 if row is None or row[0] is None else int(row[0])
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring the file to SCHEMA_VERSION in one transaction (a crash leaves the old layout).
+
+    ``BEGIN IMMEDIATE`` first: two processes opening one old file at once migrate
+    it once, the second finding the new version.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = schema_version(db)
+        triggers = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger'").fetchone()
+        if version > SCHEMA_VERSION:
+            raise RelayConfigError(
+                f"the relay database's schema (v{version}) is newer than this relay"
+                f" (v{SCHEMA_VERSION}); upgrade the relay"
+            )
+        if version == 0:  # a new file: the current layout at once
+            for statement in TABLES:
+                db.execute(statement)
+            version = SCHEMA_VERSION
+        for step in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step]:
+                db.execute(statement)
+        if triggers:  # a migration that rebuilt a table dropped its trigger
+            for trigger in CHANGE_TRIGGERS:
+                db.execute(trigger)
+        if schema_version(db) != SCHEMA_VERSION:
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        db.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+
+
 class SQLiteStore(Store):
     """SQLite file store; ``path`` is created (0600) with its parent directory."""
 
@@ -198,12 +339,37 @@ class SQLiteStore(Store):
         self._db: sqlite3.Connection | None = None
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one transaction, inline (a plain call: the methods await nothing)."""
+        """Run ``fn`` in one write transaction, inline (a plain call: the methods await nothing).
+
+        ``BEGIN IMMEDIATE`` takes the write lock before the first read, so what a
+        method checks still holds when it writes (another process on the file waits),
+        and its reads and writes share one lock and snapshot instead of one each.
+        The connection is in autocommit mode (no implicit BEGIN from the sqlite3
+        module, which prepares its BEGIN and COMMIT anew each time): these two are
+        prepared once, in the statement cache.
+        """
         db = self._db
         if db is None:
             raise RuntimeError("store is not open")
-        with db:  # one transaction per method
-            return fn(db)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.rollback()  # a no-op if the failure was the COMMIT's and it ended the transaction
+            raise
+        return result
+
+    def _auto(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` with each of its statements a transaction of its own (autocommit).
+
+        For a method of one statement (a read, or a write that is atomic alone),
+        where a BEGIN and a COMMIT would only add two statements and a lock.
+        """
+        db = self._db
+        if db is None:
+            raise RuntimeError("store is not open")
+        return fn(db)
 
     async def open(self) -> None:
         def connect() -> None:
@@ -211,9 +377,14 @@ class SQLiteStore(Store):
             if not self.path.exists():
                 self.path.touch(mode=0o600)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.executescript(SCHEMA + CHANGE_LOG)
-            db.isolation_level = "DEFERRED"
+            try:
+                db.row_factory = sqlite3.Row
+                db.executescript(PRAGMAS)
+                migrate(db)
+                db.execute(CHANGE_LOG)
+            except BaseException:
+                db.close()
+                raise
             self._db = db
 
         loop = asyncio.get_running_loop()
@@ -230,7 +401,7 @@ class SQLiteStore(Store):
         self._executor.shutdown(wait=True)
 
     async def ping(self) -> None:
-        self._run(lambda db: db.execute("SELECT 1").fetchone())
+        self._auto(lambda db: db.execute("SELECT 1").fetchone())
 
     async def record_setting(self, name: str, value: str, *, replace: bool = False) -> str:
         def fn(db: sqlite3.Connection) -> str:
@@ -243,7 +414,7 @@ class SQLiteStore(Store):
 
     # challenges and sessions ------------------------------------------------
     async def put_challenge(self, challenge: bytes, expires_at: float) -> None:
-        self._run(
+        self._auto(
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO challenges VALUES (?, ?)", (challenge, expires_at)
             )
@@ -256,10 +427,10 @@ class SQLiteStore(Store):
             )
             return cur.rowcount == 1
 
-        return self._run(fn)
+        return self._auto(fn)
 
     async def put_session(self, token_hash: bytes, device_id: str, expires_at: float) -> None:
-        self._run(
+        self._auto(
             lambda db: db.execute(
                 "INSERT INTO sessions VALUES (?, ?, ?)", (token_hash, device_id, expires_at)
             )
@@ -273,7 +444,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return None if row is None else cast(str, row[0])
 
-        return self._run(fn)
+        return self._auto(fn)
 
     # devices ------------------------------------------------------------------
     async def register_device(
@@ -294,16 +465,12 @@ class SQLiteStore(Store):
         row = db.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
         if row is None:
             return None
-        return Device(
-            device_id=row["device_id"],
-            public_key=row["public_key"],
-            kind=row["kind"],
-            created_at=row["created_at"],
-            push_target=json.loads(row["push_target"]) if row["push_target"] else None,
+        return _device(
+            row["device_id"], row["public_key"], row["kind"], row["created_at"], row["push_target"]
         )
 
     async def get_device(self, device_id: str) -> Device | None:
-        return self._run(lambda db: self._device(db, device_id))
+        return self._auto(lambda db: self._device(db, device_id))
 
     async def set_push_target(
         self, device_id: str, target: dict[str, Any] | None, *, only_if_endpoint: str | None = None
@@ -323,21 +490,27 @@ class SQLiteStore(Store):
                 )
             return cur.rowcount == 1
 
-        return self._run(fn)
+        return self._auto(fn)
 
     # channels -------------------------------------------------------------------
     @staticmethod
-    def _create(db: sqlite3.Connection, channel: Channel, max_open: int) -> CreateResult:
-        exists, count = db.execute(
-            "SELECT EXISTS (SELECT 1 FROM channels WHERE channel_id = ?),"
-            " (SELECT COUNT(*) FROM channels WHERE creator = ? AND kind = ? AND state = 'open'"
-            " AND expires_at > ?)",
-            (channel.channel_id, channel.creator, channel.kind, channel.created_at),
+    def _create(
+        db: sqlite3.Connection, channel: Channel, max_open: int, *, renewal: bool = False
+    ) -> tuple[CreateResult, bytes | None]:
+        """Check and insert; with ``renewal``, the unlock request this one renews, asked at once."""
+        exists, count, renewed = db.execute(
+            _CREATE_UNLOCK_CHECK if renewal else _CREATE_CHECK,
+            (channel.channel_id, channel.creator, channel.kind, channel.created_at)
+            + (
+                (channel.peer, channel.created_at, channel.creator, channel.routing_id)
+                if renewal
+                else ()
+            ),
         ).fetchone()
         if exists:
-            return CreateResult.EXISTS
+            return CreateResult.EXISTS, None
         if count >= max_open:
-            return CreateResult.TOO_MANY
+            return CreateResult.TOO_MANY, None
         db.execute(
             "INSERT INTO channels (channel_id, kind, creator, peer, routing_id, push, meta,"
             " created_at, expires_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
@@ -353,48 +526,35 @@ class SQLiteStore(Store):
                 channel.expires_at,
             ),
         )
-        return CreateResult.CREATED
+        return CreateResult.CREATED, renewed
 
     async def create_channel(self, channel: Channel, max_open_per_creator: int) -> CreateResult:
-        return self._run(lambda db: self._create(db, channel, max_open_per_creator))
+        return self._run(lambda db: self._create(db, channel, max_open_per_creator)[0])
 
     async def create_unlock(
         self, channel: Channel, max_open_per_creator: int
     ) -> tuple[CreateResult, bytes | None]:
-        def fn(db: sqlite3.Connection) -> tuple[CreateResult, bytes | None]:
-            result = self._create(db, channel, max_open_per_creator)
-            if result is not CreateResult.CREATED:
-                return result, None
-            row = db.execute(
-                _PENDING_UNLOCK + " AND creator = ? AND routing_id = ? AND channel_id <> ?"
-                " ORDER BY created_at DESC, channel_id LIMIT 1",
-                (
-                    channel.peer,
-                    channel.created_at,
-                    channel.creator,
-                    channel.routing_id,
-                    channel.channel_id,
-                ),
-            ).fetchone()
-            return result, None if row is None else row["channel_id"]
-
-        return self._run(fn)
+        return self._run(lambda db: self._create(db, channel, max_open_per_creator, renewal=True))
 
     async def unlock_context(
         self, routing_id: bytes, desktop_id: str, request_id: bytes
     ) -> UnlockContext:
         def fn(db: sqlite3.Connection) -> UnlockContext:
-            row = db.execute(
-                _VIEW + "p.routing_id = ? AND p.device_id = ?", (routing_id, desktop_id)
-            ).fetchone()
-            pairing = None if row is None else self._view(row)
-            (taken,) = db.execute(
-                "SELECT EXISTS (SELECT 1 FROM channels WHERE channel_id = ?)", (request_id,)
-            ).fetchone()
-            phone = None if pairing is None else self._device(db, pairing.peer_device_id)
-            return UnlockContext(pairing, bool(taken), phone)
+            row = db.execute(_UNLOCK_CONTEXT, (request_id, routing_id, desktop_id)).fetchone()
+            if row["routing_id"] is None:
+                return UnlockContext(None, bool(row["taken"]), None)
+            phone = None
+            if row["phone_id"] is not None:
+                phone = _device(
+                    row["phone_id"],
+                    row["phone_key"],
+                    row["phone_kind"],
+                    row["phone_created_at"],
+                    row["phone_push_target"],
+                )
+            return UnlockContext(self._view(row), bool(row["taken"]), phone)
 
-        return self._run(fn)
+        return self._auto(fn)
 
     async def get_channel(self, channel_id: bytes) -> Channel | None:
         def fn(db: sqlite3.Connection) -> Channel | None:
@@ -403,7 +563,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return None if row is None else _channel(row)
 
-        return self._run(fn)
+        return self._auto(fn)
 
     async def claim_channel(self, channel_id: bytes, peer: str) -> bool:
         def fn(db: sqlite3.Connection) -> bool:
@@ -465,7 +625,7 @@ class SQLiteStore(Store):
                 for r in rows
             ]
 
-        return self._run(fn)
+        return self._auto(fn)
 
     async def channel_with_messages(
         self, channel_id: bytes, after: int
@@ -487,7 +647,7 @@ class SQLiteStore(Store):
             ]
             return _channel(rows[0]), msgs
 
-        return self._run(fn)
+        return self._auto(fn)
 
     @staticmethod
     def _close(db: sqlite3.Connection, channel_id: bytes, now: float, outcome: str) -> bool:
@@ -596,7 +756,7 @@ class SQLiteStore(Store):
             rows = db.execute(_PENDING_UNLOCK + " ORDER BY created_at", (peer, now)).fetchall()
             return [_channel(r) for r in rows]
 
-        return self._run(fn)
+        return self._auto(fn)
 
     async def channel_changes(self, since: ChangeCursor | None) -> Changes:
         def fn(db: sqlite3.Connection) -> Changes:
@@ -639,7 +799,7 @@ class SQLiteStore(Store):
                 counts[kind] = n
             return counts
 
-        return self._run(fn)
+        return self._auto(fn)
 
     # pairings ---------------------------------------------------------------------
     async def register_pairing(
@@ -693,7 +853,7 @@ class SQLiteStore(Store):
             ).fetchall()
             return [self._view(r) for r in rows]
 
-        return self._run(fn)
+        return self._auto(fn)
 
     async def get_pairing(self, routing_id: bytes, device_id: str) -> PairingView | None:
         def fn(db: sqlite3.Connection) -> PairingView | None:
@@ -702,7 +862,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return None if row is None else self._view(row)
 
-        return self._run(fn)
+        return self._auto(fn)
 
     async def delete_pairing(self, routing_id: bytes, device_id: str) -> bool:
         def fn(db: sqlite3.Connection) -> bool:
@@ -725,4 +885,4 @@ class SQLiteStore(Store):
             )
             return cur.rowcount == 1
 
-        return self._run(fn)
+        return self._auto(fn)
