@@ -314,7 +314,7 @@ async def test_direct_tls_with_cert_and_key(relay_factory, tmp_path) -> None:
         channel_id = os.urandom(16)
         await client.create_pairing_channel(channel_id, ttl=2)
         # wss:// works
-        ws = await client._ws_open(f"/v1/pairing/{b64e(channel_id)}/ws", {"after": 0})
+        ws, _ = await client._ws_open(f"/v1/pairing/{b64e(channel_id)}/ws", {"after": 0})
         await ws.close()
         from unlatch.relay.errors import ChannelExpired
 
