@@ -395,7 +395,7 @@ async def test_postgres_restart_while_exchanges_are_in_flight(tmp_path: Path) ->
 async def _reuse_delay(node: Any, prefix: str, nodes: int, redis: Any) -> tuple[float, float]:
     """Seconds from Redis's return until ``node`` takes rate-limit tokens from Redis again
     (a rate-checked request, started then, no longer counts a fallback) and until every
-    node's bus subscriber is back (``PUBSUB NUMSUB`` of the control channel)."""
+    node's bus subscriber is back (``PUBSUB NUMSUB`` of the bus channel)."""
     started = time.monotonic()
     metric = "unlatch_relay_rate_limit_fallbacks_total"
 
@@ -412,7 +412,7 @@ async def _reuse_delay(node: Any, prefix: str, nodes: int, redis: Any) -> tuple[
     async def bus() -> float:
         while time.monotonic() - started < 30:
             probe = time.monotonic()
-            [(_name, count)] = await redis.pubsub_numsub(f"{prefix}bus-control")
+            [(_name, count)] = await redis.pubsub_numsub(f"{prefix}bus")
             if int(count) >= nodes:
                 return probe - started
             await asyncio.sleep(0.01)

@@ -9,6 +9,7 @@ prefix, removed afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,13 +20,15 @@ import pytest
 import redis.asyncio as aioredis
 from fixtures.relay import RelayProcess
 from fixtures.scale import LoadBalancer, PrivateRedis, redis_cleanup, redis_prefix, require_redis
+from redis.exceptions import NoScriptError, ResponseError
 
-from unlatch.relay import bus_redis
+from unlatch.relay import bus_redis, redis_pipe
 from unlatch.relay.bus import InProcessBus, open_bus
 from unlatch.relay.bus_redis import RedisBus
 from unlatch.relay.errors import RelayConfigError
 from unlatch.relay.ratelimit import MemoryRateLimiter, Rule, open_limiter
 from unlatch.relay.ratelimit_redis import RedisRateLimiter
+from unlatch.relay.redis_pipe import read_reply
 from unlatch.relay.redis_url import split_redis_url
 
 
@@ -37,17 +40,30 @@ def prefix() -> Iterator[str]:
     redis_cleanup(6379, p)
 
 
+@contextlib.asynccontextmanager
+async def started(*urls: str) -> AsyncIterator[list[RedisBus]]:
+    """A started bus (a node) per URL, closed after."""
+    buses = [RedisBus(url) for url in urls]
+    try:
+        for bus in buses:
+            await bus.start()
+        yield buses
+    finally:
+        for bus in buses:
+            await bus.close()
+
+
 @pytest.fixture
 async def two_buses(prefix: str) -> AsyncIterator[tuple[RedisBus, RedisBus]]:
-    a = RedisBus(f"redis://127.0.0.1:6379/0?prefix={prefix}")
-    b = RedisBus(f"redis://127.0.0.1:6379/0?prefix={prefix}")
-    await a.start()
-    await b.start()
-    try:
+    url = f"redis://127.0.0.1:6379/0?prefix={prefix}"
+    async with started(url, url) as (a, b):
+        # b counted a when it started; a counts b when b says hello on the bus
+        for _ in range(100):
+            if a.other_nodes == b.other_nodes == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert a.other_nodes == b.other_nodes == 1
         yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def numsub(channel: str, port: int = 6379) -> int:
@@ -63,13 +79,16 @@ async def test_an_event_published_on_one_node_wakes_a_waiter_on_another(
     two_buses: tuple[RedisBus, RedisBus],
 ) -> None:
     a, b = two_buses
-    async with a.subscribe("channel:abc") as sub:
-        # the subscription is confirmed by Redis before subscribe() returns
-        assert await numsub(a._channel("channel:abc")) == 1
+    # each node's one subscription is confirmed by Redis before start() returns
+    assert await numsub(a.channel) == 2
+    async with a.subscribe("channel:abc") as sub, a.subscribe("channel:def") as bystander:
+        # b's event goes to the other node (a), which hands it to its waiter of that topic
         assert await b.publish("channel:abc", {"event": "message", "seq": 1}) == 1
         assert await sub.get(5) == {"event": "message", "seq": 1}
         assert await sub.get(0.3) is None  # exactly once
-    assert await b.publish("channel:other", {"event": "x"}) == 0
+        assert await bystander.get(0) is None  # only to the topic's waiters
+        assert await b.publish("channel:other", {"event": "x"}) == 1  # a hears, no one waits
+        assert await sub.get(0.3) is None and await bystander.get(0) is None
 
 
 async def test_local_subscribers_are_woken_once_without_redis_round_trip(
@@ -145,36 +164,79 @@ async def test_redis_waiters_keep_a_re_read_timer_until_a_reconciler_covers_lost
         assert await asyncio.wait_for(waiting, 1) == {"event": "resync"}
 
 
-async def test_subscriptions_are_reference_counted_and_released(
-    two_buses: tuple[RedisBus, RedisBus],
+async def test_waiters_come_and_go_without_a_redis_command(tmp_path: Path) -> None:
+    """Issue 15: a waiter's own SUBSCRIBE/UNSUBSCRIBE cost a round trip each per exchange.
+
+    A node subscribes once (its one channel); a waiter joining or leaving is a
+    dict insert or removal on the node, whatever the topic: Redis counts no
+    (un)subscribe command for a hundred waiters, and still one subscriber, the node.
+    """
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    a = RedisBus(server.url)
+    b = RedisBus(server.url)
+    client = aioredis.Redis(port=server.port)
+
+    async def commands(name: str) -> int:
+        stats = await client.info("commandstats")
+        return int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+
+    try:
+        await a.start()
+        await b.start()
+        before = [await commands(c) for c in ("subscribe", "unsubscribe")]
+        for i in range(100):
+            async with a.subscribe(f"channel:{i}") as sub:
+                assert await b.publish(f"channel:{i}", {"event": "message", "seq": i}) == 1
+                assert await sub.get(5) == {"event": "message", "seq": i}
+            assert a.subscriber_count(f"channel:{i}") == 0
+        assert [await commands(c) for c in ("subscribe", "unsubscribe")] == before
+        assert await numsub(a.channel, server.port) == 2
+    finally:
+        await a.close()
+        await b.close()
+        await client.aclose()
+        server.stop()
+
+
+async def test_publishes_made_while_redis_is_away_arrive_in_order_when_it_returns(
+    prefix: str,
 ) -> None:
-    a, _b = two_buses
-    channel = a._channel("channel:rc")
-    async with a.subscribe("channel:rc"):
-        async with a.subscribe("channel:rc"):
-            assert await numsub(channel) == 1  # one SUBSCRIBE for both
-        await asyncio.sleep(0.2)
-        assert await numsub(channel) == 1  # one subscriber left
-    for _ in range(50):
-        if await numsub(channel) == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert await numsub(channel) == 0
-    assert a.subscriber_count("channel:rc") == 0
+    """The outbox: a publish never waits; what Redis did not take is sent, in order, later."""
+    proxy = LoadBalancer([6379])  # a TCP proxy in front of the real Redis, for b only
+    await proxy.start()
+    direct = f"redis://127.0.0.1:6379/0?prefix={prefix}"
+    try:
+        async with started(direct, f"redis://127.0.0.1:{proxy.port}/0?prefix={prefix}") as (
+            a,
+            b,
+        ):
+            async with a.subscribe("channel:o") as sub:
+                await proxy.outage()  # b's connections reset, new ones refused
+                begun = time.monotonic()
+                for seq in range(5):
+                    await b.publish("channel:o", {"event": "message", "seq": seq})
+                assert time.monotonic() - begun < 0.1  # queued, not waited for
+                for _ in range(200):  # until b has tried, failed and backs off
+                    if b._backoff.delay(time.monotonic()) > 0:
+                        break
+                    await asyncio.sleep(0.01)
+                assert b._backoff.delay(time.monotonic()) > 0 and len(b._outbox) == 5
+                assert await sub.get(0) is None
+                await proxy.start()
+                got = [await sub.get(5) for _ in range(5)]
+                assert got == [{"event": "message", "seq": seq} for seq in range(5)]
+                assert await sub.get(0.3) is None  # once each
+    finally:
+        await proxy.close()
 
 
 async def test_prefixes_keep_deployments_apart(prefix: str) -> None:
-    mine = RedisBus(f"redis://127.0.0.1:6379/0?prefix={prefix}")
-    theirs = RedisBus(f"redis://127.0.0.1:6379/0?prefix={prefix}other:")
-    await mine.start()
-    await theirs.start()
-    try:
+    url = f"redis://127.0.0.1:6379/0?prefix={prefix}"
+    async with started(url, url + "other:") as (mine, theirs):
         async with mine.subscribe("channel:x") as sub:
             assert await theirs.publish("channel:x", {"event": "message"}) == 0
             assert await sub.get(0.5) is None
-    finally:
-        await mine.close()
-        await theirs.close()
 
 
 async def test_redis_restart_resyncs_waiters_and_publishing_never_fails(tmp_path: Path) -> None:
@@ -224,22 +286,18 @@ def _run_on(loop: str, scenario: Callable[[], Any]) -> None:
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_waiters_joining_and_leaving_while_redis_resets_the_connection_get_no_error(
-    prefix: str, loop: str, monkeypatch: pytest.MonkeyPatch
+    prefix: str, loop: str
 ) -> None:
     """Issue 15: a waiter subscribing while Redis drops got a 500 / 1011 close.
 
-    The race, made to happen every time: the bus's own lock orders its Redis
-    commands, so the test holds it while a waiter leaves (its UNSUBSCRIBE
-    queues), another joins (its SUBSCRIBE queues) and the bus's reader queues
-    its ping; then Redis's connections are reset (TCP RST through a proxy)
-    and the lock released. Both commands now run on the reset connection
-    before the reader can notice. On uvloop a write there raises
-    RuntimeError("... the handler is closed"): the leaving waiter's task
-    died with it and the joining waiter got the exception. Now neither fails,
-    and the joining waiter is told to re-read the store when the bus is back
-    and gets live events again.
+    Its own SUBSCRIBE (and a leaving waiter's UNSUBSCRIBE) ran on a connection
+    being reset; on uvloop the write raised RuntimeError("... the handler is
+    closed"). A waiter no longer sends any command: here Redis's connections
+    are reset (TCP RST through a proxy) and, before the node can notice, a
+    waiter leaves, another joins and the node publishes. None of it fails or
+    waits; the joining waiter is told to re-read the store once the node's
+    subscription is back (confirmed) and then gets live events again.
     """
-    monkeypatch.setattr(bus_redis, "PING_EVERY", 0.05)  # the reader queues for its ping soon
 
     async def scenario() -> None:
         proxy = LoadBalancer([6379])  # a TCP proxy in front of the real Redis
@@ -252,29 +310,23 @@ def test_waiters_joining_and_leaving_while_redis_resets_the_connection_get_no_er
         try:
             leaving = bus.subscribe("channel:leaving")
             await leaving.__aenter__()
-            await bus._lock.acquire()
-            await leaving.__aexit__(None, None, None)  # spawns the UNSUBSCRIBE
-            unsubscribes = list(bus._tasks)
-            joining = bus.subscribe("channel:joining")
-            joined = asyncio.create_task(joining.__aenter__())
-            while len(bus._lock._waiters or ()) < 3:  # type: ignore[attr-defined]
-                await asyncio.sleep(0.01)  # until unsubscribe, subscribe and ping all wait
             assert proxy.reset_clients() >= 1
             for _ in range(2):
                 await direct.ping()  # round trips on loopback: the resets have arrived
-            bus._lock.release()
-            results = await asyncio.gather(*unsubscribes, return_exceptions=True)
-            assert not [r for r in results if isinstance(r, BaseException)], results
-            sub = await asyncio.wait_for(joined, 10)
+            await leaving.__aexit__(None, None, None)
+            joining = bus.subscribe("channel:joining")
+            sub = await asyncio.wait_for(joining.__aenter__(), 2)
+            await bus.publish("channel:leaving", {"event": "ended"})
             assert await sub.get(10) == {"event": "resync"}
             got = None
             for _ in range(50):
-                if await other.publish("channel:joining", {"event": "message", "seq": 1}) >= 1:
-                    got = await sub.get(5)
+                await other.publish("channel:joining", {"event": "message", "seq": 1})
+                got = await sub.get(0.2)
+                if got is not None:
                     break
-                await asyncio.sleep(0.1)  # until the bus's new SUBSCRIBE is in place
             assert got == {"event": "message", "seq": 1}
             await joining.__aexit__(None, None, None)
+            assert bus.reconnects >= 1
         finally:
             await bus.close()
             await other.close()
@@ -424,3 +476,73 @@ def test_urls_pick_the_backends() -> None:
     assert isinstance(open_limiter("redis://127.0.0.1:6379/0"), RedisRateLimiter)
     with pytest.raises(RelayConfigError):
         open_bus("kafka://broker")
+
+
+async def test_a_silent_subscriber_connection_is_dropped_and_made_again(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subscriber connection that hears nothing, not even its pings' answers (a
+    black-holed Redis), is aborted after DEAD_AFTER: the node subscribes again and
+    its waiters re-read the store. Here its pings are not sent, so it goes silent."""
+    monkeypatch.setattr(bus_redis, "PING_EVERY", 0.05)
+    monkeypatch.setattr(bus_redis, "DEAD_AFTER", 0.3)
+    monkeypatch.setattr(bus_redis, "PING", b"")  # nothing written: no answer comes
+    url = f"redis://127.0.0.1:6379/0?prefix={prefix}"
+    async with started(url, url) as (a, b):
+        async with a.subscribe("channel:s") as sub:
+            assert await sub.get(5) == {"event": "resync"}  # silent, aborted, back: re-read
+            assert a.reconnects >= 1
+            got = None
+            for _ in range(50):  # and live events flow on the new connection
+                await b.publish("channel:s", {"event": "message", "seq": 1})
+                got = await sub.get(0.1)
+                if got is not None and got != {"event": "resync"}:
+                    break
+            assert got == {"event": "message", "seq": 1}
+
+
+async def test_replies_are_read_within_bounds() -> None:
+    """The bus's and the limiter's own reply reader (redis_pipe.read_reply), bounded.
+
+    RESP2 and RESP3 replies parse to bytes, integers and lists; an error reply
+    comes back as a value (read whole: the connection stays in step); anything
+    unknown, or a length, a line or a nesting past the bounds, is a broken
+    connection (dropped, and made again), never a crash or an unbounded read.
+    """
+
+    async def read(data: bytes) -> object:
+        stream = asyncio.StreamReader()
+        stream.feed_data(data)
+        stream.feed_eof()
+        return await read_reply(stream)
+
+    push = b">3\r\n$7\r\nmessage\r\n$5\r\np:bus\r\n$4\r\nab\r\n\r\n"
+    assert await read(push) == [b"message", b"p:bus", b"ab\r\n"]  # a bulk is read by length
+    assert await read(b"*3\r\n$9\r\nsubscribe\r\n$5\r\np:bus\r\n:1\r\n") == [
+        b"subscribe",
+        b"p:bus",
+        1,
+    ]
+    assert await read(b"*2\r\n:0\r\n$1\r\n0\r\n") == [0, b"0"]  # the limiter's script
+    assert await read(b"%1\r\n$5\r\np:bus\r\n:2\r\n") == [b"p:bus", 2]  # RESP3 NUMSUB
+    assert await read(b"+PONG\r\n") == b"PONG"
+    assert await read(b"_\r\n") is None
+    missing = await read(b"-NOSCRIPT No matching script.\r\n")
+    assert isinstance(missing, NoScriptError)
+    wrong = await read(b"-WRONGTYPE not a hash\r\n")
+    assert isinstance(wrong, ResponseError) and not isinstance(wrong, NoScriptError)
+    deep = b"*1\r\n" * (redis_pipe.MAX_DEPTH + 1) + b":1\r\n"
+    for broken in (
+        f"${redis_pipe.MAX_BULK + 1}\r\n".encode(),  # too large
+        f"*{redis_pipe.MAX_ITEMS + 1}\r\n".encode(),  # too many items
+        deep,  # nested too deeply
+        b"$-2\r\n",  # a negative length
+        b">3\r\n$7\r\nmess",  # cut off
+        b"$3\r\nabcde",  # not terminated where its length says
+        b"+" + b"x" * redis_pipe.MAX_LINE + b"\r\n",  # a line past its bound
+        b":twelve\r\n",  # not a number
+        b"?\r\n",  # an unknown type
+        b"",  # closed
+    ):
+        with pytest.raises(ConnectionError):
+            await read(broken)

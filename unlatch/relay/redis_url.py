@@ -71,6 +71,10 @@ class Backoff:
         """True if a call may try Redis now."""
         return now >= self._next
 
+    def delay(self, now: float) -> float:
+        """Seconds until a call may try Redis again (0: now)."""
+        return max(0.0, self._next - now)
+
     def failed(self, now: float) -> None:
         self._delay = min(RETRY_CAP, max(RETRY_FIRST, self._delay * 2))
         self._next = now + self._delay
