@@ -99,25 +99,32 @@ async def test_a_client_that_stops_reading_is_aborted_after_the_send_timeout(cap
     sock.connection_lost(None)
 
 
-async def test_the_timer_moves_only_for_an_earlier_deadline() -> None:
-    """A later deadline keeps the timer (it fires early, finds nothing due, sets itself
-    for the real one); an earlier deadline replaces it; none is lost either way."""
+async def test_the_timer_moves_only_for_an_earlier_or_much_later_deadline() -> None:
+    """A deadline pushed back a little keeps the timer (it fires early, finds nothing due,
+    sets itself for the real one); an earlier deadline, or one further than TIMER_SLACK
+    (so an idle socket does not wake for nothing), replaces it; none is lost either way."""
     sock, _ = listener()
     now = sock._loop.time()
     sock._tick_at = now + 5.0
     sock._arm()
     first = sock._timer
     assert first is not None and sock._timer_at == now + 5.0
-    sock._tick_at = now + 20.0  # pushed back, as after each frame: the same timer
+    sock._tick_at = now + 5.0 + sd.TIMER_SLACK / 2  # pushed back a little: the same timer
     sock._arm()
     assert sock._timer is first
     sock._tick_at = now + 1.0  # earlier: replaced
     sock._arm()
     assert sock._timer is not first and first.cancelled() and sock._timer_at == now + 1.0
-    # firing before anything is due re-arms at the earliest real deadline
-    sock._tick_at = now + 20.0
+    second = sock._timer
+    sock._tick_at = now + 20.0  # much later (auth deadline -> idle ping): moved too
+    sock._arm()
+    assert sock._timer is not second and second.cancelled()
+    assert sock._timer_at == min(now + 20.0, sock._ping_at or 1e18)
+    # a timer that fires before anything is due sets itself for the earliest deadline
+    sock._tick_at = now + 20.0 + sd.TIMER_SLACK / 2
     sock._on_timer()
-    assert sock._timer is not None and sock._timer_at == min(now + 20.0, sock._ping_at or 1e18)
+    assert sock._timer is not None
+    assert sock._timer_at == min(now + 20.0 + sd.TIMER_SLACK / 2, sock._ping_at or 1e18)
     sock.connection_lost(None)
 
 

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from unlatch.relay.ws import Sockets
 
 CLOSE_WAIT = 2.0  # seconds a closing socket waits for the client's close frame
+TIMER_SLACK = 1.0  # seconds a deadline may move back without moving the timer (see _arm)
 INTERNAL_ERROR = 1011
 
 
@@ -350,12 +351,15 @@ class SessionSocket(asyncio.Protocol):
 
     # the one timer -------------------------------------------------------------------------
     def _arm(self) -> None:
-        """Keep the one timer set at or before the earliest deadline.
+        """Keep the one timer set at the earliest deadline, or up to TIMER_SLACK before it.
 
-        A timer that fires no later than needed is kept (when it fires it finds
-        what is due and sets itself again): pushing it back at every step cost a
-        cancel and a new timer handle per frame, and most steps only push the
-        deadline back. Only an earlier deadline moves it.
+        A deadline pushed back by less than TIMER_SLACK keeps the timer (when it
+        fires it finds nothing due and sets itself again): most steps only push
+        the idle ping's deadline back by the time since the last frame, and a
+        cancel and a new timer handle per frame cost more than the rare early
+        wake-up. A deadline moved further (the auth deadline giving way to the
+        idle ping at ``ready``) or earlier moves the timer, so an idle socket
+        wakes only when something is due.
         """
         at = min(
             (
@@ -368,8 +372,8 @@ class SessionSocket(asyncio.Protocol):
         if at is None:  # a timer still set fires once, finds nothing due and is not renewed
             return
         if self._timer is not None:
-            if self._timer_at <= at:
-                return
+            if 0.0 <= at - self._timer_at <= TIMER_SLACK:
+                return  # due a little later than set: the timer fires early and sets itself
             self._timer.cancel()
         self._timer_at = at
         self._timer = self._loop.call_at(at, self._on_timer)
