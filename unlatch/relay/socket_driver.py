@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from unlatch.relay.ws import Sockets
 
 CLOSE_WAIT = 2.0  # seconds a closing socket waits for the client's close frame
+_NOBODY = ("", "")  # a channel socket's requester once its auth frame was handled
 TIMER_SLACK = 1.0  # seconds a deadline may move back without moving the timer (see _arm)
 INTERNAL_ERROR = 1011
 
@@ -444,7 +445,7 @@ class ChannelSocket(SessionSocket):
         server_state: Any,
         channel_id: bytes | None,
         kind: ChannelKind,
-        requester: tuple[str, str] = ("", ""),
+        requester: tuple[str, str] = _NOBODY,
     ) -> None:
         super().__init__(sockets, server_state, ChannelWaiter(channel_id, kind))
         self.kind = kind
@@ -458,9 +459,10 @@ class ChannelSocket(SessionSocket):
         service = self.sockets.service
         cid = self.machine.channel_id
         assert cid is not None
-        if isinstance(command, Admit) and command.create is not None:
-            return await self._create(command.token, command.create, cid)
         if isinstance(command, Admit):
+            requester, self.requester = self.requester, _NOBODY  # not kept while idle
+            if command.create is not None:
+                return await self._create(command.token, command.create, cid, requester)
             # subscribe, then ONE read that both checks the party and is the first read
             # (the subscription first, so nothing stored after the read is missed)
             device = await service.authenticate(command.token)
@@ -489,7 +491,9 @@ class ChannelSocket(SessionSocket):
             return None
         raise TypeError(f"a channel socket has no command {command!r}")
 
-    async def _create(self, token: str | None, create: dict[str, Any], cid: bytes) -> Event:
+    async def _create(
+        self, token: str | None, create: dict[str, Any], cid: bytes, requester: tuple[str, str]
+    ) -> Event:
         """An unlock socket creating its channel: as ``POST /v1/unlock``, then admitted.
 
         The same checks in the same order as the route (session, fields, then
@@ -503,7 +507,7 @@ class ChannelSocket(SessionSocket):
         admitted = await self._subscribe(device, channel_topic(cid))
         if not isinstance(admitted, Admitted):
             return admitted
-        address, agent = self.requester
+        address, agent = requester
         try:
             created = await service.create_unlock(device, cid, fields, address, agent)
         except ApiError:
