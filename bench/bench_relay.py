@@ -296,6 +296,9 @@ class Bare(Target):
         return ws
 
 
+SQLITE = "relay sqlite"  # the name of --with-sqlite's relay
+
+
 @dataclass
 class Pair:
     desktop_token: str
@@ -320,10 +323,12 @@ class Relay(Target):
     src: Path | None = None
     # whether the relay creates an unlock request on its socket (a --baseline may predate it)
     create_on_socket: bool = True
+    label: str = ""  # a name of its own (--with-sqlite: "relay sqlite")
 
     def __post_init__(self) -> None:
         self.name = "relay" if self.src is None else "baseline"
         self.name += "" if self.nodes == 1 else f" x{self.nodes}"
+        self.name = self.label or self.name
         self.ports = [free_port() for _ in range(self.nodes)]
         public = f"http://127.0.0.1:{self.ports[0]}"
         env = {**os.environ, "UNLATCH_HOME": str(self.base / "home"), **LIMITS}
@@ -669,6 +674,13 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
         targets: list[Callable[[], Target]] = []
         if not args.no_bare:
             targets.append(Bare)
+        if pg and args.with_sqlite:  # this checkout's relay on SQLite, in the same turns
+            (tmp / "sqlite").mkdir()
+            targets.append(
+                lambda: Relay(
+                    tmp / "sqlite", str(tmp / "relay-sqlite.db"), "memory://", 1, label=SQLITE
+                )
+            )
         sources: list[Path | None] = [None]
         if args.baseline:  # the other checkout's relay first, then this one's
             sources.insert(0, Path(args.baseline).resolve())
@@ -702,15 +714,19 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
                 runs: dict[str, list[Level]] = {target.name: [] for target in live}
                 for _ in range(args.runs):
                     for target in live:
-                        runs[target.name].append(await run_level(target, level, args.seconds, pg))
+                        backends = pg and target.name != SQLITE
+                        runs[target.name].append(
+                            await run_level(target, level, args.seconds, backends)
+                        )
                 for target in live:
                     results[target.name][level] = median_level(runs[target.name])
-                    print_level(target.name, level, results[target.name][level], pg)
+                    backends = pg and target.name != SQLITE
+                    print_level(target.name, level, results[target.name][level], backends)
         finally:
             for target in live:
                 target.stop()
         idles.update((name, []) for name in results)
-        for make in targets if idle_counts else []:
+        for make in targets if idle_counts and not args.with_sqlite else []:
             # idle waiters each on a fresh server: the thousands of sockets the idle measure
             # opens and closes must not weigh on the levels, nor the levels' buffers hide
             # the waiters' memory
@@ -745,6 +761,25 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
             finally:
                 target.stop()
         print_ratios(results, idles)
+        print_sqlite_ratios(results)
+
+
+def print_sqlite_ratios(results: dict[str, dict[int, Level]]) -> None:
+    """--with-sqlite: each PostgreSQL + Redis relay against the SQLite one of the same run."""
+    base = results.get(SQLITE)
+    if base is None:
+        return
+    print("PostgreSQL + Redis against SQLite (same run), server CPU per exchange:")
+    for name, levels in results.items():
+        if name in (SQLITE, "bare websockets"):
+            continue
+        for level, r in levels.items():
+            b = base[level]
+            print(
+                f"  {name:<14} c={level:<4} relay {r.server_cpu_ms / b.server_cpu_ms:4.2f}x"
+                f"  with PostgreSQL's and Redis's CPU"
+                f" {(r.server_cpu_ms + r.backend_cpu_ms) / b.server_cpu_ms:4.2f}x"
+            )
 
 
 def print_ratios(results: dict[str, dict[int, Level]], idles: dict[str, list[Idle]]) -> None:
@@ -782,6 +817,12 @@ def main() -> None:
     parser.add_argument("--bus", default="memory://")
     parser.add_argument("--nodes", default="1", help="relay node counts, e.g. 1,2,3")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare forwarder")
+    parser.add_argument(
+        "--with-sqlite",
+        action="store_true",
+        help="with --db postgresql://...: also this checkout's relay on SQLite, taking turns"
+        " with the others, and the ratios to it (no idle measure)",
+    )
     parser.add_argument(
         "--baseline",
         default="",
