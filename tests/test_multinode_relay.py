@@ -29,6 +29,7 @@ from fixtures.scale import (
     require_redis,
     start_node,
 )
+from websockets.asyncio.client import connect
 
 from unlatch.push import VapidKeys
 from unlatch.relay.client import PairingUpdate, RequestUpdate, UnlockNotification
@@ -413,30 +414,31 @@ async def test_a_lost_wake_up_costs_latency_not_the_message(cluster: Cluster) ->
     conn = await asyncpg.connect(cluster.db_url)
     node = cluster.nodes[0]
 
-    def waiting() -> float:
-        return node.metric("unlatch_relay_websockets_open", endpoint="unlock")
-
     try:
         request_id, reply = os.urandom(16), os.urandom(300)
         await desktop.on[0].create_unlock(request_id, routing_id, b"push")
-        deadline = time.monotonic() + 20
-        while waiting() != 0:  # earlier tests' sockets are gone: the next one is ours
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        waiter = asyncio.create_task(desktop.on[0].wait_reply(request_id, timeout=60))
-        while waiting() != 1:
-            assert time.monotonic() < deadline and not waiter.done()
-            await asyncio.sleep(0.02)
-        woken = node.metric("unlatch_relay_reconcile_wakeups_total")
-        started = time.monotonic()
-        await conn.execute(
-            "INSERT INTO messages VALUES ($1, 1, 'reply', $2, $3, $4)",
-            request_id,
-            phone.device_id,
-            reply,
-            time.time(),
-        )
-        assert await asyncio.wait_for(waiter, 65) == reply
+        # the desktop's socket, until ``ready``: admitted (subscribed, then the store read),
+        # so the row written next can only reach it by a wake-up (the socket gauge rises at
+        # the upgrade, before admission: waiting on it let the admission read find the row)
+        token = await desktop.on[0]._token_now()
+        url = node.url.replace("http://", "ws://") + f"/v1/unlock/{b64e(request_id)}/ws"
+        async with connect(url, ping_interval=None, compression=None) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": token, "after": 0}))
+            ready = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            assert ready["type"] == "ready" and ready["state"] == "open", ready
+            woken = node.metric("unlatch_relay_reconcile_wakeups_total")
+            started = time.monotonic()
+            await conn.execute(
+                "INSERT INTO messages VALUES ($1, 1, 'reply', $2, $3, $4)",
+                request_id,
+                phone.device_id,
+                reply,
+                time.time(),
+            )
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 65))
+            while frame.get("type") != "message":  # (an idle ping)
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 65))
+            assert b64d(frame["data"]) == reply and frame["kind"] == "reply"
         # found by node 0's reconciler, within about one sweep_interval
         assert time.monotonic() - started < 4
         assert node.metric("unlatch_relay_reconcile_wakeups_total") > woken
