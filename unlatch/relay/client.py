@@ -669,8 +669,7 @@ class RelayClient:
         while time.monotonic() < deadline:
             try:
                 if create is not None and not create.done and not use_ws:
-                    body = {"request_id": b64e(channel_id), **create.body}
-                    create.created(await self.request("POST", "/v1/unlock", body))
+                    await self._create_by_post(channel_id, create)
                 if use_ws:
                     source = self._ws_channel(kind, channel_id, after, deadline, create)
                 else:
@@ -686,8 +685,7 @@ class RelayClient:
                     use_ws = False
             except _CreateByPost:
                 assert create is not None
-                body = {"request_id": b64e(channel_id), **create.body}
-                create.created(await self.request("POST", "/v1/unlock", body))
+                await self._create_by_post(channel_id, create)
                 continue  # and follow on a socket at once
             except _Reconnect:
                 pass
@@ -781,6 +779,11 @@ class RelayClient:
                 raise err
             raise _Reconnect
         raise AuthFailed("the relay refused this device's session", code="unauthorized")
+
+    async def _create_by_post(self, request_id: bytes, create: _Create) -> None:
+        """Make the unlock channel with ``POST /v1/unlock`` (no socket, or an older relay)."""
+        body = {"request_id": b64e(request_id), **create.body}
+        create.created(await self.request("POST", "/v1/unlock", body))
 
     async def _ws_create(self, path: str, create: _Create) -> ClientConnection:
         """Open an unlock socket whose auth frame creates the channel; ``create.created``."""

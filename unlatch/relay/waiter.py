@@ -468,11 +468,7 @@ class ChannelWaiter(Session[WaiterStage]):
         if out:
             self.last_sent = now
         if state != "open":
-            self.state = W.CLOSED
-            outcome = channel_outcome(ch)
-            out.append(Send({"type": state, **({"outcome": outcome} if outcome else {})}))
-            out.append(_close(ApiError(state)))
-            return out
+            return out + self._end(state, channel_outcome(ch))
         assert ch is not None  # an open channel has a record
         self.expires_at = ch.expires_at
         if self.stale:
@@ -480,6 +476,12 @@ class ChannelWaiter(Session[WaiterStage]):
         self.state = W.WAITING
         out.append(ScheduleTick(self._next_tick()))
         return out
+
+    def _end(self, state: str, outcome: str | None) -> list[Command]:
+        """The channel ended (``expired`` or ``closed``): say so, with why, and close 4410."""
+        self.state = W.CLOSED
+        frame = {"type": state, **({"outcome": outcome} if outcome else {})}
+        return [Send(frame), _close(ApiError(state))]
 
     def _next_tick(self) -> float:
         at = min(self.last_sent + PING_INTERVAL, self.expires_at + EXPIRY_SLACK)
@@ -493,13 +495,7 @@ class ChannelWaiter(Session[WaiterStage]):
             return []
         outcome = outcome_of_event(ev.event)
         if outcome is not None:  # closed, with its messages deleted: a read finds only this
-            self.state = W.CLOSED
-            closed = ApiError("closed")
-            return [
-                ScheduleTick(None),
-                Send({"type": "closed", "outcome": outcome}),
-                _close(closed),
-            ]
+            return [ScheduleTick(None), *self._end("closed", outcome)]
         if kind == "message" and self.channel_id is not None:
             msg = message_of_event(self.channel_id, ev.event)
             if msg is not None and msg.seq == self.after + 1 and msg.sender != self.device_id:
